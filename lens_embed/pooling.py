@@ -1,0 +1,88 @@
+"""LENS lexicon pooling: which positions are pooled, and the chunked masked max.
+
+The paper's embedding of a text is
+
+    e = max_{i in pooled} log(1 + relu(h_i @ C^T)),    then e / ||e||
+
+with ``h_i`` the last hidden state at position ``i`` and ``C`` the [K, H] centroid matrix.
+``log1p(relu(.))`` is monotone, so the max is taken on raw logits and the activation applied
+to the [batch, K] result; the [batch, seq, K] logits are never held beyond one bounded chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Upper bound on elements of one [batch, chunk, K] logits block (64M floats = 256 MiB in fp32).
+MAX_CHUNK_ELEMENTS = 1 << 26
+
+
+def pooling_mask(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    query_token_id: int | None,
+    next_token_outputs: bool,
+) -> torch.Tensor:
+    """Boolean [batch, seq] mask of the positions whose outputs are pooled.
+
+    Positions are counted among real tokens (``rank``), so the mask does not depend on the
+    padding side or on the other texts of the batch.
+
+    * Decoders (``next_token_outputs``): the output at position i stands for token i+1, so a
+      document pools every real position except the last two (last text token, EOS); BOS is
+      pooled. A query (a row holding ``<query>``) pools from its last ``<query>`` token up to
+      the same end: the instruction is excluded.
+    * Encoders: every real token stands for itself (SPLADE-style); a query pools the tokens
+      after its last ``<query>`` token.
+    """
+    real = attention_mask.bool()
+    rank = real.long().cumsum(dim=1) - 1
+    length = real.long().sum(dim=1, keepdim=True)
+    start = torch.zeros_like(length)
+    if query_token_id is not None:
+        is_query_token = (input_ids == query_token_id) & real
+        last_query_rank = torch.where(is_query_token, rank, torch.full_like(rank, -1)).max(dim=1, keepdim=True).values
+        has_query = last_query_rank >= 0
+        query_start = last_query_rank if next_token_outputs else last_query_rank + 1
+        start = torch.where(has_query, query_start, start)
+    end = length - 2 if next_token_outputs else length
+    return real & (rank >= start) & (rank < end)
+
+
+def masked_max_logits(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over masked positions of ``hidden @ centroids^T``, in sequence chunks; -inf where nothing is pooled."""
+    batch, seq_len, _ = hidden.shape
+    n_clusters = centroids.shape[0]
+    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, batch * n_clusters))
+    centroids = centroids.to(hidden.dtype)
+    best = hidden.new_full((batch, n_clusters), float("-inf"))
+    for begin in range(0, seq_len, chunk):
+        logits = hidden[:, begin : begin + chunk] @ centroids.T
+        keep = mask[:, begin : begin + chunk].unsqueeze(-1)
+        logits = logits.masked_fill(~keep, float("-inf"))
+        best = torch.maximum(best, logits.max(dim=1).values)
+    return best
+
+
+def lexicon_activation(max_logits: torch.Tensor) -> torch.Tensor:
+    """log(1 + relu(x)): non-negative lexicon weights; -inf (nothing pooled) becomes 0."""
+    return torch.log1p(torch.relu(max_logits))
+
+
+def lexicon_embedding(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The un-normalised LENS vector [batch, K], computed in float32 after the max."""
+    return lexicon_activation(masked_max_logits(hidden, centroids, mask).float())
+
+
+def dense_embedding(hidden: torch.Tensor, mask: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The hybrid's dense part: mean of the pooled positions, or the last real token (EOS)."""
+    if mode == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        summed = (hidden * weights).sum(dim=1).float()
+        return summed / weights.sum(dim=1).float().clamp(min=1.0)
+    if mode == "last":
+        rank = attention_mask.long().cumsum(dim=1) - 1
+        length = attention_mask.long().sum(dim=1, keepdim=True)
+        is_last = (rank == length - 1) & attention_mask.bool()
+        return (hidden * is_last.to(hidden.dtype).unsqueeze(-1)).sum(dim=1).float()
+    raise ValueError(f"unknown dense pooling mode {mode!r}; expected 'mean' or 'last'")

@@ -1,0 +1,307 @@
+"""Training data: reading, validating and grouping contrastive examples.
+
+The input shape is the authors' (and bge-full-data's): one JSON object per line with ``query``,
+``pos`` (list), ``neg`` (list, may be empty), ``type`` and ``prompt`` (the instruction), plus the
+optional teacher scores ``pos_scores`` / ``neg_scores``. Every file (or Hugging Face dataset) is one
+*task*: batches never mix tasks, because the task decides how the loss treats the batch (whether
+other queries' documents are negatives) and how texts are instructed.
+
+A row becomes one training *group*: the instructed query, one positive and ``group_size - 1``
+negatives, stored as the sentence-transformers columns ``query, positive, negative_1, ...`` so that
+the stock trainer, collator and samplers handle it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lens_embed.prompts import query_prompt
+
+REQUIRED_FIELDS = ("query", "pos", "neg", "type", "prompt")
+SCORE_COLUMN = "scores"
+
+
+class TrainingDataError(ValueError):
+    """A training row (or file) is unusable; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How one task type is trained.
+
+    ``symmetric``: both sides are the same kind of text, so documents carry the instruction too.
+    ``in_batch_negatives``: other queries' documents count as negatives. The authors turn this off
+    for classification and clustering, where another query's positive is often the same label.
+    ``max_group_size``: a cap on 1 + negatives (``only_1neg`` data has exactly one negative).
+    """
+
+    symmetric: bool
+    in_batch_negatives: bool
+    max_group_size: int | None = None
+
+
+# The type names used by bge-full-data and the LENS authors, plus this project's ``retrieval``.
+TASK_TYPES: dict[str, TaskSpec] = {
+    "normal": TaskSpec(symmetric=False, in_batch_negatives=True),
+    "retrieval": TaskSpec(symmetric=False, in_batch_negatives=True),
+    "only_1neg": TaskSpec(symmetric=False, in_batch_negatives=True, max_group_size=2),
+    "symmetric_sts": TaskSpec(symmetric=True, in_batch_negatives=True),
+    "symmetric_paraphrase": TaskSpec(symmetric=True, in_batch_negatives=True),
+    "symmetric_clustering": TaskSpec(symmetric=True, in_batch_negatives=False),
+    "symmetric_class": TaskSpec(symmetric=True, in_batch_negatives=False),
+    "symmetric_classification": TaskSpec(symmetric=True, in_batch_negatives=False),
+}
+
+
+@dataclass
+class TaskData:
+    """The validated rows of one task (one file or dataset) and how it is trained."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    spec: TaskSpec
+    task_type: str
+
+
+def task_spec(task_type: str) -> TaskSpec:
+    """The :class:`TaskSpec` of a type name, or a clear error listing the known ones."""
+    try:
+        return TASK_TYPES[task_type]
+    except KeyError:
+        raise TrainingDataError(
+            f"unknown type {task_type!r}; expected one of {', '.join(sorted(TASK_TYPES))}"
+        ) from None
+
+
+def _check_text_list(row: dict[str, Any], field: str, allow_empty: bool) -> None:
+    """``pos``/``neg`` must be lists of non-empty strings (``pos`` also non-empty itself)."""
+    value = row[field]
+    if not isinstance(value, list):
+        raise TrainingDataError(f"field {field!r} must be a list of strings, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise TrainingDataError(f"field {field!r} is empty: every query needs at least one positive")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise TrainingDataError(f"field {field!r} holds {item!r}; every entry must be a non-empty string")
+
+
+def _check_scores(row: dict[str, Any], scores_field: str, texts_field: str) -> None:
+    """Teacher scores, when present, must be one number per text."""
+    scores = row.get(scores_field)
+    if scores is None:
+        return
+    if not isinstance(scores, list) or len(scores) != len(row[texts_field]):
+        raise TrainingDataError(
+            f"field {scores_field!r} must be a list with one score per entry of {texts_field!r}"
+        )
+    if not all(isinstance(score, (int, float)) and not isinstance(score, bool) for score in scores):
+        raise TrainingDataError(f"field {scores_field!r} must hold numbers only")
+
+
+def validate_row(row: Any) -> dict[str, Any]:
+    """Check one row's fields and types; return it with ``type`` resolved. Raises TrainingDataError."""
+    if not isinstance(row, dict):
+        raise TrainingDataError(f"expected a JSON object, got {type(row).__name__}")
+    missing = [field for field in REQUIRED_FIELDS if field not in row]
+    if missing:
+        raise TrainingDataError(f"missing field(s) {', '.join(missing)}")
+    for field in ("query", "prompt", "type"):
+        if not isinstance(row[field], str):
+            raise TrainingDataError(f"field {field!r} must be a string, got {type(row[field]).__name__}")
+    if not row["query"].strip():
+        raise TrainingDataError("field 'query' is empty")
+    task_spec(row["type"])
+    _check_text_list(row, "pos", allow_empty=False)
+    _check_text_list(row, "neg", allow_empty=True)
+    _check_scores(row, "pos_scores", "pos")
+    _check_scores(row, "neg_scores", "neg")
+    return row
+
+
+def validate_rows(rows: Iterable[Any], source: str) -> list[dict[str, Any]]:
+    """Validate in-memory rows (e.g. a ``datasets.Dataset``); errors name the 0-based row index."""
+    checked = []
+    for index, row in enumerate(rows):
+        try:
+            checked.append(validate_row(row))
+        except TrainingDataError as error:
+            raise TrainingDataError(f"{source}: row {index}: {error}") from None
+    if not checked:
+        raise TrainingDataError(f"{source}: no training rows")
+    return checked
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a jsonl file; blank lines are skipped, bad JSON names its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingDataError(f"{path}: no such file")
+    rows: list[Any] = []
+    line_numbers: list[int] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise TrainingDataError(f"{path}:{line_number}: invalid JSON ({error.msg})") from None
+            line_numbers.append(line_number)
+    checked = []
+    for line_number, row in zip(line_numbers, rows):
+        try:
+            checked.append(validate_row(row))
+        except TrainingDataError as error:
+            raise TrainingDataError(f"{path}:{line_number}: {error}") from None
+    if not checked:
+        raise TrainingDataError(f"{path}: no training rows")
+    return checked
+
+
+def _single_type(rows: list[dict[str, Any]], source: str) -> str:
+    """A task is one file; its rows must share one type, which decides the loss for its batches."""
+    types = sorted({row["type"] for row in rows})
+    if len(types) != 1:
+        raise TrainingDataError(
+            f"{source}: rows mix types {types}; split them into one file per type so batches stay homogeneous"
+        )
+    return types[0]
+
+
+def task_from_rows(name: str, rows: list[dict[str, Any]], source: str | None = None) -> TaskData:
+    """Wrap validated rows as one task."""
+    task_type = _single_type(rows, source or name)
+    return TaskData(name=name, rows=rows, spec=task_spec(task_type), task_type=task_type)
+
+
+def _hf_rows(dataset: Any, source: str) -> list[dict[str, Any]]:
+    """Rows of a Hugging Face ``datasets.Dataset``, validated with their row index as 'line'."""
+    return validate_rows((dict(row) for row in dataset), source=source)
+
+
+def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskData]:
+    """Load a source: a jsonl file, a folder of jsonl files, a ``datasets`` folder saved with
+    ``save_to_disk``, ``hf:NAME[:SPLIT]`` (``datasets.load_dataset``), or a ``datasets.Dataset``."""
+    import datasets
+
+    if isinstance(source, datasets.Dataset):
+        label = name or "dataset"
+        return [task_from_rows(label, _hf_rows(source, label))]
+    if isinstance(source, datasets.DatasetDict):
+        return [task_from_rows(split, _hf_rows(part, split)) for split, part in source.items()]
+    text = str(source)
+    if text.startswith("hf:"):
+        dataset_name, _, split = text[3:].partition(":")
+        loaded = datasets.load_dataset(dataset_name, split=split or None)
+        return load_task(loaded, name=name or dataset_name.replace("/", "_"))
+    path = Path(text)
+    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        return load_task(datasets.load_from_disk(str(path)), name=name or path.name)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise TrainingDataError(f"{path}: folder holds no *.jsonl files")
+        return [task for file in files for task in load_task(file)]
+    return [task_from_rows(name or path.stem, read_jsonl(path), source=str(path))]
+
+
+def load_tasks(sources: Sequence[str | Path | Any]) -> list[TaskData]:
+    """Load every source; task names must be unique because batches and losses are keyed by them."""
+    tasks = [task for source in sources for task in load_task(source)]
+    names = [task.name for task in tasks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise TrainingDataError(f"two training sources share the name(s) {duplicates}; rename one of the files")
+    return tasks
+
+
+def negative_columns(group_size: int) -> list[str]:
+    """Column names of the hard negatives: ``negative_1 .. negative_{group_size-1}``."""
+    return [f"negative_{index}" for index in range(1, group_size)]
+
+
+def effective_group_size(spec: TaskSpec, group_size: int) -> int:
+    """The group size of a task: the requested one, capped by the type (``only_1neg`` -> 2)."""
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2 (one positive and one negative), got {group_size}")
+    return min(group_size, spec.max_group_size or group_size)
+
+
+def sample_negatives(negatives: list[str], count: int, rng: random.Random) -> list[int]:
+    """Indices of ``count`` negatives: without replacement when enough exist, else cycling with
+    replacement (the authors' rule), so every group has the same number of columns."""
+    if not negatives:
+        raise TrainingDataError("a row has no negatives; mine them first (lens-embed mine-negatives)")
+    if len(negatives) >= count:
+        return rng.sample(range(len(negatives)), count)
+    repeats = -(-count // len(negatives))
+    return rng.sample(list(range(len(negatives))) * repeats, count)
+
+
+def instruct(text: str, instruction: str) -> str:
+    """A text in the LENS query format: ``<instruct>{instruction}\\n<query>{text}``."""
+    return query_prompt(instruction) + text
+
+
+def build_group(
+    row: dict[str, Any], spec: TaskSpec, group_size: int, rng: random.Random, with_scores: bool
+) -> dict[str, Any]:
+    """One training group: instructed query, one sampled positive, ``group_size - 1`` negatives
+    (instructed too for symmetric tasks) and, when asked, the teacher scores in the same order."""
+    pos_index = rng.randrange(len(row["pos"]))
+    neg_indices = sample_negatives(row["neg"], group_size - 1, rng)
+    documents = [row["pos"][pos_index]] + [row["neg"][index] for index in neg_indices]
+    if spec.symmetric:
+        documents = [instruct(document, row["prompt"]) for document in documents]
+    group = {"query": instruct(row["query"], row["prompt"]), "positive": documents[0]}
+    group.update(dict(zip(negative_columns(group_size), documents[1:])))
+    if with_scores:
+        group[SCORE_COLUMN] = [float(row["pos_scores"][pos_index])] + [
+            float(row["neg_scores"][index]) for index in neg_indices
+        ]
+    return group
+
+
+def has_teacher_scores(rows: list[dict[str, Any]]) -> bool:
+    """Distillation needs scores on every row; a task with only some scored rows trains without."""
+    return all(row.get("pos_scores") is not None and row.get("neg_scores") is not None for row in rows)
+
+
+def build_task_dataset(task: TaskData, group_size: int, seed: int) -> Any:
+    """The ``datasets.Dataset`` of one task's groups. Sampling is seeded per task so that every
+    process of a distributed run (and a resumed run) builds the identical dataset."""
+    import datasets
+
+    size = effective_group_size(task.spec, group_size)
+    rng = random.Random(f"{seed}:{task.name}")
+    with_scores = has_teacher_scores(task.rows)
+    groups = [build_group(row, task.spec, size, rng, with_scores) for row in task.rows]
+    columns = ["query", "positive", *negative_columns(size)] + ([SCORE_COLUMN] if with_scores else [])
+    return datasets.Dataset.from_dict({column: [group[column] for group in groups] for column in columns})
+
+
+def build_train_dataset(tasks: Sequence[TaskData], group_size: int, seed: int = 42) -> Any:
+    """A ``DatasetDict`` with one split per task, which the trainer samples task-homogeneously."""
+    import datasets
+
+    return datasets.DatasetDict({task.name: build_task_dataset(task, group_size, seed) for task in tasks})
+
+
+def rows_without_negatives(tasks: Sequence[TaskData]) -> int:
+    """How many rows still need mined negatives."""
+    return sum(1 for task in tasks for row in task.rows if not row["neg"])
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows as jsonl (UTF-8, one object a line), creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path

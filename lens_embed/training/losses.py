@@ -1,0 +1,161 @@
+"""The LENS training objective: InfoNCE over normalised embeddings, temperature 0.02.
+
+For query ``q_i`` with positive ``d_i+`` and hard negatives ``d_i1..d_i(G-1)``::
+
+    L_i = -log  exp(s(q_i, d_i+) / t)  /  sum_{d in C_i} exp(s(q_i, d) / t)
+
+``s`` is the dot product of L2-normalised embeddings (cosine). With in-batch negatives ``C_i`` is
+every positive and hard negative of the (globally gathered) batch; without them (classification and
+clustering, as the authors do) it is only the query's own group. When the data carries teacher
+scores, a KL term pulls the softmax over the query's own group towards the teacher's softmax.
+
+Gradient caching comes from sentence-transformers' :class:`CachedLossMixin` (GradCache), and the
+cross-device gather from its ``all_gather_with_grad``, so DDP and DeepSpeed see an ordinary loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.base.losses.gradcache import CachedLossMixin
+from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.util import all_gather_with_grad, get_rank
+from torch import Tensor, nn
+
+DEFAULT_TEMPERATURE = 0.02
+
+
+def group_scores(queries: Tensor, documents: list[Tensor]) -> Tensor:
+    """[B, G] similarities of each query to its own group (positive first, then its negatives)."""
+    stacked = torch.stack(documents, dim=1)  # [B, G, H]
+    return torch.einsum("bh,bgh->bg", queries, stacked)
+
+
+def in_batch_scores(queries: Tensor, documents: list[Tensor]) -> Tensor:
+    """[B, G * N] similarities of each query to every document; column ``g * N + j`` is document
+    column ``g`` of example ``j`` (N = number of examples the documents came from)."""
+    return queries @ torch.cat(documents, dim=0).T
+
+
+def info_nce(
+    queries: Tensor,
+    documents: list[Tensor],
+    scale: float,
+    in_batch_negatives: bool,
+    gather: bool = False,
+) -> Tensor:
+    """Mean InfoNCE of this process's queries. ``documents[0]`` are the positives.
+
+    With ``gather``, every process's documents join the candidates (with gradient), and the
+    positive of local query ``i`` sits at column ``rank * B + i``. Averaging this loss over
+    processes (which DDP's gradient averaging does) equals the loss of the union batch.
+    """
+    if not in_batch_negatives:
+        logits = group_scores(queries, documents) * scale
+        return F.cross_entropy(logits, torch.zeros(len(queries), dtype=torch.long, device=queries.device))
+    offset = 0
+    if gather:
+        documents = [all_gather_with_grad(column) for column in documents]
+        offset = get_rank() * len(queries)
+    logits = in_batch_scores(queries, documents) * scale
+    targets = torch.arange(offset, offset + len(queries), device=queries.device)
+    return F.cross_entropy(logits, targets)
+
+
+def distillation_kl(queries: Tensor, documents: list[Tensor], teacher_scores: Tensor, scale: float) -> Tensor:
+    """KL(teacher || student) over each query's own group, teacher softmax over its raw scores."""
+    student = F.log_softmax(group_scores(queries, documents) * scale, dim=-1)
+    teacher = F.softmax(teacher_scores.to(student.dtype), dim=-1)
+    return F.kl_div(student, teacher, reduction="batchmean")
+
+
+class LensInfoNCELoss(CachedLossMixin, nn.Module):
+    """InfoNCE (+ optional distillation) for sentence-transformers' trainer.
+
+    Inputs are the columns ``query, positive, negative_1 .. negative_{G-1}`` and optional teacher
+    ``scores`` ([B, G]) as labels. ``mini_batch_size`` turns on gradient caching: embeddings are
+    computed in chunks without graphs, the loss is taken over the full batch, and the chunks are
+    re-embedded with gradients, so batch size is bounded by compute, not memory.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        temperature: float = DEFAULT_TEMPERATURE,
+        in_batch_negatives: bool = True,
+        gather_across_devices: bool = False,
+        mini_batch_size: int | None = None,
+        distill_weight: float = 1.0,
+        show_progress_bar: bool = False,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if mini_batch_size is not None and mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be a positive integer or None, got {mini_batch_size}")
+        self.model = model
+        self.temperature = temperature
+        self.in_batch_negatives = in_batch_negatives
+        self.gather_across_devices = gather_across_devices
+        self.mini_batch_size = mini_batch_size
+        self.distill_weight = distill_weight
+        self.show_progress_bar = show_progress_bar
+        # Tells sentence-transformers whether this instance defers its backward to a hook.
+        self.uses_gradient_cache = mini_batch_size is not None
+
+    @property
+    def scale(self) -> float:
+        """``1 / temperature`` (50 for the paper's 0.02)."""
+        return 1.0 / self.temperature
+
+    def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+        """The loss from per-column embeddings ``[query, positive, negatives...]``."""
+        if len(embeddings) < 2:
+            raise ValueError(f"expected a query and at least one document column, got {len(embeddings)} columns")
+        # LENS embeddings arrive normalised already; normalising again is a no-op there and makes
+        # the loss well defined for any model (e.g. a dense baseline without a Normalize module).
+        embeddings = [F.normalize(embedding, dim=-1) for embedding in embeddings]
+        queries, documents = embeddings[0], embeddings[1:]
+        loss = info_nce(queries, documents, self.scale, self.in_batch_negatives, self.gather_across_devices)
+        if labels is not None and self.distill_weight > 0:
+            loss = loss + self.distill_weight * distillation_kl(queries, documents, labels, self.scale)
+        return loss
+
+    def calculate_loss(
+        self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
+    ) -> Tensor:
+        """GradCache hook: join the mini-batch embeddings and take the full-batch loss."""
+        loss = self.loss_from_embeddings([torch.cat(column) for column in reps], labels)
+        if with_backward:
+            loss.backward()
+            loss = loss.detach()
+        return loss
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        features = list(sentence_features)
+        if self.mini_batch_size is not None:
+            return self.forward_cached(features, labels)
+        return self.loss_from_embeddings(embed_columns(self.model, features), labels)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "in_batch_negatives": self.in_batch_negatives,
+            "gather_across_devices": self.gather_across_devices,
+            "mini_batch_size": self.mini_batch_size,
+            "distill_weight": self.distill_weight,
+        }
+
+    @property
+    def citation(self) -> str:
+        return """
+@inproceedings{lei2025lens,
+    title={Enhancing Lexicon-Based Text Embeddings with Large Language Models},
+    author={Lei, Yibin and Shen, Tao and Cao, Yu and Yates, Andrew},
+    booktitle={Proceedings of ACL},
+    year={2025}
+}
+"""

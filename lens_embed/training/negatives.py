@@ -1,0 +1,177 @@
+"""Hard-negative mining, with the model itself or with BM25, never returning a known positive.
+
+Model mining uses sentence-transformers' ``mine_hard_negatives`` (embedding, top-k search, skipping
+every positive of a query); queries are embedded in the LENS query format with their own
+instruction, and for symmetric tasks the candidates are instructed too, exactly as in training.
+BM25 mining (``bm25s``) is the cheap, model-free alternative.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lens_embed.prompts import query_prompt
+from lens_embed.training.data import TaskData, load_tasks, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+MINING_METHODS = ("model", "bm25")
+
+
+def candidate_corpus(task: TaskData) -> list[str]:
+    """Texts a negative may come from: every positive and known negative of the task, and for
+    symmetric tasks the other queries too (they are the same kind of text). Order-stable, unique."""
+    texts: list[str] = []
+    for row in task.rows:
+        texts.extend(row["pos"])
+        texts.extend(row["neg"])
+        if task.spec.symmetric:
+            texts.append(row["query"])
+    return list(dict.fromkeys(texts))
+
+
+def _excluded(row: dict[str, Any]) -> set[str]:
+    """A row's own texts, which must never be its negatives."""
+    return {row["query"], *row["pos"]}
+
+
+def _merge_negatives(row: dict[str, Any], mined: Sequence[str], count: int) -> dict[str, Any]:
+    """The row with ``count`` mined negatives (known positives and the query itself removed)
+    appended after its existing negatives, without duplicates."""
+    excluded = _excluded(row)
+    fresh = [text for text in dict.fromkeys(mined) if text not in excluded and text not in row["neg"]]
+    return {**row, "neg": row["neg"] + fresh[:count]}
+
+
+def _mine_group_with_model(
+    rows: list[dict[str, Any]], corpus: list[str], model: Any, prompt: str, symmetric: bool, count: int, batch_size: int
+) -> list[list[str]]:
+    """Mined negatives for rows sharing one instruction, via ``mine_hard_negatives``."""
+    import datasets
+    from sentence_transformers.util import mine_hard_negatives
+
+    pairs = [(index, row["query"], positive) for index, row in enumerate(rows) for positive in row["pos"]]
+    dataset = datasets.Dataset.from_dict(
+        {"query": [pair[1] for pair in pairs], "positive": [pair[2] for pair in pairs]}
+    )
+    # One extra candidate per query: the query itself may sit in a symmetric corpus and is dropped later.
+    wanted = min(count + 1, max(1, len(corpus) - 1))
+    mined = mine_hard_negatives(
+        dataset,
+        model,
+        anchor_column_name="query",
+        positive_column_name="positive",
+        corpus=corpus,
+        num_negatives=wanted,
+        sampling_strategy="top",
+        query_prompt=query_prompt(prompt),
+        corpus_prompt=query_prompt(prompt) if symmetric else None,
+        output_format="n-tuple",
+        batch_size=batch_size,
+        verbose=False,
+    )
+    return _collect_by_query(rows, mined)
+
+
+def _collect_by_query(rows: list[dict[str, Any]], mined: Any) -> list[list[str]]:
+    """Map mine_hard_negatives' (query, positive, negative_1..n) rows back to the input rows."""
+    negative_columns = [column for column in mined.column_names if column.startswith("negative")]
+    by_query: dict[str, list[str]] = defaultdict(list)
+    for record in mined:
+        by_query[record["query"]].extend(record[column] for column in negative_columns)
+    return [by_query.get(row["query"], []) for row in rows]
+
+
+def _mine_rows_with_model(
+    rows: list[dict[str, Any]], corpus: list[str], symmetric: bool, model: Any, count: int, batch_size: int
+) -> list[list[str]]:
+    """Model-mined candidates for every row, grouped by instruction (one prompt per call)."""
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_prompt[row["prompt"]].append(index)
+    mined: list[list[str]] = [[] for _ in rows]
+    for prompt, indices in by_prompt.items():
+        group = [rows[index] for index in indices]
+        found = _mine_group_with_model(group, corpus, model, prompt, symmetric, count, batch_size)
+        for index, negatives in zip(indices, found):
+            mined[index] = negatives
+    return mined
+
+
+def _mine_rows_with_bm25(rows: list[dict[str, Any]], corpus: list[str], count: int) -> list[list[str]]:
+    """BM25 top candidates for every row (its own texts are removed when merging)."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
+    depth = min(len(corpus), count + max(len(row["pos"]) for row in rows) + 1)
+    queries = bm25s.tokenize([row["query"] for row in rows], show_progress=False)
+    documents, _ = retriever.retrieve(queries, k=depth, show_progress=True)
+    return [[corpus[int(index)] for index in ranked] for ranked in documents]
+
+
+def mine_task(
+    task: TaskData,
+    count: int,
+    method: str = "model",
+    model: Any = None,
+    batch_size: int = 32,
+    only_missing: bool = False,
+) -> TaskData:
+    """A copy of ``task`` whose rows gained up to ``count`` mined negatives each (rows that already
+    have negatives are left alone when ``only_missing``). Candidates come from the whole task."""
+    if method not in MINING_METHODS:
+        raise ValueError(f"unknown mining method {method!r}; expected one of {MINING_METHODS}")
+    if method == "model" and model is None:
+        raise ValueError("model mining needs a model")
+    targets = [index for index, row in enumerate(task.rows) if not (only_missing and row["neg"])]
+    if not targets:
+        return task
+    selected = [task.rows[index] for index in targets]
+    corpus = candidate_corpus(task)
+    if method == "model":
+        mined = _mine_rows_with_model(selected, corpus, task.spec.symmetric, model, count, batch_size)
+    else:
+        mined = _mine_rows_with_bm25(selected, corpus, count)
+    rows = list(task.rows)
+    for index, negatives in zip(targets, mined):
+        rows[index] = _merge_negatives(task.rows[index], negatives, count)
+    starved = sum(1 for index in targets if not rows[index]["neg"])
+    if starved:
+        logger.warning("%s: %d rows found no negative that is not a positive", task.name, starved)
+    return TaskData(task.name, rows, task.spec, task.task_type)
+
+
+def mine_negatives(
+    data: Sequence[str | Path],
+    output: str | Path,
+    model: Any = None,
+    method: str = "model",
+    num_negatives: int = 7,
+    batch_size: int = 32,
+    only_missing: bool = False,
+) -> list[Path]:
+    """Mine negatives for every row of the given jsonl files / datasets and write jsonl.
+
+    One input: ``output`` is the file to write. Several inputs: ``output`` is a folder and each task
+    is written to ``output/<name>.jsonl``. ``model`` is a sentence-transformers model or a path.
+    """
+    tasks = load_tasks(data)
+    if method == "model" and isinstance(model, (str, Path)):
+        model = load_model(model)
+    mined = [mine_task(task, num_negatives, method, model, batch_size, only_missing) for task in tasks]
+    output = Path(output)
+    if len(mined) == 1 and output.suffix == ".jsonl":
+        return [write_jsonl(mined[0].rows, output)]
+    return [write_jsonl(task.rows, output / f"{task.name}.jsonl") for task in mined]
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a sentence-transformers model (LENS models need their remote code trusted)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), trust_remote_code=True)

@@ -1,0 +1,132 @@
+"""Parity with the authors' procedure on a tiny checkpoint written in the released layout.
+
+The reference below transcribes the authors' published inference code: a bidirectional
+Mistral with its LM head replaced by the clustered ``lm_head.pth``, left padding, the string
+"</s>" appended to every text (their tokenizer adds only BOS), the query-only and shifted
+masks, full [B, L, K] logits, max of log(1 + relu), L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+from transformers import MistralConfig, MistralForCausalLM
+
+from conftest import build_tokenizer
+from lens_embed import query_prompt
+from lens_embed.convert import convert_checkpoint
+from lens_embed.prompts import SPECIAL_TOKENS
+
+K = 24
+HIDDEN = 32
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
+QUERIES = ["what is rba", "what is oilskin fabric made of and why is it waterproof", "fox"]
+DOCS = [
+    "Since 2007, the RBA's outstanding reputation has been affected by the 'Securency' or NPA scandal.",
+    "Today's oilskins (or oilies) typically come in two parts, jackets and trousers.",
+    "dog",
+    "a man is playing a guitar on the street while people watch the quick brown fox",
+]
+
+
+def authors_tokenizer(eos: bool):
+    tokenizer = build_tokenizer(eos=eos)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
+    directory = tmp_path_factory.mktemp("released")
+    tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+    )
+    torch.manual_seed(1)
+    MistralForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    raw = json.loads((directory / "config.json").read_text())
+    raw.update(vocab_size=K, architectures=["MistralBiForCausalLM"])
+    (directory / "config.json").write_text(json.dumps(raw))
+    torch.manual_seed(2)
+    head = torch.nn.Linear(HIDDEN, K, bias=False)
+    torch.save(head, directory / "lm_head.pth")
+    return directory
+
+
+def reference_embeddings(directory: Path, texts: list[str], query: bool) -> np.ndarray:
+    """The authors' procedure, written out plainly."""
+    tokenizer = authors_tokenizer(eos=False)
+    tokenizer.padding_side = "left"
+    config = MistralConfig.from_pretrained(directory)
+    config.vocab_size = len(tokenizer)
+    config.is_causal = False
+    config._attn_implementation = "eager"
+    model = MistralForCausalLM(config)
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(directory / "model.safetensors"))
+    model.lm_head = torch.load(directory / "lm_head.pth", weights_only=False)
+    model.eval()
+    if query:
+        texts = [f"<instruct>{INSTRUCTION}\n<query>{text}" for text in texts]
+    inputs = tokenizer([t + "</s>" for t in texts], padding=True, truncation=True, max_length=512,
+                       return_tensors="pt", add_special_tokens=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    if query:
+        mask = torch.zeros_like(inputs["input_ids"])
+        query_id = tokenizer.convert_tokens_to_ids("<query>")
+        for row, ids in enumerate(inputs["input_ids"]):
+            start = (ids == query_id).nonzero()[-1].item()
+            mask[row, start:-2] = 1
+    else:
+        mask = inputs["attention_mask"].clone()
+        mask[:, -2:] = 0
+    pooled = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1).values
+    return F.normalize(pooled, p=2, dim=1).numpy()
+
+
+@pytest.fixture(scope="module")
+def converted(released: Path, tmp_path_factory: pytest.TempPathFactory) -> SentenceTransformer:
+    out = tmp_path_factory.mktemp("converted") / "model"
+    convert_checkpoint(released, out)
+    return SentenceTransformer(str(out), trust_remote_code=True)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_queries_match_the_authors_embeddings(released, converted, padding_side):
+    converted[0].tokenizer.padding_side = padding_side
+    ours = converted.encode_query(QUERIES, prompt=query_prompt(INSTRUCTION), batch_size=8)
+    assert np.abs(ours - reference_embeddings(released, QUERIES, query=True)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_documents_match_the_authors_embeddings(released, converted, padding_side):
+    converted[0].tokenizer.padding_side = padding_side
+    ours = converted.encode_document(DOCS, batch_size=8)
+    assert np.abs(ours - reference_embeddings(released, DOCS, query=False)).max() <= 1e-5
+
+
+def test_named_instruction_prompt_is_the_authors_query_format(released, converted):
+    named = converted.encode_query(QUERIES[:1], prompt_name="web_search")
+    assert np.abs(named - reference_embeddings(released, QUERIES[:1], query=True)).max() <= 1e-5
+
+
+def test_converted_model_has_one_eos_and_the_checkpoint_vocabulary(converted):
+    tokenizer = converted[0].tokenizer
+    ids = tokenizer("what is rba")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert ids.count(tokenizer.eos_token_id) == 1
+    assert converted[0].auto_model.config.vocab_size == len(tokenizer)
+    assert converted[0].auto_model.config.is_causal is False
+    assert converted.get_embedding_dimension() == K
