@@ -19,10 +19,38 @@ install:
 test:
 	$(PY) -m pytest -q tests
 
+# The embedded default (LENS from the offline all-MiniLM-L6-v2, built once into ~/.cache/lens-embed),
+# then a comparison and an explanation of a few sentences with it.
+quickstart: install
+	M=$$(.venv/bin/lens-embed default) && \
+	.venv/bin/lens-embed info $$M && \
+	.venv/bin/lens-embed explain $$M "A man is playing a guitar." --document "Someone plays a musical instrument." --top 5 && \
+	.venv/bin/lens-embed explain $$M "A man is playing a guitar." --document "Stock markets fell sharply today." --top 5
+
 lint:
 	$(PY) -m ruff check lens_embed eval tests
 
 # ---- evaluation targets (issue 3) ----
+# OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json).
+EVAL ?= $(PY) eval/evaluate.py
+MODEL ?=
+TASKS ?=
+
+.PHONY: eval-mteb eval-offline eval-airbench check-harness
+
+eval-mteb:
+	@test -n "$(MODEL)" || { echo "usage: make eval-mteb MODEL=path/or/yibinlei/LENS-d8000 [TASKS=\"SciFact NFCorpus\"] [OUTPUT=results]"; exit 2; }
+	$(EVAL) mteb --model "$(MODEL)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
+
+eval-offline:
+	$(EVAL) offline $(if $(MODEL),--model "$(MODEL)") --data "$(DATA)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
+
+eval-airbench:
+	@test -n "$(MODEL)" || { echo "usage: make eval-airbench MODEL=path [OUTPUT=results] [AIRBENCH_DATA=local/folder]"; exit 2; }
+	$(EVAL) airbench --model "$(MODEL)" --output "$(OUTPUT)" $(if $(AIRBENCH_DATA),--airbench-data "$(AIRBENCH_DATA)")
+
+check-harness:
+	$(EVAL) check-harness --data "$(DATA)" --output "$(OUTPUT)"
 
 # ---- training targets (issue 4) ----
 

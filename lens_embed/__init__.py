@@ -1,6 +1,9 @@
 """lens-embed: LENS lexicon-based text embeddings from LLMs, as sentence-transformers models."""
 
 from lens_embed.clustering import Clustering, kmeans_vocabulary
+from lens_embed.convert import convert_checkpoint
+from lens_embed.defaults import default_model_path
+from lens_embed.explain import match_dimensions, top_dimensions
 from lens_embed.model import (
     build_lens_model,
     encode,
@@ -19,6 +22,10 @@ __all__ = [
     "LexiconPooling",
     "NAMED_INSTRUCTIONS",
     "build_lens_model",
+    "convert_checkpoint",
+    "default_model_path",
+    "match_dimensions",
+    "top_dimensions",
     "default_prompts",
     "encode",
     "is_lens_model",

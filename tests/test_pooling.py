@@ -1,0 +1,74 @@
+"""The pooling masks and the chunked max, as the paper's equation."""
+
+import torch
+
+from lens_embed import pooling
+from lens_embed.pooling import dense_embedding, lexicon_embedding, masked_max_logits, pooling_mask
+
+QUERY = 9
+
+
+def rows(*sequences, pad=0, left=False):
+    width = max(len(s) for s in sequences)
+    ids, mask = [], []
+    for seq in sequences:
+        padding = [pad] * (width - len(seq))
+        ids.append(padding + list(seq) if left else list(seq) + padding)
+        mask.append([0] * len(padding) + [1] * len(seq) if left else [1] * len(seq) + [0] * len(padding))
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+def test_decoder_document_pools_all_but_the_last_two_real_positions():
+    ids, mask = rows([1, 5, 6, 7, 2], [1, 5, 2])
+    got = pooling_mask(ids, mask, QUERY, next_token_outputs=True)
+    assert got.tolist() == [[True, True, True, False, False], [True, False, False, False, False]]
+
+
+def test_decoder_query_pools_from_its_last_query_token():
+    ids, mask = rows([1, 4, QUERY, 4, QUERY, 6, 7, 2])
+    got = pooling_mask(ids, mask, QUERY, next_token_outputs=True)
+    assert got.tolist() == [[False, False, False, False, True, True, False, False]]
+
+
+def test_mask_does_not_depend_on_the_padding_side():
+    right = pooling_mask(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2]), QUERY, True)
+    left = pooling_mask(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2], left=True), QUERY, True)
+    assert right[0].tolist() == left[0].tolist()
+    assert right[1, :3].tolist() == left[1, 3:].tolist()
+
+
+def test_encoder_pools_each_real_token_and_skips_the_instruction():
+    ids, mask = rows([101, 4, QUERY, 6, 7, 102], [101, 6, 102])
+    got = pooling_mask(ids, mask, QUERY, next_token_outputs=False)
+    assert got.tolist() == [[False, False, False, True, True, True], [True, True, True, False, False, False]]
+
+
+def test_chunked_max_equals_the_full_logits_max(monkeypatch):
+    torch.manual_seed(0)
+    hidden, centroids = torch.randn(3, 11, 8), torch.randn(5, 8)
+    mask = torch.rand(3, 11) > 0.3
+    full = (hidden @ centroids.T).masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 3 * 5 * 2)  # chunks of two positions
+    assert torch.allclose(masked_max_logits(hidden, centroids, mask), full, atol=1e-6, rtol=0)
+
+
+def test_lexicon_embedding_is_max_of_log1p_relu():
+    torch.manual_seed(0)
+    hidden, centroids = torch.randn(2, 6, 4), torch.randn(3, 4)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    expected = torch.log1p(torch.relu(hidden @ centroids.T)).max(dim=1).values
+    assert torch.allclose(lexicon_embedding(hidden, centroids, mask), expected)
+
+
+def test_nothing_pooled_gives_zeros_not_nan():
+    hidden, centroids = torch.randn(1, 2, 4), torch.randn(3, 4)
+    empty = torch.zeros(1, 2, dtype=torch.bool)
+    assert torch.equal(lexicon_embedding(hidden, centroids, empty), torch.zeros(1, 3))
+    assert torch.equal(dense_embedding(hidden, empty, torch.ones(1, 2), "mean"), torch.zeros(1, 4))
+
+
+def test_dense_last_takes_the_final_real_token_on_either_side():
+    hidden = torch.arange(2 * 3 * 2, dtype=torch.float).reshape(2, 3, 2)
+    right = dense_embedding(hidden, None, torch.tensor([[1, 1, 0], [1, 1, 1]]), "last")
+    left = dense_embedding(hidden, None, torch.tensor([[0, 1, 1], [1, 1, 1]]), "last")
+    assert right[0].tolist() == hidden[0, 1].tolist() and left[0].tolist() == hidden[0, 2].tolist()
