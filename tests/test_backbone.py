@@ -1,6 +1,5 @@
 """Backbones: bidirectional decoders of several families, encoders, the LENS tokenizer."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,12 +54,13 @@ def test_tokenizer_that_already_appends_eos_keeps_a_single_one():
     assert tokenizer("abc")["input_ids"].count(tokenizer.eos_token_id) == 1
 
 
-def test_truncation_keeps_the_eos(tiny_lens):
+def test_truncation_keeps_the_eos_and_warns(tiny_lens, caplog):
     model = load_lens_model(tiny_lens)
     model.max_seq_length = 8
-    features = model.preprocess(["the quick brown fox jumps over the lazy dog " * 5])
+    features = model.preprocess(["the quick brown fox jumps over the lazy dog " * 5, "fox"])
     ids = features["input_ids"][0].tolist()
     assert len(ids) == 8 and ids[-1] == model[0].tokenizer.eos_token_id
+    assert "1 of 2 texts exceed max_seq_length=8" in caplog.text
 
 
 def test_builds_from_the_real_minilm(minilm_path, tmp_path):

@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
+
 from lens_embed.cli import main
-from test_parity import released  # noqa: F401  (fixture)
 
 
 def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):

@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lens_embed.convert import CheckpointError, convert_checkpoint, read_head
-from test_parity import released  # noqa: F401  (fixture: a tiny checkpoint in the released layout)
 
 
 def copy_of(released: Path, tmp_path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from sentence_transformers import SentenceTransformer
 
 from lens_embed import build_lens_model, encode, load_lens_model, query_prompt

@@ -8,7 +8,6 @@ masks, full [B, L, K] logits, max of log(1 + relu), L2 normalisation.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,11 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from transformers import MistralConfig, MistralForCausalLM
 
-from conftest import build_tokenizer
+from conftest import RELEASED_K, authors_tokenizer
 from lens_embed import query_prompt
 from lens_embed.convert import convert_checkpoint
-from lens_embed.prompts import SPECIAL_TOKENS
 
-K = 24
-HIDDEN = 32
+K = RELEASED_K
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
 QUERIES = ["what is rba", "what is oilskin fabric made of and why is it waterproof", "fox"]
 DOCS = [
@@ -33,34 +30,6 @@ DOCS = [
     "dog",
     "a man is playing a guitar on the street while people watch the quick brown fox",
 ]
-
-
-def authors_tokenizer(eos: bool):
-    tokenizer = build_tokenizer(eos=eos)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tokenizer.pad_token = tokenizer.unk_token
-    return tokenizer
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
-    directory = tmp_path_factory.mktemp("released")
-    tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
-    config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-    )
-    torch.manual_seed(1)
-    MistralForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    raw = json.loads((directory / "config.json").read_text())
-    raw.update(vocab_size=K, architectures=["MistralBiForCausalLM"])
-    (directory / "config.json").write_text(json.dumps(raw))
-    torch.manual_seed(2)
-    head = torch.nn.Linear(HIDDEN, K, bias=False)
-    torch.save(head, directory / "lm_head.pth")
-    return directory
 
 
 def reference_embeddings(directory: Path, texts: list[str], query: bool) -> np.ndarray:
