@@ -73,26 +73,39 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, decoder: bool) -> int:
 
 
 def _checkpoint_files(model_name_or_path: str) -> list[str]:
-    """The safetensors weight files of a local directory or hub repository."""
+    """The weight files (safetensors, else PyTorch .bin) of a local directory or hub repository."""
     from transformers.utils import cached_file
 
-    index = cached_file(model_name_or_path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
-    if index is not None:
-        with open(index, encoding="utf-8") as handle:
-            shards = sorted(set(json.load(handle)["weight_map"].values()))
-        return [cached_file(model_name_or_path, shard) for shard in shards]
-    single = cached_file(model_name_or_path, "model.safetensors", _raise_exceptions_for_missing_entries=False)
-    return [single] if single is not None else []
+    for index_name, single_name in (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ):
+        index = cached_file(model_name_or_path, index_name, _raise_exceptions_for_missing_entries=False)
+        if index is not None:
+            with open(index, encoding="utf-8") as handle:
+                shards = sorted(set(json.load(handle)["weight_map"].values()))
+            return [cached_file(model_name_or_path, shard) for shard in shards]
+        single = cached_file(model_name_or_path, single_name, _raise_exceptions_for_missing_entries=False)
+        if single is not None:
+            return [single]
+    return []
 
 
 def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:
-    """The first tensor found under one of ``names`` in safetensors ``files``, without loading the rest."""
+    """The first tensor found under one of ``names`` in the weight files, without loading the rest.
+
+    ``.bin`` files are memory-mapped and read with ``weights_only=True`` (no pickled code runs).
+    """
     wanted = tuple(names)
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in wanted:
-                if name in handle.keys():
-                    return handle.get_tensor(name)
+    for file in map(str, files):
+        if file.endswith(".safetensors"):
+            with safe_open(file, framework="pt") as handle:
+                found = next((handle.get_tensor(name) for name in wanted if name in handle.keys()), None)
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            found = next((state[name] for name in wanted if name in state), None)
+        if found is not None:
+            return found
     return None
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import trange
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def kmeans_vocabulary(
     data = matrix.detach().float()
     target = torch.device(device) if device is not None else data.device
     if target.type == "cuda":
-        centroids = lloyd_kmeans(data.to(target), n_clusters, n_iter=n_iter, seed=seed).cpu()
+        centroids = lloyd_kmeans(data.to(target), n_clusters, n_iter=n_iter, seed=seed, verbose=verbose).cpu()
     else:
         centroids = faiss_kmeans(data.cpu(), n_clusters, n_iter=n_iter, seed=seed, verbose=verbose)
     return Clustering(centroids=centroids, assignments=assign_to_centroids(data.cpu(), centroids))
@@ -66,12 +67,14 @@ def faiss_kmeans(data: torch.Tensor, n_clusters: int, *, n_iter: int, seed: int,
     return torch.from_numpy(np.array(kmeans.centroids, dtype=np.float32))
 
 
-def lloyd_kmeans(data: torch.Tensor, n_clusters: int, *, n_iter: int, seed: int) -> torch.Tensor:
+def lloyd_kmeans(
+    data: torch.Tensor, n_clusters: int, *, n_iter: int, seed: int, verbose: bool = False
+) -> torch.Tensor:
     """Plain Lloyd iterations in torch (for GPUs); empty clusters are re-seeded from far points."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     init = torch.randperm(data.shape[0], generator=generator)[:n_clusters].to(data.device)
     centroids = data[init].clone()
-    for _ in range(n_iter):
+    for _ in trange(n_iter, desc="KMeans", disable=not verbose):
         labels = nearest_centroid(data, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, labels, data)
         counts = torch.bincount(labels, minlength=n_clusters).to(data.dtype)

@@ -103,7 +103,12 @@ def build_lens_model(
         backbone.resize_token_embeddings(len(transformer.tokenizer), mean_resizing=False)
     logger.info("clustering %d vocabulary rows into %d centroids", matrix.shape[0], n_clusters)
     clustering = kmeans_vocabulary(
-        matrix, n_clusters, n_iter=kmeans_iterations, seed=seed, device="cuda" if torch.cuda.is_available() else "cpu"
+        matrix,
+        n_clusters,
+        n_iter=kmeans_iterations,
+        seed=seed,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        verbose=logger.isEnabledFor(logging.INFO),
     )
     pooling = LexiconPooling(
         n_clusters=n_clusters,

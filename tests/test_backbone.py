@@ -71,3 +71,19 @@ def test_builds_from_the_real_minilm(minilm_path, tmp_path):
     embeddings = encode(model, docs)
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > similarity[0, 2]
+
+
+def test_vocabulary_matrix_is_the_untied_lm_head_from_safetensors_or_bin(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lens_embed.backbone import vocabulary_matrix
+
+    base = build_decoder(tmp_path / "st", "mistral")
+    causal = AutoModelForCausalLM.from_pretrained(base)
+    head = causal.get_output_embeddings().weight
+    assert torch.equal(vocabulary_matrix(base, causal.model, decoder=True), head)
+    (tmp_path / "bin").mkdir()
+    torch.save(causal.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    causal.config.save_pretrained(tmp_path / "bin")
+    assert torch.equal(vocabulary_matrix(tmp_path / "bin", causal.model, decoder=True), head)
+    assert not torch.equal(head, causal.get_input_embeddings().weight)
