@@ -126,7 +126,13 @@ class LexiconPooling(Module):
             key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs
         }
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
-        weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+        try:
+            weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+        except Exception as error:  # safetensors and torch raise several types for damaged files
+            raise ValueError(f"cannot read the LENS head in {model_name_or_path}/{subfolder}: {error}") from error
+        missing = {"centroids", "token_clusters"} - set(weights)
+        if missing:
+            raise ValueError(f"the LENS head in {model_name_or_path}/{subfolder} lacks {sorted(missing)}")
         module = cls(**config, vocab_size=weights["token_clusters"].shape[0])
         module.set_head(weights["centroids"], weights["token_clusters"])
         return module

@@ -107,3 +107,21 @@ def test_building_into_a_non_empty_directory_needs_overwrite(tiny_mistral, tmp_p
 def test_k_out_of_range_is_rejected_before_any_work(tiny_mistral):
     with pytest.raises(ValueError, match="1 < K < vocab size"):
         build_lens_model(tiny_mistral, n_clusters=100000)
+
+
+def test_a_corrupt_or_mismatched_saved_head_is_a_clear_error(tiny_lens, tmp_path):
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_lens, broken)
+    head = broken / "1_LexiconPooling" / "model.safetensors"
+    head.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="cannot read the LENS head"):
+        load_lens_model(broken)
+    shutil.copy(tiny_lens / "1_LexiconPooling" / "model.safetensors", head)
+    config_path = broken / "1_LexiconPooling" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "n_clusters": 99}))
+    with pytest.raises(ValueError, match=r"expected \(99, 32\)"):
+        load_lens_model(broken)
