@@ -72,6 +72,25 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, decoder: bool) -> int:
     return len(tokenizer) - before
 
 
+def resize_embeddings(backbone: torch.nn.Module, vocab_size: int, seed: int) -> None:
+    """Grow the input embeddings to ``vocab_size``, initialising new rows reproducibly.
+
+    New rows (the LENS special tokens) are drawn from a seeded normal with the existing rows'
+    per-dimension mean and standard deviation, so two builds with one seed are the same model.
+    """
+    old = backbone.get_input_embeddings().weight.shape[0]
+    backbone.resize_token_embeddings(vocab_size, mean_resizing=False)
+    if vocab_size <= old:
+        return
+    weight = backbone.get_input_embeddings().weight
+    with torch.no_grad():
+        existing = weight[:old].float()
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(vocab_size - old, weight.shape[1], generator=generator)
+        rows = existing.mean(dim=0) + noise * existing.std(dim=0)
+        weight[old:] = rows.to(weight.dtype).to(weight.device)
+
+
 def _checkpoint_files(model_name_or_path: str) -> list[str]:
     """The weight files (safetensors, else PyTorch .bin) of a local directory or hub repository."""
     from transformers.utils import cached_file

@@ -12,7 +12,13 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoConfig
 
-from lens_embed.backbone import is_decoder_config, make_bidirectional, prepare_tokenizer, vocabulary_matrix
+from lens_embed.backbone import (
+    is_decoder_config,
+    make_bidirectional,
+    prepare_tokenizer,
+    resize_embeddings,
+    vocabulary_matrix,
+)
 from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
 from lens_embed.modules import LensTransformer, LexiconPooling, validate_texts
 from lens_embed.prompts import QUERY_TOKEN, default_prompts, query_prompt
@@ -98,9 +104,8 @@ def build_lens_model(
             f"vocabulary matrix width {matrix.shape[1]} != hidden size {backbone.config.hidden_size}: "
             "this architecture's head does not read the last hidden state"
         )
-    added = prepare_tokenizer(transformer.tokenizer, decoder=decoder)
-    if added:
-        backbone.resize_token_embeddings(len(transformer.tokenizer), mean_resizing=False)
+    if prepare_tokenizer(transformer.tokenizer, decoder=decoder):
+        resize_embeddings(backbone, len(transformer.tokenizer), seed)
     logger.info("clustering %d vocabulary rows into %d centroids", matrix.shape[0], n_clusters)
     clustering = kmeans_vocabulary(
         matrix,

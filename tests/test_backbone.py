@@ -87,3 +87,11 @@ def test_vocabulary_matrix_is_the_untied_lm_head_from_safetensors_or_bin(tmp_pat
     causal.config.save_pretrained(tmp_path / "bin")
     assert torch.equal(vocabulary_matrix(tmp_path / "bin", causal.model, decoder=True), head)
     assert not torch.equal(head, causal.get_input_embeddings().weight)
+
+
+def test_eager_and_sdpa_give_the_same_embeddings_with_padding(tiny_lens):
+    texts = ["what is rba", "the quick brown fox jumps over the lazy dog again", ""]
+    eager = load_lens_model(tiny_lens, model_kwargs={"attn_implementation": "eager"})
+    sdpa = load_lens_model(tiny_lens, model_kwargs={"attn_implementation": "sdpa"})
+    assert eager[0].auto_model.config._attn_implementation == "eager"
+    assert np.abs(encode(eager, texts, query=True) - encode(sdpa, texts, query=True)).max() < 1e-5

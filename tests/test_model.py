@@ -125,3 +125,9 @@ def test_a_corrupt_or_mismatched_saved_head_is_a_clear_error(tiny_lens, tmp_path
     config_path.write_text(json.dumps({**config, "n_clusters": 99}))
     with pytest.raises(ValueError, match=r"expected \(99, 32\)"):
         load_lens_model(broken)
+
+
+def test_two_builds_with_one_seed_are_the_same_model(tiny_mistral, tmp_path):
+    first = build_lens_model(tiny_mistral, n_clusters=8, seed=3)
+    second = build_lens_model(tiny_mistral, n_clusters=8, seed=3)
+    assert np.array_equal(encode(first, TEXTS, query=True), encode(second, TEXTS, query=True))
