@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default):
         add(subparsers)
+    from lens_embed.training.cli import add_training_commands
+
+    add_training_commands(subparsers)
     return parser
 
 
@@ -204,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as error:
         print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 """
 
 from lens_embed.training.data import TASK_TYPES, TaskData, TrainingDataError, build_train_dataset, load_tasks
-from lens_embed.training.losses import LensInfoNCELoss, info_nce
 from lens_embed.training.lora import LoraSettings, apply_lora, merge_and_save, merge_lora
+from lens_embed.training.losses import LensInfoNCELoss, info_nce
 from lens_embed.training.negatives import mine_negatives
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler
 from lens_embed.training.trainer import LensTrainer, TrainConfig, build_trainer, train

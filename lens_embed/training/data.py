@@ -153,7 +153,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 raise TrainingDataError(f"{path}:{line_number}: invalid JSON ({error.msg})") from None
             line_numbers.append(line_number)
     checked = []
-    for line_number, row in zip(line_numbers, rows):
+    for line_number, row in zip(line_numbers, rows, strict=True):
         try:
             checked.append(validate_row(row))
         except TrainingDataError as error:
@@ -259,7 +259,7 @@ def build_group(
     if spec.symmetric:
         documents = [instruct(document, row["prompt"]) for document in documents]
     group = {"query": instruct(row["query"], row["prompt"]), "positive": documents[0]}
-    group.update(dict(zip(negative_columns(group_size), documents[1:])))
+    group.update(dict(zip(negative_columns(group_size), documents[1:], strict=True)))
     if with_scores:
         group[SCORE_COLUMN] = [float(row["pos_scores"][pos_index])] + [
             float(row["neg_scores"][index]) for index in neg_indices

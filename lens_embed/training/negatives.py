@@ -97,7 +97,7 @@ def _mine_rows_with_model(
     for prompt, indices in by_prompt.items():
         group = [rows[index] for index in indices]
         found = _mine_group_with_model(group, corpus, model, prompt, symmetric, count, batch_size)
-        for index, negatives in zip(indices, found):
+        for index, negatives in zip(indices, found, strict=True):
             mined[index] = negatives
     return mined
 
@@ -138,7 +138,7 @@ def mine_task(
     else:
         mined = _mine_rows_with_bm25(selected, corpus, count)
     rows = list(task.rows)
-    for index, negatives in zip(targets, mined):
+    for index, negatives in zip(targets, mined, strict=True):
         rows[index] = _merge_negatives(task.rows[index], negatives, count)
     starved = sum(1 for index in targets if not rows[index]["neg"])
     if starved:

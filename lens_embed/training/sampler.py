@@ -44,7 +44,7 @@ class TaskHomogeneousBatchSampler(MultiDatasetDefaultBatchSampler):
         """Every task's batches, offset into the concatenated dataset and chunked per world."""
         offsets = [0, *accumulate(len(part) for part in self.dataset.datasets)]
         global_batches = []
-        for offset, sampler in zip(offsets, self.batch_samplers):
+        for offset, sampler in zip(offsets, self.batch_samplers, strict=False):
             batches = [[index + offset for index in batch] for batch in sampler]
             full = len(batches) - len(batches) % self.world_size
             global_batches.extend(batches[start : start + self.world_size] for start in range(0, full, self.world_size))

@@ -15,6 +15,8 @@ only adds what LENS needs on top:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 from torch.utils.data import BatchSampler, ConcatDataset
+from transformers import TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from lens_embed.training.data import (
@@ -139,9 +142,19 @@ class LensTrainer(SentenceTransformerTrainer):
         load_adapter_weights(self.model, checkpoint_path)
 
 
-def load_base_model(path: str | Path, config: TrainConfig | None = None) -> SentenceTransformer:
+def training_device() -> str:
+    """This process's accelerator (``cuda:LOCAL_RANK`` under torchrun/accelerate), else the CPU.
+    Loading there (not on ``cuda:0`` for every rank) keeps mining and the trainer's move cheap."""
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+def load_base_model(
+    path: str | Path, config: TrainConfig | None = None, device: str | None = None
+) -> SentenceTransformer:
     """Load the model to fine-tune (LENS models need their remote module code trusted)."""
-    model = SentenceTransformer(str(path), trust_remote_code=True, device="cpu")
+    model = SentenceTransformer(str(path), trust_remote_code=True, device=device or training_device())
     if config is not None and config.max_length is not None:
         model.max_seq_length = config.max_length
     return model
@@ -163,15 +176,19 @@ def prepare_model(model: SentenceTransformer, config: TrainConfig) -> SentenceTr
     return model
 
 
-def _mined_path(config: TrainConfig, task: TaskData) -> Path:
-    return Path(config.output) / MINED_DIRNAME / f"{task.name}.jsonl"
+def _mined_path(config: TrainConfig, task: TaskData, count: int) -> Path:
+    """Cache file of a task's mined rows, keyed by the rows, the method, the count and the model,
+    so changed data or settings never reuse stale negatives."""
+    key = json.dumps([task.rows, config.mine, count, str(config.model)], sort_keys=True).encode("utf-8")
+    digest = hashlib.sha256(key).hexdigest()[:12]
+    return Path(config.output) / MINED_DIRNAME / f"{task.name}.{digest}.jsonl"
 
 
 def complete_negatives(
     tasks: list[TaskData], model: SentenceTransformer, config: TrainConfig, args: SentenceTransformerTrainingArguments
 ) -> list[TaskData]:
     """Mine negatives for rows that have none, once: the main process mines and writes
-    ``OUTPUT/mined/<task>.jsonl``; the other processes (and resumed runs) read those files."""
+    ``OUTPUT/mined/<task>.<key>.jsonl``; the other processes (and resumed runs) read those files."""
     if not rows_without_negatives(tasks):
         return tasks
     completed = []
@@ -185,12 +202,11 @@ def _complete_task(task: TaskData, model: SentenceTransformer, config: TrainConf
     """One task with every row holding negatives, from cache or freshly mined."""
     if not rows_without_negatives([task]):
         return task
-    cached = _mined_path(config, task)
+    count = effective_group_size(task.spec, config.group_size) - 1
+    cached = _mined_path(config, task, count)
     if cached.exists():
         (loaded,) = load_task(cached, name=task.name)
-        if len(loaded.rows) == len(task.rows) and not rows_without_negatives([loaded]):
-            return loaded
-    count = effective_group_size(task.spec, config.group_size) - 1
+        return loaded
     logger.info("mining %d negatives per query for %s (%s)", count, task.name, config.mine)
     was_training = model.training
     model.eval()
@@ -261,17 +277,20 @@ def warn_small_tasks(tasks: list[TaskData], config: TrainConfig, world_size: int
             )
 
 
-def build_trainer(config: TrainConfig, model: SentenceTransformer | None = None) -> LensTrainer:
+def build_trainer(
+    config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
+) -> LensTrainer:
     """Everything up to ``trainer.train()``: model with LoRA, data with negatives, losses, trainer."""
     args = training_arguments(config)
     model = model if model is not None else load_base_model(config.model, config)
     tasks = load_tasks(config.data)
     tasks = complete_negatives(tasks, model, config, args)
     warn_small_tasks(tasks, config, args.world_size)
+    set_seed(config.seed)  # the LoRA initialisation is then the same on every rank and every run
     prepare_model(model, config)
     dataset = build_train_dataset(tasks, config.group_size, seed=config.seed)
     losses = build_losses(model, tasks, config, args.world_size)
-    return LensTrainer(model=model, args=args, train_dataset=dataset, loss=losses)
+    return LensTrainer(model=model, args=args, train_dataset=dataset, loss=losses, callbacks=callbacks)
 
 
 def resume_checkpoint(config: TrainConfig) -> str | None:
@@ -292,14 +311,17 @@ def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
     trainer.save_model(str(config.adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
-        merge_and_save(load_base_model(config.model, config), config.adapter_dir, output)
+        # Merge on the CPU: the trained copy may still occupy the accelerator.
+        merge_and_save(load_base_model(config.model, config, device="cpu"), config.adapter_dir, output)
     trainer.accelerator.wait_for_everyone()
     return output
 
 
-def train(config: TrainConfig, model: SentenceTransformer | None = None) -> Path:
+def train(
+    config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
+) -> Path:
     """Fine-tune ``config.model`` on ``config.data``; returns the folder of the merged model."""
-    trainer = build_trainer(config, model)
+    trainer = build_trainer(config, model, callbacks)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     return save_final_model(trainer, config)
 

@@ -1,0 +1,112 @@
+"""Two CPU processes (gloo): negatives really are gathered across devices.
+
+The loss of each process uses its own queries against every process's documents; averaged over
+processes (as DDP averages gradients) it must equal the single-process loss on the union batch,
+and so must the averaged gradients. A second test runs the real entry point under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lens_embed.training.losses import LensInfoNCELoss
+
+WORLD_SIZE = 2
+COLUMNS = [
+    ["<instruct>Find\n<query>the fox", "<instruct>Find\n<query>the bank", "<instruct>Find\n<query>a kite",
+     "<instruct>Find\n<query>the cat"],
+    ["the quick brown fox jumps", "the reserve bank of australia", "a red kite in the park", "the cat sat quietly"],
+    ["oilskin jackets", "a man plays guitar", "interest rates were raised", "large language models"],
+]
+
+
+def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None):
+    """Loss value and flattened parameter gradients of one forward/backward (no dropout)."""
+    model.eval()
+    model.zero_grad()
+    loss_fn = LensInfoNCELoss(model, gather_across_devices=gather, mini_batch_size=mini_batch_size)
+    loss = loss_fn([model.preprocess(column) for column in columns], None)
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return loss.detach(), grads
+
+
+VARIANTS = {"gathered": (True, None), "gathered_cached": (True, 1), "local_only": (False, None)}
+
+
+def _worker(rank: int, init_file: str, model_dir: str, result: str) -> None:
+    """One process: its half of the batch for every variant; DDP-style averaged loss and grads."""
+    from lens_embed import load_lens_model
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        model = load_lens_model(model_dir, device="cpu")
+        half = len(COLUMNS[0]) // WORLD_SIZE
+        local = [column[rank * half : (rank + 1) * half] for column in COLUMNS]
+        results = {}
+        for name, (gather, mini_batch_size) in VARIANTS.items():
+            loss, grads = _loss_and_grads(model, local, gather, mini_batch_size)
+            dist.all_reduce(loss)
+            dist.all_reduce(grads)
+            results[name] = {"loss": loss / WORLD_SIZE, "grads": grads / WORLD_SIZE}
+        if rank == 0:
+            torch.save(results, result)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Spawn the two gloo processes once for all variants (process start-up dominates the cost)."""
+    directory = tmp_path_factory.mktemp("gloo")
+    result = directory / "results.pt"
+    mp.spawn(_worker, args=(str(directory / "init"), str(tiny_lens), str(result)), nprocs=WORLD_SIZE, join=True)
+    return torch.load(result)
+
+
+@pytest.fixture(scope="module")
+def union(tiny_lens: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and gradients of one process holding the whole (union) batch."""
+    from lens_embed import load_lens_model
+
+    return _loss_and_grads(load_lens_model(tiny_lens, device="cpu"), COLUMNS, False, None)
+
+
+@pytest.mark.parametrize("variant", ["gathered", "gathered_cached"])
+def test_gathered_loss_equals_single_process_loss_on_the_union_batch(two_process_results, union, variant) -> None:
+    union_loss, union_grads = union
+    distributed = two_process_results[variant]
+    torch.testing.assert_close(distributed["loss"], union_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(distributed["grads"], union_grads, rtol=1e-3, atol=2e-5)
+
+
+def test_without_gathering_the_loss_differs(two_process_results, union) -> None:
+    local_only = two_process_results["local_only"]
+    assert local_only["loss"].item() < union[0].item() - 1e-3  # fewer negatives, lower loss
+    assert not torch.allclose(local_only["grads"], union[1], rtol=1e-3, atol=2e-5)
+
+
+def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: list[Path], tmp_path: Path) -> None:
+    """The real entry point under torchrun (gloo DDP): mixed tasks, gathered negatives, no deadlock."""
+    output = tmp_path / "trained"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "lens_embed.train", "--model", str(tiny_lens), "--data", *map(str, task_files),
+        "--output", str(output), "--batch-size", "2", "--group-size", "3", "--max-steps", "4",
+        "--logging-steps", "1", "--lr", "1e-3",
+    ]
+    # Two CPU processes (gloo) everywhere, also on a machine with one GPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert (output / "modules.json").is_file() and (output / "lora_adapter" / "adapter_config.json").is_file()
+    assert "'loss'" in completed.stdout + completed.stderr

@@ -1,0 +1,177 @@
+"""End-to-end runs on the tiny LENS model: loss goes down, batches stay one task, resume, mining, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from sentence_transformers.util import batch_to_device
+from training_toy import retrieval_rows, write_jsonl
+from transformers import TrainerCallback
+
+from lens_embed import load_lens_model
+from lens_embed.training.cli import add_training_commands, config_from_args
+from lens_embed.training.data import load_tasks
+from lens_embed.training.lora import ADAPTER_DIRNAME
+from lens_embed.training.losses import LensInfoNCELoss
+from lens_embed.training.negatives import mine_negatives, mine_task
+from lens_embed.training.trainer import TrainConfig, build_trainer, train
+
+
+def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
+    values = dict(
+        model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
+        learning_rate=1e-3, logging_steps=1, save_steps=1000, report_to=[], seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _fixed_batch_loss(model, rows: list[dict]) -> float:
+    """The training loss of a fixed batch (no dropout), the yardstick for 'the loss went down'."""
+    from lens_embed.prompts import query_prompt
+
+    model.eval()
+    columns = [
+        [query_prompt(row["prompt"]) + row["query"] for row in rows],
+        [row["pos"][0] for row in rows],
+        [row["neg"][0] for row in rows],
+    ]
+    with torch.no_grad():
+        features = [batch_to_device(model.preprocess(column), model.device) for column in columns]
+        return LensInfoNCELoss(model)(features, None).item()
+
+
+class _TaskRecorder(TrainerCallback):
+    """Records which loss (task) each step used, via the trainer's dataset_name routing."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+
+def test_a_few_steps_lower_the_loss_and_each_batch_is_one_task(tiny_lens: Path, task_files, tmp_path: Path) -> None:
+    config = _config(tiny_lens, task_files, tmp_path / "out", max_steps=12)
+    trainer = build_trainer(config)
+    seen: list[str] = []
+    original = trainer.compute_loss
+
+    def recording_compute_loss(model, inputs, *args, **kwargs):
+        seen.append(inputs["dataset_name"])
+        return original(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = recording_compute_loss
+    rows = retrieval_rows()[:6]
+    before = _fixed_batch_loss(trainer.model, rows)
+    trainer.train()
+    after = _fixed_batch_loss(trainer.model, rows)
+    assert after < 0.5 * before
+    assert set(seen) == {"toy_retrieval", "toy_class"}
+    losses = trainer.loss
+    assert losses["toy_retrieval"].in_batch_negatives and not losses["toy_class"].in_batch_negatives
+
+
+class _StopAt(TrainerCallback):
+    """Simulate a crash right after a checkpoint is written at ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _adapter_weights(output: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(output / ADAPTER_DIRNAME / "adapter_model.safetensors"))
+
+
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tiny_lens: Path, task_files, tmp_path: Path) -> None:
+    whole = train(_config(tiny_lens, task_files, tmp_path / "whole", max_steps=4))
+    interrupted = _config(tiny_lens, task_files, tmp_path / "resumed", max_steps=4)
+    train(interrupted, callbacks=[_StopAt(2)])
+    assert (interrupted.checkpoint_dir / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    resumed = train(interrupted)
+    state = json.loads((interrupted.checkpoint_dir / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    expected, actual = _adapter_weights(whole), _adapter_weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name])
+    texts = ["the quick brown fox", "a red kite"]
+    torch.testing.assert_close(
+        torch.from_numpy(load_lens_model(resumed).encode(texts)), torch.from_numpy(load_lens_model(whole).encode(texts))
+    )
+
+
+def test_bm25_mining_never_returns_a_positive_or_the_query(tmp_path: Path) -> None:
+    (task,) = load_tasks([write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))])
+    mined = mine_task(task, count=3, method="bm25")
+    for row in mined.rows:
+        assert len(row["neg"]) == 3
+        assert not set(row["neg"]) & {row["query"], *row["pos"]}
+
+
+def test_model_mining_skips_known_positives_and_writes_jsonl(lens_model, tmp_path: Path) -> None:
+    rows = retrieval_rows(with_negatives=False)
+    rows[0]["pos"].append(rows[1]["pos"][0])  # a second known positive must never come back as a negative
+    source = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    (written,) = mine_negatives([source], tmp_path / "with_negs.jsonl", model=lens_model, num_negatives=2)
+    mined = [json.loads(line) for line in written.read_text().splitlines()]
+    assert len(mined) == len(rows)
+    for row in mined:
+        assert len(row["neg"]) == 2
+        assert not set(row["neg"]) & {row["query"], *row["pos"]}
+
+
+def test_training_mines_missing_negatives_once(tiny_lens: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    config = _config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25")
+    build_trainer(config)
+    (mined_file,) = (Path(config.output) / "mined").glob("pairs.*.jsonl")
+    rows = [json.loads(line) for line in mined_file.read_text().splitlines()]
+    assert all(len(row["neg"]) == config.group_size - 1 for row in rows)
+    stamp = mined_file.stat().st_mtime_ns
+    build_trainer(config)  # same data and settings: the cache is reused, not mined again
+    assert mined_file.stat().st_mtime_ns == stamp
+    build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25", group_size=4))
+    assert len(list((Path(config.output) / "mined").glob("pairs.*.jsonl"))) == 2  # new settings, new cache
+
+
+def test_teacher_scores_add_the_distillation_term(tiny_lens: Path, tmp_path: Path) -> None:
+    rows = retrieval_rows()
+    for row in rows:
+        row["pos_scores"], row["neg_scores"] = [5.0], [1.0, 0.5]
+    data = write_jsonl(tmp_path / "scored.jsonl", rows)
+    trainer = build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1))
+    trainer.model.eval()
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["label"].shape == (4, 3)
+    with torch.no_grad():
+        with_kl = trainer.compute_loss(trainer.model, dict(batch)).item()
+        trainer.loss["scored"].distill_weight = 0.0
+        without_kl = trainer.compute_loss(trainer.model, dict(batch)).item()
+    assert with_kl > without_kl + 1e-4
+
+
+def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser(prog="lens-embed")
+    add_training_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["train", "--model", "m", "--data", "a.jsonl", "b.jsonl", "--output", "o", "--group-size", "4",
+         "--mini-batch-size", "16", "--no-cross-device", "--lora-target-modules", "q_proj", "v_proj"]
+    )
+    config = config_from_args(args)
+    assert (config.data, config.group_size, config.mini_batch_size) == (["a.jsonl", "b.jsonl"], 4, 16)
+    assert config.negatives_cross_device is False and config.lora_target_modules == ["q_proj", "v_proj"]
+    assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (0.02, 32, 64, 1e-4)
+    mine = parser.parse_args(["mine-negatives", "--data", "p.jsonl", "--output", "o.jsonl", "--method", "bm25"])
+    assert mine.func.__name__ == "run_mine" and mine.method == "bm25"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--model", "m", "--output", "o"])  # --data is required
