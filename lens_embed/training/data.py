@@ -125,12 +125,17 @@ def validate_row(row: Any) -> dict[str, Any]:
 
 def validate_rows(rows: Iterable[Any], source: str) -> list[dict[str, Any]]:
     """Validate in-memory rows (e.g. a ``datasets.Dataset``); errors name the 0-based row index."""
+    return _validate_labelled(((f"{source}: row {index}", row) for index, row in enumerate(rows)), source)
+
+
+def _validate_labelled(labelled: Iterable[tuple[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Validate ``(where, row)`` pairs; the first bad row raises with its ``where`` label."""
     checked = []
-    for index, row in enumerate(rows):
+    for where, row in labelled:
         try:
             checked.append(validate_row(row))
         except TrainingDataError as error:
-            raise TrainingDataError(f"{source}: row {index}: {error}") from None
+            raise TrainingDataError(f"{where}: {error}") from None
     if not checked:
         raise TrainingDataError(f"{source}: no training rows")
     return checked
@@ -152,15 +157,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as error:
                 raise TrainingDataError(f"{path}:{line_number}: invalid JSON ({error.msg})") from None
             line_numbers.append(line_number)
-    checked = []
-    for line_number, row in zip(line_numbers, rows, strict=True):
-        try:
-            checked.append(validate_row(row))
-        except TrainingDataError as error:
-            raise TrainingDataError(f"{path}:{line_number}: {error}") from None
-    if not checked:
-        raise TrainingDataError(f"{path}: no training rows")
-    return checked
+    labelled = ((f"{path}:{line_number}", row) for line_number, row in zip(line_numbers, rows, strict=True))
+    return _validate_labelled(labelled, str(path))
 
 
 def _single_type(rows: list[dict[str, Any]], source: str) -> str:
