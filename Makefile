@@ -33,6 +33,8 @@ lint:
 # ---- evaluation targets (issue 3) ----
 # OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json).
 EVAL ?= $(PY) eval/evaluate.py
+# DATA= on the command line wins; else $$LENS_EMBED_DATA if set; else the DATA default above.
+DATA_FLAG = $(if $(and $(LENS_EMBED_DATA),$(filter file,$(origin DATA))),,--data "$(DATA)")
 MODEL ?=
 TASKS ?=
 
@@ -43,18 +45,36 @@ eval-mteb:
 	$(EVAL) mteb --model "$(MODEL)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
 
 eval-offline:
-	$(EVAL) offline $(if $(MODEL),--model "$(MODEL)") --data "$(DATA)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
+	$(EVAL) offline $(if $(MODEL),--model "$(MODEL)") $(DATA_FLAG) --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
 
 eval-airbench:
 	@test -n "$(MODEL)" || { echo "usage: make eval-airbench MODEL=path [OUTPUT=results] [AIRBENCH_DATA=local/folder]"; exit 2; }
 	$(EVAL) airbench --model "$(MODEL)" --output "$(OUTPUT)" $(if $(AIRBENCH_DATA),--airbench-data "$(AIRBENCH_DATA)")
 
 check-harness:
-	$(EVAL) check-harness --data "$(DATA)" --output "$(OUTPUT)"
+	$(EVAL) check-harness $(DATA_FLAG) --output "$(OUTPUT)"
 
 # ---- training targets (issue 4) ----
+# Fine-tune the embedded LENS-MiniLM, dense MiniLM and the hybrid with one recipe on $(DATA)/training
+# (BM25 negatives where rows have none), then score all six on part of the offline suite.
+TRAIN_DEMO_STEPS ?= 30
+TRAIN_DEMO_TASKS ?= STSBenchmark STS16 STS13 BIOSSES
+
+.PHONY: train-demo test-training
+
+train-demo:
+	$(PY) -m lens_embed.training.demo --data $(DATA) --output $(OUTPUT)/train-demo \
+		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-length 128 \
+		--tasks $(TRAIN_DEMO_TASKS)
+
+test-training:
+	$(PY) -m pytest -q tests/training
 
 # ---- benchmarks ----
 MODEL ?=
 bench:
 	$(PY) benchmarks/bench_encode.py $(if $(MODEL),--model $(MODEL),)
+
+# On a GPU machine: attention kernels (incl. flash_attention_2), bf16, torch KMeans, throughput.
+device-check:
+	$(PY) benchmarks/device_check.py

@@ -196,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default):
         add(subparsers)
+    from lens_embed.evaluation.cli import add_eval_commands
     from lens_embed.training.cli import add_training_commands
 
+    add_eval_commands(subparsers)
     add_training_commands(subparsers)
     return parser
 
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as error:
         print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return code or 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

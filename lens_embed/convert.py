@@ -27,6 +27,7 @@ from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN
 
 HEAD_FILE = "lm_head.pth"
+RELEASED_CHECKPOINTS = ("yibinlei/LENS-d4000", "yibinlei/LENS-d8000")
 SHARD_BYTES = 2 << 30
 
 
@@ -200,3 +201,24 @@ def convert_checkpoint(
         model = assemble_lens_model(transformer, pooling)
         model.save(str(output))
     return model
+
+
+def converted_release_path(name: str, cache: str | Path | None = None) -> Path:
+    """A released checkpoint converted once into the cache (``$LENS_EMBED_CACHE/converted``).
+
+    Loading the raw release with sentence-transformers would silently build a mean-pooled dense
+    model from the Mistral weights; this is the path every loader of a released name goes through.
+    The conversion is written to a temporary folder renamed into place, so it is never half-done.
+    """
+    from lens_embed.defaults import cache_dir
+
+    if name not in RELEASED_CHECKPOINTS:
+        raise ValueError(f"{name!r} is not a released LENS checkpoint ({', '.join(RELEASED_CHECKPOINTS)})")
+    root = (Path(cache) if cache is not None else cache_dir()) / "converted"
+    target = root / name.replace("/", "__")
+    if not (target / "modules.json").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".converting-") as staging:
+            convert_checkpoint(name, Path(staging) / "model")
+            (Path(staging) / "model").rename(target)
+    return target

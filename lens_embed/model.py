@@ -132,7 +132,14 @@ def build_lens_model(
 
 
 def load_lens_model(model_name_or_path: str | Path, device: str | None = None, **kwargs: Any) -> SentenceTransformer:
-    """Load a saved LENS (or any sentence-transformers) model; a clear error if the path holds none."""
+    """Load a saved LENS (or any sentence-transformers) model; a clear error if the path holds none.
+
+    A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once and cached.
+    """
+    from lens_embed.convert import RELEASED_CHECKPOINTS, converted_release_path
+
+    if str(model_name_or_path) in RELEASED_CHECKPOINTS and not Path(model_name_or_path).exists():
+        model_name_or_path = converted_release_path(str(model_name_or_path))
     path = Path(model_name_or_path)
     looks_local = path.is_absolute() or str(model_name_or_path).startswith(".") or path.exists()
     if looks_local:

@@ -88,3 +88,15 @@ def test_config_advertising_k_does_not_shrink_the_embeddings(released, tmp_path)
 def test_missing_source_directory_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         convert_checkpoint(tmp_path / "absent", tmp_path / "out")
+
+
+def test_released_names_load_through_the_converter_not_as_raw_mistral(released, tmp_path, monkeypatch):
+    from lens_embed import convert, load_lens_model
+
+    monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(convert, "resolve_checkpoint", lambda name: released)
+    model = load_lens_model("yibinlei/LENS-d8000")
+    assert model.get_embedding_dimension() == 24 and model[1].n_clusters == 24
+    assert (tmp_path / "cache" / "converted" / "yibinlei__LENS-d8000" / "modules.json").is_file()
+    monkeypatch.setattr(convert, "resolve_checkpoint", lambda name: pytest.fail("converted twice"))
+    assert load_lens_model("yibinlei/LENS-d8000").get_embedding_dimension() == 24

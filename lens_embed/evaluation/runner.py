@@ -7,6 +7,7 @@ the leaderboard's results repository take. Finished tasks are reused, so a rerun
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,22 @@ def result_cache(output: str | Path) -> ResultCache:
     return ResultCache(root)
 
 
+def _task_groups(
+    run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int
+) -> list[tuple[Any, list[AbsTask]]]:
+    """(model object, tasks) pairs for one run: retrieval through sharded search when asked, the rest as is."""
+    from lens_embed.evaluation.mteb_model import ASYMMETRIC_TASK_TYPES, LensEncoder
+
+    if shard_dir is None or not isinstance(run.model, LensEncoder):
+        return [(run.model, tasks)]
+    from lens_embed.evaluation.search import ShardedSearch
+
+    searched = [t for t in tasks if t.metadata.type in ASYMMETRIC_TASK_TYPES]
+    others = [t for t in tasks if t.metadata.type not in ASYMMETRIC_TASK_TYPES]
+    folder = shard_dir / run.model.mteb_model_meta.model_name_as_path()
+    return [(model, group) for model, group in ((run.model, others), (ShardedSearch(run.model, folder, shard_size), searched)) if group]
+
+
 def evaluate_runs(
     runs: Sequence[ModelRun],
     tasks: Iterable[AbsTask],
@@ -65,33 +82,47 @@ def evaluate_runs(
     *,
     batch_size: int = 32,
     overwrite: bool = False,
+    shard_dir: str | Path | None = None,
+    shard_size: int = 10_000,
 ) -> list[Score]:
-    """Evaluate every run on the tasks it supports; return the main scores of all of them."""
+    """Evaluate every run on the tasks it supports; return the main scores of all of them.
+
+    With ``shard_dir``, encoder runs embed retrieval corpora in resumable shards under it."""
     cache = result_cache(output)
     tasks = list(tasks)
+    by_name = {task.metadata.name: task for task in tasks}
     scores: list[Score] = []
     for run in runs:
         selected = [task for task in tasks if run.supports(task)]
         if not selected:
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
-        result = mteb.evaluate(
-            run.model,
-            selected,
-            cache=cache,
-            overwrite_strategy="always" if overwrite else "only-missing",
-            encode_kwargs={"batch_size": batch_size},
-        )
-        by_name = {task.metadata.name: task for task in selected}
-        for task_result in result.task_results:
-            task = by_name[task_result.task_name]
-            scores.append(
-                Score(
-                    model=run.label,
-                    task=task.metadata.name,
-                    task_type=task.metadata.type,
-                    main_score=task.metadata.main_score,
-                    value=100 * float(task_result.get_score()),
-                )
+        for model, group in _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size):
+            result = mteb.evaluate(
+                model,
+                group,
+                cache=cache,
+                overwrite_strategy="always" if overwrite else "only-missing",
+                encode_kwargs={"batch_size": batch_size},
             )
+            scores += [_score(run.label, by_name[r.task_name], r) for r in result.task_results]
+            _refresh_model_meta(cache, model.mteb_model_meta, group[0])
     return scores
+
+
+def _refresh_model_meta(cache: ResultCache, meta: Any, task: AbsTask) -> None:
+    """Rewrite ``model_meta.json`` even when every task came from the cache (mteb only writes it
+    beside a newly saved result), so the folder always describes the model as it is now."""
+    folder = cache.get_task_result_path(task.metadata.name, meta).parent
+    if folder.is_dir():
+        (folder / "model_meta.json").write_text(json.dumps(meta.to_dict(), default=str, indent=4), encoding="utf-8")
+
+
+def _score(label: str, task: AbsTask, task_result: Any) -> Score:
+    return Score(
+        model=label,
+        task=task.metadata.name,
+        task_type=task.metadata.type,
+        main_score=task.metadata.main_score,
+        value=100 * float(task_result.get_score()),
+    )

@@ -1,0 +1,254 @@
+"""Retrieval at corpus scale: corpus embeddings computed in shards on disk, a faiss index, search.
+
+Shard ``i`` holds the embeddings of texts ``[i * shard_size, (i + 1) * shard_size)``. Each shard is
+written to a temporary file and atomically renamed, so an interrupted run never leaves a partial
+shard behind, and a rerun skips every finished shard. A manifest ties the folder to one corpus and
+one model (a fingerprint), so stale embeddings are never mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION, query_prompt
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+IndexKind = Literal["flat", "hnsw", "ivf"]
+EncodeFn = Callable[[list[str]], np.ndarray]
+_PROBE_TEXT = "lens-embed fingerprint probe: the quick brown fox jumps over the lazy dog."
+
+
+def fingerprint(*parts: str | Sequence[str]) -> str:
+    """A short content hash of strings and lists of strings (order-sensitive)."""
+    digest = hashlib.sha1()
+    for part in parts:
+        for text in [part] if isinstance(part, str) else part:
+            digest.update(text.encode("utf-8"))
+            digest.update(b"\x00")
+        digest.update(b"\x01")
+    return digest.hexdigest()[:16]
+
+
+class ShardStore:
+    """A folder of ``shard_NNNNN.npy`` files plus ``manifest.json`` describing what they embed."""
+
+    def __init__(self, directory: str | Path, n_texts: int, shard_size: int, key: str) -> None:
+        if shard_size <= 0:
+            raise ValueError(f"shard_size must be positive, got {shard_size}")
+        self.directory = Path(directory)
+        self.n_texts = n_texts
+        self.shard_size = shard_size
+        self.n_shards = max(1, -(-n_texts // shard_size))
+        self.key = key
+        self._check_manifest()
+
+    def _manifest(self) -> dict[str, object]:
+        return {"key": self.key, "n_texts": self.n_texts, "shard_size": self.shard_size, "n_shards": self.n_shards}
+
+    def _check_manifest(self) -> None:
+        """Create the manifest, or refuse a folder that holds another corpus's or model's shards."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / "manifest.json"
+        if path.is_file():
+            found = json.loads(path.read_text(encoding="utf-8"))
+            if found != self._manifest():
+                raise ValueError(
+                    f"{self.directory} holds shards of another corpus, model or shard size ({found}); "
+                    "use another cache folder or delete this one"
+                )
+            return
+        payload = json.dumps(self._manifest(), indent=2).encode("utf-8")
+        self._atomic_write(path, lambda handle: handle.write(payload))
+
+    def shard_path(self, index: int) -> Path:
+        return self.directory / f"shard_{index:05d}.npy"
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        return index * self.shard_size, min(self.n_texts, (index + 1) * self.shard_size)
+
+    def is_done(self, index: int) -> bool:
+        return self.shard_path(index).is_file()
+
+    def pending(self) -> list[int]:
+        return [i for i in range(self.n_shards) if not self.is_done(i)]
+
+    @staticmethod
+    def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+        """Write to a temporary sibling, fsync, then rename: readers see all of it or nothing."""
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tmp.open("wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def write(self, index: int, embeddings: np.ndarray) -> None:
+        start, stop = self.bounds(index)
+        if embeddings.ndim != 2 or embeddings.shape[0] != stop - start:
+            raise ValueError(f"shard {index} needs {stop - start} rows, got array of shape {embeddings.shape}")
+        array = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self._atomic_write(self.shard_path(index), lambda handle: np.save(handle, array))
+
+    def load(self) -> np.ndarray:
+        missing = self.pending()
+        if missing:
+            raise RuntimeError(f"{self.directory}: shards {missing} are not computed yet")
+        return np.concatenate([np.load(self.shard_path(i)) for i in range(self.n_shards)], axis=0)
+
+
+def encode_in_shards(
+    encode: EncodeFn,
+    texts: Sequence[str],
+    directory: str | Path,
+    *,
+    key: str,
+    shard_size: int = 10_000,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Embeddings of ``texts``, computing only the shards not yet on disk, then loading them all."""
+    store = ShardStore(directory, len(texts), shard_size, key)
+    todo = store.pending()
+    if len(todo) < store.n_shards:
+        logger.info("%s: resuming, %d of %d shards already done", directory, store.n_shards - len(todo), store.n_shards)
+    for index in tqdm(todo, desc="Encoding corpus shards", unit="shard", disable=not show_progress):
+        start, stop = store.bounds(index)
+        store.write(index, np.asarray(encode(list(texts[start:stop])), dtype=np.float32))
+    return store.load()
+
+
+def normalized(embeddings: np.ndarray) -> np.ndarray:
+    """Float32, C-contiguous, L2-normalised rows: inner product is then cosine similarity."""
+    array = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
+    faiss.normalize_L2(array)
+    return array
+
+
+def build_index(
+    embeddings: np.ndarray,
+    kind: IndexKind = "flat",
+    *,
+    hnsw_m: int = 32,
+    hnsw_ef_search: int = 128,
+    ivf_nlist: int | None = None,
+    ivf_nprobe: int = 16,
+) -> faiss.Index:
+    """An inner-product faiss index: exact ``IndexFlatIP`` by default, HNSW or IVF as approximations."""
+    vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+    dim = vectors.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = hnsw_ef_search
+    elif kind == "ivf":
+        nlist = ivf_nlist or max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(ivf_nprobe, nlist)
+    else:
+        raise ValueError(f"Unknown index kind {kind!r}; expected 'flat', 'hnsw' or 'ivf'")
+    index.add(vectors)
+    return index
+
+
+def search(
+    index: faiss.Index, queries: np.ndarray, top_k: int, batch_size: int = 1024, show_progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ``(scores, row ids)`` per query, searched in batches with a progress bar."""
+    k = min(top_k, index.ntotal)
+    vectors = np.ascontiguousarray(queries, dtype=np.float32)
+    scores, ids = [], []
+    starts = range(0, len(vectors), batch_size)
+    for start in tqdm(starts, desc="Searching", unit="batch", disable=not show_progress):
+        batch_scores, batch_ids = index.search(vectors[start : start + batch_size], k)
+        scores.append(batch_scores)
+        ids.append(batch_ids)
+    return np.concatenate(scores), np.concatenate(ids)
+
+
+class DenseRetriever:
+    """Sharded corpus encoding + faiss search over a sentence-transformers model.
+
+    On a LENS model queries carry the instruction and documents are plain (the authors' protocol);
+    on any other model both are encoded as they are.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        cache_dir: str | Path,
+        *,
+        instruction: str = DEFAULT_QUERY_INSTRUCTION,
+        index_kind: IndexKind = "flat",
+        shard_size: int = 10_000,
+        batch_size: int = 32,
+        show_progress: bool = True,
+    ) -> None:
+        from lens_embed import is_lens_model
+
+        self.model = model
+        self.cache_dir = Path(cache_dir)
+        self.instruction = instruction
+        self.index_kind: IndexKind = index_kind
+        self.shard_size = shard_size
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.instructed = bool(is_lens_model(model))
+
+    def _options(self) -> dict[str, object]:
+        return {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        if self.instructed:
+            return self.model.encode_document(texts, **self._options())
+        return self.model.encode(texts, **self._options())
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        if self.instructed:
+            return self.model.encode_query(texts, prompt=query_prompt(self.instruction), **self._options())
+        return self.model.encode(texts, **self._options())
+
+    def model_key(self) -> str:
+        """Identifies the model by what it computes: the rounded embedding of a fixed probe text."""
+        probe = np.round(np.asarray(self.encode_documents([_PROBE_TEXT]), dtype=np.float64), 4)
+        return hashlib.sha1(probe.tobytes()).hexdigest()[:16]
+
+    def corpus_embeddings(self, doc_texts: Sequence[str]) -> np.ndarray:
+        """Sharded, resumable corpus embeddings in ``cache_dir/<corpus+model key>/``."""
+        key = fingerprint(self.model_key(), doc_texts)
+        return encode_in_shards(
+            self.encode_documents,
+            doc_texts,
+            self.cache_dir / key,
+            key=key,
+            shard_size=self.shard_size,
+            show_progress=self.show_progress,
+        )
+
+    def retrieve(
+        self, corpus: Mapping[str, str], queries: Mapping[str, str], top_k: int = 100
+    ) -> dict[str, dict[str, float]]:
+        """``{query id: {doc id: score}}`` with the top_k documents of every query."""
+        doc_ids = list(corpus)
+        index = build_index(normalized(self.corpus_embeddings([corpus[d] for d in doc_ids])), self.index_kind)
+        query_ids = list(queries)
+        query_vectors = normalized(self.encode_queries([queries[q] for q in query_ids]))
+        scores, rows = search(index, query_vectors, top_k, show_progress=self.show_progress)
+        return {
+            qid: {doc_ids[r]: float(s) for s, r in zip(scores[i], rows[i], strict=True) if r >= 0}
+            for i, qid in enumerate(query_ids)
+        }

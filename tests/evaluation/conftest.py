@@ -1,0 +1,109 @@
+"""Fixtures of the evaluation tests: the real local data, small slices of it, the dense MiniLM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lens_embed.evaluation.data import DataDirError, resolve_data_dir
+from lens_embed.evaluation.offline import read_jsonl
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real offline data (LENS_EMBED_DATA or ../shared/data); the tests need it."""
+    try:
+        return resolve_data_dir()
+    except DataDirError as error:
+        pytest.skip(f"offline data not available: {error}")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The offline dense all-MiniLM-L6-v2 (loaded once per session)."""
+    from sentence_transformers import SentenceTransformer
+
+    from lens_embed.evaluation.baselines import minilm_path
+
+    return SentenceTransformer(str(minilm_path()), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def scifact_slice(data_dir: Path) -> dict:
+    """24 SciFact test queries, their relevant documents and 100 other documents (real text)."""
+    from lens_embed.evaluation.offline import read_qrels
+
+    folder = data_dir / "retrieval" / "SciFact"
+    qrels = read_qrels(folder / "qrels" / "test.tsv")
+    query_ids = sorted(qrels)[:24]
+    relevant = {doc for qid in query_ids for doc in qrels[qid]}
+    corpus = read_jsonl(folder / "corpus.jsonl")
+    kept = [d for d in corpus if str(d["_id"]) in relevant] + [d for d in corpus if str(d["_id"]) not in relevant][:100]
+    queries = {str(q["_id"]): q for q in read_jsonl(folder / "queries.jsonl")}
+    return {
+        "corpus": kept,
+        "queries": [queries[qid] for qid in query_ids],
+        "qrels": {qid: qrels[qid] for qid in query_ids},
+    }
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, scifact_slice: dict) -> Path:
+    """A data folder in the shared layout with small slices of real data, under names mteb does not know
+    (so they also prove that a new folder runs with no code change)."""
+    root = tmp_path_factory.mktemp("small_data")
+    _write_jsonl(root / "sts" / "SliceSTS16" / "test.jsonl", read_jsonl(data_dir / "sts" / "STS16" / "test.jsonl")[:150])
+    banking = data_dir / "classification" / "Banking77Classification"
+    labels = sorted({row["label"] for row in read_jsonl(banking / "test.jsonl")})[:8]
+    _write_jsonl(
+        root / "classification" / "SliceBanking8" / "train.jsonl",
+        [row for row in read_jsonl(banking / "train.jsonl") if row["label"] in labels],
+    )
+    _write_jsonl(
+        root / "classification" / "SliceBanking8" / "test.jsonl",
+        [row for row in read_jsonl(banking / "test.jsonl") if row["label"] in labels],
+    )
+    retrieval = root / "retrieval" / "SliceSciFact"
+    _write_jsonl(retrieval / "corpus.jsonl", scifact_slice["corpus"])
+    _write_jsonl(retrieval / "queries.jsonl", scifact_slice["queries"])
+    lines = ["query-id\tcorpus-id\tscore"] + [
+        f"{qid}\t{doc}\t{score}" for qid, docs in scifact_slice["qrels"].items() for doc, score in docs.items()
+    ]
+    (retrieval / "qrels").mkdir(parents=True)
+    (retrieval / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def airbench_data_dir(tmp_path_factory: pytest.TempPathFactory, scifact_slice: dict) -> Path:
+    """The SciFact slice in the local AIR-Bench layout: half the queries dev (with qrels), half test."""
+    root = tmp_path_factory.mktemp("airbench") / "qa" / "science" / "en" / "scifact_slice"
+    _write_jsonl(root / "corpus.jsonl", [{"id": str(d["_id"]), "text": f"{d['title']} {d['text']}"} for d in scifact_slice["corpus"]])
+    queries = scifact_slice["queries"]
+    for split, part in (("dev", queries[:12]), ("test", queries[12:])):
+        _write_jsonl(root / f"queries_{split}.jsonl", [{"id": str(q["_id"]), "text": q["text"]} for q in part])
+    lines = ["qid\tdocid\trelevance"] + [
+        f"{q['_id']}\t{doc}\t{score}" for q in queries[:12] for doc, score in scifact_slice["qrels"][str(q["_id"])].items()
+    ]
+    (root / "qrels_dev.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root.parents[3]
+
+
+@pytest.fixture()
+def copy_of(tmp_path: Path):
+    """Copy a folder into tmp_path (to damage it without touching the original)."""
+
+    def _copy(source: Path, name: str = "copy") -> Path:
+        target = tmp_path / name
+        shutil.copytree(source, target)
+        return target
+
+    return _copy

@@ -1,0 +1,61 @@
+"""A LENS model runs through mteb.evaluate like a registered one: real ModelMeta, loader, results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mteb
+import pytest
+from mteb.cache import ResultCache
+
+from lens_embed import build_lens_model
+from lens_embed.defaults import minilm_path
+from lens_embed.evaluation.baselines import MINILM_NAME
+from lens_embed.evaluation.mteb_model import load_encoder, model_revision, released_lens_meta
+from lens_embed.evaluation.offline import offline_tasks
+
+
+@pytest.fixture(scope="module")
+def small_lens_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lens") / "lens-minilm-k64"
+    build_lens_model(minilm_path(), n_clusters=64, output_dir=path)
+    return path
+
+
+def test_model_meta_has_real_values(small_lens_dir: Path) -> None:
+    encoder = load_encoder(small_lens_dir, adapted_from=MINILM_NAME)
+    meta = encoder.mteb_model_meta
+    assert meta.name == "lens-embed/lens-minilm-k64"
+    assert meta.revision == model_revision(small_lens_dir) and len(meta.revision) == 12
+    assert meta.embed_dim == encoder.model.get_embedding_dimension()
+    parameters = sum(p.numel() for p in encoder.model.parameters())
+    assert meta.n_parameters >= parameters > 20_000_000
+    assert meta.max_tokens == encoder.model.max_seq_length
+    assert meta.similarity_fn_name.value == "cosine" and meta.use_instructions is True
+    assert meta.training_datasets == mteb.get_model_meta(MINILM_NAME).training_datasets
+    assert meta.adapted_from == MINILM_NAME
+
+
+def test_meta_loader_runs_in_mteb_evaluate(small_lens_dir: Path, small_data_dir: Path, tmp_path: Path) -> None:
+    meta = load_encoder(small_lens_dir).mteb_model_meta
+    [task] = offline_tasks(small_data_dir, names=["SliceSTS16"])
+    result = mteb.evaluate(meta, task, cache=ResultCache(tmp_path), encode_kwargs={"batch_size": 32})
+    [task_result] = result.task_results
+    assert 0.2 < task_result.get_score() <= 1.0  # an untrained lexicon head on MiniLM still tracks similarity
+    assert (tmp_path / "results" / "lens-embed__lens-minilm-k64" / meta.revision / "SliceSTS16.json").is_file()
+
+
+def test_revision_changes_with_the_weights(small_lens_dir: Path, copy_of) -> None:
+    changed = copy_of(small_lens_dir)
+    weights = next(changed.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert model_revision(changed) != model_revision(small_lens_dir)
+
+
+def test_released_lens_models_get_a_loader() -> None:
+    meta = released_lens_meta("yibinlei/LENS-d8000")
+    assert meta.loader is not None and meta.embed_dim == 8000 and meta.use_instructions
+    with pytest.raises(KeyError, match="not a released LENS model"):
+        released_lens_meta("sentence-transformers/all-MiniLM-L6-v2")
