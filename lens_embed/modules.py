@@ -39,22 +39,25 @@ class LensTransformer(Transformer):
     def __init__(self, model_name_or_path: str, **kwargs: Any) -> None:
         kwargs["unpad_inputs"] = False
         super().__init__(model_name_or_path, **kwargs)
+        self.truncation_reported = False
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         validate_texts(inputs)
         features = super().preprocess(inputs, prompt=prompt, **kwargs)
         width = features["input_ids"].shape[1] if "input_ids" in features else 0
-        if self.max_seq_length is not None and width >= self.max_seq_length:
+        if not self.truncation_reported and self.max_seq_length is not None and width >= self.max_seq_length:
             self._warn_truncated(inputs, prompt or "")
         return features
 
     def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
-        """Over-long texts are cut to max_seq_length (EOS kept): say so, with how many."""
+        """Over-long texts are cut to max_seq_length (EOS kept): say so once, with how many in that batch."""
         lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
         over = sum(length > self.max_seq_length for length in lengths)
         if over:
+            self.truncation_reported = True
             logger.warning(
-                "%d of %d texts exceed max_seq_length=%d tokens (longest %d) and were truncated; EOS is kept",
+                "%d of %d texts in a batch exceed max_seq_length=%d tokens (longest %d) and were truncated, "
+                "EOS kept; later truncations are not reported",
                 over, len(texts), self.max_seq_length, max(lengths),
             )
 

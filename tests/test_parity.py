@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from transformers import MistralConfig, MistralForCausalLM
 
-from conftest import RELEASED_K, authors_tokenizer
 from lens_embed import query_prompt
 from lens_embed.convert import convert_checkpoint
+from tiny_models import RELEASED_K, authors_tokenizer
 
 K = RELEASED_K
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
