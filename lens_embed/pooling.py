@@ -59,8 +59,9 @@ def masked_max_logits(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch
     for begin in range(0, seq_len, chunk):
         logits = hidden[:, begin : begin + chunk] @ centroids.T
         keep = mask[:, begin : begin + chunk].unsqueeze(-1)
-        logits = logits.masked_fill(~keep, float("-inf"))
+        logits.masked_fill_(~keep, float("-inf"))  # in place: one chunk-sized buffer, not two
         best = torch.maximum(best, logits.max(dim=1).values)
+        del logits  # free this chunk before the next one is allocated
     return best
 
 
