@@ -23,6 +23,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
+from lens_embed.model import is_lens_model
 from lens_embed.prompts import query_prompt
 
 if TYPE_CHECKING:
@@ -48,13 +49,6 @@ def embeds_as_query(task_type: str, prompt_type: PromptType | None) -> bool:
     if task_type in ASYMMETRIC_TASK_TYPES:
         return prompt_type != PromptType.document
     return True
-
-
-def _is_lens(model: SentenceTransformer) -> bool:
-    """``lens_embed.is_lens_model`` when the core provides it (imported late: the core lands in parallel)."""
-    from lens_embed import is_lens_model
-
-    return bool(is_lens_model(model))
 
 
 class LensEncoder(AbsEncoder):
@@ -153,7 +147,7 @@ def build_model_meta(
     path = Path(path)
     registered = _registered_meta(name)
     base = _registered_meta(adapted_from)
-    instructed = _is_lens(model) if use_instructions is None else use_instructions
+    instructed = is_lens_model(model) if use_instructions is None else use_instructions
     return ModelMeta(
         loader=lens_loader,
         loader_kwargs={"model_path": str(path)},
