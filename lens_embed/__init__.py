@@ -1,36 +1,49 @@
-"""lens-embed: LENS lexicon-based text embeddings from LLMs, as sentence-transformers models."""
+"""lens-embed: LENS lexicon-based text embeddings from LLMs, as sentence-transformers models.
 
-from lens_embed.clustering import Clustering, kmeans_vocabulary
-from lens_embed.convert import convert_checkpoint
-from lens_embed.defaults import default_model_path
-from lens_embed.explain import match_dimensions, top_dimensions
-from lens_embed.model import (
-    build_lens_model,
-    encode,
-    is_lens_model,
-    lexicon_pooling,
-    load_lens_model,
-)
-from lens_embed.modules import LensTransformer, LexiconPooling
-from lens_embed.prompts import NAMED_INSTRUCTIONS, default_prompts, query_prompt
+Public names resolve lazily (PEP 562), so ``import lens_embed`` stays instant: torch and
+sentence-transformers load only when a name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Clustering",
-    "LensTransformer",
-    "LexiconPooling",
-    "NAMED_INSTRUCTIONS",
-    "build_lens_model",
-    "convert_checkpoint",
-    "default_model_path",
-    "match_dimensions",
-    "top_dimensions",
-    "default_prompts",
-    "encode",
-    "is_lens_model",
-    "kmeans_vocabulary",
-    "lexicon_pooling",
-    "load_lens_model",
-    "query_prompt",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "Clustering": "lens_embed.clustering",
+    "kmeans_vocabulary": "lens_embed.clustering",
+    "build_lens_model": "lens_embed.build",
+    "default_model_path": "lens_embed.build",
+    "convert_checkpoint": "lens_embed.convert",
+    "DEFAULT_CLUSTERS": "lens_embed.defaults",
+    "DEFAULT_MAX_SEQ_LENGTH": "lens_embed.defaults",
+    "match_dimensions": "lens_embed.explain",
+    "top_dimensions": "lens_embed.explain",
+    "encode": "lens_embed.model",
+    "is_lens_model": "lens_embed.model",
+    "lexicon_pooling": "lens_embed.model",
+    "load_lens_model": "lens_embed.model",
+    "LensTransformer": "lens_embed.modules",
+    "LexiconPooling": "lens_embed.modules",
+    "NAMED_INSTRUCTIONS": "lens_embed.prompts",
+    "default_prompts": "lens_embed.prompts",
+    "query_prompt": "lens_embed.prompts",
+    "is_released_name": "lens_embed.storage",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
+from transformers.utils import cached_file
 
 from lens_embed.prompts import SPECIAL_TOKENS
 
@@ -91,41 +92,81 @@ def resize_embeddings(backbone: torch.nn.Module, vocab_size: int, seed: int) -> 
         weight[old:] = rows.to(weight.dtype).to(weight.device)
 
 
-def _checkpoint_files(model_name_or_path: str) -> list[str]:
-    """The weight files (safetensors, else PyTorch .bin) of a local directory or hub repository."""
-    from transformers.utils import cached_file
+class CheckpointError(ValueError):
+    """Weights that cannot be used exactly: missing, mismatched, corrupt or unsafe (the message names the file)."""
 
+
+def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "") -> list[Path]:
+    """The weight files (safetensors, else PyTorch .bin; sharded or not) of a local folder or hub repository.
+
+    The one place that knows how transformers lays weights out: a shard index lists the shards,
+    otherwise a single file. Empty when the folder has none.
+    """
     for index_name, single_name in (
         ("model.safetensors.index.json", "model.safetensors"),
         ("pytorch_model.bin.index.json", "pytorch_model.bin"),
     ):
-        index = cached_file(model_name_or_path, index_name, _raise_exceptions_for_missing_entries=False)
+        index = cached_file(
+            str(model_name_or_path), index_name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
+        )
         if index is not None:
             with open(index, encoding="utf-8") as handle:
                 shards = sorted(set(json.load(handle)["weight_map"].values()))
-            return [cached_file(model_name_or_path, shard) for shard in shards]
-        single = cached_file(model_name_or_path, single_name, _raise_exceptions_for_missing_entries=False)
+            return [Path(cached_file(str(model_name_or_path), shard, subfolder=subfolder)) for shard in shards]
+        single = cached_file(
+            str(model_name_or_path), single_name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
+        )
         if single is not None:
-            return [single]
+            return [Path(single)]
     return []
 
 
-def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:
-    """The first tensor found under one of ``names`` in the weight files, without loading the rest.
+def iter_tensors(
+    files: Iterable[str | os.PathLike], names: Iterable[str] | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` for every tensor of the weight files, or only those in ``names``, read lazily.
 
-    ``.bin`` files are memory-mapped and read with ``weights_only=True`` (no pickled code runs).
+    safetensors files are opened one tensor at a time; ``.bin`` files are memory-mapped and read
+    with ``weights_only=True`` (no pickled code runs). A damaged file raises CheckpointError naming it.
     """
-    wanted = tuple(names)
+    wanted = None if names is None else set(names)
     for file in map(str, files):
         if file.endswith(".safetensors"):
-            with safe_open(file, framework="pt") as handle:
-                found = next((handle.get_tensor(name) for name in wanted if name in handle.keys()), None)
-        else:
+            try:
+                with safe_open(file, framework="pt") as handle:
+                    for name in handle.keys():
+                        if wanted is None or name in wanted:
+                            yield name, handle.get_tensor(name)
+            except SafetensorError as error:
+                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
+            continue
+        try:
             state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-            found = next((state[name] for name in wanted if name in state), None)
-        if found is not None:
-            return found
-    return None
+        except Exception as error:  # torch raises UnpicklingError, RuntimeError or others for bad files
+            raise CheckpointError(f"refusing to load {file}: not a plain state dict ({error})") from error
+        for name, tensor in state.items():
+            if wanted is None or name in wanted:
+                yield name, tensor
+
+
+def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
+    """The names of the tensors stored in the weight files (safetensors read only their headers)."""
+    names: set[str] = set()
+    for file in map(str, files):
+        if file.endswith(".safetensors"):
+            try:
+                with safe_open(file, framework="pt") as handle:
+                    names.update(handle.keys())
+            except SafetensorError as error:
+                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
+        else:
+            names.update(name for name, _ in iter_tensors([file]))
+    return names
+
+
+def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:
+    """The first tensor found under one of ``names`` in the weight files, without loading the rest."""
+    return next((tensor for _, tensor in iter_tensors(files, names)), None)
 
 
 def vocabulary_matrix(model_name_or_path: str | Path, backbone: torch.nn.Module, decoder: bool) -> torch.Tensor:
@@ -134,7 +175,7 @@ def vocabulary_matrix(model_name_or_path: str | Path, backbone: torch.nn.Module,
     A tied or absent head (and every encoder) falls back to the input-embedding matrix.
     """
     if decoder:
-        head = read_tensor(_checkpoint_files(str(model_name_or_path)), LM_HEAD_NAMES)
+        head = read_tensor(weight_files(model_name_or_path), LM_HEAD_NAMES)
         if head is not None:
             return head.float()
     return backbone.get_input_embeddings().weight.detach().float()

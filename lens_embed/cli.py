@@ -30,8 +30,8 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> None:
+    from lens_embed.build import build_lens_model
     from lens_embed.defaults import minilm_path
-    from lens_embed.model import build_lens_model
 
     base = minilm_path() if args.base == "minilm" else args.base
     model = build_lens_model(
@@ -185,7 +185,8 @@ def _add_default(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_default(args: argparse.Namespace) -> None:
-    from lens_embed.defaults import DEFAULT_CLUSTERS, default_model_path
+    from lens_embed.build import default_model_path
+    from lens_embed.defaults import DEFAULT_CLUSTERS
 
     print(default_model_path(args.clusters or DEFAULT_CLUSTERS))
 

@@ -15,24 +15,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from huggingface_hub import snapshot_download
 from safetensors.torch import save_file
 from sentence_transformers import SentenceTransformer
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from lens_embed.backbone import is_decoder_config, make_bidirectional, prepare_tokenizer
+from lens_embed.backbone import (
+    CheckpointError,
+    is_decoder_config,
+    iter_tensors,
+    make_bidirectional,
+    prepare_tokenizer,
+    weight_files,
+)
+from lens_embed.build import assemble_lens_model, ensure_output_dir
 from lens_embed.clustering import assign_to_centroids
-from lens_embed.model import assemble_lens_model, ensure_output_dir
+from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN
+from lens_embed.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
+from lens_embed.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, staged_directory
 
 HEAD_FILE = "lm_head.pth"
-RELEASED_CHECKPOINTS = ("yibinlei/LENS-d4000", "yibinlei/LENS-d8000")
 SHARD_BYTES = 2 << 30
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be converted exactly: missing, mismatched, corrupt or unsafe."""
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -42,8 +47,6 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         return path
     if path.exists() or str(name_or_path).startswith((".", "/")) or str(name_or_path).count("/") != 1:
         raise FileNotFoundError(f"checkpoint directory not found: {name_or_path}")
-    from huggingface_hub import snapshot_download
-
     return Path(snapshot_download(str(name_or_path)))
 
 
@@ -72,26 +75,11 @@ def read_head(path: Path) -> torch.Tensor:
 
 
 def iter_checkpoint_tensors(directory: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor of the checkpoint's weight files (safetensors, sharded or not; or weights-only .bin)."""
-    files = sorted(directory.glob("*.safetensors"))
-    if files:
-        for file in files:
-            try:
-                with safe_open(str(file), framework="pt") as handle:
-                    for name in handle.keys():
-                        yield name, handle.get_tensor(name)
-            except SafetensorError as error:
-                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
-        return
-    binaries = sorted(directory.glob("pytorch_model*.bin"))
-    if not binaries:
+    """Every tensor of the checkpoint's weight files; a clear error when there are none."""
+    files = weight_files(directory)
+    if not files:
         raise CheckpointError(f"no weight files (*.safetensors or pytorch_model*.bin) in {directory}")
-    for file in binaries:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise CheckpointError(f"refusing to load {file}: not a plain state dict ({error})") from error
-        yield from state.items()
+    yield from iter_tensors(files)
 
 
 def backbone_name(name: str) -> str | None:
@@ -148,9 +136,27 @@ def check_backbone(tensors: dict[str, torch.Tensor], config) -> None:
 
 
 def convert_checkpoint(
-    source: str | Path, output_dir: str | Path, *, max_seq_length: int = 512, overwrite: bool = False
+    source: str | Path,
+    output_dir: str | Path,
+    *,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    overwrite: bool = False,
 ) -> SentenceTransformer:
-    """Convert a released LENS checkpoint into a lens-embed sentence-transformers model at ``output_dir``."""
+    """Convert a released LENS checkpoint into a lens-embed sentence-transformers model at ``output_dir``.
+
+    The output is written to a staging folder renamed into place, and carries no code reference
+    (``auto_map``, custom tokenizer classes) from the source: loading it runs only library code.
+
+    Args:
+        source: Folder of a checkpoint in the released layout (weights, tokenizer, ``lm_head.pth``)
+            or a hub id such as ``yibinlei/LENS-d8000``.
+        output_dir: Where to write the converted model (an empty or absent folder).
+        max_seq_length: Token limit of the converted model (inputs are truncated, EOS kept).
+        overwrite: Replace a non-empty ``output_dir`` instead of refusing.
+
+    Returns:
+        The converted model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
+    """
     output = Path(output_dir)
     ensure_output_dir(output, overwrite)
     directory = resolve_checkpoint(source)
@@ -180,14 +186,16 @@ def convert_checkpoint(
     prepare_tokenizer(tokenizer, decoder=True)
     if len(tokenizer) > vocab_size:
         raise CheckpointError(f"tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab_size} rows")
+    drop_code_references(config, tokenizer)
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lens-convert-") as staging_name:
-        staging = Path(staging_name)
-        config.save_pretrained(staging)
-        write_shards(tensors, staging)
-        tokenizer.save_pretrained(staging)
-        transformer = LensTransformer(str(staging), max_seq_length=max_seq_length)
+    # The backbone is staged apart from the output: the model reads (memory-maps) its weights from there.
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lens-convert-") as backbone_name_dir:
+        backbone_dir = Path(backbone_name_dir)
+        config.save_pretrained(backbone_dir)
+        write_shards(tensors, backbone_dir)
+        tokenizer.save_pretrained(backbone_dir)
+        transformer = LensTransformer(str(backbone_dir), max_seq_length=max_seq_length)
         vocabulary = lm_head_rows if lm_head_rows is not None and lm_head_rows.shape[0] == vocab_size else None
         vocabulary = vocabulary if vocabulary is not None else tensors["embed_tokens.weight"]
         pooling = LexiconPooling(
@@ -199,8 +207,26 @@ def convert_checkpoint(
         )
         pooling.set_head(head, assign_to_centroids(vocabulary, head))
         model = assemble_lens_model(transformer, pooling)
-        model.save(str(output))
+        with staged_directory(output, replace=overwrite) as staging:
+            model.save(str(staging))
+            left = code_references(staging)
+            if left:
+                raise CheckpointError("the converted model would still ask to run code: " + "; ".join(left))
     return model
+
+
+def drop_code_references(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Remove what would make a loader import the source's own code (``auto_map`` and the like).
+
+    The conversion runs on transformers' built-in classes, so these references are never needed,
+    and carrying them would make the converted model run code named by the source.
+    """
+    for key in CODE_REFERENCE_KEYS:
+        if hasattr(config, key):
+            delattr(config, key)
+        tokenizer.init_kwargs.pop(key, None)
+    if not is_transformers_class(tokenizer.init_kwargs.get("tokenizer_class") or type(tokenizer).__name__):
+        tokenizer.init_kwargs.pop("tokenizer_class", None)
 
 
 def converted_release_path(name: str, cache: str | Path | None = None) -> Path:
@@ -208,17 +234,9 @@ def converted_release_path(name: str, cache: str | Path | None = None) -> Path:
 
     Loading the raw release with sentence-transformers would silently build a mean-pooled dense
     model from the Mistral weights; this is the path every loader of a released name goes through.
-    The conversion is written to a temporary folder renamed into place, so it is never half-done.
+    Concurrent first loads convert once (a lock), and only a finished conversion is ever in place.
     """
-    from lens_embed.defaults import cache_dir
-
     if name not in RELEASED_CHECKPOINTS:
         raise ValueError(f"{name!r} is not a released LENS checkpoint ({', '.join(RELEASED_CHECKPOINTS)})")
     root = (Path(cache) if cache is not None else cache_dir()) / "converted"
-    target = root / name.replace("/", "__")
-    if not (target / "modules.json").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root, prefix=".converting-") as staging:
-            convert_checkpoint(name, Path(staging) / "model")
-            (Path(staging) / "model").rename(target)
-    return target
+    return cached_directory(root / name.replace("/", "__"), lambda staging: convert_checkpoint(name, staging))

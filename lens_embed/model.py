@@ -1,8 +1,11 @@
-"""Building, loading and using LENS models as sentence-transformers models."""
+"""Using LENS models: the one loader (with its safety and integrity checks), encoding, inspection.
+
+Making models lives below this module (:mod:`lens_embed.build`, :mod:`lens_embed.convert`); every
+entry point loads a model through :func:`load_lens_model` and embeds through :func:`encode`.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,139 +13,68 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoConfig
+from sentence_transformers.base.modules import Module, Transformer
 
-from lens_embed.backbone import (
-    is_decoder_config,
-    make_bidirectional,
-    prepare_tokenizer,
-    resize_embeddings,
-    vocabulary_matrix,
-)
-from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
-from lens_embed.modules import LensTransformer, LexiconPooling, validate_texts
-from lens_embed.prompts import QUERY_TOKEN, default_prompts, query_prompt
+from lens_embed import modules as lens_modules
+from lens_embed.backbone import CheckpointError, is_decoder_config, tensor_names, weight_files
+from lens_embed.convert import converted_release_path
+from lens_embed.modules import LexiconPooling, validate_texts
+from lens_embed.prompts import query_prompt
+from lens_embed.safety import read_model_json, refuse_code_references
+from lens_embed.storage import is_released_name
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_SEQ_LENGTH = 512
-
-
-def assemble_lens_model(
-    transformer: LensTransformer, pooling: LexiconPooling, device: str | None = None
-) -> SentenceTransformer:
-    """Wrap the two modules with the LENS prompts (query/document plus named instructions) and cosine."""
-    return SentenceTransformer(
-        modules=[transformer, pooling], prompts=default_prompts(), similarity_fn_name="cosine", device=device
-    )
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+# lens-embed's own sentence-transformers modules, by the type that modules.json records for them:
+# resolved here, so sentence-transformers imports no code for them and its remote-code gate stays shut.
+LENS_MODULE_CLASSES: dict[str, type[Module]] = {
+    f"{cls.__module__}.{cls.__qualname__}": cls
+    for cls in vars(lens_modules).values()
+    if isinstance(cls, type) and issubclass(cls, Module) and cls.__module__ == lens_modules.__name__
+}
 
 
-def ensure_output_dir(output_dir: str | Path, overwrite: bool) -> None:
-    """Refuse to write over a non-empty directory unless asked: saved work is never lost silently."""
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output path {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it")
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name ("float32", "bfloat16", "float16") or itself."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or a torch.dtype, got {dtype!r}")
+    return DTYPES[dtype]
 
 
-def load_backbone(
-    model_name_or_path: str | Path,
-    *,
-    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-    attn_implementation: str | None = None,
-    torch_dtype: str | torch.dtype | None = None,
-) -> tuple[LensTransformer, bool]:
-    """The backbone as a sentence-transformers input module, bidirectional if it is a decoder."""
-    path = str(model_name_or_path)
-    config = AutoConfig.from_pretrained(path)
-    decoder = is_decoder_config(config)
-    model_kwargs: dict[str, Any] = {}
-    if attn_implementation is not None:
-        model_kwargs["attn_implementation"] = attn_implementation
-    if torch_dtype is not None:
-        model_kwargs["dtype"] = torch_dtype
-    config_kwargs = {"is_causal": False, "use_cache": False} if decoder else {}
-    transformer = LensTransformer(
-        path, model_kwargs=model_kwargs, config_kwargs=config_kwargs, max_seq_length=max_seq_length
-    )
-    if decoder:
-        make_bidirectional(transformer.auto_model.config)
-    return transformer, decoder
-
-
-def build_lens_model(
-    base_model: str | Path,
-    n_clusters: int = 4000,
-    output_dir: str | Path | None = None,
-    *,
-    dense_pooling: str | None = None,
-    dense_weight: float = 1.0,
-    seed: int = 0,
-    kmeans_iterations: int = 20,
-    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-    attn_implementation: str | None = None,
-    torch_dtype: str | torch.dtype | None = None,
+def load_lens_model(
+    name_or_path: str | Path,
     device: str | None = None,
-    overwrite: bool = False,
+    *,
+    trust_remote_code: bool = False,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    **kwargs: Any,
 ) -> SentenceTransformer:
-    """Turn a decoder LLM (or a BERT-style encoder) into a LENS model.
+    """Load a LENS model (or any sentence-transformers model) safely and check what was loaded.
 
-    Clusters the vocabulary matrix into ``n_clusters`` centroids that become the frozen head,
-    prepares the tokenizer (special tokens, pad, one EOS), and saves to ``output_dir`` if given.
+    A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once into the
+    cache. lens-embed's own module classes are resolved here; a model that asks for any other code
+    (module types outside sentence-transformers and lens-embed, ``auto_map`` entries, tokenizer
+    classes transformers does not define) is refused unless ``trust_remote_code=True``. A LENS
+    model must have every backbone tensor stored and finite, finite float32 centroids of its
+    configured shape and, for a decoder, bidirectional attention; otherwise the error names the file.
+
+    Args:
+        name_or_path: A lens-embed or sentence-transformers model folder, a hub id, or a released name.
+        device: Device to load onto (e.g. "cuda", "cpu"); None lets sentence-transformers choose.
+        trust_remote_code: Allow the model to import code of its own (only for models you trust).
+        dtype: Backbone dtype: "float32", "bfloat16", "float16" or a torch.dtype; None keeps the saved one.
+        attn_implementation: "eager", "sdpa", "flash_attention_2" or None for transformers' choice.
+        **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``, ``revision``).
+
+    Returns:
+        The loaded ``SentenceTransformer``.
     """
-    if output_dir is not None:
-        ensure_output_dir(output_dir, overwrite)
-    transformer, decoder = load_backbone(
-        base_model, max_seq_length=max_seq_length, attn_implementation=attn_implementation, torch_dtype=torch_dtype
-    )
-    backbone = transformer.auto_model
-    matrix = vocabulary_matrix(base_model, backbone, decoder)
-    validate_n_clusters(n_clusters, matrix.shape[0])
-    if matrix.shape[1] != backbone.config.hidden_size:
-        raise ValueError(
-            f"vocabulary matrix width {matrix.shape[1]} != hidden size {backbone.config.hidden_size}: "
-            "this architecture's head does not read the last hidden state"
-        )
-    if prepare_tokenizer(transformer.tokenizer, decoder=decoder):
-        resize_embeddings(backbone, len(transformer.tokenizer), seed)
-    logger.info("clustering %d vocabulary rows into %d centroids", matrix.shape[0], n_clusters)
-    clustering = kmeans_vocabulary(
-        matrix,
-        n_clusters,
-        n_iter=kmeans_iterations,
-        seed=seed,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-        verbose=logger.isEnabledFor(logging.INFO),
-    )
-    pooling = LexiconPooling(
-        n_clusters=n_clusters,
-        hidden_size=backbone.config.hidden_size,
-        query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
-        next_token_outputs=decoder,
-        dense_pooling=dense_pooling,
-        dense_weight=dense_weight,
-        vocab_size=matrix.shape[0],
-    )
-    pooling.set_head(clustering.centroids, clustering.assignments)
-    model = assemble_lens_model(transformer, pooling, device=device)
-    if output_dir is not None:
-        model.save(str(output_dir))
-    return model
-
-
-def load_lens_model(model_name_or_path: str | Path, device: str | None = None, **kwargs: Any) -> SentenceTransformer:
-    """Load a saved LENS (or any sentence-transformers) model; a clear error if the path holds none.
-
-    A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once and cached.
-    """
-    from lens_embed.convert import RELEASED_CHECKPOINTS, converted_release_path
-
-    if str(model_name_or_path) in RELEASED_CHECKPOINTS and not Path(model_name_or_path).exists():
-        model_name_or_path = converted_release_path(str(model_name_or_path))
-    path = Path(model_name_or_path)
-    looks_local = path.is_absolute() or str(model_name_or_path).startswith(".") or path.exists()
-    if looks_local:
+    source = str(converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path)
+    path = Path(source)
+    if path.is_absolute() or source.startswith(".") or path.exists():
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {path}")
         if not (path / "modules.json").is_file():
@@ -150,7 +82,90 @@ def load_lens_model(model_name_or_path: str | Path, device: str | None = None, *
                 f"{path} is not a sentence-transformers or lens-embed model (no modules.json); "
                 "build one with `lens-embed build` or convert a released checkpoint with `lens-embed convert`"
             )
-    return SentenceTransformer(str(model_name_or_path), device=device, trust_remote_code=True, **kwargs)
+    if not trust_remote_code:
+        refuse_code_references(source)
+    model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
+    if dtype is not None:
+        model_kwargs["dtype"] = resolve_dtype(dtype)
+    if attn_implementation is not None:
+        if attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+        model_kwargs["attn_implementation"] = attn_implementation
+    if model_kwargs:
+        kwargs["model_kwargs"] = model_kwargs
+    # sentence-transformers' own way to load with known classes; other module types still meet its gate.
+    model = SentenceTransformer._load_with_module_classes(
+        source, LENS_MODULE_CLASSES, device=device, trust_remote_code=trust_remote_code, **kwargs
+    )
+    if is_lens_model(model):
+        check_lens_model(model, source)
+    return model
+
+
+def module_folders(source: str) -> dict[str, str]:
+    """Module name -> its subfolder, as ``modules.json`` records them."""
+    loaded = read_model_json(source, "modules.json")
+    entries = loaded[0] if loaded is not None else []
+    return {str(entry["name"]): str(entry.get("path", "")) for entry in entries}
+
+
+def check_lens_model(model: SentenceTransformer, source: str) -> None:
+    """Refuse a LENS model that would embed wrongly without saying so; every error names the file."""
+    folders = module_folders(source)
+    pooling = lexicon_pooling(model)
+    for name, module in model.named_children():
+        if isinstance(module, Transformer):
+            check_backbone(module, source, folders.get(name, ""))
+            hidden_size = module.auto_model.config.hidden_size
+            if pooling.hidden_size != hidden_size:
+                raise CheckpointError(
+                    f"{source}: the LENS head reads hidden size {pooling.hidden_size} but the backbone has {hidden_size}"
+                )
+        elif isinstance(module, LexiconPooling):
+            check_head(module, Path(source, folders.get(name, ""), "model.safetensors"))
+
+
+def check_backbone(module: Transformer, source: str, subfolder: str) -> None:
+    """Every backbone tensor stored and finite; a decoder saved as bidirectional."""
+    backbone = module.auto_model
+    config_file = Path(source, subfolder, "config.json")
+    if is_decoder_config(backbone.config):
+        loaded = read_model_json(source, "config.json", subfolder)
+        saved = loaded[0].get("is_causal", True) if loaded is not None else True
+        if saved is not False or getattr(backbone.config, "is_causal", True) is not False:
+            raise CheckpointError(
+                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), got is_causal: {saved}"
+            )
+    files = weight_files(source, subfolder)
+    if not files:
+        raise CheckpointError(f"no backbone weight files in {Path(source, subfolder)}")
+    stored = tensor_names(files)
+    tied = set(getattr(backbone, "all_tied_weights_keys", None) or {})
+    missing = sorted(set(backbone.state_dict()) - stored - tied)
+    if missing:
+        raise CheckpointError(
+            f"{', '.join(map(str, files))} lack {len(missing)} backbone tensor(s), which would be random: "
+            + ", ".join(missing[:10])
+        )
+    for name, tensor in backbone.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            holder = next((file for file in files if name in tensor_names([file])), files[0])
+            raise CheckpointError(f"{holder}: backbone tensor {name} holds NaN or infinite values")
+
+
+def check_head(pooling: LexiconPooling, file: Path) -> None:
+    """Centroids finite, float32, of the configured [K, H] shape; every token mapped to a real cluster."""
+    centroids = pooling.centroids
+    expected = (pooling.n_clusters, pooling.hidden_size)
+    if tuple(centroids.shape) != expected or centroids.dtype != torch.float32:
+        raise CheckpointError(
+            f"{file}: centroids are {centroids.dtype} {tuple(centroids.shape)}, expected torch.float32 {expected}"
+        )
+    if not bool(torch.isfinite(centroids).all()):
+        raise CheckpointError(f"{file}: the centroids hold NaN or infinite values")
+    clusters = pooling.token_clusters
+    if clusters.numel() and (int(clusters.min()) < 0 or int(clusters.max()) >= pooling.n_clusters):
+        raise CheckpointError(f"{file}: the token -> cluster map names clusters outside [0, {pooling.n_clusters})")
 
 
 def is_lens_model(model: SentenceTransformer) -> bool:
@@ -174,17 +189,32 @@ def encode(
     instruction: str | None = None,
     batch_size: int = 32,
     show_progress_bar: bool | None = None,
+    **encode_kwargs: Any,
 ) -> np.ndarray:
-    """Embed texts as documents, or as instructed queries; validated, (0, dim) for an empty list."""
+    """Embed texts as documents, or as instructed queries; validated, (0, dim) for an empty list.
+
+    Args:
+        model: A loaded model (LENS or any sentence-transformers model).
+        texts: The texts (a list of strings; a single string is refused).
+        query: Embed as queries (with the instruction prompt) instead of documents.
+        instruction: The query instruction; None uses the model's "query" prompt. Queries only.
+        batch_size: Texts per forward pass.
+        show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
+        **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``).
+
+    Returns:
+        A float32 array [len(texts), dimension].
+    """
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not a single string")
     texts = list(texts)
     validate_texts(texts)
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar, **encode_kwargs}
     if not query:
         if instruction is not None:
             raise ValueError("an instruction applies to queries only: pass query=True")
-        return model.encode_document(texts, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return model.encode_document(texts, **options)
     prompt = query_prompt(instruction) if instruction is not None else None
-    return model.encode_query(texts, prompt=prompt, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    return model.encode_query(texts, prompt=prompt, **options)

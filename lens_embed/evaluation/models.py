@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lens_embed.defaults import default_model_path
+from lens_embed.build import default_model_path
 from lens_embed.evaluation.baselines import BM25_TASK_TYPES, MINILM_NAME, bm25, dense_minilm
 from lens_embed.evaluation.mteb_model import LensEncoder, load_encoder, released_lens_meta
 from lens_embed.evaluation.runner import ModelRun

@@ -51,7 +51,8 @@ def hybrid_model(default_path: Path, output: Path) -> Path:
 
 def demo_models(work: Path) -> list[DemoModel]:
     """The three bases: embedded LENS-MiniLM, dense MiniLM, and the hybrid."""
-    from lens_embed.defaults import default_model_path, minilm_path
+    from lens_embed.build import default_model_path
+    from lens_embed.defaults import minilm_path
 
     lens = Path(default_model_path())
     return [

@@ -1,0 +1,168 @@
+"""Making LENS models: the backbone, the clustered head, the assembled sentence-transformers model.
+
+Sits below :mod:`lens_embed.model` (which loads and uses models) and beside
+:mod:`lens_embed.convert` (which makes one from a released checkpoint instead of a clustering).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoConfig
+
+from lens_embed.backbone import (
+    is_decoder_config,
+    make_bidirectional,
+    prepare_tokenizer,
+    resize_embeddings,
+    vocabulary_matrix,
+)
+from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
+from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH, minilm_path
+from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.prompts import QUERY_TOKEN, default_prompts
+from lens_embed.storage import cache_dir, cached_directory
+
+logger = logging.getLogger(__name__)
+
+
+def assemble_lens_model(
+    transformer: LensTransformer, pooling: LexiconPooling, device: str | None = None
+) -> SentenceTransformer:
+    """Wrap the two modules with the LENS prompts (query/document plus named instructions) and cosine."""
+    return SentenceTransformer(
+        modules=[transformer, pooling], prompts=default_prompts(), similarity_fn_name="cosine", device=device
+    )
+
+
+def ensure_output_dir(output_dir: str | Path, overwrite: bool) -> None:
+    """Refuse to write over a non-empty directory unless asked: saved work is never lost silently."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it")
+
+
+def load_backbone(
+    model_name_or_path: str | Path,
+    *,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    attn_implementation: str | None = None,
+    torch_dtype: str | torch.dtype | None = None,
+) -> tuple[LensTransformer, bool]:
+    """The backbone as a sentence-transformers input module, bidirectional if it is a decoder."""
+    path = str(model_name_or_path)
+    config = AutoConfig.from_pretrained(path)
+    decoder = is_decoder_config(config)
+    model_kwargs: dict[str, Any] = {}
+    if attn_implementation is not None:
+        model_kwargs["attn_implementation"] = attn_implementation
+    if torch_dtype is not None:
+        model_kwargs["dtype"] = torch_dtype
+    config_kwargs = {"is_causal": False, "use_cache": False} if decoder else {}
+    transformer = LensTransformer(
+        path, model_kwargs=model_kwargs, config_kwargs=config_kwargs, max_seq_length=max_seq_length
+    )
+    if decoder:
+        make_bidirectional(transformer.auto_model.config)
+    return transformer, decoder
+
+
+def build_lens_model(
+    base_model: str | Path,
+    n_clusters: int = DEFAULT_CLUSTERS,
+    output_dir: str | Path | None = None,
+    *,
+    dense_pooling: str | None = None,
+    dense_weight: float = 1.0,
+    seed: int = 0,
+    kmeans_iterations: int = 20,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    attn_implementation: str | None = None,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> SentenceTransformer:
+    """Turn a decoder LLM (or a BERT-style encoder) into a LENS model.
+
+    Clusters the vocabulary matrix into ``n_clusters`` centroids that become the frozen head,
+    prepares the tokenizer (special tokens, pad, one EOS), and saves to ``output_dir`` if given.
+
+    Args:
+        base_model: Local folder or hub id of a transformers causal LM (Mistral, Llama, Qwen2...)
+            or BERT-style encoder.
+        n_clusters: K, the number of centroids = output dimensions; 1 < K < vocabulary size.
+        output_dir: Where to save the model (an empty or absent folder); None keeps it in memory only.
+        dense_pooling: None for pure LENS, or "mean" / "last" to append a dense part (hybrid).
+        dense_weight: Weight of the normalised dense part in the hybrid embedding (>= 0).
+        seed: Seed of the KMeans and of the new special-token embedding rows: one seed, one model.
+        kmeans_iterations: Lloyd iterations of the vocabulary KMeans.
+        max_seq_length: Token limit of the saved model (inputs are truncated, EOS kept).
+        attn_implementation: "eager", "sdpa", "flash_attention_2" or None for transformers' choice.
+        torch_dtype: Backbone dtype ("float32", "bfloat16", "float16" or a torch.dtype); None keeps the checkpoint's.
+        device: Device of the returned model (e.g. "cuda"); None lets sentence-transformers choose.
+        overwrite: Replace a non-empty ``output_dir`` instead of refusing.
+
+    Returns:
+        The LENS model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
+    """
+    if output_dir is not None:
+        ensure_output_dir(output_dir, overwrite)
+    transformer, decoder = load_backbone(
+        base_model, max_seq_length=max_seq_length, attn_implementation=attn_implementation, torch_dtype=torch_dtype
+    )
+    backbone = transformer.auto_model
+    matrix = vocabulary_matrix(base_model, backbone, decoder)
+    validate_n_clusters(n_clusters, matrix.shape[0])
+    if matrix.shape[1] != backbone.config.hidden_size:
+        raise ValueError(
+            f"vocabulary matrix width {matrix.shape[1]} != hidden size {backbone.config.hidden_size}: "
+            "this architecture's head does not read the last hidden state"
+        )
+    if prepare_tokenizer(transformer.tokenizer, decoder=decoder):
+        resize_embeddings(backbone, len(transformer.tokenizer), seed)
+    logger.info("clustering %d vocabulary rows into %d centroids", matrix.shape[0], n_clusters)
+    clustering = kmeans_vocabulary(
+        matrix,
+        n_clusters,
+        n_iter=kmeans_iterations,
+        seed=seed,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        verbose=logger.isEnabledFor(logging.INFO),
+    )
+    pooling = LexiconPooling(
+        n_clusters=n_clusters,
+        hidden_size=backbone.config.hidden_size,
+        query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
+        next_token_outputs=decoder,
+        dense_pooling=dense_pooling,
+        dense_weight=dense_weight,
+        vocab_size=matrix.shape[0],
+    )
+    pooling.set_head(clustering.centroids, clustering.assignments)
+    model = assemble_lens_model(transformer, pooling, device=device)
+    if output_dir is not None:
+        model.save(str(output_dir))
+    return model
+
+
+def default_model_path(n_clusters: int = DEFAULT_CLUSTERS, cache: str | Path | None = None) -> Path:
+    """Path of the embedded default LENS-MiniLM model, built on first use (about a minute or three on 2 cores).
+
+    The build goes to a staging folder renamed into place under a lock, so an interrupted build
+    never leaves a half-written model behind and concurrent first uses build it once.
+
+    Args:
+        n_clusters: K of the default model (one cached model per K).
+        cache: Cache folder; None for ``$LENS_EMBED_CACHE`` or ``~/.cache/lens-embed``.
+    """
+    root = Path(cache) if cache is not None else cache_dir()
+    return cached_directory(
+        root / f"lens-minilm-k{n_clusters}",
+        lambda staging: build_lens_model(minilm_path(), n_clusters=n_clusters, output_dir=staging),
+    )

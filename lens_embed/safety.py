@@ -1,0 +1,89 @@
+"""What a model folder asks to run, read from its JSON files before anything is loaded.
+
+sentence-transformers and transformers import code named by a model in three places:
+``modules.json`` module types, ``auto_map`` entries of ``config.json`` / ``tokenizer_config.json``,
+and a ``tokenizer_class`` that transformers does not define. :func:`code_references` lists every
+such request, naming the file, so the loader can refuse them unless the user trusts the code, and
+the converter can prove that its output asks for none. Only JSON is read here: no torch, no code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import transformers
+from transformers.utils import cached_file
+
+TRUSTED_MODULE_PACKAGES = ("sentence_transformers.", "lens_embed.")
+# Config entries that name code for transformers to import ("remote code").
+CODE_REFERENCE_KEYS = ("auto_map", "custom_pipelines")
+
+
+class UntrustedCodeError(ValueError):
+    """The model asks to import code from outside sentence-transformers, transformers and lens-embed."""
+
+
+def read_model_json(name_or_path: str | os.PathLike, filename: str, subfolder: str = "") -> tuple[Any, str] | None:
+    """A JSON file of a local folder or hub repository and its location, or None if it has none."""
+    path = cached_file(str(name_or_path), filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")), path
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def is_transformers_class(name: str) -> bool:
+    """Whether transformers itself defines the class (a tokenizer class it can build without model code)."""
+    return isinstance(name, str) and name.isidentifier() and hasattr(transformers, name)
+
+
+def _config_references(data: Any, location: str) -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    return [f"{location}: {key} {json.dumps(data[key])}" for key in CODE_REFERENCE_KEYS if data.get(key)]
+
+
+def code_references(name_or_path: str | os.PathLike) -> list[str]:
+    """Every request of the model to import code beyond sentence-transformers, transformers and lens-embed.
+
+    Each entry names the file and what it asks for; an empty list means loading runs only
+    installed library code.
+    """
+    found: list[str] = []
+    subfolders = [""]
+    modules = read_model_json(name_or_path, "modules.json")
+    if modules is not None:
+        entries, location = modules
+        for entry in entries if isinstance(entries, list) else []:
+            module_type = str(entry.get("type", ""))
+            if not module_type.startswith(TRUSTED_MODULE_PACKAGES):
+                found.append(f"{location}: module type {module_type!r}")
+            if entry.get("path"):
+                subfolders.append(str(entry["path"]))
+    for subfolder in subfolders:
+        for filename in ("config.json", "tokenizer_config.json"):
+            loaded = read_model_json(name_or_path, filename, subfolder)
+            if loaded is None:
+                continue
+            data, location = loaded
+            found.extend(_config_references(data, location))
+            tokenizer_class = data.get("tokenizer_class") if isinstance(data, dict) else None
+            if filename == "tokenizer_config.json" and tokenizer_class and not is_transformers_class(tokenizer_class):
+                found.append(f"{location}: tokenizer_class {tokenizer_class!r}")
+    return found
+
+
+def refuse_code_references(name_or_path: str | os.PathLike) -> None:
+    """Raise UntrustedCodeError listing what the model asks to run, if anything."""
+    found = code_references(name_or_path)
+    if found:
+        raise UntrustedCodeError(
+            f"{name_or_path} asks to run code from outside sentence-transformers, transformers and lens-embed:\n  "
+            + "\n  ".join(found)
+            + "\nInspect that code, then pass trust_remote_code=True (--trust-remote-code) to allow it."
+        )
