@@ -1,0 +1,147 @@
+"""The one loader: no code from a model runs unless asked, and damaged models fail loudly, naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lens_embed import encode, load_lens_model
+from lens_embed.backbone import CheckpointError
+from lens_embed.safety import UntrustedCodeError
+
+
+@pytest.fixture
+def copy(tiny_lens, tmp_path) -> Path:
+    """A private copy of the saved tiny LENS model, free to damage."""
+    return Path(shutil.copytree(tiny_lens, tmp_path / "model"))
+
+
+def edit_json(path: Path, **entries) -> None:
+    data = json.loads(path.read_text())
+    data.update(entries)
+    path.write_text(json.dumps(data))
+
+
+def plant_code(folder: Path, marker: Path) -> None:
+    """A module that would leave ``marker`` behind if anything imported it."""
+    (folder / "modeling_evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        "from transformers import MistralModel as EvilModel\nEvilTokenizer = EvilModel\n"
+    )
+
+
+def test_an_intact_model_loads_through_lens_embeds_own_classes(tiny_lens):
+    model = load_lens_model(tiny_lens)
+    assert [type(module).__name__ for module in model] == ["LensTransformer", "LexiconPooling"]
+
+
+def test_auto_map_in_config_is_refused_naming_the_file_and_nothing_runs(copy, tmp_path):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    edit_json(copy / "config.json", auto_map={"AutoModel": "modeling_evil.EvilModel"})
+    with pytest.raises(UntrustedCodeError, match=r"config\.json: auto_map .*modeling_evil\.EvilModel"):
+        load_lens_model(copy)
+    assert not marker.exists()
+
+
+def test_a_module_type_outside_the_trusted_packages_is_refused(copy, tmp_path):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    modules = json.loads((copy / "modules.json").read_text())
+    modules[1]["type"] = "modeling_evil.EvilModel"
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(UntrustedCodeError, match=r"modules\.json: module type 'modeling_evil\.EvilModel'"):
+        load_lens_model(copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "entries, asked",
+    [
+        ({"auto_map": {"AutoTokenizer": ["modeling_evil.EvilTokenizer", None]}}, "auto_map"),
+        ({"tokenizer_class": "EvilTokenizer"}, "tokenizer_class 'EvilTokenizer'"),
+    ],
+)
+def test_custom_tokenizer_code_is_refused(copy, tmp_path, entries, asked):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    edit_json(copy / "tokenizer_config.json", **entries)
+    with pytest.raises(UntrustedCodeError, match=rf"tokenizer_config\.json: {asked}") as error:
+        load_lens_model(copy)
+    assert "trust_remote_code=True" in str(error.value)
+    assert not marker.exists()
+
+
+def test_trusting_remote_code_lifts_the_refusal(copy):
+    edit_json(copy / "tokenizer_config.json", tokenizer_class="EvilTokenizer")
+    with pytest.raises(UntrustedCodeError):
+        load_lens_model(copy)
+    assert load_lens_model(copy, trust_remote_code=True).get_embedding_dimension() == 16
+
+
+def test_a_missing_backbone_tensor_fails_instead_of_loading_random_weights(copy):
+    weights = load_file(copy / "model.safetensors")
+    del weights["layers.0.mlp.up_proj.weight"]
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"model\.safetensors lack 1 backbone tensor.*layers\.0\.mlp\.up_proj"):
+        load_lens_model(copy)
+
+
+def test_non_finite_backbone_weights_fail_naming_the_file_and_tensor(copy):
+    weights = load_file(copy / "model.safetensors")
+    weights["layers.1.self_attn.q_proj.weight"][0, 0] = float("inf")
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: backbone tensor layers\.1\.self_attn\.q_proj"):
+        load_lens_model(copy)
+
+
+def test_non_finite_centroids_fail_naming_the_head_file(copy):
+    head_file = copy / "1_LexiconPooling" / "model.safetensors"
+    head = load_file(head_file)
+    head["centroids"][3, 1] = float("nan")
+    save_file(head, head_file)
+    with pytest.raises(CheckpointError, match=r"1_LexiconPooling/model\.safetensors: the centroids hold NaN"):
+        load_lens_model(copy)
+
+
+def test_a_token_mapped_outside_the_clusters_fails(copy):
+    head_file = copy / "1_LexiconPooling" / "model.safetensors"
+    head = load_file(head_file)
+    head["token_clusters"][0] = 16
+    save_file(head, head_file)
+    with pytest.raises(CheckpointError, match=r"1_LexiconPooling/model\.safetensors: the token -> cluster map"):
+        load_lens_model(copy)
+
+
+@pytest.mark.parametrize("is_causal", [True, None])
+def test_a_lens_decoder_saved_as_causal_is_refused_naming_its_config(copy, is_causal):
+    config = json.loads((copy / "config.json").read_text())
+    if is_causal is None:
+        del config["is_causal"]  # transformers' default for a decoder is causal
+    else:
+        config["is_causal"] = is_causal
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json: a LENS decoder must be bidirectional"):
+        load_lens_model(copy)
+
+
+def test_dtype_and_attention_choices_reach_the_backbone(tiny_lens):
+    model = load_lens_model(tiny_lens, dtype="float32", attn_implementation="eager")
+    assert model[0].auto_model.dtype == torch.float32
+    assert model[0].auto_model.config._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_lens_model(tiny_lens, dtype="float64")
+    with pytest.raises(ValueError, match="attn_implementation must be one of"):
+        load_lens_model(tiny_lens, attn_implementation="fast")
+
+
+def test_plain_sentence_transformers_models_load_unchecked_by_lens_rules(minilm_path):
+    model = load_lens_model(minilm_path)
+    assert encode(model, ["a man plays a guitar"]).shape == (1, 384)
+    assert np.isfinite(encode(model, ["a man plays a guitar"])).all()
