@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -96,26 +97,24 @@ class CheckpointError(ValueError):
     """Weights that cannot be used exactly: missing, mismatched, corrupt or unsafe (the message names the file)."""
 
 
-def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "") -> list[Path]:
+def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs: Any) -> list[Path]:
     """The weight files (safetensors, else PyTorch .bin; sharded or not) of a local folder or hub repository.
 
     The one place that knows how transformers lays weights out: a shard index lists the shards,
-    otherwise a single file. Empty when the folder has none.
+    otherwise a single file. Empty when the folder has none. ``hub_kwargs`` (``revision``, ``token``,
+    ``cache_dir``, ``local_files_only``) go to transformers' ``cached_file``.
     """
+    options = {"subfolder": subfolder, **hub_kwargs}
     for index_name, single_name in (
         ("model.safetensors.index.json", "model.safetensors"),
         ("pytorch_model.bin.index.json", "pytorch_model.bin"),
     ):
-        index = cached_file(
-            str(model_name_or_path), index_name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
-        )
+        index = cached_file(str(model_name_or_path), index_name, _raise_exceptions_for_missing_entries=False, **options)
         if index is not None:
             with open(index, encoding="utf-8") as handle:
                 shards = sorted(set(json.load(handle)["weight_map"].values()))
-            return [Path(cached_file(str(model_name_or_path), shard, subfolder=subfolder)) for shard in shards]
-        single = cached_file(
-            str(model_name_or_path), single_name, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
-        )
+            return [Path(cached_file(str(model_name_or_path), shard, **options)) for shard in shards]
+        single = cached_file(str(model_name_or_path), single_name, _raise_exceptions_for_missing_entries=False, **options)
         if single is not None:
             return [Path(single)]
     return []

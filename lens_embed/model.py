@@ -82,8 +82,14 @@ def load_lens_model(
                 f"{path} is not a sentence-transformers or lens-embed model (no modules.json); "
                 "build one with `lens-embed build` or convert a released checkpoint with `lens-embed convert`"
             )
+    hub_kwargs = {
+        "revision": kwargs.get("revision"),
+        "token": kwargs.get("token"),
+        "cache_dir": kwargs.get("cache_folder"),
+        "local_files_only": kwargs.get("local_files_only", False),
+    }
     if not trust_remote_code:
-        refuse_code_references(source)
+        refuse_code_references(source, **hub_kwargs)
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     if dtype is not None:
         model_kwargs["dtype"] = resolve_dtype(dtype)
@@ -98,24 +104,27 @@ def load_lens_model(
         source, LENS_MODULE_CLASSES, device=device, trust_remote_code=trust_remote_code, **kwargs
     )
     if is_lens_model(model):
-        check_lens_model(model, source)
+        check_lens_model(model, source, hub_kwargs)
     return model
 
 
-def module_folders(source: str) -> dict[str, str]:
+def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
     """Module name -> its subfolder, as ``modules.json`` records them."""
-    loaded = read_model_json(source, "modules.json")
+    loaded = read_model_json(source, "modules.json", **hub_kwargs)
     entries = loaded[0] if loaded is not None else []
     return {str(entry["name"]): str(entry.get("path", "")) for entry in entries}
 
 
-def check_lens_model(model: SentenceTransformer, source: str) -> None:
-    """Refuse a LENS model that would embed wrongly without saying so; every error names the file."""
-    folders = module_folders(source)
+def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[str, Any]) -> None:
+    """Refuse a LENS model that would embed wrongly without saying so; every error names the file.
+
+    ``hub_kwargs`` locate the model's files on the hub as the load did (revision, token, cache).
+    """
+    folders = module_folders(source, hub_kwargs)
     pooling = lexicon_pooling(model)
     for name, module in model.named_children():
         if isinstance(module, Transformer):
-            check_backbone(module, source, folders.get(name, ""))
+            check_backbone(module, source, folders.get(name, ""), hub_kwargs)
             hidden_size = module.auto_model.config.hidden_size
             if pooling.hidden_size != hidden_size:
                 raise CheckpointError(
@@ -125,18 +134,18 @@ def check_lens_model(model: SentenceTransformer, source: str) -> None:
             check_head(module, Path(source, folders.get(name, ""), "model.safetensors"))
 
 
-def check_backbone(module: Transformer, source: str, subfolder: str) -> None:
+def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs: dict[str, Any]) -> None:
     """Every backbone tensor stored and finite; a decoder saved as bidirectional."""
     backbone = module.auto_model
-    config_file = Path(source, subfolder, "config.json")
     if is_decoder_config(backbone.config):
-        loaded = read_model_json(source, "config.json", subfolder)
-        saved = loaded[0].get("is_causal", True) if loaded is not None else True
-        if saved is not False or getattr(backbone.config, "is_causal", True) is not False:
+        loaded = read_model_json(source, "config.json", subfolder, **hub_kwargs)
+        saved, config_file = loaded if loaded is not None else ({}, Path(source, subfolder, "config.json"))
+        is_causal = saved.get("is_causal", "absent, so causal")
+        if is_causal is not False or getattr(backbone.config, "is_causal", True) is not False:
             raise CheckpointError(
-                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), got is_causal: {saved}"
+                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), got is_causal: {is_causal}"
             )
-    files = weight_files(source, subfolder)
+    files = weight_files(source, subfolder, **hub_kwargs)
     if not files:
         raise CheckpointError(f"no backbone weight files in {Path(source, subfolder)}")
     stored = tensor_names(files)

@@ -26,9 +26,16 @@ class UntrustedCodeError(ValueError):
     """The model asks to import code from outside sentence-transformers, transformers and lens-embed."""
 
 
-def read_model_json(name_or_path: str | os.PathLike, filename: str, subfolder: str = "") -> tuple[Any, str] | None:
-    """A JSON file of a local folder or hub repository and its location, or None if it has none."""
-    path = cached_file(str(name_or_path), filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False)
+def read_model_json(
+    name_or_path: str | os.PathLike, filename: str, subfolder: str = "", **hub_kwargs: Any
+) -> tuple[Any, str] | None:
+    """A JSON file of a local folder or hub repository and its location, or None if it has none.
+
+    ``hub_kwargs`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``) go to transformers' ``cached_file``.
+    """
+    path = cached_file(
+        str(name_or_path), filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+    )
     if path is None:
         return None
     try:
@@ -48,7 +55,7 @@ def _config_references(data: Any, location: str) -> list[str]:
     return [f"{location}: {key} {json.dumps(data[key])}" for key in CODE_REFERENCE_KEYS if data.get(key)]
 
 
-def code_references(name_or_path: str | os.PathLike) -> list[str]:
+def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[str]:
     """Every request of the model to import code beyond sentence-transformers, transformers and lens-embed.
 
     Each entry names the file and what it asks for; an empty list means loading runs only
@@ -56,7 +63,7 @@ def code_references(name_or_path: str | os.PathLike) -> list[str]:
     """
     found: list[str] = []
     subfolders = [""]
-    modules = read_model_json(name_or_path, "modules.json")
+    modules = read_model_json(name_or_path, "modules.json", **hub_kwargs)
     if modules is not None:
         entries, location = modules
         for entry in entries if isinstance(entries, list) else []:
@@ -67,7 +74,7 @@ def code_references(name_or_path: str | os.PathLike) -> list[str]:
                 subfolders.append(str(entry["path"]))
     for subfolder in subfolders:
         for filename in ("config.json", "tokenizer_config.json"):
-            loaded = read_model_json(name_or_path, filename, subfolder)
+            loaded = read_model_json(name_or_path, filename, subfolder, **hub_kwargs)
             if loaded is None:
                 continue
             data, location = loaded
@@ -78,9 +85,9 @@ def code_references(name_or_path: str | os.PathLike) -> list[str]:
     return found
 
 
-def refuse_code_references(name_or_path: str | os.PathLike) -> None:
+def refuse_code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> None:
     """Raise UntrustedCodeError listing what the model asks to run, if anything."""
-    found = code_references(name_or_path)
+    found = code_references(name_or_path, **hub_kwargs)
     if found:
         raise UntrustedCodeError(
             f"{name_or_path} asks to run code from outside sentence-transformers, transformers and lens-embed:\n  "

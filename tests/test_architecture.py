@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,15 @@ def test_making_sits_below_using():
         assert "lens_embed.model" not in graph[maker], maker
     for light in ("lens_embed.defaults", "lens_embed.storage"):
         assert not graph[light], light
+
+
+def test_the_public_api_documents_its_arguments():
+    for name in ("build_lens_model", "load_lens_model", "encode", "convert_checkpoint", "default_model_path"):
+        assert "Args:" in getattr(lens_embed, name).__doc__, name
+
+
+def test_the_licence_is_an_spdx_expression():
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'^license = "Apache-2\.0"$', pyproject, re.MULTILINE)
+    requires = re.search(r'^requires = \["setuptools>=(\d+)"\]$', pyproject, re.MULTILINE)
+    assert requires and int(requires.group(1)) >= 77  # the first setuptools that reads SPDX expressions
