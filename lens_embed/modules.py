@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.base.modules import Module, Transformer
 
-from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask
+from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask, query_start
+from lens_embed.prompts import QUERY_TOKEN
 
 DENSE_MODES = (None, "mean", "last")
 logger = logging.getLogger(__name__)
@@ -29,24 +30,88 @@ def validate_texts(texts: Sequence[Any]) -> None:
             raise TypeError(f"text at index {index} is {type(text).__name__}, expected str")
 
 
-class LensTransformer(Transformer):
-    """sentence-transformers' ``Transformer`` with LENS' input checks and no sequence packing.
+QUERY_MARKER = "query_marker"
+"""Feature set by :meth:`LensTransformer.preprocess`, read by :class:`LexiconPooling`: per row, 0 for a
+document, ``n >= 1`` for a query whose text follows its n-th ``<query>`` token."""
+TASKS = ("query", "document")
 
+
+class LensTransformer(Transformer):
+    """sentence-transformers' ``Transformer`` with LENS' input checks, query/document routing and right padding.
+
+    The side of a text (query or document) comes from the call, never from the text: the ``task``
+    that ``encode_query``/``encode_document`` and the trainer's ``router_mapping`` pass, else the
+    prompt (a LENS query prompt ends with ``<query>``). It travels to the pooling as the per-row
+    ``query_marker`` feature, so it survives batching, multi-process pools and column merging.
     Packing (FA2 "unpadding") would merge the rows whose pooling masks LENS computes per text,
-    so it is always off.
+    so it is always off; padding is always on the right, so encoders with absolute position
+    embeddings see the same positions in any batch.
+
+    Args:
+        model_name_or_path: local folder or hub id of the backbone.
+        **kwargs: passed to sentence-transformers' ``Transformer``.
     """
 
     def __init__(self, model_name_or_path: str, **kwargs: Any) -> None:
         kwargs["unpad_inputs"] = False
         super().__init__(model_name_or_path, **kwargs)
         self.truncation_reported = False
+        self._prompt_markers: dict[str, int] = {}
 
-    def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def preprocess(
+        self, inputs: Sequence[Any], prompt: str | None = None, task: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Tokenize ``prompt + text`` (right-padded) and record each row's side as ``query_marker``.
+
+        Args:
+            inputs: the texts.
+            prompt: prepended to every text; a LENS query prompt ends with ``<query>``.
+            task: ``"query"`` or ``"document"`` (from ``encode_query``/``encode_document`` or the
+                trainer's ``router_mapping``); None decides by the prompt.
+            **kwargs: passed to sentence-transformers' ``Transformer.preprocess``.
+        """
         validate_texts(inputs)
-        features = super().preprocess(inputs, prompt=prompt, **kwargs)
-        width = features["input_ids"].shape[1] if "input_ids" in features else 0
+        marker = self.query_marker(prompt, task)
+        kwargs["processing_kwargs"] = right_padded(kwargs.get("processing_kwargs"))
+        features = super().preprocess(inputs, prompt=prompt, task=task, **kwargs)
+        if "input_ids" not in features:
+            return features
+        features[QUERY_MARKER] = torch.full((features["input_ids"].shape[0],), marker, dtype=torch.long)
+        width = features["input_ids"].shape[1]
         if not self.truncation_reported and self.max_seq_length is not None and width >= self.max_seq_length:
             self._warn_truncated(inputs, prompt or "")
+        return features
+
+    def query_marker(self, prompt: str | None, task: str | None) -> int:
+        """0 for a document; for a query, which ``<query>`` token (counted from the start) opens its text.
+
+        A query's text follows the last ``<query>`` of its prompt; with no ``<query>`` in the prompt
+        the instruction is part of the text (``<instruct>{I}\\n<query>{q}``) and its first ``<query>`` counts.
+
+        Args:
+            prompt: the call's prompt.
+            task: ``"query"``, ``"document"`` or None (then a prompt ending in ``<query>`` means query).
+        """
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS} (or None), got {task!r}")
+        if task is None:
+            task = "query" if prompt and prompt.endswith(QUERY_TOKEN) else "document"
+        if task == "document":
+            return 0
+        if not prompt:
+            return 1
+        if prompt not in self._prompt_markers:
+            query_id = self.tokenizer.convert_tokens_to_ids(QUERY_TOKEN)
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            self._prompt_markers[prompt] = max(1, ids.count(query_id))
+        return self._prompt_markers[prompt]
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # The backbone must not see the marker (models taking **kwargs would pass it to their layers).
+        marker = features.pop(QUERY_MARKER, None)
+        features = super().forward(features, **kwargs)
+        if marker is not None:
+            features[QUERY_MARKER] = marker
         return features
 
     def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
@@ -62,12 +127,33 @@ class LensTransformer(Transformer):
             )
 
 
+def right_padded(processing_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-call processor kwargs with padding forced to the right, whatever the caller or tokenizer set.
+
+    Left padding shifts the positions of absolute position embeddings (BERT/MiniLM), so a text
+    would embed differently depending on the longest text of its batch.
+    """
+    merged = dict(processing_kwargs or {})
+    merged["common"] = {**merged.get("common", {}), "padding_side": "right"}
+    return merged
+
+
 class LexiconPooling(Module):
     """The frozen clustered head and the LENS max pooling; optionally a dense part (hybrid).
 
-    Holds the [K, H] centroids and the token -> cluster map as buffers (never trained).
-    Rows holding the ``<query>`` token are pooled as queries (instruction excluded), the others
-    as documents. Outputs the L2-normalised ``sentence_embedding``.
+    Holds the [K, H] centroids and the token -> cluster map as buffers (never trained). Each row
+    is pooled as the ``query_marker`` feature of :class:`LensTransformer` says: a query from the
+    ``<query>`` token that closes its prompt (instruction excluded), a document over all of it.
+    Outputs the L2-normalised ``sentence_embedding``.
+
+    Args:
+        n_clusters: K, the number of lexicon dimensions (centroids).
+        hidden_size: H, the backbone's hidden size.
+        query_token_id: the id of ``<query>`` in the model's tokenizer.
+        next_token_outputs: True for decoders (the output at i stands for token i+1), False for encoders.
+        dense_pooling: None (lexicon only), ``"mean"`` or ``"last"``: append a normalised dense vector (hybrid).
+        dense_weight: the dense part's weight in the hybrid (>= 0).
+        vocab_size: rows of the token -> cluster map (set when loading saved weights).
     """
 
     config_keys = ["n_clusters", "hidden_size", "query_token_id", "next_token_outputs", "dense_pooling", "dense_weight"]
@@ -108,7 +194,12 @@ class LexiconPooling(Module):
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         hidden = features["token_embeddings"]
         attention_mask = features["attention_mask"]
-        mask = pooling_mask(features["input_ids"], attention_mask, self.query_token_id, self.next_token_outputs)
+        if QUERY_MARKER not in features:
+            raise ValueError(
+                f"features carry no {QUERY_MARKER!r}: build them with the model's preprocess (LensTransformer)"
+            )
+        query_rank = query_start(features["input_ids"], attention_mask, self.query_token_id, features[QUERY_MARKER])
+        mask = pooling_mask(attention_mask, query_rank, self.next_token_outputs)
         embedding = F.normalize(lexicon_embedding(hidden, self.centroids, mask), p=2, dim=-1)
         if self.dense_pooling is not None:
             dense = F.normalize(dense_embedding(hidden, mask, attention_mask, self.dense_pooling), p=2, dim=-1)

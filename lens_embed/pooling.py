@@ -17,12 +17,38 @@ import torch
 MAX_CHUNK_ELEMENTS = 1 << 26
 
 
-def pooling_mask(
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    query_token_id: int | None,
-    next_token_outputs: bool,
+def query_start(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, query_token_id: int | None, query_marker: torch.Tensor
 ) -> torch.Tensor:
+    """[batch, 1] rank (among real tokens) of the ``<query>`` token that opens each query's text; -1 for documents.
+
+    Args:
+        input_ids: [batch, seq] token ids.
+        attention_mask: [batch, seq], 1 on real tokens.
+        query_token_id: the id of ``<query>``.
+        query_marker: [batch]; 0 for a document, ``n >= 1`` for a query whose text follows its n-th
+            ``<query>`` token (the prompt's last one), so a ``<query>`` typed inside the text is text.
+    """
+    marker = query_marker.to(input_ids.device).long().unsqueeze(1)
+    if query_token_id is None:
+        if bool((marker > 0).any()):
+            raise ValueError("this LENS head has no <query> token id, so it cannot pool queries")
+        return torch.full_like(marker, -1)
+    real = attention_mask.bool()
+    rank = real.long().cumsum(dim=1) - 1
+    is_marker = (input_ids == query_token_id) & real
+    opens = is_marker & (is_marker.long().cumsum(dim=1) == marker) & (marker > 0)
+    missing = (marker.squeeze(1) > 0) & ~opens.any(dim=1)
+    if bool(missing.any()):
+        row = int(missing.nonzero()[0])
+        raise ValueError(
+            f"query in row {row} has no <query> token #{int(marker[row])}: a LENS query reads "
+            "'<instruct>{instruction}\\n<query>{text}' (was its prompt cut off by max_seq_length?)"
+        )
+    return torch.where(opens, rank, torch.full_like(rank, -1)).max(dim=1, keepdim=True).values
+
+
+def pooling_mask(attention_mask: torch.Tensor, query_rank: torch.Tensor, next_token_outputs: bool) -> torch.Tensor:
     """Boolean [batch, seq] mask of the positions whose outputs are pooled.
 
     Positions are counted among real tokens (``rank``), so the mask does not depend on the
@@ -30,21 +56,20 @@ def pooling_mask(
 
     * Decoders (``next_token_outputs``): the output at position i stands for token i+1, so a
       document pools every real position except the last two (last text token, EOS); BOS is
-      pooled. A query (a row holding ``<query>``) pools from its last ``<query>`` token up to
-      the same end: the instruction is excluded.
+      pooled. A query pools from its ``<query>`` token up to the same end: the instruction is excluded.
     * Encoders: every real token stands for itself (SPLADE-style); a query pools the tokens
-      after its last ``<query>`` token.
+      after its ``<query>`` token.
+
+    Args:
+        attention_mask: [batch, seq], 1 on real tokens.
+        query_rank: [batch, 1] from :func:`query_start`: the rank of a query's ``<query>`` token, -1 for documents.
+        next_token_outputs: whether the backbone is a decoder (outputs predict the next token).
     """
     real = attention_mask.bool()
     rank = real.long().cumsum(dim=1) - 1
     length = real.long().sum(dim=1, keepdim=True)
-    start = torch.zeros_like(length)
-    if query_token_id is not None:
-        is_query_token = (input_ids == query_token_id) & real
-        last_query_rank = torch.where(is_query_token, rank, torch.full_like(rank, -1)).max(dim=1, keepdim=True).values
-        has_query = last_query_rank >= 0
-        query_start = last_query_rank if next_token_outputs else last_query_rank + 1
-        start = torch.where(has_query, query_start, start)
+    is_query = query_rank >= 0
+    start = torch.where(is_query, query_rank if next_token_outputs else query_rank + 1, torch.zeros_like(query_rank))
     end = length - 2 if next_token_outputs else length
     return real & (rank >= start) & (rank < end)
 

@@ -24,6 +24,14 @@ from tiny_models import RELEASED_K, authors_tokenizer
 K = RELEASED_K
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
 QUERIES = ["what is rba", "what is oilskin fabric made of and why is it waterproof", "fox"]
+# Texts that carry LENS' special tokens: documents stay documents, a query's own <query> stays text.
+TRICKY_DOCS = [
+    "how to write a LENS query: <instruct>Find passages.\n<query>what is rba",
+    "<query> at the start",
+    "ends with <query>",
+    "an <instruct> tag inside a document",
+]
+TRICKY_QUERIES = ["what is <query> in LENS", "<query>", "what is rba <instruct> and <query> more"]
 DOCS = [
     "Since 2007, the RBA's outstanding reputation has been affected by the 'Securency' or NPA scandal.",
     "Today's oilskins (or oilies) typically come in two parts, jackets and trousers.",
@@ -33,7 +41,13 @@ DOCS = [
 
 
 def reference_embeddings(directory: Path, texts: list[str], query: bool) -> np.ndarray:
-    """The authors' procedure, written out plainly."""
+    """The authors' procedure, written out plainly.
+
+    One deliberate difference, named in the README: the authors pool a query from the last
+    ``<query>`` token of the whole input; we pool from the prompt's ``<query>``, so a ``<query>``
+    typed inside a query's text stays text. For every other input the two rules agree, and the
+    reference pins that rule: the k-th ``<query>`` where k is the count in the prompt.
+    """
     tokenizer = authors_tokenizer(eos=False)
     tokenizer.padding_side = "left"
     config = MistralConfig.from_pretrained(directory)
@@ -55,8 +69,9 @@ def reference_embeddings(directory: Path, texts: list[str], query: bool) -> np.n
     if query:
         mask = torch.zeros_like(inputs["input_ids"])
         query_id = tokenizer.convert_tokens_to_ids("<query>")
+        prompt_markers = f"<instruct>{INSTRUCTION}\n<query>".count("<query>")
         for row, ids in enumerate(inputs["input_ids"]):
-            start = (ids == query_id).nonzero()[-1].item()
+            start = (ids == query_id).nonzero()[prompt_markers - 1].item()
             mask[row, start:-2] = 1
     else:
         mask = inputs["attention_mask"].clone()
@@ -99,3 +114,19 @@ def test_converted_model_has_one_eos_and_the_checkpoint_vocabulary(converted):
     assert converted[0].auto_model.config.vocab_size == len(tokenizer)
     assert converted[0].auto_model.config.is_causal is False
     assert converted.get_embedding_dimension() == K
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_documents_with_special_tokens_embed_as_the_authors_documents(released, converted, padding_side):
+    converted[0].tokenizer.padding_side = padding_side
+    ours = converted.encode_document(TRICKY_DOCS, batch_size=8)
+    assert np.abs(ours - reference_embeddings(released, TRICKY_DOCS, query=False)).max() <= 1e-5
+    plain = converted.encode(TRICKY_DOCS, batch_size=8)  # no task, no prompt: a document
+    assert np.abs(plain - ours).max() <= 1e-6
+
+
+def test_queries_with_query_tokens_in_their_text_pool_from_the_prompt(released, converted):
+    ours = converted.encode_query(TRICKY_QUERIES, prompt=query_prompt(INSTRUCTION), batch_size=8)
+    assert np.abs(ours - reference_embeddings(released, TRICKY_QUERIES, query=True)).max() <= 1e-5
+    by_prompt = converted.encode(TRICKY_QUERIES, prompt=query_prompt(INSTRUCTION), batch_size=8)
+    assert np.abs(by_prompt - ours).max() <= 1e-6

@@ -1,9 +1,16 @@
 """The pooling masks and the chunked max, as the paper's equation."""
 
+import pytest
 import torch
 
 from lens_embed import pooling
-from lens_embed.pooling import dense_embedding, lexicon_embedding, masked_max_logits, pooling_mask
+from lens_embed.pooling import (
+    dense_embedding,
+    lexicon_embedding,
+    masked_max_logits,
+    pooling_mask,
+    query_start,
+)
 
 QUERY = 9
 
@@ -18,28 +25,42 @@ def rows(*sequences, pad=0, left=False):
     return torch.tensor(ids), torch.tensor(mask)
 
 
+def mask_of(ids, mask, markers, next_token_outputs=True):
+    return pooling_mask(mask, query_start(ids, mask, QUERY, torch.tensor(markers)), next_token_outputs)
+
+
 def test_decoder_document_pools_all_but_the_last_two_real_positions():
     ids, mask = rows([1, 5, 6, 7, 2], [1, 5, 2])
-    got = pooling_mask(ids, mask, QUERY, next_token_outputs=True)
-    assert got.tolist() == [[True, True, True, False, False], [True, False, False, False, False]]
+    assert mask_of(ids, mask, [0, 0]).tolist() == [[True, True, True, False, False], [True, False, False, False, False]]
 
 
-def test_decoder_query_pools_from_its_last_query_token():
+def test_a_document_holding_query_tokens_is_still_pooled_whole():
+    ids, mask = rows([1, QUERY, 6, QUERY, 7, 2])
+    assert mask_of(ids, mask, [0]).tolist() == [[True, True, True, True, False, False]]
+
+
+def test_decoder_query_pools_from_the_query_token_its_marker_names():
     ids, mask = rows([1, 4, QUERY, 4, QUERY, 6, 7, 2])
-    got = pooling_mask(ids, mask, QUERY, next_token_outputs=True)
-    assert got.tolist() == [[False, False, False, False, True, True, False, False]]
+    assert mask_of(ids, mask, [1]).tolist() == [[False, False, True, True, True, True, False, False]]
+    assert mask_of(ids, mask, [2]).tolist() == [[False, False, False, False, True, True, False, False]]
+
+
+def test_a_query_without_its_query_token_is_a_clear_error():
+    ids, mask = rows([1, 4, QUERY, 6, 2], [1, 5, 6, 2])
+    with pytest.raises(ValueError, match="row 1 has no <query> token #1"):
+        mask_of(ids, mask, [1, 1])
 
 
 def test_mask_does_not_depend_on_the_padding_side():
-    right = pooling_mask(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2]), QUERY, True)
-    left = pooling_mask(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2], left=True), QUERY, True)
+    right = mask_of(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2]), [1, 0])
+    left = mask_of(*rows([1, 4, QUERY, 6, 7, 2], [1, 5, 2], left=True), [1, 0])
     assert right[0].tolist() == left[0].tolist()
     assert right[1, :3].tolist() == left[1, 3:].tolist()
 
 
 def test_encoder_pools_each_real_token_and_skips_the_instruction():
     ids, mask = rows([101, 4, QUERY, 6, 7, 102], [101, 6, 102])
-    got = pooling_mask(ids, mask, QUERY, next_token_outputs=False)
+    got = mask_of(ids, mask, [1, 0], next_token_outputs=False)
     assert got.tolist() == [[False, False, False, True, True, True], [True, True, True, False, False, False]]
 
 
