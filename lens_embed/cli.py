@@ -1,4 +1,9 @@
-"""The ``lens-embed`` command: thin verbs over the Python API."""
+"""The ``lens-embed`` command: thin verbs over the Python API.
+
+Building the parser imports nothing heavy (``lens-embed --help`` is instant); each verb imports
+what it needs when it runs. Every verb's user errors are reported by :func:`main` in one format,
+``lens-embed VERB: error: MESSAGE``, with exit code 2 and no traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,35 @@ import json
 import logging
 import os
 import sys
-import tempfile
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
+from lens_embed.defaults import DEFAULT_CLUSTERS
+from lens_embed.evaluation.cli import add_eval_commands
+from lens_embed.training.cli import add_training_commands
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# What a user can cause (bad files, arguments, models, data): reported in one line, exit code 2.
+# The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
+# from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
+USER_ERRORS = (ValueError, TypeError, IndexError, OSError, ImportError)
+MAX_SEQ_LENGTH = 512
 
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("build", help="turn a decoder LLM (or encoder) into a LENS model")
     parser.add_argument("base", help="hub id or local directory of the base model ('minilm' = the offline MiniLM)")
     parser.add_argument("output", help="directory to save the LENS model to")
-    parser.add_argument("--clusters", type=int, default=4000, help="K, the number of vocabulary clusters")
+    parser.add_argument("--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K, the number of clusters")
     parser.add_argument("--dense", choices=["mean", "last"], default=None, help="add a dense vector (hybrid)")
-    parser.add_argument("--dense-weight", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kmeans-iterations", type=int, default=20)
-    parser.add_argument("--max-seq-length", type=int, default=512)
+    parser.add_argument("--dense-weight", type=non_negative_float, default=1.0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
+    parser.add_argument("--max-seq-length", type=positive_int, default=MAX_SEQ_LENGTH)
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
@@ -54,7 +72,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert a released LENS checkpoint (yibinlei/LENS-d8000 layout)")
     parser.add_argument("source", help="hub id or local directory in the released layout")
     parser.add_argument("output")
-    parser.add_argument("--max-seq-length", type=int, default=512)
+    parser.add_argument("--max-seq-length", type=positive_int, default=MAX_SEQ_LENGTH)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_convert)
 
@@ -66,34 +84,72 @@ def _run_convert(args: argparse.Namespace) -> None:
     print(f"converted to {args.output} ({model.get_embedding_dimension()} dimensions)")
 
 
-def read_texts(path: str) -> list[str]:
-    """One text per line (a .jsonl file: one JSON string, or an object with a ``text`` field, per line)."""
+def read_texts(path: str | os.PathLike) -> list[str]:
+    """The texts of a file: one per line, or for ``.jsonl`` one JSON string or ``{"text": ...}`` object per line.
+
+    A line is ended by ``\\n`` (``\\r\\n`` too) and nothing else, so line numbers match an editor's.
+    In a plain text file a blank line is an empty text; in ``.jsonl`` it is an error.
+
+    Args:
+        path: the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: bytes that are not UTF-8 (file, line and byte offset named), or a ``.jsonl`` line
+            that is blank, not JSON, or not a string / object with a string ``text`` (file:line named).
+    """
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"input file not found: {source}")
-    lines = source.read_text(encoding="utf-8").splitlines()
+    data = source.read_bytes()
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{source}:{line}: not valid UTF-8 (byte offset {error.start}): {error.reason}") from None
+    lines = [line.removesuffix("\r") for line in content.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
     if source.suffix != ".jsonl":
         return lines
-    texts = []
-    for number, line in enumerate(lines, start=1):
+    return [_jsonl_text(line, f"{source}:{number}") for number, line in enumerate(lines, start=1)]
+
+
+def _jsonl_text(line: str, where: str) -> str:
+    """The text of one ``.jsonl`` line; ``where`` (file:line) names it in errors."""
+    if not line.strip():
+        raise ValueError(f"{where}: blank line (every line of a .jsonl file holds one text)")
+    try:
         item = json.loads(line)
-        text = item.get("text") if isinstance(item, dict) else item
-        if not isinstance(text, str):
-            raise ValueError(f"{source}:{number}: expected a JSON string or an object with a string 'text'")
-        texts.append(text)
-    return texts
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+    text = item.get("text") if isinstance(item, dict) else item
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
+    return text
 
 
-def save_array(array: np.ndarray, path: str, overwrite: bool) -> None:
-    """Write .npy atomically; an existing file is kept unless overwrite is asked for."""
+def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> None:
+    """Write a ``.npy`` file atomically, with the usual mode (0666 minus the umask).
+
+    Args:
+        array: what to save.
+        path: the target file.
+        overwrite: replace an existing file; otherwise it is kept and this raises FileExistsError.
+    """
+    import numpy as np
+
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".npy")
-    with os.fdopen(handle, "wb") as stream:
-        np.save(stream, array)
-    os.replace(temporary, target)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with temporary.open("xb") as stream:  # created like any file, unlike mkstemp's 0600
+            np.save(stream, array)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +163,7 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("texts", help="text file, one text per line, or .jsonl")
     parser.add_argument("--out", required=True, help="output .npy file")
     _add_query_options(parser)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_encode)
 
@@ -158,15 +214,16 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("text")
     parser.add_argument("--document", default=None, help="a document to explain the match with")
     _add_query_options(parser)
-    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--top", type=positive_int, default=10, help="how many clusters to show (at most K)")
     parser.set_defaults(func=_run_explain)
 
 
 def _run_explain(args: argparse.Namespace) -> None:
-    from lens_embed.explain import match_dimensions, top_dimensions
+    from lens_embed.explain import check_top, match_dimensions, top_dimensions
     from lens_embed.model import encode, load_lens_model
 
     model = load_lens_model(args.model)
+    check_top(model, args.top)
     embedding = encode(model, [args.text], query=args.query, instruction=args.instruction)[0]
     print(f"top clusters of {args.text!r}:")
     for dim in top_dimensions(model, embedding, k=args.top):
@@ -180,40 +237,49 @@ def _run_explain(args: argparse.Namespace) -> None:
 
 def _add_default(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("default", help="print the embedded default LENS-MiniLM's path, building it once")
-    parser.add_argument("--clusters", type=int, default=None, help="K (default: 4000)")
+    parser.add_argument("--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K")
     parser.set_defaults(func=_run_default)
 
 
 def _run_default(args: argparse.Namespace) -> None:
     from lens_embed.build import default_model_path
-    from lens_embed.defaults import DEFAULT_CLUSTERS
 
-    print(default_model_path(args.clusters or DEFAULT_CLUSTERS))
+    print(default_model_path(args.clusters))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lens-embed", description=__doc__)
+    """The whole ``lens-embed`` parser, every verb included; imports nothing heavy."""
+    parser = argparse.ArgumentParser(prog="lens-embed", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default):
         add(subparsers)
-    from lens_embed.evaluation.cli import add_eval_commands
-    from lens_embed.training.cli import add_training_commands
-
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``lens-embed`` verb; returns the exit code.
+
+    Usage errors exit through argparse (code 2). A user error raised by any verb (bad file,
+    argument, model or data: :data:`USER_ERRORS`) prints ``lens-embed VERB: error: MESSAGE`` to
+    stderr and returns 2; an interrupt returns 130. Nothing already written is removed.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         code = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IndexError) as error:
+    except USER_ERRORS as error:
         print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"lens-embed {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(code or 0)
 
 

@@ -1,8 +1,12 @@
 """The lens-embed command, run as a user would (in-process through main)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from lens_embed.cli import main
 
@@ -45,8 +49,8 @@ def test_jsonl_input_with_a_bad_line_names_it(tiny_lens, tmp_path, capsys):
 def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["build", "minilm", str(tmp_path / "x"), "--clusters", "1"]) == 2
-    assert "1 < K < vocab size" in capsys.readouterr().err
+    assert main(["build", "minilm", str(tmp_path / "x"), "--clusters", "100000"]) == 2
+    assert "lens-embed build: error: " in capsys.readouterr().err
 
 
 def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
@@ -54,3 +58,96 @@ def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
     assert "24 dimensions" in capsys.readouterr().out
     assert main(["convert", str(released), str(tmp_path / "converted")]) == 2  # not over existing work
     assert "overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (b'{"text": "fine"}\n\n{"text": "after a blank"}\n', "texts.jsonl:2: blank line"),
+        (b'"fine"\n{"text": "unterminated\n', "texts.jsonl:2: not valid JSON"),
+        (b'"fine"\n"caf\xe9"\n', "texts.jsonl:2: not valid UTF-8 (byte offset 11)"),
+    ],
+)
+def test_bad_jsonl_lines_are_named_by_file_and_line(tiny_lens, tmp_path, capsys, content, where):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_bytes(content)
+    assert main(["encode", str(tiny_lens), str(texts), "--out", str(tmp_path / "e.npy")]) == 2
+    assert where in capsys.readouterr().err
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_text_files_split_on_newlines_only(tmp_path):
+    from lens_embed.cli import read_texts
+
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes("one\u2028still one\r\ntwo\n\nfour".encode())
+    assert read_texts(texts) == ["one\u2028still one", "two", "", "four"]
+
+
+def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("fox\n")
+    umask = os.umask(0o022)
+    try:
+        assert main(["encode", str(tiny_lens), str(texts), "--out", str(tmp_path / "e.npy")]) == 0
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "e.npy").stat().st_mode & 0o777 == 0o644
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encode", "m", "t.txt", "--out", "e.npy", "--batch-size", "0"],
+        ["explain", "m", "fox", "--top", "-1"],
+        ["explain", "m", "fox", "--top", "0"],
+        ["build", "minilm", "out", "--clusters", "1"],
+        ["build", "minilm", "out", "--kmeans-iterations", "0"],
+        ["build", "minilm", "out", "--dense-weight", "nan"],
+        ["convert", "src", "out", "--max-seq-length", "-5"],
+        ["default", "--clusters", "two"],
+    ],
+)
+def test_numeric_options_are_validated_when_parsed(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "error: argument --" in capsys.readouterr().err
+
+
+def test_explain_top_must_not_exceed_k(tiny_lens, capsys):
+    assert main(["explain", str(tiny_lens), "fox", "--top", "17"]) == 2
+    assert "lens-embed explain: error: " in capsys.readouterr().err  # K = 16
+    assert main(["explain", str(tiny_lens), "fox", "--top", "16"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "offline", "--data", "{tmp}/no-data-here"],
+        ["mine-negatives", "--data", "{tmp}/missing.jsonl", "--output", "{tmp}/out.jsonl", "--method", "bm25"],
+        ["train", "--model", "{tmp}/no-model", "--data", "{tmp}/missing.jsonl", "--output", "{tmp}/out"],
+        ["info", "{tmp}/no-model"],
+    ],
+)
+def test_every_verb_reports_user_errors_in_one_format(argv, tmp_path, capsys):
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lens-embed {argv[0]}: error: ") and "Traceback" not in err
+
+
+def test_help_loads_neither_torch_nor_sentence_transformers():
+    probe = (
+        "import sys\n"
+        "from lens_embed.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(name for name in ('torch', 'sentence_transformers', 'transformers') if name in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    assert "usage: lens-embed" in result.stdout
+    assert "HEAVY []" in result.stdout
