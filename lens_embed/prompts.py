@@ -25,14 +25,21 @@ NAMED_INSTRUCTIONS: dict[str, str] = {
 
 
 def query_prompt(instruction: str) -> str:
-    """The string prepended to a query text so that it reads ``<instruct>{instruction}\\n<query>{text}``."""
+    """The string prepended to a query text so that it reads ``<instruct>{instruction}\\n<query>{text}``.
+
+    A prompt that ends with ``<query>`` is what makes a plain ``model.encode(texts, prompt=...)`` embed
+    queries; ``encode_query`` / ``encode_document`` decide by their call whatever the prompt.
+
+    Args:
+        instruction: the task instruction, e.g. ``"Given a web search query, retrieve relevant passages."``.
+    """
     if not isinstance(instruction, str):
         raise TypeError(f"instruction must be a string, got {type(instruction).__name__}")
     return f"{INSTRUCT_TOKEN}{instruction}\n{QUERY_TOKEN}"
 
 
 def default_prompts() -> dict[str, str]:
-    """sentence-transformers ``prompts``: ``query``/``document`` plus every named instruction."""
+    """sentence-transformers ``prompts``: ``query``/``document`` plus every named instruction (``prompt_name=``)."""
     prompts = {"query": query_prompt(DEFAULT_QUERY_INSTRUCTION), "document": ""}
     prompts.update({name: query_prompt(text) for name, text in NAMED_INSTRUCTIONS.items()})
     return prompts
