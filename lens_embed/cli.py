@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
-from lens_embed.defaults import DEFAULT_CLUSTERS
+from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
+from lens_embed.storage import atomic_write
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
 # from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
 USER_ERRORS = (ValueError, TypeError, IndexError, OSError, ImportError)
-MAX_SEQ_LENGTH = 512
 
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +39,7 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dense-weight", type=non_negative_float, default=1.0)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
-    parser.add_argument("--max-seq-length", type=positive_int, default=MAX_SEQ_LENGTH)
+    parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
@@ -72,7 +71,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert a released LENS checkpoint (yibinlei/LENS-d8000 layout)")
     parser.add_argument("source", help="hub id or local directory in the released layout")
     parser.add_argument("output")
-    parser.add_argument("--max-seq-length", type=positive_int, default=MAX_SEQ_LENGTH)
+    parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_convert)
 
@@ -130,7 +129,7 @@ def _jsonl_text(line: str, where: str) -> str:
 
 
 def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> None:
-    """Write a ``.npy`` file atomically, with the usual mode (0666 minus the umask).
+    """Write a ``.npy`` file atomically (:func:`lens_embed.storage.atomic_write`), with the usual file mode.
 
     Args:
         array: what to save.
@@ -142,14 +141,7 @@ def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> N
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with temporary.open("xb") as stream:  # created like any file, unlike mkstemp's 0600
-            np.save(stream, array)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(target, lambda stream: np.save(stream, array))
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
