@@ -139,8 +139,8 @@ def test_every_verb_reports_user_errors_in_one_format(argv, tmp_path, capsys):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="cli.py imports lazily, but lens_embed/__init__ (arch), lens_embed/evaluation/__init__ (evalproto) and "
-    "lens_embed/training/__init__ (training) still import torch; remove this mark when all three have landed",
+    reason="cli.py and lens_embed/__init__ import lazily, but lens_embed/evaluation/__init__ (evalproto) and "
+    "lens_embed/training/__init__ (training) still import torch; remove this mark when both are lazy",
 )
 def test_help_loads_neither_torch_nor_sentence_transformers():
     probe = (
