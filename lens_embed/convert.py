@@ -195,7 +195,8 @@ def convert_checkpoint(
         config.save_pretrained(backbone_dir)
         write_shards(tensors, backbone_dir)
         tokenizer.save_pretrained(backbone_dir)
-        transformer = LensTransformer(str(backbone_dir), max_seq_length=max_seq_length)
+        # the authors' evaluation input: an over-long text loses its EOS (tests/evaluation/test_truncation.py)
+        transformer = LensTransformer(str(backbone_dir), max_seq_length=max_seq_length, truncation_keeps_eos=False)
         vocabulary = lm_head_rows if lm_head_rows is not None and lm_head_rows.shape[0] == vocab_size else None
         vocabulary = vocabulary if vocabulary is not None else tensors["embed_tokens.weight"]
         pooling = LexiconPooling(

@@ -36,6 +36,12 @@ document, ``n >= 1`` for a query whose text follows its n-th ``<query>`` token."
 TASKS = ("query", "document")
 
 
+def _per_token(value: Any, features: dict[str, Any]) -> bool:
+    """A [batch, width] tensor aligned with ``input_ids`` (ids, attention mask, token types)."""
+    ids = features.get("input_ids")
+    return isinstance(value, torch.Tensor) and ids is not None and value.shape == ids.shape
+
+
 class LensTransformer(Transformer):
     """sentence-transformers' ``Transformer`` with LENS' input checks, query/document routing and right padding.
 
@@ -49,12 +55,20 @@ class LensTransformer(Transformer):
 
     Args:
         model_name_or_path: local folder or hub id of the backbone.
+        truncation_keeps_eos: (saved) True for models built or trained here: an over-long text is cut
+            before its EOS, as in training. Converted released checkpoints set False, reproducing the
+            authors' evaluation input ``tokenizer(text + "</s>", truncation=True)`` with a BOS-only
+            tokenizer, where an over-long text loses its EOS.
         **kwargs: passed to sentence-transformers' ``Transformer``.
     """
 
-    def __init__(self, model_name_or_path: str, **kwargs: Any) -> None:
+    config_keys = [*Transformer.config_keys, "truncation_keeps_eos"]
+    _DEFAULT_CONFIG_VALUES = {**Transformer._DEFAULT_CONFIG_VALUES, "truncation_keeps_eos": True}
+
+    def __init__(self, model_name_or_path: str, truncation_keeps_eos: bool = True, **kwargs: Any) -> None:
         kwargs["unpad_inputs"] = False
         super().__init__(model_name_or_path, **kwargs)
+        self.truncation_keeps_eos = truncation_keeps_eos
         self.truncation_reported = False
         self._prompt_markers: dict[str, int] = {}
 
@@ -73,7 +87,12 @@ class LensTransformer(Transformer):
         validate_texts(inputs)
         marker = self.query_marker(prompt, task)
         kwargs["processing_kwargs"] = right_padded(kwargs.get("processing_kwargs"))
-        features = super().preprocess(inputs, prompt=prompt, task=task, **kwargs)
+        max_length = kwargs.get("max_length") or self.max_seq_length
+        if self.truncation_keeps_eos or max_length is None:
+            features = super().preprocess(inputs, prompt=prompt, task=task, **kwargs)
+        else:  # one token more, then rows that used it lose their last token (EOS): BOS + (text + EOS)[:max_length - 1]
+            features = super().preprocess(inputs, prompt=prompt, task=task, **{**kwargs, "max_length": max_length + 1})
+            features = {k: v[:, :max_length] if _per_token(v, features) else v for k, v in features.items()}
         if "input_ids" not in features:
             return features
         features[QUERY_MARKER] = torch.full((features["input_ids"].shape[0],), marker, dtype=torch.long)
@@ -115,15 +134,16 @@ class LensTransformer(Transformer):
         return features
 
     def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
-        """Over-long texts are cut to max_seq_length (EOS kept): say so once, with how many in that batch."""
+        """Over-long texts are cut to max_seq_length: say so once, with how many in that batch."""
         lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
         over = sum(length > self.max_seq_length for length in lengths)
         if over:
             self.truncation_reported = True
             logger.warning(
                 "%d of %d texts in a batch exceed max_seq_length=%d tokens (longest %d) and were truncated, "
-                "EOS kept; later truncations are not reported",
+                "%s; later truncations are not reported",
                 over, len(texts), self.max_seq_length, max(lengths),
+                "EOS kept" if self.truncation_keeps_eos else "EOS dropped (the authors' evaluation)",
             )
 
 

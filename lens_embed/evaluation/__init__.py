@@ -1,12 +1,29 @@
 """Evaluation harness: LENS models through mteb 2.x (hub and offline) and AIR-Bench.
 
 Modules: ``data`` (where the offline data lives), ``offline`` (mteb tasks over local folders),
-``mteb_model`` (encoder, ModelMeta, loader), ``tasks`` (hub task lists), ``baselines``,
-``runner`` (results in mteb's layout), ``reports`` (Markdown + PNG), ``harness`` (exactness check),
-``airbench``, ``cli`` (the ``evaluate`` verb).
+``instructions`` (the authors' task instructions, mteb's or a file's), ``mteb_model`` (encoder,
+ModelMeta, loader), ``tasks`` (hub task lists, leaderboard splits and subsets), ``baselines``,
+``models`` (MODEL= and the baselines as runs), ``runner`` (results in mteb's layout), ``reports``
+(Markdown + PNG), ``compare`` (ours vs the published LENS scores), ``harness`` (exactness check),
+``airbench``, ``cli`` (the ``evaluate`` verb). Names resolve lazily: importing the package (as the
+CLI does to register ``evaluate``) loads neither mteb nor torch.
 """
 
-from lens_embed.evaluation.data import DATA_ENV_VAR, DataDirError, resolve_data_dir
-from lens_embed.evaluation.offline import UnknownTaskError, offline_tasks
+from importlib import import_module
+from typing import Any
 
-__all__ = ["DATA_ENV_VAR", "DataDirError", "UnknownTaskError", "offline_tasks", "resolve_data_dir"]
+_EXPORTS = {
+    "DATA_ENV_VAR": "lens_embed.evaluation.data",
+    "DataDirError": "lens_embed.evaluation.data",
+    "resolve_data_dir": "lens_embed.evaluation.data",
+    "UnknownTaskError": "lens_embed.evaluation.offline",
+    "offline_tasks": "lens_embed.evaluation.offline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lens_embed.evaluation' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

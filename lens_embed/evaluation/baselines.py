@@ -26,11 +26,16 @@ def minilm_meta() -> ModelMeta:
     return mteb.get_model_meta(MINILM_NAME)
 
 
-def dense_minilm(device: str | None = None) -> LensEncoder:
+def dense_minilm(
+    device: str | None = None, dtype: str | None = None, attn_implementation: str | None = None
+) -> LensEncoder:
     """The dense baseline as an mteb encoder: plain texts, no instructions (as it was published)."""
-    from sentence_transformers import SentenceTransformer
+    from lens_embed.evaluation.mteb_model import evaluation_dtype
+    from lens_embed.model import load_lens_model
 
-    model = SentenceTransformer(str(minilm_path()), device=device)
+    model = load_lens_model(
+        minilm_path(), device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
+    )
     return LensEncoder(model, minilm_meta(), use_instructions=False)
 
 

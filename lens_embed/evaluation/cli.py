@@ -1,8 +1,8 @@
-"""The ``evaluate`` verb: ``lens-embed evaluate {mteb,offline,airbench,check-harness}``.
+"""The ``evaluate`` verb: ``lens-embed evaluate {mteb,offline,airbench,check-harness,compare}``.
 
-``add_eval_commands(subparsers)`` registers it on the main CLI; ``python -m lens_embed.evaluation.cli``
-runs it on its own (the Makefile targets do that through ``eval/evaluate.py``). Every command calls
-the library; nothing here computes a score itself.
+``add_eval_commands(subparsers)`` registers it on the one CLI entry, :func:`lens_embed.cli.main`
+(the Makefile targets reach it through ``eval/evaluate.py``). Every command calls the library;
+nothing here computes a score itself, and nothing heavy is imported until a command runs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_OUTPUT = "results"
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "flash_attention_2", "eager")
+BASELINES = ("none", "minilm", "bm25", "all")
 _NAME_PATTERN = re.compile(r"[^\s,()]+(?:\([^)]*\))?")
 
 
@@ -29,7 +32,19 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
     parser.add_argument("--overwrite", action="store_true", help="recompute tasks already in OUTPUT")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=None, help="model precision (default: float16 on CUDA, as the authors; else float32)"
+    )
+    parser.add_argument(
+        "--attn-implementation", choices=ATTENTION, default=None, help="attention kernel (default: transformers' choice)"
+    )
     if mteb_options:
+        parser.add_argument(
+            "--instructions",
+            default="authors",
+            help="LENS task instructions: 'authors' (their map and rule, the published protocol), 'mteb' "
+            "(mteb's task prompts) or FILE.json; recorded with the results",
+        )
         parser.add_argument(
             "--shard-corpus",
             action="store_true",
@@ -47,6 +62,26 @@ def _split_names(values: Sequence[str] | None) -> list[str] | None:
     return names or None
 
 
+def _load_options(args: argparse.Namespace, dtype: str | None = None):
+    from lens_embed.evaluation.models import LoadOptions
+
+    return LoadOptions(
+        device=args.device,
+        dtype=args.dtype or dtype,
+        attn_implementation=args.attn_implementation,
+        instructions=getattr(args, "instructions", "authors"),
+    )
+
+
+def _runs(args: argparse.Namespace) -> list:
+    """The model under evaluation, then the baselines asked for (never the model itself twice)."""
+    from lens_embed.evaluation.models import baseline_runs, model_run
+
+    options = _load_options(args)
+    main = model_run(args.model, options)
+    return [main, *baseline_runs(args.baselines, options, exclude=main.label)]
+
+
 def _run_options(args: argparse.Namespace) -> dict[str, object]:
     return {
         "batch_size": args.batch_size,
@@ -57,30 +92,46 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_mteb(args: argparse.Namespace) -> int:
-    """Hub tasks (the paper's 56 English MTEB tasks by default) through mteb.evaluate."""
-    from lens_embed.evaluation.models import baseline_runs, model_run
+    """Hub tasks (the paper's 56 English tasks by default) through mteb.evaluate; a released LENS model
+    is then compared with its published scores."""
+    from lens_embed.evaluation.mteb_model import is_released_name
     from lens_embed.evaluation.reports import write_report
-    from lens_embed.evaluation.runner import evaluate_runs
+    from lens_embed.evaluation.runner import evaluate_runs, result_folder
     from lens_embed.evaluation.tasks import resolve_tasks
 
     tasks = resolve_tasks(_split_names(args.tasks))
-    runs = [model_run(args.model, args.device)] + (baseline_runs(args.device) if args.baselines else [])
+    runs = _runs(args)
     scores = evaluate_runs(runs, tasks, args.output, **_run_options(args))
     write_report(scores, args.output, name="summary_mteb", title="MTEB (hub tasks)")
+    if is_released_name(args.model):
+        from lens_embed.evaluation.compare import write_comparison
+
+        folder = result_folder(args.output, runs[0].model.mteb_model_meta, tasks[0])
+        markdown, path = write_comparison(folder, reference=args.model)
+        print(markdown)
+        print(f"comparison saved to {path}")
     return 0
 
 
 def cmd_offline(args: argparse.Namespace) -> int:
     """The offline suite on the local data, the model beside the baselines."""
-    from lens_embed.evaluation.models import baseline_runs, model_run
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.reports import write_report
     from lens_embed.evaluation.runner import evaluate_runs
 
     tasks = offline_tasks(args.data, names=_split_names(args.tasks))
-    runs = [model_run(args.model, args.device)] + ([] if args.no_baselines else baseline_runs(args.device))
-    scores = evaluate_runs(runs, tasks, args.output, **_run_options(args))
+    scores = evaluate_runs(_runs(args), tasks, args.output, **_run_options(args))
     write_report(scores, args.output, name="summary_offline", title="Offline MTEB suite (local data)")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Our results beside the published scores of a released LENS model."""
+    from lens_embed.evaluation.compare import write_comparison
+
+    markdown, path = write_comparison(args.results, args.reference, args.tolerance, args.out)
+    print(markdown)
+    print(f"comparison saved to {path}")
     return 0
 
 
@@ -101,7 +152,9 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data)
     published = published_scores(anchors_path(data_dir, args.anchors))
     tasks = offline_tasks(data_dir, names=_split_names(args.tasks))
-    scores = evaluate_runs(baseline_runs(args.device)[:1], tasks, args.output, **_run_options(args))
+    # fp32 unless asked: the published MiniLM scores are fp32 ones
+    runs = baseline_runs("minilm", _load_options(args, dtype="float32"))
+    scores = evaluate_runs(runs, tasks, args.output, **_run_options(args))
     differences = {t.metadata.name: data_differences(t) for t in tasks if t.metadata.name in published}
     rows = compare(published, {s.task: s.value for s in scores}, differences)
     table = harness_markdown(rows, args.tolerance)
@@ -124,11 +177,17 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
 
 def cmd_airbench(args: argparse.Namespace) -> int:
     """AIR-Bench: search dev and test with lens-embed + faiss, score dev, zip the files for submission."""
-    from lens_embed import load_lens_model
     from lens_embed.evaluation import airbench
+    from lens_embed.evaluation.mteb_model import evaluation_dtype
+    from lens_embed.model import load_lens_model
     from lens_embed.retrieval import DenseRetriever
 
-    model = load_lens_model(args.model, device=args.device)
+    model = load_lens_model(
+        args.model,
+        device=args.device,
+        dtype=evaluation_dtype(args.dtype, args.device),
+        attn_implementation=args.attn_implementation,
+    )
     dense = DenseRetriever(
         model,
         Path(args.output) / "airbench" / "embeddings",
@@ -165,14 +224,14 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     mteb_parser = commands.add_parser("mteb", help="mteb tasks from the hub (default: the paper's 56 English tasks)")
     _add_common(mteb_parser, model_required=True)
     mteb_parser.add_argument("--tasks", nargs="*", help="task and/or benchmark names (default: MTEB(eng, v1))")
-    mteb_parser.add_argument("--baselines", action="store_true", help="also run dense MiniLM and BM25")
+    mteb_parser.add_argument("--baselines", choices=BASELINES, default="none", help="also run dense MiniLM and/or BM25")
     mteb_parser.set_defaults(func=cmd_mteb)
 
     offline = commands.add_parser("offline", help="the offline suite on local data, beside the baselines")
     _add_common(offline, model_required=False)
     offline.add_argument("--data", default=None, help="data folder (default: $LENS_EMBED_DATA or ../shared/data)")
     offline.add_argument("--tasks", nargs="*", help="only these local task folders")
-    offline.add_argument("--no-baselines", action="store_true")
+    offline.add_argument("--baselines", choices=BASELINES, default="all", help="baselines beside the model")
     offline.set_defaults(func=cmd_offline)
 
     harness = commands.add_parser("check-harness", help="dense MiniLM offline vs its published MTEB scores")
@@ -199,28 +258,11 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     air.add_argument("--shard-size", type=int, default=10_000)
     air.add_argument("--top-k", type=int, default=1000)
     air.set_defaults(func=cmd_airbench)
+
+    compare = commands.add_parser("compare", help="our MTEB results vs the published scores of a released LENS model")
+    compare.add_argument("results", help="mteb results folder of one model (OUTPUT, or OUTPUT/results/<model>/<revision>)")
+    compare.add_argument("--reference", default="yibinlei/LENS-d8000", help="released model whose published scores to use")
+    compare.add_argument("--tolerance", type=float, default=0.5, help="flag tasks whose |difference| (x100) exceeds this")
+    compare.add_argument("--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)")
+    compare.set_defaults(func=cmd_compare)
     return evaluate
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lens-embed")
-    add_eval_commands(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lens_embed.evaluation.cli evaluate offline ...``; bad input exits 2 with the reason."""
-    from lens_embed.evaluation.data import DataDirError
-    from lens_embed.evaluation.models import ModelArgumentError
-    from lens_embed.evaluation.offline import UnknownTaskError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (DataDirError, ModelArgumentError, UnknownTaskError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,35 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from lens_embed.build import default_model_path
 from lens_embed.evaluation.baselines import BM25_TASK_TYPES, MINILM_NAME, bm25, dense_minilm
-from lens_embed.evaluation.mteb_model import LensEncoder, load_encoder, released_lens_meta
+from lens_embed.evaluation.mteb_model import (
+    DEFAULT_INSTRUCTIONS,
+    LensEncoder,
+    is_released_name,
+    load_encoder,
+    released_lens_meta,
+)
 from lens_embed.evaluation.runner import ModelRun
 
-RELEASED_PREFIX = "yibinlei/LENS-"
+BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
 
 
 class ModelArgumentError(ValueError):
     """MODEL= names neither a model folder nor a released LENS model."""
 
 
-def model_run(model: str | None, device: str | None = None) -> ModelRun:
+@dataclass(frozen=True)
+class LoadOptions:
+    """How every model of a run is loaded: device, precision, attention kernel, instructions."""
+
+    device: str | None = None
+    dtype: str | None = None
+    attn_implementation: str | None = None
+    instructions: str = DEFAULT_INSTRUCTIONS
+
+    def loader_kwargs(self) -> dict[str, str | None]:
+        return {"dtype": self.dtype, "attn_implementation": self.attn_implementation, "instructions": self.instructions}
+
+
+def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun:
     """The ModelRun for MODEL= (a folder, a released LENS name, or None for the embedded default)."""
+    options = options or LoadOptions()
     if model is None:
         path = Path(default_model_path())
-        encoder = load_encoder(path, name=f"lens-embed/{path.name}", device=device, adapted_from=MINILM_NAME)
+        encoder = load_encoder(
+            path, name=f"lens-embed/{path.name}", device=options.device, adapted_from=MINILM_NAME, **options.loader_kwargs()
+        )
         return _loaded(encoder)
-    if model.startswith(RELEASED_PREFIX) and not Path(model).exists():
+    if is_released_name(model):
         meta = released_lens_meta(model)
-        return ModelRun(model, lambda: meta.load_model(device=device))
+        return ModelRun(model, lambda: meta.load_model(device=options.device, **options.loader_kwargs()))
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelArgumentError(
-            f"MODEL={model}: no such folder, and not a released LENS model ({RELEASED_PREFIX}d4000, {RELEASED_PREFIX}d8000)"
+            f"MODEL={model}: no such folder, and not a released LENS model (yibinlei/LENS-d4000, yibinlei/LENS-d8000)"
         )
-    return _loaded(load_encoder(path, device=device))
+    return _loaded(load_encoder(path, device=options.device, **options.loader_kwargs()))
 
 
 def _loaded(encoder: LensEncoder) -> ModelRun:
@@ -38,9 +61,22 @@ def _loaded(encoder: LensEncoder) -> ModelRun:
     return ModelRun(str(encoder.mteb_model_meta.name), lambda: encoder)
 
 
-def baseline_runs(device: str | None = None) -> list[ModelRun]:
-    """Dense all-MiniLM-L6-v2 (all task types) and BM25 (retrieval only)."""
-    return [
-        ModelRun(MINILM_NAME, lambda: dense_minilm(device)),
-        ModelRun("BM25 (bm25s)", bm25, task_types=BM25_TASK_TYPES),
-    ]
+def baseline_runs(which: str = "all", options: LoadOptions | None = None, exclude: str | None = None) -> list[ModelRun]:
+    """Dense all-MiniLM-L6-v2 (all task types) and/or BM25 (retrieval only).
+
+    Args:
+        which: ``none``, ``minilm``, ``bm25`` or ``all``.
+        options: how MiniLM is loaded (device, dtype, attention).
+        exclude: the label of the model under evaluation: a baseline of that name is not run twice.
+    """
+    if which not in BASELINE_CHOICES:
+        raise ValueError(f"baselines must be one of {', '.join(BASELINE_CHOICES)}, got {which!r}")
+    options = options or LoadOptions()
+    runs = []
+    if which in ("minilm", "all") and exclude != MINILM_NAME:
+        runs.append(
+            ModelRun(MINILM_NAME, lambda: dense_minilm(options.device, options.dtype, options.attn_implementation))
+        )
+    if which in ("bm25", "all"):
+        runs.append(ModelRun("BM25 (bm25s)", bm25, task_types=BM25_TASK_TYPES))
+    return runs

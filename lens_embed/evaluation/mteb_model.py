@@ -1,18 +1,19 @@
-"""lens-embed models inside mteb 2.x: an encoder with the authors' instruction protocol, its
+"""lens-embed models inside mteb 2.x: an encoder with the LENS instruction protocol, its
 ``ModelMeta`` and the loader that makes ``mteb.evaluate`` run a LENS model like a registered one.
 
-Protocol (the authors' mteb-1.x wrapper, ported): retrieval and reranking queries are embedded as
-instructed queries, their documents as plain text (mteb already joins ``title + " " + text``);
-every text of every other task type (STS, classification, clustering, pair classification,
-summarization, ...) is embedded as an instructed query, both sides. The instruction is looked up
-on every ``encode`` call from the metadata of the task being run (mteb's own prompt machinery), so
-it can never stick from a previous task.
+Protocol (the authors' mteb-1.x wrapper, ported): which instruction each task side gets comes from
+an :class:`~lens_embed.evaluation.instructions.Instructions` source (the authors' map by default);
+retrieval and reranking documents are plain text (mteb already joins ``title + " " + text``); every
+other task type embeds both sides as instructed queries. The instruction is looked up on every
+``encode`` call from the metadata of the task being run, so it never sticks from a previous task,
+and the side reaches the model through the one router, :func:`lens_embed.model.encode`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,11 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
+from lens_embed.citation import LENS_CITATION
+from lens_embed.convert import RELEASED_CHECKPOINTS
+from lens_embed.evaluation.instructions import Instructions, TaskInstruction, load_instructions, sided
+from lens_embed.model import encode as lens_encode
 from lens_embed.model import is_lens_model
-from lens_embed.prompts import query_prompt
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -33,42 +37,65 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Task types whose two sides differ: queries get the instruction, documents are plain text.
-ASYMMETRIC_TASK_TYPES = frozenset({"Retrieval", "Reranking", "InstructionRetrieval", "InstructionReranking"})
-LENS_CITATION = (
-    "@article{lei2025lens, title={Enhancing Lexicon-Based Text Embeddings with Large Language Models}, "
-    "author={Lei, Yibin and Shen, Tao and Cao, Yu and Yates, Andrew}, journal={arXiv preprint "
-    "arXiv:2501.09749}, year={2025}}"
-)
+DEFAULT_INSTRUCTIONS = "authors"
 _CONFIG_FILES = ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".npy")
-
-
-def embeds_as_query(task_type: str, prompt_type: PromptType | None) -> bool:
-    """Whether a text of this task type and side is an instructed query (else a plain document)."""
-    if task_type in ASYMMETRIC_TASK_TYPES:
-        return prompt_type != PromptType.document
-    return True
+# The hub id a sentence-transformers model card loads itself with: SentenceTransformer("org/name").
+_CARD_ID = re.compile(r"SentenceTransformer\(\s*['\"]([\w.-]+/[\w.-]+)['\"]")
 
 
 class LensEncoder(AbsEncoder):
     """mteb ``EncoderProtocol`` over a sentence-transformers model.
 
-    With ``use_instructions`` (a LENS model) texts are routed per the authors' protocol; without it
-    (a plain dense model such as all-MiniLM-L6-v2) every text is encoded as is, exactly as mteb's
-    own sentence-transformers wrapper does for a model without prompts.
+    With ``use_instructions`` (a LENS model) texts are routed per the protocol through
+    :func:`lens_embed.model.encode`; without it (a plain dense model such as all-MiniLM-L6-v2)
+    every text is encoded as is, exactly as mteb's own sentence-transformers wrapper does for a
+    model without prompts.
+
+    Args:
+        model: the loaded sentence-transformers model.
+        meta: its mteb ``ModelMeta``.
+        use_instructions: default: ``meta.use_instructions``.
+        instructions: the instruction source (default: the authors' map).
     """
 
-    def __init__(self, model: SentenceTransformer, meta: ModelMeta, use_instructions: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        meta: ModelMeta,
+        use_instructions: bool | None = None,
+        instructions: Instructions | None = None,
+    ) -> None:
         self.model = model
         self.mteb_model_meta = meta
         self.use_instructions = bool(meta.use_instructions) if use_instructions is None else use_instructions
+        self.instructions = instructions or load_instructions(DEFAULT_INSTRUCTIONS)
+
+    def task_instruction(self, task_metadata: TaskMetadata) -> TaskInstruction:
+        """Both sides' instructions for the task being run."""
+        if self.instructions.source == "mteb":
+            return sided(self.get_instruction(task_metadata, PromptType.query), task_metadata.type)
+        return self.instructions.for_task(task_metadata)
 
     def instruction_for(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
         """The instruction for this task and side, or None for a plain document."""
-        if not self.use_instructions or not embeds_as_query(task_metadata.type, prompt_type):
+        if not self.use_instructions:
             return None
-        return self.get_instruction(task_metadata, PromptType.query)
+        entry = self.task_instruction(task_metadata)
+        return entry.document if prompt_type == PromptType.document else entry.query
+
+    def protocol(self) -> dict[str, Any]:
+        """What decides the embeddings beyond the weights: recorded beside the results."""
+        first = next(iter(self.model.parameters()), None)
+        module = self.model[0] if len(self.model) else None
+        return {
+            **(self.instructions.describe() if self.use_instructions else {"instructions": None}),
+            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+            "attn_implementation": getattr(getattr(module, "auto_model", None), "config", None)
+            and module.auto_model.config._attn_implementation,
+            "max_seq_length": self.model.max_seq_length,
+            "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
+        }
 
     def encode(
         self,
@@ -85,15 +112,14 @@ class LensEncoder(AbsEncoder):
         options = {
             "batch_size": int(kwargs.get("batch_size") or 32),
             "show_progress_bar": bool(kwargs.get("show_progress_bar", True)),
-            "convert_to_numpy": True,
         }
         if not self.use_instructions:
-            embeddings = self.model.encode(texts, **options)
-        elif (instruction := self.instruction_for(task_metadata, prompt_type)) is None:
-            embeddings = self.model.encode_document(texts, **options)
+            embeddings = self.model.encode(texts, convert_to_numpy=True, **options)
         else:
-            logger.info("Task %s: instruction %r", task_metadata.name, instruction)
-            embeddings = self.model.encode_query(texts, prompt=query_prompt(instruction), **options)
+            instruction = self.instruction_for(task_metadata, prompt_type)
+            if instruction is not None:
+                logger.info("Task %s: instruction %r", task_metadata.name, instruction)
+            embeddings = lens_encode(self.model, texts, query=instruction is not None, instruction=instruction, **options)
         return np.asarray(embeddings, dtype=np.float32)
 
 
@@ -135,6 +161,38 @@ def _registered_meta(name: str | None) -> ModelMeta | None:
         return None
 
 
+def is_released_name(name: str | Path | None) -> bool:
+    """A released LENS checkpoint name (yibinlei/LENS-d4000, -d8000) that is not a local folder."""
+    return str(name) in RELEASED_CHECKPOINTS and not Path(str(name)).exists()
+
+
+def card_name(path: str | Path) -> str | None:
+    """The hub id a plain sentence-transformers folder holds, read from its model card's usage line."""
+    readme = Path(path) / "README.md"
+    if not readme.is_file():
+        return None
+    match = _CARD_ID.search(readme.read_text(encoding="utf-8", errors="replace"))
+    return match.group(1) if match else None
+
+
+def default_name(model: SentenceTransformer, path: str | Path) -> str:
+    """``lens-embed/<folder>`` for a LENS model; a plain folder is named after the model it holds."""
+    path = Path(path)
+    if is_lens_model(model):
+        return f"lens-embed/{path.name}"
+    return card_name(path) or f"local/{path.name}"
+
+
+def evaluation_dtype(dtype: str | None, device: str | None) -> str:
+    """The dtype asked for; else float16 on CUDA (the authors evaluated in fp16) and float32 elsewhere."""
+    if dtype:
+        return dtype
+    import torch
+
+    on_cuda = str(device).startswith("cuda") if device else torch.cuda.is_available()
+    return "float16" if on_cuda else "float32"
+
+
 def build_model_meta(
     model: SentenceTransformer,
     path: str | Path,
@@ -142,16 +200,24 @@ def build_model_meta(
     revision: str | None = None,
     adapted_from: str | None = None,
     use_instructions: bool | None = None,
+    instructions: Instructions | None = None,
 ) -> ModelMeta:
-    """Real metadata measured on the loaded model; registry facts (training data) where known."""
+    """Real metadata measured on the loaded model; registry facts (training data) where known.
+
+    Instructions other than the default are an mteb *experiment* (``experiment_kwargs``), so their
+    results live in their own folder and never mix with the default protocol's.
+    """
     path = Path(path)
+    name = name or default_name(model, path)
     registered = _registered_meta(name)
     base = _registered_meta(adapted_from)
     instructed = is_lens_model(model) if use_instructions is None else use_instructions
+    source = instructions.source if instructions is not None else DEFAULT_INSTRUCTIONS
+    experiment = {"instructions": source} if instructed and source != DEFAULT_INSTRUCTIONS else None
     return ModelMeta(
         loader=lens_loader,
         loader_kwargs={"model_path": str(path)},
-        name=name or f"lens-embed/{path.name}",
+        name=name,
         revision=revision or (registered.revision if registered else None) or model_revision(path),
         release_date=registered.release_date if registered else None,
         languages=["eng-Latn"],
@@ -170,6 +236,7 @@ def build_model_meta(
         training_datasets=(registered or base).training_datasets if (registered or base) else None,
         adapted_from=adapted_from,
         citation=LENS_CITATION if instructed else (registered.citation if registered else None),
+        experiment_kwargs=experiment,
     )
 
 
@@ -179,13 +246,33 @@ def load_encoder(
     revision: str | None = None,
     device: str | None = None,
     adapted_from: str | None = None,
+    *,
+    dtype: str | None = None,
+    attn_implementation: str | None = None,
+    instructions: str = DEFAULT_INSTRUCTIONS,
 ) -> LensEncoder:
-    """Load a lens-embed (or any sentence-transformers) model folder as an mteb encoder."""
-    from lens_embed import load_lens_model
+    """Load a lens-embed (or any sentence-transformers) model folder, or a released name, as an mteb encoder.
 
-    model = load_lens_model(model_path, device=device)
-    meta = build_model_meta(model, model_path, name=name, revision=revision, adapted_from=adapted_from)
-    return LensEncoder(model, meta)
+    Args:
+        model_path: model folder or released LENS name.
+        name: the model's name in the results (default: :func:`default_name`).
+        revision: default: the registry's revision, else a content hash of the folder.
+        device: torch device.
+        adapted_from: the base model's registry name (its training data is recorded).
+        dtype: ``float32``, ``bfloat16`` or ``float16``; default :func:`evaluation_dtype`.
+        attn_implementation: ``sdpa``, ``flash_attention_2`` or ``eager`` (default: transformers' choice).
+        instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
+    """
+    from lens_embed.model import load_lens_model
+
+    source = load_instructions(instructions)
+    model = load_lens_model(
+        model_path, device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
+    )
+    meta = build_model_meta(
+        model, model_path, name=name, revision=revision, adapted_from=adapted_from, instructions=source
+    )
+    return LensEncoder(model, meta, instructions=source)
 
 
 def lens_loader(model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any) -> LensEncoder:
@@ -196,12 +283,15 @@ def lens_loader(model_name: str, revision: str | None = None, *, model_path: str
         revision=revision,
         device=kwargs.get("device"),
         adapted_from=kwargs.get("adapted_from"),
+        dtype=kwargs.get("dtype"),
+        attn_implementation=kwargs.get("attn_implementation"),
+        instructions=kwargs.get("instructions") or DEFAULT_INSTRUCTIONS,
     )
 
 
 def released_lens_meta(name: str) -> ModelMeta:
     """mteb's registry entry for a released LENS model (``loader=None`` there) with our loader set."""
     registered = _registered_meta(name)
-    if registered is None or not name.startswith("yibinlei/LENS"):
-        raise KeyError(f"{name!r} is not a released LENS model in mteb's registry (yibinlei/LENS-d4000, -d8000)")
+    if registered is None or not is_released_name(name):
+        raise ValueError(f"{name!r} is not a released LENS model in mteb's registry (yibinlei/LENS-d4000, -d8000)")
     return registered.model_copy(update={"loader": lens_loader, "loader_kwargs": {"model_path": name}})

@@ -1,4 +1,9 @@
-"""The summary of a run: per task, per task type and average, as Markdown and as a bar chart."""
+"""The summary of a run: per task, per task type and average, as Markdown and as a bar chart.
+
+Averages follow the leaderboard: an aggregate task counts once (CQADupstackRetrieval = the mean of its
+12 subtasks, when they were run one by one), the overall average is the mean over tasks, and each task
+type's average the mean over its tasks.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,22 @@ from pathlib import Path
 from statistics import mean
 
 from lens_embed.evaluation.runner import Score
+
+
+def aggregate_subtasks(scores: Sequence[Score]) -> list[Score]:
+    """Replace a model's complete set of subtasks of an aggregate task (CQADupstack's 12) by their mean."""
+    from lens_embed.evaluation.tasks import aggregate_parts
+
+    result = list(scores)
+    for model in _models(scores):
+        for parent, (task_type, main_score, parts) in aggregate_parts().items():
+            mine = {s.task: s for s in result if s.model == model and s.task in parts}
+            if len(mine) == len(parts) and not any(s.model == model and s.task == parent for s in result):
+                first = result.index(next(iter(mine.values())))
+                merged = Score(model, parent, task_type, main_score, mean(s.value for s in mine.values()))
+                result = [s for s in result if s not in mine.values()]
+                result.insert(min(first, len(result)), merged)
+    return result
 
 
 def _models(scores: Sequence[Score]) -> list[str]:
@@ -48,6 +69,7 @@ def _cell(value: float | None) -> str:
 
 def summary_markdown(scores: Sequence[Score], title: str = "Evaluation summary") -> str:
     """Per task, per category and average tables (main score x100), one column per model."""
+    scores = aggregate_subtasks(scores)
     models = _models(scores)
     table = score_table(scores)
     header = "| " + " | ".join(models) + " |"
@@ -65,6 +87,7 @@ def summary_markdown(scores: Sequence[Score], title: str = "Evaluation summary")
 
 def bar_chart(scores: Sequence[Score], path: str | Path, title: str = "Main score per task") -> Path:
     """Grouped bars, one group per task plus the average, one bar per model; saved as PNG."""
+    scores = aggregate_subtasks(scores)
     import matplotlib
 
     matplotlib.use("Agg")

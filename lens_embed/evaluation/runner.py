@@ -19,6 +19,8 @@ from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
 
 logger = logging.getLogger(__name__)
+# Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
+PROTOCOL_FILE = "lens_embed_protocol.json"
 
 
 @dataclass
@@ -59,11 +61,17 @@ def result_cache(output: str | Path) -> ResultCache:
     return ResultCache(root)
 
 
+def result_folder(output: str | Path, meta: Any, task: AbsTask) -> Path:
+    """The folder holding a model's results for a task (``<output>/results/<org__model>/<revision>``)."""
+    return result_cache(output).get_task_result_path(task.metadata.name, meta).parent
+
+
 def _task_groups(
     run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int
 ) -> list[tuple[Any, list[AbsTask]]]:
     """(model object, tasks) pairs for one run: retrieval through sharded search when asked, the rest as is."""
-    from lens_embed.evaluation.mteb_model import ASYMMETRIC_TASK_TYPES, LensEncoder
+    from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
+    from lens_embed.evaluation.mteb_model import LensEncoder
 
     if shard_dir is None or not isinstance(run.model, LensEncoder):
         return [(run.model, tasks)]
@@ -98,6 +106,7 @@ def evaluate_runs(
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
         for model, group in _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size):
+            check_protocol(cache, model, group[0], overwrite)
             result = mteb.evaluate(
                 model,
                 group,
@@ -106,23 +115,45 @@ def evaluate_runs(
                 encode_kwargs={"batch_size": batch_size},
             )
             scores += [_score(run.label, by_name[r.task_name], r) for r in result.task_results]
-            _refresh_model_meta(cache, model.mteb_model_meta, group[0])
+            _refresh_model_meta(cache, model, group[0])
     return scores
 
 
-def _refresh_model_meta(cache: ResultCache, meta: Any, task: AbsTask) -> None:
-    """Rewrite ``model_meta.json`` even when every task came from the cache (mteb only writes it
-    beside a newly saved result), so the folder always describes the model as it is now."""
+def check_protocol(cache: ResultCache, model: Any, task: AbsTask, overwrite: bool) -> None:
+    """Refuse to mix results computed under another protocol (dtype, instructions...) into one folder."""
+    protocol = getattr(model, "protocol", None)
+    path = cache.get_task_result_path(task.metadata.name, model.mteb_model_meta).parent / PROTOCOL_FILE
+    if protocol is None or overwrite or not path.is_file():
+        return
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    current = protocol()
+    changed = {key: (recorded.get(key), value) for key, value in current.items() if recorded.get(key) != value}
+    if changed:
+        details = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in changed.items())
+        raise ValueError(
+            f"{path.parent} holds results computed under another protocol ({details}); "
+            "pass --overwrite to recompute them or choose another --output"
+        )
+
+
+def _refresh_model_meta(cache: ResultCache, model: Any, task: AbsTask) -> None:
+    """Rewrite ``model_meta.json`` (and the protocol record) even when every task came from the cache
+    (mteb only writes it beside a newly saved result), so the folder always describes the model as it is now."""
+    meta = model.mteb_model_meta
     folder = cache.get_task_result_path(task.metadata.name, meta).parent
     if folder.is_dir():
         (folder / "model_meta.json").write_text(json.dumps(meta.to_dict(), default=str, indent=4), encoding="utf-8")
+        if hasattr(model, "protocol"):
+            (folder / PROTOCOL_FILE).write_text(json.dumps(model.protocol(), indent=2), encoding="utf-8")
 
 
 def _score(label: str, task: AbsTask, task_result: Any) -> Score:
+    from lens_embed.evaluation.tasks import leaderboard_score
+
     return Score(
         model=label,
         task=task.metadata.name,
         task_type=task.metadata.type,
         main_score=task.metadata.main_score,
-        value=100 * float(task_result.get_score()),
+        value=100 * leaderboard_score(task, task_result),
     )

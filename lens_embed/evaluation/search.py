@@ -8,6 +8,7 @@ resumes where it stopped. Texts are mteb's own (``title + " " + text``), scores 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,17 @@ class ShardedSearch(SearchEncoderWrapper):
         self.cache_dir = Path(cache_dir)
         self.shard_size = shard_size
 
+    def protocol(self) -> dict[str, Any]:
+        """The wrapped encoder's protocol: part of the shard key, so a dtype change never reuses shards."""
+        return self.model.protocol()
+
     def index(self, corpus: Any, *, task_metadata: Any, hf_split: str, hf_subset: str, encode_kwargs: Any, num_proc: int | None = None, **kwargs: Any) -> None:
         """Embed the corpus shard by shard (skipping shards already on disk), then build mteb's faiss index."""
         self.task_corpus = corpus
         self.index_backend = FaissSearchIndex(self.model)  # a fresh index per task and split
         texts = _retrieval_texts(corpus, PromptType.document)
         meta = self.mteb_model_meta
-        key = fingerprint(str(meta.name), str(meta.revision), texts)
+        key = fingerprint(str(meta.name), str(meta.revision), json.dumps(self.protocol(), sort_keys=True), texts)
 
         def encode(batch: list[str]) -> Any:
             return self.model.encode(

@@ -107,3 +107,82 @@ def copy_of(tmp_path: Path):
         return target
 
     return _copy
+
+
+ANCHORS_ENV_VAR = "LENS_EMBED_ANCHORS"
+
+
+@pytest.fixture(scope="session")
+def anchors_dir() -> Path:
+    """The shared reference anchors: $LENS_EMBED_ANCHORS, else <repo>/../shared/anchors (CI has it)."""
+    import os
+
+    from lens_embed.evaluation.data import REPO_ROOT
+
+    root = Path(os.environ.get(ANCHORS_ENV_VAR) or REPO_ROOT.parent / "shared" / "anchors")
+    if not root.is_dir():
+        pytest.skip(f"reference anchors not found at {root} (set {ANCHORS_ENV_VAR})")
+    return root
+
+
+def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
+    """A tiny random checkpoint in the released LENS layout with the real Mistral tokenizer."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    shutil.copytree(tokenizer_dir, directory)
+    config = MistralConfig(
+        vocab_size=32003, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    MistralForCausalLM(config).save_pretrained(directory)
+    raw = json.loads((directory / "config.json").read_text())
+    raw.update(vocab_size=24, architectures=["MistralBiForCausalLM"])  # as released: vocab_size = K
+    (directory / "config.json").write_text(json.dumps(raw))
+    torch.save(torch.nn.Linear(16, 24, bias=False), directory / "lm_head.pth")
+    return directory
+
+
+@pytest.fixture(scope="session", params=["legacyTrue", "legacyFalse"])
+def converted_mistral(request, anchors_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """(variant, folder): a converted tiny checkpoint with the real Mistral tokenizer (both legacy variants)."""
+    from lens_embed.convert import convert_checkpoint
+
+    root = tmp_path_factory.mktemp(f"mistral-{request.param}")
+    source = mistral_released_checkpoint(root / "released", anchors_dir / "mistral_tokenizer" / f"released_like_{request.param}")
+    convert_checkpoint(source, root / "converted")
+    return request.param, root / "converted"
+
+
+class BackboneRecorder:
+    """Records the token ids of every row that reaches a model's backbone (padding removed)."""
+
+    def __init__(self, model) -> None:
+        self.rows: list[list[int]] = []
+        backbone = model[0].auto_model
+        forward = backbone.forward  # sentence-transformers calls the method itself (no module hooks run)
+
+        def recording_forward(*args, **kwargs):
+            ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+            self.rows += [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
+            return forward(*args, **kwargs)
+
+        backbone.forward = recording_forward
+
+    def take(self) -> list[list[int]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+@pytest.fixture()
+def recorded():
+    """Load a model folder with a backbone recorder attached: ``model, recorder = recorded(path)``."""
+
+    def _load(path: Path, **kwargs):
+        from lens_embed.model import load_lens_model
+
+        model = load_lens_model(path, device="cpu", **kwargs)
+        return model, BackboneRecorder(model)
+
+    return _load

@@ -11,7 +11,8 @@ import pytest
 from mteb.types import PromptType
 
 from lens_embed.evaluation.baselines import minilm_meta
-from lens_embed.evaluation.mteb_model import LensEncoder, embeds_as_query
+from lens_embed.evaluation.instructions import embeds_as_query
+from lens_embed.evaluation.mteb_model import LensEncoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 from lens_embed.prompts import query_prompt
@@ -64,7 +65,7 @@ def _batches(texts: list[str]) -> list[dict[str, list[str]]]:
     ],
 )
 def test_protocol_by_task_type(task_type: str, prompt_type: PromptType | None, expected: bool) -> None:
-    assert embeds_as_query(task_type, prompt_type) is expected
+    assert embeds_as_query(task_type, prompt_type == PromptType.document) is expected
 
 
 def test_instruction_follows_each_task_and_never_sticks() -> None:
@@ -80,12 +81,12 @@ def test_instruction_follows_each_task_and_never_sticks() -> None:
     ]
     for metadata, prompt_type in sequence:
         encoder.encode(_batches(["a text"]), task_metadata=metadata, hf_split="test", hf_subset="default", prompt_type=prompt_type)
-    assert model.calls == [
-        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim"), 1),
+    assert model.calls == [  # the authors' instructions: their map, "." appended
+        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."), 1),
         ("document", None, 1),
         ("query", query_prompt("Retrieve semantically similar text."), 1),
-        ("query", query_prompt("Given a online banking query, find the corresponding intents"), 1),
-        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim"), 1),
+        ("query", query_prompt("Given a online banking query, find the corresponding intents."), 1),
+        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."), 1),
     ]
 
 
@@ -104,7 +105,7 @@ def test_routing_inside_mteb_evaluate(small_data_dir: Path, tmp_path: Path) -> N
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
     evaluate_runs([ModelRun("rec", lambda: _lens_encoder(model))], tasks, tmp_path)
     sts_prompt = query_prompt("Retrieve semantically similar text.")
-    retrieval_prompt = query_prompt("Retrieve text based on user query.")  # mteb's default for a task without a prompt
+    retrieval_prompt = query_prompt("Retrieve text based on user query.")  # the authors' default for Retrieval
     kinds = [(kind, prompt) for kind, prompt, _ in model.calls]
     assert set(kinds) == {("query", sts_prompt), ("query", retrieval_prompt), ("document", None)}
     assert kinds.index(("query", retrieval_prompt)) > max(i for i, k in enumerate(kinds) if k == ("query", sts_prompt))

@@ -57,5 +57,5 @@ def test_revision_changes_with_the_weights(small_lens_dir: Path, copy_of) -> Non
 def test_released_lens_models_get_a_loader() -> None:
     meta = released_lens_meta("yibinlei/LENS-d8000")
     assert meta.loader is not None and meta.embed_dim == 8000 and meta.use_instructions
-    with pytest.raises(KeyError, match="not a released LENS model"):
+    with pytest.raises(ValueError, match="not a released LENS model"):
         released_lens_meta("sentence-transformers/all-MiniLM-L6-v2")

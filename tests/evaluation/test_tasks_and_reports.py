@@ -53,3 +53,24 @@ def test_summary_markdown_and_chart(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="No scores"):
         write_report([], tmp_path)
+
+
+def test_named_tasks_use_the_leaderboard_splits_and_subsets() -> None:
+    tasks = {t.metadata.name: t for t in resolve_tasks(["AmazonCounterfactualClassification", "STS17", "STS22", "MSMARCO"])}
+    assert (tasks["AmazonCounterfactualClassification"].eval_splits, tasks["AmazonCounterfactualClassification"].hf_subsets) == (["test"], ["en"])
+    assert tasks["STS17"].hf_subsets == ["en-en"] and tasks["STS22"].hf_subsets == ["en"]
+    assert tasks["MSMARCO"].eval_splits == ["dev"]
+
+
+def test_cqadupstack_subtasks_count_once_in_the_averages() -> None:
+    from lens_embed.evaluation.reports import aggregate_subtasks
+    from lens_embed.evaluation.tasks import aggregate_parts
+
+    _, _, parts = aggregate_parts()["CQADupstackRetrieval"]
+    scores = [Score("m", name, "Retrieval", "ndcg_at_10", 40.0 + i) for i, name in enumerate(sorted(parts))]
+    scores.append(Score("m", "SciFact", "Retrieval", "ndcg_at_10", 70.0))
+    combined = aggregate_subtasks(scores)
+    assert [(s.task, s.value) for s in combined] == [("CQADupstackRetrieval", 45.5), ("SciFact", 70.0)]
+    assert overall_averages(scores)["m"] == (pytest.approx(57.75), 13)  # raw list: 13 rows
+    assert "| **average** | 57.75 (2 tasks) |" in summary_markdown(scores)  # the leaderboard's: 2 tasks
+    assert aggregate_subtasks(scores[:5]) == scores[:5]  # an incomplete set stays as it is
