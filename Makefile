@@ -30,29 +30,46 @@ quickstart: install
 lint:
 	$(PY) -m ruff check lens_embed eval tests
 
-# ---- evaluation targets (issue 3) ----
-# OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json).
+# ---- evaluation targets ----
+# OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json,
+# lens_embed_protocol.json). DTYPE=float32|bfloat16|float16 (default: float16 on CUDA, else float32),
+# ATTN=sdpa|flash_attention_2|eager, INSTRUCTIONS=authors|mteb|FILE.json (LENS models; default authors),
+# BASELINES=none|minilm|bm25|all (default: none for eval-mteb, all for eval-offline).
 EVAL ?= $(PY) eval/evaluate.py
 # DATA= on the command line wins; else $$LENS_EMBED_DATA if set; else the DATA default above.
 DATA_FLAG = $(if $(and $(LENS_EMBED_DATA),$(filter file,$(origin DATA))),,--data "$(DATA)")
 MODEL ?=
 TASKS ?=
+DTYPE ?=
+ATTN ?=
+INSTRUCTIONS ?=
+BASELINES ?=
+RESULTS ?=
+REFERENCE ?= yibinlei/LENS-d8000
+LOAD_FLAGS = $(if $(DTYPE),--dtype $(DTYPE)) $(if $(ATTN),--attn-implementation $(ATTN))
+PROTOCOL_FLAGS = $(LOAD_FLAGS) $(if $(INSTRUCTIONS),--instructions "$(INSTRUCTIONS)") $(if $(BASELINES),--baselines $(BASELINES))
 
-.PHONY: eval-mteb eval-offline eval-airbench check-harness
+.PHONY: eval-mteb eval-offline eval-airbench check-harness eval-compare
 
+# A released LENS model (yibinlei/LENS-d8000) ends with the comparison against its published scores.
 eval-mteb:
-	@test -n "$(MODEL)" || { echo "usage: make eval-mteb MODEL=path/or/yibinlei/LENS-d8000 [TASKS=\"SciFact NFCorpus\"] [OUTPUT=results]"; exit 2; }
-	$(EVAL) mteb --model "$(MODEL)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
+	@test -n "$(MODEL)" || { echo "usage: make eval-mteb MODEL=path/or/yibinlei/LENS-d8000 [TASKS=\"SciFact NFCorpus\"] [OUTPUT=results] [DTYPE=] [ATTN=] [INSTRUCTIONS=] [BASELINES=]"; exit 2; }
+	$(EVAL) mteb --model "$(MODEL)" --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)") $(PROTOCOL_FLAGS)
 
 eval-offline:
-	$(EVAL) offline $(if $(MODEL),--model "$(MODEL)") $(DATA_FLAG) --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)")
+	$(EVAL) offline $(if $(MODEL),--model "$(MODEL)") $(DATA_FLAG) --output "$(OUTPUT)" $(if $(TASKS),--tasks "$(TASKS)") $(PROTOCOL_FLAGS)
 
 eval-airbench:
-	@test -n "$(MODEL)" || { echo "usage: make eval-airbench MODEL=path [OUTPUT=results] [AIRBENCH_DATA=local/folder]"; exit 2; }
-	$(EVAL) airbench --model "$(MODEL)" --output "$(OUTPUT)" $(if $(AIRBENCH_DATA),--airbench-data "$(AIRBENCH_DATA)")
+	@test -n "$(MODEL)" || { echo "usage: make eval-airbench MODEL=path [OUTPUT=results] [AIRBENCH_DATA=local/folder] [DTYPE=] [ATTN=]"; exit 2; }
+	$(EVAL) airbench --model "$(MODEL)" --output "$(OUTPUT)" $(if $(AIRBENCH_DATA),--airbench-data "$(AIRBENCH_DATA)") $(LOAD_FLAGS)
 
 check-harness:
-	$(EVAL) check-harness $(DATA_FLAG) --output "$(OUTPUT)"
+	$(EVAL) check-harness $(DATA_FLAG) --output "$(OUTPUT)" $(LOAD_FLAGS)
+
+# Our results (one model's folder) vs the published scores of a released LENS model.
+eval-compare:
+	@test -n "$(RESULTS)" || { echo "usage: make eval-compare RESULTS=results/results/<org__model>/<revision> [REFERENCE=yibinlei/LENS-d8000] [TOLERANCE=0.5]"; exit 2; }
+	$(EVAL) compare "$(RESULTS)" --reference "$(REFERENCE)" $(if $(TOLERANCE),--tolerance $(TOLERANCE))
 
 # ---- training targets (issue 4) ----
 # Fine-tune the embedded LENS-MiniLM, dense MiniLM and the hybrid with one recipe on $(DATA)/training
