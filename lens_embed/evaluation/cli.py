@@ -78,8 +78,8 @@ def _runs(args: argparse.Namespace) -> list:
     from lens_embed.evaluation.models import baseline_runs, model_run
 
     options = _load_options(args)
-    main = model_run(args.model, options)
-    return [main, *baseline_runs(args.baselines, options, exclude=main.label)]
+    evaluated = model_run(args.model, options)
+    return [evaluated, *baseline_runs(args.baselines, options, exclude=evaluated.label)]
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, object]:

@@ -46,8 +46,10 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
         )
         return _loaded(encoder)
     if is_released_name(model):
-        meta = released_lens_meta(model)
-        return ModelRun(model, lambda: meta.load_model(device=options.device, **options.loader_kwargs()))
+        released_lens_meta(model)  # a clear error now if mteb's registry lacks it
+        # loaded directly, not through ModelMeta.load_model, which would turn these options into an
+        # mteb experiment and move the results out of the leaderboard's <revision>/ folder
+        return ModelRun(model, lambda: load_encoder(model, name=model, device=options.device, **options.loader_kwargs()))
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelArgumentError(

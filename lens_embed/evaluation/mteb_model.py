@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import mteb
 import numpy as np
+import torch
 from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ScoringFunction
@@ -86,16 +87,8 @@ class LensEncoder(AbsEncoder):
 
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
-        first = next(iter(self.model.parameters()), None)
-        module = self.model[0] if len(self.model) else None
-        return {
-            **(self.instructions.describe() if self.use_instructions else {"instructions": None}),
-            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
-            "attn_implementation": getattr(getattr(module, "auto_model", None), "config", None)
-            and module.auto_model.config._attn_implementation,
-            "max_seq_length": self.model.max_seq_length,
-            "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
-        }
+        source = self.instructions.describe() if self.use_instructions else {"instructions": None}
+        return {**source, **model_settings(self.model)}
 
     def encode(
         self,
@@ -121,6 +114,21 @@ class LensEncoder(AbsEncoder):
                 logger.info("Task %s: instruction %r", task_metadata.name, instruction)
             embeddings = lens_encode(self.model, texts, query=instruction is not None, instruction=instruction, **options)
         return np.asarray(embeddings, dtype=np.float32)
+
+
+def model_settings(model: Any) -> dict[str, Any]:
+    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model."""
+    if not isinstance(model, torch.nn.Module):
+        return {}
+    first = next(iter(model.parameters()), None)
+    module = model[0]
+    config = getattr(getattr(module, "auto_model", None), "config", None)
+    return {
+        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        "max_seq_length": model.max_seq_length,
+        "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
+    }
 
 
 def model_revision(path: str | Path) -> str:

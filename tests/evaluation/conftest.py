@@ -109,20 +109,26 @@ def copy_of(tmp_path: Path):
     return _copy
 
 
-ANCHORS_ENV_VAR = "LENS_EMBED_ANCHORS"
+ANCHORS_DIR_ENV_VAR = "LENS_EMBED_ANCHORS_DIR"
 
 
 @pytest.fixture(scope="session")
 def anchors_dir() -> Path:
-    """The shared reference anchors: $LENS_EMBED_ANCHORS, else <repo>/../shared/anchors (CI has it)."""
+    """The shared reference anchors folder: $LENS_EMBED_ANCHORS_DIR, else <repo>/../shared/anchors (CI has
+    it), else beside the offline data folder."""
     import os
 
     from lens_embed.evaluation.data import REPO_ROOT
 
-    root = Path(os.environ.get(ANCHORS_ENV_VAR) or REPO_ROOT.parent / "shared" / "anchors")
-    if not root.is_dir():
-        pytest.skip(f"reference anchors not found at {root} (set {ANCHORS_ENV_VAR})")
-    return root
+    candidates = [os.environ.get(ANCHORS_DIR_ENV_VAR), REPO_ROOT.parent / "shared" / "anchors"]
+    try:
+        candidates.append(resolve_data_dir().parent / "anchors")
+    except DataDirError:
+        pass
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_dir():
+            return Path(candidate)
+    pytest.skip(f"reference anchors not found (set {ANCHORS_DIR_ENV_VAR})")
 
 
 def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:

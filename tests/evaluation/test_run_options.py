@@ -85,3 +85,20 @@ def test_one_cli_entry_and_a_light_registration() -> None:
         [sys.executable, "eval/evaluate.py", "compare", str(REPO / "no-such-folder")], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert usage.returncode == 2 and "lens-embed evaluate: error: results folder not found" in usage.stderr
+
+
+def test_a_released_name_runs_in_the_leaderboards_folder(released: Path, tmp_path: Path, monkeypatch) -> None:
+    """No experiment sub-folder for the default protocol: results land where the leaderboard reads them."""
+    from lens_embed import convert
+    from lens_embed.evaluation.models import LoadOptions, model_run
+    from lens_embed.evaluation.runner import result_folder
+    from lens_embed.evaluation.tasks import resolve_tasks
+
+    monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(convert, "resolve_checkpoint", lambda name: released)  # no hub
+    run = model_run("yibinlei/LENS-d8000", LoadOptions(device="cpu", dtype="float32"))
+    meta = run.model.mteb_model_meta
+    assert meta.name == "yibinlei/LENS-d8000" and meta.experiment_kwargs is None
+    assert run.model.protocol()["truncation_keeps_eos"] is False
+    folder = result_folder(tmp_path / "out", meta, resolve_tasks(["SciFact"])[0])
+    assert folder == (tmp_path / "out" / "results" / "yibinlei__LENS-d8000" / meta.revision).resolve()
