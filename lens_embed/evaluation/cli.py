@@ -94,10 +94,10 @@ def _run_options(args: argparse.Namespace) -> dict[str, object]:
 def cmd_mteb(args: argparse.Namespace) -> int:
     """Hub tasks (the paper's 56 English tasks by default) through mteb.evaluate; a released LENS model
     is then compared with its published scores."""
-    from lens_embed.evaluation.mteb_model import is_released_name
     from lens_embed.evaluation.reports import write_report
     from lens_embed.evaluation.runner import evaluate_runs, result_folder
     from lens_embed.evaluation.tasks import resolve_tasks
+    from lens_embed.storage import is_released_name
 
     tasks = resolve_tasks(_split_names(args.tasks))
     runs = _runs(args)

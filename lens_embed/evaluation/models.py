@@ -10,11 +10,11 @@ from lens_embed.evaluation.baselines import BM25_TASK_TYPES, MINILM_NAME, bm25, 
 from lens_embed.evaluation.mteb_model import (
     DEFAULT_INSTRUCTIONS,
     LensEncoder,
-    is_released_name,
     load_encoder,
     released_lens_meta,
 )
 from lens_embed.evaluation.runner import ModelRun
+from lens_embed.storage import is_released_name
 
 BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
 

@@ -26,10 +26,10 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
 from lens_embed.citation import LENS_CITATION
-from lens_embed.convert import RELEASED_CHECKPOINTS
 from lens_embed.evaluation.instructions import Instructions, TaskInstruction, load_instructions, sided
 from lens_embed.model import encode as lens_encode
 from lens_embed.model import is_lens_model
+from lens_embed.storage import is_released_name
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -167,11 +167,6 @@ def _registered_meta(name: str | None) -> ModelMeta | None:
         return mteb.get_model_meta(name, fetch_from_hf=False)
     except (KeyError, ValueError, TypeError):
         return None
-
-
-def is_released_name(name: str | Path | None) -> bool:
-    """A released LENS checkpoint name (yibinlei/LENS-d4000, -d8000) that is not a local folder."""
-    return str(name) in RELEASED_CHECKPOINTS and not Path(str(name)).exists()
 
 
 def card_name(path: str | Path) -> str | None:
