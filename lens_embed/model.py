@@ -104,6 +104,7 @@ def load_lens_model(
         source, LENS_MODULE_CLASSES, device=device, trust_remote_code=trust_remote_code, **kwargs
     )
     if is_lens_model(model):
+        lexicon_pooling(model).float()  # a dtype casts the whole model; the frozen head stays float32
         check_lens_model(model, source, hub_kwargs)
     return model
 
