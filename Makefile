@@ -80,7 +80,7 @@ TRAIN_DEMO_TASKS ?= STSBenchmark STS16 STS13 BIOSSES
 .PHONY: train-demo test-training
 
 train-demo:
-	$(PY) -m lens_embed.training.demo --data $(DATA) --output $(OUTPUT)/train-demo \
+	$(PY) -m lens_embed.demo --data $(DATA) --output $(OUTPUT)/train-demo \
 		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-length 128 \
 		--tasks $(TRAIN_DEMO_TASKS)
 

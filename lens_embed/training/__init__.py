@@ -1,32 +1,40 @@
 """Single-stage contrastive fine-tuning of LENS (and any sentence-transformers) models.
 
-``train(TrainConfig(...))`` runs the paper's recipe on sentence-transformers' trainer;
-``mine_negatives(...)`` adds hard negatives to jsonl training data.
+``train(TrainConfig(...))`` runs the authors' recipe on sentence-transformers' trainer;
+``mine_negatives(...)`` adds hard negatives to jsonl training data. ``python -m lens_embed.training``
+is the launcher entry (torchrun / accelerate). Names resolve on first use, so importing the
+package (or its CLI registration) loads neither torch nor sentence-transformers.
 """
 
-from lens_embed.training.data import TASK_TYPES, TaskData, TrainingDataError, build_train_dataset, load_tasks
-from lens_embed.training.lora import LoraSettings, apply_lora, merge_and_save, merge_lora
-from lens_embed.training.losses import LensInfoNCELoss, info_nce
-from lens_embed.training.negatives import mine_negatives
-from lens_embed.training.sampler import TaskHomogeneousBatchSampler
-from lens_embed.training.trainer import LensTrainer, TrainConfig, build_trainer, train
+from __future__ import annotations
 
-__all__ = [
-    "TASK_TYPES",
-    "LensInfoNCELoss",
-    "LensTrainer",
-    "LoraSettings",
-    "TaskData",
-    "TaskHomogeneousBatchSampler",
-    "TrainConfig",
-    "TrainingDataError",
-    "apply_lora",
-    "build_train_dataset",
-    "build_trainer",
-    "info_nce",
-    "load_tasks",
-    "merge_and_save",
-    "merge_lora",
-    "mine_negatives",
-    "train",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "config",
+    "TYPE_KEYWORDS": "data",
+    "TaskData": "data",
+    "TrainingDataError": "data",
+    "load_tasks": "data",
+    "task_spec": "data",
+    "LoraSettings": "lora",
+    "apply_lora": "lora",
+    "merge_and_save": "lora",
+    "merge_lora": "lora",
+    "LensInfoNCELoss": "losses",
+    "info_nce": "losses",
+    "mine_negatives": "negatives",
+    "TaskHomogeneousBatchSampler": "sampler",
+    "LensTrainer": "trainer",
+    "build_trainer": "trainer",
+    "train": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -14,6 +14,7 @@ the stock trainer, collator and samplers handle it.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,30 +33,25 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How one task type is trained.
+    """How one task type is trained, read off its type string as the authors' code does.
 
-    ``symmetric``: both sides are the same kind of text, so documents carry the instruction too.
-    ``in_batch_negatives``: other queries' documents count as negatives. The authors turn this off
-    for classification and clustering, where another query's positive is often the same label.
+    ``symmetric``: the type contains ``symmetric``; such tasks use the symmetric batch size.
+    ``in_batch_negatives``: other queries' documents count as negatives; off for symmetric
+    classification and clustering, where another query's positive is often the same label.
+    ``instructed_documents``: documents carry the instruction too (``sts`` or ``clustering`` in the
+    type); classification and retrieval documents stay plain.
     ``max_group_size``: a cap on 1 + negatives (``only_1neg`` data has exactly one negative).
     """
 
     symmetric: bool
     in_batch_negatives: bool
+    instructed_documents: bool
     max_group_size: int | None = None
 
 
-# The type names used by bge-full-data and the LENS authors, plus this project's ``retrieval``.
-TASK_TYPES: dict[str, TaskSpec] = {
-    "normal": TaskSpec(symmetric=False, in_batch_negatives=True),
-    "retrieval": TaskSpec(symmetric=False, in_batch_negatives=True),
-    "only_1neg": TaskSpec(symmetric=False, in_batch_negatives=True, max_group_size=2),
-    "symmetric_sts": TaskSpec(symmetric=True, in_batch_negatives=True),
-    "symmetric_paraphrase": TaskSpec(symmetric=True, in_batch_negatives=True),
-    "symmetric_clustering": TaskSpec(symmetric=True, in_batch_negatives=False),
-    "symmetric_class": TaskSpec(symmetric=True, in_batch_negatives=False),
-    "symmetric_classification": TaskSpec(symmetric=True, in_batch_negatives=False),
-}
+# Substrings a type string is matched by (bge-full-data writes e.g. ``normal``, ``only_1neg``,
+# ``symmetric_sts``, ``symmetric_class``, ``symmetric_clustering``); ``retrieval`` is this project's.
+TYPE_KEYWORDS = ("normal", "retrieval", "only_1neg", "symmetric", "sts", "clustering", "class", "paraphrase")
 
 
 @dataclass
@@ -68,14 +64,30 @@ class TaskData:
     task_type: str
 
 
-def task_spec(task_type: str) -> TaskSpec:
-    """The :class:`TaskSpec` of a type name, or a clear error listing the known ones."""
-    try:
-        return TASK_TYPES[task_type]
-    except KeyError:
+def task_spec(task_type: str, document_instructions: str = "sts-clustering") -> TaskSpec:
+    """The :class:`TaskSpec` of a type string, by substring as in the authors' data loader.
+
+    Args:
+        task_type: the ``type`` field of a row (e.g. ``symmetric_sts``).
+        document_instructions: ``sts-clustering`` (the authors': only STS and clustering documents
+            are instructed) or ``symmetric`` (every symmetric type's documents are).
+    """
+    if not any(keyword in task_type for keyword in TYPE_KEYWORDS):
         raise TrainingDataError(
-            f"unknown type {task_type!r}; expected one of {', '.join(sorted(TASK_TYPES))}"
-        ) from None
+            f"unknown type {task_type!r}; a type must contain one of {', '.join(TYPE_KEYWORDS)}"
+        )
+    symmetric = "symmetric" in task_type
+    grouped_labels = "class" in task_type or "clustering" in task_type
+    if document_instructions == "symmetric":
+        instructed = symmetric
+    else:
+        instructed = "sts" in task_type or "clustering" in task_type
+    return TaskSpec(
+        symmetric=symmetric,
+        in_batch_negatives=not (symmetric and grouped_labels),
+        instructed_documents=instructed,
+        max_group_size=2 if "only_1neg" in task_type else None,
+    )
 
 
 def _check_text_list(row: dict[str, Any], field: str, allow_empty: bool) -> None:
@@ -101,6 +113,8 @@ def _check_scores(row: dict[str, Any], scores_field: str, texts_field: str) -> N
         )
     if not all(isinstance(score, (int, float)) and not isinstance(score, bool) for score in scores):
         raise TrainingDataError(f"field {scores_field!r} must hold numbers only")
+    if not all(math.isfinite(score) for score in scores):
+        raise TrainingDataError(f"field {scores_field!r} holds a non-finite score (NaN or infinity): {scores}")
 
 
 def validate_row(row: Any) -> dict[str, Any]:
@@ -162,13 +176,14 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _single_type(rows: list[dict[str, Any]], source: str) -> str:
-    """A task is one file; its rows must share one type, which decides the loss for its batches."""
+    """A task is one file; its rows must be trained alike (one :class:`TaskSpec`), because the
+    batch's first type decides the loss, as in the authors' code. Returns the first row's type."""
     types = sorted({row["type"] for row in rows})
-    if len(types) != 1:
+    if len({task_spec(task_type) for task_type in types}) != 1:
         raise TrainingDataError(
-            f"{source}: rows mix types {types}; split them into one file per type so batches stay homogeneous"
+            f"{source}: rows mix types {types} that train differently; split them into one file per type"
         )
-    return types[0]
+    return rows[0]["type"]
 
 
 def task_from_rows(name: str, rows: list[dict[str, Any]], source: str | None = None) -> TaskData:
@@ -201,10 +216,10 @@ def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskDat
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         return load_task(datasets.load_from_disk(str(path)), name=name or path.name)
     if path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
+        files = sorted(path.rglob("*.jsonl"))
         if not files:
             raise TrainingDataError(f"{path}: folder holds no *.jsonl files")
-        return [task for file in files for task in load_task(file)]
+        return [task for file in files for task in load_task(file, name=file.relative_to(path).with_suffix("").as_posix())]
     return [task_from_rows(name or path.stem, read_jsonl(path), source=str(path))]
 
 
@@ -250,11 +265,12 @@ def build_group(
     row: dict[str, Any], spec: TaskSpec, group_size: int, rng: random.Random, with_scores: bool
 ) -> dict[str, Any]:
     """One training group: instructed query, one sampled positive, ``group_size - 1`` negatives
-    (instructed too for symmetric tasks) and, when asked, the teacher scores in the same order."""
+    (instructed too where ``spec.instructed_documents``) and, when asked, the teacher scores in
+    the same order."""
     pos_index = rng.randrange(len(row["pos"]))
     neg_indices = sample_negatives(row["neg"], group_size - 1, rng)
     documents = [row["pos"][pos_index]] + [row["neg"][index] for index in neg_indices]
-    if spec.symmetric:
+    if spec.instructed_documents:
         documents = [instruct(document, row["prompt"]) for document in documents]
     group = {"query": instruct(row["query"], row["prompt"]), "positive": documents[0]}
     group.update(dict(zip(negative_columns(group_size), documents[1:], strict=True)))
@@ -270,24 +286,29 @@ def has_teacher_scores(rows: list[dict[str, Any]]) -> bool:
     return all(row.get("pos_scores") is not None and row.get("neg_scores") is not None for row in rows)
 
 
-def build_task_dataset(task: TaskData, group_size: int, seed: int) -> Any:
+def build_task_dataset(
+    task: TaskData, group_size: int, seed: int, spec: TaskSpec | None = None, with_scores: bool | None = None
+) -> Any:
     """The ``datasets.Dataset`` of one task's groups. Sampling is seeded per task so that every
-    process of a distributed run (and a resumed run) builds the identical dataset."""
+    process of a distributed run (and a resumed run) builds the identical dataset.
+
+    Args:
+        task: the task's rows.
+        group_size: requested group size (capped by the type, see :func:`effective_group_size`).
+        seed: the run's seed.
+        spec: how to train it (default: ``task.spec``, the authors' reading of its type).
+        with_scores: add the teacher ``scores`` column (default: when every row has scores).
+    """
     import datasets
 
-    size = effective_group_size(task.spec, group_size)
+    spec = spec or task.spec
+    size = effective_group_size(spec, group_size)
     rng = random.Random(f"{seed}:{task.name}")
-    with_scores = has_teacher_scores(task.rows)
-    groups = [build_group(row, task.spec, size, rng, with_scores) for row in task.rows]
+    if with_scores is None:
+        with_scores = has_teacher_scores(task.rows)
+    groups = [build_group(row, spec, size, rng, with_scores) for row in task.rows]
     columns = ["query", "positive", *negative_columns(size)] + ([SCORE_COLUMN] if with_scores else [])
     return datasets.Dataset.from_dict({column: [group[column] for group in groups] for column in columns})
-
-
-def build_train_dataset(tasks: Sequence[TaskData], group_size: int, seed: int = 42) -> Any:
-    """A ``DatasetDict`` with one split per task, which the trainer samples task-homogeneously."""
-    import datasets
-
-    return datasets.DatasetDict({task.name: build_task_dataset(task, group_size, seed) for task in tasks})
 
 
 def rows_without_negatives(tasks: Sequence[TaskData]) -> int:

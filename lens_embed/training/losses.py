@@ -25,7 +25,8 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.util import all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
-DEFAULT_TEMPERATURE = 0.02
+from lens_embed.training.config import DEFAULT_TEMPERATURE
+
 
 
 def group_scores(queries: Tensor, documents: list[Tensor]) -> Tensor:
@@ -65,6 +66,11 @@ def info_nce(
     return F.cross_entropy(logits, targets)
 
 
+def scale_gradient(loss: Tensor, factor: float) -> Tensor:
+    """``loss`` unchanged in value, its gradient multiplied by ``factor``."""
+    return loss * factor + (loss * (1.0 - factor)).detach()
+
+
 def distillation_kl(queries: Tensor, documents: list[Tensor], teacher_scores: Tensor, scale: float) -> Tensor:
     """KL(teacher || student) over each query's own group, teacher softmax over its raw scores."""
     student = F.log_softmax(group_scores(queries, documents) * scale, dim=-1)
@@ -89,8 +95,21 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         gather_across_devices: bool = False,
         mini_batch_size: int | None = None,
         distill_weight: float = 1.0,
+        gathered_gradient_scale: float = 1.0,
         show_progress_bar: bool = False,
     ) -> None:
+        """
+        Args:
+            model: the sentence-transformers model being trained.
+            temperature: InfoNCE temperature (the paper's 0.02).
+            in_batch_negatives: other queries' documents are negatives too.
+            gather_across_devices: with in-batch negatives, every process's documents join.
+            mini_batch_size: embed in chunks of this size (gradient caching); None embeds at once.
+            distill_weight: weight of the KL term when a batch carries teacher scores.
+            gathered_gradient_scale: factor on the gradient (not the value) of a gathered loss; the
+                authors' code yields the global loss divided by the number of devices.
+            show_progress_bar: progress bar over mini-batches.
+        """
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -102,6 +121,7 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         self.gather_across_devices = gather_across_devices
         self.mini_batch_size = mini_batch_size
         self.distill_weight = distill_weight
+        self.gathered_gradient_scale = gathered_gradient_scale
         self.show_progress_bar = show_progress_bar
         # Tells sentence-transformers whether this instance defers its backward to a hook.
         self.uses_gradient_cache = mini_batch_size is not None
@@ -111,7 +131,7 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         """``1 / temperature`` (50 for the paper's 0.02)."""
         return 1.0 / self.temperature
 
-    def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         """The loss from per-column embeddings ``[query, positive, negatives...]``."""
         if len(embeddings) < 2:
             raise ValueError(f"expected a query and at least one document column, got {len(embeddings)} columns")
@@ -122,13 +142,15 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         loss = info_nce(queries, documents, self.scale, self.in_batch_negatives, self.gather_across_devices)
         if labels is not None and self.distill_weight > 0:
             loss = loss + self.distill_weight * distillation_kl(queries, documents, labels, self.scale)
+        if self.gather_across_devices and self.in_batch_negatives and self.gathered_gradient_scale != 1.0:
+            loss = scale_gradient(loss, self.gathered_gradient_scale)
         return loss
 
     def calculate_loss(
         self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False
     ) -> Tensor:
         """GradCache hook: join the mini-batch embeddings and take the full-batch loss."""
-        loss = self.loss_from_embeddings([torch.cat(column) for column in reps], labels)
+        loss = self.compute_loss_from_embeddings([torch.cat(column) for column in reps], labels)
         if with_backward:
             loss.backward()
             loss = loss.detach()
@@ -138,7 +160,7 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         features = list(sentence_features)
         if self.mini_batch_size is not None:
             return self.forward_cached(features, labels)
-        return self.loss_from_embeddings(embed_columns(self.model, features), labels)
+        return self.compute_loss_from_embeddings(embed_columns(self.model, features), labels)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +169,7 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
             "gather_across_devices": self.gather_across_devices,
             "mini_batch_size": self.mini_batch_size,
             "distill_weight": self.distill_weight,
+            "gathered_gradient_scale": self.gathered_gradient_scale,
         }
 
     @property

@@ -2,12 +2,17 @@
 
 Model mining uses sentence-transformers' ``mine_hard_negatives`` (embedding, top-k search, skipping
 every positive of a query); queries are embedded in the LENS query format with their own
-instruction, and for symmetric tasks the candidates are instructed too, exactly as in training.
-BM25 mining (``bm25s``) is the cheap, model-free alternative.
+instruction, and where a task's documents are instructed in training (STS, clustering) the
+candidates are instructed too. BM25 mining (``bm25s``) is the cheap, model-free alternative.
+
+Training mines only rows that have no negatives, once: :func:`complete_task` caches the result under
+``OUTPUT/mined/`` keyed by everything that decides it, so resumed runs and other processes reuse it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from lens_embed.prompts import query_prompt
-from lens_embed.training.data import TaskData, load_tasks, write_jsonl
+from lens_embed.training.config import MINING_METHODS
+from lens_embed.training.data import TaskData, load_task, load_tasks, write_jsonl
 
 logger = logging.getLogger(__name__)
 
-MINING_METHODS = ("model", "bm25")
+MINED_DIRNAME = "mined"
 
 
 def candidate_corpus(task: TaskData) -> list[str]:
@@ -48,7 +54,7 @@ def _merge_negatives(row: dict[str, Any], mined: Sequence[str], count: int) -> d
 
 
 def _mine_group_with_model(
-    rows: list[dict[str, Any]], corpus: list[str], model: Any, prompt: str, symmetric: bool, count: int, batch_size: int
+    rows: list[dict[str, Any]], corpus: list[str], model: Any, prompt: str, instructed: bool, count: int, batch_size: int
 ) -> list[list[str]]:
     """Mined negatives for rows sharing one instruction, via ``mine_hard_negatives``."""
     import datasets
@@ -69,7 +75,7 @@ def _mine_group_with_model(
         num_negatives=wanted,
         sampling_strategy="top",
         query_prompt=query_prompt(prompt),
-        corpus_prompt=query_prompt(prompt) if symmetric else None,
+        corpus_prompt=query_prompt(prompt) if instructed else None,
         output_format="n-tuple",
         batch_size=batch_size,
         verbose=False,
@@ -87,7 +93,7 @@ def _collect_by_query(rows: list[dict[str, Any]], mined: Any) -> list[list[str]]
 
 
 def _mine_rows_with_model(
-    rows: list[dict[str, Any]], corpus: list[str], symmetric: bool, model: Any, count: int, batch_size: int
+    rows: list[dict[str, Any]], corpus: list[str], instructed: bool, model: Any, count: int, batch_size: int
 ) -> list[list[str]]:
     """Model-mined candidates for every row, grouped by instruction (one prompt per call)."""
     by_prompt: dict[str, list[int]] = defaultdict(list)
@@ -96,7 +102,7 @@ def _mine_rows_with_model(
     mined: list[list[str]] = [[] for _ in rows]
     for prompt, indices in by_prompt.items():
         group = [rows[index] for index in indices]
-        found = _mine_group_with_model(group, corpus, model, prompt, symmetric, count, batch_size)
+        found = _mine_group_with_model(group, corpus, model, prompt, instructed, count, batch_size)
         for index, negatives in zip(indices, found, strict=True):
             mined[index] = negatives
     return mined
@@ -134,7 +140,7 @@ def mine_task(
     selected = [task.rows[index] for index in targets]
     corpus = candidate_corpus(task)
     if method == "model":
-        mined = _mine_rows_with_model(selected, corpus, task.spec.symmetric, model, count, batch_size)
+        mined = _mine_rows_with_model(selected, corpus, task.spec.instructed_documents, model, count, batch_size)
     else:
         mined = _mine_rows_with_bm25(selected, corpus, count)
     rows = list(task.rows)
@@ -146,6 +152,49 @@ def mine_task(
     return TaskData(task.name, rows, task.spec, task.task_type)
 
 
+def mined_cache_path(cache_dir: Path, task: TaskData, method: str, count: int, model_id: str) -> Path:
+    """Cache file of a task's mined rows, keyed by the rows, the method, the count and the model,
+    so changed data or settings never reuse stale negatives."""
+    key = json.dumps([task.rows, method, count, model_id], sort_keys=True).encode("utf-8")
+    digest = hashlib.sha256(key).hexdigest()[:12]
+    return cache_dir / f"{task.name.replace('/', '__')}.{digest}.jsonl"
+
+
+def complete_task(
+    task: TaskData, count: int, method: str, model: Any, cache_dir: Path, model_id: str, batch_size: int = 64
+) -> TaskData:
+    """``task`` with every row holding negatives: rows without any get ``count`` mined ones, read
+    from the cache when the same rows were mined the same way before.
+
+    Args:
+        task: the task to complete.
+        count: negatives to mine per row (group size - 1).
+        method: ``model`` or ``bm25``.
+        model: the sentence-transformers model that mines (``method='model'``).
+        cache_dir: folder of cached mined rows (``OUTPUT/mined``).
+        model_id: names the mining model in the cache key.
+        batch_size: encoding batch size.
+    """
+    if all(row["neg"] for row in task.rows):
+        return task
+    cached = mined_cache_path(cache_dir, task, method, count, model_id)
+    if cached.exists():
+        (loaded,) = load_task(cached, name=task.name)
+        return loaded
+    logger.info("mining %d negatives per query for %s (%s)", count, task.name, method)
+    was_training = getattr(model, "training", False)
+    if model is not None:
+        model.eval()
+    mined = mine_task(task, count, method, model, batch_size, only_missing=True)
+    if model is not None:
+        model.train(was_training)
+    starved = [row for row in mined.rows if not row["neg"]]
+    if starved:
+        raise ValueError(f"{task.name}: {len(starved)} rows found no negative (task too small to mine from)")
+    write_jsonl(mined.rows, cached)
+    return mined
+
+
 def mine_negatives(
     data: Sequence[str | Path],
     output: str | Path,
@@ -154,24 +203,39 @@ def mine_negatives(
     num_negatives: int = 7,
     batch_size: int = 32,
     only_missing: bool = False,
+    overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[Path]:
     """Mine negatives for every row of the given jsonl files / datasets and write jsonl.
 
-    One input: ``output`` is the file to write. Several inputs: ``output`` is a folder and each task
-    is written to ``output/<name>.jsonl``. ``model`` is a sentence-transformers model or a path.
+    Args:
+        data: jsonl files, folders of them, saved datasets.
+        output: one input: the ``.jsonl`` file to write; several: a folder, one ``<name>.jsonl`` per task.
+        model: a sentence-transformers model or a name/path for :func:`lens_embed.model.load_lens_model`.
+        method: ``model`` or ``bm25``.
+        num_negatives: negatives to add per row.
+        batch_size: encoding batch size.
+        only_missing: mine only rows without negatives.
+        overwrite: replace existing output files (refused otherwise, before any work is done).
+        trust_remote_code: let a model loaded by name run its own code.
     """
     tasks = load_tasks(data)
-    if method == "model" and isinstance(model, (str, Path)):
-        model = load_model(model)
-    mined = [mine_task(task, num_negatives, method, model, batch_size, only_missing) for task in tasks]
     output = Path(output)
-    if len(mined) == 1 and output.suffix == ".jsonl":
-        return [write_jsonl(mined[0].rows, output)]
-    return [write_jsonl(task.rows, output / f"{task.name}.jsonl") for task in mined]
+    single = len(tasks) == 1 and output.suffix == ".jsonl"
+    targets = [output] if single else [output / f"{task.name}.jsonl" for task in tasks]
+    existing = [str(path) for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"output exists: {', '.join(existing)} (pass overwrite=True / --overwrite to replace)")
+    if method == "model" and isinstance(model, (str, Path)):
+        model = load_model(model, trust_remote_code=trust_remote_code)
+    mined = [mine_task(task, num_negatives, method, model, batch_size, only_missing) for task in tasks]
+    return [write_jsonl(task.rows, path) for task, path in zip(mined, targets, strict=True)]
 
 
-def load_model(path: str | Path) -> Any:
-    """Load a sentence-transformers model (LENS models need their remote code trusted)."""
-    from sentence_transformers import SentenceTransformer
+def load_model(name_or_path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> Any:
+    """Load a model to mine with or to train, through the one loader (released names, lens-embed
+    and sentence-transformers folders); remote code only when asked."""
+    from lens_embed.model import load_lens_model
 
-    return SentenceTransformer(str(path), trust_remote_code=True)
+    remote = {"trust_remote_code": True} if trust_remote_code else {}
+    return load_lens_model(str(name_or_path), device=device, **remote)

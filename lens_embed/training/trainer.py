@@ -2,116 +2,69 @@
 
 Everything distributed is the stock engine: ``SentenceTransformerTrainer`` is a transformers
 ``Trainer``, so ``torchrun`` / ``accelerate launch`` DDP, DeepSpeed ZeRO (``--deepspeed cfg.json``),
-bf16/fp16, gradient checkpointing, checkpointing and resuming all work as they do there. This module
+fp16/bf16, gradient checkpointing, checkpointing and resuming all work as they do there. This module
 only adds what LENS needs on top:
 
-* one dataset split and one loss per task, sampled so every step is a single task on all ranks;
+* one dataset split and one loss per task, sampled so every step is a single task on all ranks,
+  with the task type's batch size (symmetric tasks: a total over all devices, as the authors);
+* the query/document side of every column passed to the model by the collator (``router_mapping``):
+  queries, and documents that carry the instruction (STS, clustering), are pooled as queries;
 * LoRA on the backbone with the head frozen; checkpoints hold just the adapter (plus the trainer's
   optimizer/scheduler state), and the final model is the base with the adapter merged in, saved as
   a sentence-transformers model, with the adapter kept beside it;
-* negatives mined once, by the main process, for rows that have none.
+* an output folder that belongs to one run: its configuration is recorded, a different run is
+  refused, and resuming starts from the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from lens_embed.training.config import TrainConfig, recorded_values
 from lens_embed.training.data import (
     TaskData,
-    build_train_dataset,
+    TaskSpec,
+    TrainingDataError,
+    build_task_dataset,
     effective_group_size,
-    load_task,
+    has_teacher_scores,
     load_tasks,
-    rows_without_negatives,
-    write_jsonl,
+    negative_columns,
+    task_spec,
 )
-from lens_embed.training.lora import (
-    ADAPTER_DIRNAME,
-    LoraSettings,
-    apply_lora,
-    is_peft_backbone,
-    load_adapter_weights,
-    merge_and_save,
-    save_adapter,
-)
-from lens_embed.training.losses import DEFAULT_TEMPERATURE, LensInfoNCELoss
-from lens_embed.training.negatives import mine_task
+from lens_embed.training.lora import LoraSettings, apply_lora, is_peft_backbone, load_adapter_weights, merge_and_save, save_adapter
+from lens_embed.training.losses import LensInfoNCELoss
+from lens_embed.training.negatives import MINED_DIRNAME, complete_task, load_model
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIRNAME = "checkpoints"
-MINED_DIRNAME = "mined"
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run. Defaults are the paper's recipe (LR 1e-4, batch 32 per device,
-    group 8, temperature 0.02, LoRA r32/alpha64/dropout 0.1, one epoch, negatives across devices)."""
-
-    model: str
-    data: list[str]
-    output: str
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 1e-4
-    batch_size: int = 32
-    group_size: int = 8
-    temperature: float = DEFAULT_TEMPERATURE
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_length: int | None = None
-    mini_batch_size: int | None = None
-    negatives_cross_device: bool = True
-    distill_weight: float = 1.0
-    lora: bool = True
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | None = None
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    fp16: bool = False
-    deepspeed: str | None = None
-    gradient_accumulation_steps: int = 1
-    mine: str = "model"
-    mining_batch_size: int = 64
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    resume: bool = True
-    report_to: list[str] = field(default_factory=lambda: ["none"])
-    dataloader_num_workers: int = 0
-    extra_args: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.output) / CHECKPOINT_DIRNAME
-
-    @property
-    def adapter_dir(self) -> Path:
-        return Path(self.output) / ADAPTER_DIRNAME
+RECORD_FILENAME = "training_config.json"
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 
 
 class LensTrainer(SentenceTransformerTrainer):
-    """``SentenceTransformerTrainer`` with task-homogeneous global batches and adapter checkpoints."""
+    """``SentenceTransformerTrainer`` with task-homogeneous global batches, a batch size per task,
+    and adapter-only checkpoints."""
+
+    def __init__(self, *args: Any, task_batch_sizes: list[int], **kwargs: Any) -> None:
+        self.task_batch_sizes = task_batch_sizes
+        super().__init__(*args, **kwargs)
 
     def get_multi_dataset_batch_sampler(
         self,
@@ -120,6 +73,10 @@ class LensTrainer(SentenceTransformerTrainer):
         generator: torch.Generator | None = None,
         seed: int | None = 0,
     ) -> BatchSampler:
+        # The trainer builds every task's sampler with one batch size; each task gets its own here
+        # (samplers arrive in the order of the train dataset's splits, as task_batch_sizes does).
+        for sampler, size in zip(batch_samplers, self.task_batch_sizes, strict=True):
+            sampler.batch_size = size
         return TaskHomogeneousBatchSampler(
             dataset, batch_samplers, generator=generator, seed=seed or 0, world_size=self.args.world_size
         )
@@ -150,18 +107,31 @@ def training_device() -> str:
     return "cpu"
 
 
-def load_base_model(
-    path: str | Path, config: TrainConfig | None = None, device: str | None = None
-) -> SentenceTransformer:
-    """Load the model to fine-tune (LENS models need their remote module code trusted)."""
-    model = SentenceTransformer(str(path), trust_remote_code=True, device=device or training_device())
-    if config is not None and config.max_length is not None:
+def load_base_model(config: TrainConfig, device: str | None = None) -> SentenceTransformer:
+    """The model to fine-tune, through the one loader (released LENS names, lens-embed and
+    sentence-transformers folders)."""
+    model = load_model(config.model, device=device or training_device(), trust_remote_code=config.trust_remote_code)
+    if config.max_length is not None:
         model.max_seq_length = config.max_length
     return model
 
 
-def prepare_model(model: SentenceTransformer, config: TrainConfig) -> SentenceTransformer:
-    """LoRA on the backbone (everything else frozen), and gradient checkpointing if asked."""
+def mixed_precision(config: TrainConfig, cuda: bool) -> tuple[bool, bool]:
+    """``(fp16, bf16)`` of a run: ``auto`` is fp16 on a GPU (the authors') and fp32 on the CPU."""
+    choice = config.precision
+    if choice == "auto":
+        choice = "fp16" if cuda else "fp32"
+    return choice == "fp16", choice == "bf16"
+
+
+def uses_gradient_checkpointing(config: TrainConfig, cuda: bool) -> bool:
+    """Gradient checkpointing unless set: on with a GPU (the authors'), off on the CPU."""
+    return cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+
+
+def prepare_model(model: SentenceTransformer, config: TrainConfig, gradient_checkpointing: bool) -> SentenceTransformer:
+    """LoRA on the backbone (everything else frozen, the special-token rows included), and
+    gradient checkpointing if chosen."""
     if config.lora:
         apply_lora(
             model,
@@ -171,74 +141,91 @@ def prepare_model(model: SentenceTransformer, config: TrainConfig) -> SentenceTr
         for module in list(model)[1:]:
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
-    if config.gradient_checkpointing:
+    if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
-def _mined_path(config: TrainConfig, task: TaskData, count: int) -> Path:
-    """Cache file of a task's mined rows, keyed by the rows, the method, the count and the model,
-    so changed data or settings never reuse stale negatives."""
-    key = json.dumps([task.rows, config.mine, count, str(config.model)], sort_keys=True).encode("utf-8")
-    digest = hashlib.sha256(key).hexdigest()[:12]
-    return Path(config.output) / MINED_DIRNAME / f"{task.name}.{digest}.jsonl"
+def task_keys(tasks: list[TaskData]) -> list[str]:
+    """A split/loss key per task: its name, made a valid and free module name (``train`` or
+    ``eval.v2`` are file names torch's ModuleDict refuses), unique across the run."""
+    keys: list[str] = []
+    for task in tasks:
+        key = task.name.replace(".", "_")
+        while hasattr(nn.ModuleDict, key) or key in keys:
+            key += "_"
+        keys.append(key)
+    return keys
 
 
-def complete_negatives(
-    tasks: list[TaskData], model: SentenceTransformer, config: TrainConfig, args: SentenceTransformerTrainingArguments
-) -> list[TaskData]:
-    """Mine negatives for rows that have none, once: the main process mines and writes
-    ``OUTPUT/mined/<task>.<key>.jsonl``; the other processes (and resumed runs) read those files."""
-    if not rows_without_negatives(tasks):
-        return tasks
-    completed = []
-    with args.main_process_first(desc="mining hard negatives"):
-        for task in tasks:
-            completed.append(_complete_task(task, model, config))
-    return completed
+def per_device_batch_size(spec: TaskSpec, config: TrainConfig, world_size: int) -> int:
+    """Queries per device per step: ``batch_size`` for retrieval-type tasks, and for symmetric
+    ones ``symmetric_batch_size`` shared by all devices (the authors' ``// num_processes``)."""
+    if not spec.symmetric:
+        return config.batch_size
+    size = config.symmetric_batch_size // world_size
+    if size < 1:
+        raise ValueError(f"symmetric_batch_size {config.symmetric_batch_size} is smaller than the {world_size} devices")
+    return size
 
 
-def _complete_task(task: TaskData, model: SentenceTransformer, config: TrainConfig) -> TaskData:
-    """One task with every row holding negatives, from cache or freshly mined."""
-    if not rows_without_negatives([task]):
-        return task
-    count = effective_group_size(task.spec, config.group_size) - 1
-    cached = _mined_path(config, task, count)
-    if cached.exists():
-        (loaded,) = load_task(cached, name=task.name)
-        return loaded
-    logger.info("mining %d negatives per query for %s (%s)", count, task.name, config.mine)
-    was_training = model.training
-    model.eval()
-    mined = mine_task(task, count, config.mine, model, config.mining_batch_size, only_missing=True)
-    model.train(was_training)
-    starved = [row for row in mined.rows if not row["neg"]]
-    if starved:
-        raise ValueError(f"{task.name}: {len(starved)} rows found no negative (task too small to mine from)")
-    write_jsonl(mined.rows, cached)
-    return mined
+def distills(spec: TaskSpec, config: TrainConfig) -> bool:
+    """Whether a task's teacher scores are used: by default only on in-batch tasks (the authors')."""
+    return config.distill_weight > 0 and (config.distill_tasks == "all" or spec.in_batch_negatives)
+
+
+def column_sides(spec: TaskSpec, group_size: int) -> dict[str, str]:
+    """Column -> ``query``/``document`` for the collator: instructed documents are pooled as queries."""
+    side = "query" if spec.instructed_documents else "document"
+    return {"query": "query", "positive": side, **{column: side for column in negative_columns(group_size)}}
+
+
+def fillable_tasks(tasks: list[TaskData], sizes: list[int], world_size: int) -> list[int]:
+    """Indices of the tasks with at least one global batch; the others are named in a warning, and
+    a run where none is left fails."""
+    kept = []
+    for index, (task, size) in enumerate(zip(tasks, sizes, strict=True)):
+        if len(task.rows) >= size * world_size:
+            kept.append(index)
+        else:
+            logger.warning(
+                "%s has %d rows, fewer than one global batch (%d): it is skipped", task.name, len(task.rows),
+                size * world_size,
+            )
+    if not kept:
+        raise TrainingDataError(
+            "no task has enough rows for one global batch ("
+            + ", ".join(f"{task.name}: {len(task.rows)} < {size * world_size}" for task, size in zip(tasks, sizes, strict=True))
+            + "); lower --batch-size / --symmetric-batch-size or add data"
+        )
+    return kept
 
 
 def build_losses(
-    model: SentenceTransformer, tasks: list[TaskData], config: TrainConfig, world_size: int
+    model: SentenceTransformer, specs: dict[str, TaskSpec], config: TrainConfig, world_size: int
 ) -> dict[str, LensInfoNCELoss]:
-    """One loss per task: in-batch negatives (gathered across devices) unless the task is
+    """One loss per task key: in-batch negatives (gathered across devices) unless the task is
     classification/clustering, where only the query's own group competes."""
+    scale = 1.0 / world_size if config.gathered_loss_scale == "devices" else 1.0
     return {
-        task.name: LensInfoNCELoss(
+        key: LensInfoNCELoss(
             model,
             temperature=config.temperature,
-            in_batch_negatives=task.spec.in_batch_negatives,
-            gather_across_devices=config.negatives_cross_device and world_size > 1 and task.spec.in_batch_negatives,
+            in_batch_negatives=spec.in_batch_negatives,
+            gather_across_devices=config.negatives_cross_device and world_size > 1 and spec.in_batch_negatives,
             mini_batch_size=config.mini_batch_size,
-            distill_weight=config.distill_weight,
+            distill_weight=config.distill_weight if distills(spec, config) else 0.0,
+            gathered_gradient_scale=scale,
         )
-        for task in tasks
+        for key, spec in specs.items()
     }
 
 
-def training_arguments(config: TrainConfig) -> SentenceTransformerTrainingArguments:
+def training_arguments(
+    config: TrainConfig, cuda: bool, router_mapping: dict[str, dict[str, str]] | None = None
+) -> SentenceTransformerTrainingArguments:
     """The transformers/sentence-transformers arguments of a run."""
+    fp16, bf16 = mixed_precision(config, cuda)
     return SentenceTransformerTrainingArguments(
         output_dir=str(config.checkpoint_dir),
         num_train_epochs=config.epochs,
@@ -246,11 +233,12 @@ def training_arguments(config: TrainConfig) -> SentenceTransformerTrainingArgume
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
-        warmup_ratio=config.warmup_ratio or None,
+        lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
-        bf16=config.bf16,
-        fp16=config.fp16,
+        max_grad_norm=config.max_grad_norm,
+        fp16=fp16,
+        bf16=bf16,
         deepspeed=config.deepspeed,
         seed=config.seed,
         data_seed=config.seed,
@@ -262,42 +250,128 @@ def training_arguments(config: TrainConfig) -> SentenceTransformerTrainingArgume
         dataloader_num_workers=config.dataloader_num_workers,
         ddp_find_unused_parameters=False,
         report_to=config.report_to,
+        router_mapping=router_mapping or {},
         disable_tqdm=False,
         **config.extra_args,
     )
 
 
-def warn_small_tasks(tasks: list[TaskData], config: TrainConfig, world_size: int) -> None:
-    """A task smaller than one global batch would silently contribute nothing: say so."""
-    global_batch = config.batch_size * world_size
-    for task in tasks:
-        if len(task.rows) < global_batch:
-            logger.warning(
-                "%s has %d rows, fewer than one global batch (%d): it is skipped", task.name, len(task.rows), global_batch
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(config: TrainConfig) -> None:
+    """Refuse an output that is the model (or holds it, or lies inside it): the merge would write
+    over the base, and a rerun would merge the adapter into an already merged model."""
+    output = Path(config.output).resolve()
+    model = Path(config.model).resolve()
+    if output == model or (model.exists() and (_is_within(model, output) or _is_within(output, model))):
+        raise ValueError(f"--output {config.output} is (or overlaps) the model {config.model}; choose another folder")
+
+
+def prepare_output(config: TrainConfig) -> None:
+    """Make ``config.output`` this run's folder: a new or empty folder gets the run's recorded
+    configuration; a folder recording the same run is resumed; a different run is refused unless
+    ``overwrite`` (then its folder is cleared first); a folder with other files is refused."""
+    check_output(config)
+    output = Path(config.output)
+    record = output / RECORD_FILENAME
+    wanted = json.loads(json.dumps(recorded_values(config)))
+    if record.is_file():
+        previous = json.loads(record.read_text(encoding="utf-8"))
+        if previous == wanted:
+            return
+        if not config.overwrite:
+            changed = sorted(key for key in set(previous) | set(wanted) if previous.get(key) != wanted.get(key))
+            raise FileExistsError(
+                f"{output} holds another training run (different {', '.join(changed)}); "
+                "use another --output, or --overwrite to start over"
             )
+        shutil.rmtree(output)
+    elif output.is_dir() and any(output.iterdir()):
+        raise FileExistsError(f"{output} is not empty and holds no lens-embed training run; choose another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint the trainer finished writing: weights, optimizer state and a readable state."""
+    state = path / "trainer_state.json"
+    if not state.is_file() or not any((path / name).is_file() for name in WEIGHT_FILES):
+        return False
+    if not ((path / "optimizer.pt").is_file() or any(path.glob("global_step*"))):
+        return False
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def resume_checkpoint(config: TrainConfig) -> str | None:
+    """The newest complete checkpoint of this run, if resuming (incomplete newer ones are skipped)."""
+    if not config.resume or not config.checkpoint_dir.is_dir():
+        return None
+    numbered = []
+    for path in config.checkpoint_dir.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            numbered.append((int(match.group(1)), path))
+    for _, path in sorted(numbered, reverse=True):
+        if is_complete_checkpoint(path):
+            return str(path)
+        logger.warning("%s was written only in part; resuming from an older checkpoint", path)
+    return None
 
 
 def build_trainer(
     config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
 ) -> LensTrainer:
-    """Everything up to ``trainer.train()``: model with LoRA, data with negatives, losses, trainer."""
-    args = training_arguments(config)
-    model = model if model is not None else load_base_model(config.model, config)
+    """Everything up to ``trainer.train()``: model with LoRA, data with negatives, one loss and one
+    batch size per task, the column sides, the trainer.
+
+    Args:
+        config: the run.
+        model: an already loaded model to train (default: ``config.model`` through the one loader).
+        callbacks: extra transformers callbacks.
+    """
+    cuda = torch.cuda.is_available()
+    args = training_arguments(config, cuda)
+    with args.main_process_first(desc="preparing the output folder"):
+        prepare_output(config)
+    model = model if model is not None else load_base_model(config)
     tasks = load_tasks(config.data)
-    tasks = complete_negatives(tasks, model, config, args)
-    warn_small_tasks(tasks, config, args.world_size)
+    with args.main_process_first(desc="mining hard negatives"):
+        tasks = [
+            complete_task(
+                task, effective_group_size(task.spec, config.group_size) - 1, config.mine, model,
+                Path(config.output) / MINED_DIRNAME, str(config.model), config.mining_batch_size,
+            )
+            for task in tasks
+        ]
+    specs = [task_spec(task.task_type, config.document_instructions) for task in tasks]
+    sizes = [per_device_batch_size(spec, config, args.world_size) for spec in specs]
+    kept = fillable_tasks(tasks, sizes, args.world_size)
+    keys = task_keys(tasks)
     set_seed(config.seed)  # the LoRA initialisation is then the same on every rank and every run
-    prepare_model(model, config)
-    dataset = build_train_dataset(tasks, config.group_size, seed=config.seed)
-    losses = build_losses(model, tasks, config, args.world_size)
-    return LensTrainer(model=model, args=args, train_dataset=dataset, loss=losses, callbacks=callbacks)
-
-
-def resume_checkpoint(config: TrainConfig) -> str | None:
-    """The last checkpoint of a previous run in the same output folder, if resuming."""
-    if not config.resume or not config.checkpoint_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(config.checkpoint_dir))
+    prepare_model(model, config, uses_gradient_checkpointing(config, cuda))
+    dataset = datasets.DatasetDict(
+        {
+            keys[index]: build_task_dataset(
+                tasks[index], config.group_size, config.seed, specs[index],
+                with_scores=distills(specs[index], config) and has_teacher_scores(tasks[index].rows),
+            )
+            for index in kept
+        }
+    )
+    args.router_mapping = {
+        keys[index]: column_sides(specs[index], effective_group_size(specs[index], config.group_size)) for index in kept
+    }
+    losses = build_losses(model, {keys[index]: specs[index] for index in kept}, config, args.world_size)
+    return LensTrainer(
+        model=model, args=args, train_dataset=dataset, loss=losses, callbacks=callbacks,
+        task_batch_sizes=[sizes[index] for index in kept],
+    )
 
 
 def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
@@ -312,7 +386,7 @@ def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
         # Merge on the CPU: the trained copy may still occupy the accelerator.
-        merge_and_save(load_base_model(config.model, config, device="cpu"), config.adapter_dir, output)
+        merge_and_save(load_base_model(config, device="cpu"), config.adapter_dir, output)
     trainer.accelerator.wait_for_everyone()
     return output
 
@@ -320,16 +394,18 @@ def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
 def train(
     config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
 ) -> Path:
-    """Fine-tune ``config.model`` on ``config.data``; returns the folder of the merged model."""
+    """Fine-tune ``config.model`` on ``config.data``; returns the folder of the merged model.
+
+    Args:
+        config: the run (defaults are the authors' recipe, see :class:`TrainConfig`).
+        model: an already loaded model to train instead of loading ``config.model``.
+        callbacks: extra transformers callbacks (e.g. to stop early).
+
+    Raises:
+        FileExistsError: ``config.output`` holds another run (and ``overwrite`` is off).
+        TrainingDataError: bad data (naming file and line), or no task fills one batch.
+    """
     trainer = build_trainer(config, model, callbacks)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     return save_final_model(trainer, config)
 
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a flat dict (unknown keys are an error, naming them)."""
-    known = {item.name for item in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-    return TrainConfig(**values)

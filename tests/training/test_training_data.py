@@ -17,7 +17,7 @@ from lens_embed.prompts import query_prompt
 from lens_embed.training.data import (
     TrainingDataError,
     build_group,
-    build_train_dataset,
+    build_task_dataset,
     load_tasks,
     read_jsonl,
     sample_negatives,
@@ -88,9 +88,9 @@ def test_asymmetric_group_instructs_only_the_query() -> None:
     assert {group["negative_1"], group["negative_2"]} == set(row["neg"])
 
 
-def test_symmetric_group_instructs_both_sides() -> None:
-    row = classification_rows()[0]
-    group = build_group(row, task_spec("symmetric_class"), 3, random.Random(0), with_scores=False)
+def test_sts_group_instructs_both_sides() -> None:
+    row = {**classification_rows()[0], "type": "symmetric_sts"}
+    group = build_group(row, task_spec("symmetric_sts"), 3, random.Random(0), with_scores=False)
     prefix = query_prompt("Classify the topic")
     assert all(group[column].startswith(prefix) for column in ("query", "positive", "negative_1", "negative_2"))
 
@@ -108,7 +108,8 @@ def test_only_1neg_caps_the_group_and_scores_follow_the_sampled_texts(tmp_path: 
          "neg_scores": [1.0, 2.0, 3.0], "type": "only_1neg", "prompt": "x"}
         for i in range(4)
     ]
-    dataset = build_train_dataset(load_tasks([write_jsonl(tmp_path / "one.jsonl", rows)]), group_size=8)["one"]
+    (task,) = load_tasks([write_jsonl(tmp_path / "one.jsonl", rows)])
+    dataset = build_task_dataset(task, group_size=8, seed=42)
     assert dataset.column_names == ["query", "positive", "negative_1", "scores"]
     for example in dataset:
         assert example["scores"][0] == {"p0": 9.0, "p1": 8.0}[example["positive"]]

@@ -100,9 +100,9 @@ def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: li
     output = tmp_path / "trained"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "lens_embed.train", "--model", str(tiny_lens), "--data", *map(str, task_files),
+        "-m", "lens_embed.training", "--model", str(tiny_lens), "--data", *map(str, task_files),
         "--output", str(output), "--batch-size", "2", "--group-size", "3", "--max-steps", "4",
-        "--logging-steps", "1", "--lr", "1e-3",
+        "--logging-steps", "1", "--lr", "1e-3", "--warmup-steps", "0", "--symmetric-batch-size", "4",
     ]
     # Two CPU processes (gloo) everywhere, also on a machine with one GPU.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}

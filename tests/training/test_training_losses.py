@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lens_embed.prompts import query_prompt
 from lens_embed.training.losses import LensInfoNCELoss, distillation_kl, info_nce
 
 
@@ -80,9 +81,12 @@ def _features(model, texts: list[str]) -> dict:
 
 @pytest.mark.parametrize("in_batch", [True, False])
 def test_gradient_cache_matches_the_plain_loss(lens_model, in_batch: bool) -> None:
+    """Compared in float64: the cached pass sums the same terms in another order, and in fp32 that
+    order alone moves single gradient elements by ~1e-5 on some machines."""
+    lens_model.double()
     lens_model.eval()  # no dropout: both passes see the same network
     columns = [
-        ["<instruct>Find\n<query>the fox", "<instruct>Find\n<query>the bank", "<instruct>Find\n<query>a kite"],
+        [query_prompt("Find") + text for text in ("the fox", "the bank", "a kite")],
         ["the quick brown fox", "the reserve bank", "a red kite in the park"],
         ["oilskin jackets", "a man plays guitar", "the cat sat"],
     ]
@@ -95,10 +99,11 @@ def test_gradient_cache_matches_the_plain_loss(lens_model, in_batch: bool) -> No
         loss.backward()
         losses.append(loss.item())
         grads.append({n: p.grad.clone() for n, p in lens_model.named_parameters() if p.grad is not None})
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+        assert grads[0][name].dtype == torch.float64
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12)
 
 
 def test_temperature_sets_the_scale(lens_model) -> None:

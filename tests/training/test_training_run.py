@@ -13,18 +13,20 @@ from training_toy import retrieval_rows, write_jsonl
 from transformers import TrainerCallback
 
 from lens_embed import load_lens_model
-from lens_embed.training.cli import add_training_commands, config_from_args
+from lens_embed.training.cli import add_training_commands
+from lens_embed.training.config import TrainConfig, config_from_namespace
 from lens_embed.training.data import load_tasks
 from lens_embed.training.lora import ADAPTER_DIRNAME
 from lens_embed.training.losses import LensInfoNCELoss
 from lens_embed.training.negatives import mine_negatives, mine_task
-from lens_embed.training.trainer import TrainConfig, build_trainer, train
+from lens_embed.training.trainer import build_trainer, train
 
 
 def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
     values = dict(
         model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
-        learning_rate=1e-3, logging_steps=1, save_steps=1000, report_to=[], seed=7,
+        symmetric_batch_size=4, learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1000, report_to=[],
+        seed=7,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -140,8 +142,9 @@ def test_training_mines_missing_negatives_once(tiny_lens: Path, tmp_path: Path) 
     stamp = mined_file.stat().st_mtime_ns
     build_trainer(config)  # same data and settings: the cache is reused, not mined again
     assert mined_file.stat().st_mtime_ns == stamp
-    build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25", group_size=4))
-    assert len(list((Path(config.output) / "mined").glob("pairs.*.jsonl"))) == 2  # new settings, new cache
+    build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25", group_size=4, overwrite=True))
+    (remined,) = (Path(config.output) / "mined").glob("pairs.*.jsonl")
+    assert remined.name != mined_file.name  # new settings, new cache key
 
 
 def test_teacher_scores_add_the_distillation_term(tiny_lens: Path, tmp_path: Path) -> None:
@@ -165,9 +168,9 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
     add_training_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
         ["train", "--model", "m", "--data", "a.jsonl", "b.jsonl", "--output", "o", "--group-size", "4",
-         "--mini-batch-size", "16", "--no-cross-device", "--lora-target-modules", "q_proj", "v_proj"]
+         "--mini-batch-size", "16", "--no-negatives-cross-device", "--lora-target-modules", "q_proj", "v_proj"]
     )
-    config = config_from_args(args)
+    config = config_from_namespace(args)
     assert (config.data, config.group_size, config.mini_batch_size) == (["a.jsonl", "b.jsonl"], 4, 16)
     assert config.negatives_cross_device is False and config.lora_target_modules == ["q_proj", "v_proj"]
     assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (0.02, 32, 64, 1e-4)

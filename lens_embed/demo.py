@@ -5,7 +5,9 @@ the dense all-MiniLM-L6-v2 it was built from, and the hybrid (the same LENS head
 mean-pooled vector appended). Missing negatives are mined once with BM25 so every model sees the
 same groups. The offline suite then scores every model before and after fine-tuning.
 
-Run: ``python -m lens_embed.training.demo --data ../shared/data --output results/train-demo``.
+It sits beside ``training`` and ``evaluation`` because it uses both (neither imports the other).
+
+Run: ``python -m lens_embed.demo --data ../shared/data --output results/train-demo``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lens_embed.training.config import TrainConfig
 from lens_embed.training.negatives import mine_negatives
-from lens_embed.training.trainer import TrainConfig, train
+from lens_embed.training.trainer import train
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +71,24 @@ def demo_data(data_dir: Path, work: Path) -> Path:
     sources = [data_dir / "training" / f"{name}.jsonl" for name in TRAINING_FILES]
     if all((target / source.name).is_file() for source in sources):
         return target
-    mine_negatives(sources, target, method="bm25", num_negatives=7, only_missing=True)
+    mine_negatives(sources, target, method="bm25", num_negatives=7, only_missing=True, overwrite=True)
     return target
 
 
 def recipe(base: Path, data: Path, output: Path, args: argparse.Namespace) -> TrainConfig:
-    """The one recipe every model gets (the paper's, scaled down to a CPU budget)."""
+    """The one recipe every model gets (the authors', scaled down to a CPU budget: one batch size
+    for every task, warmup over the first tenth of the steps)."""
     return TrainConfig(
         model=str(base),
         data=[str(data)],
         output=str(output),
         max_steps=args.steps,
         batch_size=args.batch_size,
+        symmetric_batch_size=args.batch_size,
         group_size=args.group_size,
         learning_rate=args.lr,
         max_length=args.max_length,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,
         logging_steps=10,
         save_steps=max(args.steps // 2, 1),
         seed=args.seed,
@@ -151,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lens_embed.training.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lens_embed.demo", description=__doc__)
     parser.add_argument("--data", default="../shared/data", help="the shared data folder (training/ and tasks)")
     parser.add_argument("--output", default="results/train-demo")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per model")

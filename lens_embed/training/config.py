@@ -1,0 +1,175 @@
+"""The options of a training run, declared once.
+
+:class:`TrainConfig` is the single declaration: every field carries its help text in its metadata,
+and :func:`add_config_arguments` generates the ``lens-embed train`` / ``python -m lens_embed.training``
+options from it (``learning_rate`` -> ``--learning-rate``, booleans as ``--x/--no-x``), so the API,
+the CLI and the recorded run configuration can never drift apart. Imports only the standard library.
+
+Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
+warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
+total for symmetric tasks, group 8, temperature 0.02, LoRA r32/alpha64/dropout 0.1, one epoch,
+negatives gathered across devices, fp16 and gradient checkpointing on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TEMPERATURE = 0.02
+CHECKPOINT_DIRNAME = "checkpoints"
+ADAPTER_DIRNAME = "lora_adapter"
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+MINING_METHODS = ("model", "bm25")
+DISTILL_TASKS = ("in-batch", "all")
+DOCUMENT_INSTRUCTIONS = ("sts-clustering", "symmetric")
+GATHERED_LOSS_SCALES = ("devices", "global")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: tuple[str, ...] = (), cli: bool = True,
+           choices: tuple[str, ...] | None = None, factory: Any = None) -> Any:
+    """A dataclass field with its CLI help (and optional extra flags / choices) in the metadata."""
+    metadata = {"help": help, "flags": flags, "cli": cli, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (see the module docstring for the recipe the defaults are)."""
+
+    model: str = option(help="model to fine-tune: a lens-embed / sentence-transformers folder or a released "
+                        "LENS name (yibinlei/LENS-d4000|d8000)")
+    data: list[str] = option(help="jsonl files, folders of them (searched recursively, e.g. bge-full-data), "
+                             "saved datasets, hf:NAME[:SPLIT]")
+    output: str = option(help="folder for the merged model, adapter, checkpoints and the recorded configuration")
+    epochs: float = option(1.0, "passes over the data")
+    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs)")
+    learning_rate: float = option(1e-4, "peak learning rate", flags=("--lr",))
+    warmup_steps: float = option(100, "linear warmup steps (a fraction of all steps when below 1), then "
+                                 "linear decay to 0 (the authors: 100 steps)")
+    lr_scheduler: str = option("linear", "transformers scheduler name (linear = the authors' decay)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    batch_size: int = option(32, "queries per device per step for retrieval-type tasks (the authors: 32 x 16 GPUs)")
+    symmetric_batch_size: int = option(256, "queries per step IN TOTAL (all devices) for symmetric tasks "
+                                       "(type containing 'symmetric'); per device: this // number of devices")
+    group_size: int = option(8, "1 positive + (group size - 1) hard negatives per query")
+    temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature")
+    max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)")
+    mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many texts")
+    negatives_cross_device: bool = option(True, "gather in-batch negatives across devices")
+    gathered_loss_scale: str = option(
+        "devices", "gradient under gathered negatives: 'devices' = global loss / number of devices (the "
+        "authors'), 'global' = the global loss", choices=GATHERED_LOSS_SCALES)
+    distill_weight: float = option(1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)")
+    distill_tasks: str = option("in-batch", "which tasks distil: 'in-batch' (the authors': only tasks with "
+                                "in-batch negatives) or 'all' scored tasks", choices=DISTILL_TASKS)
+    document_instructions: str = option(
+        "sts-clustering", "which tasks' documents carry the instruction: 'sts-clustering' (the authors') or "
+        "every 'symmetric' type", choices=DOCUMENT_INSTRUCTIONS)
+    lora: bool = option(True, "train a LoRA adapter (else every backbone weight)")
+    lora_r: int = option(32, "LoRA rank")
+    lora_alpha: int = option(64, "LoRA alpha")
+    lora_dropout: float = option(0.1, "LoRA dropout")
+    lora_target_modules: list[str] | None = option(None, "modules LoRA wraps (default: every projection)")
+    precision: str = option("auto", "mixed precision: auto = fp16 on GPU (the authors'), fp32 on CPU",
+                            choices=PRECISIONS)
+    gradient_checkpointing: bool | None = option(None, "recompute activations in backward (default: on with a GPU)")
+    deepspeed: str | None = option(None, "DeepSpeed config json (e.g. lens_embed/training/configs/zero2.json)")
+    gradient_accumulation_steps: int = option(1, "gradient accumulation steps", flags=("--grad-accum",))
+    mine: str = option("model", "how to mine negatives for rows that have none", choices=MINING_METHODS)
+    mining_batch_size: int = option(64, "encoding batch size when mining")
+    seed: int = option(42, "seed of sampling, LoRA initialisation and data order")
+    logging_steps: int = option(10, "log every this many steps")
+    save_steps: int = option(500, "checkpoint every this many steps")
+    save_total_limit: int | None = option(2, "checkpoints kept")
+    resume: bool = option(True, "resume from the newest complete checkpoint of the same run in --output")
+    overwrite: bool = option(False, "start over in an --output that holds another run")
+    trust_remote_code: bool = option(False, "allow a model to run its own code when loaded")
+    report_to: list[str] = option(help="transformers integrations to report to", factory=lambda: ["none"])
+    dataloader_num_workers: int = option(0, "data loader worker processes")
+    extra_args: dict[str, Any] = option(help="more SentenceTransformerTrainingArguments", factory=dict, cli=False)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the trainer writes ``checkpoint-N`` folders."""
+        return Path(self.output) / CHECKPOINT_DIRNAME
+
+    @property
+    def adapter_dir(self) -> Path:
+        """Where the trained LoRA adapter is kept beside the merged model."""
+        return Path(self.output) / ADAPTER_DIRNAME
+
+
+# Fields that do not change what a run computes: a rerun may differ in them and still resume.
+NOT_RECORDED = frozenset(
+    {"resume", "overwrite", "logging_steps", "save_steps", "save_total_limit", "report_to",
+     "dataloader_num_workers", "mining_batch_size", "trust_remote_code"}
+)
+
+
+def recorded_values(config: TrainConfig) -> dict[str, Any]:
+    """The configuration that identifies a run (JSON-ready), compared when an output is reused."""
+    values = dataclasses.asdict(config)
+    return {key: value for key, value in values.items() if key not in NOT_RECORDED}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Generate one option per :class:`TrainConfig` field (required where the field has no default)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        meta = item.metadata
+        if not meta.get("cli", True):
+            continue
+        kind = hints[item.name]
+        args = typing.get_args(kind)
+        base = next((arg for arg in args if arg is not type(None)), kind) if args and type(None) in args else kind
+        kwargs: dict[str, Any] = {"dest": item.name, "help": meta.get("help", "")}
+        required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = argparse.SUPPRESS  # unset options fall back to the dataclass default
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is list:
+            kwargs.update(nargs="+", type=typing.get_args(base)[0])
+        else:
+            kwargs["type"] = base
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if not required:
+            kwargs["help"] += f" (default: {_default_text(item)})"
+        parser.add_argument(_flag(item.name), *meta.get("flags", ()), **kwargs)
+    return parser
+
+
+def _default_text(item: dataclasses.Field) -> str:
+    if item.default_factory is not dataclasses.MISSING:
+        return repr(item.default_factory())
+    return "auto" if item.default is None else str(item.default)
+
+
+def config_from_namespace(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed options (options left out keep the dataclass defaults)."""
+    names = {item.name for item in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a flat dict (unknown keys are an error, naming them)."""
+    known = {item.name for item in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainConfig(**values)
