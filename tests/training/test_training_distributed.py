@@ -1,8 +1,11 @@
 """Two CPU processes (gloo): negatives really are gathered across devices.
 
 The loss of each process uses its own queries against every process's documents; averaged over
-processes (as DDP averages gradients) it must equal the single-process loss on the union batch,
-and so must the averaged gradients. A second test runs the real entry point under torchrun.
+processes (as DDP averages gradients) it must equal the single-process loss on the union batch.
+The gradient is the authors' by default: their code computes the global loss on every process and
+DDP averages, so the step follows the global loss divided by the number of devices. With
+``gathered_loss_scale='global'`` it is the union batch's own gradient. A second test runs the real
+entry point under torchrun.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch.multiprocessing as mp
 from lens_embed.training.losses import LensInfoNCELoss
 
 WORLD_SIZE = 2
+REPO_ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = [
     ["<instruct>Find\n<query>the fox", "<instruct>Find\n<query>the bank", "<instruct>Find\n<query>a kite",
      "<instruct>Find\n<query>the cat"],
@@ -28,18 +32,27 @@ COLUMNS = [
 ]
 
 
-def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None):
+def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None, scale: float = 1.0):
     """Loss value and flattened parameter gradients of one forward/backward (no dropout)."""
     model.eval()
     model.zero_grad()
-    loss_fn = LensInfoNCELoss(model, gather_across_devices=gather, mini_batch_size=mini_batch_size)
+    loss_fn = LensInfoNCELoss(
+        model, gather_across_devices=gather, mini_batch_size=mini_batch_size, gathered_gradient_scale=scale
+    )
     loss = loss_fn([model.preprocess(column) for column in columns], None)
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     return loss.detach(), grads
 
 
-VARIANTS = {"gathered": (True, None), "gathered_cached": (True, 1), "local_only": (False, None)}
+# name: (gather, mini_batch_size, gradient scale); 1 / WORLD_SIZE is what build_losses sets by default.
+VARIANTS = {
+    "gathered": (True, None, 1.0),
+    "gathered_cached": (True, 1, 1.0),
+    "local_only": (False, None, 1.0),
+    "authors": (True, None, 1 / WORLD_SIZE),
+    "authors_cached": (True, 1, 1 / WORLD_SIZE),
+}
 
 
 def _worker(rank: int, init_file: str, model_dir: str, result: str) -> None:
@@ -53,8 +66,8 @@ def _worker(rank: int, init_file: str, model_dir: str, result: str) -> None:
         half = len(COLUMNS[0]) // WORLD_SIZE
         local = [column[rank * half : (rank + 1) * half] for column in COLUMNS]
         results = {}
-        for name, (gather, mini_batch_size) in VARIANTS.items():
-            loss, grads = _loss_and_grads(model, local, gather, mini_batch_size)
+        for name, (gather, mini_batch_size, scale) in VARIANTS.items():
+            loss, grads = _loss_and_grads(model, local, gather, mini_batch_size, scale)
             dist.all_reduce(loss)
             dist.all_reduce(grads)
             results[name] = {"loss": loss / WORLD_SIZE, "grads": grads / WORLD_SIZE}
@@ -89,6 +102,30 @@ def test_gathered_loss_equals_single_process_loss_on_the_union_batch(two_process
     torch.testing.assert_close(distributed["grads"], union_grads, rtol=1e-3, atol=2e-5)
 
 
+@pytest.mark.parametrize("variant", ["authors", "authors_cached"])
+def test_default_gradient_is_the_global_loss_over_the_number_of_devices(two_process_results, union, variant) -> None:
+    """The authors' scale: logged loss = the global loss, gradient = its gradient / devices."""
+    union_loss, union_grads = union
+    distributed = two_process_results[variant]
+    torch.testing.assert_close(distributed["loss"], union_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(distributed["grads"], union_grads / WORLD_SIZE, rtol=1e-3, atol=1e-5)
+    assert not torch.allclose(distributed["grads"], union_grads, rtol=1e-3, atol=1e-5)
+
+
+def test_build_losses_scales_gathered_losses_by_the_devices(lens_model, tmp_path: Path) -> None:
+    from lens_embed.training.config import TrainConfig
+    from lens_embed.training.data import task_spec
+    from lens_embed.training.trainer import build_losses
+
+    specs = {"retrieval": task_spec("normal"), "class": task_spec("symmetric_class")}
+    config = TrainConfig(model="m", data=[], output=str(tmp_path))
+    losses = build_losses(lens_model, specs, config, world_size=16)
+    assert losses["retrieval"].gather_across_devices and losses["retrieval"].gathered_gradient_scale == 1 / 16
+    assert not losses["class"].gather_across_devices  # own group only: nothing gathered, nothing rescaled
+    config.gathered_loss_scale = "global"
+    assert build_losses(lens_model, specs, config, world_size=16)["retrieval"].gathered_gradient_scale == 1.0
+
+
 def test_without_gathering_the_loss_differs(two_process_results, union) -> None:
     local_only = two_process_results["local_only"]
     assert local_only["loss"].item() < union[0].item() - 1e-3  # fewer negatives, lower loss
@@ -99,13 +136,17 @@ def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: li
     """The real entry point under torchrun (gloo DDP): mixed tasks, gathered negatives, no deadlock."""
     output = tmp_path / "trained"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "lens_embed.training", "--model", str(tiny_lens), "--data", *map(str, task_files),
         "--output", str(output), "--batch-size", "2", "--group-size", "3", "--max-steps", "4",
         "--logging-steps", "1", "--lr", "1e-3", "--warmup-steps", "0", "--symmetric-batch-size", "4",
     ]
     # Two CPU processes (gloo) everywhere, also on a machine with one GPU.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    # This checkout's lens_embed, whatever an installed copy points at.
+    env = {
+        **os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert (output / "modules.json").is_file() and (output / "lora_adapter" / "adapter_config.json").is_file()
