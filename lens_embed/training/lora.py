@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from lens_embed.training.config import ADAPTER_DIRNAME
+
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # BERT-style encoders: attention projections plus the attention-output / FFN "dense" layers.
 ENCODER_TARGETS = ("query", "key", "value", "dense")

@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from lens_embed.training.config import DEFAULT_TEMPERATURE
 
 
-
 def group_scores(queries: Tensor, documents: list[Tensor]) -> Tensor:
     """[B, G] similarities of each query to its own group (positive first, then its negatives)."""
     stacked = torch.stack(documents, dim=1)  # [B, G, H]

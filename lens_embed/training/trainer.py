@@ -47,7 +47,14 @@ from lens_embed.training.data import (
     negative_columns,
     task_spec,
 )
-from lens_embed.training.lora import LoraSettings, apply_lora, is_peft_backbone, load_adapter_weights, merge_and_save, save_adapter
+from lens_embed.training.lora import (
+    LoraSettings,
+    apply_lora,
+    is_peft_backbone,
+    load_adapter_weights,
+    merge_and_save,
+    save_adapter,
+)
 from lens_embed.training.losses import LensInfoNCELoss
 from lens_embed.training.negatives import MINED_DIRNAME, complete_task, load_model
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler

@@ -14,7 +14,13 @@ from transformers import TrainerCallback
 from lens_embed.cli import main
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.data import TrainingDataError, read_jsonl
-from lens_embed.training.trainer import RECORD_FILENAME, build_trainer, prepare_output, resume_checkpoint, train
+from lens_embed.training.trainer import (
+    RECORD_FILENAME,
+    build_trainer,
+    prepare_output,
+    resume_checkpoint,
+    train,
+)
 
 
 def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
