@@ -77,8 +77,10 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, decoder: bool) -> int:
 def resize_embeddings(backbone: torch.nn.Module, vocab_size: int, seed: int) -> None:
     """Grow the input embeddings to ``vocab_size``, initialising new rows reproducibly.
 
-    New rows (the LENS special tokens) are drawn from a seeded normal with the existing rows'
-    per-dimension mean and standard deviation, so two builds with one seed are the same model.
+    New rows (the LENS special tokens) are seeded, so two builds with one seed are the same model.
+    Decoders get the authors' rows: N(0, initializer_range), transformers' own initialisation of new
+    rows (0.02 for Mistral). Encoders get the existing rows' per-dimension mean and standard
+    deviation, which the embedded default (and its published scores) was built with.
     """
     old = backbone.get_input_embeddings().weight.shape[0]
     backbone.resize_token_embeddings(vocab_size, mean_resizing=False)
@@ -89,7 +91,10 @@ def resize_embeddings(backbone: torch.nn.Module, vocab_size: int, seed: int) -> 
         existing = weight[:old].float()
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn(vocab_size - old, weight.shape[1], generator=generator)
-        rows = existing.mean(dim=0) + noise * existing.std(dim=0)
+        if is_decoder_config(backbone.config):
+            rows = noise * backbone.config.initializer_range
+        else:
+            rows = existing.mean(dim=0) + noise * existing.std(dim=0)
         weight[old:] = rows.to(weight.dtype).to(weight.device)
 
 

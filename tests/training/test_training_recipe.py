@@ -210,3 +210,19 @@ def test_registering_the_training_verbs_imports_nothing_heavy() -> None:
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
     assert ast.literal_eval(output) == ["lens_embed.training", "lens_embed.training.cli", "lens_embed.training.config"]
+
+
+def test_new_special_token_rows_are_normal_002_and_stay_frozen(tiny_mistral: Path, lens_model) -> None:
+    """The authors' rows: transformers' initialisation N(0, initializer_range = 0.02), never trained."""
+    import torch
+    from transformers import AutoConfig
+
+    from lens_embed.training.lora import apply_lora
+
+    old = AutoConfig.from_pretrained(tiny_mistral).vocab_size
+    embeddings = lens_model[0].auto_model.get_input_embeddings().weight
+    new_rows = embeddings[old:].detach()
+    expected = torch.randn(*new_rows.shape, generator=torch.Generator().manual_seed(0)) * 0.02  # build seed 0
+    torch.testing.assert_close(new_rows, expected.to(new_rows.dtype))
+    apply_lora(lens_model)
+    assert not lens_model[0].auto_model.get_input_embeddings().weight.requires_grad
