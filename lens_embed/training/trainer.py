@@ -278,8 +278,9 @@ def check_output(config: TrainConfig) -> None:
 
 def prepare_output(config: TrainConfig) -> None:
     """Make ``config.output`` this run's folder: a new or empty folder gets the run's recorded
-    configuration; a folder recording the same run is resumed; a different run is refused unless
-    ``overwrite`` (then its folder is cleared first); a folder with other files is refused."""
+    configuration; a folder recording the same run is resumed; a different run that trained
+    (checkpoints or a saved model) is refused unless ``overwrite`` (then its folder is cleared
+    first), one that never got that far is replaced; a folder with other files is refused."""
     check_output(config)
     output = Path(config.output)
     record = output / RECORD_FILENAME
@@ -288,13 +289,15 @@ def prepare_output(config: TrainConfig) -> None:
         previous = json.loads(record.read_text(encoding="utf-8"))
         if previous == wanted:
             return
-        if not config.overwrite:
+        trained = config.checkpoint_dir.exists() or (output / "modules.json").exists()
+        if trained and not config.overwrite:
             changed = sorted(key for key in set(previous) | set(wanted) if previous.get(key) != wanted.get(key))
             raise FileExistsError(
                 f"{output} holds another training run (different {', '.join(changed)}); "
                 "use another --output, or --overwrite to start over"
             )
-        shutil.rmtree(output)
+        if config.overwrite:
+            shutil.rmtree(output)
     elif output.is_dir() and any(output.iterdir()):
         raise FileExistsError(f"{output} is not empty and holds no lens-embed training run; choose another --output")
     output.mkdir(parents=True, exist_ok=True)

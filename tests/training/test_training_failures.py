@@ -55,16 +55,23 @@ def test_an_output_holding_another_run_is_refused(tmp_path: Path) -> None:
     first = TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"))
     prepare_output(first)
     prepare_output(first)  # the same run: resumable
+    marker = tmp_path / "out" / "checkpoints" / "checkpoint-1" / "adapter_model.safetensors"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("trained")
     changed = TrainConfig(model="base", data=["b.jsonl"], output=str(tmp_path / "out"), learning_rate=3e-4)
     with pytest.raises(FileExistsError, match="different data, learning_rate"):
         prepare_output(changed)
-    marker = tmp_path / "out" / "checkpoints" / "old"
-    marker.parent.mkdir()
-    marker.write_text("old run")
     changed.overwrite = True
     prepare_output(changed)  # --overwrite: start over in a cleared folder
     assert not marker.exists()
     assert json.loads((tmp_path / "out" / RECORD_FILENAME).read_text())["learning_rate"] == 3e-4
+
+
+def test_a_run_that_never_trained_may_be_replaced(tmp_path: Path) -> None:
+    """A failed start (bad data, batch too large) left only its record: fixing the command needs no --overwrite."""
+    prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), batch_size=64))
+    prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), batch_size=8))
+    assert json.loads((tmp_path / "out" / RECORD_FILENAME).read_text())["batch_size"] == 8
 
 
 def test_a_folder_with_other_files_is_refused(tmp_path: Path) -> None:
