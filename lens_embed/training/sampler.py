@@ -39,6 +39,9 @@ class TaskHomogeneousBatchSampler(MultiDatasetDefaultBatchSampler):
         if world_size < 1:
             raise ValueError(f"world_size must be at least 1, got {world_size}")
         self.world_size = world_size
+        # Tasks have their own batch sizes. None tells accelerate's per-rank shard that batches vary
+        # (with a number it silently drops every batch of another size).
+        self.batch_size = None
 
     def _global_batches(self) -> list[list[list[int]]]:
         """Every task's batches, offset into the concatenated dataset and chunked per world."""

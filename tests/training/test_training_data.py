@@ -116,12 +116,15 @@ def test_only_1neg_caps_the_group_and_scores_follow_the_sampled_texts(tmp_path: 
         assert example["scores"][1] == {"n0": 1.0, "n1": 2.0, "n2": 3.0}[example["negative_1"]]
 
 
-def _sampler(sizes: list[int], batch_size: int, world_size: int, seed: int = 3) -> TaskHomogeneousBatchSampler:
+def _sampler(
+    sizes: list[int], batch_size: int | list[int], world_size: int, seed: int = 3
+) -> TaskHomogeneousBatchSampler:
     datasets_ = [list(range(size)) for size in sizes]
     generator = torch.Generator()
+    batch_sizes = batch_size if isinstance(batch_size, list) else [batch_size] * len(sizes)
     children = [
-        DefaultBatchSampler(RandomSampler(part, generator=generator), batch_size=batch_size, drop_last=True)
-        for part in datasets_
+        DefaultBatchSampler(RandomSampler(part, generator=generator), batch_size=size, drop_last=True)
+        for part, size in zip(datasets_, batch_sizes, strict=True)
     ]
     return TaskHomogeneousBatchSampler(ConcatDataset(datasets_), children, generator, seed, world_size=world_size)
 
@@ -150,3 +153,16 @@ def test_sampler_order_is_seeded_by_epoch() -> None:
     assert list(first) == list(again)
     again.set_epoch(1)
     assert list(first) != list(again)
+
+
+def test_accelerate_hands_every_rank_its_batches_whatever_their_task_batch_size() -> None:
+    """Under DDP accelerate deals the sampler's batches to the ranks; batches of a task with a
+    smaller batch size (symmetric tasks) must reach them too."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    sizes, batch_sizes = [40, 24], [4, 2]
+    sampler = _sampler(sizes, batch_sizes, world_size=2)
+    expected = list(sampler)
+    ranks = [list(BatchSamplerShard(sampler, 2, rank, split_batches=False, even_batches=False)) for rank in range(2)]
+    assert [batch for pair in zip(*ranks, strict=True) for batch in pair] == expected
+    assert {len(batch) for batch in expected} == {4, 2}
