@@ -85,13 +85,14 @@ def test_second_adapter_is_refused(lens_model) -> None:
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_lens: Path) -> None:
-    from lens_embed.training.trainer import TrainConfig, prepare_model
+    from lens_embed.training.config import TrainConfig
+    from lens_embed.training.trainer import prepare_model
 
     grads = []
     for checkpointing in (False, True):
         model = load_lens_model(tiny_lens, device="cpu")
         torch.manual_seed(0)  # same LoRA initialisation in both models
-        prepare_model(model, TrainConfig(model="", data=[], output="", gradient_checkpointing=checkpointing))
+        prepare_model(model, TrainConfig(model="", data=[], output=""), gradient_checkpointing=checkpointing)
         assert model[0].auto_model.get_base_model().is_gradient_checkpointing is checkpointing
         model.eval()
         for name, parameter in model.named_parameters():
