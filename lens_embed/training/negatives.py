@@ -237,5 +237,4 @@ def load_model(name_or_path: str | Path, device: str | None = None, trust_remote
     and sentence-transformers folders); remote code only when asked."""
     from lens_embed.model import load_lens_model
 
-    remote = {"trust_remote_code": True} if trust_remote_code else {}
-    return load_lens_model(str(name_or_path), device=device, **remote)
+    return load_lens_model(str(name_or_path), device=device, trust_remote_code=trust_remote_code)
