@@ -137,11 +137,6 @@ def test_every_verb_reports_user_errors_in_one_format(argv, tmp_path, capsys):
     assert err.startswith(f"lens-embed {argv[0]}: error: ") and "Traceback" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py and lens_embed/__init__ import lazily, but lens_embed/evaluation/__init__ (evalproto) and "
-    "lens_embed/training/__init__ (training) still import torch; remove this mark when both are lazy",
-)
 def test_help_loads_neither_torch_nor_sentence_transformers():
     probe = (
         "import sys\n"
