@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(subparsers)
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
+    from lens_embed.corpus import add_corpus_commands
+
+    add_corpus_commands(subparsers)
     return parser
 
 

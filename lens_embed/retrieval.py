@@ -20,14 +20,14 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION, query_prompt
+from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "hnsw", "ivf"]
+IndexKind = Literal["flat", "flat16", "hnsw", "ivf", "ivfpq", "opq"]
 EncodeFn = Callable[[list[str]], np.ndarray]
 _PROBE_TEXT = "lens-embed fingerprint probe: the quick brown fox jumps over the lazy dog."
 
@@ -137,6 +137,41 @@ def normalized(embeddings: np.ndarray) -> np.ndarray:
     return array
 
 
+INDEX_KINDS = ("flat", "flat16", "hnsw", "ivf", "ivfpq", "opq")
+
+
+def pq_subquantizers(dim: int, target_bytes: int) -> int:
+    """The largest divisor of ``dim`` not above ``target_bytes``: PQ needs ``dim % m == 0`` (8-bit codes)."""
+    return max(m for m in range(1, min(dim, target_bytes) + 1) if dim % m == 0)
+
+
+def index_factory_string(kind: IndexKind, dim: int, n_vectors: int, *, hnsw_m: int = 32,
+                         ivf_nlist: int | None = None, pq_bytes: int = 512, opq_dim: int = 512) -> str:
+    """The faiss ``index_factory`` description of an index kind.
+
+    * ``flat``: exact, float32 (4 x dim bytes per vector); ``flat16``: exact search over float16 codes (half);
+    * ``hnsw``: HNSW graph over float32 vectors (more memory than flat, sub-linear search);
+    * ``ivf``: inverted lists over float32 vectors; ``ivfpq``: inverted lists of ``pq_bytes``-byte PQ codes;
+    * ``opq``: a learned rotation to ``opq_dim`` dimensions, then IVF-PQ (the best recall per byte).
+    """
+    nlist = ivf_nlist or max(1, min(4096, int(4 * np.sqrt(n_vectors))))
+    if kind == "flat":
+        return "Flat"
+    if kind == "flat16":
+        return "SQfp16"
+    if kind == "hnsw":
+        return f"HNSW{hnsw_m}"
+    if kind == "ivf":
+        return f"IVF{nlist},Flat"
+    if kind == "ivfpq":
+        return f"IVF{nlist},PQ{pq_subquantizers(dim, pq_bytes)}x8"
+    if kind == "opq":
+        out = min(opq_dim, dim)
+        m = pq_subquantizers(out, pq_bytes)
+        return f"OPQ{m}_{out},IVF{nlist},PQ{m}x8"
+    raise ValueError(f"Unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}")
+
+
 def build_index(
     embeddings: np.ndarray,
     kind: IndexKind = "flat",
@@ -145,24 +180,55 @@ def build_index(
     hnsw_ef_search: int = 128,
     ivf_nlist: int | None = None,
     ivf_nprobe: int = 16,
+    pq_bytes: int = 512,
+    opq_dim: int = 512,
+    train_size: int = 100_000,
+    seed: int = 0,
 ) -> faiss.Index:
-    """An inner-product faiss index: exact ``IndexFlatIP`` by default, HNSW or IVF as approximations."""
+    """An inner-product faiss index over ``embeddings``: exact by default, else a smaller or faster approximation.
+
+    Args:
+        embeddings: [n, dim] vectors (normalise them first for cosine similarity).
+        kind: one of :data:`INDEX_KINDS` (see :func:`index_factory_string` for memory and recall trade-offs).
+        hnsw_m: HNSW graph degree; ``hnsw_ef_search``: its search breadth.
+        ivf_nlist: inverted lists (default ``4 sqrt(n)``); ``ivf_nprobe``: lists searched per query.
+        pq_bytes: bytes per vector of the PQ codes (``ivfpq``, ``opq``), rounded down to a divisor of the dimension.
+        opq_dim: dimensions after the OPQ rotation.
+        train_size: vectors sampled (seeded) to train IVF/PQ/OPQ.
+        seed: the sample's and faiss' clustering seed.
+    """
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     dim = vectors.shape[1]
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    description = index_factory_string(kind, dim, len(vectors), hnsw_m=hnsw_m, ivf_nlist=ivf_nlist,
+                                       pq_bytes=pq_bytes, opq_dim=opq_dim)
+    index = faiss.index_factory(dim, description, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = vectors if len(vectors) <= train_size else vectors[np.sort(rng.choice(len(vectors), train_size, False))]
+        _seed_clustering(index, seed)
+        index.train(sample)
+    if kind == "hnsw":
         index.hnsw.efSearch = hnsw_ef_search
-    elif kind == "ivf":
-        nlist = ivf_nlist or max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = min(ivf_nprobe, nlist)
-    else:
-        raise ValueError(f"Unknown index kind {kind!r}; expected 'flat', 'hnsw' or 'ivf'")
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(ivf_nprobe, ivf.nlist)
     index.add(vectors)
     return index
+
+
+def _seed_clustering(index: faiss.Index, seed: int) -> None:
+    """Make IVF and PQ training reproducible (faiss seeds its k-means from ``cp.seed``)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.cp.seed = seed
+        pq = getattr(ivf, "pq", None)
+        if pq is not None:
+            pq.cp.seed = seed
+
+
+def index_bytes(index: faiss.Index) -> int:
+    """Serialized size of an index: what it costs in memory and on disk."""
+    return int(faiss.serialize_index(index).nbytes)
 
 
 def search(
@@ -180,11 +246,20 @@ def search(
     return np.concatenate(scores), np.concatenate(ids)
 
 
+def model_key(model: SentenceTransformer) -> str:
+    """Identifies a model by what it computes: the rounded document embedding of a fixed probe text."""
+    from lens_embed.model import encode
+
+    probe = np.round(np.asarray(encode(model, [_PROBE_TEXT]), dtype=np.float64), 4)
+    return hashlib.sha1(probe.tobytes()).hexdigest()[:16]
+
+
 class DenseRetriever:
     """Sharded corpus encoding + faiss search over a sentence-transformers model.
 
-    On a LENS model queries carry the instruction and documents are plain (the authors' protocol);
-    on any other model both are encoded as they are.
+    Texts go through the one router (:func:`lens_embed.model.encode`): on a LENS model queries
+    carry the instruction and documents are plain (the authors' protocol); on any other model
+    queries and documents get whatever ``query``/``document`` prompts the model defines.
     """
 
     def __init__(
@@ -209,23 +284,20 @@ class DenseRetriever:
         self.show_progress = show_progress
         self.instructed = bool(is_lens_model(model))
 
-    def _options(self) -> dict[str, object]:
-        return {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
-
     def encode_documents(self, texts: list[str]) -> np.ndarray:
-        if self.instructed:
-            return self.model.encode_document(texts, **self._options())
-        return self.model.encode(texts, **self._options())
+        from lens_embed.model import encode
+
+        return encode(self.model, texts, batch_size=self.batch_size, show_progress_bar=False)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        if self.instructed:
-            return self.model.encode_query(texts, prompt=query_prompt(self.instruction), **self._options())
-        return self.model.encode(texts, **self._options())
+        from lens_embed.model import encode
+
+        instruction = self.instruction if self.instructed else None
+        return encode(self.model, texts, query=True, instruction=instruction, batch_size=self.batch_size,
+                      show_progress_bar=False)
 
     def model_key(self) -> str:
-        """Identifies the model by what it computes: the rounded embedding of a fixed probe text."""
-        probe = np.round(np.asarray(self.encode_documents([_PROBE_TEXT]), dtype=np.float64), 4)
-        return hashlib.sha1(probe.tobytes()).hexdigest()[:16]
+        return model_key(self.model)
 
     def corpus_embeddings(self, doc_texts: Sequence[str]) -> np.ndarray:
         """Sharded, resumable corpus embeddings in ``cache_dir/<corpus+model key>/``."""

@@ -1,0 +1,215 @@
+"""Corpus encoding across processes: data-parallel over every GPU of a node, and over nodes.
+
+Launched with ``torchrun`` (``torchrun --nproc-per-node 8 -m lens_embed.cli encode-corpus ...``),
+every rank loads the model on its own device and embeds the shards ``i`` with
+``i % world_size == rank`` of one :class:`lens_embed.retrieval.ShardStore`, the same folder layout
+and manifest as the single-process path. Shards are written atomically, so a rerun (with any
+number of ranks) computes only the missing ones. Once all ranks are done, rank 0 streams the
+shards into one ``embeddings.npy``. Without ``torchrun`` the same code runs as one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+MERGED_NAME = "embeddings.npy"
+
+
+def distributed_context() -> tuple[int, int, str]:
+    """``(rank, world_size, device)``, joining the process group torchrun describes in the environment.
+
+    NCCL on GPUs, gloo on CPUs; a plain (non-torchrun) process is rank 0 of 1.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if world > 1 and not dist.is_initialized():
+        # Ranks wait for each other at the end: allow long imbalances on large corpora.
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=6))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _sum_over_ranks(value: float) -> float:
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str) -> Path:
+    """Stream every shard into ``directory/embeddings.npy`` (temporary file, then rename), row order kept."""
+    from lens_embed.retrieval import ShardStore
+
+    store = ShardStore(directory, n_texts, shard_size, key)
+    target = store.directory / MERGED_NAME
+    if target.is_file():
+        return target
+    missing = store.pending()
+    if missing:
+        raise RuntimeError(f"{store.directory}: shards {missing} are not computed yet")
+    first = np.load(store.shard_path(0), mmap_mode="r")
+    tmp = target.with_name(f".{MERGED_NAME}.tmp-{os.getpid()}")
+    merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(n_texts, first.shape[1]))
+    for index in range(store.n_shards):
+        start, stop = store.bounds(index)
+        merged[start:stop] = np.load(store.shard_path(index), mmap_mode="r")
+    merged.flush()
+    del merged
+    os.replace(tmp, target)
+    return target
+
+
+def encode_corpus(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    directory: str | Path,
+    *,
+    query: bool = False,
+    instruction: str | None = None,
+    shard_size: int = 10_000,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Embed ``texts`` into ``directory`` data-parallel over the ranks of the process group; the merged file.
+
+    Call it on every rank with the same texts (under ``torchrun``; a single process works alone).
+    Returns the path of ``embeddings.npy`` (rows in input order) on every rank.
+
+    Args:
+        model: the model, already on this rank's device (see :func:`distributed_context`).
+        texts: the whole corpus, identical on every rank.
+        directory: shard folder; reruns resume there, a folder of another corpus or model is refused.
+        query: embed as instructed queries (default: documents).
+        instruction: the query instruction (default: the model's ``query`` prompt).
+        shard_size: texts per shard file (the unit of resumption).
+        batch_size: texts per batch (ignored with ``max_tokens``).
+        max_tokens: token-budget batches (:mod:`lens_embed.batching`) instead of a fixed batch size.
+        show_progress: a progress bar with throughput on rank 0.
+    """
+    from tqdm.auto import tqdm
+
+    from lens_embed.batching import encode_bucketed
+    from lens_embed.model import encode
+    from lens_embed.retrieval import ShardStore, fingerprint, model_key
+
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    texts = list(texts)
+    side = f"query:{instruction}" if query else "document"
+    key = _broadcast(fingerprint(model_key(model), side, texts) if rank == 0 else None)
+    if rank == 0:
+        ShardStore(directory, len(texts), shard_size, key)  # writes the manifest, or refuses a foreign folder
+    _barrier()
+    store = ShardStore(directory, len(texts), shard_size, key)
+    mine = [index for index in store.pending() if index % world == rank]
+    started, done = time.perf_counter(), 0
+    bar = tqdm(total=sum(store.bounds(i)[1] - store.bounds(i)[0] for i in mine), unit="text",
+               desc=f"Encoding corpus ({world} process{'es' if world > 1 else ''})", disable=not show_progress or rank)
+    for index in mine:
+        start, stop = store.bounds(index)
+        chunk = texts[start:stop]
+        if max_tokens is None:
+            vectors = encode(model, chunk, query=query, instruction=instruction, batch_size=batch_size,
+                             show_progress_bar=False)
+        else:
+            vectors = encode_bucketed(model, chunk, query=query, instruction=instruction, max_tokens=max_tokens)
+        store.write(index, vectors)
+        done += len(chunk)
+        bar.update(len(chunk))
+        bar.set_postfix(rank0_texts_per_s=f"{done / (time.perf_counter() - started):.1f}")
+    bar.close()
+    elapsed = time.perf_counter() - started
+    total = _sum_over_ranks(float(done))
+    _barrier()
+    if rank == 0:
+        if total:
+            logger.info("encoded %d texts in %.1f s: %.1f texts/s over %d process(es)", total, elapsed,
+                        total / max(elapsed, 1e-9), world)
+        merge_shards(directory, len(texts), shard_size, key)
+    _barrier()
+    return store.directory / MERGED_NAME
+
+
+def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``lens-embed encode-corpus`` (nothing heavy is imported until it runs)."""
+    parser = subparsers.add_parser(
+        "encode-corpus",
+        help="embed a large corpus into resumable shards, data-parallel under torchrun",
+        description="Run alone, or as `torchrun --nproc-per-node N [--nnodes M ...] -m lens_embed.cli "
+        "encode-corpus ...` to use every GPU of every node. Writes OUT/shard_*.npy and OUT/embeddings.npy.",
+    )
+    parser.add_argument("model")
+    parser.add_argument("texts", help="text file, one text per line, or .jsonl (a string or {'text': ...} per line)")
+    parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
+    parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
+    parser.add_argument("--instruction", default=None)
+    parser.add_argument("--shard-size", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=None, help="token-budget batches instead of --batch-size")
+    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone on GPUs")
+    parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
+    parser.set_defaults(func=run_encode_corpus)
+
+
+def run_encode_corpus(args: argparse.Namespace) -> int:
+    from lens_embed.cli import read_texts
+    from lens_embed.model import load_lens_model
+
+    texts = read_texts(args.texts)
+    rank, world, device = distributed_context()
+    options = {k: v for k, v in (("dtype", args.dtype), ("attn_implementation", args.attn_implementation)) if v}
+    model = load_lens_model(args.model, device=device, **options)
+    merged = encode_corpus(
+        model, texts, args.out, query=args.query, instruction=args.instruction, shard_size=args.shard_size,
+        batch_size=args.batch_size, max_tokens=args.max_tokens,
+    )
+    if rank == 0:
+        print(f"wrote {len(texts)} embeddings to {merged} ({world} process{'es' if world > 1 else ''})")
+    return 0

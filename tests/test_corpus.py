@@ -1,0 +1,77 @@
+"""Corpus encoding in shards: one process or several (torchrun, gloo) give the single-process result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+import lens_embed.model
+from lens_embed import encode
+from lens_embed.corpus import MERGED_NAME, encode_corpus
+from lens_embed.retrieval import DenseRetriever
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_lens: Path) -> SentenceTransformer:
+    return SentenceTransformer(str(tiny_lens), trust_remote_code=True)
+
+
+def test_single_process_matches_plain_encoding_and_merges(model, tmp_path):
+    merged = encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    assert merged == tmp_path / MERGED_NAME
+    assert sorted(p.name for p in tmp_path.glob("shard_*.npy")) == ["shard_00000.npy", "shard_00001.npy",
+                                                                     "shard_00002.npy"]
+    np.testing.assert_allclose(np.load(merged), encode(model, TEXTS), atol=1e-5, rtol=0)
+
+
+def test_rerun_computes_only_missing_shards(model, tmp_path, monkeypatch):
+    encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    expected = np.load(tmp_path / MERGED_NAME)
+    (tmp_path / "shard_00001.npy").unlink()
+    (tmp_path / MERGED_NAME).unlink()
+    calls = []
+    real = lens_embed.model.encode
+    monkeypatch.setattr(lens_embed.model, "encode", lambda m, texts, **kw: calls.append(len(texts)) or real(m, texts, **kw))
+    encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    assert calls == [1, 4]  # the model-key probe, then shard 1's four texts only
+    np.testing.assert_allclose(np.load(tmp_path / MERGED_NAME), expected, atol=1e-6, rtol=0)
+
+
+def test_queries_and_documents_use_separate_folders(model, tmp_path):
+    encode_corpus(model, TEXTS, tmp_path / "docs", shard_size=4, show_progress=False)
+    with pytest.raises(ValueError, match="another corpus"):
+        encode_corpus(model, TEXTS, tmp_path / "docs", query=True, shard_size=4, show_progress=False)
+    queries = np.load(encode_corpus(model, TEXTS[:3], tmp_path / "q", query=True, instruction="Find it.",
+                                    show_progress=False))
+    np.testing.assert_allclose(queries, encode(model, TEXTS[:3], query=True, instruction="Find it."), atol=1e-5)
+
+
+def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_path):
+    texts_file = tmp_path / "corpus.txt"
+    texts_file.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "shards"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "lens_embed.cli", "encode-corpus", str(tiny_lens), str(texts_file), "--out", str(out),
+               "--shard-size", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote 11 embeddings" in result.stdout and "(2 processes)" in result.stdout
+    assert len(list(out.glob("shard_*.npy"))) == 4
+    np.testing.assert_allclose(np.load(out / MERGED_NAME), encode(model, TEXTS), atol=1e-5, rtol=0)
+
+
+def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
+    retriever = DenseRetriever(model, tmp_path, instruction="Find it.", show_progress=False)
+    np.testing.assert_allclose(retriever.encode_queries(TEXTS[:2]),
+                               encode(model, TEXTS[:2], query=True, instruction="Find it."), atol=1e-6)
+    np.testing.assert_allclose(retriever.encode_documents(TEXTS[:2]), encode(model, TEXTS[:2]), atol=1e-6)
