@@ -28,7 +28,7 @@ quickstart: install
 	.venv/bin/lens-embed explain $$M "A man is playing a guitar." --document "Stock markets fell sharply today." --top 5
 
 lint:
-	$(PY) -m ruff check lens_embed eval tests
+	$(PY) -m ruff check lens_embed eval tests benchmarks
 
 # ---- evaluation targets ----
 # OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json,
@@ -89,8 +89,21 @@ test-training:
 
 # ---- benchmarks ----
 MODEL ?=
+.PHONY: bench bench-gpu bench-index
+# Pooling memory, encoding throughput and the lexicon head's overhead over dense MiniLM (a few minutes on 2 cores).
 bench:
-	$(PY) benchmarks/bench_encode.py $(if $(MODEL),--model $(MODEL),)
+	$(PY) benchmarks/bench_encode.py --data $(DATA) $(if $(MODEL),--model $(MODEL),)
+
+# On a GPU: a random Mistral-7B-shaped LENS model (K=8000), three pipelines; ~15 GB written to BENCH_WORKDIR.
+# BENCH_GPU_ARGS="--scale tiny --dtype float32" runs the same script on a CPU in seconds.
+BENCH_WORKDIR ?= /tmp
+BENCH_GPU_ARGS ?=
+bench-gpu:
+	$(PY) benchmarks/bench_gpu.py --workdir $(BENCH_WORKDIR) --json $(OUTPUT)/bench-gpu.json $(BENCH_GPU_ARGS)
+
+# Index memory per million documents and recall@10 against exact search, SciFact with the embedded default.
+bench-index:
+	$(PY) benchmarks/bench_index.py --data $(DATA) --output $(OUTPUT)/bench-index
 
 # On a GPU machine: attention kernels (incl. flash_attention_2), bf16, torch KMeans, throughput.
 device-check:

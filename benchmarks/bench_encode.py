@@ -1,4 +1,6 @@
-"""Benchmarks: pooling cost (chunked vs full logits) and encoding throughput of a LENS model.
+"""Benchmarks: pooling cost (chunked vs full logits), encoding throughput of a LENS model, and the
+lexicon head's overhead: LENS-MiniLM against the same MiniLM pooled dense (mean), as a ratio of
+median times over interleaved rounds in one run (2000 STSBenchmark sentences when --data has them).
 
 Run with `make bench` (MODEL=path to benchmark another model than the embedded default).
 Peak memory of the pooling is measured as the process' peak RSS growth in a fresh subprocess.
@@ -9,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -49,11 +53,45 @@ def encode_throughput(model_path: str, n_texts: int) -> dict[str, float]:
     return {"model": model_path, "texts": n_texts, "texts_per_second": round(n_texts / seconds, 1)}
 
 
+def sts_sentences(data: str, n_texts: int) -> list[str]:
+    """Real sentences (STSBenchmark test pairs, flattened), else synthetic ones of similar length."""
+    path = Path(data) / "sts" / "STSBenchmark" / "test.jsonl"
+    if not path.is_file():
+        return [f"sentence number {i} about a man playing a guitar on a quiet street" for i in range(n_texts)]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [text for row in rows for text in (row["sentence1"], row["sentence2"])][:n_texts]
+
+
+def head_overhead(model_path: str, texts: list[str], rounds: int = 3) -> dict[str, float]:
+    """Median time of LENS encoding over the same backbone's dense (mean-pooled) encoding, interleaved."""
+    from sentence_transformers import SentenceTransformer
+
+    from lens_embed import encode, load_lens_model
+    from lens_embed.defaults import minilm_path
+
+    lens = load_lens_model(model_path)
+    dense = SentenceTransformer(str(minilm_path()))
+    runs = {"lens": lambda: encode(lens, texts, batch_size=64), "dense": lambda: dense.encode(texts, batch_size=64)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    lens_s, dense_s = statistics.median(times["lens"]), statistics.median(times["dense"])
+    return {"texts": len(texts), "rounds": rounds, "lens_s": round(lens_s, 3), "dense_s": round(dense_s, 3),
+            "lens_over_dense": round(lens_s / dense_s, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", choices=["chunked", "full"], help="internal: run one pooling measurement")
     parser.add_argument("--model", default=None)
     parser.add_argument("--texts", type=int, default=1024)
+    parser.add_argument("--data", default="../shared/data", help="folder with sts/STSBenchmark for the overhead run")
+    parser.add_argument("--overhead-texts", type=int, default=2000)
     args = parser.parse_args()
     if args.pool:
         print(json.dumps(pool_once(args.pool)))
@@ -64,7 +102,11 @@ def main() -> None:
         print("  ", out.stdout.strip())
     from lens_embed import default_model_path
 
-    print("encoding:", json.dumps(encode_throughput(args.model or str(default_model_path()), args.texts)))
+    model = args.model or str(default_model_path())
+    print("encoding:", json.dumps(encode_throughput(model, args.texts)))
+    if args.model is None:  # the dense twin exists for the embedded default (MiniLM) only
+        overhead = head_overhead(model, sts_sentences(args.data, args.overhead_texts))
+        print("lexicon head overhead (LENS / dense, same MiniLM):", json.dumps(overhead))
 
 
 if __name__ == "__main__":

@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(json.dumps(report, indent=2))
     print(markdown(report))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 

@@ -182,6 +182,7 @@ def build_index(
     ivf_nprobe: int = 16,
     pq_bytes: int = 512,
     opq_dim: int = 512,
+    opq_iterations: int = 20,
     train_size: int = 100_000,
     seed: int = 0,
 ) -> faiss.Index:
@@ -193,7 +194,7 @@ def build_index(
         hnsw_m: HNSW graph degree; ``hnsw_ef_search``: its search breadth.
         ivf_nlist: inverted lists (default ``4 sqrt(n)``); ``ivf_nprobe``: lists searched per query.
         pq_bytes: bytes per vector of the PQ codes (``ivfpq``, ``opq``), rounded down to a divisor of the dimension.
-        opq_dim: dimensions after the OPQ rotation.
+        opq_dim: dimensions after the OPQ rotation; ``opq_iterations``: its training rounds (each trains a PQ).
         train_size: vectors sampled (seeded) to train IVF/PQ/OPQ.
         seed: the sample's and faiss' clustering seed.
     """
@@ -206,6 +207,8 @@ def build_index(
         rng = np.random.default_rng(seed)
         sample = vectors if len(vectors) <= train_size else vectors[np.sort(rng.choice(len(vectors), train_size, False))]
         _seed_clustering(index, seed)
+        if kind == "opq":
+            faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0)).niter = opq_iterations
         index.train(sample)
     if kind == "hnsw":
         index.hnsw.efSearch = hnsw_ef_search
@@ -217,18 +220,30 @@ def build_index(
 
 
 def _seed_clustering(index: faiss.Index, seed: int) -> None:
-    """Make IVF and PQ training reproducible (faiss seeds its k-means from ``cp.seed``)."""
+    """Make IVF and PQ training reproducible (faiss seeds its k-means from ``cp.seed``) and skip the
+    polysemous code reordering, which only serves Hamming-distance filtering and trains for minutes."""
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.cp.seed = seed
-        pq = getattr(ivf, "pq", None)
-        if pq is not None:
-            pq.cp.seed = seed
+    if ivf is None:
+        return
+    ivf = faiss.downcast_index(ivf)
+    ivf.cp.seed = seed
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        ivf.do_polysemous_training = False
+        ivf.pq.cp.seed = seed
 
 
 def index_bytes(index: faiss.Index) -> int:
     """Serialized size of an index: what it costs in memory and on disk."""
     return int(faiss.serialize_index(index).nbytes)
+
+
+def index_memory(index: faiss.Index) -> tuple[float, int]:
+    """``(bytes per stored vector, fixed bytes)``: the fixed part (codebooks, rotation, coarse centroids)
+    is what an emptied copy still holds, so memory for n vectors is ``fixed + n * per_vector``."""
+    empty = faiss.clone_index(index)
+    empty.reset()
+    fixed = index_bytes(empty)
+    return (index_bytes(index) - fixed) / max(1, index.ntotal), fixed
 
 
 def search(
