@@ -26,9 +26,9 @@ CONFIGS = [
     ("flat16 (float16, exact search)", "flat16", {}),
     ("hnsw M=32 (float32)", "hnsw", {}),
     ("ivf (float32)", "ivf", {}),
-    ("ivfpq 500 B", "ivfpq", {"pq_bytes": 512}),
-    ("ivfpq 128 B", "ivfpq", {"pq_bytes": 128}),
-    ("opq 4000->512, 128 B", "opq", {"pq_bytes": 128, "opq_dim": 512}),
+    ("ivfpq 125 B", "ivfpq", {"pq_bytes": 128}),
+    ("ivfpq 32 B", "ivfpq", {"pq_bytes": 32}),
+    ("opq 4000->256, 64 B", "opq", {"pq_bytes": 64, "opq_dim": 256}),
 ]
 
 
@@ -45,14 +45,22 @@ def load_scifact(data: Path) -> tuple[list[str], list[str]]:
     return corpus, queries
 
 
-def embed(model_path: str, corpus: list[str], queries: list[str], cache: Path) -> tuple[np.ndarray, np.ndarray]:
+def embed(model_path: str, corpus: list[str], queries: list[str], cache: Path,
+          max_docs: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Corpus embeddings from resumable 1000-document shards (only those covering the first ``max_docs``)."""
     from lens_embed.model import encode, load_lens_model
-    from lens_embed.retrieval import encode_in_shards, fingerprint, model_key
+    from lens_embed.retrieval import ShardStore, fingerprint, model_key
 
     model = load_lens_model(model_path)
     key = fingerprint(model_key(model), corpus)
-    docs = encode_in_shards(lambda texts: encode(model, texts, batch_size=64), corpus, cache / key, key=key,
-                            shard_size=1000)
+    store = ShardStore(cache / key, len(corpus), 1000, key)
+    wanted = min(len(corpus), max_docs or len(corpus))
+    shards = range(-(-wanted // store.shard_size))
+    for index in shards:
+        if not store.is_done(index):
+            start, stop = store.bounds(index)
+            store.write(index, encode(model, corpus[start:stop], batch_size=64, show_progress_bar=True))
+    docs = np.concatenate([np.load(store.shard_path(i)) for i in shards])[:wanted]
     return docs, encode(model, queries, query=True, instruction=NAMED_INSTRUCTIONS["fact_check"])
 
 
@@ -97,12 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="../shared/data", help="folder holding retrieval/SciFact")
     parser.add_argument("--model", default=None, help="default: the embedded LENS-MiniLM")
     parser.add_argument("--output", default="results/bench-index", help="embedding cache and report folder")
+    parser.add_argument("--max-docs", type=int, default=None, help="index only the first N documents (quick runs)")
     args = parser.parse_args(argv)
     from lens_embed.defaults import default_model_path
 
     corpus, queries = load_scifact(Path(args.data))
     output = Path(args.output)
-    docs, query_vectors = embed(args.model or str(default_model_path()), corpus, queries, output / "embeddings")
+    docs, query_vectors = embed(args.model or str(default_model_path()), corpus, queries, output / "embeddings", args.max_docs)
     rows = measure(docs, query_vectors)
     table = markdown(rows, len(corpus), len(queries), docs.shape[1])
     print(table)
