@@ -177,7 +177,8 @@ def lens_pipeline(base: Path, centroids: torch.Tensor, token_clusters: torch.Ten
                   max_length: int) -> tuple[Callable, Callable]:
     """(load, embed) for lens-embed's modules: defaults (as is) or tuned (dtype, attention, token budget)."""
     from lens_embed.batching import encode_bucketed
-    from lens_embed.model import assemble_lens_model, encode, load_backbone
+    from lens_embed.build import assemble_lens_model, load_backbone
+    from lens_embed.model import encode
     from lens_embed.modules import LexiconPooling
 
     state: dict[str, object] = {}

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="results/bench-index", help="embedding cache and report folder")
     parser.add_argument("--max-docs", type=int, default=None, help="index only the first N documents (quick runs)")
     args = parser.parse_args(argv)
-    from lens_embed.defaults import default_model_path
+    from lens_embed import default_model_path
 
     corpus, queries = load_scifact(Path(args.data))
     output = Path(args.output)

@@ -131,13 +131,12 @@ def encode_corpus(
         max_tokens: token-budget batches (:mod:`lens_embed.batching`) instead of a fixed batch size.
         show_progress: a progress bar with throughput on rank 0.
     """
+    import torch.distributed as dist
     from tqdm.auto import tqdm
 
     from lens_embed.batching import encode_bucketed
     from lens_embed.model import encode
     from lens_embed.retrieval import ShardStore, fingerprint, model_key
-
-    import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, Literal
 
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
 from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
+from lens_embed.storage import atomic_write
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -72,7 +72,7 @@ class ShardStore:
                 )
             return
         payload = json.dumps(self._manifest(), indent=2).encode("utf-8")
-        self._atomic_write(path, lambda handle: handle.write(payload))
+        atomic_write(path, lambda handle: handle.write(payload))
 
     def shard_path(self, index: int) -> Path:
         return self.directory / f"shard_{index:05d}.npy"
@@ -86,22 +86,12 @@ class ShardStore:
     def pending(self) -> list[int]:
         return [i for i in range(self.n_shards) if not self.is_done(i)]
 
-    @staticmethod
-    def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-        """Write to a temporary sibling, fsync, then rename: readers see all of it or nothing."""
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-
     def write(self, index: int, embeddings: np.ndarray) -> None:
         start, stop = self.bounds(index)
         if embeddings.ndim != 2 or embeddings.shape[0] != stop - start:
             raise ValueError(f"shard {index} needs {stop - start} rows, got array of shape {embeddings.shape}")
         array = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self._atomic_write(self.shard_path(index), lambda handle: np.save(handle, array))
+        atomic_write(self.shard_path(index), lambda handle: np.save(handle, array))
 
     def load(self) -> np.ndarray:
         missing = self.pending()

@@ -8,7 +8,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lens_embed.retrieval import INDEX_KINDS, build_index, index_bytes, index_memory, normalized, pq_subquantizers, search
+from lens_embed.retrieval import (
+    INDEX_KINDS,
+    build_index,
+    index_bytes,
+    index_memory,
+    normalized,
+    pq_subquantizers,
+    search,
+)
 
 # Lower bounds of recall@10 against exact search, far below what these data give.
 MIN_RECALL = {"flat": 1.0, "flat16": 0.95, "hnsw": 0.9, "ivf": 0.85, "ivfpq": 0.3, "opq": 0.3}
