@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output)
     docs, query_vectors = embed(args.model or str(default_model_path()), corpus, queries, output / "embeddings", args.max_docs)
     rows = measure(docs, query_vectors)
-    table = markdown(rows, len(corpus), len(queries), docs.shape[1])
+    table = markdown(rows, len(docs), len(queries), docs.shape[1])
     print(table)
     (output / "index.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
 
