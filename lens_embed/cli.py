@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lens_embed.card import add_card_command
 from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default):
         add(subparsers)
+    add_card_command(subparsers)
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
     from lens_embed.corpus import add_corpus_commands

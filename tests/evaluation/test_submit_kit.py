@@ -1,0 +1,166 @@
+"""The leaderboard kit: results checked by mteb's own loader and table, a registry entry whose loader
+really loads the model, and an AIR-Bench zip read the way AIR-Bench's leaderboard reads it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import mteb
+import pytest
+from air_benchmark.evaluation_utils import Evaluator
+from mteb.cache import ResultCache
+
+from lens_embed.citation import LENS_CITATION
+from lens_embed.evaluation.airbench import LocalDataLoader
+from lens_embed.evaluation.cli import main as eval_main
+from lens_embed.evaluation.mteb_model import load_encoder
+from lens_embed.evaluation.offline import offline_tasks
+from lens_embed.evaluation.runner import ModelRun, evaluate_runs
+from lens_embed.evaluation.submit import (
+    META_FILE,
+    KitError,
+    build_kit,
+    check_airbench_zip,
+    load_meta_source,
+)
+
+NAME = "lens-embed-test/lens-tiny"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def results(tiny_lens: Path, data_dir: Path, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LENS model through the offline suite (BIOSSES; the SciFact slice under a name mteb does not know)."""
+    output = tmp_path_factory.mktemp("kit-results")
+    encoder = load_encoder(tiny_lens, name=NAME, revision=REVISION)
+    evaluate_runs([ModelRun(NAME, lambda: encoder)], offline_tasks(data_dir, names=["BIOSSES"]), output)
+    return output
+
+
+@pytest.fixture(scope="module")
+def kit(results: Path, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_kit(results, tiny_lens, tmp_path_factory.mktemp("kit") / "kit", license="apache-2.0", release_date="2026-11-27")
+
+
+def _model_dir(root: Path) -> Path:
+    return root / "results" / NAME.replace("/", "__") / REVISION
+
+
+def test_kit_results_load_with_mtebs_loader_and_table(kit: Path, results: Path) -> None:
+    copied = _model_dir(kit)
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in _model_dir(results).iterdir())
+    loaded = ResultCache(kit).load_results(models=[NAME], include_remote=False, validate_and_filter=True)
+    [model] = loaded.model_results
+    assert (model.model_name, model.model_revision, model.task_names) == (NAME, REVISION, ["BIOSSES"])
+    table = (kit / "benchmark_table.md").read_text()
+    assert NAME in table and "Mean (Task)" in table
+    readme = (kit / "README.md").read_text()
+    for step in ("embeddings-benchmark/results", "embeddings-benchmark/mteb", "AIR-Bench", META_FILE):
+        assert step in readme
+
+
+def test_registry_entry_is_complete_and_its_loader_loads_the_model(kit: Path, tiny_lens: Path) -> None:
+    meta = load_meta_source((kit / META_FILE).read_text())
+    assert (meta.name, meta.revision, str(meta.release_date)) == (NAME, REVISION, "2026-11-27")
+    assert (meta.embed_dim, meta.max_tokens, meta.license, meta.open_weights) == (16, 512, "apache-2.0", True)
+    assert meta.n_parameters > 0 and meta.memory_usage_mb > 0
+    assert meta.training_datasets == set()  # an untrained construction trains on nothing of its own
+    assert meta.similarity_fn_name.value == "cosine" and "Sentence Transformers" in meta.framework
+    assert meta.use_instructions and meta.citation == LENS_CITATION
+    encoder = meta.loader(str(tiny_lens), revision=None)
+    assert encoder.model.get_embedding_dimension() == 16
+
+
+def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_lens: Path, data_dir: Path, small_data_dir: Path) -> None:
+    """Symmetric (STS: both sides instructed) and asymmetric (retrieval: plain documents) protocols agree."""
+    meta = load_meta_source((kit / META_FILE).read_text())
+    registry = meta.loader(str(tiny_lens), revision=None)
+    registry.mteb_model_meta = meta
+    ours = load_encoder(tiny_lens, name=NAME, revision=REVISION)
+    tasks = offline_tasks(data_dir, names=["BIOSSES"]) + offline_tasks(small_data_dir, names=["SliceSciFact"])
+    scores = [
+        {r.task_name: r.get_score() for r in mteb.evaluate(model, tasks, cache=None).task_results}
+        for model in (registry, ours)
+    ]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-12)
+    assert set(scores[0]) == {"BIOSSES", "SliceSciFact"}
+
+
+def _edit_result(root: Path, edit) -> None:
+    path = _model_dir(root) / "BIOSSES.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["scores"].pop("test"), "split 'test' missing"),
+        (lambda d: d["scores"].update(test=[]), "lacks subset"),
+        (lambda d: d.update(dataset_revision="0" * 40), "dataset revision 0000"),
+    ],
+    ids=["missing-split", "missing-subset", "wrong-dataset-revision"],
+)
+def test_kit_fails_on_what_the_leaderboard_would_drop(results: Path, tiny_lens: Path, tmp_path: Path, edit, message: str) -> None:
+    damaged = tmp_path / "results"
+    shutil.copytree(results, damaged)
+    _edit_result(damaged, edit)
+    with pytest.raises(KitError, match=message):
+        build_kit(damaged, tiny_lens, tmp_path / "kit", license="apache-2.0")
+    assert not (tmp_path / "kit").exists()  # nothing half-written
+
+
+def test_kit_fails_on_a_revision_or_task_the_leaderboard_cannot_file(
+    results: Path, tiny_lens: Path, small_data_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(KitError, match="0 model result folders match"):
+        build_kit(results, tiny_lens, tmp_path / "kit", revision="f" * 40, license="apache-2.0")
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(results, relabelled)
+    meta_file = _model_dir(relabelled) / "model_meta.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "revision": "e" * 40}))
+    with pytest.raises(KitError, match="model_meta.json names .* at revision 'eeee"):
+        build_kit(relabelled, tiny_lens, tmp_path / "kit", license="apache-2.0")
+    local = tmp_path / "local"
+    shutil.copytree(results, local)
+    encoder = load_encoder(tiny_lens, name=NAME, revision=REVISION)
+    evaluate_runs([ModelRun(NAME, lambda: encoder)], offline_tasks(small_data_dir, names=["SliceSTS16"]), local)
+    with pytest.raises(KitError, match="SliceSTS16: not an mteb task"):
+        build_kit(local, tiny_lens, tmp_path / "kit", license="apache-2.0")
+
+
+def test_airbench_zip_is_read_as_airbench_reads_it(
+    results: Path, tiny_lens: Path, airbench_data_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "air"
+    assert eval_main(["evaluate", "airbench", "--model", str(tiny_lens), "--output", str(run), "--name", NAME,
+                      "--airbench-data", str(airbench_data_dir), "--top-k", "50"]) == 0
+    kit = build_kit(results, tiny_lens, tmp_path / "kit", license="apache-2.0", airbench=run)
+    [archive] = kit.glob("*.zip")
+    assert archive.name == f"{NAME.replace('/', '__')}_NoReranker.zip"
+    summary = check_airbench_zip(archive)
+    assert (summary.files, summary.test_files, summary.datasets) == (2, 1, ("qa/science/en/scifact_slice",))
+    # AIR-Bench's leaderboard unzips and runs Evaluator.evaluate_results on the folder: same dev scores as ours
+    unzipped = tmp_path / "unzipped"
+    zipfile.ZipFile(archive).extractall(unzipped)
+    scores = Evaluator(LocalDataLoader(airbench_data_dir)).evaluate_results(str(unzipped), split="dev")
+    assert scores == json.loads((run / "airbench" / "dev_scores.json").read_text())
+
+
+def test_airbench_zip_in_another_layout_is_refused(airbench_data_dir: Path, tmp_path: Path) -> None:
+    wrapped = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(wrapped, "w") as archive:
+        archive.writestr("model/NoReranker/qa/science/en_scifact_slice_test.json", "{}")
+    with pytest.raises(KitError, match="not AIR-Bench task types"):
+        check_airbench_zip(wrapped)
+    mislabelled = tmp_path / "mislabelled.zip"
+    info = {"benchmark_version": "AIR-Bench_24.05", "task_type": "qa", "domain": "wiki", "language": "en",
+            "dataset_name": "default", "split": "test", "search_results": {"q1": {"d1": 1.0}}}
+    with zipfile.ZipFile(mislabelled, "w") as archive:
+        archive.writestr("qa/science/en_default_test.json", json.dumps(info))
+    with pytest.raises(KitError, match="domain 'wiki', expected 'science'"):
+        check_airbench_zip(mislabelled)
