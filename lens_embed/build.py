@@ -21,9 +21,11 @@ from lens_embed.backbone import (
     resize_embeddings,
     vocabulary_matrix,
 )
+from lens_embed.card import record_base_model
 from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH, minilm_path
 from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.portable import LensSentenceTransformer
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
 from lens_embed.storage import cache_dir, cached_directory
 
@@ -34,7 +36,7 @@ def assemble_lens_model(
     transformer: LensTransformer, pooling: LexiconPooling, device: str | None = None
 ) -> SentenceTransformer:
     """Wrap the two modules with the LENS prompts (query/document plus named instructions) and cosine."""
-    return SentenceTransformer(
+    return LensSentenceTransformer(
         modules=[transformer, pooling], prompts=default_prompts(), similarity_fn_name="cosine", device=device
     )
 
@@ -146,6 +148,7 @@ def build_lens_model(
     )
     pooling.set_head(clustering.centroids, clustering.assignments)
     model = assemble_lens_model(transformer, pooling, device=device)
+    record_base_model(model, base_model)
     if output_dir is not None:
         model.save(str(output_dir))
     return model

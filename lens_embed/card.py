@@ -112,12 +112,15 @@ def base_model_license(base_model: str | Path) -> str | None:
 
 def existing_provenance(path: str | Path) -> Provenance:
     """The provenance recorded in a saved model's card (empty when it has none or it is not ours)."""
+    card_path = Path(path) / CARD_FILE
+    return card_provenance(card_path.read_text(encoding="utf-8")) if card_path.is_file() else Provenance()
+
+
+def card_provenance(text: str) -> Provenance:
+    """The provenance a card's metadata records (empty for a card without metadata)."""
     from huggingface_hub import ModelCard
 
-    card_path = Path(path) / CARD_FILE
-    if not card_path.is_file():
-        return Provenance()
-    data = ModelCard.load(card_path).data.to_dict()
+    data = ModelCard(text, ignore_metadata_errors=True).data.to_dict()
     lens = data.get("lens_embed") or {}
     base = data.get("base_model")
     return Provenance(
@@ -127,6 +130,34 @@ def existing_provenance(path: str | Path) -> Provenance:
         training_datasets=list(data.get("datasets") or []),
         training_recipe=dict(lens.get("training_recipe") or {}),
     )
+
+
+def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:
+    """Note on the model (its ``model_card_data``) what it was made from and under which licence.
+
+    A hub id is recorded as the card's ``base_model``; a local folder is not (the hub could not link
+    it), but the licence in its card is still read.
+    """
+    model.model_card_data.license = base_model_license(base_model)
+    model.model_card_data.base_model = None if Path(base_model).exists() else str(base_model)
+
+
+def model_provenance(model: SentenceTransformer, model_id: str | None = None) -> dict[str, Any]:
+    """Provenance of an in-memory model: the card it was loaded with, then what sentence-transformers'
+    ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
+    data = model.model_card_data
+    recorded = card_provenance(model._model_card_text) if getattr(model, "_model_card_text", None) else Provenance()
+    datasets = [str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")]
+    recipe = {key: str(value) for key, value in (data.non_default_hyperparameters or {}).items()}
+    now = merge_provenance(
+        recorded,
+        model_id=model_id or data.model_id,
+        base_model=data.base_model,
+        license=data.license,
+        training_datasets=datasets,
+        training_recipe=recipe,
+    )
+    return dict(now.__dict__)
 
 
 def merge_provenance(recorded: Provenance, **given: Any) -> Provenance:

@@ -29,6 +29,7 @@ from lens_embed.backbone import (
     weight_files,
 )
 from lens_embed.build import assemble_lens_model, ensure_output_dir
+from lens_embed.card import record_base_model
 from lens_embed.clustering import assign_to_centroids
 from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.modules import LensTransformer, LexiconPooling
@@ -208,6 +209,7 @@ def convert_checkpoint(
         )
         pooling.set_head(head, assign_to_centroids(vocabulary, head))
         model = assemble_lens_model(transformer, pooling)
+        record_base_model(model, source)
         with staged_directory(output, replace=overwrite) as staging:
             model.save(str(staging))
             left = code_references(staging)

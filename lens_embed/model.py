@@ -19,6 +19,7 @@ from lens_embed import modules as lens_modules
 from lens_embed.backbone import CheckpointError, is_decoder_config, tensor_names, weight_files
 from lens_embed.convert import converted_release_path
 from lens_embed.modules import LexiconPooling, validate_texts
+from lens_embed.portable import LensSentenceTransformer, own_code_types
 from lens_embed.prompts import query_prompt
 from lens_embed.safety import read_model_json, refuse_code_references
 from lens_embed.storage import is_released_name
@@ -100,8 +101,10 @@ def load_lens_model(
     if model_kwargs:
         kwargs["model_kwargs"] = model_kwargs
     # sentence-transformers' own way to load with known classes; other module types still meet its gate.
-    model = SentenceTransformer._load_with_module_classes(
-        source, LENS_MODULE_CLASSES, device=device, trust_remote_code=trust_remote_code, **kwargs
+    # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
+    module_classes = {**LENS_MODULE_CLASSES, **own_code_types(source, **hub_kwargs)}
+    model = LensSentenceTransformer._load_with_module_classes(
+        source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
     )
     if is_lens_model(model):
         lexicon_pooling(model).float()  # a dtype casts the whole model; the frozen head stays float32

@@ -61,14 +61,23 @@ def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[
     Each entry names the file and what it asks for; an empty list means loading runs only
     installed library code.
     """
+    from lens_embed.portable import MODELING_FILE, MODELING_MODULE, own_code_types
+
     found: list[str] = []
     subfolders = [""]
     modules = read_model_json(name_or_path, "modules.json", **hub_kwargs)
     if modules is not None:
         entries, location = modules
+        own = own_code_types(name_or_path, **hub_kwargs)  # the folder's modeling_lens.py, if it is lens-embed's code
         for entry in entries if isinstance(entries, list) else []:
             module_type = str(entry.get("type", ""))
-            if not module_type.startswith(TRUSTED_MODULE_PACKAGES):
+            untrusted = module_type not in own and not module_type.startswith(TRUSTED_MODULE_PACKAGES)
+            if untrusted and module_type.startswith(f"{MODELING_MODULE}."):
+                found.append(
+                    f"{location}: module type {module_type!r} from {MODELING_FILE}, which is not the code this "
+                    "lens-embed writes (modified, missing, or from another version)"
+                )
+            elif untrusted:
                 found.append(f"{location}: module type {module_type!r}")
             if entry.get("path"):
                 subfolders.append(str(entry["path"]))

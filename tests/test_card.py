@@ -92,6 +92,20 @@ def test_licence_comes_from_the_base_models_card(lens_model, tiny_lens: Path, tm
     assert ModelCard.load(folder / CARD_FILE).data.license == "mit"
 
 
+def test_build_writes_the_lens_card_with_the_base_models_licence(tiny_mistral: Path, tmp_path: Path) -> None:
+    from lens_embed import build_lens_model
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_mistral, base)
+    ModelCard(f"---\n{ModelCardData(license='mit').to_yaml()}\n---\n# base\n").save(base / CARD_FILE)
+    build_lens_model(base, n_clusters=16, output_dir=tmp_path / "lens")
+    card = ModelCard.load(tmp_path / "lens" / CARD_FILE)
+    assert (card.data.license, card.data.library_name) == ("mit", "sentence-transformers")
+    assert card.data.base_model is None  # a local folder is no hub id to link
+    assert card.data.to_dict()["lens_embed"]["n_clusters"] == 16
+    assert "sentence_transformers_model_id" not in card.text
+
+
 def test_training_data_and_recipe_are_written_and_kept(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)

@@ -156,6 +156,7 @@ def complete_model_meta(
             "public_training_data": public_training_data or measured.public_training_data,
             "reference": reference or measured.reference or (f"https://huggingface.co/{name}" if name else None),
             "citation": LENS_CITATION,
+            "n_embedding_parameters": model[0].auto_model.get_input_embeddings().weight.numel(),
         }
     )
 
@@ -167,7 +168,8 @@ def model_meta_source(meta: ModelMeta) -> str:
 
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
     if missing:
-        raise KitError(f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass them to submit-kit")
+        options = ", ".join(f"--{field.replace('_', '-')}" for field in missing)
+        raise KitError(f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass {options} to submit-kit")
     variable = "".join(c if c.isalnum() else "_" for c in str(meta.name).split("/")[-1].lower())
     # mteb's own serialisation; the loader is the encoder class defined above it in the module
     entry = meta.model_copy(update={"loader": None, "loader_kwargs": {}}).to_python()

@@ -66,7 +66,7 @@ def test_registry_entry_is_complete_and_its_loader_loads_the_model(kit: Path, ti
     meta = load_meta_source((kit / META_FILE).read_text())
     assert (meta.name, meta.revision, str(meta.release_date)) == (NAME, REVISION, "2026-11-27")
     assert (meta.embed_dim, meta.max_tokens, meta.license, meta.open_weights) == (16, 512, "apache-2.0", True)
-    assert meta.n_parameters > 0 and meta.memory_usage_mb > 0
+    assert meta.n_parameters > meta.n_embedding_parameters > 0 and meta.memory_usage_mb > 0
     assert meta.training_datasets == set()  # an untrained construction trains on nothing of its own
     assert meta.similarity_fn_name.value == "cosine" and "Sentence Transformers" in meta.framework
     assert meta.use_instructions and meta.citation == LENS_CITATION

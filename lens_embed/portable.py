@@ -1,0 +1,213 @@
+"""Self-contained LENS folders: the modules' code travels with the model as ``modeling_lens.py``.
+
+sentence-transformers 6 loads a module type ``modeling_<name>.<Class>`` from the file
+``modeling_<name>.py`` of the model repository (with ``trust_remote_code=True``), so a LENS model
+saved by lens-embed loads on any machine with sentence-transformers alone. The file is not a
+second copy of the code: it is generated from the package's own module sources (``lens_embed.modules``
+and the lens-embed modules it imports, concatenated with those imports removed), so it always
+holds exactly the code lens-embed runs.
+
+lens-embed's own loader recognises the file by its content hash: a file identical to the one this
+version generates resolves to the installed classes (no code from the folder runs, no remote-code
+flag needed); a modified file, or one written by another lens-embed version, is refused unless the
+user trusts it, and then sentence-transformers runs the folder's copy.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import inspect
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sentence_transformers import SentenceTransformer
+
+MODELING_MODULE = "modeling_lens"
+MODELING_FILE = f"{MODELING_MODULE}.py"
+ROOT_MODULE = "lens_embed.modules"
+PACKAGE = "lens_embed"
+
+
+def _package_imports(tree: ast.Module) -> Iterator[ast.ImportFrom | ast.Import]:
+    """Every import of a lens-embed module, at any depth of a module's syntax tree."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] == PACKAGE):
+            yield node
+        elif isinstance(node, ast.Import) and any(alias.name.split(".")[0] == PACKAGE for alias in node.names):
+            yield node
+
+
+def _source_order(root: str = ROOT_MODULE) -> list[str]:
+    """``root`` and the lens-embed modules it imports, dependencies first."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in path:
+            raise ImportError(f"import cycle among lens-embed modules: {' -> '.join((*path, name))}")
+        tree = ast.parse(inspect.getsource(importlib.import_module(name)))
+        for node in _package_imports(tree):
+            if node not in tree.body:
+                raise ImportError(
+                    f"{name}:{node.lineno}: imports lens-embed inside a function; the portable modeling file cannot carry it"
+                )
+            if isinstance(node, ast.Import) or node.level > 0:
+                raise ImportError(f"{name}:{node.lineno}: use `from lens_embed.<module> import <names>` in module code")
+            visit(str(node.module), (*path, name))
+        order.append(name)
+
+    visit(root, ())
+    return order
+
+
+def _stripped(name: str, defined: dict[str, str]) -> str:
+    """A module's source without its docstring, ``__future__`` and lens-embed imports; checks that the
+    names it imports from lens-embed are defined by an earlier module and that it redefines none differently."""
+    source = inspect.getsource(importlib.import_module(name))
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    dropped: set[int] = set()
+    for node in tree.body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is tree.body[0]
+        future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        package = node in list(_package_imports(tree))
+        if package:
+            missing = [alias.name for alias in node.names if alias.name not in defined]
+            if missing:
+                raise ImportError(f"{name}:{node.lineno}: {', '.join(missing)} not defined by the modules before it")
+        if docstring or future or package:
+            dropped.update(range(node.lineno - 1, node.end_lineno))
+        for target in _defined_names(node):
+            segment = ast.get_source_segment(source, node) or ""
+            if target in defined and defined[target] != segment:
+                raise ImportError(f"{name}:{node.lineno}: {target} is also defined, differently, by an earlier module")
+            defined[target] = segment
+    kept = [line for index, line in enumerate(lines) if index not in dropped]
+    return "\n".join(kept).strip("\n")
+
+
+def _defined_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+@cache
+def modeling_source() -> str:
+    """The text of ``modeling_lens.py`` for the installed lens-embed (generated, deterministic)."""
+    from lens_embed import __version__
+
+    defined: dict[str, str] = {}
+    order = _source_order()
+    parts = [
+        f'"""LENS sentence-transformers modules, written by lens-embed {__version__} from its own sources\n'
+        f"({', '.join(order)}): load this model with\n"
+        '``SentenceTransformer(path, trust_remote_code=True)``; lens-embed is not needed."""',
+        "from __future__ import annotations",
+    ]
+    for name in order:
+        parts.append(f"# ---- {name} ----\n{_stripped(name, defined)}")
+    return "\n\n\n".join(parts) + "\n"
+
+
+def modeling_digest() -> str:
+    """SHA-256 of this version's ``modeling_lens.py``."""
+    return hashlib.sha256(modeling_source().encode("utf-8")).hexdigest()
+
+
+def portable_type(class_ref: str) -> str:
+    """The ``modules.json`` type of a lens-embed module class in a self-contained folder."""
+    return f"{MODELING_MODULE}.{class_ref.rsplit('.', 1)[-1]}"
+
+
+def portable_classes() -> dict[str, type]:
+    """``modeling_lens.<Class>`` -> the installed class, for every module class of the modeling file."""
+    from sentence_transformers.base.modules import Module
+
+    module = importlib.import_module(ROOT_MODULE)
+    return {
+        portable_type(cls.__qualname__): cls
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, Module) and cls.__module__ == ROOT_MODULE
+    }
+
+
+def make_portable(folder: str | Path) -> Path:
+    """Write ``modeling_lens.py`` into a saved model folder and point ``modules.json`` at it.
+
+    Types of lens-embed module classes (``lens_embed.modules.LexiconPooling``) become
+    ``modeling_lens.LexiconPooling``; sentence-transformers' own modules are left as they are.
+    """
+    from lens_embed.storage import atomic_write
+
+    root = Path(folder)
+    modules_file = root / "modules.json"
+    entries = json.loads(modules_file.read_text(encoding="utf-8"))
+    for entry in entries:
+        if str(entry["type"]).startswith(f"{ROOT_MODULE}.") or str(entry["type"]).startswith(f"{MODELING_MODULE}."):
+            entry["type"] = portable_type(str(entry["type"]))
+    atomic_write(root / MODELING_FILE, lambda stream: stream.write(modeling_source().encode("utf-8")))
+    atomic_write(modules_file, lambda stream: stream.write(json.dumps(entries, indent=2).encode("utf-8")))
+    return root / MODELING_FILE
+
+
+def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
+    """``modeling_lens.<Class>`` -> installed class when the folder's ``modeling_lens.py`` is exactly the
+    code this lens-embed writes; empty when the folder has no such file or a different one.
+
+    Args:
+        source: a model folder or hub id.
+        **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
+    """
+    text = _read_text(str(source), MODELING_FILE, **hub_kwargs)
+    if text is None or hashlib.sha256(text.encode("utf-8")).hexdigest() != modeling_digest():
+        return {}
+    return portable_classes()
+
+
+def _read_text(source: str, filename: str, **hub_kwargs: Any) -> str | None:
+    from transformers.utils import cached_file
+
+    path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    # a folder may not hold the file at all (old folders, other models): then there is nothing to recognise
+    return Path(path).read_text(encoding="utf-8") if path is not None else None
+
+
+class LensSentenceTransformer(SentenceTransformer):
+    """A ``SentenceTransformer`` that saves a LENS model as a shareable folder.
+
+    Every save path goes through ``save`` (``save_pretrained``, ``push_to_hub``, the trainer's
+    checkpoints and final model), which adds ``modeling_lens.py`` (and points ``modules.json`` at
+    it) and writes the LENS model card instead of sentence-transformers' generic one. Models
+    without LENS modules save exactly as sentence-transformers saves them.
+    """
+
+    def save(
+        self,
+        path: str,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+    ) -> None:
+        from lens_embed.card import model_provenance, write_card
+        from lens_embed.model import is_lens_model
+
+        lens = is_lens_model(self)
+        super().save(path, model_name, create_model_card and not lens, train_datasets, safe_serialization)
+        if not lens:
+            return
+        make_portable(path)
+        if create_model_card:
+            model_id = model_name if model_name and not Path(model_name).exists() else None
+            write_card(self, path, **model_provenance(self, model_id=model_id))
