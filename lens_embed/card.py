@@ -176,24 +176,35 @@ def load_eval_rows(results: str | Path, model_name: str | None = None, revision:
         model_name: the model's mteb name (``org/model``).
         revision: the model revision (the folder name under the model).
     """
-    from mteb.cache import ResultCache
+    from mteb.results import TaskResult
+
+    from lens_embed.evaluation.runner import PROTOCOL_FILE
 
     root = Path(results)
     if not (root / "results").is_dir():
         raise FileNotFoundError(f"{root} is not an mteb results folder (no {root / 'results'})")
-    loaded = ResultCache(root).load_results(include_remote=False, require_model_meta=False, validate_and_filter=False)
+    folders = {folder: _identity(folder) for folder in sorted({p.parent for p in (root / "results").glob("*/*/*.json")})}
     candidates = [
-        m
-        for m in loaded.model_results
-        if (model_name is None or m.model_name == model_name) and (revision is None or m.model_revision == revision)
+        folder
+        for folder, (name, rev) in folders.items()
+        if (model_name is None or name == model_name) and (revision is None or rev == revision)
     ]
     if len(candidates) != 1:
-        found = sorted(f"{m.model_name} (revision {m.model_revision})" for m in loaded.model_results)
+        found = sorted(f"{name} (revision {rev})" for name, rev in folders.values())
         wanted = f"name={model_name!r} revision={revision!r}"
         raise ValueError(
             f"{root}: {len(candidates)} model results match {wanted}; the folder holds: {', '.join(found) or 'none'}"
         )
-    return sorted((row for result in candidates[0].task_results for row in _rows(result)), key=lambda r: (r.task_type, r.task))
+    files = [p for p in sorted(candidates[0].glob("*.json")) if p.name not in ("model_meta.json", PROTOCOL_FILE)]
+    rows = [row for file in files for row in _rows(TaskResult.from_disk(file))]  # mteb's own result reader
+    return sorted(rows, key=lambda r: (r.task_type, r.task))
+
+
+def _identity(folder: Path) -> tuple[str, str]:
+    """(model name, revision) of a results folder, as mteb reads them: model_meta.json, else the path."""
+    meta = folder / "model_meta.json"
+    data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    return str(data.get("name") or folder.parent.name.replace("__", "/")), str(data.get("revision") or folder.name)
 
 
 def _rows(task_result: Any) -> list[EvalRow]:

@@ -148,3 +148,16 @@ def test_ambiguous_results_name_what_the_folder_holds(biosses_results: Path, tmp
         load_eval_rows(copy)
     with pytest.raises(FileNotFoundError, match="not an mteb results folder"):
         load_eval_rows(tmp_path)
+
+
+def test_the_package_cites_lens_once() -> None:
+    """One citation constant: no other module writes a bibtex entry of its own."""
+    import lens_embed
+
+    package = Path(lens_embed.__file__).parent
+    elsewhere = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "citation.py" and ("@inproceedings" in path.read_text() or "@article" in path.read_text())
+    ]
+    assert elsewhere == []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,9 +163,8 @@ def dev_rows(scores: dict[str, Any], metric: str = "ndcg_at_10") -> list[tuple[s
 
 
 def submission_zip(retriever: LensAirRetriever, output: str | Path) -> Path:
-    """Zip the retriever's search results (test files included) for the AIR-Bench leaderboard upload."""
-    model_dir = search_dir(output) / str(retriever)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"No search results for {retriever} under {search_dir(output)}")
-    archive = shutil.make_archive(str(Path(output) / "airbench" / f"{retriever}_search_results"), "zip", search_dir(output), str(retriever))
-    return Path(archive)
+    """Zip the retriever's search results (test files included) for the AIR-Bench leaderboard upload, in the
+    layout its backend reads (``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root)."""
+    from lens_embed.evaluation.submit import write_airbench_zip
+
+    return write_airbench_zip(search_dir(output), str(retriever), Path(output) / "airbench")

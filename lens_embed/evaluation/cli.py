@@ -265,6 +265,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     compare.add_argument("--tolerance", type=float, default=0.5, help="flag tasks whose |difference| (x100) exceeds this")
     compare.add_argument("--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)")
     compare.set_defaults(func=cmd_compare)
+
     from lens_embed.evaluation.submit import add_submit_command
 
     add_submit_command(commands)

@@ -163,7 +163,7 @@ def complete_model_meta(
 
 def model_meta_source(meta: ModelMeta) -> str:
     """A module for mteb's ``mteb/models/model_implementations/``: the encoder and the ``ModelMeta``."""
-    from lens_embed.evaluation.mteb_model import ASYMMETRIC_TASK_TYPES
+    from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
     from lens_embed.prompts import query_prompt
 
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
@@ -396,7 +396,10 @@ The scores, as mteb's own benchmark table shows them:
 1. Push the model to the hub under `{meta.name}` at revision `{meta.revision}` (the results above were
    computed at that revision) with its modules' code in the repository, so plain sentence-transformers
    loads it with `trust_remote_code=True`.
-2. Copy `{META_FILE}` to `mteb/models/model_implementations/` in a fork of
+2. Its encoder embeds with mteb's task prompts in the LENS format; results computed with the authors'
+   instruction map (lens-embed's default) differ slightly from what it reproduces: note it in the pull
+   request, or evaluate with `--instructions mteb` for results the entry reproduces exactly.
+3. Copy `{META_FILE}` to `mteb/models/model_implementations/` in a fork of
    https://github.com/embeddings-benchmark/mteb, check it with
    `python -c "import mteb; mteb.get_model_meta('{meta.name}').load_model()"`, and open a pull request.
 {air}"""
@@ -436,7 +439,9 @@ def build_kit(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        shutil.copytree(source, staging / "results" / meta.model_name_as_path() / str(meta.revision))
+        shutil.copytree(
+            source, staging / "results" / meta.model_name_as_path() / str(meta.revision), ignore=_not_results
+        )
         source_code = model_meta_source(meta)
         (staging / META_FILE).write_text(source_code, encoding="utf-8")
         table = check_results(staging, load_meta_source(source_code))
@@ -456,6 +461,13 @@ def build_kit(
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def _not_results(folder: str, names: list[str]) -> list[str]:
+    """lens-embed's protocol record sits beside the results; the results repository takes task files only."""
+    from lens_embed.evaluation.runner import PROTOCOL_FILE
+
+    return [name for name in names if name == PROTOCOL_FILE]
 
 
 def _airbench_retriever(search_results: Path, preferred: str) -> str:

@@ -25,6 +25,7 @@ from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.util import all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
+from lens_embed.citation import LENS_CITATION
 from lens_embed.training.config import DEFAULT_TEMPERATURE
 
 
@@ -173,11 +174,4 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
 
     @property
     def citation(self) -> str:
-        return """
-@inproceedings{lei2025lens,
-    title={Enhancing Lexicon-Based Text Embeddings with Large Language Models},
-    author={Lei, Yibin and Shen, Tao and Cao, Yu and Yates, Andrew},
-    booktitle={Proceedings of ACL},
-    year={2025}
-}
-"""
+        return LENS_CITATION

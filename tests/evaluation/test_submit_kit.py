@@ -14,8 +14,8 @@ from air_benchmark.evaluation_utils import Evaluator
 from mteb.cache import ResultCache
 
 from lens_embed.citation import LENS_CITATION
+from lens_embed.cli import main as eval_main
 from lens_embed.evaluation.airbench import LocalDataLoader
-from lens_embed.evaluation.cli import main as eval_main
 from lens_embed.evaluation.mteb_model import load_encoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
@@ -51,7 +51,10 @@ def _model_dir(root: Path) -> Path:
 
 def test_kit_results_load_with_mtebs_loader_and_table(kit: Path, results: Path) -> None:
     copied = _model_dir(kit)
-    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in _model_dir(results).iterdir())
+    from lens_embed.evaluation.runner import PROTOCOL_FILE
+
+    # the task files and model_meta.json; lens-embed's protocol record stays out (it is no task result)
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in _model_dir(results).iterdir() if p.name != PROTOCOL_FILE)
     loaded = ResultCache(kit).load_results(models=[NAME], include_remote=False, validate_and_filter=True)
     [model] = loaded.model_results
     assert (model.model_name, model.model_revision, model.task_names) == (NAME, REVISION, ["BIOSSES"])
@@ -79,7 +82,7 @@ def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_
     meta = load_meta_source((kit / META_FILE).read_text())
     registry = meta.loader(str(tiny_lens), revision=None)
     registry.mteb_model_meta = meta
-    ours = load_encoder(tiny_lens, name=NAME, revision=REVISION)
+    ours = load_encoder(tiny_lens, name=NAME, revision=REVISION, instructions="mteb")
     tasks = offline_tasks(data_dir, names=["BIOSSES"]) + offline_tasks(small_data_dir, names=["SliceSciFact"])
     scores = [
         {r.task_name: r.get_score() for r in mteb.evaluate(model, tasks, cache=None).task_results}
@@ -164,3 +167,4 @@ def test_airbench_zip_in_another_layout_is_refused(airbench_data_dir: Path, tmp_
         archive.writestr("qa/science/en_default_test.json", json.dumps(info))
     with pytest.raises(KitError, match="domain 'wiki', expected 'science'"):
         check_airbench_zip(mislabelled)
+
