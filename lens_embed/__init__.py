@@ -6,8 +6,7 @@ sentence-transformers load only when a name that needs them is first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lens_embed.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,14 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

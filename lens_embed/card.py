@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lens_embed.citation import LENS_CITATION
+from lens_embed.storage import atomic_write
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -468,19 +469,8 @@ def write_card(
         rows = load_eval_rows(results, results_model_name, results_revision)
     card = render_card(model, merged, rows)
     target = folder / CARD_FILE
-    _write_text_atomically(target, str(card))
+    atomic_write(target, lambda stream: stream.write(str(card).encode("utf-8")))
     return target
-
-
-def _write_text_atomically(target: Path, text: str) -> None:
-    """Write beside the target, then rename: a reader never sees a half-written card."""
-    import os
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, target)
 
 
 def add_card_command(subparsers: argparse._SubParsersAction) -> None:

@@ -9,8 +9,7 @@ ModelMeta, loader), ``tasks`` (hub task lists, leaderboard splits and subsets), 
 CLI does to register ``evaluate``) loads neither mteb nor torch.
 """
 
-from importlib import import_module
-from typing import Any
+from lens_embed.lazy import lazy_exports
 
 _EXPORTS = {
     "DATA_ENV_VAR": "lens_embed.evaluation.data",
@@ -22,8 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lens_embed.evaluation' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

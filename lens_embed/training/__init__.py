@@ -8,33 +8,28 @@ package (or its CLI registration) loads neither torch nor sentence-transformers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lens_embed.lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "config",
-    "TYPE_KEYWORDS": "data",
-    "TaskData": "data",
-    "TrainingDataError": "data",
-    "load_tasks": "data",
-    "task_spec": "data",
-    "LoraSettings": "lora",
-    "apply_lora": "lora",
-    "merge_and_save": "lora",
-    "merge_lora": "lora",
-    "LensInfoNCELoss": "losses",
-    "info_nce": "losses",
-    "mine_negatives": "negatives",
-    "TaskHomogeneousBatchSampler": "sampler",
-    "LensTrainer": "trainer",
-    "build_trainer": "trainer",
-    "train": "trainer",
+    "TrainConfig": ".config",
+    "TYPE_KEYWORDS": ".data",
+    "TaskData": ".data",
+    "TrainingDataError": ".data",
+    "load_tasks": ".data",
+    "task_spec": ".data",
+    "LoraSettings": ".lora",
+    "apply_lora": ".lora",
+    "merge_and_save": ".lora",
+    "merge_lora": ".lora",
+    "LensInfoNCELoss": ".losses",
+    "info_nce": ".losses",
+    "mine_negatives": ".negatives",
+    "TaskHomogeneousBatchSampler": ".sampler",
+    "LensTrainer": ".trainer",
+    "build_trainer": ".trainer",
+    "train": ".trainer",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
