@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lens_embed.evaluation.offline import read_jsonl
 from lens_embed.prompts import NAMED_INSTRUCTIONS
 
 # (label, kind, options): the code sizes are bytes per document of the PQ codes.
@@ -30,10 +31,6 @@ CONFIGS = [
     ("ivfpq 32 B", "ivfpq", {"pq_bytes": 32}),
     ("opq 4000->256, 64 B", "opq", {"pq_bytes": 64, "opq_dim": 256}),
 ]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_scifact(data: Path) -> tuple[list[str], list[str]]:

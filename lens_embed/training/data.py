@@ -155,7 +155,7 @@ def _validate_labelled(labelled: Iterable[tuple[str, Any]], source: str) -> list
     return checked
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+def read_training_rows(path: str | Path) -> list[dict[str, Any]]:
     """Read and validate a jsonl file; blank lines are skipped, bad JSON names its line."""
     path = Path(path)
     if not path.is_file():
@@ -220,7 +220,7 @@ def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskDat
         if not files:
             raise TrainingDataError(f"{path}: folder holds no *.jsonl files")
         return [task for file in files for task in load_task(file, name=file.relative_to(path).with_suffix("").as_posix())]
-    return [task_from_rows(name or path.stem, read_jsonl(path), source=str(path))]
+    return [task_from_rows(name or path.stem, read_training_rows(path), source=str(path))]
 
 
 def load_tasks(sources: Sequence[str | Path | Any]) -> list[TaskData]:

@@ -19,7 +19,7 @@ from lens_embed.training.data import (
     build_group,
     build_task_dataset,
     load_tasks,
-    read_jsonl,
+    read_training_rows,
     sample_negatives,
     task_spec,
 )
@@ -51,7 +51,7 @@ def _file_with_bad_line(tmp_path: Path, bad: dict | str, line: int = 3) -> Path:
 def test_bad_rows_are_rejected_naming_the_line(tmp_path: Path, bad: dict | str, message: str) -> None:
     path = _file_with_bad_line(tmp_path, bad, line=3)
     with pytest.raises(TrainingDataError) as error:
-        read_jsonl(path)
+        read_training_rows(path)
     assert f"{path}:3:" in str(error.value)
     assert message in str(error.value)
 

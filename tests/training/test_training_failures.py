@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from lens_embed.cli import main
 from lens_embed.training.config import TrainConfig
-from lens_embed.training.data import TrainingDataError, read_jsonl
+from lens_embed.training.data import TrainingDataError, read_training_rows
 from lens_embed.training.trainer import (
     RECORD_FILENAME,
     build_trainer,
@@ -39,7 +39,7 @@ def test_non_finite_teacher_scores_are_rejected_naming_the_line(tmp_path: Path, 
     path = tmp_path / "scored.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TrainingDataError, match=f"{path}:3: field 'neg_scores' holds a non-finite score"):
-        read_jsonl(path)
+        read_training_rows(path)
 
 
 @pytest.mark.parametrize("stem", ["train", "eval", "msmarco.v2.en"])
