@@ -51,7 +51,8 @@ class LensInstructEncoder(AbsEncoder):
     """A LENS model (sentence-transformers, its modules' code in the repository) with the authors' protocol.
 
     Retrieval and reranking queries are instructed queries and their documents plain text; every text
-    of every other task type is an instructed query. The instruction comes from the task's metadata.
+    of every other task type is an instructed query. The instruction is the one the submitted results
+    were computed with (TASK_INSTRUCTIONS), else mteb's prompt from the task's metadata.
     """
 
     def __init__(self, model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any) -> None:
@@ -62,10 +63,17 @@ class LensInstructEncoder(AbsEncoder):
     def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
         texts = [text for batch in inputs for text in batch["text"]]
         options = {"batch_size": int(kwargs.get("batch_size") or 32), "convert_to_numpy": True}
-        if task_metadata.type in ASYMMETRIC_TASK_TYPES and prompt_type == PromptType.document:
-            embeddings = self.model.encode_document(texts, **options)
+        document_side = prompt_type == PromptType.document
+        entry = TASK_INSTRUCTIONS.get(task_metadata.name)
+        if entry is not None:  # the instruction the submitted scores were computed with
+            instruction = entry["document"] if document_side else entry["query"]
+        elif task_metadata.type in ASYMMETRIC_TASK_TYPES and document_side:
+            instruction = None
         else:
             instruction = self.get_instruction(task_metadata, PromptType.query)
+        if instruction is None:
+            embeddings = self.model.encode_document(texts, **options)
+        else:
             prompt = QUERY_PROMPT_TEMPLATE.replace("{instruction}", instruction)
             embeddings = self.model.encode_query(texts, prompt=prompt, **options)
         return np.asarray(embeddings, dtype=np.float32)
@@ -161,8 +169,35 @@ def complete_model_meta(
     )
 
 
-def model_meta_source(meta: ModelMeta) -> str:
-    """A module for mteb's ``mteb/models/model_implementations/``: the encoder and the ``ModelMeta``."""
+def submitted_instructions(results_dir: Path) -> dict[str, dict[str, str | None]]:
+    """Each submitted task's instructions, resolved from the source its results recorded (authors' map,
+    a file, or mteb's prompts: then empty, as the registry encoder looks those up itself)."""
+    import mteb
+
+    from lens_embed.evaluation.instructions import load_instructions
+    from lens_embed.evaluation.runner import PROTOCOL_FILE
+
+    protocol = results_dir / PROTOCOL_FILE
+    spec = _read_json(protocol).get("instructions") if protocol.is_file() else "authors"
+    if spec in (None, "mteb"):
+        return {}
+    instructions = load_instructions(spec)
+    table = {}
+    for file in sorted(results_dir.glob("*.json")):
+        if file.name in ("model_meta.json", PROTOCOL_FILE):
+            continue
+        try:
+            metadata = mteb.get_task(file.stem).metadata
+        except KeyError:
+            raise KitError(f"{file.stem}: not an mteb task, so the leaderboard cannot file its results") from None
+        resolved = instructions.for_task(metadata)
+        table[file.stem] = {"query": resolved.query, "document": resolved.document}
+    return table
+
+
+def model_meta_source(meta: ModelMeta, instructions: dict[str, dict[str, str | None]]) -> str:
+    """A module for mteb's ``mteb/models/model_implementations/``: the encoder and the ``ModelMeta``;
+    ``instructions`` (from :func:`submitted_instructions`) make its embeddings those that were scored."""
     from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
     from lens_embed.prompts import query_prompt
 
@@ -190,6 +225,7 @@ def model_meta_source(meta: ModelMeta) -> str:
             "",
             f"ASYMMETRIC_TASK_TYPES = frozenset({sorted(ASYMMETRIC_TASK_TYPES)!r})",
             f"QUERY_PROMPT_TEMPLATE = {query_prompt('{instruction}')!r}",
+            f"TASK_INSTRUCTIONS = {instructions!r}",
             REGISTRY_ENCODER_SOURCE,
             f"{variable} = {entry}",
             "",
@@ -396,9 +432,8 @@ The scores, as mteb's own benchmark table shows them:
 1. Push the model to the hub under `{meta.name}` at revision `{meta.revision}` (the results above were
    computed at that revision) with its modules' code in the repository, so plain sentence-transformers
    loads it with `trust_remote_code=True`.
-2. Its encoder embeds with mteb's task prompts in the LENS format; results computed with the authors'
-   instruction map (lens-embed's default) differ slightly from what it reproduces: note it in the pull
-   request, or evaluate with `--instructions mteb` for results the entry reproduces exactly.
+2. Its encoder embeds each submitted task with the instructions its results were computed with
+   (`TASK_INSTRUCTIONS` in `{META_FILE}`, in the LENS format), and other tasks with mteb's task prompts.
 3. Copy `{META_FILE}` to `mteb/models/model_implementations/` in a fork of
    https://github.com/embeddings-benchmark/mteb, check it with
    `python -c "import mteb; mteb.get_model_meta('{meta.name}').load_model()"`, and open a pull request.
@@ -442,7 +477,7 @@ def build_kit(
         shutil.copytree(
             source, staging / "results" / meta.model_name_as_path() / str(meta.revision), ignore=_not_results
         )
-        source_code = model_meta_source(meta)
+        source_code = model_meta_source(meta, submitted_instructions(source))
         (staging / META_FILE).write_text(source_code, encoding="utf-8")
         table = check_results(staging, load_meta_source(source_code))
         (staging / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
