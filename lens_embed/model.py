@@ -19,7 +19,7 @@ from lens_embed import modules as lens_modules
 from lens_embed.backbone import CheckpointError, is_decoder_config, tensor_names, weight_files
 from lens_embed.convert import converted_release_path
 from lens_embed.modules import LexiconPooling, validate_texts
-from lens_embed.portable import LensSentenceTransformer, own_code_types
+from lens_embed.portable import MODELING_MODULE, LensSentenceTransformer, own_code_types
 from lens_embed.prompts import query_prompt
 from lens_embed.safety import read_model_json, refuse_code_references
 from lens_embed.storage import is_released_name
@@ -181,15 +181,24 @@ def check_head(pooling: LexiconPooling, file: Path) -> None:
         raise CheckpointError(f"{file}: the token -> cluster map names clusters outside [0, {pooling.n_clusters})")
 
 
+def _is_lexicon_pooling(module: torch.nn.Module) -> bool:
+    """lens-embed's LexiconPooling, or the copy a folder's ``modeling_lens.py`` defines (the same code,
+    loaded by plain sentence-transformers with ``trust_remote_code=True``)."""
+    cls = type(module)
+    return isinstance(module, LexiconPooling) or (
+        cls.__name__ == LexiconPooling.__name__ and cls.__module__.rsplit(".", 1)[-1] == MODELING_MODULE
+    )
+
+
 def is_lens_model(model: SentenceTransformer) -> bool:
     """Whether the model ends in LENS' lexicon pooling."""
-    return any(isinstance(module, LexiconPooling) for module in model)
+    return any(_is_lexicon_pooling(module) for module in model)
 
 
 def lexicon_pooling(model: SentenceTransformer) -> LexiconPooling:
     """The model's LexiconPooling module, or a clear error for other models."""
     for module in model:
-        if isinstance(module, LexiconPooling):
+        if _is_lexicon_pooling(module):
             return module
     raise ValueError("this is not a LENS model: it has no LexiconPooling module")
 

@@ -12,7 +12,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 import lens_embed.model
-from lens_embed import encode
+from lens_embed import encode, is_lens_model, lexicon_pooling
 from lens_embed.corpus import MERGED_NAME, encode_corpus
 from lens_embed.retrieval import DenseRetriever
 
@@ -75,3 +75,8 @@ def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
     np.testing.assert_allclose(retriever.encode_queries(TEXTS[:2]),
                                encode(model, TEXTS[:2], query=True, instruction="Find it."), atol=1e-6)
     np.testing.assert_allclose(retriever.encode_documents(TEXTS[:2]), encode(model, TEXTS[:2]), atol=1e-6)
+
+
+def test_a_self_contained_folder_loaded_by_plain_sentence_transformers_counts_as_lens(model):
+    pooling = lexicon_pooling(model)
+    assert type(pooling).__module__.rsplit(".", 1)[-1] == "modeling_lens" and is_lens_model(model)
