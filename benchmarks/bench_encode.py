@@ -1,6 +1,7 @@
 """Benchmarks: pooling cost (chunked vs full logits), encoding throughput of a LENS model, and the
-lexicon head's overhead: LENS-MiniLM against the same MiniLM pooled dense (mean), as a ratio of
-median times over interleaved rounds in one run (2000 STSBenchmark sentences when --data has them).
+lexicon head's overhead: LENS-MiniLM against the same MiniLM pooled dense (mean), as the median of
+per-batch time ratios, each batch encoded by both back to back (2000 STSBenchmark sentences when
+--data has them), with the head's FLOP share as the floor that ratio can reach.
 
 Run with `make bench` (MODEL=path to benchmark another model than the embedded default).
 Peak memory of the pooling is measured as the process' peak RSS growth in a fresh subprocess.
@@ -62,8 +63,15 @@ def sts_sentences(data: str, n_texts: int) -> list[str]:
     return [text for row in rows for text in (row["sentence1"], row["sentence2"])][:n_texts]
 
 
-def head_overhead(model_path: str, texts: list[str], rounds: int = 3) -> dict[str, float]:
-    """Median time of LENS encoding over the same backbone's dense (mean-pooled) encoding, interleaved."""
+def head_overhead(model_path: str, texts: list[str], rounds: int = 3, batch_size: int = 64) -> dict[str, float]:
+    """LENS encoding time over the same backbone's dense (mean-pooled) encoding, batch by batch.
+
+    The texts are sorted by length as sentence-transformers sorts them and cut into batches; each batch
+    is encoded by both models back to back, alternating which goes first, so drifts in the machine's
+    speed (seconds long on shared machines) cancel within each pair. The ratio is the median of the
+    per-batch ratios over all rounds. ``head_flop_share`` is the arithmetic floor at equal efficiency:
+    the head's FLOPs (pooled tokens x 2HK) over the backbone's on the same padded batches.
+    """
     from sentence_transformers import SentenceTransformer
 
     from lens_embed import encode, load_lens_model
@@ -71,18 +79,39 @@ def head_overhead(model_path: str, texts: list[str], rounds: int = 3) -> dict[st
 
     lens = load_lens_model(model_path)
     dense = SentenceTransformer(str(minilm_path()))
-    runs = {"lens": lambda: encode(lens, texts, batch_size=64), "dense": lambda: dense.encode(texts, batch_size=64)}
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    ordered = sorted(texts, key=len, reverse=True)
+    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    runs = {"lens": lambda batch: encode(lens, batch, batch_size=batch_size),
+            "dense": lambda batch: dense.encode(batch, batch_size=batch_size)}
     for run in runs.values():
-        run()  # warm-up
+        run(batches[0])  # warm-up
+    ratios, totals = [], {name: 0.0 for name in runs}
     for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    lens_s, dense_s = statistics.median(times["lens"]), statistics.median(times["dense"])
-    return {"texts": len(texts), "rounds": rounds, "lens_s": round(lens_s, 3), "dense_s": round(dense_s, 3),
-            "lens_over_dense": round(lens_s / dense_s, 3)}
+        for index, batch in enumerate(batches):
+            seconds = {}
+            for name in (("lens", "dense") if index % 2 == 0 else ("dense", "lens")):
+                start = time.perf_counter()
+                runs[name](batch)
+                seconds[name] = time.perf_counter() - start
+                totals[name] += seconds[name]
+            ratios.append(seconds["lens"] / seconds["dense"])
+    return {"texts": len(texts), "rounds": rounds, "batches": len(ratios), "lens_s": round(totals["lens"], 3),
+            "dense_s": round(totals["dense"], 3), "lens_over_dense": round(statistics.median(ratios), 3),
+            "head_flop_share": round(head_flop_share(lens, batches), 3)}
+
+
+def head_flop_share(lens, batches: list[list[str]]) -> float:
+    """FLOPs of the K-way head over those of the encoder backbone (projections, MLP, attention), same batches."""
+    config = lens[0].auto_model.config
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    n_clusters = lens[1].n_clusters
+    head = backbone = 0
+    for batch in batches:
+        lengths = [len(ids) for ids in lens[0].tokenizer(batch)["input_ids"]]
+        padded = len(batch) * max(lengths)
+        head += 2 * hidden * n_clusters * sum(lengths)
+        backbone += layers * (padded * (8 * hidden * hidden + 4 * hidden * inner) + 4 * padded * max(lengths) * hidden)
+    return head / backbone
 
 
 def main() -> None:

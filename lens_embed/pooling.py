@@ -6,14 +6,15 @@ The paper's embedding of a text is
 
 with ``h_i`` the last hidden state at position ``i`` and ``C`` the [K, H] centroid matrix.
 ``log1p(relu(.))`` is monotone, so the max is taken on raw logits and the activation applied
-to the [batch, K] result; the [batch, seq, K] logits are never held beyond one bounded chunk.
+to the [batch, K] result; only pooled positions are multiplied, and the logits are never held
+beyond one bounded chunk of rows.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Upper bound on elements of one [batch, chunk, K] logits block (64M floats = 256 MiB in fp32).
+# Upper bound on elements of one [rows, K] logits chunk (64M floats = 256 MiB in fp32).
 MAX_CHUNK_ELEMENTS = 1 << 26
 
 
@@ -75,19 +76,41 @@ def pooling_mask(attention_mask: torch.Tensor, query_rank: torch.Tensor, next_to
 
 
 def masked_max_logits(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max over masked positions of ``hidden @ centroids^T``, in sequence chunks; -inf where nothing is pooled."""
-    batch, seq_len, _ = hidden.shape
+    """Max over masked positions of ``hidden @ centroids^T``; -inf where nothing is pooled.
+
+    Only the pooled positions are multiplied (padding and a query's instruction cost nothing), as one
+    [rows, K] product per chunk of at most ``MAX_CHUNK_ELEMENTS`` logits: no [batch, seq, K] block and
+    no mask pass over the logits. Without gradients each chunk is reduced into its texts' rows with one
+    ``scatter_reduce``. With gradients each text's rows are reduced by ``max(dim=0)``, which keeps only
+    argmax indices for autograd (``amax`` and ``scatter_reduce`` would keep every chunk's logits alive),
+    so training holds O(batch x K) too.
+    """
     n_clusters = centroids.shape[0]
-    chunk = max(1, MAX_CHUNK_ELEMENTS // max(1, batch * n_clusters))
-    centroids = centroids.to(hidden.dtype)
-    best = hidden.new_full((batch, n_clusters), float("-inf"))
-    for begin in range(0, seq_len, chunk):
-        logits = hidden[:, begin : begin + chunk] @ centroids.T
-        keep = mask[:, begin : begin + chunk].unsqueeze(-1)
-        logits.masked_fill_(~keep, float("-inf"))  # in place: one chunk-sized buffer, not two
-        best = torch.maximum(best, logits.max(dim=1).values)
+    centroids_t = centroids.to(hidden.dtype).T
+    pooled = mask.bool()
+    rows = hidden[pooled]  # the pooled positions, text after text
+    text_of_row = pooled.nonzero()[:, 0]
+    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n_clusters))
+    best = hidden.new_full((hidden.shape[0], n_clusters), float("-inf"))
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(hidden.shape[0])]
+    for begin in range(0, rows.shape[0], step):
+        logits = rows[begin : begin + step] @ centroids_t
+        texts = text_of_row[begin : begin + step]
+        if rows.requires_grad:
+            ids, counts = texts.unique_consecutive(return_counts=True)
+            for text, segment in zip(ids.tolist(), logits.split(counts.tolist())):
+                pieces[text].append(segment.max(dim=0).values)
+        else:
+            best.scatter_reduce_(0, texts.unsqueeze(1).expand_as(logits), logits, "amax")
         del logits  # free this chunk before the next one is allocated
-    return best
+    if not rows.requires_grad:
+        return best
+    return torch.stack([_max_of(parts) if parts else best[text] for text, parts in enumerate(pieces)])
+
+
+def _max_of(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Elementwise max of one text's per-chunk maxima (usually just one), keeping argmax indices only."""
+    return parts[0] if len(parts) == 1 else torch.stack(parts).max(dim=0).values
 
 
 def lexicon_activation(max_logits: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,11 @@ second copy of the code: it is generated from the package's own module sources (
 and the lens-embed modules it imports, concatenated with those imports removed), so it always
 holds exactly the code lens-embed runs.
 
-lens-embed's own loader recognises the file by its content hash: a file identical to the one this
-version generates resolves to the installed classes (no code from the folder runs, no remote-code
-flag needed); a modified file, or one written by another lens-embed version, is refused unless the
-user trusts it, and then sentence-transformers runs the folder's copy.
+lens-embed's own loader recognises the file by its content hash: a file identical to one that this
+or an earlier lens-embed wrote (``modeling_digests.json``, package data) resolves to the installed
+classes (no code from the folder runs, no remote-code flag needed), so folders saved before an
+upgrade keep loading; a modified file is refused unless the user trusts it, and then
+sentence-transformers runs the folder's copy.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 from collections.abc import Iterator
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ MODELING_MODULE = "modeling_lens"
 MODELING_FILE = f"{MODELING_MODULE}.py"
 ROOT_MODULE = "lens_embed.modules"
 PACKAGE = "lens_embed"
+DIGESTS_FILE = "modeling_digests.json"
+logger = logging.getLogger(__name__)
 
 
 def _package_imports(tree: ast.Module) -> Iterator[ast.ImportFrom | ast.Import]:
@@ -125,6 +130,13 @@ def modeling_digest() -> str:
     return hashlib.sha256(modeling_source().encode("utf-8")).hexdigest()
 
 
+@cache
+def known_digests() -> dict[str, str]:
+    """SHA-256 -> which lens-embed wrote it, for every ``modeling_lens.py`` lens-embed has written."""
+    data = json.loads(resources.files(PACKAGE).joinpath(DIGESTS_FILE).read_text(encoding="utf-8"))
+    return dict(data["digests"])
+
+
 def portable_type(class_ref: str) -> str:
     """The ``modules.json`` type of a lens-embed module class in a self-contained folder."""
     return f"{MODELING_MODULE}.{class_ref.rsplit('.', 1)[-1]}"
@@ -163,15 +175,21 @@ def make_portable(folder: str | Path) -> Path:
 
 def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
     """``modeling_lens.<Class>`` -> installed class when the folder's ``modeling_lens.py`` is exactly the
-    code this lens-embed writes; empty when the folder has no such file or a different one.
+    code this or an earlier lens-embed wrote; empty when the folder has no such file or a different one.
 
     Args:
         source: a model folder or hub id.
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
     """
     text = _read_text(str(source), MODELING_FILE, **hub_kwargs)
-    if text is None or hashlib.sha256(text.encode("utf-8")).hexdigest() != modeling_digest():
+    if text is None:
         return {}
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if digest != modeling_digest():
+        written_by = known_digests().get(digest)
+        if written_by is None:
+            return {}
+        logger.info("%s: %s was written by %s; loading with the installed classes", source, MODELING_FILE, written_by)
     return portable_classes()
 
 

@@ -74,8 +74,8 @@ def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[
             untrusted = module_type not in own and not module_type.startswith(TRUSTED_MODULE_PACKAGES)
             if untrusted and module_type.startswith(f"{MODELING_MODULE}."):
                 found.append(
-                    f"{location}: module type {module_type!r} from {MODELING_FILE}, which is not the code this "
-                    "lens-embed writes (modified, missing, or from another version)"
+                    f"{location}: module type {module_type!r} from {MODELING_FILE}, which is not code that "
+                    "any lens-embed version wrote (modified or missing)"
                 )
             elif untrusted:
                 found.append(f"{location}: module type {module_type!r}")

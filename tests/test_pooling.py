@@ -6,6 +6,7 @@ import torch
 from lens_embed import pooling
 from lens_embed.pooling import (
     dense_embedding,
+    lexicon_activation,
     lexicon_embedding,
     masked_max_logits,
     pooling_mask,
@@ -64,13 +65,40 @@ def test_encoder_pools_each_real_token_and_skips_the_instruction():
     assert got.tolist() == [[False, False, False, True, True, True], [True, True, True, False, False, False]]
 
 
-def test_chunked_max_equals_the_full_logits_max(monkeypatch):
+def full_logits_max(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The plain definition: all [B, L, K] logits, non-pooled positions set to -inf, max over L."""
+    return (hidden @ centroids.T).masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 1000])
+def test_chunked_max_equals_the_full_logits_max(monkeypatch, chunk_rows):
     torch.manual_seed(0)
-    hidden, centroids = torch.randn(3, 11, 8), torch.randn(5, 8)
-    mask = torch.rand(3, 11) > 0.3
-    full = (hidden @ centroids.T).masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
-    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 3 * 5 * 2)  # chunks of two positions
-    assert torch.allclose(masked_max_logits(hidden, centroids, mask), full, atol=1e-6, rtol=0)
+    hidden, centroids = torch.randn(4, 11, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64)
+    mask = torch.rand(4, 11) > 0.3
+    mask[2] = False  # a text with nothing pooled: -inf
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 5 * chunk_rows)  # texts split across chunks
+    got, expected = masked_max_logits(hidden, centroids, mask), full_logits_max(hidden, centroids, mask)
+    assert torch.isinf(got[2]).all() and torch.isinf(expected[2]).all()
+    pooled = [0, 1, 3]  # float64 products: only the summation order may differ
+    assert torch.allclose(got[pooled], expected[pooled], atol=1e-12, rtol=0)
+
+
+def test_chunked_max_passes_the_same_values_and_gradient_as_the_full_logits_max(monkeypatch):
+    torch.manual_seed(0)
+    base, centroids = torch.randn(4, 7, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    mask = torch.rand(4, 7) > 0.4
+    mask[:, 0], mask[1] = True, False  # text 1 pools nothing
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 4 * 3)  # texts split across chunks of 3 rows
+    weights = torch.rand(4, 4, dtype=torch.float64)
+    values, grads = [], []
+    for pool in (masked_max_logits, full_logits_max):
+        hidden = base.clone().requires_grad_(True)
+        pooled = pool(hidden, centroids, mask)
+        (lexicon_activation(pooled) * weights).sum().backward()
+        values.append(pooled.detach())
+        grads.append(hidden.grad)
+    assert torch.isinf(values[0][1]).all() and torch.allclose(values[0][[0, 2, 3]], values[1][[0, 2, 3]], atol=1e-12)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=0)
 
 
 def test_lexicon_embedding_is_max_of_log1p_relu():

@@ -1,9 +1,11 @@
 """Self-contained LENS folders: plain sentence-transformers loads them with no lens-embed installed,
-lens-embed recognises its own code without remote code, and refuses a modified copy unless trusted."""
+lens-embed recognises its own code (this version's or an earlier one's) without remote code, and refuses a
+modified copy unless trusted."""
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import shutil
 import subprocess
@@ -17,7 +19,8 @@ from huggingface_hub import ModelCard
 
 from lens_embed import load_lens_model
 from lens_embed.model import encode
-from lens_embed.portable import MODELING_FILE, _source_order, modeling_source
+from lens_embed import portable
+from lens_embed.portable import MODELING_FILE, _source_order, known_digests, modeling_digest, modeling_source
 from lens_embed.safety import UntrustedCodeError
 
 TEXTS = ["what is the reserve bank of australia", "a man is playing a guitar on the street <query> while people watch"]
@@ -114,11 +117,33 @@ def test_a_modified_copy_is_refused_unless_trusted(tiny_lens: Path, tmp_path: Pa
     shutil.copytree(tiny_lens, folder)
     with (folder / MODELING_FILE).open("a", encoding="utf-8") as handle:
         handle.write("\nprint('this folder runs its own code')\n")
-    with pytest.raises(UntrustedCodeError, match="modeling_lens.py, which is not the code this lens-embed writes"):
+    with pytest.raises(UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"):
         load_lens_model(folder)
     trusted = load_lens_model(folder, trust_remote_code=True)
     assert type(trusted[1]).__module__.startswith("transformers_modules.")
     np.testing.assert_array_equal(encode(trusted, TEXTS), encode(load_lens_model(tiny_lens), TEXTS))
+
+
+def test_this_version_registers_the_modeling_file_it_writes() -> None:
+    assert modeling_digest() in known_digests(), (
+        f"the generated modeling_lens.py changed: append \"{modeling_digest()}\" to lens_embed/modeling_digests.json"
+    )
+
+
+def test_a_folder_written_by_an_earlier_version_loads_with_the_installed_classes(
+    tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "earlier"
+    shutil.copytree(tiny_lens, folder)
+    earlier = modeling_source().replace("from __future__ import annotations", "from __future__ import annotations\n# earlier", 1)
+    (folder / MODELING_FILE).write_text(earlier, encoding="utf-8")
+    with pytest.raises(UntrustedCodeError):
+        load_lens_model(folder)  # not (yet) a digest any lens-embed wrote
+    digest = hashlib.sha256(earlier.encode("utf-8")).hexdigest()
+    monkeypatch.setattr(portable, "known_digests", lambda: {**known_digests(), digest: "lens-embed 0.0.1"})
+    model = load_lens_model(folder)
+    assert [type(module).__module__ for module in model] == ["lens_embed.modules", "lens_embed.modules"]
+    np.testing.assert_array_equal(encode(model, TEXTS), encode(load_lens_model(tiny_lens), TEXTS))
 
 
 def test_a_missing_modeling_file_is_refused_unless_trusted(tiny_lens: Path, tmp_path: Path) -> None:
