@@ -98,7 +98,7 @@ def masked_max_logits(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch
         texts = text_of_row[begin : begin + step]
         if rows.requires_grad:
             ids, counts = texts.unique_consecutive(return_counts=True)
-            for text, segment in zip(ids.tolist(), logits.split(counts.tolist())):
+            for text, segment in zip(ids.tolist(), logits.split(counts.tolist()), strict=True):
                 pieces[text].append(segment.max(dim=0).values)
         else:
             best.scatter_reduce_(0, texts.unsqueeze(1).expand_as(logits), logits, "amax")

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from lens_embed import load_lens_model
+from lens_embed import load_lens_model, portable
 from lens_embed.model import encode
-from lens_embed import portable
 from lens_embed.portable import MODELING_FILE, _source_order, known_digests, modeling_digest, modeling_source
 from lens_embed.safety import UntrustedCodeError
 

@@ -80,6 +80,11 @@ class LensInstructEncoder(AbsEncoder):
 '''
 
 
+def not_an_mteb_task(name: str) -> str:
+    """The one wording of a result the leaderboard cannot file (e.g. a local offline-suite task)."""
+    return f"{name}: not an mteb task (a local offline-suite folder?), so the leaderboard has no column for it"
+
+
 class KitError(ValueError):
     """The results, metadata or AIR-Bench files would not be taken by the leaderboard as they are."""
 
@@ -189,7 +194,7 @@ def submitted_instructions(results_dir: Path) -> dict[str, dict[str, str | None]
         try:
             metadata = mteb.get_task(file.stem).metadata
         except KeyError:
-            raise KitError(f"{file.stem}: not an mteb task, so the leaderboard cannot file its results") from None
+            raise KitError(not_an_mteb_task(file.stem)) from None
         resolved = instructions.for_task(metadata)
         table[file.stem] = {"query": resolved.query, "document": resolved.document}
     return table
@@ -272,7 +277,7 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
         try:
             task = mteb.get_task(result.task_name)
         except KeyError:
-            problems.append(f"{result.task_name}: not an mteb task (a local offline-suite folder); the leaderboard has no column for it")
+            problems.append(not_an_mteb_task(result.task_name))
             continue
         tasks.append(task)
         expected = task.metadata.dataset.get("revision")

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_toy import retrieval_rows, write_jsonl
-from transformers import TrainerCallback
+from training_toy import StopAt, retrieval_rows, toy_config, write_jsonl
 
 from lens_embed.cli import main
 from lens_embed.training.config import TrainConfig
@@ -21,15 +20,6 @@ from lens_embed.training.trainer import (
     resume_checkpoint,
     train,
 )
-
-
-def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
-    values = dict(
-        model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
-        learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1000, report_to=[], seed=7,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
@@ -45,7 +35,7 @@ def test_non_finite_teacher_scores_are_rejected_naming_the_line(tmp_path: Path, 
 @pytest.mark.parametrize("stem", ["train", "eval", "msmarco.v2.en"])
 def test_any_data_file_name_trains(tiny_lens: Path, tmp_path: Path, stem: str) -> None:
     data = write_jsonl(tmp_path / f"{stem}.jsonl", retrieval_rows())
-    trainer = build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1))
+    trainer = build_trainer(toy_config(tiny_lens, [data], tmp_path / "out", max_steps=1))
     (key,) = trainer.loss
     assert key == stem.replace(".", "_") or key.startswith(stem)
     trainer.train()
@@ -90,27 +80,14 @@ def test_output_equal_to_or_inside_the_model_is_refused(tiny_lens: Path, tmp_pat
     output = model if where == "same" else model / "trained"
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows())
     with pytest.raises(ValueError, match=r"is \(or overlaps\) the model"):
-        train(_config(model, [data], output, max_steps=1))
+        train(toy_config(model, [data], output, max_steps=1))
     assert sorted(path.name for path in model.iterdir()) == before
-
-
-class _StopAt(TrainerCallback):
-    """Simulate a crash right after the checkpoint of ``step`` is written."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_save = True
-            control.should_training_stop = True
-        return control
 
 
 def test_resume_skips_a_checkpoint_written_only_in_part(tiny_lens: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows())
-    config = _config(tiny_lens, [data], tmp_path / "out", max_steps=3)
-    train(config, callbacks=[_StopAt(1)])
+    config = toy_config(tiny_lens, [data], tmp_path / "out", max_steps=3)
+    train(config, callbacks=[StopAt(1)])
     partial = config.checkpoint_dir / "checkpoint-2"
     partial.mkdir()
     shutil.copy(config.checkpoint_dir / "checkpoint-1" / "adapter_model.safetensors", partial)  # crashed mid-save

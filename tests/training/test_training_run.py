@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from sentence_transformers.util import batch_to_device
-from training_toy import retrieval_rows, write_jsonl
+from training_toy import StopAt, retrieval_rows, toy_config, write_jsonl
 from transformers import TrainerCallback
 
 from lens_embed import load_lens_model
@@ -23,13 +23,7 @@ from lens_embed.training.trainer import build_trainer, train
 
 
 def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
-    values = dict(
-        model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
-        symmetric_batch_size=4, learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1000, report_to=[],
-        seed=7,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    return toy_config(tiny_lens, data, output, **{"symmetric_batch_size": 4, **overrides})
 
 
 def _fixed_batch_loss(model, rows: list[dict]) -> float:
@@ -75,19 +69,6 @@ def test_a_few_steps_lower_the_loss_and_each_batch_is_one_task(tiny_lens: Path, 
     assert losses["toy_retrieval"].in_batch_negatives and not losses["toy_class"].in_batch_negatives
 
 
-class _StopAt(TrainerCallback):
-    """Simulate a crash right after a checkpoint is written at ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_save = True
-            control.should_training_stop = True
-        return control
-
-
 def _adapter_weights(output: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -97,7 +78,7 @@ def _adapter_weights(output: Path) -> dict[str, torch.Tensor]:
 def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tiny_lens: Path, task_files, tmp_path: Path) -> None:
     whole = train(_config(tiny_lens, task_files, tmp_path / "whole", max_steps=4))
     interrupted = _config(tiny_lens, task_files, tmp_path / "resumed", max_steps=4)
-    train(interrupted, callbacks=[_StopAt(2)])
+    train(interrupted, callbacks=[StopAt(2)])
     assert (interrupted.checkpoint_dir / "checkpoint-2" / "adapter_model.safetensors").is_file()
     resumed = train(interrupted)
     state = json.loads((interrupted.checkpoint_dir / "checkpoint-4" / "trainer_state.json").read_text())

@@ -6,6 +6,10 @@ import json
 import random
 from pathlib import Path
 
+from transformers import TrainerCallback
+
+from lens_embed.training.config import TrainConfig
+
 SENTENCES = [
     "the quick brown fox jumps over the lazy dog",
     "what is the reserve bank of australia",
@@ -64,3 +68,26 @@ def classification_rows() -> list[dict]:
                 }
             )
     return rows
+
+
+def toy_config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
+    """A run on the tiny model that trains in seconds: small batches, no warmup, a log line per step."""
+    values = dict(
+        model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
+        learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1000, report_to=[], seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+class StopAt(TrainerCallback):
+    """Simulate a crash right after the checkpoint of ``step`` is written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
