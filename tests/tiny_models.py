@@ -59,18 +59,32 @@ def build_tokenizer(eos: bool = False, vocab_size: int = 300) -> PreTrainedToken
     )
 
 
-def build_decoder(directory: Path, arch: str = "mistral", seed: int = 0, hidden_size: int = 32) -> Path:
-    """Save a tiny random causal LM (with an untied LM head) and its tokenizer to ``directory``."""
-    tokenizer = build_tokenizer()
+def build_decoder(
+    directory: Path,
+    arch: str = "mistral",
+    seed: int = 0,
+    hidden_size: int = 32,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    **shape: int,
+) -> Path:
+    """Save a tiny random causal LM (with an untied LM head) and its tokenizer to ``directory``.
+
+    ``tokenizer`` (default: :func:`build_tokenizer`'s) sets the vocabulary; ``shape`` overrides the
+    tiny layer shapes (e.g. ``num_hidden_layers``), so benchmarks build larger models the same way.
+    """
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     config_cls, model_cls = ARCHITECTURES[arch]
     config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **{
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 512,
+            **shape,
+        },
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
