@@ -7,14 +7,15 @@ OUTPUT ?= results
 .PHONY: install test lint bench quickstart
 
 # torch first, pinned: 2.13.0 is the CPU build on disk here; an unpinned torch pulls CUDA wheels.
+# constraints.txt is the exact tested set; pyproject.toml holds the ranges.
 # air-benchmark declares pytrec-eval (a source build that downloads trec_eval); mteb's
 # pytrec-eval-terrier provides the same `pytrec_eval` module, so it is installed without deps.
 install:
 	test -d .venv || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps air-benchmark==0.1.0
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt --no-deps air-benchmark==0.1.0
 
 test:
 	$(PY) -m pytest -q tests

@@ -12,6 +12,7 @@ from pathlib import Path
 from statistics import mean
 
 from lens_embed.evaluation.runner import Score
+from lens_embed.optional import require
 
 
 def aggregate_subtasks(scores: Sequence[Score]) -> list[Score]:
@@ -88,10 +89,8 @@ def summary_markdown(scores: Sequence[Score], title: str = "Evaluation summary")
 def bar_chart(scores: Sequence[Score], path: str | Path, title: str = "Main score per task") -> Path:
     """Grouped bars, one group per task plus the average, one bar per model; saved as PNG."""
     scores = aggregate_subtasks(scores)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "eval").use("Agg")
+    plt = require("matplotlib.pyplot", "eval")
 
     models = _models(scores)
     table = score_table(scores)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from torch import nn
 
+from lens_embed.optional import require
 from lens_embed.training.config import ADAPTER_DIRNAME
 
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -68,31 +70,33 @@ def freeze(module: nn.Module) -> None:
         parameter.requires_grad_(False)
 
 
+def _peft() -> ModuleType:
+    """peft, part of the ``train`` extra."""
+    return require("peft", "train")
+
+
 def is_peft_backbone(model: nn.Module) -> bool:
     """Whether the backbone currently carries a LoRA adapter."""
-    from peft import PeftModel
-
-    return isinstance(backbone(model), PeftModel)
+    return isinstance(backbone(model), _peft().PeftModel)
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Module:
     """Freeze the whole model, then wrap its backbone with a fresh LoRA adapter (the only trainable
     weights). Returns the peft model that now sits in ``model[0]``."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
+    peft = _peft()
     settings = settings or LoraSettings()
     if is_peft_backbone(model):
         raise ValueError("the model already carries a LoRA adapter; merge it before adding another")
     freeze(model)
     base = backbone(model)
-    config = LoraConfig(
-        task_type=TaskType.FEATURE_EXTRACTION,
+    config = peft.LoraConfig(
+        task_type=peft.TaskType.FEATURE_EXTRACTION,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules or default_target_modules(base)),
     )
-    peft_model = get_peft_model(base, config)
+    peft_model = peft.get_peft_model(base, config)
     set_backbone(model, peft_model)
     return peft_model
 
@@ -129,11 +133,9 @@ def _backbone_state_dict(state_dict: dict) -> dict:
 
 def load_adapter_weights(model: nn.Module, directory: str | Path) -> None:
     """Load saved adapter weights into the model's existing LoRA adapter (resume)."""
-    from peft import set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    weights = load_peft_weights(str(directory), device="cpu")
-    result = set_peft_model_state_dict(backbone(model), weights)
+    peft = _peft()
+    weights = require("peft.utils", "train").load_peft_weights(str(directory), device="cpu")
+    result = peft.set_peft_model_state_dict(backbone(model), weights)
     missing_lora = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
     if missing_lora:
         raise RuntimeError(f"adapter in {directory} does not fit this model: unexpected keys {missing_lora[:5]}")
@@ -149,9 +151,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 def attach_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     """Wrap the model's backbone with a saved adapter (for merging a trained adapter into a base)."""
-    from peft import PeftModel
-
-    set_backbone(model, PeftModel.from_pretrained(backbone(model), str(adapter_dir)))
+    set_backbone(model, _peft().PeftModel.from_pretrained(backbone(model), str(adapter_dir)))
     return model
 
 
