@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers import AutoModel, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
@@ -116,8 +118,11 @@ def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "", **h
     ):
         index = cached_file(str(model_name_or_path), index_name, _raise_exceptions_for_missing_entries=False, **options)
         if index is not None:
-            with open(index, encoding="utf-8") as handle:
-                shards = sorted(set(json.load(handle)["weight_map"].values()))
+            try:
+                with open(index, encoding="utf-8") as handle:
+                    shards = sorted(set(json.load(handle)["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:  # bad JSON or not a shard index
+                raise CheckpointError(f"{index}: not a valid shard index ({type(error).__name__}: {error})") from error
             return [Path(cached_file(str(model_name_or_path), shard, **options)) for shard in shards]
         single = cached_file(str(model_name_or_path), single_name, _raise_exceptions_for_missing_entries=False, **options)
         if single is not None:
@@ -125,13 +130,44 @@ def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "", **h
     return []
 
 
+def unreadable_weights(file: str | os.PathLike, error: Exception) -> CheckpointError:
+    """One line naming a PyTorch weight file that ``torch.load(weights_only=True)`` refused, and why.
+
+    torch's own messages span many lines and suggest ``weights_only=False``, which would run the
+    pickled code; this says what is wrong with the file instead.
+    """
+    if isinstance(error, pickle.UnpicklingError):
+        why = (
+            "not a plain tensor file (it holds pickled objects other than tensors, which are never "
+            "unpickled since that could run code, or it is not a PyTorch file at all)"
+        )
+    elif isinstance(error, EOFError):
+        why = "the file is empty or truncated"
+    else:
+        first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        why = f"damaged ({first_line.split('. ')[0]})"
+    return CheckpointError(f"{file}: refusing to load: {why}")
+
+
+def _state_dict(file: str) -> dict[str, torch.Tensor]:
+    """A ``.bin`` state dict read with ``weights_only=True`` (no pickled code runs), memory-mapped when
+    it is in torch's zip format (older files cannot be)."""
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError or others for bad files
+        raise unreadable_weights(file, error) from error
+    if not isinstance(state, dict) or not all(isinstance(tensor, torch.Tensor) for tensor in state.values()):
+        raise CheckpointError(f"{file}: holds a {type(state).__name__}, not a state dict of named tensors")
+    return state
+
+
 def iter_tensors(
     files: Iterable[str | os.PathLike], names: Iterable[str] | None = None
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, tensor)`` for every tensor of the weight files, or only those in ``names``, read lazily.
 
-    safetensors files are opened one tensor at a time; ``.bin`` files are memory-mapped and read
-    with ``weights_only=True`` (no pickled code runs). A damaged file raises CheckpointError naming it.
+    safetensors files are opened one tensor at a time; ``.bin`` files are read with
+    ``weights_only=True`` (no pickled code runs). A damaged file raises CheckpointError naming it.
     """
     wanted = None if names is None else set(names)
     for file in map(str, files):
@@ -142,30 +178,41 @@ def iter_tensors(
                         if wanted is None or name in wanted:
                             yield name, handle.get_tensor(name)
             except SafetensorError as error:
-                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
+                raise CheckpointError(f"{file}: corrupt safetensors file ({error})") from error
             continue
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as error:  # torch raises UnpicklingError, RuntimeError or others for bad files
-            raise CheckpointError(f"refusing to load {file}: not a plain state dict ({error})") from error
-        for name, tensor in state.items():
+        for name, tensor in _state_dict(file).items():
             if wanted is None or name in wanted:
                 yield name, tensor
 
 
-def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
-    """The names of the tensors stored in the weight files (safetensors read only their headers)."""
-    names: set[str] = set()
+def stored_shapes(files: Iterable[str | os.PathLike]) -> dict[str, tuple[Path, tuple[int, ...]]]:
+    """Every stored tensor's name -> (its file, its shape); safetensors files are read only in their headers.
+
+    Opening a file checks it: a damaged or truncated safetensors file, or a ``.bin`` that is not a
+    plain state dict, raises CheckpointError naming it.
+    """
+    shapes: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for file in map(str, files):
         if file.endswith(".safetensors"):
             try:
                 with safe_open(file, framework="pt") as handle:
-                    names.update(handle.keys())
+                    shapes.update((name, (Path(file), tuple(handle.get_slice(name).get_shape()))) for name in handle.keys())
             except SafetensorError as error:
-                raise CheckpointError(f"corrupt weight file {file}: {error}") from error
+                raise CheckpointError(f"{file}: corrupt safetensors file ({error})") from error
         else:
-            names.update(name for name, _ in iter_tensors([file]))
-    return names
+            shapes.update((name, (Path(file), tuple(tensor.shape))) for name, tensor in iter_tensors([file]))
+    return shapes
+
+
+def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
+    """The names of the tensors stored in the weight files (safetensors read only their headers)."""
+    return set(stored_shapes(files))
+
+
+def expected_shapes(config: PretrainedConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor name -> shape of the base model a config describes (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        return {name: tuple(tensor.shape) for name, tensor in AutoModel.from_config(config).state_dict().items()}
 
 
 def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:

@@ -96,7 +96,8 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     Raises:
         FileNotFoundError: no such file.
         ValueError: bytes that are not UTF-8 (file, line and byte offset named), or a ``.jsonl`` line
-            that is blank, not JSON, or not a string / object with a string ``text`` (file:line named).
+            that is blank, not JSON, not a string / object with a string ``text``, or whose text holds a
+            lone surrogate escape such as ``"\\ud800"`` (file:line named).
     """
     source = Path(path)
     if not source.is_file():
@@ -126,6 +127,14 @@ def _jsonl_text(line: str, where: str) -> str:
     text = item.get("text") if isinstance(item, dict) else item
     if not isinstance(text, str):
         raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
+    from lens_embed.modules import lone_surrogate
+
+    position = lone_surrogate(text)
+    if position is not None:
+        raise ValueError(
+            f"{where}: the text holds a lone surrogate U+{ord(text[position]):04X} at character {position} "
+            "(a \\u escape of half a UTF-16 pair), which is not valid Unicode"
+        )
     return text
 
 

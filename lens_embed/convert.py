@@ -18,14 +18,16 @@ import torch
 from huggingface_hub import snapshot_download
 from safetensors.torch import save_file
 from sentence_transformers import SentenceTransformer
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from lens_embed.backbone import (
     CheckpointError,
+    expected_shapes,
     is_decoder_config,
     iter_tensors,
     make_bidirectional,
     prepare_tokenizer,
+    unreadable_weights,
     weight_files,
 )
 from lens_embed.build import assemble_lens_model, ensure_output_dir
@@ -59,7 +61,7 @@ def read_head(path: Path) -> torch.Tensor:
         with torch.serialization.safe_globals([torch.nn.Linear]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or others for bad files
-        raise CheckpointError(f"refusing to load {path}: not a tensor, state dict or nn.Linear ({error})") from error
+        raise unreadable_weights(path, error) from error
     if isinstance(obj, torch.nn.Linear):
         if obj.bias is not None and bool(obj.bias.detach().abs().max() > 0):
             raise CheckpointError(f"{path} holds a head with a non-zero bias; LENS heads have none")
@@ -116,8 +118,7 @@ def write_shards(tensors: dict[str, torch.Tensor], directory: Path) -> None:
 
 def check_backbone(tensors: dict[str, torch.Tensor], config) -> None:
     """Every parameter the base model expects is present with its exact shape, and nothing else is."""
-    with torch.device("meta"):
-        expected = {name: tuple(p.shape) for name, p in AutoModel.from_config(config).state_dict().items()}
+    expected = expected_shapes(config)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     mismatched = [

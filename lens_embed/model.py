@@ -11,17 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sentence_transformers
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Module, Transformer
+from sentence_transformers.util import import_from_string
+from transformers import AutoConfig
 
 from lens_embed import modules as lens_modules
-from lens_embed.backbone import CheckpointError, is_decoder_config, tensor_names, weight_files
+from lens_embed.backbone import (
+    CheckpointError,
+    expected_shapes,
+    is_decoder_config,
+    stored_shapes,
+    tensor_names,
+    weight_files,
+)
 from lens_embed.convert import converted_release_path
 from lens_embed.modules import LexiconPooling, validate_texts
 from lens_embed.portable import MODELING_MODULE, LensSentenceTransformer, own_code_types
 from lens_embed.prompts import query_prompt
-from lens_embed.safety import read_model_json, refuse_code_references
+from lens_embed.safety import read_model_json, read_modules, refuse_code_references
 from lens_embed.storage import is_released_name
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -33,6 +43,10 @@ LENS_MODULE_CLASSES: dict[str, type[Module]] = {
     for cls in vars(lens_modules).values()
     if isinstance(cls, type) and issubclass(cls, Module) and cls.__module__ == lens_modules.__name__
 }
+# JSON files sentence-transformers reads besides each module's own config (``Module.config_file_name``):
+# the model's settings at the root, and the transformers config of a Transformer module's folder.
+ROOT_JSON_FILES = ("config_sentence_transformers.json",)
+MODULE_JSON_FILES = ("config.json",)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -58,9 +72,13 @@ def load_lens_model(
     A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once into the
     cache. lens-embed's own module classes are resolved here; a model that asks for any other code
     (module types outside sentence-transformers and lens-embed, ``auto_map`` entries, tokenizer
-    classes transformers does not define) is refused unless ``trust_remote_code=True``. A LENS
-    model must have every backbone tensor stored and finite, finite float32 centroids of its
-    configured shape and, for a decoder, bidirectional attention; otherwise the error names the file.
+    classes transformers does not define) is refused unless ``trust_remote_code=True``. Before
+    anything is built, ``modules.json``, the JSON configs and every weight file the library's modules
+    will read are checked; a damaged, truncated or pickled weight file, bad JSON, a malformed
+    ``modules.json`` or a module type that does not exist raises a ValueError (CheckpointError for
+    weights) naming the file, and no pickle is ever unpickled. A LENS model must have every backbone
+    tensor stored, of its configured shape and finite, finite float32 centroids of its configured
+    shape and, for a decoder, bidirectional attention; otherwise the error names the file.
 
     Args:
         name_or_path: A lens-embed or sentence-transformers model folder, a hub id, or a released name.
@@ -91,6 +109,10 @@ def load_lens_model(
     }
     if not trust_remote_code:
         refuse_code_references(source, **hub_kwargs)
+    # sentence-transformers' own way to load with known classes; other module types still meet its gate.
+    # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
+    module_classes = {**LENS_MODULE_CLASSES, **own_code_types(source, **hub_kwargs)}
+    check_model_files(source, module_classes, hub_kwargs)
     model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
     if dtype is not None:
         model_kwargs["dtype"] = resolve_dtype(dtype)
@@ -100,12 +122,15 @@ def load_lens_model(
         model_kwargs["attn_implementation"] = attn_implementation
     if model_kwargs:
         kwargs["model_kwargs"] = model_kwargs
-    # sentence-transformers' own way to load with known classes; other module types still meet its gate.
-    # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
-    module_classes = {**LENS_MODULE_CLASSES, **own_code_types(source, **hub_kwargs)}
-    model = LensSentenceTransformer._load_with_module_classes(
-        source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
-    )
+    try:
+        model = LensSentenceTransformer._load_with_module_classes(
+            source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except RuntimeError as error:  # transformers' "size mismatch" names neither file nor tensor
+        mismatch = shape_mismatch(source, hub_kwargs)
+        if mismatch is None:
+            raise
+        raise mismatch from error
     if is_lens_model(model):
         lexicon_pooling(model).float()  # a dtype casts the whole model; the frozen head stays float32
         check_lens_model(model, source, hub_kwargs)
@@ -114,9 +139,76 @@ def load_lens_model(
 
 def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
     """Module name -> its subfolder, as ``modules.json`` records them."""
-    loaded = read_model_json(source, "modules.json", **hub_kwargs)
+    loaded = read_modules(source, **hub_kwargs)
     entries = loaded[0] if loaded is not None else []
-    return {str(entry["name"]): str(entry.get("path", "")) for entry in entries}
+    return {entry["name"]: entry["path"] for entry in entries}
+
+
+def check_model_files(source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]) -> None:
+    """Before anything is built: every file that the library's modules will read is readable, each error naming it.
+
+    The JSON configs parse; each module type of sentence-transformers or lens-embed exists (so a
+    typo is not reported as an import traceback or as remote code); every weight file of those
+    modules opens (safetensors headers, ``.bin`` files with ``weights_only=True``: nothing is
+    unpickled). Folders of other module types, which load only under ``trust_remote_code``, are
+    left to their own code.
+
+    Raises:
+        ValueError: bad JSON, a malformed ``modules.json`` or a module type that does not exist.
+        CheckpointError: a weight file that is damaged, truncated or not a plain state dict.
+    """
+    for filename in ROOT_JSON_FILES:
+        read_model_json(source, filename, **hub_kwargs)
+    loaded = read_modules(source, **hub_kwargs)
+    entries, location = loaded if loaded is not None else ([], "")
+    for entry in entries:
+        module_class = library_module_class(entry["type"], module_classes, location)
+        if module_class is None:
+            continue
+        for filename in dict.fromkeys([getattr(module_class, "config_file_name", "config.json"), *MODULE_JSON_FILES]):
+            read_model_json(source, filename, entry["path"], **hub_kwargs)
+        stored_shapes(weight_files(source, entry["path"], **hub_kwargs))
+
+
+def library_module_class(module_type: str, module_classes: dict[str, type[Module]], location: str) -> type[Module] | None:
+    """The class of a ``modules.json`` type that is library code (lens-embed's or sentence-transformers'),
+    None for any other type; a ValueError naming ``location`` when it claims to be library code but no such class exists."""
+    if module_type in module_classes:
+        return module_classes[module_type]
+    if module_type.startswith("lens_embed."):
+        raise ValueError(
+            f"{location}: module type {module_type!r} is not a lens-embed module "
+            f"(lens-embed has {', '.join(sorted(LENS_MODULE_CLASSES))})"
+        )
+    if not module_type.startswith("sentence_transformers."):
+        return None
+    try:
+        return import_from_string(module_type)  # sentence-transformers' own resolution of its types: library code only
+    except ImportError as error:
+        raise ValueError(
+            f"{location}: module type {module_type!r} does not exist in sentence-transformers "
+            f"{sentence_transformers.__version__} ({error})"
+        ) from error
+
+
+def shape_mismatch(source: str, hub_kwargs: dict[str, Any]) -> CheckpointError | None:
+    """After a failed load: the first stored tensor whose shape its folder's ``config.json`` contradicts,
+    naming the weight file, the tensor and both shapes; None when the files show no such tensor."""
+    for subfolder in dict.fromkeys(["", *module_folders(source, hub_kwargs).values()]):
+        try:
+            config = AutoConfig.from_pretrained(source, subfolder=subfolder, **hub_kwargs)
+            expected = expected_shapes(config)
+        except (OSError, ValueError, KeyError):  # no transformers config here (a head, a pooling)
+            continue
+        stored = stored_shapes(weight_files(source, subfolder, **hub_kwargs))
+        for name, shape in expected.items():
+            if name in stored and stored[name][1] != shape:
+                file, found = stored[name]
+                return CheckpointError(
+                    f"{file}: tensor {name} has shape {list(found)}, but "
+                    f"{Path(source, subfolder, 'config.json')} makes it {list(shape)}"
+                )
+    return None
 
 
 def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[str, Any]) -> None:
@@ -135,7 +227,9 @@ def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[s
                     f"{source}: the LENS head reads hidden size {pooling.hidden_size} but the backbone has {hidden_size}"
                 )
         elif isinstance(module, LexiconPooling):
-            check_head(module, Path(source, folders.get(name, ""), "model.safetensors"))
+            subfolder = folders.get(name, "")
+            files = weight_files(source, subfolder, **hub_kwargs)
+            check_head(module, files[0] if files else Path(source, subfolder, "model.safetensors"))
 
 
 def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs: dict[str, Any]) -> None:

@@ -20,14 +20,34 @@ from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask,
 from lens_embed.prompts import QUERY_TOKEN
 
 DENSE_MODES = (None, "mean", "last")
+HEAD_FILES = ("model.safetensors", "pytorch_model.bin")  # what Module.load_torch_weights reads, in its order
 logger = logging.getLogger(__name__)
 
 
+def lone_surrogate(text: str) -> int | None:
+    """Where the text holds a lone UTF-16 surrogate (from a JSON ``"\\ud800"`` escape, say), else None.
+
+    Such a code point is not Unicode text: it has no UTF-8 encoding, so no tokenizer can read it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
 def validate_texts(texts: Sequence[Any]) -> None:
-    """Reject what cannot be embedded, naming the offending position."""
+    """Reject what cannot be embedded, naming the offending position (and, for a bad string, its start:
+    sentence-transformers sorts texts by length, so inside a batch the position is the batch's)."""
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text at index {index} is {type(text).__name__}, expected str")
+        position = lone_surrogate(text)
+        if position is not None:
+            raise ValueError(
+                f"text at index {index} ({text[:40]!r}) holds a lone surrogate U+{ord(text[position]):04X} at "
+                f"character {position}, which is not valid Unicode and cannot be tokenized"
+            )
 
 
 QUERY_MARKER = "query_marker"
@@ -240,13 +260,20 @@ class LexiconPooling(Module):
             key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs
         }
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+        # the file load_torch_weights reads, so that every error below names it
+        found = (cls.load_file_path(model_name_or_path, name, subfolder=subfolder, **hub_kwargs) for name in HEAD_FILES)
+        head_file = next(filter(None, found), f"{model_name_or_path}/{subfolder}")
         try:
             weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub_kwargs)
         except Exception as error:  # safetensors and torch raise several types for damaged files
-            raise ValueError(f"cannot read the LENS head in {model_name_or_path}/{subfolder}: {error}") from error
+            reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise ValueError(f"{head_file}: cannot read the LENS head ({reason})") from error
         missing = {"centroids", "token_clusters"} - set(weights)
         if missing:
-            raise ValueError(f"the LENS head in {model_name_or_path}/{subfolder} lacks {sorted(missing)}")
+            raise ValueError(f"{head_file}: the LENS head lacks {sorted(missing)}")
         module = cls(**config, vocab_size=weights["token_clusters"].shape[0])
-        module.set_head(weights["centroids"], weights["token_clusters"])
+        try:
+            module.set_head(weights["centroids"], weights["token_clusters"])
+        except ValueError as error:
+            raise ValueError(f"{head_file}: {error}") from error
         return module

@@ -1,8 +1,10 @@
 """What a model folder asks to run, read from its JSON files before anything is loaded.
 
 sentence-transformers and transformers import code named by a model in three places:
-``modules.json`` module types, ``auto_map`` entries of ``config.json`` / ``tokenizer_config.json``,
-and a ``tokenizer_class`` that transformers does not define. :func:`code_references` lists every
+``modules.json`` module types, ``auto_map`` / ``custom_pipelines`` entries of the configs that
+transformers reads (``config.json``, ``tokenizer_config.json``, ``preprocessor_config.json``,
+``processor_config.json``, at the root and in every module folder), and a ``tokenizer_class`` that
+transformers does not define. :func:`code_references` lists every
 such request, naming the file, so the loader can refuse them unless the user trusts the code, and
 the converter can prove that its output asks for none. Only JSON is read here: no torch, no code.
 """
@@ -20,6 +22,10 @@ from transformers.utils import cached_file
 TRUSTED_MODULE_PACKAGES = ("sentence_transformers.", "lens_embed.")
 # Config entries that name code for transformers to import ("remote code").
 CODE_REFERENCE_KEYS = ("auto_map", "custom_pipelines")
+# The configs transformers reads them from (AutoConfig, AutoTokenizer, AutoImageProcessor..., AutoProcessor).
+CONFIG_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+# What sentence-transformers reads from every modules.json entry.
+MODULE_KEYS = ("name", "path", "type")
 
 
 class UntrustedCodeError(ValueError):
@@ -44,6 +50,32 @@ def read_model_json(
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
+def read_modules(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> tuple[list[dict[str, Any]], str] | None:
+    """``modules.json``'s entries and its location, or None if the model has none.
+
+    sentence-transformers indexes each entry without checking it, so a file of another shape
+    would fail deep inside it with a message that names neither the file nor the problem.
+
+    Raises:
+        ValueError: the file is not JSON, or not a list of objects with string ``name``, ``path``, ``type``.
+    """
+    loaded = read_model_json(name_or_path, "modules.json", **hub_kwargs)
+    if loaded is None:
+        return None
+    entries, location = loaded
+    if not isinstance(entries, list):
+        raise ValueError(
+            f"{location}: expected a JSON list of modules, one {{name, path, type}} object each, "
+            f"got a JSON {type(entries).__name__}"
+        )
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in MODULE_KEYS):
+            raise ValueError(
+                f"{location}: module {index} must be an object with string {', '.join(MODULE_KEYS)}, got {json.dumps(entry)}"
+            )
+    return entries, location
+
+
 def is_transformers_class(name: str) -> bool:
     """Whether transformers itself defines the class (a tokenizer class it can build without model code)."""
     return isinstance(name, str) and name.isidentifier() and hasattr(transformers, name)
@@ -65,12 +97,12 @@ def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[
 
     found: list[str] = []
     subfolders = [""]
-    modules = read_model_json(name_or_path, "modules.json", **hub_kwargs)
+    modules = read_modules(name_or_path, **hub_kwargs)
     if modules is not None:
         entries, location = modules
         own = own_code_types(name_or_path, **hub_kwargs)  # the folder's modeling_lens.py, if it is lens-embed's code
-        for entry in entries if isinstance(entries, list) else []:
-            module_type = str(entry.get("type", ""))
+        for entry in entries:
+            module_type = entry["type"]
             untrusted = module_type not in own and not module_type.startswith(TRUSTED_MODULE_PACKAGES)
             if untrusted and module_type.startswith(f"{MODELING_MODULE}."):
                 found.append(
@@ -79,10 +111,10 @@ def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[
                 )
             elif untrusted:
                 found.append(f"{location}: module type {module_type!r}")
-            if entry.get("path"):
-                subfolders.append(str(entry["path"]))
+            if entry["path"]:
+                subfolders.append(entry["path"])
     for subfolder in subfolders:
-        for filename in ("config.json", "tokenizer_config.json"):
+        for filename in CONFIG_FILES:
             loaded = read_model_json(name_or_path, filename, subfolder, **hub_kwargs)
             if loaded is None:
                 continue

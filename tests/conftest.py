@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,3 +55,65 @@ def benchmark_script() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture
+def copy(tiny_lens: Path, tmp_path: Path) -> Path:
+    """A private copy of the saved tiny LENS model, free to damage."""
+    return Path(shutil.copytree(tiny_lens, tmp_path / "model"))
+
+
+# Every CLI verb that loads a model folder (``convert`` reads the released layout instead).
+MODEL_VERBS = (
+    "info", "encode", "explain", "encode-corpus", "card", "evaluate mteb", "evaluate offline",
+    "evaluate airbench", "evaluate submit-kit", "train", "mine-negatives",
+)
+
+
+@pytest.fixture(params=MODEL_VERBS)
+def model_verb(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Path], list[str]]:
+    """Each verb that loads a model in turn, as model folder -> its whole argv; the verb's other
+    inputs (texts, training rows, a data folder, a results folder) are valid and written under tmp_path,
+    so the model is the only thing that can fail."""
+    inputs, out = tmp_path / "verb-inputs", tmp_path / "verb-output"
+    texts = inputs / "texts.txt"
+    rows = inputs / "train.jsonl"
+    data = inputs / "data"
+    results = inputs / "results"
+    (data / "sts" / "TinySTS").mkdir(parents=True)
+    texts.write_text("a quick brown fox\nthe bank of australia\n", encoding="utf-8")
+    pairs = [("a quick brown fox", "a fast brown fox", 4.5), ("the bank raised rates", "a cat on a mat", 0.5)]
+    rows.write_text(
+        "".join(
+            json.dumps({"query": a, "pos": [b], "neg": [], "type": "retrieval", "prompt": "Find it"}) + "\n"
+            for a, b, _ in pairs
+        ),
+        encoding="utf-8",
+    )
+    (data / "sts" / "TinySTS" / "test.jsonl").write_text(
+        "".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) + "\n" for a, b, s in pairs), encoding="utf-8"
+    )
+    (results / "results" / "org__tiny" / "rev").mkdir(parents=True)
+    (results / "results" / "org__tiny" / "rev" / "model_meta.json").write_text(json.dumps({"name": "org/tiny"}))
+
+    def argv(model: Path) -> list[str]:
+        m = str(model)
+        return {
+            "info": ["info", m],
+            "encode": ["encode", m, str(texts), "--out", str(out / "embeddings.npy")],
+            "explain": ["explain", m, "a quick brown fox"],
+            "encode-corpus": ["encode-corpus", m, str(texts), "--out", str(out / "shards")],
+            "card": ["card", m],
+            "evaluate mteb": ["evaluate", "mteb", "--model", m, "--tasks", "STS12", "--output", str(out)],
+            "evaluate offline": [
+                "evaluate", "offline", "--model", m, "--data", str(data), "--baselines", "none", "--output", str(out),
+            ],
+            "evaluate airbench": [
+                "evaluate", "airbench", "--model", m, "--airbench-data", str(inputs / "airbench"), "--output", str(out),
+            ],
+            "evaluate submit-kit": ["evaluate", "submit-kit", str(results), "--model", m, "--output", str(out / "kit")],
+            "train": ["train", "--model", m, "--data", str(rows), "--output", str(out / "run")],
+            "mine-negatives": ["mine-negatives", "--model", m, "--data", str(rows), "--output", str(out / "mined.jsonl")],
+        }[request.param]
+
+    return argv

@@ -66,6 +66,7 @@ def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
         (b'{"text": "fine"}\n\n{"text": "after a blank"}\n', "texts.jsonl:2: blank line"),
         (b'"fine"\n{"text": "unterminated\n', "texts.jsonl:2: not valid JSON"),
         (b'"fine"\n"caf\xe9"\n', "texts.jsonl:2: not valid UTF-8 (byte offset 11)"),
+        (b'"fine"\n{"text": "a \\ud800 b"}\n', "texts.jsonl:2: the text holds a lone surrogate U+D800 at character 2"),
     ],
 )
 def test_bad_jsonl_lines_are_named_by_file_and_line(tiny_lens, tmp_path, capsys, content, where):

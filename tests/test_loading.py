@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from lens_embed import encode, load_lens_model
 from lens_embed.backbone import CheckpointError
+from lens_embed.cli import main
 from lens_embed.safety import UntrustedCodeError
-
-
-@pytest.fixture
-def copy(tiny_lens, tmp_path) -> Path:
-    """A private copy of the saved tiny LENS model, free to damage."""
-    return Path(shutil.copytree(tiny_lens, tmp_path / "model"))
 
 
 def edit_json(path: Path, **entries) -> None:
@@ -75,6 +70,84 @@ def test_custom_tokenizer_code_is_refused(copy, tmp_path, entries, asked):
     with pytest.raises(UntrustedCodeError, match=rf"tokenizer_config\.json: {asked}") as error:
         load_lens_model(copy)
     assert "trust_remote_code=True" in str(error.value)
+    assert not marker.exists()
+
+
+def name_foreign_module(folder: Path) -> None:
+    """Make ``modules.json`` ask for the planted ``modeling_evil.EvilModel`` as its head."""
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[1]["type"] = "modeling_evil.EvilModel"
+    (folder / "modules.json").write_text(json.dumps(modules))
+
+
+def test_model_code_is_refused_through_every_cli_verb(copy, tmp_path, model_verb, capsys):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    name_foreign_module(copy)
+    argv = model_verb(copy)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"lens-embed {argv[0]}: error: {copy} asks to run code" in err and "Traceback" not in err
+    assert "modules.json: module type 'modeling_evil.EvilModel'" in err and "--trust-remote-code" in err
+    assert not marker.exists()
+
+
+def test_custom_pipelines_in_config_are_refused(copy, tmp_path):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    pipeline = {"feature-extraction": {"impl": "modeling_evil.EvilModel", "pt": ["AutoModel"]}}
+    edit_json(copy / "config.json", custom_pipelines=pipeline)
+    with pytest.raises(UntrustedCodeError, match=r"/config\.json: custom_pipelines .*modeling_evil\.EvilModel"):
+        load_lens_model(copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "config", ["1_LexiconPooling/config.json", "preprocessor_config.json", "processor_config.json",
+               "1_LexiconPooling/preprocessor_config.json", "1_LexiconPooling/processor_config.json"],
+)
+def test_auto_map_in_any_config_transformers_reads_is_refused(copy, tmp_path, config):
+    marker = tmp_path / "ran"
+    plant_code(copy, marker)
+    target = copy / config
+    data = json.loads(target.read_text()) if target.exists() else {}
+    target.write_text(json.dumps({**data, "auto_map": {"AutoProcessor": "modeling_evil.EvilModel"}}))
+    with pytest.raises(UntrustedCodeError, match=rf"{re.escape(str(target))}: auto_map .*modeling_evil\.EvilModel"):
+        load_lens_model(copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("module_type", "said"),
+    [
+        ("lens_embed.modules.LexiconPool", "is not a lens-embed module"),
+        ("lens_embed.heads.LexiconPooling", "is not a lens-embed module"),
+        ("sentence_transformers.models.LexiconPooling", "does not exist in sentence-transformers"),
+        ("sentence_transformers.heads.Pooling", "does not exist in sentence-transformers"),
+    ],
+)
+@pytest.mark.parametrize("trust_remote_code", [False, True])
+def test_library_module_types_that_do_not_exist_are_named(copy, module_type, said, trust_remote_code):
+    modules = json.loads((copy / "modules.json").read_text())
+    modules[1]["type"] = module_type
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=rf"modules\.json: module type '{re.escape(module_type)}' {said}") as error:
+        load_lens_model(copy, trust_remote_code=trust_remote_code)
+    assert not isinstance(error.value, UntrustedCodeError)  # a broken folder, not a request to run code
+
+
+def test_a_symlinked_modified_modeling_file_is_refused(copy, tmp_path):
+    marker = tmp_path / "ran"
+    outside = tmp_path / "elsewhere" / "modeling_lens.py"
+    outside.parent.mkdir()
+    original = (copy / "modeling_lens.py").read_text()
+    outside.write_text(original)
+    (copy / "modeling_lens.py").unlink()
+    (copy / "modeling_lens.py").symlink_to(outside)
+    assert load_lens_model(copy).get_embedding_dimension() == 16  # the link itself is no reason to refuse
+    outside.write_text(original + f"\nimport pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    with pytest.raises(UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"):
+        load_lens_model(copy)
     assert not marker.exists()
 
 

@@ -56,6 +56,18 @@ def test_non_string_texts_are_rejected_by_position(model, bad):
         model.encode(bad)
 
 
+@pytest.mark.parametrize("call", ["encode", "encode_query", "encode_document"])
+def test_a_lone_surrogate_is_rejected_naming_the_text(model, call):
+    texts = ["fine", "caf\u00e9 \U0001f600", "half a pair: \ud83d here"]
+    embed = (lambda t: encode(model, t)) if call == "encode" else getattr(model, call)
+    # encode() checks the list as given; inside sentence-transformers a batch is sorted by length
+    index = 2 if call == "encode" else r"\d+"
+    with pytest.raises(ValueError, match=rf"text at index {index} \('half a pair: \\ud83d here'\) holds a lone surrogate"
+                       r" U\+D83D at character 13"):
+        embed(texts)
+    assert embed(texts[:2]).shape[0] == 2  # real non-ASCII text, astral characters included, embeds
+
+
 def test_unknown_prompt_name_is_rejected(model):
     with pytest.raises(ValueError, match="not_a_prompt"):
         model.encode_query(["x"], prompt_name="not_a_prompt")
@@ -117,13 +129,13 @@ def test_a_corrupt_or_mismatched_saved_head_is_a_clear_error(tiny_lens, tmp_path
     shutil.copytree(tiny_lens, broken)
     head = broken / "1_LexiconPooling" / "model.safetensors"
     head.write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="cannot read the LENS head"):
+    with pytest.raises(ValueError, match=r"1_LexiconPooling/model\.safetensors: corrupt safetensors file"):
         load_lens_model(broken)
     shutil.copy(tiny_lens / "1_LexiconPooling" / "model.safetensors", head)
     config_path = broken / "1_LexiconPooling" / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "n_clusters": 99}))
-    with pytest.raises(ValueError, match=r"expected \(99, 32\)"):
+    with pytest.raises(ValueError, match=r"1_LexiconPooling/model\.safetensors: centroids .* expected \(99, 32\)"):
         load_lens_model(broken)
 
 
