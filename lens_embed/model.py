@@ -102,6 +102,7 @@ def load_lens_model(
         kwargs["model_kwargs"] = model_kwargs
     # sentence-transformers' own way to load with known classes; other module types still meet its gate.
     # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
+    # Private: SentenceTransformer(...) has no public argument that maps modules.json types to classes.
     module_classes = {**LENS_MODULE_CLASSES, **own_code_types(source, **hub_kwargs)}
     model = LensSentenceTransformer._load_with_module_classes(
         source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
