@@ -241,13 +241,17 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
 
 
 def asks_for_documents(task: AbsTask) -> bool:
-    """Whether mteb embeds a document side of this task: retrieval-type tasks, and the STS and pair
-    classification tasks that declare one of their inputs a document."""
+    """Whether mteb embeds a document side of this task: retrieval-type tasks (aggregates such as
+    CQADupstackRetrieval included), and the STS and pair classification tasks that declare one of their
+    inputs a document (e.g. TERRa.V2)."""
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     from mteb.types import PromptType
 
+    from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
+
     declared = (getattr(task, "input1_prompt_type", None), getattr(task, "input2_prompt_type", None))
-    return isinstance(task, AbsTaskRetrieval) or PromptType.document in declared
+    retrieval = isinstance(task, AbsTaskRetrieval) or task.metadata.type in ASYMMETRIC_TASK_TYPES
+    return retrieval or PromptType.document in declared
 
 
 def registry_meta(meta: ModelMeta, instructions: dict[str, str]) -> ModelMeta:

@@ -45,6 +45,16 @@ def test_every_task_and_side_reaches_the_backbone_with_the_authors_instruction(
             assert recorder.take() == [tokenizer(expected)["input_ids"]], (name, side)
 
 
+def test_mtebs_own_wrapper_builds_the_authors_prompt_from_the_same_data(anchors_dir: Path) -> None:
+    """mteb's lookup and instruction template over the authors' map (what a submission kit's registry entry
+    gives mteb's InstructSentenceTransformerModel) build exactly the authors' query prompt of every task."""
+    resolved = json.loads((anchors_dir / "lens_instructions" / "resolved_mteb_eng_v1.json").read_text())
+    encoder = _encoder(None)
+    for name, sides in resolved.items():
+        metadata = mteb.get_task(name).metadata
+        assert encoder.get_task_instruction(metadata, PromptType.query) == query_prompt(sides["query"]), name
+
+
 def test_mteb_prompts_differ_and_are_an_experiment_of_their_own() -> None:
     scifact = mteb.get_task("SciFact").metadata
     authors, mteb_prompts = _encoder(None), _encoder(None, "mteb")

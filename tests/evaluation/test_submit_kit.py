@@ -319,3 +319,7 @@ def test_the_kit_refuses_results_its_registry_entry_could_not_reproduce(tmp_path
     assert submitted_instructions(folder, minilm_meta()) == {
         "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim."
     }
+    # a pair-classification task that declares a document input: the authors instruct both its sides
+    (folder / "TERRa.V2.json").write_text("{}")
+    with pytest.raises(KitError, match="TERRa.V2: its documents were embedded with the instruction"):
+        submitted_instructions(folder, minilm_meta())
