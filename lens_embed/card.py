@@ -463,7 +463,7 @@ def write_card(
     rows: list[EvalRow] = []
     if results is not None:
         if results_model_name is None and results_revision is None:
-            from lens_embed.evaluation.mteb_model import model_revision
+            from lens_embed.evaluation.encoders import model_revision
 
             results_revision = model_revision(folder)
         rows = load_eval_rows(results, results_model_name, results_revision)

@@ -113,14 +113,13 @@ def slug(label: str) -> str:
 def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
     """mteb runs: every base model before, then after fine-tuning. Dense MiniLM before is the
     published baseline (plain texts); after fine-tuning it reads instructions as it was trained."""
-    from lens_embed.evaluation.baselines import dense_minilm
-    from lens_embed.evaluation.mteb_model import LensEncoder, load_encoder
+    from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
     from lens_embed.evaluation.runner import ModelRun
 
     def loader(path: Path, label: str, instructed: bool):
         def load():
             encoder = load_encoder(path, name=f"lens-embed/{slug(label)}", device="cpu")
-            return LensEncoder(encoder.model, encoder.mteb_model_meta, use_instructions=instructed)
+            return LoadedModelEncoder(encoder.model, encoder.mteb_model_meta, use_instructions=instructed)
 
         return load
 

@@ -122,6 +122,7 @@ def load_lens_model(
         model_kwargs["attn_implementation"] = attn_implementation
     if model_kwargs:
         kwargs["model_kwargs"] = model_kwargs
+    # Private: SentenceTransformer(...) has no public argument that maps modules.json types to classes.
     try:
         model = LensSentenceTransformer._load_with_module_classes(
             source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs

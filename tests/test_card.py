@@ -13,7 +13,7 @@ from lens_embed.card import CARD_FILE, load_eval_rows, write_card
 from lens_embed.citation import LENS_CITATION
 from lens_embed.cli import main
 from lens_embed.evaluation.data import DataDirError, resolve_data_dir
-from lens_embed.evaluation.mteb_model import model_revision
+from lens_embed.evaluation.encoders import model_revision
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def lens_model(tiny_lens: Path):
 @pytest.fixture(scope="module")
 def biosses_results(tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny LENS model through the offline suite on the real BIOSSES (an mteb results folder)."""
-    from lens_embed.evaluation.mteb_model import load_encoder
+    from lens_embed.evaluation.encoders import load_encoder
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 

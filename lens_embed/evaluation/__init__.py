@@ -1,13 +1,14 @@
 """Evaluation harness: LENS models through mteb 2.x (hub and offline) and AIR-Bench.
 
 Modules: ``data`` (where the offline data lives), ``offline`` (mteb tasks over local folders),
-``instructions`` (the authors' task instructions, mteb's or a file's), ``mteb_model`` (encoder,
-ModelMeta, loader), ``tasks`` (hub task lists, leaderboard splits and subsets), ``baselines``,
-``models`` (MODEL= and the baselines as runs), ``runner`` (results in mteb's layout), ``reports``
-(Markdown + PNG), ``compare`` (ours vs the published LENS scores), ``harness`` (exactness check),
-``airbench``, ``cli`` (the ``evaluate`` verb). Names resolve lazily: importing the package (as the
-CLI does to register ``evaluate``) loads neither mteb nor torch.
-"""
+``instructions`` (instruction sources in mteb's ``prompts_dict`` format: the authors' map, mteb's
+prompts or a file), ``encoders`` (mteb's ``InstructSentenceTransformerModel`` over a loaded model, its
+ModelMeta and loader, the MiniLM and BM25 baselines), ``tasks`` (hub task lists, leaderboard splits and
+subsets), ``model_runs`` (MODEL= and the baselines as runs), ``runner`` (results in mteb's layout),
+``reports`` (Markdown + PNG), ``compare`` (ours vs the published LENS scores), ``harness`` (exactness
+check), ``airbench`` (AIR-Bench runs and their upload zip), ``submit`` (the leaderboard kit), ``cli``
+(the ``evaluate`` verb). Names resolve lazily: importing the package (as the CLI does to register
+``evaluate``) loads neither mteb nor torch."""
 
 from lens_embed.lazy import lazy_exports
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,17 @@ def dev_rows(scores: dict[str, Any], metric: str = "ndcg_at_10") -> list[tuple[s
 def submission_zip(retriever: LensAirRetriever, output: str | Path) -> Path:
     """Zip the retriever's search results (test files included) for the AIR-Bench leaderboard upload, in the
     layout its backend reads (``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root)."""
-    from lens_embed.evaluation.submit import write_airbench_zip
-
     return write_airbench_zip(search_dir(output), str(retriever), Path(output) / "airbench")
+
+
+def write_airbench_zip(search_results: str | Path, retriever: str, output: str | Path) -> Path:
+    """Zip ``<search_results>/<retriever>/NoReranker`` with paths relative to it, as AIR-Bench's
+    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root."""
+    source = Path(search_results) / retriever / NO_RERANKER
+    if not source.is_dir():
+        raise FileNotFoundError(f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})")
+    target = Path(output) / f"{retriever}_{NO_RERANKER}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in source.rglob("*") if p.is_file()):
+            archive.write(file, file.relative_to(source).as_posix())
+    return target

@@ -63,7 +63,7 @@ def _split_names(values: Sequence[str] | None) -> list[str] | None:
 
 
 def _load_options(args: argparse.Namespace, dtype: str | None = None):
-    from lens_embed.evaluation.models import LoadOptions
+    from lens_embed.evaluation.model_runs import LoadOptions
 
     return LoadOptions(
         device=args.device,
@@ -75,7 +75,7 @@ def _load_options(args: argparse.Namespace, dtype: str | None = None):
 
 def _runs(args: argparse.Namespace) -> list:
     """The model under evaluation, then the baselines asked for (never the model itself twice)."""
-    from lens_embed.evaluation.models import baseline_runs, model_run
+    from lens_embed.evaluation.model_runs import baseline_runs, model_run
 
     options = _load_options(args)
     evaluated = model_run(args.model, options)
@@ -145,7 +145,7 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
         harness_markdown,
         published_scores,
     )
-    from lens_embed.evaluation.models import baseline_runs
+    from lens_embed.evaluation.model_runs import baseline_runs
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import evaluate_runs
 
@@ -178,7 +178,7 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
 def cmd_airbench(args: argparse.Namespace) -> int:
     """AIR-Bench: search dev and test with lens-embed + faiss, score dev, zip the files for submission."""
     from lens_embed.evaluation import airbench
-    from lens_embed.evaluation.mteb_model import evaluation_dtype
+    from lens_embed.evaluation.encoders import evaluation_dtype
     from lens_embed.model import load_lens_model
     from lens_embed.retrieval import DenseRetriever
 

@@ -70,10 +70,10 @@ def _task_groups(
     run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int
 ) -> list[tuple[Any, list[AbsTask]]]:
     """(model object, tasks) pairs for one run: retrieval through sharded search when asked, the rest as is."""
+    from lens_embed.evaluation.encoders import LoadedModelEncoder
     from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
-    from lens_embed.evaluation.mteb_model import LensEncoder
 
-    if shard_dir is None or not isinstance(run.model, LensEncoder):
+    if shard_dir is None or not isinstance(run.model, LoadedModelEncoder):
         return [(run.model, tasks)]
     from lens_embed.evaluation.search import ShardedSearch
 

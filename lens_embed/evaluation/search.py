@@ -12,19 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+# Private, and kept: mteb's one definition of a corpus entry's text (title + " " + text, as its own
+# dataloader builds it) has no public name, and a copy here could drift from the text mteb scores.
 from mteb._create_dataloaders import _retrieval_texts
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.evaluation.mteb_model import LensEncoder
+from lens_embed.evaluation.encoders import LoadedModelEncoder
 from lens_embed.retrieval import encode_in_shards, fingerprint
 
 
 class ShardedSearch(SearchEncoderWrapper):
     """mteb ``SearchProtocol`` whose corpus embeddings live in ``cache_dir/<task>/<key>/shard_*.npy``."""
 
-    def __init__(self, model: LensEncoder, cache_dir: str | Path, shard_size: int = 10_000) -> None:
+    def __init__(self, model: LoadedModelEncoder, cache_dir: str | Path, shard_size: int = 10_000) -> None:
         super().__init__(model, index_backend=FaissSearchIndex(model))
         self.cache_dir = Path(cache_dir)
         self.shard_size = shard_size

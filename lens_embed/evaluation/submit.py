@@ -7,9 +7,13 @@ What the MTEB and AIR-Bench leaderboards need, written and checked offline:
   loader and building mteb's own benchmark table; anything the leaderboard would drop (a missing
   split or subset, a task mteb does not know, a dataset or model revision that does not match) stops
   the kit with the reason.
-- ``KIT/mteb_model_meta.py``: the ``ModelMeta`` entry for mteb's model registry as Python source
-  (mteb's own ``ModelMeta.to_python``), with an encoder class that loads the model with plain
-  sentence-transformers (``trust_remote_code=True``) and applies the LENS instruction protocol.
+- ``KIT/mteb_model_meta.py``: the ``ModelMeta`` entry for mteb's model registry, data only: mteb's own
+  ``InstructSentenceTransformerModel`` as its loader (plain sentence-transformers with
+  ``trust_remote_code=True``), the LENS query template and the instruction of each submitted task as
+  its ``loader_kwargs``, the fields written by mteb's own ``ModelMeta.to_python``. The name and
+  revision are checked against the hub's and mteb's rules and every field against mteb's ``ModelMeta``
+  before anything is written; the written file is then read back from its syntax tree (never run)
+  and must give the same ``ModelMeta``.
 - ``KIT/<retriever>_NoReranker.zip`` (with ``--airbench``): the AIR-Bench search results, laid out as
   AIR-Bench's own ``zip_results.py`` does and checked the way its leaderboard reads them.
 - ``KIT/README.md``: the submission steps.
@@ -20,67 +24,43 @@ Nothing heavy is imported at module level: ``add_submit_command`` runs for every
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
+import pprint
+import re
 import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mteb.abstasks import AbsTask
     from mteb.models import ModelMeta
 
 META_FILE = "mteb_model_meta.py"
 TABLE_FILE = "benchmark_table.md"
-NO_RERANKER = "NoReranker"
+INSTRUCTIONS_NAME = "TASK_INSTRUCTIONS"
 # Fields a registry entry must state; mteb's CI and leaderboard filters read every one of them.
 REQUIRED_META_FIELDS = (
     "name", "revision", "release_date", "n_parameters", "memory_usage_mb", "embed_dim", "max_tokens",
     "license", "open_weights", "similarity_fn_name", "framework", "use_instructions", "training_datasets",
 )
-
-# The encoder of the registry entry. It lives in mteb's repository, where lens-embed is not installed,
-# so it is plain sentence-transformers + mteb; tests/evaluation/test_submit_kit.py pins its embeddings
-# to lens_embed.evaluation.mteb_model.LensEncoder's on a symmetric and an asymmetric task.
-REGISTRY_ENCODER_SOURCE = '''
-class LensInstructEncoder(AbsEncoder):
-    """A LENS model (sentence-transformers, its modules' code in the repository) with the authors' protocol.
-
-    Retrieval and reranking queries are instructed queries and their documents plain text; every text
-    of every other task type is an instructed query. The instruction is the one the submitted results
-    were computed with (TASK_INSTRUCTIONS), else mteb's prompt from the task's metadata.
-    """
-
-    def __init__(self, model_name: str, revision: str | None = None, device: str | None = None, **kwargs: Any) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(model_name, revision=revision, device=device, trust_remote_code=True, **kwargs)
-
-    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
-        texts = [text for batch in inputs for text in batch["text"]]
-        options = {"batch_size": int(kwargs.get("batch_size") or 32), "convert_to_numpy": True}
-        document_side = prompt_type == PromptType.document
-        entry = TASK_INSTRUCTIONS.get(task_metadata.name)
-        if entry is not None:  # the instruction the submitted scores were computed with
-            instruction = entry["document"] if document_side else entry["query"]
-        elif task_metadata.type in ASYMMETRIC_TASK_TYPES and document_side:
-            instruction = None
-        else:
-            instruction = self.get_instruction(task_metadata, PromptType.query)
-        if instruction is None:
-            embeddings = self.model.encode_document(texts, **options)
-        else:
-            prompt = QUERY_PROMPT_TEMPLATE.replace("{instruction}", instruction)
-            embeddings = self.model.encode_query(texts, prompt=prompt, **options)
-        return np.asarray(embeddings, dtype=np.float32)
-'''
+# A hub commit, branch or tag that is also one folder name of the results layout (<org__model>/<revision>/).
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# What a registry module may import: module -> names, resolved to mteb's own objects when it is read back.
+_REGISTRY_IMPORTS = {
+    "mteb.models.instruct_wrapper": ("InstructSentenceTransformerModel",),
+    "mteb.models.model_meta": ("ModelMeta", "ScoringFunction"),
+}
 
 
-def not_an_mteb_task(name: str) -> str:
+def not_an_mteb_task_message(name: str) -> str:
     """The one wording of a result the leaderboard cannot file (e.g. a local offline-suite task)."""
     return f"{name}: not an mteb task (a local offline-suite folder?), so the leaderboard has no column for it"
 
@@ -140,16 +120,20 @@ def complete_model_meta(
     public_training_data: str | None = None,
     reference: str | None = None,
 ) -> ModelMeta:
-    """The registry ``ModelMeta``: measured on the model, named and dated as the results were, completed
-    by what only the submitter knows; the loader is the registry encoder."""
+    """The registry ``ModelMeta`` (without its loader): measured on the model, named and dated as the
+    results were, completed by what only the submitter knows, and validated by mteb's ``ModelMeta``.
+
+    The name must be a hub model id (``organization/model``) and the revision one folder name, checked
+    before the model is loaded; any field mteb's ``ModelMeta`` refuses (a licence that is neither one of
+    its licence ids nor a URL, a date, a URL...) stops the kit with the field named."""
     from lens_embed.card import existing_provenance
     from lens_embed.citation import LENS_CITATION
-    from lens_embed.evaluation.mteb_model import build_model_meta
+    from lens_embed.evaluation.encoders import build_model_meta
     from lens_embed.model import load_lens_model
 
+    name = check_hub_name(name or results_meta.get("name"))
+    revision = check_revision(revision or results_meta.get("revision"))
     model = load_lens_model(model_path, device="cpu")
-    name = name or results_meta.get("name")
-    revision = revision or results_meta.get("revision")
     measured = build_model_meta(model, model_path, name=name, revision=revision)
     provenance = existing_provenance(model_path) if Path(model_path).is_dir() else None
     recorded_training = results_meta.get("training_datasets")
@@ -158,96 +142,245 @@ def complete_model_meta(
     )
     if datasets is None and provenance is not None and not provenance.training_recipe:
         datasets = set()  # an untrained LENS construction: no training data of its own
-    return measured.model_copy(
-        update={
-            "loader": None,
-            "loader_kwargs": {},
-            "release_date": release_date or results_meta.get("release_date") or datetime.date.today().isoformat(),
-            "license": license or results_meta.get("license") or (provenance.license if provenance else None),
-            "training_datasets": datasets,
-            "public_training_code": public_training_code or measured.public_training_code,
-            "public_training_data": public_training_data or measured.public_training_data,
-            "reference": reference or measured.reference or (f"https://huggingface.co/{name}" if name else None),
-            "citation": LENS_CITATION,
-            "n_embedding_parameters": model[0].auto_model.get_input_embeddings().weight.numel(),
-        }
+    return validated_meta(
+        measured,
+        loader=None,
+        loader_kwargs={},
+        release_date=release_date or results_meta.get("release_date") or datetime.date.today().isoformat(),
+        license=license or results_meta.get("license") or (provenance.license if provenance else None),
+        training_datasets=datasets,
+        public_training_code=public_training_code or measured.public_training_code,
+        public_training_data=public_training_data or measured.public_training_data,
+        reference=reference or measured.reference or f"https://huggingface.co/{name}",
+        citation=LENS_CITATION,
+        n_embedding_parameters=model[0].auto_model.get_input_embeddings().weight.numel(),
     )
 
 
-def submitted_instructions(results_dir: Path) -> dict[str, dict[str, str | None]]:
-    """Each submitted task's instructions, resolved from the source its results recorded (authors' map,
-    a file, or mteb's prompts: then empty, as the registry encoder looks those up itself)."""
+def check_hub_name(name: Any) -> str:
+    """``name`` if it is a model id the registry entry can load: mteb's rule (``organization/model``) and
+    the hub's (``huggingface_hub.utils.validate_repo_id``: ASCII letters, digits, ``-``, ``_``, ``.``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    rule = "organization/model, ASCII letters, digits, '-', '_' and '.' (the hub's and mteb's rule); pass --name"
+    if not isinstance(name, str) or name.count("/") != 1 or not name.isascii():
+        raise KitError(f"{name!r} is not a valid hub model name: expected {rule}")
+    try:
+        validate_repo_id(name)
+    except HFValidationError as error:
+        raise KitError(f"{name!r} is not a valid hub model name ({error}): expected {rule}") from None
+    return name
+
+
+def check_revision(revision: Any) -> str:
+    """``revision`` if it is a hub commit, branch or tag that is one folder name of the results layout."""
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision):
+        raise KitError(
+            f"{revision!r} is not a valid model revision: expected a hub commit, branch or tag of ASCII letters, "
+            "digits, '.', '_' and '-' (no '/'); pass --revision"
+        )
+    return revision
+
+
+def validated_meta(meta: ModelMeta, **updates: Any) -> ModelMeta:
+    """``meta`` with ``updates``, built anew through mteb's ``ModelMeta`` validators (``model_copy``
+    would take the values unchecked)."""
+    from mteb.models import ModelMeta
+    from pydantic import ValidationError
+
+    fields = {**{field: getattr(meta, field) for field in type(meta).model_fields}, **updates}
+    try:
+        return ModelMeta(**fields)
+    except ValidationError as error:
+        refused: dict[str, list[str]] = {}  # field -> why, one reason per type the field may have
+        for problem in error.errors():
+            field = str(problem["loc"][0]) if problem["loc"] else "ModelMeta"
+            reason = problem["msg"] if len(problem["msg"]) <= 120 else problem["msg"][:120] + "..."
+            refused.setdefault(f"{field} = {problem['input']!r}", []).append(reason)
+        problems = [f"{field}: {'; or '.join(reasons)}" for field, reasons in refused.items()]
+        raise KitError(f"mteb's ModelMeta refuses the registry entry of {meta.name!r}:\n  " + "\n  ".join(problems)) from None
+
+
+def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]:
+    """The registry entry's ``prompts_dict``: each submitted task's instruction, resolved (by the encoder
+    that evaluated it) from the source its results recorded: the authors' map, a file, or mteb's prompts.
+
+    mteb's ``InstructSentenceTransformerModel`` with ``apply_instruction_to_passages=False`` embeds every
+    side it is told is a document as plain text, every other side with the task's instruction; a task
+    whose results were embedded otherwise stops the kit, since the entry could not reproduce them."""
     import mteb
 
+    from lens_embed.evaluation.encoders import LoadedModelEncoder
     from lens_embed.evaluation.instructions import load_instructions
     from lens_embed.evaluation.runner import PROTOCOL_FILE
 
     protocol = results_dir / PROTOCOL_FILE
     spec = _read_json(protocol).get("instructions") if protocol.is_file() else "authors"
-    if spec in (None, "mteb"):
-        return {}
-    instructions = load_instructions(spec)
+    if spec is None:
+        raise KitError(f"{protocol}: the results were computed without instructions (not a LENS model?)")
+    encoder = LoadedModelEncoder(None, meta, use_instructions=True, instructions=load_instructions(spec))
     table = {}
     for file in sorted(results_dir.glob("*.json")):
         if file.name in ("model_meta.json", PROTOCOL_FILE):
             continue
         try:
-            metadata = mteb.get_task(file.stem).metadata
+            task = mteb.get_task(file.stem)
         except KeyError:
-            raise KitError(not_an_mteb_task(file.stem)) from None
-        resolved = instructions.for_task(metadata)
-        table[file.stem] = {"query": resolved.query, "document": resolved.document}
+            raise KitError(not_an_mteb_task_message(file.stem)) from None
+        entry = encoder.task_instruction(task.metadata)
+        if not entry.query:
+            raise KitError(f"{file.stem}: its queries were embedded with an empty instruction, which mteb's wrapper drops")
+        if asks_for_documents(task) and entry.document is not None:
+            raise KitError(
+                f"{file.stem}: its documents were embedded with the instruction {entry.document!r}; mteb's "
+                "InstructSentenceTransformerModel embeds documents as plain text, so its registry entry could "
+                "not reproduce these results"
+            )
+        table[file.stem] = entry.query
     return table
 
 
-def model_meta_source(meta: ModelMeta, instructions: dict[str, dict[str, str | None]]) -> str:
-    """A module for mteb's ``mteb/models/model_implementations/``: the encoder and the ``ModelMeta``;
-    ``instructions`` (from :func:`submitted_instructions`) make its embeddings those that were scored."""
+def asks_for_documents(task: AbsTask) -> bool:
+    """Whether mteb embeds a document side of this task: retrieval-type tasks (aggregates such as
+    CQADupstackRetrieval included), and the STS and pair classification tasks that declare one of their
+    inputs a document (e.g. TERRa.V2)."""
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.types import PromptType
+
     from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
-    from lens_embed.prompts import query_prompt
+
+    declared = (getattr(task, "input1_prompt_type", None), getattr(task, "input2_prompt_type", None))
+    retrieval = isinstance(task, AbsTaskRetrieval) or task.metadata.type in ASYMMETRIC_TASK_TYPES
+    return retrieval or PromptType.document in declared
+
+
+def registry_meta(meta: ModelMeta, instructions: dict[str, str]) -> ModelMeta:
+    """The registry entry: ``meta`` loaded by mteb's own ``InstructSentenceTransformerModel`` with the LENS
+    template (a LENS prompt ends in ``<query>``, which makes a plain ``encode(texts, prompt=...)`` embed
+    queries), plain documents, and ``instructions`` (from :func:`submitted_instructions`) per task."""
+    from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
+
+    from lens_embed.evaluation.instructions import LENS_INSTRUCTION_TEMPLATE
 
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
     if missing:
         options = ", ".join(f"--{field.replace('_', '-')}" for field in missing)
         raise KitError(f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass {options} to submit-kit")
-    variable = "".join(c if c.isalnum() else "_" for c in str(meta.name).split("/")[-1].lower())
-    # mteb's own serialisation; the loader is the encoder class defined above it in the module
+    loader_kwargs = {
+        "instruction_template": LENS_INSTRUCTION_TEMPLATE,
+        "apply_instruction_to_passages": False,
+        "trust_remote_code": True,  # the model's modules travel as modeling_lens.py (see Sharing a model)
+        "prompts_dict": dict(instructions),
+    }
+    return validated_meta(meta, loader=InstructSentenceTransformerModel, loader_kwargs=loader_kwargs)
+
+
+def registry_variable(name: str) -> str:
+    """The module-level name of the entry: the model part of ``name`` as a Python identifier."""
+    import keyword
+
+    variable = "".join(c if c.isascii() and c.isalnum() else "_" for c in name.split("/")[-1].lower())
+    if not variable.isidentifier() or keyword.iskeyword(variable):
+        variable = f"model_{variable}"
+    return variable
+
+
+def registry_module(meta: ModelMeta) -> str:
+    """A module for mteb's ``mteb/models/model_implementations/``: data only, built from a validated
+    ``ModelMeta`` (:func:`registry_meta`). Every value is written as a Python literal (mteb's
+    ``ModelMeta.to_python``, ``repr`` and ``pprint``); only names of mteb's own objects are not."""
+    kwargs = dict(meta.loader_kwargs)
+    instructions = kwargs.pop("prompts_dict")
     entry = meta.model_copy(update={"loader": None, "loader_kwargs": {}}).to_python()
-    entry = entry.replace("    loader=None,\n", "    loader=LensInstructEncoder,\n", 1)
+    arguments = "".join(f"        {key}={value!r},\n" for key, value in kwargs.items())
+    arguments += f"        prompts_dict={INSTRUCTIONS_NAME},\n"
+    entry = _replace_field(entry, "loader=None", f"loader={meta.loader.__name__}")
+    entry = _replace_field(entry, "loader_kwargs={}", f"loader_kwargs=dict(\n{arguments}    )")
+    imports = [f"from {module} import {', '.join(names)}" for module, names in _REGISTRY_IMPORTS.items()]
+    docstring = f"mteb registry entry for {meta.name}, written by lens-embed submit-kit: data and mteb's own loader."
     return "\n".join(
         [
-            f'"""mteb registry entry for {meta.name} (written by lens-embed submit-kit)."""',
+            repr(docstring),
             "",
-            "from __future__ import annotations",
+            *imports,
             "",
-            "from typing import Any",
+            "# The instruction each submitted task's results were computed with; other tasks get mteb's task prompts.",
+            f"{INSTRUCTIONS_NAME} = {pprint.pformat(instructions, width=110)}",
             "",
-            "import numpy as np",
-            "",
-            "from mteb.models.abs_encoder import AbsEncoder",
-            "from mteb.models.model_meta import ModelMeta, ScoringFunction",
-            "from mteb.types import PromptType",
-            "",
-            f"ASYMMETRIC_TASK_TYPES = frozenset({sorted(ASYMMETRIC_TASK_TYPES)!r})",
-            f"QUERY_PROMPT_TEMPLATE = {query_prompt('{instruction}')!r}",
-            f"TASK_INSTRUCTIONS = {instructions!r}",
-            REGISTRY_ENCODER_SOURCE,
-            f"{variable} = {entry}",
+            f"{registry_variable(str(meta.name))} = {entry}",
             "",
         ]
     )
 
 
-def load_meta_source(source: str) -> ModelMeta:
-    """Execute a generated registry module and return its ``ModelMeta`` (checks that it is valid Python)."""
-    from mteb.models import ModelMeta
+def _replace_field(entry: str, written: str, replacement: str) -> str:
+    """Replace the line of one field in ``ModelMeta.to_python`` output (its strings are single-line reprs,
+    so a whole line can only be a field)."""
+    line = f"\n    {written},\n"
+    if entry.count(line) != 1:
+        raise KitError(f"mteb's ModelMeta.to_python wrote {written!r} {entry.count(line)} times, expected once")
+    return entry.replace(line, f"\n    {replacement},\n")
 
-    namespace: dict[str, Any] = {"__name__": "lens_registry_entry"}
-    exec(compile(source, META_FILE, "exec"), namespace)  # noqa: S102 - source written by this module
-    metas = [value for value in namespace.values() if isinstance(value, ModelMeta)]
+
+def read_registry_module(source: str) -> ModelMeta:
+    """The ``ModelMeta`` a registry module defines, read from its syntax tree: nothing in it runs.
+
+    Only the shape :func:`registry_module` writes is accepted: a docstring, imports of mteb's own
+    objects, names bound to literals, and one ``ModelMeta(...)`` call whose arguments are literals,
+    ``dict(...)`` of them, those names, or mteb's objects and their enum members."""
+    import importlib
+
+    try:
+        tree = ast.parse(source, filename=META_FILE)
+    except SyntaxError as error:
+        raise KitError(f"{META_FILE}:{error.lineno}: not valid Python ({error.msg})") from None
+    objects: dict[str, Any] = {}
+    constants: dict[str, Any] = {}
+    metas: list[ModelMeta] = []
+    for index, node in enumerate(tree.body):
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the docstring
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in _REGISTRY_IMPORTS:
+            for alias in node.names:
+                if alias.name not in _REGISTRY_IMPORTS[node.module]:
+                    raise KitError(f"{META_FILE}:{node.lineno}: imports {alias.name} from {node.module}")
+                objects[alias.asname or alias.name] = getattr(importlib.import_module(node.module), alias.name)
+            continue
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise KitError(f"{META_FILE}:{node.lineno}: not a statement a registry entry holds")
+        call = node.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "ModelMeta":
+            if call.args or any(keyword.arg is None for keyword in call.keywords):
+                raise KitError(f"{META_FILE}:{node.lineno}: ModelMeta takes keyword arguments only")
+            fields = {kw.arg: _registry_value(kw.value, objects, constants) for kw in call.keywords}
+            try:
+                metas.append(objects["ModelMeta"](**fields))
+            except (KeyError, ValueError) as error:
+                raise KitError(f"{META_FILE}:{node.lineno}: not a valid ModelMeta ({error})") from None
+        else:
+            constants[node.targets[0].id] = _registry_value(call, {}, {})
     if len(metas) != 1:
         raise KitError(f"{META_FILE} defines {len(metas)} ModelMeta entries, expected 1")
     return metas[0]
+
+
+def _registry_value(node: ast.expr, objects: dict[str, Any], constants: dict[str, Any]) -> Any:
+    """The value of one argument in a registry module, without running it (see :func:`read_registry_module`)."""
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    if isinstance(node, ast.Name) and node.id in objects:
+        return objects[node.id]
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        owner = objects.get(node.value.id)
+        if isinstance(owner, type) and issubclass(owner, Enum) and node.attr in owner.__members__:
+            return owner[node.attr]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        if all(keyword.arg is not None for keyword in node.keywords):
+            return {kw.arg: _registry_value(kw.value, objects, constants) for kw in node.keywords}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise KitError(f"{META_FILE}:{node.lineno}: {ast.unparse(node)[:80]!r} is not a literal value") from None
 
 
 def check_results(kit: str | Path, meta: ModelMeta) -> str:
@@ -277,7 +410,7 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
         try:
             task = mteb.get_task(result.task_name)
         except KeyError:
-            problems.append(not_an_mteb_task(result.task_name))
+            problems.append(not_an_mteb_task_message(result.task_name))
             continue
         tasks.append(task)
         expected = task.metadata.dataset.get("revision")
@@ -313,6 +446,8 @@ def registered(meta: ModelMeta) -> Iterator[None]:
     The leaderboard's table inner-joins results with the registry, so a model without an entry has no
     row; the table's metadata caches are cleared on the way in and out.
     """
+    # Private on purpose: mteb has no public way to add a registry entry (MODEL_REGISTRY is built once at
+    # import), and its table reads the registry through these caches, which only cache_clear() refreshes.
     from mteb.benchmarks import _create_table
     from mteb.models.model_implementations import MODEL_REGISTRY
 
@@ -342,19 +477,6 @@ def _coverage_problems(result: Any, task: Any) -> list[str]:
         if absent and split not in missing:
             problems.append(f"{result.task_name}: split {split!r} lacks subset(s) {', '.join(absent)}")
     return problems
-
-
-def write_airbench_zip(search_results: str | Path, retriever: str, output: str | Path) -> Path:
-    """Zip ``<search_results>/<retriever>/NoReranker`` with paths relative to it, as AIR-Bench's
-    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root."""
-    source = Path(search_results) / retriever / NO_RERANKER
-    if not source.is_dir():
-        raise KitError(f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})")
-    target = Path(output) / f"{retriever}_{NO_RERANKER}.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in source.rglob("*") if p.is_file()):
-            archive.write(file, file.relative_to(source).as_posix())
-    return target
 
 
 def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.05") -> AirZipSummary:
@@ -437,8 +559,9 @@ The scores, as mteb's own benchmark table shows them:
 1. Push the model to the hub under `{meta.name}` at revision `{meta.revision}` (the results above were
    computed at that revision) with its modules' code in the repository, so plain sentence-transformers
    loads it with `trust_remote_code=True`.
-2. Its encoder embeds each submitted task with the instructions its results were computed with
-   (`TASK_INSTRUCTIONS` in `{META_FILE}`, in the LENS format), and other tasks with mteb's task prompts.
+2. `{META_FILE}` is data and mteb's own loader: `InstructSentenceTransformerModel` embeds each submitted
+   task with the instruction its results were computed with (`{INSTRUCTIONS_NAME}`, in the LENS query
+   format), documents as plain text, and other tasks with mteb's task prompts.
 3. Copy `{META_FILE}` to `mteb/models/model_implementations/` in a fork of
    https://github.com/embeddings-benchmark/mteb, check it with
    `python -c "import mteb; mteb.get_model_meta('{meta.name}').load_model()"`, and open a pull request.
@@ -475,20 +598,25 @@ def build_kit(
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"{target} exists and is not empty; pass --overwrite to replace it")
     source = model_results_dir(results, name, revision)
-    meta = complete_model_meta(model, _read_json(source / "model_meta.json"), name=name, revision=revision or source.name, **meta_fields)
+    meta = complete_model_meta(
+        model, _read_json(source / "model_meta.json"), name=name, revision=revision or source.name, **meta_fields
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         shutil.copytree(
             source, staging / "results" / meta.model_name_as_path() / str(meta.revision), ignore=_not_results
         )
-        source_code = model_meta_source(meta, submitted_instructions(source))
-        (staging / META_FILE).write_text(source_code, encoding="utf-8")
-        table = check_results(staging, load_meta_source(source_code))
+        entry = registry_meta(meta, submitted_instructions(source, meta))
+        module = registry_module(entry)
+        if read_registry_module(module) != entry:
+            raise KitError(f"{META_FILE} does not read back as the registry entry it was written from")
+        (staging / META_FILE).write_text(module, encoding="utf-8")
+        table = check_results(staging, entry)
         (staging / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
         summary = None
         if airbench is not None:
-            from lens_embed.evaluation.airbench import search_dir
+            from lens_embed.evaluation.airbench import search_dir, write_airbench_zip
 
             retriever = str(meta.name).replace("/", "__")
             zipped = write_airbench_zip(search_dir(airbench), _airbench_retriever(search_dir(airbench), retriever), staging)

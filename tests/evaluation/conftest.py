@@ -31,7 +31,7 @@ def minilm():
     """The offline dense all-MiniLM-L6-v2 (loaded once per session)."""
     from sentence_transformers import SentenceTransformer
 
-    from lens_embed.evaluation.baselines import minilm_path
+    from lens_embed.defaults import minilm_path
 
     return SentenceTransformer(str(minilm_path()), device="cpu")
 

@@ -10,17 +10,16 @@ import mteb
 import pytest
 from mteb.types import PromptType
 
-from lens_embed.evaluation.baselines import minilm_meta
+from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
 from lens_embed.evaluation.instructions import AUTHORS_MAP, InstructionError, load_instructions
-from lens_embed.evaluation.mteb_model import LensEncoder
 from lens_embed.prompts import query_prompt
 
 TEXT = "A tiny text, with  two spaces."
 
 
-def _encoder(model, instructions: str = "authors") -> LensEncoder:
+def _encoder(model, instructions: str = "authors") -> LoadedModelEncoder:
     meta = minilm_meta().model_copy(update={"name": "test/lens", "revision": "r1", "use_instructions": True})
-    return LensEncoder(model, meta, instructions=load_instructions(instructions))
+    return LoadedModelEncoder(model, meta, instructions=load_instructions(instructions))
 
 
 def test_the_shipped_map_is_the_authors_file(anchors_dir: Path) -> None:
@@ -46,6 +45,16 @@ def test_every_task_and_side_reaches_the_backbone_with_the_authors_instruction(
             assert recorder.take() == [tokenizer(expected)["input_ids"]], (name, side)
 
 
+def test_mtebs_own_wrapper_builds_the_authors_prompt_from_the_same_data(anchors_dir: Path) -> None:
+    """mteb's lookup and instruction template over the authors' map (what a submission kit's registry entry
+    gives mteb's InstructSentenceTransformerModel) build exactly the authors' query prompt of every task."""
+    resolved = json.loads((anchors_dir / "lens_instructions" / "resolved_mteb_eng_v1.json").read_text())
+    encoder = _encoder(None)
+    for name, sides in resolved.items():
+        metadata = mteb.get_task(name).metadata
+        assert encoder.get_task_instruction(metadata, PromptType.query) == query_prompt(sides["query"]), name
+
+
 def test_mteb_prompts_differ_and_are_an_experiment_of_their_own() -> None:
     scifact = mteb.get_task("SciFact").metadata
     authors, mteb_prompts = _encoder(None), _encoder(None, "mteb")
@@ -58,15 +67,15 @@ def test_instruction_files_in_both_formats(tmp_path: Path) -> None:
     sts12 = mteb.get_task("STS12").metadata
     authors_format = tmp_path / "map.json"
     authors_format.write_text(json.dumps({"defaults_by_type": {"STS": "Find similar text"}, "tasks": {}}))
-    entry = load_instructions(str(authors_format)).for_task(sts12)
+    entry = _encoder(None, str(authors_format)).task_instruction(sts12)
     assert (entry.query, entry.document) == ("Find similar text.", "Find similar text.")
     resolved = tmp_path / "resolved.json"
     resolved.write_text(json.dumps({"STS12": {"query": "Q", "document": None}}))
-    instructions = load_instructions(str(resolved))
-    assert instructions.for_task(sts12).document is None  # verbatim
-    assert instructions.describe()["instructions"] == str(resolved.resolve())
+    encoder = _encoder(None, str(resolved))
+    assert encoder.task_instruction(sts12).document is None  # verbatim
+    assert encoder.instructions.describe()["instructions"] == str(resolved.resolve())
     with pytest.raises(InstructionError, match="no instruction for task 'STS13'"):
-        instructions.for_task(mteb.get_task("STS13").metadata)
+        encoder.task_instruction(mteb.get_task("STS13").metadata)
     broken = tmp_path / "broken.json"
     broken.write_text('{"STS12": {"query": "Q",\n oops}')
     with pytest.raises(InstructionError, match=r"broken.json:2: not valid JSON"):

@@ -8,7 +8,7 @@ import pytest
 
 from lens_embed.cli import main
 from lens_embed.evaluation.data import DATA_ENV_VAR, DataDirError, resolve_data_dir
-from lens_embed.evaluation.models import ModelArgumentError, model_run
+from lens_embed.evaluation.model_runs import ModelArgumentError, model_run
 from lens_embed.evaluation.offline import UnknownTaskError, offline_tasks
 from lens_embed.evaluation.tasks import resolve_tasks
 

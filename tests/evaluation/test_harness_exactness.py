@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.evaluation.baselines import minilm_meta
+from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
 from lens_embed.evaluation.harness import (
     TOLERANCE,
     anchors_path,
@@ -16,7 +16,6 @@ from lens_embed.evaluation.harness import (
     harness_markdown,
     published_scores,
 )
-from lens_embed.evaluation.mteb_model import LensEncoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 
@@ -33,7 +32,7 @@ def test_published_anchor_table_is_parsed(data_dir: Path) -> None:
 
 @pytest.mark.parametrize("task", CI_TASKS)
 def test_dense_minilm_matches_published_score(task: str, data_dir: Path, minilm, tmp_path: Path) -> None:
-    run = ModelRun("minilm", lambda: LensEncoder(minilm, minilm_meta(), use_instructions=False))
+    run = ModelRun("minilm", lambda: LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False))
     measured = {s.task: s.value for s in evaluate_runs([run], offline_tasks(data_dir, names=[task]), tmp_path)}
     [row] = compare(published_scores(anchors_path(data_dir)), measured)
     assert row.passes(TOLERANCE), harness_markdown([row])

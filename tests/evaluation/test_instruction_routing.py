@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from mteb.types import PromptType
 
-from lens_embed.evaluation.baselines import minilm_meta
+from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
 from lens_embed.evaluation.instructions import embeds_as_query
-from lens_embed.evaluation.mteb_model import LensEncoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 from lens_embed.prompts import query_prompt
@@ -42,9 +41,9 @@ class RecordingModel:
         return self._vectors(texts)
 
 
-def _lens_encoder(model: RecordingModel) -> LensEncoder:
+def _lens_encoder(model: RecordingModel) -> LoadedModelEncoder:
     meta = minilm_meta().model_copy(update={"name": "test/recording-lens", "revision": "r1", "use_instructions": True})
-    return LensEncoder(model, meta)
+    return LoadedModelEncoder(model, meta)
 
 
 def _batches(texts: list[str]) -> list[dict[str, list[str]]]:
@@ -92,7 +91,7 @@ def test_instruction_follows_each_task_and_never_sticks() -> None:
 
 def test_dense_baseline_gets_plain_text() -> None:
     model = RecordingModel()
-    encoder = LensEncoder(model, minilm_meta(), use_instructions=False)
+    encoder = LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
     metadata = mteb.get_task("STS12").metadata
     embeddings = encoder.encode(_batches(["x", "y"]), task_metadata=metadata, hf_split="test", hf_subset="default")
     assert model.calls == [("plain", None, 2)]

@@ -10,8 +10,7 @@ from mteb.cache import ResultCache
 
 from lens_embed import build_lens_model
 from lens_embed.defaults import minilm_path
-from lens_embed.evaluation.baselines import MINILM_NAME
-from lens_embed.evaluation.mteb_model import load_encoder, model_revision, released_lens_meta
+from lens_embed.evaluation.encoders import MINILM_NAME, load_encoder, model_revision, released_lens_meta
 from lens_embed.evaluation.offline import offline_tasks
 
 

@@ -78,14 +78,13 @@ def test_dense_retriever_ranks_relevant_documents_and_reuses_shards(minilm, scif
 
 
 def test_sharded_mteb_search_gives_mtebs_scores_and_resumes(minilm, small_data_dir: Path, tmp_path: Path) -> None:
-    from lens_embed.evaluation.baselines import minilm_meta
-    from lens_embed.evaluation.mteb_model import LensEncoder
+    from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 
     calls: list[int] = []
 
-    class Counting(LensEncoder):
+    class Counting(LoadedModelEncoder):
         def encode(self, inputs: list[dict[str, list[str]]], **kwargs: object) -> np.ndarray:
             calls.append(sum(len(batch["text"]) for batch in inputs))
             return super().encode(inputs, **kwargs)

@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from lens_embed.cli import build_parser
-from lens_embed.evaluation.baselines import MINILM_NAME
-from lens_embed.evaluation.models import baseline_runs
-from lens_embed.evaluation.mteb_model import evaluation_dtype, load_encoder
+from lens_embed.evaluation.encoders import MINILM_NAME, evaluation_dtype, load_encoder
+from lens_embed.evaluation.model_runs import baseline_runs
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import PROTOCOL_FILE, evaluate_runs
 
@@ -54,7 +53,7 @@ def test_a_plain_sentence_transformers_folder_is_named_after_its_model(minilm_pa
 
 
 def test_the_protocol_is_recorded_and_guards_the_results(tiny_lens: Path, small_data_dir: Path, tmp_path: Path) -> None:
-    from lens_embed.evaluation.models import LoadOptions, model_run
+    from lens_embed.evaluation.model_runs import LoadOptions, model_run
 
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16"])
     run = model_run(str(tiny_lens), LoadOptions(device="cpu"))
@@ -90,7 +89,7 @@ def test_one_cli_entry_and_a_light_registration() -> None:
 def test_a_released_name_runs_in_the_leaderboards_folder(released: Path, tmp_path: Path, monkeypatch) -> None:
     """No experiment sub-folder for the default protocol: results land where the leaderboard reads them."""
     from lens_embed import convert
-    from lens_embed.evaluation.models import LoadOptions, model_run
+    from lens_embed.evaluation.model_runs import LoadOptions, model_run
     from lens_embed.evaluation.runner import result_folder
     from lens_embed.evaluation.tasks import resolve_tasks
 

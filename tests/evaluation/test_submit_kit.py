@@ -4,6 +4,7 @@ really loads the model, and an AIR-Bench zip read the way AIR-Bench's leaderboar
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -16,8 +17,8 @@ from mteb.cache import ResultCache
 from lens_embed.citation import LENS_CITATION
 from lens_embed.cli import main as eval_main
 from lens_embed.evaluation.airbench import LocalDataLoader
+from lens_embed.evaluation.encoders import LoadedModelEncoder, load_encoder
 from lens_embed.evaluation.instructions import load_instructions
-from lens_embed.evaluation.mteb_model import load_encoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 from lens_embed.evaluation.submit import (
@@ -25,7 +26,10 @@ from lens_embed.evaluation.submit import (
     KitError,
     build_kit,
     check_airbench_zip,
-    load_meta_source,
+    check_hub_name,
+    check_revision,
+    read_registry_module,
+    submitted_instructions,
 )
 
 NAME = "lens-embed-test/lens-tiny"
@@ -67,22 +71,22 @@ def test_kit_results_load_with_mtebs_loader_and_table(kit: Path, results: Path) 
 
 
 def test_registry_entry_is_complete_and_its_loader_loads_the_model(kit: Path, tiny_lens: Path) -> None:
-    meta = load_meta_source((kit / META_FILE).read_text())
+    meta = read_registry_module((kit / META_FILE).read_text())
     assert (meta.name, meta.revision, str(meta.release_date)) == (NAME, REVISION, "2026-11-27")
     assert (meta.embed_dim, meta.max_tokens, meta.license, meta.open_weights) == (16, 512, "apache-2.0", True)
     assert meta.n_parameters > meta.n_embedding_parameters > 0 and meta.memory_usage_mb > 0
     assert meta.training_datasets == set()  # an untrained construction trains on nothing of its own
     assert meta.similarity_fn_name.value == "cosine" and "Sentence Transformers" in meta.framework
     assert meta.use_instructions and meta.citation == LENS_CITATION
-    encoder = meta.loader(str(tiny_lens), revision=None)
+    encoder = meta.loader(str(tiny_lens), revision=None, **meta.loader_kwargs)  # as ModelMeta.load_model calls it
     assert encoder.model.get_embedding_dimension() == 16
 
 
 def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_lens: Path, data_dir: Path, small_data_dir: Path) -> None:
     """A submitted task (BIOSSES) embeds with the authors' instruction the results were computed with;
     another task falls back to mteb's prompt, with plain documents for retrieval."""
-    meta = load_meta_source((kit / META_FILE).read_text())
-    registry = meta.loader(str(tiny_lens), revision=None)
+    meta = read_registry_module((kit / META_FILE).read_text())
+    registry = meta.loader(str(tiny_lens), revision=None, **meta.loader_kwargs)
     registry.mteb_model_meta = meta
     for instructions, names in (("authors", ["BIOSSES"]), ("mteb", ["SliceSciFact"])):
         ours = load_encoder(tiny_lens, name=NAME, revision=REVISION, instructions=instructions)
@@ -97,7 +101,8 @@ def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_
 
 def test_registry_entry_records_the_submitted_instructions(kit: Path) -> None:
     source = (kit / META_FILE).read_text()
-    expected = load_instructions("authors").for_task(mteb.get_task("BIOSSES").metadata)
+    encoder = LoadedModelEncoder(None, read_registry_module(source), instructions=load_instructions("authors"))
+    expected = encoder.task_instruction(mteb.get_task("BIOSSES").metadata)
     assert expected.query.endswith(".") and repr(expected.query) in source
     assert "TASK_INSTRUCTIONS = {'BIOSSES':" in source
 
@@ -178,3 +183,143 @@ def test_airbench_zip_in_another_layout_is_refused(airbench_data_dir: Path, tmp_
     with pytest.raises(KitError, match="domain 'wiki', expected 'science'"):
         check_airbench_zip(mislabelled)
 
+
+# A name that closes the generated module's docstring and a licence that closes what the name opened:
+# pasted into Python source and run, they write MARKER (issue 17).
+PAYLOAD_NAME = "x\"\"\"\n__import__('pathlib').Path('marker').write_text('ran')\nZ = dict(\'\'\'"
+PAYLOAD_LICENSE = "\'\'\',#"
+
+
+def _relabel(results: Path, **fields: str) -> None:
+    [meta_file] = results.glob("results/*/*/model_meta.json")
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **fields}))
+
+
+def _submit(results: Path, model: Path, kit: Path, *options: str) -> int:
+    return eval_main(["evaluate", "submit-kit", str(results), "--model", str(model), "--output", str(kit), *options])
+
+
+def test_a_planted_results_folder_runs_no_code(results: Path, tiny_lens: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    planted = tmp_path / "planted"
+    shutil.copytree(results, planted)
+    _relabel(planted, name=f"org/{PAYLOAD_NAME}", license=PAYLOAD_LICENSE)
+    monkeypatch.chdir(tmp_path)
+    assert _submit(planted, tiny_lens, tmp_path / "kit") == 2
+    assert "is not a valid hub model name" in capsys.readouterr().err
+    _relabel(planted, name=NAME)  # a valid name: the licence is refused by mteb's own licence rule
+    assert _submit(planted, tiny_lens, tmp_path / "kit") == 2
+    assert "mteb's ModelMeta refuses the registry entry" in capsys.readouterr().err
+    assert not (tmp_path / "marker").exists() and not (tmp_path / "kit").exists()
+
+
+def test_a_planted_model_folder_and_card_run_no_code(tiny_lens: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The payload as a model folder's name (its results are named lens-embed/<folder>) and as its card's licence."""
+    model = tmp_path / PAYLOAD_NAME
+    shutil.copytree(tiny_lens, model)
+    (model / "README.md").write_text(f"---\nlicense: {json.dumps(PAYLOAD_LICENSE)}\n---\n# planted\n")
+    monkeypatch.chdir(tmp_path)
+    assert eval_main(["evaluate", "offline", "--model", str(model), "--data", str(data_dir), "--tasks", "BIOSSES",
+                      "--baselines", "none", "--output", str(tmp_path / "results")]) == 0
+    assert _submit(tmp_path / "results", model, tmp_path / "kit") == 2
+    assert f"'lens-embed/{PAYLOAD_NAME[:4]}" in capsys.readouterr().err  # the name is named, and refused
+    _relabel(tmp_path / "results", name=NAME)
+    assert _submit(tmp_path / "results", model, tmp_path / "kit") == 2  # the card's licence, refused
+    assert f"license = {PAYLOAD_LICENSE!r}" in capsys.readouterr().err
+    assert not (tmp_path / "marker").exists() and not (tmp_path / "kit").exists()
+
+
+def test_a_name_starting_with_a_digit_gives_a_module_mtebs_registry_loads(
+    results: Path, tiny_lens: Path, tmp_path: Path
+) -> None:
+    relabelled = tmp_path / "results"
+    shutil.copytree(results, relabelled)
+    _relabel(relabelled, name="org/7b-lens")
+    kit = build_kit(relabelled, tiny_lens, tmp_path / "kit", license="apache-2.0")
+    source = (kit / META_FILE).read_text()
+    assert "\nmodel_7b_lens = ModelMeta(\n" in source
+    # mteb's registry imports every module of model_implementations/ and collects its ModelMeta objects:
+    # done here (on a kit built from a plain name) as it would be after the registry pull request
+    package = tmp_path / "implementations"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(kit / META_FILE, package / META_FILE)
+    monkeypatch_path = str(tmp_path)
+    import importlib
+    import sys
+
+    sys.path.insert(0, monkeypatch_path)
+    try:
+        module = importlib.import_module(f"implementations.{Path(META_FILE).stem}")
+    finally:
+        sys.path.remove(monkeypatch_path)
+        sys.modules.pop("implementations", None)
+    [registered] = [value for value in vars(module).values() if isinstance(value, mteb.models.ModelMeta)]
+    assert registered == read_registry_module(source) and registered.name == "org/7b-lens"
+    encoder = registered.loader(str(tiny_lens), revision=None, **registered.loader_kwargs)
+    assert encoder.model.get_embedding_dimension() == 16
+
+
+@pytest.mark.parametrize(
+    ("planted", "message"),
+    [
+        ("X = __import__('pathlib').Path('marker').write_text('ran')", "is not a literal value"),
+        ("import os", "not a statement a registry entry holds"),
+        ("from mteb.models.model_meta import ModelMeta as M, get_loader_name", "imports get_loader_name"),
+        ("def f():\n    pass", "not a statement a registry entry holds"),
+    ],
+)
+def test_the_registry_module_is_read_without_running_it(kit: Path, tmp_path: Path, monkeypatch, planted: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = (kit / META_FILE).read_text()
+    with pytest.raises(KitError, match=message):
+        read_registry_module(source + planted + "\n")
+    assert not (tmp_path / "marker").exists()
+    called = source.replace("name='lens-embed-test/lens-tiny'", "name=__import__('pathlib').Path('marker').write_text('ran')")
+    with pytest.raises(KitError, match="is not a literal value"):
+        read_registry_module(called)
+    assert not (tmp_path / "marker").exists()
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "valid"),
+    [
+        *[(check_hub_name, name, True) for name in ("org/7b-lens", "Org_1/LENS-d8000.v2")],
+        *[(check_hub_name, name, False) for name in ("lens", "a/b/c", "org/x y", "org/x--y", "org/ünï", 'org/x"')],
+        *[(check_revision, revision, True) for revision in (REVISION, "main", "v1.0")],
+        *[(check_revision, revision, False) for revision in ("refs/pr/1", "..", "", "a\nb")],
+    ],
+)
+def test_names_and_revisions_follow_the_hubs_and_mtebs_rules(check, value: str, valid: bool) -> None:
+    """A name is a hub model id (organization/model); a revision is one folder of the results layout."""
+    if valid:
+        assert check(value) == value
+    else:
+        with pytest.raises(KitError, match=f"{re.escape(repr(value))} is not a valid"):
+            check(value)
+
+
+def test_the_kit_refuses_results_its_registry_entry_could_not_reproduce(tmp_path: Path) -> None:
+    """mteb's wrapper embeds documents plain: results with instructed documents cannot be submitted."""
+    from lens_embed.evaluation.encoders import minilm_meta
+    from lens_embed.evaluation.runner import PROTOCOL_FILE
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "SciFact.json").write_text("{}")
+    resolved = tmp_path / "resolved.json"
+    protocol = folder / PROTOCOL_FILE
+    protocol.write_text(json.dumps({"instructions": str(resolved)}))
+    resolved.write_text(json.dumps({"SciFact": {"query": "Q", "document": None}}))
+    assert submitted_instructions(folder, minilm_meta()) == {"SciFact": "Q"}
+    resolved.write_text(json.dumps({"SciFact": {"query": "Q", "document": "D"}}))
+    load_instructions.cache_clear()
+    with pytest.raises(KitError, match="SciFact: its documents were embedded with the instruction 'D'"):
+        submitted_instructions(folder, minilm_meta())
+    protocol.write_text(json.dumps({"instructions": "authors"}))
+    assert submitted_instructions(folder, minilm_meta()) == {
+        "SciFact": "Given a scientific claim, retrieve documents that support or refute the claim."
+    }
+    # a pair-classification task that declares a document input: the authors instruct both its sides
+    (folder / "TERRa.V2.json").write_text("{}")
+    with pytest.raises(KitError, match="TERRa.V2: its documents were embedded with the instruction"):
+        submitted_instructions(folder, minilm_meta())

@@ -1,4 +1,5 @@
-"""Turning a MODEL= argument into something mteb can run, with clear errors for bad input."""
+"""The model runs of an evaluation: MODEL= (a folder, a released LENS name or the embedded default) and
+the --baselines, each as a :class:`~lens_embed.evaluation.runner.ModelRun`, with clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lens_embed.build import default_model_path
-from lens_embed.evaluation.baselines import BM25_TASK_TYPES, MINILM_NAME, bm25, dense_minilm
-from lens_embed.evaluation.mteb_model import (
+from lens_embed.evaluation.encoders import (
+    BM25_TASK_TYPES,
     DEFAULT_INSTRUCTIONS,
-    LensEncoder,
+    MINILM_NAME,
+    LoadedModelEncoder,
+    bm25,
+    dense_minilm,
     load_encoder,
     released_lens_meta,
 )
@@ -58,7 +62,7 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
     return _loaded(load_encoder(path, device=options.device, **options.loader_kwargs()))
 
 
-def _loaded(encoder: LensEncoder) -> ModelRun:
+def _loaded(encoder: LoadedModelEncoder) -> ModelRun:
     """Wrap an already-loaded encoder (loaded eagerly so a bad MODEL fails before any task runs)."""
     return ModelRun(str(encoder.mteb_model_meta.name), lambda: encoder)
 

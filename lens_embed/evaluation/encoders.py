@@ -1,12 +1,18 @@
-"""lens-embed models inside mteb 2.x: an encoder with the LENS instruction protocol, its
-``ModelMeta`` and the loader that makes ``mteb.evaluate`` run a LENS model like a registered one.
+"""The mteb encoders an evaluation runs: a loaded model (LENS or plain), its ``ModelMeta`` and loader,
+and the two baselines.
 
-Protocol (the authors' mteb-1.x wrapper, ported): which instruction each task side gets comes from
-an :class:`~lens_embed.evaluation.instructions.Instructions` source (the authors' map by default);
-retrieval and reranking documents are plain text (mteb already joins ``title + " " + text``); every
-other task type embeds both sides as instructed queries. The instruction is looked up on every
-``encode`` call from the metadata of the task being run, so it never sticks from a previous task,
-and the side reaches the model through the one router, :func:`lens_embed.model.encode`.
+- :class:`LoadedModelEncoder`: mteb's ``InstructSentenceTransformerModel`` over a model loaded by
+  lens-embed's one loader. For a LENS model each task side gets the instruction of an
+  :class:`~lens_embed.evaluation.instructions.Instructions` source (the authors' map by default: the
+  protocol of their mteb-1.x evaluation, ported), looked up by mteb on every ``encode`` call from the
+  metadata of the task being run, so it never sticks from a previous task; retrieval and reranking
+  documents are plain text (mteb already joins ``title + " " + text``), every other task type embeds
+  both sides as instructed queries. A plain model (the dense baseline) gets plain text.
+- :func:`build_model_meta` / :func:`load_encoder` / :func:`lens_loader`: real metadata measured on the
+  model, and the loader that makes ``mteb.evaluate(meta, tasks)`` run a LENS model like a registered one.
+- :func:`dense_minilm` and :func:`bm25`: the baselines every run can put beside a model. Both use
+  mteb's registry metadata, so their results land in the same folders (and under the same revisions)
+  as the leaderboard's, and a score here is directly comparable with the published one.
 """
 
 from __future__ import annotations
@@ -21,14 +27,22 @@ import mteb
 import numpy as np
 import torch
 from mteb.models import ModelMeta
-from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
 from lens_embed.citation import LENS_CITATION
-from lens_embed.evaluation.instructions import Instructions, TaskInstruction, load_instructions, sided
+from lens_embed.defaults import minilm_path
+from lens_embed.evaluation.instructions import (
+    LENS_INSTRUCTION_TEMPLATE,
+    InstructionError,
+    Instructions,
+    TaskInstruction,
+    embeds_as_query,
+    load_instructions,
+)
 from lens_embed.model import encode as lens_encode
-from lens_embed.model import is_lens_model
+from lens_embed.model import is_lens_model, load_lens_model
 from lens_embed.storage import is_released_name
 
 if TYPE_CHECKING:
@@ -39,19 +53,30 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_INSTRUCTIONS = "authors"
+MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BM25_NAME = "mteb/baseline-bm25s"
+# Task types BM25 can run: it is a search model, not an encoder.
+BM25_TASK_TYPES = frozenset({"Retrieval"})
 _CONFIG_FILES = ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".npy")
 # The hub id a sentence-transformers model card loads itself with: SentenceTransformer("org/name").
 _CARD_ID = re.compile(r"SentenceTransformer\(\s*['\"]([\w.-]+/[\w.-]+)['\"]")
 
 
-class LensEncoder(AbsEncoder):
-    """mteb ``EncoderProtocol`` over a sentence-transformers model.
+class LoadedModelEncoder(InstructSentenceTransformerModel):
+    """mteb's ``InstructSentenceTransformerModel`` over a model lens-embed has already loaded.
 
-    With ``use_instructions`` (a LENS model) texts are routed per the protocol through
-    :func:`lens_embed.model.encode`; without it (a plain dense model such as all-MiniLM-L6-v2)
-    every text is encoded as is, exactly as mteb's own sentence-transformers wrapper does for a
-    model without prompts.
+    mteb's class loads the model itself, by name, with plain sentence-transformers; this one takes the
+    model from :func:`lens_embed.model.load_lens_model` (its refusals and checks, dtype, attention
+    kernel). The instructions are mteb's own data (``prompts_dict``, from an :class:`Instructions`
+    source) found by mteb's own lookup, on every call, for the task being run; a submission kit's
+    registry entry is mteb's class over the same data. Two rules are LENS': the side reaches the model
+    through the one router, :func:`lens_embed.model.encode` (``encode_query`` / ``encode_document``:
+    the same token ids as mteb's ``encode(texts, prompt=query prompt)``), and documents are plain for
+    retrieval-type tasks only (:func:`embeds_as_query`; a resolved file sets each side verbatim).
+
+    Without instructions (a plain dense model such as all-MiniLM-L6-v2) every text is encoded as is,
+    exactly as mteb's own sentence-transformers wrapper does for a model without prompts.
 
     Args:
         model: the loaded sentence-transformers model.
@@ -60,6 +85,8 @@ class LensEncoder(AbsEncoder):
         instructions: the instruction source (default: the authors' map).
     """
 
+    instruction_template = LENS_INSTRUCTION_TEMPLATE
+
     def __init__(
         self,
         model: SentenceTransformer,
@@ -67,16 +94,23 @@ class LensEncoder(AbsEncoder):
         use_instructions: bool | None = None,
         instructions: Instructions | None = None,
     ) -> None:
+        # not mteb's __init__: it would load the model again, by name, without lens-embed's checks
         self.model = model
+        self.model_name = str(meta.name)
         self.mteb_model_meta = meta
         self.use_instructions = bool(meta.use_instructions) if use_instructions is None else use_instructions
         self.instructions = instructions or load_instructions(DEFAULT_INSTRUCTIONS)
+        self.prompts_dict = self.instructions.prompts
 
     def task_instruction(self, task_metadata: TaskMetadata) -> TaskInstruction:
-        """Both sides' instructions for the task being run."""
-        if self.instructions.source == "mteb":
-            return sided(self.get_instruction(task_metadata, PromptType.query), task_metadata.type)
-        return self.instructions.for_task(task_metadata)
+        """Both sides' instructions for the task being run (mteb's lookup of the query side's)."""
+        missing = self.instructions.missing(task_metadata)
+        if missing is not None:
+            raise InstructionError(missing)
+        query = self.get_instruction(task_metadata, PromptType.query)
+        if self.instructions.documents is not None:
+            return TaskInstruction(query, self.instructions.documents.get(task_metadata.name))
+        return TaskInstruction(query, query if embeds_as_query(task_metadata.type, document_side=True) else None)
 
     def instruction_for(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
         """The instruction for this task and side, or None for a plain document."""
@@ -125,6 +159,7 @@ def model_settings(model: Any) -> dict[str, Any]:
     config = getattr(getattr(module, "auto_model", None), "config", None)
     return {
         "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+        # transformers has no public name for the kernel a loaded model runs (only this property)
         "attn_implementation": getattr(config, "_attn_implementation", None),
         "max_seq_length": model.max_seq_length,
         "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
@@ -190,8 +225,6 @@ def evaluation_dtype(dtype: str | None, device: str | None) -> str:
     """The dtype asked for; else float16 on CUDA (the authors evaluated in fp16) and float32 elsewhere."""
     if dtype:
         return dtype
-    import torch
-
     on_cuda = str(device).startswith("cuda") if device else torch.cuda.is_available()
     return "float16" if on_cuda else "float32"
 
@@ -253,7 +286,7 @@ def load_encoder(
     dtype: str | None = None,
     attn_implementation: str | None = None,
     instructions: str = DEFAULT_INSTRUCTIONS,
-) -> LensEncoder:
+) -> LoadedModelEncoder:
     """Load a lens-embed (or any sentence-transformers) model folder, or a released name, as an mteb encoder.
 
     Args:
@@ -266,8 +299,6 @@ def load_encoder(
         attn_implementation: ``sdpa``, ``flash_attention_2`` or ``eager`` (default: transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
     """
-    from lens_embed.model import load_lens_model
-
     source = load_instructions(instructions)
     model = load_lens_model(
         model_path, device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
@@ -275,10 +306,10 @@ def load_encoder(
     meta = build_model_meta(
         model, model_path, name=name, revision=revision, adapted_from=adapted_from, instructions=source
     )
-    return LensEncoder(model, meta, instructions=source)
+    return LoadedModelEncoder(model, meta, instructions=source)
 
 
-def lens_loader(model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any) -> LensEncoder:
+def lens_loader(model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any) -> LoadedModelEncoder:
     """``ModelMeta.loader``: what ``mteb.evaluate(meta, tasks)`` calls to get the encoder."""
     return load_encoder(
         model_path or model_name,
@@ -298,3 +329,26 @@ def released_lens_meta(name: str) -> ModelMeta:
     if registered is None or not is_released_name(name):
         raise ValueError(f"{name!r} is not a released LENS model in mteb's registry (yibinlei/LENS-d4000, -d8000)")
     return registered.model_copy(update={"loader": lens_loader, "loader_kwargs": {"model_path": name}})
+
+
+def minilm_meta() -> ModelMeta:
+    """mteb's registry entry, unchanged: revision 8b3219a9, the one the published scores used.
+
+    The offline weights are that revision; the encoder is built here (``dense_minilm``), so the
+    registry's hub loader is never called and ``model_meta.json`` carries no local path."""
+    return mteb.get_model_meta(MINILM_NAME)
+
+
+def dense_minilm(
+    device: str | None = None, dtype: str | None = None, attn_implementation: str | None = None
+) -> LoadedModelEncoder:
+    """The dense baseline as an mteb encoder: plain texts, no instructions (as it was published)."""
+    model = load_lens_model(
+        minilm_path(), device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
+    )
+    return LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
+
+
+def bm25() -> mteb.models.SearchProtocol:
+    """mteb's own bm25s baseline (English stopwords + Snowball stemmer; needs PyStemmer)."""
+    return mteb.get_model(BM25_NAME)
