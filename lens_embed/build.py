@@ -7,6 +7,7 @@ Sits below :mod:`lens_embed.model` (which loads and uses models) and beside
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH, minilm
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.portable import LensSentenceTransformer
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
-from lens_embed.storage import cache_dir, cached_directory
+from lens_embed.storage import cache_dir, cached_directory, give_usual_modes, refuse_overlap, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,37 @@ def assemble_lens_model(
     )
 
 
-def ensure_output_dir(output_dir: str | Path, overwrite: bool) -> None:
-    """Refuse to write over a non-empty directory unless asked: saved work is never lost silently."""
+def ensure_output_dir(output_dir: str | Path, overwrite: bool, source: str | Path | None = None) -> None:
+    """Refuse to write over a non-empty directory unless asked: saved work is never lost silently.
+
+    With ``source`` (the model the output is made from), an output that is the source, lies inside
+    it or holds it is refused too: replacing it would delete or damage the source.
+    """
     path = Path(output_dir)
+    if source is not None:
+        refuse_overlap(path, "the output", source, "the model it is made from")
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"output path {path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it")
+
+
+def save_staged(
+    model: SentenceTransformer,
+    output_dir: str | Path,
+    overwrite: bool,
+    check: Callable[[Path], None] | None = None,
+) -> None:
+    """Save ``model`` to ``output_dir`` through a staging folder renamed into place (:func:`staged_directory`).
+
+    An interruption leaves ``output_dir`` as it was (absent, or the previous model whole); every
+    file gets the usual mode; ``check(staging)`` may refuse the written folder before it is put in place.
+    """
+    with staged_directory(output_dir, replace=overwrite) as staging:
+        model.save(str(staging))
+        give_usual_modes(staging)
+        if check is not None:
+            check(staging)
 
 
 def load_backbone(
@@ -99,7 +124,8 @@ def build_lens_model(
         base_model: Local folder or hub id of a transformers causal LM (Mistral, Llama, Qwen2...)
             or BERT-style encoder.
         n_clusters: K, the number of centroids = output dimensions; 1 < K < vocabulary size.
-        output_dir: Where to save the model (an empty or absent folder); None keeps it in memory only.
+        output_dir: Where to save the model (an empty or absent folder, apart from ``base_model``); None
+            keeps it in memory only. The model is staged beside it and renamed into place.
         dense_pooling: None for pure LENS, or "mean" / "last" to append a dense part (hybrid).
         dense_weight: Weight of the normalised dense part in the hybrid embedding (>= 0).
         seed: Seed of the KMeans and of the new special-token embedding rows: one seed, one model.
@@ -114,7 +140,7 @@ def build_lens_model(
         The LENS model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
     """
     if output_dir is not None:
-        ensure_output_dir(output_dir, overwrite)
+        ensure_output_dir(output_dir, overwrite, source=base_model)
     transformer, decoder = load_backbone(
         base_model, max_seq_length=max_seq_length, attn_implementation=attn_implementation, torch_dtype=torch_dtype
     )
@@ -150,7 +176,7 @@ def build_lens_model(
     model = assemble_lens_model(transformer, pooling, device=device)
     record_base_model(model, base_model)
     if output_dir is not None:
-        model.save(str(output_dir))
+        save_staged(model, output_dir, overwrite)
     return model
 
 

@@ -19,7 +19,7 @@ from lens_embed.card import add_card_command
 from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
-from lens_embed.storage import atomic_write
+from lens_embed.storage import atomic_write, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -173,6 +173,7 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
 def _run_encode(args: argparse.Namespace) -> None:
     from lens_embed.model import encode, load_lens_model
 
+    refuse_overlap(args.out, "--out", args.model, "the model")  # --overwrite could replace a model file
     if Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     texts = read_texts(args.texts)

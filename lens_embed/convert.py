@@ -10,7 +10,6 @@ match, and the head is read without executing pickled code.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,14 +29,14 @@ from lens_embed.backbone import (
     unreadable_weights,
     weight_files,
 )
-from lens_embed.build import assemble_lens_model, ensure_output_dir
+from lens_embed.build import assemble_lens_model, ensure_output_dir, save_staged
 from lens_embed.card import record_base_model
 from lens_embed.clustering import assign_to_centroids
 from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN
 from lens_embed.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
-from lens_embed.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, staged_directory
+from lens_embed.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, scratch_directory
 
 HEAD_FILE = "lm_head.pth"
 SHARD_BYTES = 2 << 30
@@ -160,7 +159,7 @@ def convert_checkpoint(
         The converted model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
     """
     output = Path(output_dir)
-    ensure_output_dir(output, overwrite)
+    ensure_output_dir(output, overwrite, source=source)
     directory = resolve_checkpoint(source)
     head = read_head(directory / HEAD_FILE)
     tensors: dict[str, torch.Tensor] = {}
@@ -190,10 +189,8 @@ def convert_checkpoint(
         raise CheckpointError(f"tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab_size} rows")
     drop_code_references(config, tokenizer)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     # The backbone is staged apart from the output: the model reads (memory-maps) its weights from there.
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".lens-convert-") as backbone_name_dir:
-        backbone_dir = Path(backbone_name_dir)
+    with scratch_directory(output.parent, ".lens-convert-") as backbone_dir:
         config.save_pretrained(backbone_dir)
         write_shards(tensors, backbone_dir)
         tokenizer.save_pretrained(backbone_dir)
@@ -211,12 +208,15 @@ def convert_checkpoint(
         pooling.set_head(head, assign_to_centroids(vocabulary, head))
         model = assemble_lens_model(transformer, pooling)
         record_base_model(model, source)
-        with staged_directory(output, replace=overwrite) as staging:
-            model.save(str(staging))
-            left = code_references(staging)
-            if left:
-                raise CheckpointError("the converted model would still ask to run code: " + "; ".join(left))
+        save_staged(model, output, overwrite, check=check_no_code_references)
     return model
+
+
+def check_no_code_references(folder: Path) -> None:
+    """Refuse a converted folder that would still make a loader run code named by the source."""
+    left = code_references(folder)
+    if left:
+        raise CheckpointError("the converted model would still ask to run code: " + "; ".join(left))
 
 
 def drop_code_references(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -17,9 +17,11 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+
+from lens_embed.storage import atomic_write, refuse_overlap
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -81,7 +83,7 @@ def _sum_over_ranks(value: float) -> float:
 
 
 def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str) -> Path:
-    """Stream every shard into ``directory/embeddings.npy`` (temporary file, then rename), row order kept."""
+    """Stream every shard into ``directory/embeddings.npy`` (:func:`atomic_write`), row order kept."""
     from lens_embed.retrieval import ShardStore
 
     store = ShardStore(directory, n_texts, shard_size, key)
@@ -92,15 +94,15 @@ def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str)
     if missing:
         raise RuntimeError(f"{store.directory}: shards {missing} are not computed yet")
     first = np.load(store.shard_path(0), mmap_mode="r")
-    tmp = target.with_name(f".{MERGED_NAME}.tmp-{os.getpid()}")
-    merged = np.lib.format.open_memmap(tmp, mode="w+", dtype=first.dtype, shape=(n_texts, first.shape[1]))
-    for index in range(store.n_shards):
-        start, stop = store.bounds(index)
-        merged[start:stop] = np.load(store.shard_path(index), mmap_mode="r")
-    merged.flush()
-    del merged
-    os.replace(tmp, target)
-    return target
+    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+              "shape": (n_texts, first.shape[1])}
+
+    def write(stream: BinaryIO) -> None:
+        np.lib.format.write_array_header_1_0(stream, header)
+        for index in range(store.n_shards):
+            stream.write(np.ascontiguousarray(np.load(store.shard_path(index), mmap_mode="r")).tobytes())
+
+    return atomic_write(target, write)
 
 
 def encode_corpus(
@@ -201,6 +203,7 @@ def run_encode_corpus(args: argparse.Namespace) -> int:
     from lens_embed.cli import read_texts
     from lens_embed.model import load_lens_model
 
+    refuse_overlap(args.out, "--out", args.model, "the model")  # shards and a manifest written into a model folder
     texts = read_texts(args.texts)
     rank, world, device = distributed_context()
     options = {k: v for k, v in (("dtype", args.dtype), ("attn_implementation", args.attn_implementation)) if v}

@@ -60,17 +60,35 @@ class ShardStore:
         return {"key": self.key, "n_texts": self.n_texts, "shard_size": self.shard_size, "n_shards": self.n_shards}
 
     def _check_manifest(self) -> None:
-        """Create the manifest, or refuse a folder that holds another corpus's or model's shards."""
+        """Create the manifest, or refuse a folder whose shards may embed something else.
+
+        The folder's contract: it holds the shards of one corpus, one model, one side and one shard
+        size. A manifest recording anything else (another ``shard_size`` included: shard ``i``
+        would cover other rows) is refused, naming what differs, and so is a folder holding shards
+        or a merged file without a manifest (nothing says what they embed). Nothing is deleted.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "manifest.json"
         if path.is_file():
-            found = json.loads(path.read_text(encoding="utf-8"))
-            if found != self._manifest():
+            try:
+                found = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as error:
+                found = error
+            if not isinstance(found, dict):
+                raise ValueError(f"{path}: not a readable shard manifest ({found}); use another folder")
+            wanted = self._manifest()
+            differs = [key for key in wanted if found.get(key) != wanted[key]]
+            if differs:
+                detail = ", ".join(f"{key} {found.get(key)!r} there, {wanted[key]!r} here" for key in differs)
                 raise ValueError(
-                    f"{self.directory} holds shards of another corpus, model or shard size ({found}); "
-                    "use another cache folder or delete this one"
+                    f"{self.directory} holds shards of another corpus, model or shard size ({detail}; the key "
+                    "fingerprints the corpus, the model and the side); use another folder, or the options it was "
+                    "started with"
                 )
             return
+        if any(self.directory.glob("*.npy")):
+            raise ValueError(f"{self.directory} holds .npy files but no manifest.json (what do they embed?); "
+                             "use another folder")
         payload = json.dumps(self._manifest(), indent=2).encode("utf-8")
         atomic_write(path, lambda handle: handle.write(payload))
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -152,3 +153,32 @@ def test_help_loads_neither_torch_nor_sentence_transformers():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
     assert "usage: lens-embed" in result.stdout
     assert "HEAVY []" in result.stdout
+
+
+def _files(folder):
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_build_and_convert_refuse_an_output_overlapping_their_source(tiny_mistral, released, tmp_path, capsys, where):
+    for verb, source in (("build", tiny_mistral), ("convert", released)):
+        base = tmp_path / verb / "base"
+        shutil.copytree(source, base)
+        before = _files(base.parent)
+        output = {"same": base, "inside": base / "lens", "around": base.parent}[where]
+        assert main([verb, str(base), str(output), "--overwrite"]) == 2
+        assert "is (or overlaps) the model it is made from" in capsys.readouterr().err
+        assert _files(base.parent) == before and sorted(p.name for p in base.parent.iterdir()) == ["base"]
+
+
+def test_encode_and_encode_corpus_refuse_an_output_inside_the_model(tiny_lens, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_lens, model)
+    before = _files(model)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a text\n")
+    assert main(["encode", str(model), str(texts), "--out", str(model / "model.safetensors"), "--overwrite"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["encode-corpus", str(model), str(texts), "--out", str(model / "shards")]) == 2
+    assert "is (or overlaps) the model" in capsys.readouterr().err
+    assert _files(model) == before and not (model / "shards").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -80,3 +81,39 @@ def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
 def test_a_self_contained_folder_loaded_by_plain_sentence_transformers_counts_as_lens(model):
     pooling = lexicon_pooling(model)
     assert type(pooling).__module__.rsplit(".", 1)[-1] == "modeling_lens" and is_lens_model(model)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_folder_of_another_model_is_refused_and_left_as_it_was(model, tmp_path):
+    encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    before = _files(tmp_path)
+    other = copy.deepcopy(model)
+    other.max_seq_length = 6  # truncates the probe text: another model as far as its embeddings go
+    with pytest.raises(ValueError, match=r"another corpus, model or shard size \(key '"):
+        encode_corpus(other, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    assert _files(tmp_path) == before
+
+
+def test_another_shard_size_on_a_rerun_is_refused_naming_both_sizes(model, tmp_path):
+    encode_corpus(model, TEXTS[:6], tmp_path, shard_size=4, show_progress=False)
+    (tmp_path / MERGED_NAME).unlink()
+    (tmp_path / "shard_00001.npy").unlink()  # an interrupted run, resumed with another size
+    before = _files(tmp_path)
+    with pytest.raises(ValueError, match="shard_size 4 there, 3 here"):
+        encode_corpus(model, TEXTS[:6], tmp_path, shard_size=3, show_progress=False)
+    assert _files(tmp_path) == before
+    encode_corpus(model, TEXTS[:6], tmp_path, shard_size=4, show_progress=False)  # the size it was started with
+    np.testing.assert_allclose(np.load(tmp_path / MERGED_NAME), encode(model, TEXTS[:6]), atol=1e-5, rtol=0)
+
+
+def test_shards_without_a_manifest_are_never_taken_for_this_corpus(model, tmp_path):
+    np.save(tmp_path / "shard_00000.npy", np.zeros((4, 16), dtype=np.float32))
+    with pytest.raises(ValueError, match="no manifest.json"):
+        encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shard_00000.npy"]
+    (tmp_path / "manifest.json").write_text('{"key": ')
+    with pytest.raises(ValueError, match=r"manifest.json: not a readable shard manifest"):
+        encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)

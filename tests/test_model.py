@@ -1,5 +1,7 @@
 """A LENS model through sentence-transformers: encoding, prompts, save/load, hybrid, bad input."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
@@ -143,3 +145,13 @@ def test_two_builds_with_one_seed_are_the_same_model(tiny_mistral, tmp_path):
     first = build_lens_model(tiny_mistral, n_clusters=8, seed=3)
     second = build_lens_model(tiny_mistral, n_clusters=8, seed=3)
     assert np.array_equal(encode(first, TEXTS, query=True), encode(second, TEXTS, query=True))
+
+
+def test_threads_sharing_one_model_encode_as_one_thread_does(model):
+    jobs = [([f"{text} {i}" for text in TEXTS * 10], i % 2 == 0, f"Instruction {i}." if i % 2 == 0 else None)
+            for i in range(8)]
+    sequential = [encode(model, texts, query=query, instruction=instruction) for texts, query, instruction in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda job: encode(model, job[0], query=job[1], instruction=job[2]), jobs))
+    for alone, together in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(together, alone)

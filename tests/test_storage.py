@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -13,7 +14,16 @@ import pytest
 
 from lens_embed.convert import convert_checkpoint
 from lens_embed.safety import code_references
-from lens_embed.storage import atomic_write, cached_directory, is_released_name, staged_directory
+from lens_embed.storage import (
+    atomic_write,
+    cached_directory,
+    give_usual_modes,
+    is_released_name,
+    overlaps,
+    refuse_overlap,
+    staged_directory,
+)
+from tiny_models import offline_hub_with_release
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,14 +96,8 @@ print(load_lens_model("yibinlei/LENS-d8000").get_embedding_dimension())
 
 
 def test_two_processes_loading_one_released_name_into_an_empty_cache_both_succeed(released, tmp_path):
-    sha = "0" * 40
-    repo = tmp_path / "hub" / "models--yibinlei--LENS-d8000"
-    shutil.copytree(released, repo / "snapshots" / sha)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(sha)
-    env = dict(
-        os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", LENS_EMBED_CACHE=str(tmp_path / "cache")
-    )
+    hub = offline_hub_with_release(released, tmp_path / "hub")
+    env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1", LENS_EMBED_CACHE=str(tmp_path / "cache"))
     runs = [
         subprocess.Popen([sys.executable, "-c", LOAD_RELEASED], cwd=REPO, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -106,3 +110,103 @@ def test_two_processes_loading_one_released_name_into_an_empty_cache_both_succee
     converted = tmp_path / "cache" / "converted"
     assert [p.name for p in converted.iterdir() if not p.name.startswith(".")] == ["yibinlei__LENS-d8000"]
     assert not [p for p in converted.iterdir() if ".staging-" in p.name]
+
+
+HOLD_STAGING = """
+import sys
+from lens_embed.storage import staged_directory
+with staged_directory(sys.argv[1]) as staging:
+    (staging / "part").write_text("half")
+    print(staging, flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _holding_writer(target: Path) -> tuple[subprocess.Popen, Path]:
+    """A live process in the middle of a staged write to ``target``; returns it and its staging folder."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-c", HOLD_STAGING, str(target)], env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_write_and_a_live_writers_folder_is_kept(tmp_path):
+    target = tmp_path / "model"
+    live, held = _holding_writer(target)
+    try:
+        killed, stale = _holding_writer(target)
+        killed.kill()
+        killed.wait()
+        legacy = tmp_path / ".model.staging-k2_x9abc"  # tempfile.mkdtemp's name, from a version without locks
+        legacy.mkdir()
+        assert stale.is_dir() and held.is_dir()
+        with staged_directory(target) as staging:
+            (staging / "done").write_text("whole")
+        assert not stale.exists() and not legacy.exists()
+        assert (held / "part").read_text() == "half"  # another process is still writing it
+    finally:
+        live.communicate("\n", timeout=60)
+    assert live.returncode != 0  # its target appeared meanwhile: it refuses rather than mixing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] and (target / "done").read_text() == "whole"
+
+
+def test_a_target_moved_aside_by_a_killed_replacement_is_put_back(tmp_path):
+    target = tmp_path / "model"
+    aside = tmp_path / ".model.old-0123abcd" / "old"
+    aside.mkdir(parents=True)
+    (aside / "weights").write_text("previous")
+    with pytest.raises(RuntimeError), staged_directory(target, replace=True):
+        raise RuntimeError("interrupted again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (target / "weights").read_text() == "previous"
+
+
+def test_atomic_write_removes_the_temporaries_of_killed_writers_only(tmp_path):
+    target = tmp_path / "emb.npy"
+    stale = tmp_path / ".emb.npy.4242-0123abcd.tmp"
+    stale.write_bytes(b"half")
+    live = tmp_path / ".emb.npy.4243-4567cdef.tmp"
+    with live.open("wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a live writer holds its temporary
+        atomic_write(target, lambda stream: stream.write(b"whole"))
+        assert live.exists()
+    assert not stale.exists() and target.read_bytes() == b"whole"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_staged_and_cached_folders_get_the_usual_mode(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with staged_directory(tmp_path / "model") as staging:
+            (staging / "file").write_text("x")
+        entry = cached_directory(tmp_path / "cache" / "entry", lambda staging: None)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert entry.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_usual_modes_widen_files_written_private(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for path in (tmp_path / "weights.safetensors", tmp_path / "sub" / "head.safetensors"):
+        path.write_bytes(b"x")
+        path.chmod(0o600)  # as safetensors writes them
+    previous = os.umask(0o022)
+    try:
+        give_usual_modes(tmp_path)
+    finally:
+        os.umask(previous)
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.rglob("*") if p.is_file()} == {0o644}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "weights.safetensors"]
+
+
+def test_overlapping_paths_are_recognised_through_links(tmp_path):
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(model)
+    for path in (model, model / "sub", model / "new" / "x.npy", tmp_path, tmp_path / "link" / "out"):
+        assert overlaps(path, model), path
+    assert not overlaps(tmp_path / "model2", model) and not overlaps(tmp_path / "other" / "model", model)
+    assert overlaps("org/name", "org/name") and not overlaps("org", "org/name")  # a hub name: only itself
+    with pytest.raises(ValueError, match=r"--out .* is \(or overlaps\) the model"):
+        refuse_overlap(model / "x.npy", "--out", model, "the model")

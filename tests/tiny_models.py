@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -120,3 +121,14 @@ def write_released_checkpoint(directory: Path) -> Path:
     head = torch.nn.Linear(32, RELEASED_K, bias=False)
     torch.save(head, directory / "lm_head.pth")
     return directory
+
+
+def offline_hub_with_release(released: Path, hub: Path, name: str = "yibinlei/LENS-d8000") -> Path:
+    """A Hugging Face hub cache at ``hub`` holding ``released`` as the one snapshot of ``name`` (use with
+    ``HF_HUB_CACHE=hub`` and ``HF_HUB_OFFLINE=1``, so the released name resolves without a network)."""
+    sha = "0" * 40
+    repo = hub / f"models--{name.replace('/', '--')}"
+    shutil.copytree(released, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    return hub

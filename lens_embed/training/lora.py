@@ -116,6 +116,10 @@ def save_adapter(model: nn.Module, directory: str | Path, state_dict: dict | Non
     peft_backbone = backbone(model)
     if state_dict is not None:
         state_dict = _backbone_state_dict(state_dict)
+    for config in peft_backbone.peft_config.values():  # peft writes sets in hash order: one run, one file
+        for name, value in vars(config).items():
+            if isinstance(value, set):
+                setattr(config, name, sorted(value))
     peft_backbone.save_pretrained(str(directory), state_dict=state_dict)
     return directory
 

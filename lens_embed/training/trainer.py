@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
+from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import TrainConfig, recorded_values
 from lens_embed.training.data import (
     TaskData,
@@ -263,17 +264,10 @@ def training_arguments(
     )
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def check_output(config: TrainConfig) -> None:
     """Refuse an output that is the model (or holds it, or lies inside it): the merge would write
     over the base, and a rerun would merge the adapter into an already merged model."""
-    output = Path(config.output).resolve()
-    model = Path(config.model).resolve()
-    if output == model or (model.exists() and (_is_within(model, output) or _is_within(output, model))):
-        raise ValueError(f"--output {config.output} is (or overlaps) the model {config.model}; choose another folder")
+    refuse_overlap(config.output, "--output", config.model, "the model")
 
 
 def prepare_output(config: TrainConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from lens_embed import load_lens_model
 from lens_embed.training.lora import (
     ADAPTER_DIRNAME,
+    DECODER_TARGETS,
     LoraSettings,
     apply_lora,
     default_target_modules,
@@ -76,6 +78,13 @@ def test_merge_and_save_reloads_with_identical_embeddings(lens_model, tiny_lens:
     np.testing.assert_allclose(reloaded.encode(TEXTS, convert_to_numpy=True), trained, rtol=1e-5, atol=1e-6)
     base = load_lens_model(tiny_lens, device="cpu").encode(TEXTS, convert_to_numpy=True)
     assert not np.allclose(base, trained, atol=1e-4)  # the adapter really changed the model
+
+
+def test_a_saved_adapter_config_lists_its_modules_in_one_order(lens_model, tmp_path: Path) -> None:
+    apply_lora(lens_model)
+    saved = json.loads((save_adapter(lens_model, tmp_path / "adapter") / "adapter_config.json").read_text())
+    # peft keeps them in a set, written in the process's hash order: every run would write another file
+    assert saved["target_modules"] == sorted(DECODER_TARGETS)
 
 
 def test_second_adapter_is_refused(lens_model) -> None:
