@@ -19,7 +19,7 @@ from lens_embed.card import add_card_command
 from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
-from lens_embed.storage import atomic_write, refuse_overlap
+from lens_embed.storage import atomic_write, refuse_overlap, text_lines
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -102,15 +102,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"input file not found: {source}")
-    data = source.read_bytes()
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{source}:{line}: not valid UTF-8 (byte offset {error.start}): {error.reason}") from None
-    lines = [line.removesuffix("\r") for line in content.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
+    lines = [line for _, line in text_lines(source)]
     if source.suffix != ".jsonl":
         return lines
     return [_jsonl_text(line, f"{source}:{number}") for number, line in enumerate(lines, start=1)]

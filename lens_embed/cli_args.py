@@ -31,24 +31,29 @@ def bounded_int(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def bounded_float(minimum: float, *, inclusive: bool = True) -> Callable[[str], float]:
-    """An argparse type accepting finite floats ``>= minimum`` (``> minimum`` unless ``inclusive``).
+def bounded_float(minimum: float, *, inclusive: bool = True, maximum: float | None = None) -> Callable[[str], float]:
+    """An argparse type accepting finite floats ``>= minimum`` (``> minimum`` unless ``inclusive``),
+    and ``<= maximum`` when one is given.
 
     Args:
-        minimum: the bound.
+        minimum: the lower bound.
         inclusive: whether ``minimum`` itself is accepted.
+        maximum: the upper bound, accepted itself (none by default).
     """
+    lower = f"{'>=' if inclusive else '>'} {minimum}"
+    wanted = lower if maximum is None else f"{lower} and <= {maximum}"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum}, got {text}")
+        too_low = value < minimum or (value == minimum and not inclusive)
+        if not math.isfinite(value) or too_low or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be a finite number {wanted}, got {text}")
         return value
 
-    parse.__name__ = f"number {'>=' if inclusive else '>'} {minimum}"
+    parse.__name__ = f"number {wanted}"
     return parse
 
 
@@ -62,3 +67,5 @@ non_negative_float = bounded_float(0.0)
 """Weights."""
 positive_float = bounded_float(0.0, inclusive=False)
 """Temperatures, learning rates, epochs."""
+probability = bounded_float(0.0, maximum=1.0)
+"""Dropout rates."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from lens_embed.cli_args import positive_int
 from lens_embed.storage import atomic_write, refuse_overlap
 
 if TYPE_CHECKING:
@@ -191,9 +192,9 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
     parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
     parser.add_argument("--instruction", default=None)
-    parser.add_argument("--shard-size", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=None, help="token-budget batches instead of --batch-size")
+    parser.add_argument("--shard-size", type=positive_int, default=10_000)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone on GPUs")
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
     parser.set_defaults(func=run_encode_corpus)

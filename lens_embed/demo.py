@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lens_embed.cli_args import bounded_int, non_negative_int, positive_float, positive_int
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.negatives import mine_negatives
 from lens_embed.training.trainer import train
@@ -158,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lens_embed.demo", description=__doc__)
     parser.add_argument("--data", default="../shared/data", help="the shared data folder (training/ and tasks)")
     parser.add_argument("--output", default="results/train-demo")
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per model")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--group-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--steps", type=positive_int, default=30, help="optimizer steps per model")
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--group-size", type=bounded_int(2), default=4)
+    parser.add_argument("--lr", type=positive_float, default=3e-4)
+    parser.add_argument("--max-length", type=positive_int, default=128)
+    parser.add_argument("--seed", type=non_negative_int, default=42)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="offline tasks to score")
     parser.add_argument("--no-eval", action="store_true", help="train and save only")
     return parser

@@ -109,9 +109,25 @@ def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
         ["build", "minilm", "out", "--dense-weight", "nan"],
         ["convert", "src", "out", "--max-seq-length", "-5"],
         ["default", "--clusters", "two"],
+        ["encode-corpus", "m", "t.txt", "--out", "o", "--shard-size", "0"],
+        ["encode-corpus", "m", "t.txt", "--out", "o", "--batch-size", "-1"],
+        ["encode-corpus", "m", "t.txt", "--out", "o", "--max-tokens", "0"],
+        ["evaluate", "offline", "--batch-size", "0"],
+        ["evaluate", "mteb", "--model", "m", "--shard-size", "0"],
+        ["evaluate", "airbench", "--model", "m", "--top-k", "0"],
+        ["evaluate", "check-harness", "--tolerance", "-0.1"],
+        ["evaluate", "compare", "results", "--tolerance", "nan"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--grad-accum", "0"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-length", "0"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--distill-weight", "-1"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--group-size", "1"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--lora-dropout", "1.5"],
+        ["mine-negatives", "--data", "d.jsonl", "--output", "o.jsonl", "--num-negatives", "0"],
+        ["mine-negatives", "--data", "d.jsonl", "--output", "o.jsonl", "--batch-size", "0"],
     ],
 )
-def test_numeric_options_are_validated_when_parsed(argv, capsys):
+def test_numeric_options_are_validated_when_parsed(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a value accepted by mistake must not make the verb write into the checkout
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2

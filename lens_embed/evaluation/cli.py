@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lens_embed.cli_args import non_negative_float, positive_int
+
 DEFAULT_OUTPUT = "results"
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION = ("sdpa", "flash_attention_2", "eager")
@@ -29,7 +31,7 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
         + ("" if model_required else "; default: the embedded default LENS model"),
     )
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="results folder (mteb layout under OUTPUT/results/)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
     parser.add_argument("--overwrite", action="store_true", help="recompute tasks already in OUTPUT")
     parser.add_argument(
@@ -50,7 +52,7 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
             action="store_true",
             help="embed retrieval corpora in resumable shards under OUTPUT/embeddings (large corpora)",
         )
-        parser.add_argument("--shard-size", type=int, default=10_000, help="documents per shard")
+        parser.add_argument("--shard-size", type=positive_int, default=10_000, help="documents per shard")
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -239,7 +241,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     harness.add_argument("--data", default=None)
     harness.add_argument("--tasks", nargs="*")
     harness.add_argument("--anchors", default=None, help="published scores file (default: <data>/../anchors/...)")
-    harness.add_argument("--tolerance", type=float, default=0.3)
+    harness.add_argument("--tolerance", type=non_negative_float, default=0.3)
     harness.add_argument(
         "--strict", action="store_true", help="also fail where the local data differs from MTEB's copy"
     )
@@ -255,14 +257,14 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     air.add_argument("--domains", nargs="*", default=None)
     air.add_argument("--languages", nargs="*", default=["en"])
     air.add_argument("--index", choices=["flat", "hnsw", "ivf"], default="flat")
-    air.add_argument("--shard-size", type=int, default=10_000)
-    air.add_argument("--top-k", type=int, default=1000)
+    air.add_argument("--shard-size", type=positive_int, default=10_000)
+    air.add_argument("--top-k", type=positive_int, default=1000)
     air.set_defaults(func=cmd_airbench)
 
     compare = commands.add_parser("compare", help="our MTEB results vs the published scores of a released LENS model")
     compare.add_argument("results", help="mteb results folder of one model (OUTPUT, or OUTPUT/results/<model>/<revision>)")
     compare.add_argument("--reference", default="yibinlei/LENS-d8000", help="released model whose published scores to use")
-    compare.add_argument("--tolerance", type=float, default=0.5, help="flag tasks whose |difference| (x100) exceeds this")
+    compare.add_argument("--tolerance", type=non_negative_float, default=0.5, help="flag tasks whose |difference| (x100) exceeds this")
     compare.add_argument("--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)")
     compare.set_defaults(func=cmd_compare)
 

@@ -10,7 +10,6 @@ from the folders: a new folder in the same layout runs with no code change.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from lens_embed.evaluation.data import CATEGORIES, resolve_data_dir
+from lens_embed.storage import json_lines
 
 # category folder -> (mteb base class, mteb task type, task category, main score, files per split)
 _CATEGORY_SPECS: dict[str, tuple[type[AbsTask], str, str, str]] = {
@@ -37,10 +37,21 @@ class UnknownTaskError(ValueError):
     """A requested task name is neither a local data folder nor an mteb task."""
 
 
+class EmptyTaskError(ValueError):
+    """A task has nothing to evaluate (an empty file, no relevance judgement, no judged query): named
+    here, where mteb would fail later on a missing column, naming neither file nor task."""
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All rows of a JSON-lines file, in file order (order matters: mteb's undersampling is seeded)."""
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """All rows of a JSON-lines file, in file order (order matters: mteb's undersampling is seeded).
+
+    Raises:
+        ValueError: bad UTF-8 or JSON (file and line named), or a file with no rows.
+    """
+    rows = [row for _, row in json_lines(path)]
+    if not rows:
+        raise EmptyTaskError(f"{path}: no rows (an empty file leaves task {path.parent.name} nothing to evaluate)")
+    return rows
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -52,8 +63,14 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
             raise ValueError(f"{path}: expected a header line 'query-id<TAB>corpus-id<TAB>score'")
         for row in reader:
-            if row:
+            if not row:
+                continue
+            try:
                 relevant.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{reader.line_num}: expected query-id<TAB>corpus-id<TAB>integer score") from None
+    if not relevant:
+        raise EmptyTaskError(f"{path}: no relevance judgements (task {path.parent.parent.name} has nothing to evaluate)")
     return relevant
 
 
@@ -126,10 +143,14 @@ def _load_retrieval(self: AbsTaskRetrieval) -> dict[str, dict[str, Any]]:
 
 def _retrieval_split(corpus: Dataset, queries: list[dict[str, str]], folder: Path, split: str) -> dict[str, Any]:
     """One split as mteb holds it; a BEIR queries file spans all splits, mteb's copy only the split's own."""
-    relevant = read_qrels(folder / "qrels" / f"{split}.tsv")
+    qrels = folder / "qrels" / f"{split}.tsv"
+    relevant = read_qrels(qrels)
+    judged = [q for q in queries if q["id"] in relevant]
+    if not judged:
+        raise EmptyTaskError(f"{folder}: no query of queries.jsonl is judged in {qrels.relative_to(folder)}")
     return {
         "corpus": corpus,
-        "queries": Dataset.from_list([q for q in queries if q["id"] in relevant]),
+        "queries": Dataset.from_list(judged),
         "relevant_docs": relevant,
         "top_ranked": None,
     }

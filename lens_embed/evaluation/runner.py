@@ -3,6 +3,11 @@
 Results go through mteb's own ``ResultCache``: ``<output>/results/<org__model>/<revision>/<Task>.json``
 plus ``model_meta.json`` -- the layout ``mteb run --output-folder`` writes and ``mteb submit`` /
 the leaderboard's results repository take. Finished tasks are reused, so a rerun resumes.
+
+Beside them, ``lens_embed_protocol.json`` records how the embeddings were computed (dtype,
+instructions, attention, truncation). It is written, atomically, before the first task runs, so
+even an interrupted run leaves its protocol behind; a rerun under another protocol, or into a folder
+holding results of no recorded protocol, is refused rather than mixed into the same folder.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 import mteb
 from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
+
+from lens_embed.storage import atomic_write, read_json
 
 logger = logging.getLogger(__name__)
 # Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
@@ -105,8 +112,9 @@ def evaluate_runs(
         if not selected:
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
-        for model, group in _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size):
-            check_protocol(cache, model, group[0], overwrite)
+        groups = _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size)
+        record_protocol(cache, groups[0][0], selected, overwrite)
+        for model, group in groups:
             result = mteb.evaluate(
                 model,
                 group,
@@ -119,32 +127,74 @@ def evaluate_runs(
     return scores
 
 
-def check_protocol(cache: ResultCache, model: Any, task: AbsTask, overwrite: bool) -> None:
-    """Refuse to mix results computed under another protocol (dtype, instructions...) into one folder."""
+def task_result_files(folder: Path) -> list[Path]:
+    """The task results (``<Task>.json``) of one model revision's folder: not its model meta or protocol."""
+    return [path for path in sorted(folder.glob("*.json")) if path.name not in ("model_meta.json", PROTOCOL_FILE)]
+
+
+def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwrite: bool) -> None:
+    """Write the protocol of a run into its results folder before any task runs, unless that would
+    mix results computed under another protocol (dtype, instructions...) into one folder.
+
+    A folder whose results were computed under another protocol, or under none recorded (a run
+    killed before the protocol was written by an older lens-embed, or another tool's results), is
+    refused; ``overwrite`` recomputes them, provided every task there is part of this run (a task
+    left out would keep the old protocol's scores under the new record). A task result that is not
+    readable JSON is named. Models without a protocol (BM25) are not checked.
+    """
     protocol = getattr(model, "protocol", None)
-    path = cache.get_task_result_path(task.metadata.name, model.mteb_model_meta).parent / PROTOCOL_FILE
-    if protocol is None or overwrite or not path.is_file():
+    if protocol is None:
         return
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    current = protocol()
-    changed = {key: (recorded.get(key), value) for key, value in current.items() if recorded.get(key) != value}
-    if changed:
-        details = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, (old, new) in changed.items())
-        raise ValueError(
-            f"{path.parent} holds results computed under another protocol ({details}); "
-            "pass --overwrite to recompute them or choose another --output"
+    folder = cache.get_task_result_path(tasks[0].metadata.name, model.mteb_model_meta).parent
+    path = folder / PROTOCOL_FILE
+    current = json.loads(json.dumps(protocol()))
+    recorded = read_json(path) if path.is_file() else None
+    if recorded is not None and not isinstance(recorded, dict):
+        raise ValueError(f"{path}: expected a JSON object (the protocol record); delete it to start over")
+    existing = task_result_files(folder)
+    if existing and recorded != current:
+        problem = (
+            f"holds results computed under another protocol ({_differences(recorded, current)})"
+            if recorded is not None
+            else f"holds results of an unknown protocol (no {PROTOCOL_FILE}: an interrupted run or another tool's)"
         )
+        if not overwrite:
+            raise ValueError(f"{folder} {problem}; pass --overwrite to recompute them or choose another --output")
+        rerun = {task.metadata.name for task in tasks}
+        kept = [result.stem for result in existing if result.stem not in rerun]
+        if kept:
+            raise ValueError(
+                f"{folder} {problem}; --overwrite recomputes only this run's tasks and {', '.join(kept)} would "
+                "keep the old results: run them too, move them away, or choose another --output"
+            )
+    if not overwrite:
+        _check_readable([result for result in existing if result.stem in {task.metadata.name for task in tasks}])
+    atomic_write(path, lambda stream: stream.write(json.dumps(current, indent=2).encode("utf-8")))
+
+
+def _check_readable(results: list[Path]) -> None:
+    """Name a task result that mteb would reuse but cannot read (a write cut short), not a bare JSON error."""
+    for result in results:
+        try:
+            read_json(result)
+        except ValueError as error:
+            raise ValueError(f"{error}: a damaged task result; delete it to recompute the task, or pass --overwrite") from None
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> str:
+    """``key: old there, new now`` for every entry that differs."""
+    keys = [key for key in dict.fromkeys([*current, *recorded]) if recorded.get(key) != current.get(key)]
+    return "; ".join(f"{key}: {recorded.get(key)!r} there, {current.get(key)!r} now" for key in keys)
 
 
 def _refresh_model_meta(cache: ResultCache, model: Any, task: AbsTask) -> None:
-    """Rewrite ``model_meta.json`` (and the protocol record) even when every task came from the cache
-    (mteb only writes it beside a newly saved result), so the folder always describes the model as it is now."""
+    """Rewrite ``model_meta.json`` even when every task came from the cache (mteb only writes it
+    beside a newly saved result), so the folder always describes the model as it is now."""
     meta = model.mteb_model_meta
     folder = cache.get_task_result_path(task.metadata.name, meta).parent
     if folder.is_dir():
-        (folder / "model_meta.json").write_text(json.dumps(meta.to_dict(), default=str, indent=4), encoding="utf-8")
-        if hasattr(model, "protocol"):
-            (folder / PROTOCOL_FILE).write_text(json.dumps(model.protocol(), indent=2), encoding="utf-8")
+        text = json.dumps(meta.to_dict(), default=str, indent=4)
+        atomic_write(folder / "model_meta.json", lambda stream: stream.write(text.encode("utf-8")))
 
 
 def _score(label: str, task: AbsTask, task_result: Any) -> Score:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lens_embed.cli_args import positive_int
 from lens_embed.training.config import MINING_METHODS, add_config_arguments, config_from_namespace
 
 
@@ -24,10 +25,10 @@ def add_mine_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--data", required=True, nargs="+", help="jsonl files / folders / datasets")
     parser.add_argument("--output", required=True, help="output .jsonl (one input) or folder (several)")
     parser.add_argument("--method", choices=MINING_METHODS, default="model")
-    parser.add_argument("--num-negatives", type=int, default=7)
-    parser.add_argument("--batch-size", type=int, default=64, help="encoding batch size")
+    parser.add_argument("--num-negatives", type=positive_int, default=7, help="negatives to add per row")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size")
     parser.add_argument("--only-missing", action="store_true", help="mine only for rows without negatives")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input file)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the model to run its own code")
     return parser
 

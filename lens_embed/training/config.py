@@ -3,7 +3,10 @@
 :class:`TrainConfig` is the single declaration: every field carries its help text in its metadata,
 and :func:`add_config_arguments` generates the ``lens-embed train`` / ``python -m lens_embed.training``
 options from it (``learning_rate`` -> ``--learning-rate``, booleans as ``--x/--no-x``), so the API,
-the CLI and the recorded run configuration can never drift apart. Imports only the standard library.
+the CLI and the recorded run configuration can never drift apart. A numeric field's bounds are
+declared once too, as its :mod:`lens_embed.cli_args` validator: the CLI refuses a bad value at parse
+time (exit 2) and ``TrainConfig(...)`` with a ``ValueError`` naming the field, before anything loads.
+Imports only the standard library and :mod:`lens_embed.cli_args`.
 
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
@@ -16,9 +19,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lens_embed.cli_args import (
+    bounded_int,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 DEFAULT_TEMPERATURE = 0.02
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -31,9 +44,10 @@ GATHERED_LOSS_SCALES = ("devices", "global")
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: tuple[str, ...] = (), cli: bool = True,
-           choices: tuple[str, ...] | None = None, factory: Any = None) -> Any:
-    """A dataclass field with its CLI help (and optional extra flags / choices) in the metadata."""
-    metadata = {"help": help, "flags": flags, "cli": cli, "choices": choices}
+           choices: tuple[str, ...] | None = None, factory: Any = None, check: Callable[[str], Any] | None = None) -> Any:
+    """A dataclass field with its CLI help (and optional extra flags / choices / a ``cli_args``
+    validator ``check`` that bounds its value) in the metadata."""
+    metadata = {"help": help, "flags": flags, "cli": cli, "choices": choices, "check": check}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -48,53 +62,75 @@ class TrainConfig:
     data: list[str] = option(help="jsonl files, folders of them (searched recursively, e.g. bge-full-data), "
                              "saved datasets, hf:NAME[:SPLIT]")
     output: str = option(help="folder for the merged model, adapter, checkpoints and the recorded configuration")
-    epochs: float = option(1.0, "passes over the data")
-    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs)")
-    learning_rate: float = option(1e-4, "peak learning rate", flags=("--lr",))
+    epochs: float = option(1.0, "passes over the data", check=positive_float)
+    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs; -1: no limit)",
+                           check=bounded_int(-1))
+    learning_rate: float = option(1e-4, "peak learning rate", flags=("--lr",), check=positive_float)
     warmup_steps: float = option(100, "linear warmup steps (a fraction of all steps when below 1), then "
-                                 "linear decay to 0 (the authors: 100 steps)")
+                                 "linear decay to 0 (the authors: 100 steps)", check=non_negative_float)
     lr_scheduler: str = option("linear", "transformers scheduler name (linear = the authors' decay)")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    max_grad_norm: float = option(1.0, "gradient clipping norm")
-    batch_size: int = option(32, "queries per device per step for retrieval-type tasks (the authors: 32 x 16 GPUs)")
+    weight_decay: float = option(0.0, "AdamW weight decay", check=non_negative_float)
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: no clipping)", check=non_negative_float)
+    batch_size: int = option(32, "queries per device per step for retrieval-type tasks (the authors: 32 x 16 GPUs)",
+                             check=positive_int)
     symmetric_batch_size: int = option(256, "queries per step IN TOTAL (all devices) for symmetric tasks "
-                                       "(type containing 'symmetric'); per device: this // number of devices")
-    group_size: int = option(8, "1 positive + (group size - 1) hard negatives per query")
-    temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature")
-    max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)")
-    mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many texts")
+                                       "(type containing 'symmetric'); per device: this // number of devices",
+                                       check=positive_int)
+    group_size: int = option(8, "1 positive + (group size - 1) hard negatives per query", check=bounded_int(2))
+    temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature", check=positive_float)
+    max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)",
+                                   check=positive_int)
+    mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many texts",
+                                        check=positive_int)
     negatives_cross_device: bool = option(True, "gather in-batch negatives across devices")
     gathered_loss_scale: str = option(
         "devices", "gradient under gathered negatives: 'devices' = global loss / number of devices (the "
         "authors'), 'global' = the global loss", choices=GATHERED_LOSS_SCALES)
-    distill_weight: float = option(1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)")
+    distill_weight: float = option(1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)",
+                                   check=non_negative_float)
     distill_tasks: str = option("in-batch", "which tasks distil: 'in-batch' (the authors': only tasks with "
                                 "in-batch negatives) or 'all' scored tasks", choices=DISTILL_TASKS)
     document_instructions: str = option(
         "sts-clustering", "which tasks' documents carry the instruction: 'sts-clustering' (the authors') or "
         "every 'symmetric' type", choices=DOCUMENT_INSTRUCTIONS)
     lora: bool = option(True, "train a LoRA adapter (else every backbone weight)")
-    lora_r: int = option(32, "LoRA rank")
-    lora_alpha: int = option(64, "LoRA alpha")
-    lora_dropout: float = option(0.1, "LoRA dropout")
+    lora_r: int = option(32, "LoRA rank", check=positive_int)
+    lora_alpha: int = option(64, "LoRA alpha", check=positive_int)
+    lora_dropout: float = option(0.1, "LoRA dropout", check=probability)
     lora_target_modules: list[str] | None = option(None, "modules LoRA wraps (default: every projection)")
     precision: str = option("auto", "mixed precision: auto = fp16 on GPU (the authors'), fp32 on CPU",
                             choices=PRECISIONS)
     gradient_checkpointing: bool | None = option(None, "recompute activations in backward (default: on with a GPU)")
     deepspeed: str | None = option(None, "DeepSpeed config json (e.g. lens_embed/training/configs/zero2.json)")
-    gradient_accumulation_steps: int = option(1, "gradient accumulation steps", flags=("--grad-accum",))
+    gradient_accumulation_steps: int = option(1, "gradient accumulation steps", flags=("--grad-accum",),
+                                              check=positive_int)
     mine: str = option("model", "how to mine negatives for rows that have none", choices=MINING_METHODS)
-    mining_batch_size: int = option(64, "encoding batch size when mining")
-    seed: int = option(42, "seed of sampling, LoRA initialisation and data order")
-    logging_steps: int = option(10, "log every this many steps")
-    save_steps: int = option(500, "checkpoint every this many steps")
-    save_total_limit: int | None = option(2, "checkpoints kept")
+    mining_batch_size: int = option(64, "encoding batch size when mining", check=positive_int)
+    seed: int = option(42, "seed of sampling, LoRA initialisation and data order", check=non_negative_int)
+    logging_steps: int = option(10, "log every this many steps", check=positive_int)
+    save_steps: int = option(500, "checkpoint every this many steps", check=positive_int)
+    save_total_limit: int | None = option(2, "checkpoints kept", check=positive_int)
     resume: bool = option(True, "resume from the newest complete checkpoint of the same run in --output")
     overwrite: bool = option(False, "start over in an --output that holds another run")
     trust_remote_code: bool = option(False, "allow a model to run its own code when loaded")
     report_to: list[str] = option(help="transformers integrations to report to", factory=lambda: ["none"])
-    dataloader_num_workers: int = option(0, "data loader worker processes")
+    dataloader_num_workers: int = option(0, "data loader worker processes", check=non_negative_int)
     extra_args: dict[str, Any] = option(help="more SentenceTransformerTrainingArguments", factory=dict, cli=False)
+
+    def __post_init__(self) -> None:
+        """Refuse a value out of its field's bounds or choices (the CLI's parse-time checks, for the API)."""
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            check, choices = item.metadata.get("check"), item.metadata.get("choices")
+            if value is None:
+                continue
+            if check is not None:
+                try:
+                    check(str(value))  # the CLI's own validator, on the value as a command line spells it
+                except argparse.ArgumentTypeError as error:
+                    raise ValueError(f"TrainConfig {item.name}: {error}") from None
+            if choices and value not in choices:
+                raise ValueError(f"TrainConfig {item.name}: must be one of {', '.join(choices)}, got {value!r}")
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -145,7 +181,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         elif typing.get_origin(base) is list:
             kwargs.update(nargs="+", type=typing.get_args(base)[0])
         else:
-            kwargs["type"] = base
+            kwargs["type"] = meta.get("check") or base
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
         if not required:

@@ -13,15 +13,17 @@ the stock trainer, collator and samplers handle it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lens_embed.prompts import query_prompt
+from lens_embed.storage import atomic_write, json_lines
 
 REQUIRED_FIELDS = ("query", "pos", "neg", "type", "prompt")
 SCORE_COLUMN = "scores"
@@ -62,6 +64,8 @@ class TaskData:
     rows: list[dict[str, Any]]
     spec: TaskSpec
     task_type: str
+    path: Path | None = None
+    """The jsonl file the rows were read from (None for a dataset), so no writer replaces its own input."""
 
 
 def task_spec(task_type: str, document_instructions: str = "sts-clustering") -> TaskSpec:
@@ -156,23 +160,15 @@ def _validate_labelled(labelled: Iterable[tuple[str, Any]], source: str) -> list
 
 
 def read_training_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Read and validate a jsonl file; blank lines are skipped, bad JSON names its line."""
+    """Read and validate a jsonl file; blank lines are skipped, bad UTF-8 or JSON names its line."""
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"{path}: no such file")
-    rows: list[Any] = []
-    line_numbers: list[int] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise TrainingDataError(f"{path}:{line_number}: invalid JSON ({error.msg})") from None
-            line_numbers.append(line_number)
-    labelled = ((f"{path}:{line_number}", row) for line_number, row in zip(line_numbers, rows, strict=True))
-    return _validate_labelled(labelled, str(path))
+    try:
+        numbered = list(json_lines(path))
+    except ValueError as error:  # not UTF-8 or not JSON: the message names the file and line
+        raise TrainingDataError(str(error)) from None
+    return _validate_labelled(((f"{path}:{number}", row) for number, row in numbered), str(path))
 
 
 def _single_type(rows: list[dict[str, Any]], source: str) -> str:
@@ -220,7 +216,8 @@ def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskDat
         if not files:
             raise TrainingDataError(f"{path}: folder holds no *.jsonl files")
         return [task for file in files for task in load_task(file, name=file.relative_to(path).with_suffix("").as_posix())]
-    return [task_from_rows(name or path.stem, read_training_rows(path), source=str(path))]
+    task = task_from_rows(name or path.stem, read_training_rows(path), source=str(path))
+    return [dataclasses.replace(task, path=path)]
 
 
 def load_tasks(sources: Sequence[str | Path | Any]) -> list[TaskData]:
@@ -317,10 +314,11 @@ def rows_without_negatives(tasks: Sequence[TaskData]) -> int:
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows as jsonl (UTF-8, one object a line), creating the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    """Write rows as jsonl (UTF-8, one object a line) atomically: the file is whole or not there (an
+    existing one is kept) even when the disk fills or the process dies mid-write."""
+
+    def write(stream: BinaryIO) -> None:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+            stream.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    return atomic_write(path, write)

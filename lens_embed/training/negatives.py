@@ -7,10 +7,14 @@ candidates are instructed too. BM25 mining (``bm25s``) is the cheap, model-free 
 
 Training mines only rows that have no negatives, once: :func:`complete_task` caches the result under
 ``OUTPUT/mined/`` keyed by everything that decides it, so resumed runs and other processes reuse it.
+A cache entry is complete or absent: it is written atomically, and on reuse it must hold every row of
+the task, in order, each with negatives; anything else (a file cut short by a full disk or a crash)
+is reported and mined again, never trained on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -20,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from lens_embed.prompts import query_prompt
+from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import MINING_METHODS
-from lens_embed.training.data import TaskData, load_task, load_tasks, write_jsonl
+from lens_embed.training.data import TaskData, TrainingDataError, load_task, load_tasks, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +135,7 @@ def mine_task(
 ) -> TaskData:
     """A copy of ``task`` whose rows gained up to ``count`` mined negatives each (rows that already
     have negatives are left alone when ``only_missing``). Candidates come from the whole task."""
+    check_count(count)
     if method not in MINING_METHODS:
         raise ValueError(f"unknown mining method {method!r}; expected one of {MINING_METHODS}")
     if method == "model" and model is None:
@@ -149,7 +155,13 @@ def mine_task(
     starved = sum(1 for index in targets if not rows[index]["neg"])
     if starved:
         logger.warning("%s: %d rows found no negative that is not a positive", task.name, starved)
-    return TaskData(task.name, rows, task.spec, task.task_type)
+    return dataclasses.replace(task, rows=rows)
+
+
+def check_count(count: int) -> None:
+    """Mining zero negatives would silently leave the data as it was: refuse it."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"the number of negatives to mine must be an integer >= 1, got {count!r}")
 
 
 def mined_cache_path(cache_dir: Path, task: TaskData, method: str, count: int, model_id: str) -> Path:
@@ -178,9 +190,9 @@ def complete_task(
     if all(row["neg"] for row in task.rows):
         return task
     cached = mined_cache_path(cache_dir, task, method, count, model_id)
-    if cached.exists():
-        (loaded,) = load_task(cached, name=task.name)
-        return loaded
+    reused = cached_task(cached, task)
+    if reused is not None:
+        return reused
     logger.info("mining %d negatives per query for %s (%s)", count, task.name, method)
     was_training = getattr(model, "training", False)
     if model is not None:
@@ -193,6 +205,34 @@ def complete_task(
         raise ValueError(f"{task.name}: {len(starved)} rows found no negative (task too small to mine from)")
     write_jsonl(mined.rows, cached)
     return mined
+
+
+def cached_task(path: Path, task: TaskData) -> TaskData | None:
+    """``task`` completed from the cache entry at ``path``, or None (mine again) when there is none or
+    it is damaged or incomplete: it must parse, and extend every row of the task, in order, with
+    negatives (a row that had some keeps exactly those)."""
+    if not path.exists():
+        return None
+    try:
+        (loaded,) = load_task(path, name=task.name)
+        problem = _cache_mismatch(loaded.rows, task.rows)
+    except TrainingDataError as error:
+        problem = str(error)
+    if problem is None:
+        return dataclasses.replace(task, rows=loaded.rows)
+    logger.warning("%s: damaged or incomplete cache of mined negatives (%s); mining again", path, problem)
+    return None
+
+
+def _cache_mismatch(cached: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str | None:
+    """Why cached rows are not the task's rows completed with negatives (None when they are)."""
+    if len(cached) != len(rows):
+        return f"{len(cached)} rows, the task has {len(rows)}"
+    for number, (mined, row) in enumerate(zip(cached, rows, strict=True), start=1):
+        known = row["neg"]
+        if {**mined, "neg": known} != row or not mined["neg"] or (known and mined["neg"] != known):
+            return f"row {number} is not the task's row {number} with negatives"
+    return None
 
 
 def mine_negatives(
@@ -216,13 +256,20 @@ def mine_negatives(
         num_negatives: negatives to add per row.
         batch_size: encoding batch size.
         only_missing: mine only rows without negatives.
-        overwrite: replace existing output files (refused otherwise, before any work is done).
+        overwrite: replace existing output files (refused otherwise, before any work is done); an
+            output that is one of the input files is refused even so.
         trust_remote_code: let a model loaded by name run its own code.
+
+    Every file is written atomically: it is whole, or the previous file is still there.
     """
+    check_count(num_negatives)
     tasks = load_tasks(data)
     output = Path(output)
     single = len(tasks) == 1 and output.suffix == ".jsonl"
     targets = [output] if single else [output / f"{task.name}.jsonl" for task in tasks]
+    for target in targets:  # writing one would replace the data it was mined from
+        for source in (task.path for task in tasks if task.path is not None):
+            refuse_overlap(target, "output", source, "the input file")
     existing = [str(path) for path in targets if path.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"output exists: {', '.join(existing)} (pass overwrite=True / --overwrite to replace)")

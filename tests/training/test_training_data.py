@@ -45,7 +45,7 @@ def _file_with_bad_line(tmp_path: Path, bad: dict | str, line: int = 3) -> Path:
         ({"query": "q", "pos": ["p"], "neg": [], "type": "ranking", "prompt": "x"}, "unknown type 'ranking'"),
         ({"query": "q", "pos": "p", "neg": [], "type": "retrieval", "prompt": "x"}, "'pos' must be a list"),
         ({"query": "q", "pos": ["p"], "neg": [3], "type": "retrieval", "prompt": "x"}, "'neg' holds 3"),
-        ('{"query": "q", "pos": [', "invalid JSON"),
+        ('{"query": "q", "pos": [', "not valid JSON"),
     ],
 )
 def test_bad_rows_are_rejected_naming_the_line(tmp_path: Path, bad: dict | str, message: str) -> None:
@@ -54,6 +54,16 @@ def test_bad_rows_are_rejected_naming_the_line(tmp_path: Path, bad: dict | str, 
         read_training_rows(path)
     assert f"{path}:3:" in str(error.value)
     assert message in str(error.value)
+
+
+def test_invalid_utf8_is_named_with_the_file_line_and_byte_offset(tmp_path: Path) -> None:
+    good = (json.dumps(retrieval_rows()[0]) + "\n").encode()
+    bad = json.dumps(retrieval_rows()[1]).encode().replace(b"the", b"th\xe9", 1) + b"\n"
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(good + bad)
+    offset = len(good) + bad.index(b"\xe9")
+    with pytest.raises(TrainingDataError, match=rf"latin1.jsonl:2: not valid UTF-8 \(byte offset {offset}\)"):
+        load_tasks([path])
 
 
 def test_mixed_types_in_one_file_are_rejected(tmp_path: Path) -> None:

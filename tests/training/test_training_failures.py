@@ -4,6 +4,7 @@ checkpoints and runs that could not train anything never pass silently."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,110 @@ def test_mine_negatives_refuses_an_existing_output_without_overwrite(tmp_path: P
     assert "output exists" in capsys.readouterr().err and target.read_text() == "keep me\n"
     assert main([*command, "--overwrite"]) == 0
     assert all(len(json.loads(line)["neg"]) == 2 for line in target.read_text().splitlines())
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "at-a-line-end"])
+def test_a_damaged_mined_cache_is_mined_again_never_trained_on(tiny_lens: Path, tmp_path: Path, cut: str, caplog) -> None:
+    """A cache entry cut short (a full disk, a crash, an older version writing in place) is reported
+    and replaced; training sees every row of the task either way."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    config = toy_config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25")
+    build_trainer(config)
+    (cached,) = (tmp_path / "out" / "mined").glob("pairs.*.jsonl")
+    complete = cached.read_bytes()
+    lines = complete.splitlines(keepends=True)
+    cached.write_bytes(b"".join(lines[:5]) + (lines[5][:20] if cut == "mid-line" else b""))
+    trainer = build_trainer(config)
+    assert "damaged or incomplete cache of mined negatives" in caplog.text and str(cached) in caplog.text
+    assert trainer.train_dataset["pairs"].num_rows == len(retrieval_rows())
+    assert cached.read_bytes() == complete  # mined again, the same way, and written whole
+    assert [path.name for path in cached.parent.iterdir()] == [cached.name]
+
+
+def test_a_cache_entry_of_other_rows_is_not_reused(tmp_path: Path) -> None:
+    from lens_embed.training.data import load_tasks
+    from lens_embed.training.negatives import cached_task, mine_task
+
+    (task,) = load_tasks([write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))])
+    mined = mine_task(task, count=2, method="bm25")
+    entry = write_jsonl(tmp_path / "entry.jsonl", mined.rows)
+    assert cached_task(entry, task).rows == mined.rows
+    reordered = write_jsonl(tmp_path / "reordered.jsonl", mined.rows[1:] + mined.rows[:1])
+    assert cached_task(reordered, task) is None
+    unmined = write_jsonl(tmp_path / "unmined.jsonl", task.rows)
+    assert cached_task(unmined, task) is None
+
+
+def test_jsonl_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    from lens_embed.training.data import write_jsonl as write_rows
+
+    target = write_rows(retrieval_rows()[:3], tmp_path / "rows.jsonl")
+    before = target.read_bytes()
+
+    def rows_then_a_full_disk():
+        yield from retrieval_rows()[:2]
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_rows(rows_then_a_full_disk(), target)
+    assert target.read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link", "folder"])
+def test_mine_negatives_refuses_to_write_over_its_input(tmp_path: Path, capsys, how: str) -> None:
+    source = write_jsonl(tmp_path / "data" / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    before = source.read_bytes()
+    if how == "same path":
+        data, output = source, source
+    elif how == "symlink":
+        data, output = source, tmp_path / "link.jsonl"
+        output.symlink_to(source)
+    elif how == "hard link":
+        data, output = source, tmp_path / "link.jsonl"
+        output.hardlink_to(source)
+    else:
+        data, output = source.parent, source.parent
+    command = ["mine-negatives", "--data", str(data), "--output", str(output), "--method", "bm25", "--overwrite"]
+    assert main(command) == 2
+    assert "is (or overlaps) the input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_mining_zero_negatives_is_refused(tmp_path: Path) -> None:
+    from lens_embed.training.negatives import mine_negatives
+
+    source = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    with pytest.raises(ValueError, match="negatives to mine must be an integer >= 1, got 0"):
+        mine_negatives([source], tmp_path / "out.jsonl", method="bm25", num_negatives=0)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("gradient_accumulation_steps", 0, "must be >= 1, got 0"),
+        ("max_length", 0, "must be >= 1, got 0"),
+        ("distill_weight", -1.0, "must be a finite number >= 0.0, got -1.0"),
+        ("group_size", 1, "must be >= 2, got 1"),
+        ("temperature", 0.0, "must be a finite number > 0.0"),
+        ("learning_rate", float("nan"), "must be a finite number > 0.0"),
+        ("lora_dropout", 1.5, "must be a finite number >= 0.0 and <= 1.0"),
+        ("batch_size", 2.5, "expected an integer"),
+        ("precision", "fp8", "must be one of auto, fp16, bf16, fp32"),
+    ],
+)
+def test_train_config_refuses_values_out_of_bounds_naming_the_field(field: str, value, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"TrainConfig {field}: {re.escape(message)}"):
+        TrainConfig(model="m", data=["d.jsonl"], output="o", **{field: value})
+
+
+def test_the_cli_bounds_are_the_config_bounds(capsys, tmp_path: Path, monkeypatch) -> None:
+    """One declaration: --max-length 0 fails at parse time with the same words as TrainConfig(max_length=0)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-length", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --max-length: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="TrainConfig max_length: must be >= 1, got 0"):
+        TrainConfig(model="m", data=["d.jsonl"], output="o", max_length=0)
