@@ -184,7 +184,7 @@ def lens_pipeline(base: Path, centroids: torch.Tensor, token_clusters: torch.Ten
     state: dict[str, object] = {}
 
     def load() -> None:
-        transformer, _ = load_backbone(base, max_seq_length=max_length, attn_implementation=attn, torch_dtype=dtype)
+        transformer, _ = load_backbone(base, max_seq_length=max_length, attn_implementation=attn, dtype=dtype)
         pooling = LexiconPooling(
             n_clusters=centroids.shape[0], hidden_size=centroids.shape[1],
             query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN), next_token_outputs=True,

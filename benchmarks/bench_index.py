@@ -45,11 +45,12 @@ def load_scifact(data: Path) -> tuple[list[str], list[str]]:
 def embed(model_path: str, corpus: list[str], queries: list[str], cache: Path,
           max_docs: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Corpus embeddings from resumable 1000-document shards (only those covering the first ``max_docs``)."""
-    from lens_embed.model import encode, load_lens_model
-    from lens_embed.retrieval import ShardStore, fingerprint, model_key
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import encode
+    from lens_embed.retrieval import ShardStore, corpus_key
 
     model = load_lens_model(model_path)
-    key = fingerprint(model_key(model), corpus)
+    key = corpus_key(model, corpus)
     store = ShardStore(cache / key, len(corpus), 1000, key)
     wanted = min(len(corpus), max_docs or len(corpus))
     shards = range(-(-wanted // store.shard_size))

@@ -42,7 +42,7 @@ def check_kernels(base: Path, work: Path) -> None:
     for kernel in kernels():
         dtype = torch.bfloat16 if kernel == "flash_attention_2" else torch.float32
         out = work / kernel
-        build_lens_model(base, n_clusters=16, output_dir=out, attn_implementation=kernel, torch_dtype=dtype)
+        build_lens_model(base, n_clusters=16, output_dir=out, attn_implementation=kernel, dtype=dtype)
         model = load_lens_model(out, device=DEVICE, model_kwargs={"attn_implementation": kernel, "dtype": dtype})
         first = encode(model, ["fox jumps over the lazy dog"])
         second = encode(model, ["fox jumps over the lazy cat"])
@@ -81,7 +81,7 @@ def check_throughput(work: Path) -> None:
     build_decoder(work / "tok")  # reuse a tiny tokenizer: throughput depends on lengths, not on token ids
     for file in (work / "tok").glob("tok*"):
         (base / file.name).write_bytes(file.read_bytes())
-    model = build_lens_model(base, n_clusters=4000, torch_dtype=torch.bfloat16, attn_implementation="sdpa",
+    model = build_lens_model(base, n_clusters=4000, dtype=torch.bfloat16, attn_implementation="sdpa",
                              device=DEVICE)
     texts = ["the quick brown fox jumps over the lazy dog " * 20] * 256
     encode(model, texts[:16])

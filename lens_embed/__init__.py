@@ -24,7 +24,7 @@ _EXPORTS = {
     "encode": "lens_embed.model",
     "is_lens_model": "lens_embed.model",
     "lexicon_pooling": "lens_embed.model",
-    "load_lens_model": "lens_embed.model",
+    "load_lens_model": "lens_embed.loading",
     "LensTransformer": "lens_embed.modules",
     "LexiconPooling": "lens_embed.modules",
     "NAMED_INSTRUCTIONS": "lens_embed.prompts",

@@ -11,12 +11,11 @@ tokens) stays within ``max_tokens``; each group then goes through the one router
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
+from sentence_transformers import SentenceTransformer
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from lens_embed.model import encode, side_prompt
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
@@ -69,11 +68,8 @@ def encode_bucketed(
         max_tokens: padded tokens per batch; raise it until memory is nearly full on a GPU.
         max_batch_size: most texts per batch.
     """
-    from lens_embed.model import encode
-    from lens_embed.prompts import query_prompt
-
     texts = list(texts)
-    prompt = "" if not query else query_prompt(instruction) if instruction is not None else model.prompts.get("query", "")
+    prompt = side_prompt(model, query=query, instruction=instruction) or ""
     batches = token_budget_batches(token_lengths(model, texts, prompt), max_tokens, max_batch_size)
     out: np.ndarray | None = None
     for batch in batches:

@@ -1,7 +1,8 @@
 """Making LENS models: the backbone, the clustered head, the assembled sentence-transformers model.
 
-Sits below :mod:`lens_embed.model` (which loads and uses models) and beside
-:mod:`lens_embed.convert` (which makes one from a released checkpoint instead of a clustering).
+Sits above :mod:`lens_embed.model` (the LENS model class it assembles), below
+:mod:`lens_embed.convert` (which makes one from a released checkpoint instead of a clustering, and
+reuses the assembly and the staged save) and below :mod:`lens_embed.loading`.
 """
 
 from __future__ import annotations
@@ -9,24 +10,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoConfig
 
 from lens_embed.backbone import (
+    backbone_kwargs,
     is_decoder_config,
     make_bidirectional,
     prepare_tokenizer,
     resize_embeddings,
     vocabulary_matrix,
 )
-from lens_embed.card import record_base_model
 from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH, minilm_path
+from lens_embed.model import LensSentenceTransformer, record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
-from lens_embed.portable import LensSentenceTransformer
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
 from lens_embed.storage import cache_dir, cached_directory, give_usual_modes, refuse_overlap, staged_directory
 
@@ -80,17 +80,13 @@ def load_backbone(
     *,
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     attn_implementation: str | None = None,
-    torch_dtype: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> tuple[LensTransformer, bool]:
     """The backbone as a sentence-transformers input module, bidirectional if it is a decoder."""
+    model_kwargs = backbone_kwargs(dtype=dtype, attn_implementation=attn_implementation)
     path = str(model_name_or_path)
     config = AutoConfig.from_pretrained(path)
     decoder = is_decoder_config(config)
-    model_kwargs: dict[str, Any] = {}
-    if attn_implementation is not None:
-        model_kwargs["attn_implementation"] = attn_implementation
-    if torch_dtype is not None:
-        model_kwargs["dtype"] = torch_dtype
     config_kwargs = {"is_causal": False, "use_cache": False} if decoder else {}
     transformer = LensTransformer(
         path, model_kwargs=model_kwargs, config_kwargs=config_kwargs, max_seq_length=max_seq_length
@@ -111,7 +107,7 @@ def build_lens_model(
     kmeans_iterations: int = 20,
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     attn_implementation: str | None = None,
-    torch_dtype: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
     device: str | None = None,
     overwrite: bool = False,
 ) -> SentenceTransformer:
@@ -131,8 +127,9 @@ def build_lens_model(
         seed: Seed of the KMeans and of the new special-token embedding rows: one seed, one model.
         kmeans_iterations: Lloyd iterations of the vocabulary KMeans.
         max_seq_length: Token limit of the saved model (inputs are truncated, EOS kept).
-        attn_implementation: "eager", "sdpa", "flash_attention_2" or None for transformers' choice.
-        torch_dtype: Backbone dtype ("float32", "bfloat16", "float16" or a torch.dtype); None keeps the checkpoint's.
+        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for transformers' choice.
+        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype (transformers'
+            name for it); None keeps the checkpoint's.
         device: Device of the returned model (e.g. "cuda"); None lets sentence-transformers choose.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing.
 
@@ -142,7 +139,7 @@ def build_lens_model(
     if output_dir is not None:
         ensure_output_dir(output_dir, overwrite, source=base_model)
     transformer, decoder = load_backbone(
-        base_model, max_seq_length=max_seq_length, attn_implementation=attn_implementation, torch_dtype=torch_dtype
+        base_model, max_seq_length=max_seq_length, attn_implementation=attn_implementation, dtype=dtype
     )
     backbone = transformer.auto_model
     matrix = vocabulary_matrix(base_model, backbone, decoder)

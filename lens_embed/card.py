@@ -7,24 +7,25 @@ scored (from an mteb results folder), under which licence, and how to cite it. I
 Hugging Face's own ``ModelCardData`` (``model-index`` included when there are results), so the hub
 reads it like any other card.
 
-``lens-embed card MODEL [--results RESULTS]`` rewrites the card of a saved model; provenance
-recorded in the existing card (base model, licence, training) is kept.
+This is the saved-folder layer: the card is rendered from plain data it is given (:class:`ModelFacts`
+read off a model by :func:`lens_embed.model.model_facts`, :class:`Provenance`, and :class:`EvalRow` s
+read from an mteb results folder by :func:`lens_embed.evaluation.results.load_eval_rows`); it imports
+no model, evaluation or mteb. ``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.cli`)
+rewrites the card of a saved model; provenance recorded in the existing card (base model, licence,
+training) is kept.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lens_embed.citation import LENS_CITATION
 from lens_embed.storage import atomic_write
-
-if TYPE_CHECKING:
-    from huggingface_hub import ModelCard
-    from sentence_transformers import SentenceTransformer
 
 CARD_FILE = "README.md"
 LIBRARY_NAME = "sentence-transformers"
@@ -47,6 +48,8 @@ class ModelFacts:
     dense_weight: float
     max_seq_length: int | None
     prompts: dict[str, str]
+    truncation_keeps_eos: bool = True
+    """False for converted released checkpoints: an over-long text loses its EOS, as in the authors' evaluation."""
 
     @property
     def hybrid(self) -> bool:
@@ -78,31 +81,8 @@ class EvalRow:
     value: float
 
 
-def model_facts(model: SentenceTransformer) -> ModelFacts:
-    """Read the card's facts off a loaded LENS model (a clear error for other models)."""
-    from lens_embed.backbone import is_decoder_config
-    from lens_embed.model import lexicon_pooling
-
-    pooling = lexicon_pooling(model)
-    config = model[0].auto_model.config
-    decoder = is_decoder_config(config)
-    return ModelFacts(
-        n_clusters=pooling.n_clusters,
-        embedding_dimension=int(model.get_embedding_dimension()),
-        backbone=config.model_type,
-        decoder=decoder,
-        bidirectional=not decoder or getattr(config, "is_causal", True) is False,
-        dense_pooling=pooling.dense_pooling,
-        dense_weight=pooling.dense_weight,
-        max_seq_length=model.max_seq_length,
-        prompts={name: text for name, text in model.prompts.items() if text is not None},
-    )
-
-
 def base_model_license(base_model: str | Path) -> str | None:
     """The licence in the base model's own card (a local folder's README.md, else the hub's); None if unknown."""
-    from huggingface_hub import ModelCard
-
     local = Path(base_model) / CARD_FILE
     try:
         card = ModelCard.load(local) if local.is_file() else ModelCard.load(str(base_model))
@@ -119,8 +99,6 @@ def existing_provenance(path: str | Path) -> Provenance:
 
 def card_provenance(text: str) -> Provenance:
     """The provenance a card's metadata records (empty for a card without metadata)."""
-    from huggingface_hub import ModelCard
-
     data = ModelCard(text, ignore_metadata_errors=True).data.to_dict()
     lens = data.get("lens_embed") or {}
     base = data.get("base_model")
@@ -133,110 +111,14 @@ def card_provenance(text: str) -> Provenance:
     )
 
 
-def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:
-    """Note on the model (its ``model_card_data``) what it was made from and under which licence.
-
-    A hub id is recorded as the card's ``base_model``; a local folder is not (the hub could not link
-    it), but the licence in its card is still read.
-    """
-    model.model_card_data.license = base_model_license(base_model)
-    model.model_card_data.base_model = None if Path(base_model).exists() else str(base_model)
-
-
-def model_provenance(model: SentenceTransformer, model_id: str | None = None) -> dict[str, Any]:
-    """Provenance of an in-memory model: the card it was loaded with, then what sentence-transformers'
-    ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
-    data = model.model_card_data
-    recorded = card_provenance(model._model_card_text) if getattr(model, "_model_card_text", None) else Provenance()
-    datasets = [str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")]
-    recipe = {key: str(value) for key, value in (data.non_default_hyperparameters or {}).items()}
-    now = merge_provenance(
-        recorded,
-        model_id=model_id or data.model_id,
-        base_model=data.base_model,
-        license=data.license,
-        training_datasets=datasets,
-        training_recipe=recipe,
-    )
-    return dict(now.__dict__)
-
-
 def merge_provenance(recorded: Provenance, **given: Any) -> Provenance:
     """Values given now win over recorded ones; None and empty values leave the recorded ones."""
     values = {key: value for key, value in given.items() if value}
     return Provenance(**{**recorded.__dict__, **values})
 
 
-def load_eval_rows(results: str | Path, model_name: str | None = None, revision: str | None = None) -> list[EvalRow]:
-    """Main scores of one model in an mteb results folder, read with mteb's own results loader.
-
-    The model is picked by name and/or revision; with neither, the folder must hold exactly one model.
-
-    Args:
-        results: an mteb results folder (``RESULTS/results/<org__model>/<revision>/<Task>.json``).
-        model_name: the model's mteb name (``org/model``).
-        revision: the model revision (the folder name under the model).
-    """
-    from mteb.results import TaskResult
-
-    from lens_embed.evaluation.runner import PROTOCOL_FILE
-
-    root = Path(results)
-    if not (root / "results").is_dir():
-        raise FileNotFoundError(f"{root} is not an mteb results folder (no {root / 'results'})")
-    folders = {folder: _identity(folder) for folder in sorted({p.parent for p in (root / "results").glob("*/*/*.json")})}
-    candidates = [
-        folder
-        for folder, (name, rev) in folders.items()
-        if (model_name is None or name == model_name) and (revision is None or rev == revision)
-    ]
-    if len(candidates) != 1:
-        found = sorted(f"{name} (revision {rev})" for name, rev in folders.values())
-        wanted = f"name={model_name!r} revision={revision!r}"
-        raise ValueError(
-            f"{root}: {len(candidates)} model results match {wanted}; the folder holds: {', '.join(found) or 'none'}"
-        )
-    files = [p for p in sorted(candidates[0].glob("*.json")) if p.name not in ("model_meta.json", PROTOCOL_FILE)]
-    rows = [row for file in files for row in _rows(TaskResult.from_disk(file))]  # mteb's own result reader
-    return sorted(rows, key=lambda r: (r.task_type, r.task))
-
-
-def _identity(folder: Path) -> tuple[str, str]:
-    """(model name, revision) of a results folder, as mteb reads them: model_meta.json, else the path."""
-    meta = folder / "model_meta.json"
-    data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-    return str(data.get("name") or folder.parent.name.replace("__", "/")), str(data.get("revision") or folder.name)
-
-
-def _rows(task_result: Any) -> list[EvalRow]:
-    """One row per split and subset, described by mteb's task metadata when mteb knows the task."""
-    import mteb
-
-    try:
-        metadata = mteb.get_task(task_result.task_name).metadata
-        task_type, dataset, main_score = metadata.type, metadata.dataset["path"], metadata.main_score
-    except KeyError:  # a local task mteb does not know (offline suite folder under a new name)
-        task_type, dataset, main_score = "Other", task_result.task_name, "main_score"
-    return [
-        EvalRow(
-            task=task_result.task_name,
-            task_type=task_type,
-            dataset=dataset,
-            dataset_revision=task_result.dataset_revision,
-            split=split,
-            subset=str(score["hf_subset"]),
-            metric=main_score,
-            value=round(100 * float(score["main_score"]), 2),
-        )
-        for split, scores in task_result.scores.items()
-        for score in scores
-    ]
-
-
-def card_metadata(facts: ModelFacts, provenance: Provenance, rows: list[EvalRow], name: str) -> Any:
+def card_metadata(facts: ModelFacts, provenance: Provenance, rows: list[EvalRow], name: str) -> ModelCardData:
     """Hugging Face ``ModelCardData``: library, pipeline, base model, licence, tags, model-index."""
-    from huggingface_hub import EvalResult, ModelCardData
-
     eval_results = [
         EvalResult(
             task_type=row.task_type,
@@ -348,11 +230,16 @@ Named instructions (`prompt_name=`; `encode_query` uses `query` by default):
 
 def _limits_section(facts: ModelFacts) -> str:
     length = f"{facts.max_seq_length} tokens" if facts.max_seq_length else "the maximum length"
+    eos = (
+        "EOS kept, as in training"
+        if facts.truncation_keeps_eos
+        else "the EOS is cut off with the rest, as in the authors' evaluation of the released checkpoints"
+    )
     return f"""## Intended use and limits
 
 Intended for English retrieval, semantic similarity, classification and clustering, and wherever
 an embedding must be explainable: each dimension names a cluster of tokens (`lens-embed explain`).
-Limits: texts longer than {length} are truncated (EOS kept); queries need an instruction that
+Limits: texts longer than {length} are truncated ({eos}); queries need an instruction that
 describes the task, and scores drop without one; the model was evaluated on English only; a
 {facts.embedding_dimension}-dimensional float vector per text costs as much to store as a dense
 embedding of that size. Retrieval quality depends on the training below: an untrained LENS
@@ -401,19 +288,17 @@ Mean over the {len(rows)} rows above: {mean:.2f}.
 
 
 def render_card(
-    model: SentenceTransformer, provenance: Provenance, rows: list[EvalRow] | None = None, name: str | None = None
+    facts: ModelFacts, provenance: Provenance, rows: list[EvalRow] | None = None, name: str | None = None
 ) -> ModelCard:
-    """The complete card (metadata and text) of a loaded LENS model.
+    """The complete card (metadata and text) of a LENS model.
 
     Args:
-        model: the LENS model.
+        facts: what the model is (:func:`lens_embed.model.model_facts`).
         provenance: base model, licence, training data and recipe, hub id.
-        rows: evaluation rows (``load_eval_rows``); none gives a card without a results table.
+        rows: evaluation rows (:func:`lens_embed.evaluation.results.load_eval_rows`); none gives a card
+            without a results table.
         name: the card's title (default: the hub id, else "LENS model").
     """
-    from huggingface_hub import ModelCard
-
-    facts = model_facts(model)
     rows = rows or []
     model_id = provenance.model_id or "path/to/this/model"
     title = name or provenance.model_id or "LENS model"
@@ -435,23 +320,13 @@ def render_card(
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
 
 
-def write_card(
-    model: SentenceTransformer,
-    path: str | Path,
-    *,
-    results: str | Path | None = None,
-    results_model_name: str | None = None,
-    results_revision: str | None = None,
-    **provenance: Any,
-) -> Path:
+def write_card(path: str | Path, facts: ModelFacts, *, rows: list[EvalRow] | None = None, **provenance: Any) -> Path:
     """Write (or rewrite) ``README.md`` of a saved LENS model; provenance already in its card is kept.
 
     Args:
-        model: the LENS model saved at ``path``.
         path: the model folder.
-        results: an mteb results folder to fill the evaluation table and ``model-index`` from.
-        results_model_name: which model of ``results`` (default: the one whose revision is this folder's).
-        results_revision: which revision of it (default: this folder's content revision when no name is given).
+        facts: what the model is (:func:`lens_embed.model.model_facts`).
+        rows: evaluation rows for the evaluation table and ``model-index`` (none: no results table).
         **provenance: ``Provenance`` fields known now (``base_model``, ``license``, ``model_id``,
             ``training_datasets``, ``training_recipe``); with a ``base_model`` and no ``license`` the
             licence is read from the base model's card.
@@ -460,42 +335,7 @@ def write_card(
     merged = merge_provenance(existing_provenance(folder), **provenance)
     if merged.base_model and not merged.license:
         merged = merge_provenance(merged, license=base_model_license(merged.base_model))
-    rows: list[EvalRow] = []
-    if results is not None:
-        if results_model_name is None and results_revision is None:
-            from lens_embed.evaluation.encoders import model_revision
-
-            results_revision = model_revision(folder)
-        rows = load_eval_rows(results, results_model_name, results_revision)
-    card = render_card(model, merged, rows)
+    card = render_card(facts, merged, rows)
     target = folder / CARD_FILE
     atomic_write(target, lambda stream: stream.write(str(card).encode("utf-8")))
     return target
-
-
-def add_card_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``lens-embed card MODEL [--results RESULTS]`` (nothing heavy imported here)."""
-    parser = subparsers.add_parser("card", help="(re)write the model card (README.md) of a saved LENS model")
-    parser.add_argument("model", help="LENS model folder")
-    parser.add_argument("--results", default=None, help="mteb results folder for the evaluation table and model-index")
-    parser.add_argument("--results-name", default=None, help="the model's name in RESULTS (default: matched by revision)")
-    parser.add_argument("--model-id", default=None, help="hub id the card's usage examples load")
-    parser.add_argument("--base-model", default=None, help="hub id of the base model (its licence is read from its card)")
-    parser.add_argument("--license", default=None, help="licence id (default: the base model's)")
-    parser.set_defaults(func=_run_card)
-
-
-def _run_card(args: argparse.Namespace) -> None:
-    from lens_embed.model import load_lens_model
-
-    model = load_lens_model(args.model)
-    target = write_card(
-        model,
-        args.model,
-        results=args.results,
-        results_model_name=args.results_name,
-        model_id=args.model_id,
-        base_model=args.base_model,
-        license=args.license,
-    )
-    print(f"wrote {target}")

@@ -15,11 +15,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lens_embed.card import add_card_command
-from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
+from lens_embed.cli_args import (
+    add_load_options,
+    cluster_count,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
+from lens_embed.corpus import add_corpus_commands
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
-from lens_embed.storage import atomic_write, refuse_overlap, text_lines
+from lens_embed.inputs import read_texts
+from lens_embed.storage import atomic_write, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -41,8 +48,7 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
-    parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
-    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone")
+    add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     parser.set_defaults(func=_run_build)
 
@@ -62,7 +68,7 @@ def _run_build(args: argparse.Namespace) -> None:
         kmeans_iterations=args.kmeans_iterations,
         max_seq_length=args.max_seq_length,
         attn_implementation=args.attn_implementation,
-        torch_dtype=args.dtype,
+        dtype=args.dtype,
         overwrite=args.overwrite,
     )
     print(f"saved LENS model ({model.get_embedding_dimension()} dimensions) to {args.output}")
@@ -84,52 +90,6 @@ def _run_convert(args: argparse.Namespace) -> None:
     print(f"converted to {args.output} ({model.get_embedding_dimension()} dimensions)")
 
 
-def read_texts(path: str | os.PathLike) -> list[str]:
-    """The texts of a file: one per line, or for ``.jsonl`` one JSON string or ``{"text": ...}`` object per line.
-
-    A line is ended by ``\\n`` (``\\r\\n`` too) and nothing else, so line numbers match an editor's.
-    In a plain text file a blank line is an empty text; in ``.jsonl`` it is an error.
-
-    Args:
-        path: the file.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: bytes that are not UTF-8 (file, line and byte offset named), or a ``.jsonl`` line
-            that is blank, not JSON, not a string / object with a string ``text``, or whose text holds a
-            lone surrogate escape such as ``"\\ud800"`` (file:line named).
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"input file not found: {source}")
-    lines = [line for _, line in text_lines(source)]
-    if source.suffix != ".jsonl":
-        return lines
-    return [_jsonl_text(line, f"{source}:{number}") for number, line in enumerate(lines, start=1)]
-
-
-def _jsonl_text(line: str, where: str) -> str:
-    """The text of one ``.jsonl`` line; ``where`` (file:line) names it in errors."""
-    if not line.strip():
-        raise ValueError(f"{where}: blank line (every line of a .jsonl file holds one text)")
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-    text = item.get("text") if isinstance(item, dict) else item
-    if not isinstance(text, str):
-        raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
-    from lens_embed.modules import lone_surrogate
-
-    position = lone_surrogate(text)
-    if position is not None:
-        raise ValueError(
-            f"{where}: the text holds a lone surrogate U+{ord(text[position]):04X} at character {position} "
-            "(a \\u escape of half a UTF-16 pair), which is not valid Unicode"
-        )
-    return text
-
-
 def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> None:
     """Write a ``.npy`` file atomically (:func:`lens_embed.storage.atomic_write`), with the usual file mode.
 
@@ -146,6 +106,11 @@ def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> N
     atomic_write(target, lambda stream: np.save(stream, array))
 
 
+def _load_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """The loader's keywords for the ``--dtype`` / ``--attn-implementation`` of a verb (:func:`add_load_options`)."""
+    return {"dtype": args.dtype, "attn_implementation": args.attn_implementation}
+
+
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
     parser.add_argument("--instruction", default=None, help="query instruction (default: the model's 'query' prompt)")
@@ -158,18 +123,20 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output .npy file")
     _add_query_options(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
+    add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_encode)
 
 
 def _run_encode(args: argparse.Namespace) -> None:
-    from lens_embed.model import encode, load_lens_model
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import encode
 
     refuse_overlap(args.out, "--out", args.model, "the model")  # --overwrite could replace a model file
     if Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     texts = read_texts(args.texts)
-    model = load_lens_model(args.model)
+    model = load_lens_model(args.model, **_load_options(args))
     embeddings = encode(
         model, texts, query=args.query, instruction=args.instruction, batch_size=args.batch_size, show_progress_bar=True
     )
@@ -180,14 +147,16 @@ def _run_encode(args: argparse.Namespace) -> None:
 def _add_info(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="describe a LENS model")
     parser.add_argument("model")
+    add_load_options(parser)
     parser.set_defaults(func=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> None:
     from lens_embed.backbone import is_decoder_config
-    from lens_embed.model import is_lens_model, lexicon_pooling, load_lens_model
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import is_lens_model, lexicon_pooling
 
-    model = load_lens_model(args.model)
+    model = load_lens_model(args.model, **_load_options(args))
     config = model[0].auto_model.config
     info = {
         "lens": is_lens_model(model),
@@ -210,14 +179,16 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--document", default=None, help="a document to explain the match with")
     _add_query_options(parser)
     parser.add_argument("--top", type=positive_int, default=10, help="how many clusters to show (at most K)")
+    add_load_options(parser)
     parser.set_defaults(func=_run_explain)
 
 
 def _run_explain(args: argparse.Namespace) -> None:
     from lens_embed.explain import check_top, match_dimensions, top_dimensions
-    from lens_embed.model import encode, load_lens_model
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import encode
 
-    model = load_lens_model(args.model)
+    model = load_lens_model(args.model, **_load_options(args))
     check_top(model, args.top)
     embedding = encode(model, [args.text], query=args.query, instruction=args.instruction)[0]
     print(f"top clusters of {args.text!r}:")
@@ -242,18 +213,47 @@ def _run_default(args: argparse.Namespace) -> None:
     print(default_model_path(args.clusters))
 
 
+def _add_card(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("card", help="(re)write the model card (README.md) of a saved LENS model")
+    parser.add_argument("model", help="LENS model folder")
+    parser.add_argument("--results", default=None, help="mteb results folder for the evaluation table and model-index")
+    parser.add_argument("--results-name", default=None, help="the model's name in RESULTS (default: matched by revision)")
+    parser.add_argument("--model-id", default=None, help="hub id the card's usage examples load")
+    parser.add_argument("--base-model", default=None, help="hub id of the base model (its licence is read from its card)")
+    parser.add_argument("--license", default=None, help="licence id (default: the base model's)")
+    add_load_options(parser)
+    parser.set_defaults(func=_run_card)
+
+
+def _run_card(args: argparse.Namespace) -> None:
+    """The card of a saved model: its facts (the loaded model), its rows (evaluation reads the results
+    folder, by default the model's results under this folder's content revision), its provenance."""
+    from lens_embed.card import write_card
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import model_facts
+
+    facts = model_facts(load_lens_model(args.model, **_load_options(args)))
+    rows = None
+    if args.results is not None:
+        from lens_embed.evaluation.results import load_eval_rows, model_revision
+
+        revision = None if args.results_name else model_revision(args.model)
+        rows = load_eval_rows(args.results, args.results_name, revision)
+    target = write_card(
+        args.model, facts, rows=rows, model_id=args.model_id, base_model=args.base_model, license=args.license
+    )
+    print(f"wrote {target}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``lens-embed`` parser, every verb included; imports nothing heavy."""
     parser = argparse.ArgumentParser(prog="lens-embed", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default):
+    for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default, _add_card):
         add(subparsers)
-    add_card_command(subparsers)
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
-    from lens_embed.corpus import add_corpus_commands
-
     add_corpus_commands(subparsers)
     return parser
 

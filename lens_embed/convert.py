@@ -4,7 +4,9 @@ The released layout: Mistral weights saved from the authors' bidirectional class
 that may advertise ``vocab_size`` = K (so ``from_pretrained(..., ignore_mismatched_sizes=True)``
 would silently re-initialise the embeddings), and ``lm_head.pth``, a pickled ``nn.Linear`` [K, H].
 Here every shape is read from the weight files, every backbone tensor must be present and
-match, and the head is read without executing pickled code.
+match, and the head is read without executing pickled code. A converted model reproduces the authors'
+evaluation input, over-long texts included: such a text is cut off with its EOS
+(``truncation_keeps_eos: false``), where models built or trained by lens-embed keep the EOS.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from lens_embed.backbone import (
     weight_files,
 )
 from lens_embed.build import assemble_lens_model, ensure_output_dir, save_staged
-from lens_embed.card import record_base_model
 from lens_embed.clustering import assign_to_centroids
 from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.model import record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.portable import own_code_types
 from lens_embed.prompts import QUERY_TOKEN
 from lens_embed.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
 from lens_embed.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, scratch_directory
@@ -115,7 +118,7 @@ def write_shards(tensors: dict[str, torch.Tensor], directory: Path) -> None:
     (directory / "model.safetensors.index.json").write_text(json.dumps(index_data, indent=2))
 
 
-def check_backbone(tensors: dict[str, torch.Tensor], config) -> None:
+def check_backbone_tensors(tensors: dict[str, torch.Tensor], config) -> None:
     """Every parameter the base model expects is present with its exact shape, and nothing else is."""
     expected = expected_shapes(config)
     missing = sorted(set(expected) - set(tensors))
@@ -152,7 +155,8 @@ def convert_checkpoint(
         source: Folder of a checkpoint in the released layout (weights, tokenizer, ``lm_head.pth``)
             or a hub id such as ``yibinlei/LENS-d8000``.
         output_dir: Where to write the converted model (an empty or absent folder).
-        max_seq_length: Token limit of the converted model (inputs are truncated, EOS kept).
+        max_seq_length: Token limit of the converted model: a longer input is truncated and, as in the
+            authors' evaluation, loses its EOS.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing.
 
     Returns:
@@ -181,7 +185,7 @@ def convert_checkpoint(
         raise CheckpointError(f"expected a decoder checkpoint, got model_type={config.model_type!r}")
     config.vocab_size = int(vocab_size)  # the real row count, whatever the config advertises
     make_bidirectional(config)
-    check_backbone(tensors, config)
+    check_backbone_tensors(tensors, config)
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     prepare_tokenizer(tokenizer, decoder=True)
@@ -214,7 +218,7 @@ def convert_checkpoint(
 
 def check_no_code_references(folder: Path) -> None:
     """Refuse a converted folder that would still make a loader run code named by the source."""
-    left = code_references(folder)
+    left = code_references(folder, own_code_types(folder))
     if left:
         raise CheckpointError("the converted model would still ask to run code: " + "; ".join(left))
 

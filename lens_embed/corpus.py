@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from lens_embed.cli_args import positive_int
+from lens_embed.cli_args import add_load_options, positive_int
+from lens_embed.inputs import read_texts
 from lens_embed.storage import atomic_write, refuse_overlap
 
 if TYPE_CHECKING:
@@ -139,13 +140,12 @@ def encode_corpus(
 
     from lens_embed.batching import encode_bucketed
     from lens_embed.model import encode
-    from lens_embed.retrieval import ShardStore, fingerprint, model_key
+    from lens_embed.retrieval import ShardStore, corpus_key
 
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     texts = list(texts)
-    side = f"query:{instruction}" if query else "document"
-    key = _broadcast(fingerprint(model_key(model), side, texts) if rank == 0 else None)
+    key = _broadcast(corpus_key(model, texts, query=query, instruction=instruction) if rank == 0 else None)
     if rank == 0:
         ShardStore(directory, len(texts), shard_size, key)  # writes the manifest, or refuses a foreign folder
     _barrier()
@@ -195,20 +195,17 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard-size", type=positive_int, default=10_000)
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
-    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone on GPUs")
-    parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
+    add_load_options(parser, dtype_help="the saved one; bfloat16 for a 7B backbone on GPUs")
     parser.set_defaults(func=run_encode_corpus)
 
 
 def run_encode_corpus(args: argparse.Namespace) -> int:
-    from lens_embed.cli import read_texts
-    from lens_embed.model import load_lens_model
+    from lens_embed.loading import load_lens_model
 
     refuse_overlap(args.out, "--out", args.model, "the model")  # shards and a manifest written into a model folder
     texts = read_texts(args.texts)
     rank, world, device = distributed_context()
-    options = {k: v for k, v in (("dtype", args.dtype), ("attn_implementation", args.attn_implementation)) if v}
-    model = load_lens_model(args.model, device=device, **options)
+    model = load_lens_model(args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation)
     merged = encode_corpus(
         model, texts, args.out, query=args.query, instruction=args.instruction, shard_size=args.shard_size,
         batch_size=args.batch_size, max_tokens=args.max_tokens,

@@ -45,7 +45,7 @@ def hybrid_model(default_path: Path, output: Path) -> Path:
     """The hybrid: the default LENS model with a dense mean-pooled part (same head, same backbone)."""
     if (output / "modules.json").is_file():
         return output
-    from lens_embed import load_lens_model
+    from lens_embed.loading import load_lens_model
 
     model = load_lens_model(default_path, device="cpu")
     model[1].dense_pooling = "mean"

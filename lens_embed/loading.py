@@ -115,7 +115,6 @@ def load_lens_model(
             raise
         raise mismatch from error
     if is_lens_model(model):
-        lexicon_pooling(model).float()  # a dtype casts the whole model; the frozen head stays float32
         check_lens_model(model, source, hub_kwargs)
     return model
 

@@ -17,23 +17,11 @@ import torch.nn.functional as F
 from sentence_transformers.base.modules import Module, Transformer
 
 from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask, query_start
-from lens_embed.prompts import QUERY_TOKEN
+from lens_embed.prompts import QUERY_TOKEN, SIDES, lone_surrogate
 
 DENSE_MODES = (None, "mean", "last")
 HEAD_FILES = ("model.safetensors", "pytorch_model.bin")  # what Module.load_torch_weights reads, in its order
 logger = logging.getLogger(__name__)
-
-
-def lone_surrogate(text: str) -> int | None:
-    """Where the text holds a lone UTF-16 surrogate (from a JSON ``"\\ud800"`` escape, say), else None.
-
-    Such a code point is not Unicode text: it has no UTF-8 encoding, so no tokenizer can read it.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return error.start
-    return None
 
 
 def validate_texts(texts: Sequence[Any]) -> None:
@@ -53,7 +41,6 @@ def validate_texts(texts: Sequence[Any]) -> None:
 QUERY_MARKER = "query_marker"
 """Feature set by :meth:`LensTransformer.preprocess`, read by :class:`LexiconPooling`: per row, 0 for a
 document, ``n >= 1`` for a query whose text follows its n-th ``<query>`` token."""
-TASKS = ("query", "document")
 
 
 def _per_token(value: Any, features: dict[str, Any]) -> bool:
@@ -121,7 +108,7 @@ class LensTransformer(Transformer):
             self._warn_truncated(inputs, prompt or "")
         return features
 
-    def query_marker(self, prompt: str | None, task: str | None) -> int:
+    def query_marker(self, prompt: str | None, side: str | None) -> int:
         """0 for a document; for a query, which ``<query>`` token (counted from the start) opens its text.
 
         A query's text follows the last ``<query>`` of its prompt; with no ``<query>`` in the prompt
@@ -129,13 +116,14 @@ class LensTransformer(Transformer):
 
         Args:
             prompt: the call's prompt.
-            task: ``"query"``, ``"document"`` or None (then a prompt ending in ``<query>`` means query).
+            side: one of :data:`SIDES` (sentence-transformers' ``task``) or None (then a prompt ending in
+                ``<query>`` means query).
         """
-        if task is not None and task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS} (or None), got {task!r}")
-        if task is None:
-            task = "query" if prompt and prompt.endswith(QUERY_TOKEN) else "document"
-        if task == "document":
+        if side is not None and side not in SIDES:
+            raise ValueError(f"task must be one of {SIDES}, the side of the texts (or None), got {side!r}")
+        if side is None:
+            side = "query" if prompt and prompt.endswith(QUERY_TOKEN) else "document"
+        if side == "document":
             return 0
         if not prompt:
             return 1

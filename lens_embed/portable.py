@@ -12,6 +12,9 @@ or an earlier lens-embed wrote (``modeling_digests.json``, package data) resolve
 classes (no code from the folder runs, no remote-code flag needed), so folders saved before an
 upgrade keep loading; a modified file is refused unless the user trusts it, and then
 sentence-transformers runs the folder's copy.
+
+This is the saved-folder layer: it works on folders and on the package's own module sources, never on
+a model object (:meth:`lens_embed.model.LensSentenceTransformer.save` calls :func:`make_portable`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Module
+from transformers.utils import cached_file
 
-MODELING_MODULE = "modeling_lens"
-MODELING_FILE = f"{MODELING_MODULE}.py"
-ROOT_MODULE = "lens_embed.modules"
+import lens_embed
+from lens_embed import modules as lens_modules
+from lens_embed.safety import MODELING_FILE, MODELING_MODULE
+from lens_embed.storage import atomic_write
+
+ROOT_MODULE = lens_modules.__name__
 PACKAGE = "lens_embed"
 DIGESTS_FILE = "modeling_digests.json"
 logger = logging.getLogger(__name__)
@@ -110,12 +117,10 @@ def _defined_names(node: ast.stmt) -> list[str]:
 @cache
 def modeling_source() -> str:
     """The text of ``modeling_lens.py`` for the installed lens-embed (generated, deterministic)."""
-    from lens_embed import __version__
-
     defined: dict[str, str] = {}
     order = _source_order()
     parts = [
-        f'"""LENS sentence-transformers modules, written by lens-embed {__version__} from its own sources\n'
+        f'"""LENS sentence-transformers modules, written by lens-embed {lens_embed.__version__} from its own sources\n'
         f"({', '.join(order)}): load this model with\n"
         '``SentenceTransformer(path, trust_remote_code=True)``; lens-embed is not needed."""',
         "from __future__ import annotations",
@@ -142,16 +147,18 @@ def portable_type(class_ref: str) -> str:
     return f"{MODELING_MODULE}.{class_ref.rsplit('.', 1)[-1]}"
 
 
-def portable_classes() -> dict[str, type]:
-    """``modeling_lens.<Class>`` -> the installed class, for every module class of the modeling file."""
-    from sentence_transformers.base.modules import Module
-
-    module = importlib.import_module(ROOT_MODULE)
+def lens_module_classes() -> dict[str, type[Module]]:
+    """``lens_embed.modules.<Class>`` -> the class, for every sentence-transformers module lens-embed defines."""
     return {
-        portable_type(cls.__qualname__): cls
-        for cls in vars(module).values()
+        f"{cls.__module__}.{cls.__qualname__}": cls
+        for cls in vars(lens_modules).values()
         if isinstance(cls, type) and issubclass(cls, Module) and cls.__module__ == ROOT_MODULE
     }
+
+
+def portable_classes() -> dict[str, type[Module]]:
+    """``modeling_lens.<Class>`` -> the installed class, for every module class of the modeling file."""
+    return {portable_type(name): cls for name, cls in lens_module_classes().items()}
 
 
 def make_portable(folder: str | Path) -> Path:
@@ -160,8 +167,6 @@ def make_portable(folder: str | Path) -> Path:
     Types of lens-embed module classes (``lens_embed.modules.LexiconPooling``) become
     ``modeling_lens.LexiconPooling``; sentence-transformers' own modules are left as they are.
     """
-    from lens_embed.storage import atomic_write
-
     root = Path(folder)
     modules_file = root / "modules.json"
     entries = json.loads(modules_file.read_text(encoding="utf-8"))
@@ -194,38 +199,6 @@ def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
 
 
 def _read_text(source: str, filename: str, **hub_kwargs: Any) -> str | None:
-    from transformers.utils import cached_file
-
     path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
     # a folder may not hold the file at all (old folders, other models): then there is nothing to recognise
     return Path(path).read_text(encoding="utf-8") if path is not None else None
-
-
-class LensSentenceTransformer(SentenceTransformer):
-    """A ``SentenceTransformer`` that saves a LENS model as a shareable folder.
-
-    Every save path goes through ``save`` (``save_pretrained``, ``push_to_hub``, the trainer's
-    checkpoints and final model), which adds ``modeling_lens.py`` (and points ``modules.json`` at
-    it) and writes the LENS model card instead of sentence-transformers' generic one. Models
-    without LENS modules save exactly as sentence-transformers saves them.
-    """
-
-    def save(
-        self,
-        path: str,
-        model_name: str | None = None,
-        create_model_card: bool = True,
-        train_datasets: list[str] | None = None,
-        safe_serialization: bool = True,
-    ) -> None:
-        from lens_embed.card import model_provenance, write_card
-        from lens_embed.model import is_lens_model
-
-        lens = is_lens_model(self)
-        super().save(path, model_name, create_model_card and not lens, train_datasets, safe_serialization)
-        if not lens:
-            return
-        make_portable(path)
-        if create_model_card:
-            model_id = model_name if model_name and not Path(model_name).exists() else None
-            write_card(self, path, **model_provenance(self, model_id=model_id))

@@ -11,6 +11,9 @@ INSTRUCT_TOKEN = "<instruct>"
 QUERY_TOKEN = "<query>"
 RESPONSE_TOKEN = "<response>"
 SPECIAL_TOKENS = (INSTRUCT_TOKEN, QUERY_TOKEN, RESPONSE_TOKEN)
+# The two sides a text is embedded as; sentence-transformers passes the side as ``task`` (``encode_query``,
+# ``encode_document``, the trainer's ``router_mapping``), a word that means an mteb task everywhere else here.
+SIDES = ("query", "document")
 
 DEFAULT_QUERY_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query."
 
@@ -43,3 +46,15 @@ def default_prompts() -> dict[str, str]:
     prompts = {"query": query_prompt(DEFAULT_QUERY_INSTRUCTION), "document": ""}
     prompts.update({name: query_prompt(text) for name, text in NAMED_INSTRUCTIONS.items()})
     return prompts
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where the text holds a lone UTF-16 surrogate (from a JSON ``"\\ud800"`` escape, say), else None.
+
+    Such a code point is not Unicode text: it has no UTF-8 encoding, so no tokenizer can read it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None

@@ -2,8 +2,9 @@
 
 Shard ``i`` holds the embeddings of texts ``[i * shard_size, (i + 1) * shard_size)``. Each shard is
 written to a temporary file and atomically renamed, so an interrupted run never leaves a partial
-shard behind, and a rerun skips every finished shard. A manifest ties the folder to one corpus and
-one model (a fingerprint), so stale embeddings are never mixed in.
+shard behind, and a rerun skips every finished shard. A manifest ties the folder to one corpus, one
+model and one side (:func:`corpus_key`, the one key of every shard folder: ``encode-corpus``,
+:class:`DenseRetriever`, mteb's sharded search), so stale embeddings are never mixed in.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import faiss
 import numpy as np
+from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from lens_embed.model import encode, is_lens_model, model_settings, side_prompt
 from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
 from lens_embed.storage import atomic_write
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -271,10 +271,27 @@ def search(
 
 def model_key(model: SentenceTransformer) -> str:
     """Identifies a model by what it computes: the rounded document embedding of a fixed probe text."""
-    from lens_embed.model import encode
-
     probe = np.round(np.asarray(encode(model, [_PROBE_TEXT]), dtype=np.float64), 4)
     return hashlib.sha1(probe.tobytes()).hexdigest()[:16]
+
+
+def corpus_key(model: SentenceTransformer, texts: Sequence[str], *, query: bool = False,
+               instruction: str | None = None) -> str:
+    """What a shard folder embeds, the one key of every shard folder: the model (its probe embedding and
+    the settings that change embeddings beyond it: dtype, attention, maximum length, truncation), the side
+    with the prompt it gets (:func:`lens_embed.model.side_prompt`), and the texts.
+
+    Compute it on one process: devices may round the probe differently.
+
+    Args:
+        model: the model that embeds the texts.
+        texts: the corpus, in order.
+        query: the query side (else documents).
+        instruction: the query instruction (None: the model's ``query`` prompt).
+    """
+    prompt = side_prompt(model, query=query, instruction=instruction)
+    side = json.dumps({"side": "query" if query else "document", "prompt": prompt})
+    return fingerprint(model_key(model), json.dumps(model_settings(model), sort_keys=True), side, texts)
 
 
 class DenseRetriever:
@@ -296,8 +313,6 @@ class DenseRetriever:
         batch_size: int = 32,
         show_progress: bool = True,
     ) -> None:
-        from lens_embed import is_lens_model
-
         self.model = model
         self.cache_dir = Path(cache_dir)
         self.instruction = instruction
@@ -308,23 +323,16 @@ class DenseRetriever:
         self.instructed = bool(is_lens_model(model))
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
-        from lens_embed.model import encode
-
         return encode(self.model, texts, batch_size=self.batch_size, show_progress_bar=False)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        from lens_embed.model import encode
-
         instruction = self.instruction if self.instructed else None
         return encode(self.model, texts, query=True, instruction=instruction, batch_size=self.batch_size,
                       show_progress_bar=False)
 
-    def model_key(self) -> str:
-        return model_key(self.model)
-
     def corpus_embeddings(self, doc_texts: Sequence[str]) -> np.ndarray:
-        """Sharded, resumable corpus embeddings in ``cache_dir/<corpus+model key>/``."""
-        key = fingerprint(self.model_key(), doc_texts)
+        """Sharded, resumable corpus embeddings in ``cache_dir/<corpus key>/`` (:func:`corpus_key`)."""
+        key = corpus_key(self.model, doc_texts)
         return encode_in_shards(
             self.encode_documents,
             doc_texts,

@@ -6,13 +6,17 @@ transformers reads (``config.json``, ``tokenizer_config.json``, ``preprocessor_c
 ``processor_config.json``, at the root and in every module folder), and a ``tokenizer_class`` that
 transformers does not define. :func:`code_references` lists every
 such request, naming the file, so the loader can refuse them unless the user trusts the code, and
-the converter can prove that its output asks for none. Only JSON is read here: no torch, no code.
+the converter can prove that its output asks for none. Which ``modeling_lens.*`` types are lens-embed's
+own code is the caller's to say (``own_types``, from :func:`lens_embed.portable.own_code_types`): this
+module knows no model class. Only JSON is read here, through transformers' file resolution: no torch,
+no sentence-transformers, no code from the folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,10 @@ import transformers
 from transformers.utils import cached_file
 
 TRUSTED_MODULE_PACKAGES = ("sentence_transformers.", "lens_embed.")
+# The file lens-embed writes its modules' code into (:mod:`lens_embed.portable`): ``modules.json`` names its
+# classes ``modeling_lens.<Class>``.
+MODELING_MODULE = "modeling_lens"
+MODELING_FILE = f"{MODELING_MODULE}.py"
 # Config entries that name code for transformers to import ("remote code").
 CODE_REFERENCE_KEYS = ("auto_map", "custom_pipelines")
 # The configs transformers reads them from (AutoConfig, AutoTokenizer, AutoImageProcessor..., AutoProcessor).
@@ -87,23 +95,27 @@ def _config_references(data: Any, location: str) -> list[str]:
     return [f"{location}: {key} {json.dumps(data[key])}" for key in CODE_REFERENCE_KEYS if data.get(key)]
 
 
-def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[str]:
+def code_references(name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any) -> list[str]:
     """Every request of the model to import code beyond sentence-transformers, transformers and lens-embed.
 
     Each entry names the file and what it asks for; an empty list means loading runs only
     installed library code.
-    """
-    from lens_embed.portable import MODELING_FILE, MODELING_MODULE, own_code_types
 
+    Args:
+        name_or_path: a model folder or hub id.
+        own_types: the ``modules.json`` types that resolve to installed code although they name the
+            folder's own file: the ``modeling_lens.*`` types of a ``modeling_lens.py`` that lens-embed
+            wrote (:func:`lens_embed.portable.own_code_types`); empty when it is not lens-embed's code.
+        **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
+    """
     found: list[str] = []
     subfolders = [""]
     modules = read_modules(name_or_path, **hub_kwargs)
     if modules is not None:
         entries, location = modules
-        own = own_code_types(name_or_path, **hub_kwargs)  # the folder's modeling_lens.py, if it is lens-embed's code
         for entry in entries:
             module_type = entry["type"]
-            untrusted = module_type not in own and not module_type.startswith(TRUSTED_MODULE_PACKAGES)
+            untrusted = module_type not in own_types and not module_type.startswith(TRUSTED_MODULE_PACKAGES)
             if untrusted and module_type.startswith(f"{MODELING_MODULE}."):
                 found.append(
                     f"{location}: module type {module_type!r} from {MODELING_FILE}, which is not code that "
@@ -126,9 +138,9 @@ def code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> list[
     return found
 
 
-def refuse_code_references(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> None:
-    """Raise UntrustedCodeError listing what the model asks to run, if anything."""
-    found = code_references(name_or_path, **hub_kwargs)
+def refuse_code_references(name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any) -> None:
+    """Raise UntrustedCodeError listing what the model asks to run, if anything (arguments as :func:`code_references`)."""
+    found = code_references(name_or_path, own_types, **hub_kwargs)
     if found:
         raise UntrustedCodeError(
             f"{name_or_path} asks to run code from outside sentence-transformers, transformers and lens-embed:\n  "

@@ -1,4 +1,4 @@
-"""The package's shape: a light face, no import cycles, making below using."""
+"""The package's shape: a light face, declared layers, imports (inside functions too) only going down."""
 
 from __future__ import annotations
 
@@ -13,13 +13,108 @@ import lens_embed
 PACKAGE = Path(lens_embed.__file__).parent
 REPO = PACKAGE.parent
 
+# The house, bottom to top: a module may import (at module level or inside a function, for type checking
+# or at run time) only modules of its own layer or of a layer below. A name ending in "." stands for every
+# module of that package. The README's Architecture section draws the same layers.
+LAYERS: list[tuple[str, ...]] = [
+    # 0. light (no torch): constants, files, the input format; the package faces resolve their names lazily
+    ("lens_embed", "lens_embed.evaluation", "lens_embed.training", "lens_embed.lazy", "lens_embed.defaults",
+     "lens_embed.storage", "lens_embed.prompts", "lens_embed.citation", "lens_embed.cli_args",
+     "lens_embed.optional", "lens_embed.inputs"),
+    # 1. the pieces: backbone preparation and weight files, clustering, the pooling equation, what a folder asks to run
+    ("lens_embed.backbone", "lens_embed.clustering", "lens_embed.pooling", "lens_embed.safety"),
+    # 2. the sentence-transformers modules (their source becomes modeling_lens.py)
+    ("lens_embed.modules",),
+    # 3. the saved folder, on plain data: the generated modeling file, the card
+    ("lens_embed.portable", "lens_embed.card"),
+    # 4. the one LENS model class, the one router, the facts of a model object
+    ("lens_embed.model",),
+    # 5. making models
+    ("lens_embed.build", "lens_embed.convert"),
+    # 6. the one loader and its checks (a released name is converted once: above convert)
+    ("lens_embed.loading",),
+    # 7. using models
+    ("lens_embed.explain", "lens_embed.batching", "lens_embed.retrieval", "lens_embed.corpus"),
+    # 8. evaluation and training (neither imports the other)
+    ("lens_embed.evaluation.", "lens_embed.training."),
+    # 9. the entry points: the command, the training demo, the launchers' entry
+    ("lens_embed.cli", "lens_embed.demo", "lens_embed.training.__main__"),
+]
+# Imports that run back up the layers, (importer, imported) -> why; at most two, each named in the README.
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
+# Package faces: importing a public name through one would hide which module it comes from.
+FACES = ("lens_embed", "lens_embed.evaluation", "lens_embed.training")
+
+
+def module_names() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package's ``__init__`` is the package itself)."""
+    return {
+        ".".join(file.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): file
+        for file in sorted(PACKAGE.rglob("*.py"))
+    }
+
+
+def imports() -> dict[str, dict[str, list[int]]]:
+    """Module -> the package modules it imports -> the lines, every import of the file (inside functions
+    and ``TYPE_CHECKING`` blocks included); ``from pkg import name`` counts as pkg.name when that is a module."""
+    modules = module_names()
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, dict[str, list[int]]] = {}
+    for module, file in modules.items():
+        found: dict[str, list[int]] = {}
+        package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [owner(alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, *([node.module] if node.module else [])])
+                targets = [owner(f"{base}.{alias.name}") or owner(base) for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target and target != module:
+                    found.setdefault(target, []).append(node.lineno)
+        graph[module] = found
+    return graph
+
+
+def layer_of(module: str) -> int:
+    """The declared layer of a module: an exact name wins over a package prefix."""
+    exact = [index for index, names in enumerate(LAYERS) if module in names]
+    if exact:
+        return exact[0]
+    prefixed = [index for index, names in enumerate(LAYERS) for name in names if name.endswith(".") and module.startswith(name)]
+    assert prefixed, f"{module} has no declared layer: add it to LAYERS in tests/test_architecture.py and the README"
+    return prefixed[0]
+
 
 def test_importing_the_package_loads_neither_torch_nor_sentence_transformers():
     code = (
-        "import sys, lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety\n"
+        "import sys, lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})\n"
         "print(','.join(heavy))\n"
         "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_reading_what_a_folder_asks_to_run_loads_neither_torch_nor_sentence_transformers():
+    """safety reads JSON only; the package's own classes are the caller's argument, not an import of it."""
+    code = (
+        "import sys\n"
+        "from lens_embed.defaults import minilm_path\n"
+        "from lens_embed.safety import code_references\n"
+        "assert code_references(minilm_path(), ()) == []\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
@@ -30,30 +125,21 @@ def test_every_public_name_resolves():
         assert getattr(lens_embed, name) is not None, name
 
 
-def top_level_imports() -> dict[str, set[str]]:
-    """Module -> the lens_embed modules it imports at module level (function-level imports excluded)."""
-    graph = {}
-    for file in PACKAGE.rglob("*.py"):
-        module = ".".join(file.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        targets = set()
-        for node in ast.parse(file.read_text()).body:
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lens_embed"):
-                targets.add(node.module)
-                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names if alias.name.startswith("lens_embed"))
-        graph[module] = targets
-    return {module: {t for t in targets if t in graph and t != module} for module, targets in graph.items()}
+def test_every_module_has_a_declared_layer():
+    for module in module_names():
+        layer_of(module)
+    declared = {name for names in LAYERS for name in names if not name.endswith(".")}
+    assert declared <= set(module_names()), declared - set(module_names())  # no stale entry
 
 
-def test_there_is_no_import_cycle():
-    graph = top_level_imports()
+def test_there_is_no_import_circle():
+    graph = imports()
     state: dict[str, str] = {}
 
     def visit(module: str, path: list[str]) -> None:
         state[module] = "open"
         for target in sorted(graph[module]):
-            assert state.get(target) != "open", " -> ".join([*path, module, target])
+            assert state.get(target) != "open", "import circle: " + " -> ".join([*path, module, target])
             if target not in state:
                 visit(target, [*path, module])
         state[module] = "done"
@@ -63,12 +149,42 @@ def test_there_is_no_import_cycle():
             visit(module, [])
 
 
-def test_making_sits_below_using():
-    graph = top_level_imports()
-    for maker in ("lens_embed.build", "lens_embed.convert", "lens_embed.backbone", "lens_embed.clustering"):
-        assert "lens_embed.model" not in graph[maker], maker
-    for light in ("lens_embed.defaults", "lens_embed.storage"):
-        assert not graph[light], light
+def test_imports_only_go_down_the_layers():
+    assert len(ALLOWED_UPWARD) <= 2
+    upward = {
+        (module, target): lines
+        for module, targets in imports().items()
+        for target, lines in targets.items()
+        if layer_of(target) > layer_of(module)
+    }
+    unexplained = {f"{a} -> {b} (lines {lines})" for (a, b), lines in upward.items() if (a, b) not in ALLOWED_UPWARD}
+    assert not unexplained, f"imports running up the layers: {sorted(unexplained)}"
+    assert set(ALLOWED_UPWARD) <= set(upward), "an allowed upward import that no longer exists: remove it"
+
+
+def test_no_module_imports_a_public_name_through_a_package_face():
+    modules = set(module_names())
+    through_faces = []
+    for module, file in module_names().items():
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in FACES:
+                names = [a.name for a in node.names if f"{node.module}.{a.name}" not in modules and a.name != "__version__"]
+                through_faces += [f"{module}:{node.lineno}: from {node.module} import {name}" for name in names]
+    assert through_faces == []
+
+
+def test_the_readme_draws_the_declared_layers():
+    """Every module of a declared layer is named in the README's layer drawing, in the layer's order."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    drawing = readme[readme.index("Imports only go downwards") :]
+    lines = [line for line in drawing.splitlines() if re.match(r"^ *\d\. ", line)][: len(LAYERS)]
+    assert len(lines) == len(LAYERS)
+    for index, (names, line) in enumerate(zip(LAYERS, lines, strict=True)):
+        assert line.strip().startswith(f"{index}. "), line
+        for name in names:
+            short = name.removeprefix("lens_embed.").removeprefix("lens_embed") or "lens_embed"
+            short = short.rstrip(".") + ("/" if name.endswith(".") else "")
+            assert f"`{short}`" in line, f"layer {index}: {short} missing from the README's drawing"
 
 
 def test_the_public_api_documents_its_arguments():

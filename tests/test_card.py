@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from lens_embed.card import CARD_FILE, load_eval_rows, write_card
+from lens_embed.card import CARD_FILE, write_card
 from lens_embed.citation import LENS_CITATION
 from lens_embed.cli import main
 from lens_embed.evaluation.data import DataDirError, resolve_data_dir
-from lens_embed.evaluation.encoders import model_revision
+from lens_embed.evaluation.results import load_eval_rows, model_revision
+from lens_embed.model import model_facts
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,9 @@ def biosses_results(tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
-    write_card(lens_model, folder, base_model="mistralai/Mistral-7B-v0.1", license="apache-2.0", model_id="org/lens-tiny")
+    write_card(
+        folder, model_facts(lens_model), base_model="mistralai/Mistral-7B-v0.1", license="apache-2.0", model_id="org/lens-tiny"
+    )
     card = ModelCard.load(folder / CARD_FILE)
     assert isinstance(card.data, ModelCardData)
     data = card.data.to_dict()
@@ -59,7 +62,7 @@ def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_pa
 def test_card_says_what_the_model_is_and_how_to_use_it(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
-    text = write_card(lens_model, folder, model_id="org/lens-tiny").read_text(encoding="utf-8")
+    text = write_card(folder, model_facts(lens_model), model_id="org/lens-tiny").read_text(encoding="utf-8")
     assert "| K (vocabulary clusters = lexicon dimensions) | 16 |" in text
     assert "| backbone | mistral (decoder LLM) |" in text
     assert "bidirectional" in text and "| hybrid (lexicon + dense) | no" in text
@@ -77,7 +80,7 @@ def test_hybrid_card_names_the_dense_part(tiny_mistral: Path, tmp_path: Path) ->
     from lens_embed import build_lens_model
 
     model = build_lens_model(tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean")
-    text = write_card(model, tmp_path / "hybrid").read_text(encoding="utf-8")
+    text = write_card(tmp_path / "hybrid", model_facts(model)).read_text(encoding="utf-8")
     assert "| embedding dimension | 48 |" in text  # K + hidden
     assert "| hybrid (lexicon + dense) | yes: the L2-normalised mean-pooled hidden state" in text
 
@@ -88,7 +91,7 @@ def test_licence_comes_from_the_base_models_card(lens_model, tiny_lens: Path, tm
     ModelCard(f"---\n{ModelCardData(license='mit').to_yaml()}\n---\n# base\n").save(base / CARD_FILE)
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
-    write_card(lens_model, folder, base_model=str(base))
+    write_card(folder, model_facts(lens_model), base_model=str(base))
     assert ModelCard.load(folder / CARD_FILE).data.license == "mit"
 
 
@@ -110,8 +113,9 @@ def test_training_data_and_recipe_are_written_and_kept(lens_model, tiny_lens: Pa
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
     recipe = {"loss": "InfoNCE", "temperature": 0.02, "lora_r": 32}
-    write_card(lens_model, folder, base_model="org/base", training_datasets=["cfli/bge-full-data"], training_recipe=recipe)
-    write_card(lens_model, folder)  # a rewrite keeps what the first card recorded
+    facts = model_facts(lens_model)
+    write_card(folder, facts, base_model="org/base", training_datasets=["cfli/bge-full-data"], training_recipe=recipe)
+    write_card(folder, facts)  # a rewrite keeps what the first card recorded
     card = ModelCard.load(folder / CARD_FILE)
     assert card.data.base_model == "org/base"
     assert card.data.datasets == ["cfli/bge-full-data"]
@@ -148,6 +152,26 @@ def test_ambiguous_results_name_what_the_folder_holds(biosses_results: Path, tmp
         load_eval_rows(copy)
     with pytest.raises(FileNotFoundError, match="not an mteb results folder"):
         load_eval_rows(tmp_path)
+
+
+def test_a_damaged_result_file_is_named(tmp_path: Path) -> None:
+    revision = tmp_path / "results" / "org__model" / "r1"
+    revision.mkdir(parents=True)
+    (revision / "model_meta.json").write_text(json.dumps({"name": "org/model", "revision": "r1"}))
+    (revision / "BIOSSES.json").write_text('{"dataset_revision": "d35", "task_name": "BIOSSES", "scores": {"te')
+    with pytest.raises(ValueError, match=r"BIOSSES\.json:1:.*not valid JSON.*a damaged task result"):
+        load_eval_rows(tmp_path)
+
+
+def test_the_card_says_what_an_over_long_text_loses(tiny_lens: Path, released: Path, tmp_path: Path) -> None:
+    """Built models keep the EOS of an over-long text (as in training); converted released checkpoints
+    drop it (as in the authors' evaluation), and their cards say so."""
+    from lens_embed import convert_checkpoint
+
+    convert_checkpoint(released, tmp_path / "converted")
+    converted = (tmp_path / "converted" / CARD_FILE).read_text(encoding="utf-8")
+    assert "EOS kept" not in converted and "the EOS is cut off with the rest" in converted
+    assert "are truncated (EOS kept, as in training)" in (tiny_lens / CARD_FILE).read_text(encoding="utf-8")
 
 
 def test_the_package_cites_lens_once() -> None:

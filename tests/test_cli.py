@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lens_embed.cli import main
+from lens_embed.cli import build_parser, main
 
 
 def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_bad_jsonl_lines_are_named_by_file_and_line(tiny_lens, tmp_path, capsys,
 
 
 def test_text_files_split_on_newlines_only(tmp_path):
-    from lens_embed.cli import read_texts
+    from lens_embed.inputs import read_texts
 
     texts = tmp_path / "texts.txt"
     texts.write_bytes("one\u2028still one\r\ntwo\n\nfour".encode())
@@ -198,3 +198,31 @@ def test_encode_and_encode_corpus_refuse_an_output_inside_the_model(tiny_lens, t
     assert main(["encode-corpus", str(model), str(texts), "--out", str(model / "shards")]) == 2
     assert "is (or overlaps) the model" in capsys.readouterr().err
     assert _files(model) == before and not (model / "shards").exists()
+
+
+# Every verb that loads or builds a model (training's verbs declare their options in TrainConfig).
+LOADING_VERBS = [
+    ["build", "base", "out"],
+    ["encode", "m", "t.txt", "--out", "e.npy"],
+    ["info", "m"],
+    ["explain", "m", "a text"],
+    ["card", "m"],
+    ["encode-corpus", "m", "t.txt", "--out", "shards"],
+    ["evaluate", "mteb", "--model", "m"],
+    ["evaluate", "offline"],
+    ["evaluate", "airbench", "--model", "m"],
+    ["evaluate", "check-harness"],
+]
+
+
+@pytest.mark.parametrize("argv", LOADING_VERBS, ids=lambda argv: " ".join(argv[:2]))
+def test_every_verb_that_loads_a_model_takes_transformers_dtype_and_attention_names(argv, capsys):
+    parser = build_parser()
+    args = parser.parse_args([*argv, "--dtype", "bfloat16", "--attn-implementation", "sdpa"])
+    assert (args.dtype, args.attn_implementation) == ("bfloat16", "sdpa")
+    assert (parser.parse_args(argv).dtype, parser.parse_args(argv).attn_implementation) == (None, None)
+    for option, value in (("--dtype", "fp16"), ("--attn-implementation", "flash")):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_args([*argv, option, value])
+        assert stopped.value.code == 2 and f"invalid choice: '{value}'" in capsys.readouterr().err
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-import lens_embed.model
 from lens_embed import encode, is_lens_model, lexicon_pooling
 from lens_embed.corpus import MERGED_NAME, encode_corpus
-from lens_embed.retrieval import DenseRetriever
+from lens_embed.retrieval import DenseRetriever, corpus_key
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)]
@@ -40,8 +40,8 @@ def test_rerun_computes_only_missing_shards(model, tmp_path, monkeypatch):
     (tmp_path / "shard_00001.npy").unlink()
     (tmp_path / MERGED_NAME).unlink()
     calls = []
-    real = lens_embed.model.encode
-    monkeypatch.setattr(lens_embed.model, "encode", lambda m, texts, **kw: calls.append(len(texts)) or real(m, texts, **kw))
+    real = model.encode_document  # what every document embedding of the router reaches
+    monkeypatch.setattr(model, "encode_document", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
     encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
     assert calls == [1, 4]  # the model-key probe, then shard 1's four texts only
     np.testing.assert_allclose(np.load(tmp_path / MERGED_NAME), expected, atol=1e-6, rtol=0)
@@ -95,6 +95,28 @@ def test_a_folder_of_another_model_is_refused_and_left_as_it_was(model, tmp_path
     with pytest.raises(ValueError, match=r"another corpus, model or shard size \(key '"):
         encode_corpus(other, TEXTS, tmp_path, shard_size=4, show_progress=False)
     assert _files(tmp_path) == before
+
+
+def test_every_shard_folder_is_keyed_by_the_one_corpus_key(model, tmp_path):
+    """encode-corpus and DenseRetriever (and mteb's sharded search) record the same key for the same
+    model, side and texts: one key, so one folder means one thing."""
+    encode_corpus(model, TEXTS, tmp_path / "corpus", shard_size=4, show_progress=False)
+    DenseRetriever(model, tmp_path / "dense", shard_size=4, show_progress=False).corpus_embeddings(TEXTS)
+    key = corpus_key(model, TEXTS)
+    manifests = [tmp_path / "corpus" / "manifest.json", *(tmp_path / "dense").rglob("manifest.json")]
+    assert [json.loads(path.read_text())["key"] for path in manifests] == [key, key]
+    assert (tmp_path / "dense" / key / "manifest.json").is_file()
+    assert corpus_key(model, TEXTS, query=True) != key != corpus_key(model, TEXTS, query=True, instruction="Find it.")
+
+
+def test_a_folder_embedded_under_other_settings_is_refused(model, tmp_path):
+    """Settings that change embeddings without changing the probe text's (here: what an over-long text
+    loses) are part of the key."""
+    encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
+    other = copy.deepcopy(model)
+    other[0].truncation_keeps_eos = not model[0].truncation_keeps_eos
+    with pytest.raises(ValueError, match="another corpus, model or shard size"):
+        encode_corpus(other, TEXTS, tmp_path, shard_size=4, show_progress=False)
 
 
 def test_another_shard_size_on_a_rerun_is_refused_naming_both_sizes(model, tmp_path):

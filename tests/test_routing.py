@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from lens_embed import build_lens_model, encode, load_lens_model, query_prompt
+from lens_embed import batching, build_lens_model, encode, load_lens_model, query_prompt
+from lens_embed.model import side_prompt
 from lens_embed.modules import QUERY_MARKER
 
 INSTRUCTION = "Find passages."
@@ -77,6 +78,48 @@ def test_the_side_survives_save_load_and_a_multi_process_pool(model, tmp_path):
         model.stop_multi_process_pool(pool)
     assert np.abs(queries - expected[0]).max() <= 1e-6
     assert np.abs(documents - expected[1]).max() <= 1e-6
+
+
+def test_the_side_prompt_is_the_prompt_the_router_embeds_with(model):
+    assert side_prompt(model, query=True) == model.prompts["query"]
+    assert side_prompt(model, query=False) == model.prompts["document"] == ""
+    assert side_prompt(model, query=True, instruction=INSTRUCTION) == query_prompt(INSTRUCTION)
+    with pytest.raises(ValueError, match="queries only"):
+        side_prompt(model, query=False, instruction=INSTRUCTION)
+    for query, instruction in ((True, None), (True, INSTRUCTION), (False, None)):
+        prompt = side_prompt(model, query=query, instruction=instruction)
+        explicit = model.encode(QUERIES, prompt=prompt, task="query" if query else "document")
+        assert np.array_equal(explicit, encode(model, QUERIES, query=query, instruction=instruction))
+
+
+def test_a_plain_models_side_prompts_are_the_ones_sentence_transformers_picks(minilm_path):
+    plain = SentenceTransformer(str(minilm_path), device="cpu")
+    plain.prompts = {"passage": "passage: ", "search": "search: "}  # no "query" or "document" prompt
+    plain.default_prompt_name = "search"
+    assert side_prompt(plain, query=False) == "passage: "  # encode_document's order: document, passage, corpus
+    assert side_prompt(plain, query=True) == "search: "  # no "query" prompt: the default prompt name
+    assert np.array_equal(encode(plain, ["fox"]), plain.encode(["fox"], prompt="passage: "))
+    assert np.array_equal(encode(plain, ["fox"], query=True), plain.encode(["fox"], prompt="search: "))
+
+
+def test_token_budget_batches_count_the_prompt_of_the_side(minilm_path, monkeypatch):
+    prompt = "a document prompt long enough to cost more tokens than the short texts themselves: "
+    plain = SentenceTransformer(str(minilm_path), device="cpu", prompts={"document": prompt})
+    texts = ["fox", "dog", "cat", "car"]
+    with_prompt = batching.token_lengths(plain, texts, prompt)
+    assert 4 * max(batching.token_lengths(plain, texts)) <= 2 * max(with_prompt)  # one batch if the prompt were left out
+    sizes = []
+    real = batching.encode
+    monkeypatch.setattr(batching, "encode", lambda m, t, **kw: sizes.append(len(t)) or real(m, t, **kw))
+    embeddings = batching.encode_bucketed(plain, texts, max_tokens=2 * max(with_prompt))
+    assert sizes == [2, 2]
+    np.testing.assert_allclose(embeddings, encode(plain, texts), atol=1e-6, rtol=0)
+
+
+def test_the_router_takes_no_prompt_of_its_own(model):
+    for option in ("prompt", "prompt_name"):
+        with pytest.raises(TypeError, match="query= and instruction= decide the prompt"):
+            encode(model, QUERIES, query=True, **{option: "sts"})
 
 
 def padding_spread(model: SentenceTransformer, padding_side: str) -> float:

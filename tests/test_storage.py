@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lens_embed.convert import convert_checkpoint
+from lens_embed.portable import own_code_types
 from lens_embed.safety import code_references
 from lens_embed.storage import (
     atomic_write,
@@ -84,7 +85,7 @@ def test_convert_carries_no_code_reference_from_the_source(released, tmp_path):
         data["auto_map"] = {"AutoModel": "modeling_lens.MistralBiModel", "AutoTokenizer": ["x.Tok", None]}
         (source / name).write_text(json.dumps(data))
     convert_checkpoint(source, tmp_path / "out")
-    assert code_references(tmp_path / "out") == []
+    assert code_references(tmp_path / "out", own_code_types(tmp_path / "out")) == []
     assert "auto_map" not in (tmp_path / "out" / "config.json").read_text()
     assert "auto_map" not in (tmp_path / "out" / "tokenizer_config.json").read_text()
 

@@ -13,11 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lens_embed.cli_args import non_negative_float, positive_int
+from lens_embed.cli_args import add_load_options, non_negative_float, positive_int
 
 DEFAULT_OUTPUT = "results"
-DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION = ("sdpa", "flash_attention_2", "eager")
 BASELINES = ("none", "minilm", "bm25", "all")
 _NAME_PATTERN = re.compile(r"[^\s,()]+(?:\([^)]*\))?")
 
@@ -34,12 +32,7 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
     parser.add_argument("--overwrite", action="store_true", help="recompute tasks already in OUTPUT")
-    parser.add_argument(
-        "--dtype", choices=DTYPES, default=None, help="model precision (default: float16 on CUDA, as the authors; else float32)"
-    )
-    parser.add_argument(
-        "--attn-implementation", choices=ATTENTION, default=None, help="attention kernel (default: transformers' choice)"
-    )
+    add_load_options(parser, dtype_help="float16 on CUDA, as the authors evaluated; else float32")
     if mteb_options:
         parser.add_argument(
             "--instructions",
@@ -181,7 +174,7 @@ def cmd_airbench(args: argparse.Namespace) -> int:
     """AIR-Bench: search dev and test with lens-embed + faiss, score dev, zip the files for submission."""
     from lens_embed.evaluation import airbench
     from lens_embed.evaluation.encoders import evaluation_dtype
-    from lens_embed.model import load_lens_model
+    from lens_embed.loading import load_lens_model
     from lens_embed.retrieval import DenseRetriever
 
     model = load_lens_model(

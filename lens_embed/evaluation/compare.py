@@ -15,12 +15,12 @@ from pathlib import Path
 from statistics import mean
 
 from lens_embed.evaluation.instructions import REFERENCE_DIR
-from lens_embed.evaluation.runner import PROTOCOL_FILE, Score
+from lens_embed.evaluation.results import is_task_result
+from lens_embed.evaluation.runner import Score
 
 PUBLISHED = REFERENCE_DIR / "lens_published_mteb.json"
 DEFAULT_REFERENCE = "yibinlei/LENS-d8000"
 DEFAULT_TOLERANCE = 0.5
-_NOT_RESULTS = {"model_meta.json", PROTOCOL_FILE}
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def result_files(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder not found: {root}")
-    files = [p for p in sorted(root.rglob("*.json")) if p.name not in _NOT_RESULTS and "experiments" not in p.relative_to(root).parts]
+    files = [p for p in sorted(root.rglob("*.json")) if is_task_result(p) and "experiments" not in p.relative_to(root).parts]
     parents = sorted({p.parent for p in files})
     if not files:
         raise ValueError(f"no mteb result files (<Task>.json) under {root}")

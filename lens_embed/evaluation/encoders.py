@@ -17,7 +17,6 @@ and the two baselines.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
@@ -32,7 +31,7 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
 from lens_embed.citation import LENS_CITATION
-from lens_embed.defaults import minilm_path
+from lens_embed.defaults import authors_dtype, minilm_path
 from lens_embed.evaluation.instructions import (
     LENS_INSTRUCTION_TEMPLATE,
     InstructionError,
@@ -41,8 +40,10 @@ from lens_embed.evaluation.instructions import (
     embeds_as_query,
     load_instructions,
 )
+from lens_embed.evaluation.results import model_revision
+from lens_embed.loading import load_lens_model
 from lens_embed.model import encode as lens_encode
-from lens_embed.model import is_lens_model, load_lens_model
+from lens_embed.model import is_lens_model, model_settings
 from lens_embed.storage import is_released_name
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BM25_NAME = "mteb/baseline-bm25s"
 # Task types BM25 can run: it is a search model, not an encoder.
 BM25_TASK_TYPES = frozenset({"Retrieval"})
-_CONFIG_FILES = ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".npy")
 # The hub id a sentence-transformers model card loads itself with: SentenceTransformer("org/name").
 _CARD_ID = re.compile(r"SentenceTransformer\(\s*['\"]([\w.-]+/[\w.-]+)['\"]")
 
@@ -67,7 +66,7 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
     """mteb's ``InstructSentenceTransformerModel`` over a model lens-embed has already loaded.
 
     mteb's class loads the model itself, by name, with plain sentence-transformers; this one takes the
-    model from :func:`lens_embed.model.load_lens_model` (its refusals and checks, dtype, attention
+    model from :func:`lens_embed.loading.load_lens_model` (its refusals and checks, dtype, attention
     kernel). The instructions are mteb's own data (``prompts_dict``, from an :class:`Instructions`
     source) found by mteb's own lookup, on every call, for the task being run; a submission kit's
     registry entry is mteb's class over the same data. Two rules are LENS': the side reaches the model
@@ -112,12 +111,17 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
             return TaskInstruction(query, self.instructions.documents.get(task_metadata.name))
         return TaskInstruction(query, query if embeds_as_query(task_metadata.type, document_side=True) else None)
 
-    def instruction_for(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
-        """The instruction for this task and side, or None for a plain document."""
+    def side(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> tuple[bool, str | None]:
+        """``(query, instruction)`` of a text of this task and prompt type: the one place evaluation (and the
+        submission kit) decides a side. A LENS text with an instruction is an instructed query, one without
+        a plain document (:func:`embeds_as_query` says which task sides are which; a resolved file sets each
+        side verbatim); a model without instructions gets ``(False, None)``: its texts are embedded as they are.
+        """
         if not self.use_instructions:
-            return None
+            return False, None
         entry = self.task_instruction(task_metadata)
-        return entry.document if prompt_type == PromptType.document else entry.query
+        instruction = entry.document if prompt_type == PromptType.document else entry.query
+        return instruction is not None, instruction
 
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
@@ -143,49 +147,11 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
         if not self.use_instructions:
             embeddings = self.model.encode(texts, convert_to_numpy=True, **options)
         else:
-            instruction = self.instruction_for(task_metadata, prompt_type)
+            query, instruction = self.side(task_metadata, prompt_type)
             if instruction is not None:
                 logger.info("Task %s: instruction %r", task_metadata.name, instruction)
-            embeddings = lens_encode(self.model, texts, query=instruction is not None, instruction=instruction, **options)
+            embeddings = lens_encode(self.model, texts, query=query, instruction=instruction, **options)
         return np.asarray(embeddings, dtype=np.float32)
-
-
-def model_settings(model: Any) -> dict[str, Any]:
-    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model."""
-    if not isinstance(model, torch.nn.Module):
-        return {}
-    first = next(iter(model.parameters()), None)
-    module = model[0]
-    config = getattr(getattr(module, "auto_model", None), "config", None)
-    return {
-        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
-        # transformers has no public name for the kernel a loaded model runs (only this property)
-        "attn_implementation": getattr(config, "_attn_implementation", None),
-        "max_seq_length": model.max_seq_length,
-        "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
-    }
-
-
-def model_revision(path: str | Path) -> str:
-    """A content revision of a model folder: changes whenever its config or weights change.
-
-    Hashes the config files and, for weight files, their size plus first and last MiB, so a
-    multi-GB checkpoint gets a stable id in well under a second.
-    """
-    root = Path(path)
-    digest = hashlib.sha1()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = file.relative_to(root).as_posix()
-        if file.name in _CONFIG_FILES:
-            digest.update(relative.encode() + file.read_bytes())
-        elif file.suffix in _WEIGHT_SUFFIXES:
-            size = file.stat().st_size
-            with file.open("rb") as handle:
-                head = handle.read(1 << 20)
-                handle.seek(max(0, size - (1 << 20)))
-                tail = handle.read(1 << 20)
-            digest.update(relative.encode() + str(size).encode() + head + tail)
-    return digest.hexdigest()[:12]
 
 
 def _weights(model: SentenceTransformer) -> list[Any]:
@@ -222,11 +188,11 @@ def default_name(model: SentenceTransformer, path: str | Path) -> str:
 
 
 def evaluation_dtype(dtype: str | None, device: str | None) -> str:
-    """The dtype asked for; else float16 on CUDA (the authors evaluated in fp16) and float32 elsewhere."""
+    """The dtype asked for; else the authors' protocol on the device the model goes to
+    (:func:`lens_embed.defaults.authors_dtype`: float16 on CUDA, float32 elsewhere)."""
     if dtype:
         return dtype
-    on_cuda = str(device).startswith("cuda") if device else torch.cuda.is_available()
-    return "float16" if on_cuda else "float32"
+    return authors_dtype(str(device).startswith("cuda") if device else torch.cuda.is_available())
 
 
 def build_model_meta(
@@ -295,8 +261,8 @@ def load_encoder(
         revision: default: the registry's revision, else a content hash of the folder.
         device: torch device.
         adapted_from: the base model's registry name (its training data is recorded).
-        dtype: ``float32``, ``bfloat16`` or ``float16``; default :func:`evaluation_dtype`.
-        attn_implementation: ``sdpa``, ``flash_attention_2`` or ``eager`` (default: transformers' choice).
+        dtype: one of :data:`lens_embed.defaults.DTYPES`; default :func:`evaluation_dtype`.
+        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS` (default: transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
     """
     source = load_instructions(instructions)

@@ -23,11 +23,10 @@ import mteb
 from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
 
+from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
 from lens_embed.storage import atomic_write, read_json
 
 logger = logging.getLogger(__name__)
-# Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
-PROTOCOL_FILE = "lens_embed_protocol.json"
 
 
 @dataclass
@@ -125,11 +124,6 @@ def evaluate_runs(
             scores += [_score(run.label, by_name[r.task_name], r) for r in result.task_results]
             _refresh_model_meta(cache, model, group[0])
     return scores
-
-
-def task_result_files(folder: Path) -> list[Path]:
-    """The task results (``<Task>.json``) of one model revision's folder: not its model meta or protocol."""
-    return [path for path in sorted(folder.glob("*.json")) if path.name not in ("model_meta.json", PROTOCOL_FILE)]
 
 
 def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwrite: bool) -> None:

@@ -3,12 +3,12 @@
 mteb's own ``SearchEncoderWrapper`` with its faiss backend (exact ``IndexFlatIP`` on normalised
 vectors, reranking included) does the searching; only ``index`` changes: the corpus is embedded
 through :func:`lens_embed.retrieval.encode_in_shards`, so an interrupted run on a large corpus
-resumes where it stopped. Texts are mteb's own (``title + " " + text``), scores are unchanged.
+resumes where it stopped, in a folder keyed by :func:`lens_embed.retrieval.corpus_key` (the key of
+every shard folder). Texts are mteb's own (``title + " " + text``), scores are unchanged.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
 from lens_embed.evaluation.encoders import LoadedModelEncoder
-from lens_embed.retrieval import encode_in_shards, fingerprint
+from lens_embed.retrieval import corpus_key, encode_in_shards
 
 
 class ShardedSearch(SearchEncoderWrapper):
@@ -32,7 +32,7 @@ class ShardedSearch(SearchEncoderWrapper):
         self.shard_size = shard_size
 
     def protocol(self) -> dict[str, Any]:
-        """The wrapped encoder's protocol: part of the shard key, so a dtype change never reuses shards."""
+        """The wrapped encoder's protocol, recorded beside the results."""
         return self.model.protocol()
 
     def index(self, corpus: Any, *, task_metadata: Any, hf_split: str, hf_subset: str, encode_kwargs: Any, num_proc: int | None = None, **kwargs: Any) -> None:
@@ -40,8 +40,8 @@ class ShardedSearch(SearchEncoderWrapper):
         self.task_corpus = corpus
         self.index_backend = FaissSearchIndex(self.model)  # a fresh index per task and split
         texts = _retrieval_texts(corpus, PromptType.document)
-        meta = self.mteb_model_meta
-        key = fingerprint(str(meta.name), str(meta.revision), json.dumps(self.protocol(), sort_keys=True), texts)
+        query, instruction = self.model.side(task_metadata, PromptType.document)
+        key = corpus_key(self.model.model, texts, query=query, instruction=instruction)
 
         def encode(batch: list[str]) -> Any:
             return self.model.encode(

@@ -129,7 +129,7 @@ def complete_model_meta(
     from lens_embed.card import existing_provenance
     from lens_embed.citation import LENS_CITATION
     from lens_embed.evaluation.encoders import build_model_meta
-    from lens_embed.model import load_lens_model
+    from lens_embed.loading import load_lens_model
 
     name = check_hub_name(name or results_meta.get("name"))
     revision = check_revision(revision or results_meta.get("revision"))
@@ -209,10 +209,11 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
     side it is told is a document as plain text, every other side with the task's instruction; a task
     whose results were embedded otherwise stops the kit, since the entry could not reproduce them."""
     import mteb
+    from mteb.types import PromptType
 
     from lens_embed.evaluation.encoders import LoadedModelEncoder
     from lens_embed.evaluation.instructions import load_instructions
-    from lens_embed.evaluation.runner import PROTOCOL_FILE
+    from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
 
     protocol = results_dir / PROTOCOL_FILE
     spec = _read_json(protocol).get("instructions") if protocol.is_file() else "authors"
@@ -220,23 +221,22 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
         raise KitError(f"{protocol}: the results were computed without instructions (not a LENS model?)")
     encoder = LoadedModelEncoder(None, meta, use_instructions=True, instructions=load_instructions(spec))
     table = {}
-    for file in sorted(results_dir.glob("*.json")):
-        if file.name in ("model_meta.json", PROTOCOL_FILE):
-            continue
+    for file in task_result_files(results_dir):
         try:
             task = mteb.get_task(file.stem)
         except KeyError:
             raise KitError(not_an_mteb_task_message(file.stem)) from None
-        entry = encoder.task_instruction(task.metadata)
-        if not entry.query:
+        _, query_instruction = encoder.side(task.metadata, PromptType.query)
+        documents_as_queries, document_instruction = encoder.side(task.metadata, PromptType.document)
+        if not query_instruction:
             raise KitError(f"{file.stem}: its queries were embedded with an empty instruction, which mteb's wrapper drops")
-        if asks_for_documents(task) and entry.document is not None:
+        if asks_for_documents(task) and documents_as_queries:
             raise KitError(
-                f"{file.stem}: its documents were embedded with the instruction {entry.document!r}; mteb's "
+                f"{file.stem}: its documents were embedded with the instruction {document_instruction!r}; mteb's "
                 "InstructSentenceTransformerModel embeds documents as plain text, so its registry entry could "
                 "not reproduce these results"
             )
-        table[file.stem] = entry.query
+        table[file.stem] = query_instruction
     return table
 
 
@@ -633,7 +633,7 @@ def build_kit(
 
 def _not_results(folder: str, names: list[str]) -> list[str]:
     """lens-embed's protocol record sits beside the results; the results repository takes task files only."""
-    from lens_embed.evaluation.runner import PROTOCOL_FILE
+    from lens_embed.evaluation.results import PROTOCOL_FILE
 
     return [name for name in names if name == PROTOCOL_FILE]
 

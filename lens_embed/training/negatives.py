@@ -251,7 +251,7 @@ def mine_negatives(
     Args:
         data: jsonl files, folders of them, saved datasets.
         output: one input: the ``.jsonl`` file to write; several: a folder, one ``<name>.jsonl`` per task.
-        model: a sentence-transformers model or a name/path for :func:`lens_embed.model.load_lens_model`.
+        model: a sentence-transformers model or a name/path for :func:`lens_embed.loading.load_lens_model`.
         method: ``model`` or ``bm25``.
         num_negatives: negatives to add per row.
         batch_size: encoding batch size.
@@ -282,6 +282,6 @@ def mine_negatives(
 def load_model(name_or_path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> Any:
     """Load a model to mine with or to train, through the one loader (released names, lens-embed
     and sentence-transformers folders); remote code only when asked."""
-    from lens_embed.model import load_lens_model
+    from lens_embed.loading import load_lens_model
 
     return load_lens_model(str(name_or_path), device=device, trust_remote_code=trust_remote_code)

@@ -186,7 +186,7 @@ def recorded():
     """Load a model folder with a backbone recorder attached: ``model, recorder = recorded(path)``."""
 
     def _load(path: Path, **kwargs):
-        from lens_embed.model import load_lens_model
+        from lens_embed.loading import load_lens_model
 
         model = load_lens_model(path, device="cpu", **kwargs)
         return model, BackboneRecorder(model)

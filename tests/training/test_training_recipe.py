@@ -179,18 +179,18 @@ def test_learning_rate_warms_up_100_steps_then_decays_linearly(bge_trainer) -> N
 def test_continued_training_from_a_released_name_goes_through_the_one_loader(
     tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A released LENS name is resolved by lens_embed.model.load_lens_model (which converts it once);
+    """A released LENS name is resolved by lens_embed.loading.load_lens_model (which converts it once);
     here the loader is pointed at the tiny model so no network is needed."""
-    import lens_embed.model
+    import lens_embed.loading
     from lens_embed.training.trainer import train
 
-    real_loader, names = lens_embed.model.load_lens_model, []
+    real_loader, names = lens_embed.loading.load_lens_model, []
 
     def loader(name_or_path, device=None, **kwargs):
         names.append(name_or_path)
         return real_loader(tiny_lens if name_or_path == "yibinlei/LENS-d4000" else name_or_path, device=device, **kwargs)
 
-    monkeypatch.setattr(lens_embed.model, "load_lens_model", loader)
+    monkeypatch.setattr(lens_embed.loading, "load_lens_model", loader)
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows())
     output = train(TrainConfig(
         model="yibinlei/LENS-d4000", data=[str(data)], output=str(tmp_path / "out"), batch_size=4, group_size=3,
