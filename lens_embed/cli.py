@@ -251,8 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
     from lens_embed.corpus import add_corpus_commands
+    from lens_embed.serving import add_serving_commands
 
     add_corpus_commands(subparsers)
+    add_serving_commands(subparsers)
     return parser
 
 
