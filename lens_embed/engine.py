@@ -23,6 +23,7 @@ import uuid
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,6 +58,18 @@ _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 class EngineError(OSError):
     """The engine cannot be reached or refused an operation (reported in one line, exit code 2)."""
+
+
+@contextmanager
+def _refusals(where: str, action: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Report the engine's own errors (``errors``) as an :class:`EngineError` naming the collection and the step."""
+    try:
+        yield
+    except errors as error:
+        if type(error) in (TypeError, AttributeError):  # a bug of ours, not the engine's answer
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EngineError(f"{where}: {action} failed: {first}") from None
 
 
 def point_id(doc_id: str) -> str:
@@ -283,13 +296,16 @@ class EdgeBackend(Backend):
         }
         return qe.Point(uuid.UUID(point_id(point.doc_id)), vectors, {**point.payload, DOC_ID: point.doc_id})
 
+    def _calls(self, action: str) -> Any:
+        """The in-process engine raises plain ``Exception``s: reported as :class:`EngineError`."""
+        return _refusals(str(self.folder), action, (Exception,))
+
     def upsert(self, points: Sequence[EnginePoint]) -> None:
         import qdrant_edge as qe
 
-        try:
-            self.shard.update(qe.UpdateOperation.upsert_points([self._point(p) for p in points]))
-        except Exception as error:
-            raise EngineError(f"{self.folder}: the engine refused the upload: {error}") from None
+        update = qe.UpdateOperation.upsert_points([self._point(p) for p in points])
+        with self._calls("the upload"):
+            self.shard.update(update)
 
     def _documents(self) -> Any:
         import qdrant_edge as qe
@@ -332,13 +348,16 @@ class EdgeBackend(Backend):
 
         if not queries:
             return []
-        results = self.shard.query_batch(qe.QueryBatchRequest([self._request(q, limit, exact) for q in queries]))
+        request = qe.QueryBatchRequest([self._request(q, limit, exact) for q in queries])
+        with self._calls("the search"):
+            results = self.shard.query_batch(request)
         return [[(hit.payload[DOC_ID], float(hit.score)) for hit in hits] for hits in results]
 
     def optimize(self) -> None:
         """Build the HNSW graph and merge segments now (the in-process engine has no background optimiser)."""
-        self.shard.optimize()
-        self.shard.flush()
+        with self._calls("optimising"):
+            self.shard.optimize()
+            self.shard.flush()
 
     def drop(self) -> None:
         self.close()
@@ -407,6 +426,12 @@ class ClientBackend(Backend):
     def location(self) -> str:
         return f"{self._location} collection {self.collection!r}"
 
+    def _calls(self, action: str) -> Any:
+        """The server's refusals and lost connections, reported as :class:`EngineError`."""
+        from qdrant_client.http.exceptions import ApiException
+
+        return _refusals(self.location, action, (ApiException, OSError))
+
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
 
@@ -419,14 +444,15 @@ class ClientBackend(Backend):
         sparse = {SPARSE: models.SparseVectorParams()} if layout.sparse else {}
         if layout.bm25:
             sparse[BM25] = models.SparseVectorParams(modifier=models.Modifier.IDF)
-        self.client.create_collection(
-            self.collection,
-            vectors_config=vectors if layout.dense else {},
-            sparse_vectors_config=sparse or None,
-            shard_number=self.shard_number,
-            replication_factor=self.replication_factor,
-            metadata={METADATA_KEY: metadata},
-        )
+        with self._calls("creating the collection"):
+            self.client.create_collection(
+                self.collection,
+                vectors_config=vectors if layout.dense else {},
+                sparse_vectors_config=sparse or None,
+                shard_number=self.shard_number,
+                replication_factor=self.replication_factor,
+                metadata={METADATA_KEY: metadata},
+            )
 
     def metadata(self) -> dict[str, Any] | None:
         recorded = self.client.get_collection(self.collection).config.metadata or {}
@@ -447,7 +473,8 @@ class ClientBackend(Backend):
             )
             for p in points
         ]
-        self.client.upsert(self.collection, structs, wait=True)
+        with self._calls("the upload"):
+            self.client.upsert(self.collection, structs, wait=True)
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
@@ -489,7 +516,9 @@ class ClientBackend(Backend):
         with warnings.catch_warnings():
             # the in-memory stand-in is always exact and says so at every call; a cluster uses the flag
             warnings.filterwarnings("ignore", message="Local mode performs exact")
-            responses = self.client.query_batch_points(self.collection, [self._request(q, limit, exact) for q in queries])
+            requests = [self._request(q, limit, exact) for q in queries]
+            with self._calls("the search"):
+                responses = self.client.query_batch_points(self.collection, requests)
         return [[(hit.payload[DOC_ID], float(hit.score)) for hit in response.points] for response in responses]
 
     def optimize(self) -> None:

@@ -19,13 +19,16 @@ import pytest
 from qdrant_client import QdrantClient
 
 from lens_embed.cli import main
-from lens_embed.engine import RRF_K, ClientBackend, EdgeBackend, EngineError, Layout, point_id
+from lens_embed.engine import RRF_K, ClientBackend, EdgeBackend, EngineError, EnginePoint, Layout, point_id
+from lens_embed.inputs import read_documents
 from lens_embed.model import encode, load_lens_model
 from lens_embed.serving import (
+    engine_queries,
     index_corpus,
-    read_documents,
+    recorded_spec,
     search_collection,
     sparse_rows,
+    upload_vectors,
     write_run,
 )
 
@@ -37,6 +40,14 @@ DOCS = {
 }
 DOCS["doc/zebra"] = "a zebra crossing"
 QUERIES = {"q1": "a fox by the river", "q2": "music on a violin", "q3": "zebra"}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default shard folders go to the test's own cache, never the user's."""
+    from lens_embed.storage import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +166,7 @@ def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
     _assert_exact_ranking(results, queries @ pruned.T, top_k=4)
 
 
-def test_a_killed_upload_resumes_with_only_the_missing_documents(model, open_backend):
+def test_a_killed_upload_resumes_with_only_the_missing_documents(model, open_backend, tmp_path: Path):
     backend = open_backend()
     real_upsert = backend.upsert
     sent: list[str] = []
@@ -174,6 +185,7 @@ def test_a_killed_upload_resumes_with_only_the_missing_documents(model, open_bac
     backend.upsert = lambda points: resent.extend(p.doc_id for p in points) or real_upsert(points)
     summary = _index(model, backend)
     assert sorted(resent) == sorted(set(DOCS) - set(sent)) and summary.uploaded == len(DOCS) - 16
+    assert list((tmp_path / "cache" / "corpus-shards").glob("*/shard_*.npy"))  # the default shard folder
     assert backend.count() == len(DOCS)
     assert sorted(p["doc_id"] for p in backend.payloads(["doc_id"])) == sorted(DOCS)
     resent.clear()
@@ -218,6 +230,20 @@ def test_search_refuses_a_model_of_another_dimension_or_another_model(model, oth
     assert all(len(hits) == 3 for hits in found.values())
 
 
+def test_vectors_of_another_dimension_are_refused(model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    spec = recorded_spec(backend)
+    with pytest.raises(ValueError, match=r"vectors of dimension 12 do not match .* \(dimension 16\)"):
+        upload_vectors(backend, spec, ["x"], np.ones((1, 12), dtype=np.float32))
+    with pytest.raises(ValueError, match="query vectors have dimension 12, the collection 16"):
+        engine_queries(spec, np.ones((1, 12), dtype=np.float32))
+    # below the checks, the engine itself refuses (the in-process one through EngineError, an OSError)
+    with pytest.raises((EngineError, ValueError), match="expected dim: 16, got 12"):
+        backend.upsert([EnginePoint("x", dense=np.ones(12, dtype=np.float32))])
+    assert backend.count() == len(DOCS)
+
+
 def test_documents_the_corpus_lacks_are_refused_and_kept(model, open_backend):
     backend = open_backend()
     _index(model, backend)
@@ -252,6 +278,25 @@ def test_bm25_search_needs_bm25_vectors(model, open_backend):
 def test_point_ids_are_uuids_derived_from_document_ids():
     assert point_id("doc/1-é") == point_id("doc/1-é") != point_id("doc/1")
     assert uuid.UUID(point_id("doc/1-é")).version == 5
+
+
+def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
+    from qdrant_client import models
+
+    from lens_embed.engine import EngineTarget
+
+    backend = EngineTarget(url=":memory:", shard_number=3, replication_factor=2).open("docs")
+    created: list[dict] = []
+    real = backend.client.create_collection
+    backend.client.create_collection = lambda *args, **kwargs: created.append(kwargs) or real(*args, **kwargs)
+    backend.create(Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw=False), {"k": 1})
+    assert (created[0]["shard_number"], created[0]["replication_factor"]) == (3, 2)  # the in-memory store ignores them
+    params = backend.client.get_collection("docs").config.params
+    assert params.vectors["dense"].datatype == models.Datatype.FLOAT16 and params.vectors["dense"].hnsw_config.m == 0
+    assert params.sparse_vectors["bm25"].modifier == models.Modifier.IDF and params.sparse_vectors["lens"].modifier is None
+    assert backend.metadata() == {"k": 1}
+    with pytest.raises(ValueError, match="apply to a cluster"):
+        EngineTarget(path=Path("x"), shard_number=3)
 
 
 def test_dense_vectors_above_qdrants_limit_are_refused_sparse_ones_are_not():
@@ -353,6 +398,21 @@ def test_index_and_search_commands_write_trec_and_json_runs(model, tiny_lens: Pa
     _assert_exact_ranking(results, _exact(model), top_k=5)
     assert main(["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "run.json")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: Path, monkeypatch, capsys):
+    import lens_embed.model
+
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    shards = tmp_path / "shards"
+    assert main(["encode-corpus", str(tiny_lens), str(corpus), "--out", str(shards), "--shard-size", "10"]) == 0
+    encoded: list[int] = []
+    real = lens_embed.model.encode
+    monkeypatch.setattr(lens_embed.model, "encode", lambda m, texts, **kw: encoded.append(len(texts)) or real(m, texts, **kw))
+    assert main(["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(tmp_path / "engine"),
+                 "--shards", str(shards), "--shard-size", "10"]) == 0
+    assert f"({len(DOCS)} uploaded now" in capsys.readouterr().out
+    assert set(encoded) == {1}  # only the one-text probes that identify the model: no document embedded again
 
 
 def test_the_index_command_refuses_duplicate_ids_and_another_configuration(tiny_lens: Path, tmp_path: Path, capsys):
