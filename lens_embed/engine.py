@@ -49,6 +49,11 @@ MAX_DENSE_DIM = 65_536
 """Qdrant's largest dense vector; the in-process engine does not check it, so it is checked here."""
 RRF_K = 60
 """Reciprocal-rank fusion constant (as Qdrant's server default): score = sum of 1 / (k + rank)."""
+DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
+"""The HNSW graph of dense LENS vectors. Qdrant's defaults (16, 100) found 0.980 of the exact top 10 on
+1000 SciFact documents with the embedded default (K = 4000); these found 0.999, in 1.0 ms per query."""
+FULL_SCAN_THRESHOLD_KB = 10_000
+"""Below this much vector data a segment is scanned instead of searched through its graph (Qdrant's default)."""
 
 _DOCUMENT_NAMESPACE = uuid.UUID("6f1c3b52-7d0e-5b8e-9a4c-1e0b7c2d9a10")
 # uuid5 never yields the nil UUID (its version bits are set), so no document can take this id.
@@ -97,7 +102,8 @@ class Layout:
         sparse: store the active dimensions as a sparse vector (inner product, always exact).
         bm25: store BM25 term weights as a sparse vector with the engine's IDF modifier.
         dense_dtype: storage type of the dense vectors (``float16`` halves their memory).
-        hnsw: build an HNSW graph for the dense vectors (off: exact search only, nothing to build).
+        hnsw_m: links per node of the dense vectors' HNSW graph; 0: no graph (exact search only, nothing to build).
+        hnsw_ef_construct: candidates considered while building the graph.
     """
 
     dim: int
@@ -105,7 +111,8 @@ class Layout:
     sparse: bool = False
     bm25: bool = False
     dense_dtype: DenseDtype = "float32"
-    hnsw: bool = True
+    hnsw_m: int = DEFAULT_HNSW_M
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
 
     def __post_init__(self) -> None:
         if not self.dense and not self.sparse:
@@ -117,6 +124,8 @@ class Layout:
                 f"dense vectors of {self.dim} dimensions exceed Qdrant's limit of {MAX_DENSE_DIM}; "
                 "store them as sparse vectors (--vectors sparse)"
             )
+        if self.hnsw_m < 0 or self.hnsw_ef_construct < 4:
+            raise ValueError(f"HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, got {self.hnsw_m}, {self.hnsw_ef_construct}")
         if self.dense_dtype not in ("float32", "float16"):
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
 
@@ -192,8 +201,9 @@ class Backend(ABC):
         """The payload fields of every stored document, in the engine's order."""
 
     @abstractmethod
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False) -> list[list[Hit]]:
-        """The ``limit`` best documents of every query, best first."""
+    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
+              hnsw_ef: int | None = None) -> list[list[Hit]]:
+        """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's breadth)."""
 
     @abstractmethod
     def optimize(self) -> None:
@@ -266,12 +276,15 @@ class EdgeBackend(Backend):
         import qdrant_edge as qe
 
         dtype = qe.VectorStorageDatatype.Float16 if layout.dense_dtype == "float16" else qe.VectorStorageDatatype.Float32
-        vectors = {DENSE: qe.EdgeVectorParams(size=layout.dim, distance=qe.Distance.Dot, datatype=dtype)} if layout.dense else {}
+        graph = qe.HnswIndexConfig(m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct,
+                                   full_scan_threshold=FULL_SCAN_THRESHOLD_KB)
+        vectors = {DENSE: qe.EdgeVectorParams(size=layout.dim, distance=qe.Distance.Dot, datatype=dtype, hnsw_config=graph)} \
+            if layout.dense else {}
         sparse = {SPARSE: qe.EdgeSparseVectorParams()} if layout.sparse else {}
         if layout.bm25:
             sparse[BM25] = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
         # indexing_threshold 0: no HNSW graph is ever built (exact search only)
-        optimizers = None if layout.hnsw else qe.EdgeOptimizersConfig(indexing_threshold=0)
+        optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0) if layout.hnsw_m == 0 else None
         return qe.EdgeConfig(vectors=vectors or None, sparse_vectors=sparse or None, optimizers=optimizers)
 
     def create(self, layout: Layout, metadata: dict[str, Any]) -> None:
@@ -329,10 +342,10 @@ class EdgeBackend(Backend):
             if offset is None:
                 return
 
-    def _request(self, query: EngineQuery, limit: int, exact: bool) -> Any:
+    def _request(self, query: EngineQuery, limit: int, exact: bool, hnsw_ef: int | None) -> Any:
         import qdrant_edge as qe
 
-        params = qe.SearchParams(exact=exact)
+        params = qe.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
         restrict = qe.Filter(must=[qe.HasIdCondition({uuid.UUID(point_id(d)) for d in query.only})]) if query.only is not None else None
         nearest = [
             qe.Query.Nearest(qe.SparseVector(*_sparse_lists(value)) if name != DENSE else _dense_list(value), using=name)
@@ -343,12 +356,13 @@ class EdgeBackend(Backend):
         prefetches = [qe.Prefetch(limit=limit, query=q, params=params, filter=restrict) for q in nearest]
         return qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=[DOC_ID])
 
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False) -> list[list[Hit]]:
+    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
+              hnsw_ef: int | None = None) -> list[list[Hit]]:
         import qdrant_edge as qe
 
         if not queries:
             return []
-        request = qe.QueryBatchRequest([self._request(q, limit, exact) for q in queries])
+        request = qe.QueryBatchRequest([self._request(q, limit, exact, hnsw_ef) for q in queries])
         with self._calls("the search"):
             results = self.shard.query_batch(request)
         return [[(hit.payload[DOC_ID], float(hit.score)) for hit in hits] for hits in results]
@@ -439,7 +453,7 @@ class ClientBackend(Backend):
         from qdrant_client import models
 
         dtype = models.Datatype.FLOAT16 if layout.dense_dtype == "float16" else models.Datatype.FLOAT32
-        hnsw = None if layout.hnsw else models.HnswConfigDiff(m=0)  # m = 0: no graph, exact search only
+        hnsw = models.HnswConfigDiff(m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct)  # m = 0: no graph
         vectors = {DENSE: models.VectorParams(size=layout.dim, distance=models.Distance.DOT, datatype=dtype, hnsw_config=hnsw)}
         sparse = {SPARSE: models.SparseVectorParams()} if layout.sparse else {}
         if layout.bm25:
@@ -489,10 +503,10 @@ class ClientBackend(Backend):
             if offset is None:
                 return
 
-    def _request(self, query: EngineQuery, limit: int, exact: bool) -> Any:
+    def _request(self, query: EngineQuery, limit: int, exact: bool, hnsw_ef: int | None) -> Any:
         from qdrant_client import models
 
-        params = models.SearchParams(exact=exact)
+        params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
         restrict = (
             models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in query.only])])
             if query.only is not None else None
@@ -510,13 +524,14 @@ class ClientBackend(Backend):
         return models.QueryRequest(prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)), limit=limit,
                                    with_payload=[DOC_ID])
 
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False) -> list[list[Hit]]:
+    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
+              hnsw_ef: int | None = None) -> list[list[Hit]]:
         if not queries:
             return []
         with warnings.catch_warnings():
             # the in-memory stand-in is always exact and says so at every call; a cluster uses the flag
             warnings.filterwarnings("ignore", message="Local mode performs exact")
-            requests = [self._request(q, limit, exact) for q in queries]
+            requests = [self._request(q, limit, exact, hnsw_ef) for q in queries]
             with self._calls("the search"):
                 responses = self.client.query_batch_points(self.collection, requests)
         return [[(hit.payload[DOC_ID], float(hit.score)) for hit in response.points] for response in responses]

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lens_embed.cli_args import positive_int
+from lens_embed.cli_args import non_negative_int, positive_int
 from lens_embed.engine import (
+    DEFAULT_HNSW_EF_CONSTRUCT,
+    DEFAULT_HNSW_M,
     DOC_ID,
     Backend,
     DenseDtype,
@@ -67,7 +69,8 @@ class CollectionSpec:
         dense_dtype: storage type of the dense vectors.
         max_active_dims: sparse vectors keep only their largest-magnitude dimensions (None: all active ones).
         bm25_avg_len: BM25 vectors are stored, with this average document length (words); None: no BM25.
-        hnsw: dense vectors get an HNSW graph (off: exact search only).
+        hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
+        hnsw_ef_construct: candidates considered while building the graph.
     """
 
     model_name: str
@@ -79,7 +82,8 @@ class CollectionSpec:
     dense_dtype: DenseDtype = "float32"
     max_active_dims: int | None = None
     bm25_avg_len: float | None = None
-    hnsw: bool = True
+    hnsw_m: int = DEFAULT_HNSW_M
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
 
     def __post_init__(self) -> None:
         if self.vectors not in VECTOR_CHOICES:
@@ -98,7 +102,7 @@ class CollectionSpec:
 
     def layout(self) -> Layout:
         return Layout(dim=self.dim, dense=self.dense, sparse=self.sparse, bm25=self.bm25_avg_len is not None,
-                      dense_dtype=self.dense_dtype, hnsw=self.hnsw)
+                      dense_dtype=self.dense_dtype, hnsw_m=self.hnsw_m, hnsw_ef_construct=self.hnsw_ef_construct)
 
     def record(self) -> dict[str, Any]:
         return {"format": SPEC_FORMAT, **asdict(self)}
@@ -119,7 +123,8 @@ class CollectionSpec:
         if self.model_key != recorded.model_key:
             found.append(f"model: {recorded.model_name!r} (probe hash {recorded.model_key}) there, "
                          f"{self.model_name!r} (probe hash {self.model_key}) now")
-        for name in ("dim", "clusters", "side", "vectors", "dense_dtype", "max_active_dims", "hnsw"):
+        for name in ("dim", "clusters", "side", "vectors", "dense_dtype", "max_active_dims", "hnsw_m",
+                     "hnsw_ef_construct"):
             if getattr(self, name) != getattr(recorded, name):
                 found.append(f"{name}: {getattr(recorded, name)!r} there, {getattr(self, name)!r} now")
         if (self.bm25_avg_len is None) != (recorded.bm25_avg_len is None):
@@ -294,7 +299,8 @@ def index_corpus(
     dense_dtype: DenseDtype = "float32",
     max_active_dims: int | None = None,
     bm25: bool = False,
-    hnsw: bool = True,
+    hnsw_m: int = DEFAULT_HNSW_M,
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
     batch_size: int = 32,
@@ -319,7 +325,7 @@ def index_corpus(
         dense_dtype: ``float32`` or ``float16`` (half the memory) for the dense vectors.
         max_active_dims: keep only this many dimensions per sparse vector (largest magnitude).
         bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
-        hnsw: build an HNSW graph over the dense vectors (off: exact search only).
+        hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
         shard_size, batch_size, max_tokens: as :func:`lens_embed.corpus.encode_corpus`.
         upload_batch_size: documents per upsert request.
@@ -335,7 +341,7 @@ def index_corpus(
 
     def plan() -> tuple[CollectionSpec, list[int], Path]:
         spec = model_spec(model, model_name, vectors=vectors, dense_dtype=dense_dtype, max_active_dims=max_active_dims,
-                          bm25_avg_len=avg_len, hnsw=hnsw)
+                          bm25_avg_len=avg_len, hnsw_m=hnsw_m, hnsw_ef_construct=hnsw_ef_construct)
         spec = open_collection(backend, spec)
         folder = Path(shard_dir) if shard_dir is not None else cache_dir() / "corpus-shards" / corpus_key(model, texts)
         return spec, missing_documents(backend, ids, texts), folder
@@ -426,6 +432,7 @@ def search_collection(
     instruction: str | None = None,
     using: Using = "auto",
     exact: bool = False,
+    hnsw_ef: int | None = None,
     max_active_dims: int | None = None,
     allow_other_model: bool = False,
     batch_size: int = 32,
@@ -442,6 +449,7 @@ def search_collection(
         instruction: the query instruction (default: the model's ``query`` prompt).
         using: ``auto`` (the LENS vectors the collection holds), ``dense``, ``sparse``, ``bm25`` or ``hybrid``.
         exact: exact dense search instead of the HNSW graph (sparse search is always exact).
+        hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
         max_active_dims: prune the sparse query vectors (default: all active dimensions).
         allow_other_model: search even if the model's probe hash differs from the recorded one.
         batch_size: queries per forward pass; ``query_batch_size``: queries per engine request.
@@ -460,7 +468,7 @@ def search_collection(
     hits = []
     for batch in tqdm(list(_batches(range(len(requests)), query_batch_size)), desc="Searching", unit="batch",
                       disable=not show_progress):
-        hits += backend.query([requests[i] for i in batch], top_k, exact=exact)
+        hits += backend.query([requests[i] for i in batch], top_k, exact=exact, hnsw_ef=hnsw_ef)
     return {qid: dict(found) for qid, found in zip(query_ids, hits, strict=True)}
 
 
@@ -525,7 +533,11 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--max-active-dims", type=positive_int, default=None,
                        help="keep only the N largest dimensions of each sparse vector")
     index.add_argument("--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)")
-    index.add_argument("--no-hnsw", dest="hnsw", action="store_false", help="no HNSW graph: exact dense search only")
+    index.add_argument("--hnsw-m", type=non_negative_int, default=DEFAULT_HNSW_M,
+                       help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
+                       f"(default {DEFAULT_HNSW_M})")
+    index.add_argument("--hnsw-ef-construct", type=positive_int, default=DEFAULT_HNSW_EF_CONSTRUCT,
+                       help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})")
     index.add_argument("--shard-number", type=positive_int, default=None, help="shards of a new cluster collection")
     index.add_argument("--replication-factor", type=positive_int, default=None, help="copies of each shard (cluster)")
     index.add_argument("--shards", default=None, help="embedding shard folder (default: in the lens-embed cache)")
@@ -543,6 +555,8 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--using", choices=USING_CHOICES, default="auto",
                         help="auto: the LENS vectors stored (dense first); hybrid: those and BM25, fused by the engine")
     search.add_argument("--exact", action="store_true", help="exact dense search instead of the HNSW graph")
+    search.add_argument("--hnsw-ef", type=positive_int, default=None,
+                        help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)")
     search.add_argument("--max-active-dims", type=positive_int, default=None, help="prune sparse query vectors")
     search.add_argument("--batch-size", type=positive_int, default=32)
     search.add_argument("--dtype", default=None, help="model precision (as at index time: the probe hash depends on it)")
@@ -563,7 +577,8 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         summary = index_corpus(
             model, documents, backend, model_name=args.model, vectors=args.vectors, dense_dtype=args.dense_dtype,
-            max_active_dims=args.max_active_dims, bm25=args.bm25, hnsw=args.hnsw, shard_dir=args.shards,
+            max_active_dims=args.max_active_dims, bm25=args.bm25, hnsw_m=args.hnsw_m,
+            hnsw_ef_construct=args.hnsw_ef_construct, shard_dir=args.shards,
             shard_size=args.shard_size, batch_size=args.batch_size, max_tokens=args.max_tokens,
             upload_batch_size=args.upload_batch_size,
         )
@@ -588,7 +603,8 @@ def run_search(args: argparse.Namespace) -> int:
         model = load_lens_model(args.model, **options)
         results = search_collection(
             model, queries, backend, top_k=args.top_k, instruction=args.instruction, using=args.using, exact=args.exact,
-            max_active_dims=args.max_active_dims, allow_other_model=args.allow_other_model, batch_size=args.batch_size,
+            hnsw_ef=args.hnsw_ef, max_active_dims=args.max_active_dims, allow_other_model=args.allow_other_model,
+            batch_size=args.batch_size,
         )
     path = write_run(results, args.out)
     print(f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "

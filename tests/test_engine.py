@@ -19,7 +19,16 @@ import pytest
 from qdrant_client import QdrantClient
 
 from lens_embed.cli import main
-from lens_embed.engine import RRF_K, ClientBackend, EdgeBackend, EngineError, EnginePoint, Layout, point_id
+from lens_embed.engine import (
+    RRF_K,
+    ClientBackend,
+    EdgeBackend,
+    EngineError,
+    EnginePoint,
+    EngineQuery,
+    Layout,
+    point_id,
+)
 from lens_embed.inputs import read_documents
 from lens_embed.model import encode, load_lens_model
 from lens_embed.serving import (
@@ -212,6 +221,8 @@ def test_another_model_or_configuration_is_refused_naming_the_difference(model, 
         _index(model, backend, vectors="both", max_active_dims=4)
     with pytest.raises(ValueError, match=r"bm25: False there, True now"):
         _index(model, backend, vectors="both", max_active_dims=8, bm25=True)
+    with pytest.raises(ValueError, match=r"hnsw_m: 32 there, 0 now"):
+        _index(model, backend, vectors="both", max_active_dims=8, hnsw_m=0)
     with pytest.raises(ValueError, match=r"model: .* \(probe hash [0-9a-f]{16}\) there, .* now"):
         _index(other_model, backend, vectors="both", max_active_dims=8)
     with pytest.raises(ValueError, match=r"dim: 16 there, 12 now"):
@@ -289,12 +300,19 @@ def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
     created: list[dict] = []
     real = backend.client.create_collection
     backend.client.create_collection = lambda *args, **kwargs: created.append(kwargs) or real(*args, **kwargs)
-    backend.create(Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw=False), {"k": 1})
+    backend.create(Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw_m=24, hnsw_ef_construct=128), {"k": 1})
     assert (created[0]["shard_number"], created[0]["replication_factor"]) == (3, 2)  # the in-memory store ignores them
     params = backend.client.get_collection("docs").config.params
-    assert params.vectors["dense"].datatype == models.Datatype.FLOAT16 and params.vectors["dense"].hnsw_config.m == 0
+    assert params.vectors["dense"].datatype == models.Datatype.FLOAT16
+    assert (params.vectors["dense"].hnsw_config.m, params.vectors["dense"].hnsw_config.ef_construct) == (24, 128)
     assert params.sparse_vectors["bm25"].modifier == models.Modifier.IDF and params.sparse_vectors["lens"].modifier is None
     assert backend.metadata() == {"k": 1}
+    sent: list = []
+    real_query = backend.client.query_batch_points
+    backend.client.query_batch_points = lambda name, requests: sent.extend(requests) or real_query(name, requests)
+    backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, hnsw_ef=77)
+    backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, exact=True)
+    assert [(r.params.hnsw_ef, r.params.exact, r.using) for r in sent] == [(77, False, "dense"), (None, True, "dense")]
     with pytest.raises(ValueError, match="apply to a cluster"):
         EngineTarget(path=Path("x"), shard_number=3)
 

@@ -71,7 +71,7 @@ class QdrantSearchIndex:
         else:
             backend = self.target.open(name)
         self.spec = CollectionSpec(model_name=self.model_name, model_key="mteb-evaluation", dim=dim, vectors=self.vectors,
-                                   max_active_dims=self.max_active_dims, hnsw=False)
+                                   max_active_dims=self.max_active_dims, hnsw_m=0)
         open_collection(backend, self.spec)
         return backend
 
@@ -139,7 +139,8 @@ class IndexedSearch(SearchEncoderWrapper):
         self.index_factory = index_factory
 
     def protocol(self) -> dict[str, Any]:
-        """The wrapped encoder's protocol: part of the shard key, so a dtype change never reuses shards."""
+        """The wrapped encoder's protocol (recorded beside the results; part of :class:`ShardedSearch`'s
+        shard key, so a dtype change never reuses shards)."""
         return self.model.protocol()
 
     def index(self, corpus: Any, **kwargs: Any) -> None:
