@@ -9,8 +9,8 @@
 Everything above the interface (:mod:`lens_embed.serving`, the evaluation's search index) speaks
 only :class:`Backend`: documents go in as :class:`EnginePoint` (a document id, its dense and/or
 sparse vectors), queries as :class:`EngineQuery`, results come back as ``(document id, score)``.
-A query with several vectors is fused by the engine (Qdrant's query API: one prefetch per vector,
-reciprocal-rank fusion). Qdrant point ids must be integers or UUIDs, so a document id maps to
+A query with several vectors is fused by the engine (Qdrant's query API: one prefetch of
+:data:`FUSION_DEPTH` candidates per vector, reciprocal-rank fusion). Qdrant point ids must be integers or UUIDs, so a document id maps to
 ``uuid5(namespace, id)`` (:func:`point_id`) and the id itself is kept in the payload. This module
 imports neither engine package until a backend is opened.
 """
@@ -49,6 +49,9 @@ MAX_DENSE_DIM = 65_536
 """Qdrant's largest dense vector; the in-process engine does not check it, so it is checked here."""
 RRF_K = 60
 """Reciprocal-rank fusion constant (as Qdrant's server default): score = sum of 1 / (k + rank)."""
+FUSION_DEPTH = 100
+"""Each fused vector's prefetch returns this many candidates (or the limit, if larger): a document ranked
+deep in both lists can outrank one that tops a single list, so fusing only the top ``limit`` would lose it."""
 DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
 """The HNSW graph of dense LENS vectors. Qdrant's defaults (16, 100) found 0.980 of the exact top 10 on
 1000 SciFact documents with the embedded default (K = 4000); these found 0.999, in 1.0 ms per query."""
@@ -353,7 +356,8 @@ class EdgeBackend(Backend):
         ]
         if len(nearest) == 1:
             return qe.QueryRequest(limit=limit, query=nearest[0], filter=restrict, params=params, with_payload=[DOC_ID])
-        prefetches = [qe.Prefetch(limit=limit, query=q, params=params, filter=restrict) for q in nearest]
+        depth = max(limit, FUSION_DEPTH)
+        prefetches = [qe.Prefetch(limit=depth, query=q, params=params, filter=restrict) for q in nearest]
         return qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=[DOC_ID])
 
     def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
@@ -519,7 +523,8 @@ class ClientBackend(Backend):
             name, vector = nearest[0]
             return models.QueryRequest(query=vector, using=name, limit=limit, filter=restrict, params=params,
                                        with_payload=[DOC_ID])
-        prefetch = [models.Prefetch(query=vector, using=name, limit=limit, filter=restrict, params=params)
+        depth = max(limit, FUSION_DEPTH)
+        prefetch = [models.Prefetch(query=vector, using=name, limit=depth, filter=restrict, params=params)
                     for name, vector in nearest]
         return models.QueryRequest(prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)), limit=limit,
                                    with_payload=[DOC_ID])

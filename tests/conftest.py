@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,18 @@ def minilm_path() -> Path:
 def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny checkpoint in the released LENS layout."""
     return write_released_checkpoint(tmp_path_factory.mktemp("released"))
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script(name)``: ``benchmarks/<name>.py`` imported as a module (registered in sys.modules,
+    where dataclasses look their module up)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load

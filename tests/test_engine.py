@@ -275,6 +275,10 @@ def test_hybrid_search_fuses_lens_and_bm25_by_reciprocal_rank(model, open_backen
     rank = list(lens["q3"]).index("doc/zebra")
     assert hybrid["q3"]["doc/zebra"] == pytest.approx(1 / RRF_K + 1 / (RRF_K + rank), rel=1e-5)
     assert list(hybrid["q3"])[0] == "doc/zebra"
+    # fused from FUSION_DEPTH candidates per vector, not just the top 3: the same documents come first
+    top3 = search_collection(model, QUERIES, backend, top_k=3, using="hybrid", exact=True, show_progress=False)
+    for qid, found in top3.items():
+        assert list(found.values()) == pytest.approx(list(hybrid[qid].values())[:3], rel=1e-6)
     with pytest.raises(ValueError, match="no sparse vectors"):
         search_collection(model, QUERIES, backend, using="sparse", show_progress=False)
 

@@ -6,25 +6,16 @@ GPU session will run once from breaking unnoticed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_check.py"
-
 
 @pytest.fixture(scope="module")
-def check():
-    spec = importlib.util.spec_from_file_location("train_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_check"] = module
-    spec.loader.exec_module(module)
-    return module
+def check(benchmark_script):
+    return benchmark_script("train_check")
 
 
 @pytest.fixture(scope="module")
