@@ -19,6 +19,7 @@ from lens_embed.card import add_card_command
 from lens_embed.cli_args import cluster_count, non_negative_float, non_negative_int, positive_int
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
+from lens_embed.inputs import json_line
 from lens_embed.storage import atomic_write, refuse_overlap, text_lines
 from lens_embed.training.cli import add_training_commands
 
@@ -110,12 +111,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 
 def _jsonl_text(line: str, where: str) -> str:
     """The text of one ``.jsonl`` line; ``where`` (file:line) names it in errors."""
-    if not line.strip():
-        raise ValueError(f"{where}: blank line (every line of a .jsonl file holds one text)")
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+    item = json_line(line, where)
     text = item.get("text") if isinstance(item, dict) else item
     if not isinstance(text, str):
         raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
@@ -253,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
     from lens_embed.corpus import add_corpus_commands
+    from lens_embed.serving import add_serving_commands
 
     add_corpus_commands(subparsers)
+    add_serving_commands(subparsers)
     return parser
 
 

@@ -15,9 +15,9 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "embeddings.npy"
+T = TypeVar("T")
 
 
 def distributed_context() -> tuple[int, int, str]:
@@ -59,8 +60,8 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _broadcast(value: Any) -> Any:
-    """Rank 0's value on every rank."""
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank (the value itself outside torchrun)."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -68,6 +69,34 @@ def _broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def rank_zero(produce: Callable[[], T]) -> T | None:
+    """``produce()`` on rank 0 only (None elsewhere); an error it raises is raised on every rank, so no
+    rank is left waiting for a step rank 0 will never reach."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    result, problem = None, None
+    if rank == 0:
+        try:
+            result = produce()
+        except Exception as error:  # re-raised below, on every rank
+            problem = error
+    problem = broadcast(problem)
+    if problem is not None:
+        raise problem
+    return result
+
+
+def corpus_key(model: SentenceTransformer, texts: Sequence[str], *, query: bool = False,
+               instruction: str | None = None) -> str:
+    """What a shard folder embeds: the model (its probe-text hash), the side (documents, or queries with
+    their instruction) and the texts. Compute it on one rank: devices may round the probe differently."""
+    from lens_embed.retrieval import fingerprint, model_key
+
+    side = f"query:{instruction}" if query else "document"
+    return fingerprint(model_key(model), side, texts)
 
 
 def _sum_over_ranks(value: float) -> float:
@@ -139,13 +168,12 @@ def encode_corpus(
 
     from lens_embed.batching import encode_bucketed
     from lens_embed.model import encode
-    from lens_embed.retrieval import ShardStore, fingerprint, model_key
+    from lens_embed.retrieval import ShardStore
 
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     texts = list(texts)
-    side = f"query:{instruction}" if query else "document"
-    key = _broadcast(fingerprint(model_key(model), side, texts) if rank == 0 else None)
+    key = broadcast(corpus_key(model, texts, query=query, instruction=instruction) if rank == 0 else None)
     if rank == 0:
         ShardStore(directory, len(texts), shard_size, key)  # writes the manifest, or refuses a foreign folder
     _barrier()
@@ -192,23 +220,34 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
     parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
     parser.add_argument("--instruction", default=None)
-    parser.add_argument("--shard-size", type=positive_int, default=10_000)
+    add_encoding_options(parser)
+    parser.set_defaults(func=run_encode_corpus)
+
+
+def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+    """The corpus-encoding options every verb that embeds a corpus in shards takes."""
+    parser.add_argument("--shard-size", type=positive_int, default=10_000, help="texts per shard file (the unit of resumption)")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
     parser.add_argument("--dtype", default=None, help="e.g. bfloat16 for a 7B backbone on GPUs")
     parser.add_argument("--attn-implementation", choices=["eager", "sdpa", "flash_attention_2"], default=None)
-    parser.set_defaults(func=run_encode_corpus)
+
+
+def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransformer]:
+    """``(rank, world size, model)``: this process's place in the torchrun group and the model on its device."""
+    from lens_embed.model import load_lens_model
+
+    rank, world, device = distributed_context()
+    options = {k: v for k, v in (("dtype", args.dtype), ("attn_implementation", args.attn_implementation)) if v}
+    return rank, world, load_lens_model(args.model, device=device, **options)
 
 
 def run_encode_corpus(args: argparse.Namespace) -> int:
     from lens_embed.cli import read_texts
-    from lens_embed.model import load_lens_model
 
     refuse_overlap(args.out, "--out", args.model, "the model")  # shards and a manifest written into a model folder
     texts = read_texts(args.texts)
-    rank, world, device = distributed_context()
-    options = {k: v for k, v in (("dtype", args.dtype), ("attn_implementation", args.attn_implementation)) if v}
-    model = load_lens_model(args.model, device=device, **options)
+    rank, world, model = load_for_rank(args)
     merged = encode_corpus(
         model, texts, args.out, query=args.query, instruction=args.instruction, shard_size=args.shard_size,
         batch_size=args.batch_size, max_tokens=args.max_tokens,
