@@ -82,7 +82,7 @@ TRAIN_DEMO_TASKS ?= STSBenchmark STS16 STS13 BIOSSES
 
 train-demo:
 	$(PY) -m lens_embed.demo --data $(DATA) --output $(OUTPUT)/train-demo \
-		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-length 128 \
+		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-seq-length 128 \
 		--tasks $(TRAIN_DEMO_TASKS)
 
 test-training:

@@ -118,7 +118,7 @@ def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
         ["evaluate", "check-harness", "--tolerance", "-0.1"],
         ["evaluate", "compare", "results", "--tolerance", "nan"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--grad-accum", "0"],
-        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-length", "0"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-seq-length", "0"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--distill-weight", "-1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--group-size", "1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--lora-dropout", "1.5"],
