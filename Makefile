@@ -82,7 +82,7 @@ TRAIN_DEMO_TASKS ?= STSBenchmark STS16 STS13 BIOSSES
 
 train-demo:
 	$(PY) -m lens_embed.demo --data $(DATA) --output $(OUTPUT)/train-demo \
-		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-length 128 \
+		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-seq-length 128 \
 		--tasks $(TRAIN_DEMO_TASKS)
 
 test-training:
@@ -90,7 +90,7 @@ test-training:
 
 # ---- benchmarks ----
 MODEL ?=
-.PHONY: bench bench-gpu train-check bench-index
+.PHONY: bench bench-gpu train-check bench-index bench-engine
 # Pooling memory, encoding throughput and the lexicon head's overhead over dense MiniLM (a few minutes on 2 cores).
 bench:
 	$(PY) benchmarks/bench_encode.py --data $(DATA) $(if $(MODEL),--model $(MODEL),)
@@ -112,6 +112,13 @@ train-check:
 # Index memory per million documents and recall@10 against exact search, SciFact with the embedded default.
 bench-index:
 	$(PY) benchmarks/bench_index.py --data $(DATA) --output $(OUTPUT)/bench-index
+
+# The Qdrant engine (in-process, qdrant-edge-py) on SciFact with the embedded default: dense float32/float16
+# exact and HNSW, sparse at each pruning level, hybrid with BM25: memory per million documents, recall@10
+# against exact search, nDCG@10, ms per query. BENCH_ENGINE_ARGS="--max-docs 1000" for a quicker run.
+BENCH_ENGINE_ARGS ?=
+bench-engine:
+	$(PY) benchmarks/bench_engine.py --data $(DATA) --output $(OUTPUT)/bench-engine $(BENCH_ENGINE_ARGS)
 
 # On a GPU machine: attention kernels (incl. flash_attention_2), bf16, torch KMeans, throughput.
 device-check:

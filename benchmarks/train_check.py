@@ -47,11 +47,11 @@ from tiny_models import build_decoder  # noqa: E402
 DECODER_SHAPES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 SCALES: dict[str, dict[str, Any]] = {
     "small": {"hidden_size": 1024, "intermediate_size": 3584, "num_hidden_layers": 8, "num_attention_heads": 16,
-              "num_key_value_heads": 8, "clusters": 512, "max_length": 512, "query_words": (8, 24),
+              "num_key_value_heads": 8, "clusters": 512, "max_seq_length": 512, "query_words": (8, 24),
               "passage_words": (128, 384), "steps": 30, "batch_size": 32, "group_size": 8, "learning_rate": 2e-4},
     # the tiny shapes of tests/tiny_models.build_decoder
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "clusters": 32, "max_length": 64, "query_words": (3, 6),
+             "num_key_value_heads": 2, "clusters": 32, "max_seq_length": 64, "query_words": (3, 6),
              "passage_words": (8, 24), "steps": 12, "batch_size": 8, "group_size": 4, "learning_rate": 3e-3},
 }
 # Distinct rows = this many batches: the run sees each row several times, so a working trainer
@@ -89,10 +89,10 @@ def build_model(work: Path, scale: dict[str, Any], seed: int) -> Path:
     """The random decoder (saved with the synthetic tokenizer) made a LENS model; returns its folder."""
     base = work / "base"
     build_decoder(base, "mistral", seed=seed, tokenizer=synthetic_tokenizer(base),
-                  **{name: scale[name] for name in DECODER_SHAPES}, max_position_embeddings=scale["max_length"])
+                  **{name: scale[name] for name in DECODER_SHAPES}, max_position_embeddings=scale["max_seq_length"])
     lens = work / "lens"
     build_lens_model(base, n_clusters=scale["clusters"], output_dir=lens, seed=seed,
-                     max_seq_length=scale["max_length"], device="cpu")
+                     max_seq_length=scale["max_seq_length"], device="cpu")
     return lens
 
 
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "scale": args.scale,
         "shape": {name: scale[name] for name in DECODER_SHAPES}
-        | {"vocab_size": VOCAB, "clusters": scale["clusters"], "max_length": scale["max_length"]},
+        | {"vocab_size": VOCAB, "clusters": scale["clusters"], "max_seq_length": scale["max_seq_length"]},
         "precision": precision, "lora": args.lora,
         "gradient_checkpointing": uses_gradient_checkpointing(config, cuda), "learning_rate": learning_rate,
         "batch_size": batch_size, "group_size": group_size, "texts_per_step": batch_size * (1 + group_size),

@@ -26,6 +26,7 @@ from lens_embed.corpus import add_corpus_commands
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
+from lens_embed.serving import add_serving_commands
 from lens_embed.storage import atomic_write, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_commands(subparsers)
     add_training_commands(subparsers)
     add_corpus_commands(subparsers)
+    add_serving_commands(subparsers)
     return parser
 
 

@@ -15,9 +15,9 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "embeddings.npy"
+T = TypeVar("T")
 
 
 def distributed_context() -> tuple[int, int, str]:
@@ -60,8 +61,8 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _broadcast(value: Any) -> Any:
-    """Rank 0's value on every rank."""
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank (the value itself outside torchrun)."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -69,6 +70,24 @@ def _broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def rank_zero(produce: Callable[[], T]) -> T | None:
+    """``produce()`` on rank 0 only (None elsewhere); an error it raises is raised on every rank, so no
+    rank is left waiting for a step rank 0 will never reach."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    result, problem = None, None
+    if rank == 0:
+        try:
+            result = produce()
+        except Exception as error:  # re-raised below, on every rank
+            problem = error
+    problem = broadcast(problem)
+    if problem is not None:
+        raise problem
+    return result
 
 
 def _sum_over_ranks(value: float) -> float:
@@ -145,7 +164,7 @@ def encode_corpus(
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     texts = list(texts)
-    key = _broadcast(corpus_key(model, texts, query=query, instruction=instruction) if rank == 0 else None)
+    key = broadcast(corpus_key(model, texts, query=query, instruction=instruction) if rank == 0 else None)
     if rank == 0:
         ShardStore(directory, len(texts), shard_size, key)  # writes the manifest, or refuses a foreign folder
     _barrier()
@@ -192,20 +211,30 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
     parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
     parser.add_argument("--instruction", default=None)
-    parser.add_argument("--shard-size", type=positive_int, default=10_000)
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
-    add_load_options(parser, dtype_help="the saved one; bfloat16 for a 7B backbone on GPUs")
+    add_encoding_options(parser)
     parser.set_defaults(func=run_encode_corpus)
 
 
-def run_encode_corpus(args: argparse.Namespace) -> int:
+def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+    """The corpus-encoding options every verb that embeds a corpus in shards takes."""
+    parser.add_argument("--shard-size", type=positive_int, default=10_000, help="texts per shard file (the unit of resumption)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
+    add_load_options(parser, dtype_help="the saved one; bfloat16 for a 7B backbone on GPUs")
+
+
+def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransformer]:
+    """``(rank, world size, model)``: this process's place in the torchrun group and the model on its device."""
     from lens_embed.loading import load_lens_model
 
+    rank, world, device = distributed_context()
+    return rank, world, load_lens_model(args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation)
+
+
+def run_encode_corpus(args: argparse.Namespace) -> int:
     refuse_overlap(args.out, "--out", args.model, "the model")  # shards and a manifest written into a model folder
     texts = read_texts(args.texts)
-    rank, world, device = distributed_context()
-    model = load_lens_model(args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation)
+    rank, world, model = load_for_rank(args)
     merged = encode_corpus(
         model, texts, args.out, query=args.query, instruction=args.instruction, shard_size=args.shard_size,
         batch_size=args.batch_size, max_tokens=args.max_tokens,

@@ -42,14 +42,16 @@ class DemoModel:
 
 
 def hybrid_model(default_path: Path, output: Path) -> Path:
-    """The hybrid: the default LENS model with a dense mean-pooled part (same head, same backbone)."""
+    """The hybrid: the default LENS model with a dense mean-pooled part (same head, same backbone),
+    saved once, as ``build`` saves a model (staged, renamed into place, the usual file mode)."""
     if (output / "modules.json").is_file():
         return output
+    from lens_embed.build import save_staged
     from lens_embed.loading import load_lens_model
 
     model = load_lens_model(default_path, device="cpu")
     model[1].dense_pooling = "mean"
-    model.save(str(output))
+    save_staged(model, output, overwrite=True)
     return output
 
 
@@ -88,7 +90,7 @@ def recipe(base: Path, data: Path, output: Path, args: argparse.Namespace) -> Tr
         symmetric_batch_size=args.batch_size,
         group_size=args.group_size,
         learning_rate=args.lr,
-        max_length=args.max_length,
+        max_seq_length=args.max_seq_length,
         warmup_steps=0.1,
         logging_steps=10,
         save_steps=max(args.steps // 2, 1),
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--group-size", type=bounded_int(2), default=4)
     parser.add_argument("--lr", type=positive_float, default=3e-4)
-    parser.add_argument("--max-length", type=positive_int, default=128)
+    parser.add_argument("--max-seq-length", type=positive_int, default=128, help="truncate texts to this many tokens")
     parser.add_argument("--seed", type=non_negative_int, default=42)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="offline tasks to score")
     parser.add_argument("--no-eval", action="store_true", help="train and save only")

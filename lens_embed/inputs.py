@@ -9,9 +9,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from lens_embed.prompts import lone_surrogate
 from lens_embed.storage import text_lines
+
+__all__ = ["json_line", "read_documents", "read_texts"]
+
+
+def json_line(line: str, where: str) -> Any:
+    """The JSON value of one line of a ``.jsonl`` file; ``where`` (file:line) names it in errors."""
+    if not line.strip():
+        raise ValueError(f"{where}: blank line (every line of a .jsonl file holds one JSON value)")
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
@@ -40,12 +53,7 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 
 def _jsonl_text(line: str, where: str) -> str:
     """The text of one ``.jsonl`` line; ``where`` (file:line) names it in errors."""
-    if not line.strip():
-        raise ValueError(f"{where}: blank line (every line of a .jsonl file holds one text)")
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+    item = json_line(line, where)
     text = item.get("text") if isinstance(item, dict) else item
     if not isinstance(text, str):
         raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
@@ -56,3 +64,47 @@ def _jsonl_text(line: str, where: str) -> str:
             "(a \\u escape of half a UTF-16 pair), which is not valid Unicode"
         )
     return text
+
+
+def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str, str]:
+    """``{id: text}`` of a ``.jsonl`` file of ``{"_id" (or "id"): ..., "text": ..., "title": ...}`` rows (BEIR layout).
+
+    A document with a title reads ``title + " " + text`` (as mteb embeds it); ``titles=False`` (queries)
+    ignores titles. Errors name the file and line: bytes that are not UTF-8, blank or non-JSON lines,
+    a row without an id or a string text, and an id seen before (with the line it was first on).
+    """
+    source = Path(path)
+    if source.suffix != ".jsonl":
+        raise ValueError(f"{source}: expected a .jsonl file with one {{\"_id\": ..., \"text\": ...}} object per line")
+    if not source.is_file():
+        raise FileNotFoundError(f"input file not found: {source}")
+    documents: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    with source.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{source}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{where}: not valid UTF-8 (byte {error.start} of the line): {error.reason}") from None
+            doc_id, text = _document_row(line, where, titles)
+            if doc_id in first_line:
+                raise ValueError(f"{where}: duplicate id {doc_id!r} (first on line {first_line[doc_id]})")
+            first_line[doc_id] = number
+            documents[doc_id] = text
+    if not documents:
+        raise ValueError(f"{source}: no documents")
+    return documents
+
+
+def _document_row(line: str, where: str, titles: bool) -> tuple[str, str]:
+    row = json_line(line, where)
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object with '_id' and 'text'")
+    doc_id = row.get("_id", row.get("id"))
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int) or str(doc_id) == "":
+        raise ValueError(f"{where}: missing id: each row needs a non-empty string or integer '_id' (or 'id')")
+    text, title = row.get("text"), row.get("title") if titles else None
+    if not isinstance(text, str) or not isinstance(title, str | None):
+        raise ValueError(f"{where}: 'text' must be a string (and 'title', if given, a string)")
+    return str(doc_id), (f"{title} {text}".strip() if title else text.strip())

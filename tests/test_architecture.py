@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, ...]] = [
     # 6. the one loader and its checks (a released name is converted once: above convert)
     ("lens_embed.loading",),
     # 7. using models
-    ("lens_embed.explain", "lens_embed.batching", "lens_embed.retrieval", "lens_embed.corpus"),
+    ("lens_embed.explain", "lens_embed.batching", "lens_embed.retrieval", "lens_embed.corpus", "lens_embed.engine",
+     "lens_embed.serving"),
     # 8. evaluation and training (neither imports the other)
     ("lens_embed.evaluation.", "lens_embed.training."),
     # 9. the entry points: the command, the training demo, the launchers' entry

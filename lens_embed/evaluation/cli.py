@@ -17,6 +17,7 @@ from lens_embed.cli_args import add_load_options, non_negative_float, positive_i
 
 DEFAULT_OUTPUT = "results"
 BASELINES = ("none", "minilm", "bm25", "all")
+ENGINES = ("mteb", "qdrant")
 _NAME_PATTERN = re.compile(r"[^\s,()]+(?:\([^)]*\))?")
 
 
@@ -46,6 +47,16 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
             help="embed retrieval corpora in resumable shards under OUTPUT/embeddings (large corpora)",
         )
         parser.add_argument("--shard-size", type=positive_int, default=10_000, help="documents per shard")
+        parser.add_argument(
+            "--engine",
+            choices=ENGINES,
+            default="mteb",
+            help="search retrieval corpora with mteb's exact search in this process (default; faiss with "
+            "--shard-corpus), or in Qdrant, searched exactly: the in-process engine in a temporary folder, "
+            "or the cluster at --url",
+        )
+        parser.add_argument("--url", default=None, help="Qdrant server or cluster for --engine qdrant, e.g. http://host:6333")
+        parser.add_argument("--api-key", default=None, help="the cluster's API key (default: $QDRANT_API_KEY)")
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -77,12 +88,35 @@ def _runs(args: argparse.Namespace) -> list:
     return [evaluated, *baseline_runs(args.baselines, options, exclude=evaluated.label)]
 
 
+def _search_index(args: argparse.Namespace):
+    """The search-index factory ``--engine`` asks for (None: mteb's own search)."""
+    if getattr(args, "engine", "mteb") != "qdrant":
+        if getattr(args, "url", None) or getattr(args, "api_key", None):
+            raise ValueError("--url and --api-key apply to --engine qdrant")
+        return None
+    import os
+    from functools import partial
+
+    from lens_embed.engine import EngineTarget
+    from lens_embed.evaluation.search import QdrantSearchIndex
+    from lens_embed.serving import API_KEY_ENV
+
+    target = None
+    if args.url:
+        target = EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV))
+        target.check_reachable()
+    elif args.api_key:
+        raise ValueError("--api-key applies to a cluster (--url)")
+    return partial(QdrantSearchIndex, target=target)
+
+
 def _run_options(args: argparse.Namespace) -> dict[str, object]:
     return {
         "batch_size": args.batch_size,
         "overwrite": args.overwrite,
         "shard_dir": Path(args.output) / "embeddings" if args.shard_corpus else None,
         "shard_size": args.shard_size,
+        "search_index": _search_index(args),
     }
 
 
@@ -95,8 +129,9 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     from lens_embed.storage import is_released_name
 
     tasks = resolve_tasks(_split_names(args.tasks))
+    options = _run_options(args)  # before loading the model: an unreachable --url fails at once
     runs = _runs(args)
-    scores = evaluate_runs(runs, tasks, args.output, **_run_options(args))
+    scores = evaluate_runs(runs, tasks, args.output, **options)
     write_report(scores, args.output, name="summary_mteb", title="MTEB (hub tasks)")
     if is_released_name(args.model):
         from lens_embed.evaluation.compare import write_comparison
@@ -115,7 +150,8 @@ def cmd_offline(args: argparse.Namespace) -> int:
     from lens_embed.evaluation.runner import evaluate_runs
 
     tasks = offline_tasks(args.data, names=_split_names(args.tasks))
-    scores = evaluate_runs(_runs(args), tasks, args.output, **_run_options(args))
+    options = _run_options(args)  # before loading the model: an unreachable --url fails at once
+    scores = evaluate_runs(_runs(args), tasks, args.output, **options)
     write_report(scores, args.output, name="summary_offline", title="Offline MTEB suite (local data)")
     return 0
 
@@ -148,8 +184,9 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
     published = published_scores(anchors_path(data_dir, args.anchors))
     tasks = offline_tasks(data_dir, names=_split_names(args.tasks))
     # fp32 unless asked: the published MiniLM scores are fp32 ones
+    options = _run_options(args)
     runs = baseline_runs("minilm", _load_options(args, dtype="float32"))
-    scores = evaluate_runs(runs, tasks, args.output, **_run_options(args))
+    scores = evaluate_runs(runs, tasks, args.output, **options)
     differences = {t.metadata.name: data_differences(t) for t in tasks if t.metadata.name in published}
     rows = compare(published, {s.task: s.value for s in scores}, differences)
     table = harness_markdown(rows, args.tolerance)

@@ -73,20 +73,27 @@ def result_folder(output: str | Path, meta: Any, task: AbsTask) -> Path:
 
 
 def _task_groups(
-    run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int
+    run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int, search_index: Callable[[Any], Any] | None
 ) -> list[tuple[Any, list[AbsTask]]]:
-    """(model object, tasks) pairs for one run: retrieval through sharded search when asked, the rest as is."""
+    """(model object, tasks) pairs for one run: retrieval through sharded search and/or the given search
+    index when asked, the rest as is."""
     from lens_embed.evaluation.encoders import LoadedModelEncoder
     from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
 
-    if shard_dir is None or not isinstance(run.model, LoadedModelEncoder):
+    if (shard_dir is None and search_index is None) or not isinstance(run.model, LoadedModelEncoder):
         return [(run.model, tasks)]
-    from lens_embed.evaluation.search import ShardedSearch
+    from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
+    from lens_embed.evaluation.search import IndexedSearch, ShardedSearch
+
+    factory = search_index or FaissSearchIndex
     searched = [t for t in tasks if t.metadata.type in ASYMMETRIC_TASK_TYPES]
     others = [t for t in tasks if t.metadata.type not in ASYMMETRIC_TASK_TYPES]
-    folder = shard_dir / run.model.mteb_model_meta.model_name_as_path()
-    return [(model, group) for model, group in ((run.model, others), (ShardedSearch(run.model, folder, shard_size), searched)) if group]
+    if shard_dir is not None:
+        searcher = ShardedSearch(run.model, shard_dir / run.model.mteb_model_meta.model_name_as_path(), shard_size, factory)
+    else:
+        searcher = IndexedSearch(run.model, factory)
+    return [(model, group) for model, group in ((run.model, others), (searcher, searched)) if group]
 
 
 def evaluate_runs(
@@ -98,10 +105,13 @@ def evaluate_runs(
     overwrite: bool = False,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
+    search_index: Callable[[Any], Any] | None = None,
 ) -> list[Score]:
     """Evaluate every run on the tasks it supports; return the main scores of all of them.
 
-    With ``shard_dir``, encoder runs embed retrieval corpora in resumable shards under it."""
+    With ``shard_dir``, encoder runs embed retrieval corpora in resumable shards under it. With
+    ``search_index`` (a factory of mteb search indexes, e.g. ``partial(QdrantSearchIndex, target=...)``),
+    their retrieval tasks are searched through it instead of mteb's own exact search."""
     cache = result_cache(output)
     tasks = list(tasks)
     by_name = {task.metadata.name: task for task in tasks}
@@ -111,7 +121,7 @@ def evaluate_runs(
         if not selected:
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
-        groups = _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size)
+        groups = _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size, search_index)
         record_protocol(cache, groups[0][0], selected, overwrite)
         for model, group in groups:
             result = mteb.evaluate(

@@ -36,6 +36,7 @@ from lens_embed.cli_args import (
 DEFAULT_TEMPERATURE = 0.02
 CHECKPOINT_DIRNAME = "checkpoints"
 ADAPTER_DIRNAME = "lora_adapter"
+FINAL_SAVE_DIRNAME = ".final-save"
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 MINING_METHODS = ("model", "bm25")
 DISTILL_TASKS = ("in-batch", "all")
@@ -78,8 +79,8 @@ class TrainConfig:
                                        check=positive_int)
     group_size: int = option(8, "1 positive + (group size - 1) hard negatives per query", check=bounded_int(2))
     temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature", check=positive_float)
-    max_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)",
-                                   check=positive_int)
+    max_seq_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)",
+                                       check=positive_int)
     mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many texts",
                                         check=positive_int)
     negatives_cross_device: bool = option(True, "gather in-batch negatives across devices")
@@ -142,6 +143,12 @@ class TrainConfig:
         """Where the trained LoRA adapter is kept beside the merged model."""
         return Path(self.output) / ADAPTER_DIRNAME
 
+    @property
+    def final_save_dir(self) -> Path:
+        """Where the trainer's final save (the adapter, or the whole model without LoRA) waits until
+        the model is put in place, which removes it."""
+        return Path(self.output) / FINAL_SAVE_DIRNAME
+
 
 # Fields that do not change what a run computes: a rerun may differ in them and still resume.
 NOT_RECORDED = frozenset(
@@ -150,10 +157,20 @@ NOT_RECORDED = frozenset(
 )
 
 
+# Fields renamed since they were first recorded, old name -> name now (``max_seq_length`` as
+# sentence-transformers names it): a run folder recorded before the rename still resumes.
+RENAMED = {"max_length": "max_seq_length"}
+
+
 def recorded_values(config: TrainConfig) -> dict[str, Any]:
     """The configuration that identifies a run (JSON-ready), compared when an output is reused."""
     values = dataclasses.asdict(config)
     return {key: value for key, value in values.items() if key not in NOT_RECORDED}
+
+
+def current_names(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded configuration with every renamed field under its name now."""
+    return {RENAMED.get(key, key): value for key, value in recorded.items()}
 
 
 def _flag(name: str) -> str:
@@ -207,5 +224,6 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     known = {item.name for item in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        named = (f"{key} (now {RENAMED[key]})" if key in RENAMED else key for key in unknown)
+        raise ValueError(f"unknown training option(s): {', '.join(named)}")
     return TrainConfig(**values)

@@ -17,6 +17,7 @@ from torch import nn
 
 from lens_embed.optional import require
 from lens_embed.training.config import ADAPTER_DIRNAME
+from lens_embed.training.publish import publish_folder
 
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # BERT-style encoders: attention projections plus the attention-output / FFN "dense" layers.
@@ -161,12 +162,21 @@ def attach_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
 
 def merge_and_save(model: nn.Module, adapter_dir: str | Path, output_dir: str | Path) -> Path:
     """Merge ``adapter_dir`` into ``model`` (a freshly loaded base), save it as a sentence-transformers
-    model in ``output_dir``, and keep the adapter beside it in ``output_dir/lora_adapter``."""
-    output_dir = Path(output_dir)
+    model in ``output_dir``, and keep the adapter beside it in ``output_dir/lora_adapter``.
+
+    The model appears in one rename (:func:`lens_embed.training.publish.publish_folder`): a reader
+    never sees part of it, an interruption leaves ``output_dir`` as it was, and its files get the
+    usual mode. Other entries of an existing ``output_dir`` (a training run's) are kept, except an
+    ``adapter_dir`` that lies directly in it: that one now lives on as ``lora_adapter``.
+    """
+    adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     attach_adapter(model, adapter_dir)
     merge_lora(model)
-    model.save(str(output_dir))
-    target = output_dir / ADAPTER_DIRNAME
-    if Path(adapter_dir).resolve() != target.resolve():
-        shutil.copytree(adapter_dir, target, dirs_exist_ok=True)
+    inside = adapter_dir.resolve().parent == output_dir.resolve()
+
+    def write(staging: Path) -> None:
+        model.save(str(staging))
+        shutil.copytree(adapter_dir, staging / ADAPTER_DIRNAME)
+
+    publish_folder(output_dir, write, consumed=[adapter_dir.name] if inside else [])
     return output_dir

@@ -3,7 +3,8 @@
 Model mining uses sentence-transformers' ``mine_hard_negatives`` (embedding, top-k search, skipping
 every positive of a query); queries are embedded in the LENS query format with their own
 instruction, and where a task's documents are instructed in training (STS, clustering) the
-candidates are instructed too. BM25 mining (``bm25s``) is the cheap, model-free alternative.
+candidates are instructed too. BM25 mining (``bm25s``, of the ``eval`` extra) is the cheap, model-free
+alternative.
 
 Training mines only rows that have no negatives, once: :func:`complete_task` caches the result under
 ``OUTPUT/mined/`` keyed by everything that decides it, so resumed runs and other processes reuse it.
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lens_embed.optional import require
 from lens_embed.prompts import query_prompt
 from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import MINING_METHODS
@@ -115,7 +117,7 @@ def _mine_rows_with_model(
 
 def _mine_rows_with_bm25(rows: list[dict[str, Any]], corpus: list[str], count: int) -> list[list[str]]:
     """BM25 top candidates for every row (its own texts are removed when merging)."""
-    import bm25s
+    bm25s = require("bm25s", "eval")  # the offline suite's BM25 baseline, its extra
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)

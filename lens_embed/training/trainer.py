@@ -11,7 +11,7 @@ only adds what LENS needs on top:
   queries, and documents that carry the instruction (STS, clustering), are pooled as queries;
 * LoRA on the backbone with the head frozen; checkpoints hold just the adapter (plus the trainer's
   optimizer/scheduler state), and the final model is the base with the adapter merged in, saved as
-  a sentence-transformers model, with the adapter kept beside it;
+  a sentence-transformers model, with the adapter kept beside it, put in place in one rename;
 * an output folder that belongs to one run: its configuration is recorded, a different run is
   refused, and resuming starts from the newest complete checkpoint.
 """
@@ -36,7 +36,7 @@ from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
 from lens_embed.storage import refuse_overlap
-from lens_embed.training.config import TrainConfig, recorded_values
+from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
     TaskData,
     TaskSpec,
@@ -58,6 +58,7 @@ from lens_embed.training.lora import (
 )
 from lens_embed.training.losses import LensInfoNCELoss
 from lens_embed.training.negatives import MINED_DIRNAME, complete_task, load_model
+from lens_embed.training.publish import link_tree, publish_folder
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class LensTrainer(SentenceTransformerTrainer):
         if not is_peft_backbone(self.model):
             super()._save(output_dir, state_dict)
             return
+        if not self.args.should_save:  # as transformers' own _save: one process writes, the others wait
+            return
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
         save_adapter(self.model, output_dir, state_dict=state_dict or None)
@@ -119,8 +122,8 @@ def load_base_model(config: TrainConfig, device: str | None = None) -> SentenceT
     """The model to fine-tune, through the one loader (released LENS names, lens-embed and
     sentence-transformers folders)."""
     model = load_model(config.model, device=device or training_device(), trust_remote_code=config.trust_remote_code)
-    if config.max_length is not None:
-        model.max_seq_length = config.max_length
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
     return model
 
 
@@ -236,6 +239,9 @@ def training_arguments(
     fp16, bf16 = mixed_precision(config, cuda)
     return SentenceTransformerTrainingArguments(
         output_dir=str(config.checkpoint_dir),
+        # Launched as several processes without a GPU, accelerate forms a process group (gloo) only when
+        # told the run is on the CPU; otherwise every process would train alone and all of them would save.
+        use_cpu=not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
@@ -266,8 +272,15 @@ def training_arguments(
 
 def check_output(config: TrainConfig) -> None:
     """Refuse an output that is the model (or holds it, or lies inside it): the merge would write
-    over the base, and a rerun would merge the adapter into an already merged model."""
+    over the base, and a rerun would merge the adapter into an already merged model. Refuse a mount
+    point too, before training rather than after it: the model is put in place by renaming the run
+    folder, which a mount point cannot be."""
     refuse_overlap(config.output, "--output", config.model, "the model")
+    if os.path.ismount(Path(config.output).resolve()):
+        raise ValueError(
+            f"--output {config.output} is a mount point: the trained model is put in place by renaming the run "
+            "folder, so use a folder inside it"
+        )
 
 
 def prepare_output(config: TrainConfig) -> None:
@@ -280,7 +293,7 @@ def prepare_output(config: TrainConfig) -> None:
     record = output / RECORD_FILENAME
     wanted = json.loads(json.dumps(recorded_values(config)))
     if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8"))
+        previous = current_names(json.loads(record.read_text(encoding="utf-8")))
         if previous == wanted:
             return
         trained = config.checkpoint_dir.exists() or (output / "modules.json").exists()
@@ -379,18 +392,25 @@ def build_trainer(
 
 
 def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
-    """Save the trained model to ``config.output``: merged with its adapter (kept in
-    ``lora_adapter/``) when LoRA was used. The merge reloads the base on the main process so it
-    works the same after DDP and after DeepSpeed ZeRO-3 (whose weights are sharded)."""
-    output = Path(config.output)
-    if not is_peft_backbone(trainer.model):
-        trainer.save_model(str(output))
-        return output
-    trainer.save_model(str(config.adapter_dir))
+    """Put the trained model in ``config.output``: merged with its adapter (kept in ``lora_adapter/``)
+    when LoRA was used, else as trained.
+
+    Every process takes part in the trainer's final save (DeepSpeed ZeRO-3 gathers its shards
+    there), which goes to ``config.final_save_dir``; the main process then builds the model beside
+    the run folder and puts it in place with the run's own entries in one rename
+    (:func:`publish_folder`), so ``config.output`` never holds part of a model and a killed save
+    reruns from the newest checkpoint. The merge reloads the base on the main process so it works
+    the same after DDP and after ZeRO-3 (whose weights are sharded), and on the CPU: the trained
+    copy may still occupy the accelerator."""
+    output, final = Path(config.output), config.final_save_dir
+    lora = is_peft_backbone(trainer.model)
+    trainer.save_model(str(final))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
-        # Merge on the CPU: the trained copy may still occupy the accelerator.
-        merge_and_save(load_base_model(config, device="cpu"), config.adapter_dir, output)
+        if lora:
+            merge_and_save(load_base_model(config, device="cpu"), final, output)
+        else:
+            publish_folder(output, lambda staging: link_tree(final, staging), consumed=[final.name])
     trainer.accelerator.wait_for_everyone()
     return output
 

@@ -10,8 +10,9 @@ from mteb.cache import ResultCache
 
 from lens_embed import build_lens_model
 from lens_embed.defaults import minilm_path
-from lens_embed.evaluation.encoders import MINILM_NAME, load_encoder, model_revision, released_lens_meta
+from lens_embed.evaluation.encoders import MINILM_NAME, load_encoder, released_lens_meta
 from lens_embed.evaluation.offline import offline_tasks
+from lens_embed.evaluation.results import model_revision
 
 
 @pytest.fixture(scope="module")

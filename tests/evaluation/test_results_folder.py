@@ -15,7 +15,8 @@ import pytest
 
 from lens_embed.evaluation.encoders import load_encoder
 from lens_embed.evaluation.offline import EmptyTaskError, offline_tasks
-from lens_embed.evaluation.runner import PROTOCOL_FILE, ModelRun, evaluate_runs
+from lens_embed.evaluation.results import PROTOCOL_FILE
+from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 
 PAIRS = [
     ("a man is playing a guitar", "a man plays the guitar"),

@@ -15,7 +15,8 @@ from lens_embed.cli import build_parser
 from lens_embed.evaluation.encoders import MINILM_NAME, evaluation_dtype, load_encoder
 from lens_embed.evaluation.model_runs import baseline_runs
 from lens_embed.evaluation.offline import offline_tasks
-from lens_embed.evaluation.runner import PROTOCOL_FILE, evaluate_runs
+from lens_embed.evaluation.results import PROTOCOL_FILE
+from lens_embed.evaluation.runner import evaluate_runs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -56,7 +56,7 @@ def _model_dir(root: Path) -> Path:
 
 def test_kit_results_load_with_mtebs_loader_and_table(kit: Path, results: Path) -> None:
     copied = _model_dir(kit)
-    from lens_embed.evaluation.runner import PROTOCOL_FILE
+    from lens_embed.evaluation.results import PROTOCOL_FILE
 
     # the task files and model_meta.json; lens-embed's protocol record stays out (it is no task result)
     assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in _model_dir(results).iterdir() if p.name != PROTOCOL_FILE)
@@ -301,7 +301,7 @@ def test_names_and_revisions_follow_the_hubs_and_mtebs_rules(check, value: str, 
 def test_the_kit_refuses_results_its_registry_entry_could_not_reproduce(tmp_path: Path) -> None:
     """mteb's wrapper embeds documents plain: results with instructed documents cannot be submitted."""
     from lens_embed.evaluation.encoders import minilm_meta
-    from lens_embed.evaluation.runner import PROTOCOL_FILE
+    from lens_embed.evaluation.results import PROTOCOL_FILE
 
     folder = tmp_path / "results"
     folder.mkdir()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,7 +200,7 @@ def test_mining_zero_negatives_is_refused(tmp_path: Path) -> None:
     ("field", "value", "message"),
     [
         ("gradient_accumulation_steps", 0, "must be >= 1, got 0"),
-        ("max_length", 0, "must be >= 1, got 0"),
+        ("max_seq_length", 0, "must be >= 1, got 0"),
         ("distill_weight", -1.0, "must be a finite number >= 0.0, got -1.0"),
         ("group_size", 1, "must be >= 2, got 1"),
         ("temperature", 0.0, "must be a finite number > 0.0"),
@@ -214,11 +216,63 @@ def test_train_config_refuses_values_out_of_bounds_naming_the_field(field: str, 
 
 
 def test_the_cli_bounds_are_the_config_bounds(capsys, tmp_path: Path, monkeypatch) -> None:
-    """One declaration: --max-length 0 fails at parse time with the same words as TrainConfig(max_length=0)."""
+    """One declaration: --max-seq-length 0 fails at parse time with the same words as TrainConfig(max_seq_length=0)."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-length", "0"])
+        main(["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-seq-length", "0"])
     assert exit_info.value.code == 2
-    assert "argument --max-length: must be >= 1, got 0" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="TrainConfig max_length: must be >= 1, got 0"):
-        TrainConfig(model="m", data=["d.jsonl"], output="o", max_length=0)
+    assert "argument --max-seq-length: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="TrainConfig max_seq_length: must be >= 1, got 0"):
+        TrainConfig(model="m", data=["d.jsonl"], output="o", max_seq_length=0)
+
+
+def test_a_run_recorded_before_the_max_seq_length_rename_still_resumes(tmp_path: Path) -> None:
+    config = TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), max_seq_length=64)
+    prepare_output(config)
+    record = tmp_path / "out" / RECORD_FILENAME
+    recorded = json.loads(record.read_text())
+    recorded["max_length"] = recorded.pop("max_seq_length")  # as lens-embed recorded it before the rename
+    record.write_text(json.dumps(recorded))
+    (config.checkpoint_dir / "checkpoint-1").mkdir(parents=True)  # it trained: another run would be refused
+    prepare_output(config)
+    with pytest.raises(FileExistsError, match="different max_seq_length"):
+        prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), max_seq_length=32))
+
+
+def test_the_old_option_names_are_refused_naming_the_new_ones(capsys, tmp_path: Path, monkeypatch) -> None:
+    from lens_embed.training.config import config_from_dict
+
+    with pytest.raises(ValueError, match=r"unknown training option\(s\): max_length \(now max_seq_length\)"):
+        config_from_dict({"model": "m", "data": ["d.jsonl"], "output": "o", "max_length": 64})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-length", "64"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --max-length 64" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_output_that_is_a_mount_point_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
+    """The model is put in place by renaming the run folder, which a mount point cannot be: say so
+    before any work rather than after training."""
+    output = tmp_path / "volume"
+    output.mkdir()
+    monkeypatch.setattr("os.path.ismount", lambda path: Path(path) == output.resolve())
+    with pytest.raises(ValueError, match=rf"--output {re.escape(str(output))} is a mount point.*use a folder inside it"):
+        prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(output)))
+    assert not any(output.iterdir())
+
+
+def test_bm25_mining_without_bm25s_names_the_eval_extra(tmp_path: Path) -> None:
+    # bm25s made unimportable for one interpreter: mine-negatives --method bm25 says which extra to install.
+    source = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    code = (
+        "import sys; sys.modules['bm25s'] = None\n"
+        "from lens_embed.cli import main\n"
+        f"sys.exit(main(['mine-negatives', '--data', {str(source)!r}, '--output', 'out.jsonl', '--method', 'bm25']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "bm25s is not installed: this feature needs the lens-embed[eval] extra" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.jsonl").exists()

@@ -80,6 +80,31 @@ def test_merge_and_save_reloads_with_identical_embeddings(lens_model, tiny_lens:
     assert not np.allclose(base, trained, atol=1e-4)  # the adapter really changed the model
 
 
+def test_merging_into_a_folder_keeps_its_other_entries_and_replaces_its_model(
+    lens_model, tiny_lens: Path, tmp_path: Path
+) -> None:
+    """A run folder: its own entries survive the merge (an adapter saved in it becomes lora_adapter),
+    and a model already there is replaced whole."""
+    apply_lora(lens_model)
+    _train_steps(lens_model)
+    folder = tmp_path / "run"
+    adapter = save_adapter(lens_model, folder / ".final-save")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
+    (folder / "model.safetensors").write_text("an older model")
+    (folder / "stale.bin").write_text("kept: the merge knows only what it writes")
+    merge_and_save(load_lens_model(tiny_lens, device="cpu"), adapter, folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert (folder / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text() == "{}"
+    assert (folder / "stale.bin").is_file() and not adapter.exists()
+    assert (folder / ADAPTER_DIRNAME / "adapter_model.safetensors").is_file()
+    lens_model.eval()
+    np.testing.assert_allclose(load_lens_model(folder, device="cpu").encode(TEXTS), lens_model.encode(TEXTS),
+                               rtol=1e-5, atol=1e-6)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # no staging folder left beside it
+
+
 def test_a_saved_adapter_config_lists_its_modules_in_one_order(lens_model, tmp_path: Path) -> None:
     apply_lora(lens_model)
     saved = json.loads((save_adapter(lens_model, tmp_path / "adapter") / "adapter_config.json").read_text())

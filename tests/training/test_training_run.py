@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,19 @@ from training_toy import StopAt, retrieval_rows, toy_config, write_jsonl
 from transformers import TrainerCallback
 
 from lens_embed import load_lens_model
+from lens_embed.modules import LexiconPooling
 from lens_embed.training.cli import add_training_commands
-from lens_embed.training.config import TrainConfig, config_from_namespace
+from lens_embed.training.config import (
+    CHECKPOINT_DIRNAME,
+    FINAL_SAVE_DIRNAME,
+    TrainConfig,
+    config_from_namespace,
+)
 from lens_embed.training.data import load_tasks
 from lens_embed.training.lora import ADAPTER_DIRNAME
 from lens_embed.training.losses import LensInfoNCELoss
-from lens_embed.training.negatives import mine_negatives, mine_task
-from lens_embed.training.trainer import build_trainer, train
+from lens_embed.training.negatives import MINED_DIRNAME, mine_negatives, mine_task
+from lens_embed.training.trainer import RECORD_FILENAME, build_trainer, load_base_model, train
 
 
 def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
@@ -159,3 +166,58 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
     assert mine.func.__name__ == "run_mine" and mine.method == "bm25"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--model", "m", "--output", "o"])  # --data is required
+
+
+# What a run folder holds before its model is in place (the trainer's final save only for a moment).
+RUN_ENTRIES = {RECORD_FILENAME, CHECKPOINT_DIRNAME, MINED_DIRNAME, FINAL_SAVE_DIRNAME}
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora-merged", "full"])
+def test_the_trained_model_appears_whole_with_the_usual_file_mode(
+    tiny_lens: Path, tmp_path: Path, monkeypatch, lora: bool
+) -> None:
+    """While the model is being written the output shows the run only, never part of a model; then
+    the whole model is there, beside the run's checkpoints and mined negatives, every file of it with
+    mode 0666 minus the umask (safetensors itself writes 0600)."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
+    config = _config(tiny_lens, [data], tmp_path / "out", max_steps=2, save_steps=1, mine="bm25", lora=lora)
+    seen: list[list[str]] = []
+    original = LexiconPooling.save
+
+    def watched_save(self, output_path: str, *args, **kwargs) -> None:  # the head: saved after the backbone
+        seen.append(sorted(os.listdir(config.output)))
+        original(self, output_path, *args, **kwargs)
+
+    monkeypatch.setattr(LexiconPooling, "save", watched_save)
+    umask = os.umask(0o027)
+    try:
+        output = train(config)
+    finally:
+        os.umask(umask)
+    assert seen and all(set(listing) <= RUN_ENTRIES for listing in seen), seen
+    files = [path for path in output.rglob("*") if path.is_file()]
+    modes = {path.relative_to(output).as_posix(): path.stat().st_mode & 0o777 for path in files
+             if path.relative_to(output).parts[0] != CHECKPOINT_DIRNAME}
+    assert {"model.safetensors", "1_LexiconPooling/model.safetensors", RECORD_FILENAME} <= modes.keys()
+    assert set(modes.values()) == {0o640}, modes
+    assert (config.checkpoint_dir / "checkpoint-2" / "trainer_state.json").is_file()
+    assert len(list((output / MINED_DIRNAME).glob("pairs.*.jsonl"))) == 1
+    assert not (output / FINAL_SAVE_DIRNAME).exists()
+    assert (output / ADAPTER_DIRNAME / "adapter_model.safetensors").is_file() == lora
+    assert load_lens_model(output, device="cpu").encode(["a red kite"]).shape == (1, 16)
+
+
+def test_max_seq_length_truncates_the_trained_model_texts(tiny_lens: Path, tmp_path: Path) -> None:
+    config = _config(tiny_lens, [tmp_path / "unused.jsonl"], tmp_path / "out", max_seq_length=7)
+    assert load_lens_model(tiny_lens, device="cpu").max_seq_length != 7
+    assert load_base_model(config, device="cpu").max_seq_length == 7
+
+
+def test_only_the_saving_process_writes_an_adapter(tiny_lens: Path, task_files, tmp_path: Path, monkeypatch) -> None:
+    """Under DDP every rank calls the save: the others must not write the same files at the same time."""
+    trainer = build_trainer(_config(tiny_lens, task_files, tmp_path / "out", max_steps=1))
+    trainer.save_model(str(tmp_path / "main"))
+    assert (tmp_path / "main" / "adapter_model.safetensors").is_file()
+    monkeypatch.setattr(type(trainer.args), "should_save", property(lambda self: False))  # another rank
+    trainer.save_model(str(tmp_path / "other"))
+    assert not (tmp_path / "other").exists()

@@ -1,0 +1,611 @@
+"""Serving a LENS corpus from Qdrant: ``lens-embed index`` and ``lens-embed search``, and their Python API.
+
+``index`` embeds the documents through the corpus-encoding path (:func:`lens_embed.corpus.encode_corpus`:
+resumable shards, data-parallel under torchrun) and upserts them by document id in batches. A
+collection records what it holds (:class:`CollectionSpec`: the model's name and probe-text hash, the
+dimension and K, the side, which vectors, their dtype and pruning), so a rerun with another model or
+configuration is refused, and a rerun of an interrupted upload sends only the documents still missing
+(or whose text changed) and ends by checking that the collection holds exactly the corpus.
+``search`` embeds instructed queries and asks the engine for the best documents: dense, sparse, BM25,
+or LENS and BM25 fused by the engine (hybrid). Every engine call goes through
+:class:`lens_embed.engine.Backend`, so the in-process engine and a cluster share this one code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from lens_embed.cli_args import add_load_options, non_negative_int, positive_int
+from lens_embed.engine import (
+    DEFAULT_HNSW_EF_CONSTRUCT,
+    DEFAULT_HNSW_M,
+    DOC_ID,
+    Backend,
+    DenseDtype,
+    EngineError,
+    EnginePoint,
+    EngineQuery,
+    EngineTarget,
+    Layout,
+)
+from lens_embed.inputs import read_documents
+from lens_embed.storage import atomic_write, cache_dir
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Vectors = Literal["dense", "sparse", "both"]
+Using = Literal["auto", "dense", "sparse", "bm25", "hybrid"]
+VECTOR_CHOICES = ("dense", "sparse", "both")
+USING_CHOICES = ("auto", "dense", "sparse", "bm25", "hybrid")
+SPEC_FORMAT = 1
+TEXT_HASH = "text_hash"
+"""Payload field with a hash of the document's text: a changed text is uploaded again."""
+API_KEY_ENV = "QDRANT_API_KEY"
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection holds, recorded in it at creation and checked by every later index or search.
+
+    Attributes:
+        model_name: the model as it was named (informative: a moved folder is the same model).
+        model_key: the model's probe-text hash (:func:`lens_embed.retrieval.model_key`, as the shard manifest).
+        dim: the embedding dimension (K, plus H for a hybrid LENS model).
+        clusters: K of a LENS model (None for other models).
+        side: what was embedded (``document``).
+        vectors: ``dense``, ``sparse`` (the active dimensions) or ``both``.
+        dense_dtype: storage type of the dense vectors.
+        max_active_dims: sparse vectors keep only their largest-magnitude dimensions (None: all active ones).
+        bm25_avg_len: BM25 vectors are stored, with this average document length (words); None: no BM25.
+        hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
+        hnsw_ef_construct: candidates considered while building the graph.
+    """
+
+    model_name: str
+    model_key: str
+    dim: int
+    clusters: int | None = None
+    side: str = "document"
+    vectors: Vectors = "dense"
+    dense_dtype: DenseDtype = "float32"
+    max_active_dims: int | None = None
+    bm25_avg_len: float | None = None
+    hnsw_m: int = DEFAULT_HNSW_M
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
+
+    def __post_init__(self) -> None:
+        if self.vectors not in VECTOR_CHOICES:
+            raise ValueError(f"vectors must be one of {', '.join(VECTOR_CHOICES)}, got {self.vectors!r}")
+        if self.max_active_dims is not None and (self.max_active_dims < 1 or self.vectors == "dense"):
+            raise ValueError("max_active_dims (a positive number) prunes sparse vectors: use it with vectors sparse or both")
+        self.layout()  # dimension and dtype checks
+
+    @property
+    def dense(self) -> bool:
+        return self.vectors in ("dense", "both")
+
+    @property
+    def sparse(self) -> bool:
+        return self.vectors in ("sparse", "both")
+
+    def layout(self) -> Layout:
+        return Layout(dim=self.dim, dense=self.dense, sparse=self.sparse, bm25=self.bm25_avg_len is not None,
+                      dense_dtype=self.dense_dtype, hnsw_m=self.hnsw_m, hnsw_ef_construct=self.hnsw_ef_construct)
+
+    def record(self) -> dict[str, Any]:
+        return {"format": SPEC_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None, where: str) -> CollectionSpec:
+        """The spec a collection recorded; a collection lens-embed did not make (or a newer format) is refused."""
+        if not isinstance(record, Mapping):
+            raise ValueError(f"{where} was not made by lens-embed index (it has no lens-embed record)")
+        if record.get("format") != SPEC_FORMAT:
+            raise ValueError(f"{where} has lens-embed record format {record.get('format')!r}; this version reads {SPEC_FORMAT}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
+
+    def differences(self, recorded: CollectionSpec) -> list[str]:
+        """What differs from the recorded spec, in words (empty: the same model and configuration)."""
+        found = []
+        if self.model_key != recorded.model_key:
+            found.append(f"model: {recorded.model_name!r} (probe hash {recorded.model_key}) there, "
+                         f"{self.model_name!r} (probe hash {self.model_key}) now")
+        for name in ("dim", "clusters", "side", "vectors", "dense_dtype", "max_active_dims", "hnsw_m",
+                     "hnsw_ef_construct"):
+            if getattr(self, name) != getattr(recorded, name):
+                found.append(f"{name}: {getattr(recorded, name)!r} there, {getattr(self, name)!r} now")
+        if (self.bm25_avg_len is None) != (recorded.bm25_avg_len is None):
+            found.append(f"bm25: {recorded.bm25_avg_len is not None} there, {self.bm25_avg_len is not None} now")
+        return found
+
+
+def model_spec(model: SentenceTransformer, model_name: str | None = None, **options: Any) -> CollectionSpec:
+    """The spec of a collection of ``model``'s document vectors with these options (see :class:`CollectionSpec`)."""
+    from lens_embed.model import is_lens_model, lexicon_pooling
+    from lens_embed.retrieval import model_key
+
+    name = model_name or getattr(model.model_card_data, "model_name", None) or type(model).__name__
+    clusters = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    return CollectionSpec(model_name=str(name), model_key=model_key(model), dim=model.get_embedding_dimension(),
+                          clusters=clusters, **options)
+
+
+def sparse_rows(vectors: np.ndarray, max_active_dims: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The active (non-zero) dimensions of every row as ``(indices, values)``, indices ascending.
+
+    With ``max_active_dims`` only that many are kept: the largest in magnitude, ties to the lower index.
+    """
+    rows = []
+    for vector in np.asarray(vectors, dtype=np.float32):
+        active = np.flatnonzero(vector)
+        if max_active_dims is not None and len(active) > max_active_dims:
+            strongest = np.argsort(-np.abs(vector[active]), kind="stable")[:max_active_dims]
+            active = np.sort(active[strongest])
+        rows.append((active, vector[active]))
+    return rows
+
+
+def open_collection(backend: Backend, spec: CollectionSpec) -> CollectionSpec:
+    """Create the collection for ``spec``, or check that an existing one holds the same model and configuration.
+
+    Returns the recorded spec (an existing collection keeps its recorded BM25 average length, so new
+    documents are weighted like the old ones).
+    """
+    if not backend.exists():
+        backend.create(spec.layout(), spec.record())
+        return spec
+    recorded = CollectionSpec.from_record(backend.metadata(), backend.location)
+    differences = spec.differences(recorded)
+    if differences:
+        raise ValueError(
+            f"{backend.location} holds another model's or configuration's vectors ({'; '.join(differences)}); "
+            "index into another collection, or rerun with the options it was made with"
+        )
+    return recorded
+
+
+def recorded_spec(backend: Backend) -> CollectionSpec:
+    """The spec an existing collection recorded."""
+    if not backend.exists():
+        raise FileNotFoundError(f"no collection at {backend.location}; create it with lens-embed index")
+    return CollectionSpec.from_record(backend.metadata(), backend.location)
+
+
+def text_hash(text: str) -> str:
+    from lens_embed.retrieval import fingerprint
+
+    return fingerprint(text)
+
+
+def missing_documents(backend: Backend, ids: Sequence[str], texts: Sequence[str] | None = None) -> list[int]:
+    """Rows of ``ids`` the collection lacks (or holds with another text); refuses documents not in the corpus."""
+    stored = {payload[DOC_ID]: payload.get(TEXT_HASH) for payload in backend.payloads([DOC_ID, TEXT_HASH])}
+    foreign = sorted(stored.keys() - set(ids))
+    if foreign:
+        raise ValueError(
+            f"{backend.location} holds {len(foreign)} document(s) that are not in this corpus "
+            f"(e.g. {', '.join(map(repr, foreign[:3]))}); nothing is deleted: index this corpus into another collection"
+        )
+    if texts is None:
+        return [row for row, doc_id in enumerate(ids) if doc_id not in stored]
+    return [row for row, (doc_id, text) in enumerate(zip(ids, texts, strict=True))
+            if doc_id not in stored or stored[doc_id] != text_hash(text)]
+
+
+def _bm25(avg_len: float) -> Any:
+    import qdrant_edge
+
+    return qdrant_edge.Bm25(qdrant_edge.Bm25Config(avg_len=avg_len))
+
+
+def _sparse(vector: Any) -> tuple[list[int], list[float]]:
+    return list(vector.indices), list(vector.values)
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def upload_vectors(
+    backend: Backend,
+    spec: CollectionSpec,
+    ids: Sequence[str],
+    embeddings: np.ndarray,
+    rows: Sequence[int] | None = None,
+    *,
+    texts: Sequence[str] | None = None,
+    batch_size: int = 128,
+    show_progress: bool = True,
+) -> int:
+    """Upsert the given rows (default: all) of ``embeddings`` as documents ``ids[row]``, then optimise.
+
+    Vectors are L2-normalised (inner product = cosine); sparse vectors are their active dimensions,
+    pruned to ``spec.max_active_dims``. ``texts`` (aligned with ``ids``) give the BM25 vectors and the
+    text hashes a later rerun compares. Returns the number of documents sent.
+    """
+    from tqdm.auto import tqdm
+
+    from lens_embed.retrieval import normalized
+
+    rows = list(range(len(ids))) if rows is None else list(rows)
+    if embeddings.ndim != 2 or embeddings.shape[1] != spec.dim:
+        got = f"dimension {embeddings.shape[1]}" if embeddings.ndim == 2 else f"shape {embeddings.shape}"
+        raise ValueError(f"vectors of {got} do not match {backend.location} (dimension {spec.dim})")
+    if spec.bm25_avg_len is not None and texts is None:
+        raise ValueError(f"{backend.location} stores BM25 vectors: the document texts are needed")
+    bm25 = _bm25(spec.bm25_avg_len) if spec.bm25_avg_len is not None else None
+    with tqdm(total=len(rows), unit="doc", desc=f"Uploading to {backend.collection}", disable=not show_progress) as bar:
+        for batch in _batches(rows, batch_size):
+            vectors = normalized(np.asarray(embeddings[list(batch)]))
+            sparse = sparse_rows(vectors, spec.max_active_dims) if spec.sparse else [None] * len(batch)
+            backend.upsert([
+                EnginePoint(
+                    doc_id=ids[row],
+                    dense=vectors[i] if spec.dense else None,
+                    sparse=sparse[i],
+                    bm25=_sparse(bm25.embed_document(texts[row])) if bm25 is not None else None,
+                    payload={TEXT_HASH: text_hash(texts[row])} if texts is not None else {},
+                )
+                for i, row in enumerate(batch)
+            ])
+            bar.update(len(batch))
+    backend.optimize()
+    return len(rows)
+
+
+def check_contents(backend: Backend, ids: Sequence[str]) -> None:
+    """Raise unless the collection holds exactly these documents, each once (ids and count)."""
+    count = backend.count()
+    stored = [payload[DOC_ID] for payload in backend.payloads([DOC_ID])]
+    expected = set(ids)
+    if count != len(expected) or len(stored) != count or set(stored) != expected:
+        missing = sorted(expected - set(stored))
+        raise EngineError(
+            f"{backend.location} holds {count} point(s), {len(set(stored))} distinct document id(s); the corpus has "
+            f"{len(expected)}" + (f" (missing e.g. {', '.join(map(repr, missing[:3]))})" if missing else "")
+        )
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """What a run of :func:`index_corpus` did."""
+
+    location: str
+    documents: int
+    uploaded: int
+
+
+def index_corpus(
+    model: SentenceTransformer,
+    documents: Mapping[str, str],
+    backend: Backend | None,
+    *,
+    model_name: str | None = None,
+    vectors: Vectors = "dense",
+    dense_dtype: DenseDtype = "float32",
+    max_active_dims: int | None = None,
+    bm25: bool = False,
+    hnsw_m: int = DEFAULT_HNSW_M,
+    hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT,
+    shard_dir: str | Path | None = None,
+    shard_size: int = 10_000,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    upload_batch_size: int = 128,
+    show_progress: bool = True,
+) -> IndexSummary | None:
+    """Embed ``documents`` (``{id: text}``) and upload what the collection lacks; resumable at any point.
+
+    Run it alone, or on every rank of a torchrun group (the same documents everywhere; ``backend`` on
+    rank 0 only, None elsewhere): every rank embeds its shards, rank 0 uploads. The collection is
+    created with this model and configuration recorded, or must already hold the same ones; documents
+    already uploaded with the same text are not sent again, and the run ends by checking that the
+    collection holds exactly the corpus. Returns the summary on rank 0, None on the others.
+
+    Args:
+        model: the model, on this rank's device.
+        documents: ``{document id: text}``.
+        backend: the collection (rank 0).
+        model_name: how the collection names the model (default: the model card's name).
+        vectors: ``dense``, ``sparse`` (the active dimensions) or ``both``.
+        dense_dtype: ``float32`` or ``float16`` (half the memory) for the dense vectors.
+        max_active_dims: keep only this many dimensions per sparse vector (largest magnitude).
+        bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
+        hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
+        shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
+        shard_size, batch_size, max_tokens: as :func:`lens_embed.corpus.encode_corpus`.
+        upload_batch_size: documents per upsert request.
+        show_progress: progress bars.
+    """
+    from lens_embed.corpus import broadcast, encode_corpus, rank_zero
+    from lens_embed.retrieval import corpus_key
+
+    ids = list(documents)
+    texts = [documents[doc_id] for doc_id in ids]
+    if not ids:
+        raise ValueError("no documents to index")
+    avg_len = float(np.mean([len(text.split()) for text in texts])) if bm25 else None
+
+    def plan() -> tuple[CollectionSpec, list[int], Path]:
+        spec = model_spec(model, model_name, vectors=vectors, dense_dtype=dense_dtype, max_active_dims=max_active_dims,
+                          bm25_avg_len=avg_len, hnsw_m=hnsw_m, hnsw_ef_construct=hnsw_ef_construct)
+        spec = open_collection(backend, spec)
+        folder = Path(shard_dir) if shard_dir is not None else cache_dir() / "corpus-shards" / corpus_key(model, texts)
+        return spec, missing_documents(backend, ids, texts), folder
+
+    planned = rank_zero(plan)
+    todo, folder = broadcast(planned[1:] if planned else None)
+    if todo:
+        logger.info("%d of %d documents to upload", len(todo), len(ids))
+        merged = encode_corpus(model, texts, folder, shard_size=shard_size, batch_size=batch_size,
+                               max_tokens=max_tokens, show_progress=show_progress)
+    if planned is None:
+        return None
+    spec, todo, _ = planned
+    if todo:
+        embeddings = np.load(merged, mmap_mode="r")
+        upload_vectors(backend, spec, ids, embeddings, todo, texts=texts, batch_size=upload_batch_size,
+                       show_progress=show_progress)
+    check_contents(backend, ids)
+    return IndexSummary(location=backend.location, documents=len(ids), uploaded=len(todo))
+
+
+def engine_queries(
+    spec: CollectionSpec,
+    vectors: np.ndarray,
+    texts: Sequence[str] | None = None,
+    *,
+    using: Using = "auto",
+    max_active_dims: int | None = None,
+    only: Sequence[Sequence[str] | None] | None = None,
+) -> list[EngineQuery]:
+    """The engine queries for query embeddings: the vectors ``using`` asks for, checked against the collection.
+
+    ``auto`` is the dense vector when the collection stores it, else the sparse one; ``hybrid`` is that
+    and BM25, fused by the engine. Query vectors are L2-normalised; sparse ones are pruned to
+    ``max_active_dims`` (default: all active dimensions). ``only`` restricts each query to candidates.
+    """
+    from lens_embed.retrieval import normalized
+
+    if using not in USING_CHOICES:
+        raise ValueError(f"using must be one of {', '.join(USING_CHOICES)}, got {using!r}")
+    lens = None if using == "bm25" else using if using in ("dense", "sparse") else "dense" if spec.dense else "sparse"
+    stored = {"dense": spec.dense, "sparse": spec.sparse}
+    if lens is not None and not stored[lens]:
+        raise ValueError(f"the collection stores no {lens} vectors (it holds {spec.vectors}); choose another --using")
+    if using in ("bm25", "hybrid") and spec.bm25_avg_len is None:
+        raise ValueError("the collection stores no BM25 vectors: index it with --bm25 for --using bm25 or hybrid")
+    if vectors.ndim != 2 or vectors.shape[1] != spec.dim:
+        raise ValueError(f"query vectors have dimension {vectors.shape[-1]}, the collection {spec.dim}")
+    if using in ("bm25", "hybrid") and texts is None:
+        raise ValueError("BM25 queries need the query texts")
+    vectors = normalized(vectors)
+    sparse = sparse_rows(vectors, max_active_dims) if lens == "sparse" else None
+    bm25 = _bm25(spec.bm25_avg_len) if using in ("bm25", "hybrid") else None
+    return [
+        EngineQuery(
+            dense=vectors[i] if lens == "dense" else None,
+            sparse=sparse[i] if sparse is not None else None,
+            bm25=_sparse(bm25.embed_query(texts[i])) if bm25 is not None else None,
+            only=only[i] if only is not None else None,
+        )
+        for i in range(len(vectors))
+    ]
+
+
+def check_model(model: SentenceTransformer, spec: CollectionSpec, where: str, *, allow_other_model: bool = False) -> None:
+    """Refuse a model whose dimension differs from the collection's; and, unless allowed, another model."""
+    from lens_embed.retrieval import model_key
+
+    dim = model.get_embedding_dimension()
+    if dim != spec.dim:
+        raise ValueError(f"the model embeds in {dim} dimensions, {where} holds {spec.dim}-dimension vectors "
+                         f"of {spec.model_name!r}")
+    key = model_key(model)
+    if key != spec.model_key and not allow_other_model:
+        raise ValueError(
+            f"{where} holds vectors of {spec.model_name!r} (probe hash {spec.model_key}), this model's probe hash "
+            f"is {key}; search with that model (the same model on another device or dtype may differ slightly: "
+            "--allow-other-model searches anyway)"
+        )
+
+
+def search_collection(
+    model: SentenceTransformer,
+    queries: Mapping[str, str],
+    backend: Backend,
+    *,
+    top_k: int = 100,
+    instruction: str | None = None,
+    using: Using = "auto",
+    exact: bool = False,
+    hnsw_ef: int | None = None,
+    max_active_dims: int | None = None,
+    allow_other_model: bool = False,
+    batch_size: int = 32,
+    query_batch_size: int = 64,
+    show_progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """``{query id: {document id: score}}`` (best first) for instructed queries against a collection.
+
+    Args:
+        model: the model the collection was indexed with.
+        queries: ``{query id: text}``.
+        backend: the collection.
+        top_k: documents per query.
+        instruction: the query instruction (default: the model's ``query`` prompt).
+        using: ``auto`` (the LENS vectors the collection holds), ``dense``, ``sparse``, ``bm25`` or ``hybrid``.
+        exact: exact dense search instead of the HNSW graph (sparse search is always exact).
+        hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
+        max_active_dims: prune the sparse query vectors (default: all active dimensions).
+        allow_other_model: search even if the model's probe hash differs from the recorded one.
+        batch_size: queries per forward pass; ``query_batch_size``: queries per engine request.
+        show_progress: a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    from lens_embed.model import encode
+
+    spec = recorded_spec(backend)
+    check_model(model, spec, backend.location, allow_other_model=allow_other_model)
+    query_ids = list(queries)
+    texts = [queries[qid] for qid in query_ids]
+    vectors = encode(model, texts, query=True, instruction=instruction, batch_size=batch_size, show_progress_bar=False)
+    requests = engine_queries(spec, vectors, texts, using=using, max_active_dims=max_active_dims)
+    hits = []
+    for batch in tqdm(list(_batches(range(len(requests)), query_batch_size)), desc="Searching", unit="batch",
+                      disable=not show_progress):
+        hits += backend.query([requests[i] for i in batch], top_k, exact=exact, hnsw_ef=hnsw_ef)
+    return {qid: dict(found) for qid, found in zip(query_ids, hits, strict=True)}
+
+
+def write_run(results: Mapping[str, Mapping[str, float]], path: str | os.PathLike, run_name: str = "lens-embed") -> Path:
+    """Write results as a TREC run (``qid Q0 docid rank score run``), or ``{qid: {docid: score}}`` for ``.json``.
+
+    Written atomically; an id with whitespace (which would shift a TREC run's columns) is refused.
+    """
+    target = Path(path)
+    if target.suffix == ".json":
+        content = json.dumps(results, indent=1)
+    else:
+        spaced = next((i for qid, ranked in results.items() for i in (qid, *ranked) if not i or len(i.split()) != 1), None)
+        if spaced is not None:
+            raise ValueError(f"id {spaced!r} is empty or holds whitespace, which a TREC run cannot hold; write a .json run")
+        content = "".join(
+            f"{qid} Q0 {doc_id} {rank} {score:.8g} {run_name}\n"
+            for qid, ranked in results.items()
+            for rank, (doc_id, score) in enumerate(ranked.items(), start=1)
+        )
+    return atomic_write(target, lambda handle: handle.write(content.encode("utf-8")))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--collection", required=True, help="collection name (letters, digits, '.', '_', '-')")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--path", default=None,
+                       help="folder of the in-process engine's collections (default: the lens-embed cache's collections/)")
+    where.add_argument("--url", default=None, help="a Qdrant server or cluster, e.g. http://host:6333")
+    parser.add_argument("--api-key", default=None, help=f"the cluster's API key (default: ${API_KEY_ENV})")
+
+
+def engine_target(args: argparse.Namespace) -> EngineTarget:
+    """Where the CLI's collection lives: ``--url`` (a cluster), else ``--path`` or the cache's ``collections/``."""
+    options = {"shard_number": getattr(args, "shard_number", None),
+               "replication_factor": getattr(args, "replication_factor", None)}
+    if args.url is not None:
+        return EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV), **options)
+    return EngineTarget(path=Path(args.path) if args.path else cache_dir() / "collections", api_key=args.api_key, **options)
+
+
+def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``lens-embed index`` and ``lens-embed search`` (nothing heavy is imported until they run)."""
+    from lens_embed.corpus import add_encoding_options
+
+    index = subparsers.add_parser(
+        "index", help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
+        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.cli index ...` to embed on every "
+        "GPU. A rerun uploads only what the collection lacks.",
+    )
+    index.add_argument("model")
+    index.add_argument("corpus", help='.jsonl, one {"_id": ..., "text": ..., "title": ...} per line (BEIR corpus layout)')
+    _add_target_options(index)
+    index.add_argument("--vectors", choices=VECTOR_CHOICES, default="dense",
+                       help="dense vectors, sparse ones (the active dimensions), or both (default: dense)")
+    index.add_argument("--dense-dtype", choices=("float32", "float16"), default="float32",
+                       help="storage of the dense vectors (float16: half the memory)")
+    index.add_argument("--max-active-dims", type=positive_int, default=None,
+                       help="keep only the N largest dimensions of each sparse vector")
+    index.add_argument("--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)")
+    index.add_argument("--hnsw-m", type=non_negative_int, default=DEFAULT_HNSW_M,
+                       help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
+                       f"(default {DEFAULT_HNSW_M})")
+    index.add_argument("--hnsw-ef-construct", type=positive_int, default=DEFAULT_HNSW_EF_CONSTRUCT,
+                       help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})")
+    index.add_argument("--shard-number", type=positive_int, default=None, help="shards of a new cluster collection")
+    index.add_argument("--replication-factor", type=positive_int, default=None, help="copies of each shard (cluster)")
+    index.add_argument("--shards", default=None, help="embedding shard folder (default: in the lens-embed cache)")
+    index.add_argument("--upload-batch-size", type=positive_int, default=128, help="documents per upsert request")
+    add_encoding_options(index)
+    index.set_defaults(func=run_index)
+
+    search = subparsers.add_parser("search", help="search a collection with instructed queries; writes a TREC run")
+    search.add_argument("model")
+    search.add_argument("queries", help='.jsonl, one {"_id": ..., "text": ...} per line (BEIR queries layout)')
+    _add_target_options(search)
+    search.add_argument("--out", required=True, help="run file: TREC format, or {qid: {docid: score}} for .json")
+    search.add_argument("--top-k", type=positive_int, default=100)
+    search.add_argument("--instruction", default=None, help="query instruction (default: the model's 'query' prompt)")
+    search.add_argument("--using", choices=USING_CHOICES, default="auto",
+                        help="auto: the LENS vectors stored (dense first); hybrid: those and BM25, fused by the engine")
+    search.add_argument("--exact", action="store_true", help="exact dense search instead of the HNSW graph")
+    search.add_argument("--hnsw-ef", type=positive_int, default=None,
+                        help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)")
+    search.add_argument("--max-active-dims", type=positive_int, default=None, help="prune sparse query vectors")
+    search.add_argument("--batch-size", type=positive_int, default=32)
+    add_load_options(search, dtype_help="the saved one; as at index time: the probe hash depends on it")
+    search.add_argument("--allow-other-model", action="store_true",
+                        help="search even if the model's probe hash differs from the collection's")
+    search.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    search.set_defaults(func=run_search)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from lens_embed.corpus import load_for_rank, rank_zero
+
+    documents = read_documents(args.corpus)
+    target = engine_target(args)
+    rank, world, model = load_for_rank(args)
+    backend = rank_zero(lambda: target.open(args.collection))
+    try:
+        summary = index_corpus(
+            model, documents, backend, model_name=args.model, vectors=args.vectors, dense_dtype=args.dense_dtype,
+            max_active_dims=args.max_active_dims, bm25=args.bm25, hnsw_m=args.hnsw_m,
+            hnsw_ef_construct=args.hnsw_ef_construct, shard_dir=args.shards,
+            shard_size=args.shard_size, batch_size=args.batch_size, max_tokens=args.max_tokens,
+            upload_batch_size=args.upload_batch_size,
+        )
+    finally:
+        if backend is not None:
+            backend.close()
+    if summary is not None:
+        print(f"{summary.location}: {summary.documents} documents ({summary.uploaded} uploaded now, "
+              f"{summary.documents - summary.uploaded} already there)")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from lens_embed.loading import load_lens_model
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    queries = read_documents(args.queries, titles=False)
+    with engine_target(args).open(args.collection) as backend:
+        spec = recorded_spec(backend)
+        model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
+        results = search_collection(
+            model, queries, backend, top_k=args.top_k, instruction=args.instruction, using=args.using, exact=args.exact,
+            hnsw_ef=args.hnsw_ef, max_active_dims=args.max_active_dims, allow_other_model=args.allow_other_model,
+            batch_size=args.batch_size,
+        )
+    path = write_run(results, args.out)
+    print(f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "
+          f"using {args.using}) to {path}")
+    return 0

@@ -1,0 +1,106 @@
+"""Retrieval evaluation searched by the Qdrant engine instead of faiss: the same nDCG@10, on both backends."""
+
+from __future__ import annotations
+
+import json
+import socket
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from mteb.models.model_meta import ScoringFunction
+from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
+
+from lens_embed.cli import main
+from lens_embed.engine import EngineTarget
+from lens_embed.evaluation.offline import offline_tasks
+from lens_embed.evaluation.runner import ModelRun, evaluate_runs
+from lens_embed.evaluation.search import QdrantSearchIndex
+
+TARGETS = {"edge": None, "memory": EngineTarget(url=":memory:")}
+
+
+@pytest.fixture(scope="module")
+def minilm_run(minilm) -> ModelRun:
+    from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
+
+    encoder = LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False)
+    return ModelRun("minilm", lambda: encoder)
+
+
+@pytest.fixture(scope="module")
+def faiss_ndcg(minilm_run: ModelRun, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
+    tasks = offline_tasks(small_data_dir, names=["SliceSciFact"])
+    return evaluate_runs([minilm_run], tasks, tmp_path_factory.mktemp("faiss"), search_index=FaissSearchIndex)[0].value
+
+
+@pytest.mark.parametrize("backend", list(TARGETS))
+def test_exact_engine_search_gives_the_faiss_exact_ndcg(backend: str, minilm_run: ModelRun, faiss_ndcg: float,
+                                                        small_data_dir: Path, tmp_path: Path) -> None:
+    tasks = offline_tasks(small_data_dir, names=["SliceSciFact"])
+    engine = partial(QdrantSearchIndex, target=TARGETS[backend])
+    scores = evaluate_runs([minilm_run], tasks, tmp_path / "engine", search_index=engine)
+    assert scores[0].task == "SliceSciFact" and scores[0].value > 30  # x100: real retrieval, not noise
+    assert scores[0].value == pytest.approx(faiss_ndcg, abs=1e-4 * 100)
+    if backend == "edge":  # with the corpus embedded in shards, too
+        sharded = evaluate_runs([minilm_run], tasks, tmp_path / "sharded", shard_dir=tmp_path / "emb", search_index=engine)
+        assert sharded[0].value == pytest.approx(faiss_ndcg, abs=1e-4 * 100)
+        assert list((tmp_path / "emb").rglob("shard_*.npy"))
+
+
+def _cosine_model() -> SimpleNamespace:
+    return SimpleNamespace(mteb_model_meta=SimpleNamespace(name="test/model", similarity_fn_name=ScoringFunction.COSINE))
+
+
+@pytest.mark.parametrize("backend", list(TARGETS))
+def test_search_and_rerank_answer_as_mtebs_faiss_index(backend: str) -> None:
+    rng = np.random.default_rng(0)
+    documents, queries = rng.standard_normal((300, 24)), rng.standard_normal((7, 24))
+    ids = [f"d{i}" for i in range(300)]
+    ranked = {f"q{i}": [f"d{j}" for j in rng.choice(300, 20, replace=False)] for i in range(7)}
+    ranked["q3"] = []  # a query with no candidates gets no results, as with faiss
+    query_ids = {i: f"q{i}" for i in range(7)}
+    answers = []
+    for index in (FaissSearchIndex(_cosine_model()), QdrantSearchIndex(_cosine_model(), TARGETS[backend])):
+        index.add_documents(documents[:100], ids[:100])
+        index.add_documents(documents[100:], ids[100:])  # a second call appends
+        with pytest.warns(UserWarning, match="No top-ranked documents for query q3"):
+            reranked = index.search(queries, 5, None, top_ranked=ranked, query_idx_to_id=query_ids)
+        answers.append((index.search(queries, 10, None), reranked))
+        index.clear()
+    (faiss_full, faiss_reranked), (engine_full, engine_reranked) = answers
+    for faiss_answer, engine_answer in ((faiss_full, engine_full), (faiss_reranked, engine_reranked)):
+        assert engine_answer[1] == faiss_answer[1]
+        for engine_scores, faiss_scores in zip(engine_answer[0], faiss_answer[0], strict=True):
+            np.testing.assert_allclose(engine_scores, faiss_scores, atol=1e-5)
+    assert engine_reranked[1][3] == []
+
+
+def test_clear_deletes_the_scratch_collection() -> None:
+    index = QdrantSearchIndex(_cosine_model())
+    index.add_documents(np.eye(4), ["a", "b", "c", "d"])
+    folder = index.backend.folder
+    assert folder.is_dir()
+    index.clear()
+    assert not folder.exists() and index.backend is None
+
+
+def test_the_engine_option_of_evaluate(minilm_path: Path, small_data_dir: Path, faiss_ndcg: float, tmp_path: Path,
+                                      capsys) -> None:
+    common = ["--model", str(minilm_path), "--data", str(small_data_dir), "--tasks", "SliceSciFact",
+              "--baselines", "none", "--device", "cpu"]
+    assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "engine"), "--engine", "qdrant"]) == 0
+    (result,) = (tmp_path / "engine").rglob("SliceSciFact.json")
+    ndcg = json.loads(result.read_text())["scores"]["test"][0]["ndcg_at_10"]
+    assert ndcg == pytest.approx(faiss_ndcg / 100, abs=1e-4)
+    capsys.readouterr()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "x"), "--engine", "qdrant", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lens-embed evaluate: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "x"), "--url", url]) == 2
+    assert "--url and --api-key apply to --engine qdrant" in capsys.readouterr().err

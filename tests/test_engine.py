@@ -1,0 +1,490 @@
+"""Qdrant as the serving engine, on both backends: the in-process engine in a temporary folder and
+qdrant-client's in-memory stand-in for a cluster. Indexing is resumable and exact, search gives
+the exact cosine ranking, and bad input (another model, another configuration, a foreign document,
+a wrong dimension, an unreachable URL) is refused with a message naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from lens_embed.cli import main
+from lens_embed.engine import (
+    RRF_K,
+    ClientBackend,
+    EdgeBackend,
+    EngineError,
+    EnginePoint,
+    EngineQuery,
+    Layout,
+    point_id,
+)
+from lens_embed.inputs import read_documents
+from lens_embed.model import encode, load_lens_model
+from lens_embed.serving import (
+    engine_queries,
+    index_corpus,
+    recorded_spec,
+    search_collection,
+    sparse_rows,
+    upload_vectors,
+    write_run,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour"]
+DOCS = {
+    f"doc/{i}-é": f"{WORDS[i % 10]} and {WORDS[(3 * i) % 10]} near the {WORDS[(7 * i + 1) % 10]} number {i}"
+    for i in range(48)
+}
+DOCS["doc/zebra"] = "a zebra crossing"
+QUERIES = {"q1": "a fox by the river", "q2": "music on a violin", "q3": "zebra"}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default shard folders go to the test's own cache, never the user's."""
+    from lens_embed.storage import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def model(tiny_lens: Path):
+    return load_lens_model(tiny_lens, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def other_model(tiny_mistral: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Another LENS model of the same dimension (another KMeans seed)."""
+    from lens_embed import build_lens_model
+
+    out = tmp_path_factory.mktemp("other-lens")
+    build_lens_model(tiny_mistral, n_clusters=16, output_dir=out, seed=7)
+    return load_lens_model(out, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def narrow_model(tiny_mistral: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A LENS model with K = 12 instead of 16."""
+    from lens_embed import build_lens_model
+
+    out = tmp_path_factory.mktemp("narrow-lens")
+    build_lens_model(tiny_mistral, n_clusters=12, output_dir=out)
+    return load_lens_model(out, device="cpu")
+
+
+@pytest.fixture(params=["edge", "memory"])
+def open_backend(request, tmp_path: Path):
+    """``open_backend(name)``: a collection of the in-process engine, or of one in-memory qdrant-client."""
+    if request.param == "edge":
+        opened: list[EdgeBackend] = []
+
+        def edge(name: str = "docs") -> EdgeBackend:
+            opened.append(EdgeBackend(tmp_path / "engine", name))
+            return opened[-1]
+
+        yield edge
+        for backend in opened:
+            backend.close()
+    else:
+        client = QdrantClient(":memory:")
+        yield lambda name="docs": ClientBackend(client, name)
+        client.close()
+
+
+def _index(model, backend, documents=DOCS, **options):
+    return index_corpus(model, documents, backend, show_progress=False, upload_batch_size=8, **options)
+
+
+def _exact(model, documents=DOCS, queries=QUERIES) -> np.ndarray:
+    return encode(model, list(queries.values()), query=True) @ encode(model, list(documents.values())).T
+
+
+def _assert_exact_ranking(results: dict, exact: np.ndarray, top_k: int, tolerance: float = 1e-5) -> None:
+    """Each query's results are the top_k of the exact scores (ties may come in any order)."""
+    ids = list(DOCS)
+    for row, (qid, found) in enumerate(results.items()):
+        assert list(results) == list(QUERIES) and qid == list(QUERIES)[row]
+        assert len(found) == top_k
+        scores = np.array(list(found.values()))
+        assert np.all(np.diff(scores) <= tolerance)  # best first
+        np.testing.assert_allclose(scores, np.sort(exact[row])[::-1][:top_k], atol=tolerance)
+        np.testing.assert_allclose([exact[row, ids.index(d)] for d in found], scores, atol=tolerance)
+
+
+def test_dense_and_sparse_search_give_the_exact_cosine_ranking(model, open_backend):
+    backend = open_backend()
+    summary = _index(model, backend, vectors="both")
+    assert (summary.documents, summary.uploaded) == (len(DOCS), len(DOCS))
+    exact = _exact(model)
+    for using in ("dense", "sparse"):
+        results = search_collection(model, QUERIES, backend, top_k=5, using=using, exact=True, show_progress=False)
+        _assert_exact_ranking(results, exact, top_k=5)
+
+
+def test_float16_storage_keeps_the_ranking_to_float16_precision(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, dense_dtype="float16")
+    results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)
+    _assert_exact_ranking(results, _exact(model), top_k=5, tolerance=2e-3)
+
+
+def test_the_collection_records_model_k_side_and_pruning(model, open_backend):
+    from lens_embed.retrieval import model_key
+
+    backend = open_backend()
+    _index(model, backend, model_name="tiny-lens", vectors="sparse", max_active_dims=4)
+    record = backend.metadata()
+    assert record["model_name"] == "tiny-lens" and record["model_key"] == model_key(model)
+    assert (record["dim"], record["clusters"], record["side"]) == (16, 16, "document")
+    assert (record["vectors"], record["max_active_dims"], record["bm25_avg_len"]) == ("sparse", 4, None)
+
+
+def test_pruning_keeps_the_largest_magnitudes_ties_to_the_lower_index():
+    vectors = np.array([[0.0, 0.5, -0.9, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    (indices, values), (none, nothing) = sparse_rows(vectors, max_active_dims=2)
+    assert indices.tolist() == [1, 2] and values.tolist() == pytest.approx([0.5, -0.9])
+    assert none.size == 0 and nothing.size == 0
+    (all_active, _), _ = sparse_rows(vectors)
+    assert all_active.tolist() == [1, 2, 3, 4]
+
+
+def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
+    from lens_embed.retrieval import normalized
+
+    backend = open_backend()
+    _index(model, backend, vectors="sparse", max_active_dims=3)
+    documents = normalized(encode(model, list(DOCS.values())))
+    pruned = np.zeros_like(documents)
+    for row, (indices, values) in enumerate(sparse_rows(documents, 3)):
+        pruned[row, indices] = values
+    assert (np.count_nonzero(pruned, axis=1) <= 3).all()
+    queries = normalized(encode(model, list(QUERIES.values()), query=True))
+    results = search_collection(model, QUERIES, backend, top_k=4, show_progress=False)
+    _assert_exact_ranking(results, queries @ pruned.T, top_k=4)
+
+
+def test_a_killed_upload_resumes_with_only_the_missing_documents(model, open_backend, tmp_path: Path):
+    backend = open_backend()
+    real_upsert = backend.upsert
+    sent: list[str] = []
+
+    def dies_on_the_third_batch(points):
+        if len(sent) == 16:
+            raise KeyboardInterrupt  # as a user's Ctrl-C
+        sent.extend(p.doc_id for p in points)
+        real_upsert(points)
+
+    backend.upsert = dies_on_the_third_batch
+    with pytest.raises(KeyboardInterrupt):
+        _index(model, backend)
+    assert backend.count() == 16
+    resent: list[str] = []
+    backend.upsert = lambda points: resent.extend(p.doc_id for p in points) or real_upsert(points)
+    summary = _index(model, backend)
+    assert sorted(resent) == sorted(set(DOCS) - set(sent)) and summary.uploaded == len(DOCS) - 16
+    assert list((tmp_path / "cache" / "corpus-shards").glob("*/shard_*.npy"))  # the default shard folder
+    assert backend.count() == len(DOCS)
+    assert sorted(p["doc_id"] for p in backend.payloads(["doc_id"])) == sorted(DOCS)
+    resent.clear()
+    assert _index(model, backend).uploaded == 0 and resent == []
+
+
+def test_a_changed_text_is_uploaded_again_and_new_documents_are_added(model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    changed = {**DOCS, "doc/3-é": "an entirely new text about a storm", "doc/new": "a harbour at night"}
+    resent: list[str] = []
+    real_upsert = backend.upsert
+    backend.upsert = lambda points: resent.extend(p.doc_id for p in points) or real_upsert(points)
+    assert _index(model, backend, changed).uploaded == 2
+    assert sorted(resent) == ["doc/3-é", "doc/new"] and backend.count() == len(changed)
+
+
+def test_another_model_or_configuration_is_refused_naming_the_difference(model, other_model, narrow_model, open_backend):
+    backend = open_backend()
+    _index(model, backend, vectors="both", max_active_dims=8)
+    with pytest.raises(ValueError, match=r"vectors: 'both' there, 'sparse' now"):
+        _index(model, backend, vectors="sparse", max_active_dims=8)
+    with pytest.raises(ValueError, match=r"max_active_dims: 8 there, 4 now"):
+        _index(model, backend, vectors="both", max_active_dims=4)
+    with pytest.raises(ValueError, match=r"bm25: False there, True now"):
+        _index(model, backend, vectors="both", max_active_dims=8, bm25=True)
+    with pytest.raises(ValueError, match=r"hnsw_m: 32 there, 0 now"):
+        _index(model, backend, vectors="both", max_active_dims=8, hnsw_m=0)
+    with pytest.raises(ValueError, match=r"model: .* \(probe hash [0-9a-f]{16}\) there, .* now"):
+        _index(other_model, backend, vectors="both", max_active_dims=8)
+    with pytest.raises(ValueError, match=r"dim: 16 there, 12 now"):
+        _index(narrow_model, backend, vectors="both", max_active_dims=8)
+    assert backend.count() == len(DOCS)
+
+
+def test_search_refuses_a_model_of_another_dimension_or_another_model(model, other_model, narrow_model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    with pytest.raises(ValueError, match="embeds in 12 dimensions.*16-dimension"):
+        search_collection(narrow_model, QUERIES, backend, show_progress=False)
+    with pytest.raises(ValueError, match="probe hash"):
+        search_collection(other_model, QUERIES, backend, show_progress=False)
+    found = search_collection(other_model, QUERIES, backend, top_k=3, allow_other_model=True, show_progress=False)
+    assert all(len(hits) == 3 for hits in found.values())
+
+
+def test_vectors_of_another_dimension_are_refused(model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    spec = recorded_spec(backend)
+    with pytest.raises(ValueError, match=r"vectors of dimension 12 do not match .* \(dimension 16\)"):
+        upload_vectors(backend, spec, ["x"], np.ones((1, 12), dtype=np.float32))
+    with pytest.raises(ValueError, match="query vectors have dimension 12, the collection 16"):
+        engine_queries(spec, np.ones((1, 12), dtype=np.float32))
+    # below the checks, the engine itself refuses (the in-process one through EngineError, an OSError)
+    with pytest.raises((EngineError, ValueError), match="expected dim: 16, got 12"):
+        backend.upsert([EnginePoint("x", dense=np.ones(12, dtype=np.float32))])
+    assert backend.count() == len(DOCS)
+
+
+def test_documents_the_corpus_lacks_are_refused_and_kept(model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    subset = dict(list(DOCS.items())[:40])
+    with pytest.raises(ValueError, match=rf"holds {len(DOCS) - 40} document\(s\) that are not in this corpus"):
+        _index(model, backend, subset)
+    assert backend.count() == len(DOCS)
+
+
+def test_hybrid_search_fuses_lens_and_bm25_by_reciprocal_rank(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, bm25=True)
+    top_k = len(DOCS)
+    lens = search_collection(model, QUERIES, backend, top_k=top_k, exact=True, show_progress=False)
+    bm25 = search_collection(model, QUERIES, backend, top_k=top_k, using="bm25", show_progress=False)
+    assert list(bm25["q3"]) == ["doc/zebra"]  # the only document with the word
+    hybrid = search_collection(model, QUERIES, backend, top_k=top_k, using="hybrid", exact=True, show_progress=False)
+    rank = list(lens["q3"]).index("doc/zebra")
+    assert hybrid["q3"]["doc/zebra"] == pytest.approx(1 / RRF_K + 1 / (RRF_K + rank), rel=1e-5)
+    assert list(hybrid["q3"])[0] == "doc/zebra"
+    # fused from FUSION_DEPTH candidates per vector, not just the top 3: the same documents come first
+    top3 = search_collection(model, QUERIES, backend, top_k=3, using="hybrid", exact=True, show_progress=False)
+    for qid, found in top3.items():
+        assert list(found.values()) == pytest.approx(list(hybrid[qid].values())[:3], rel=1e-6)
+    with pytest.raises(ValueError, match="no sparse vectors"):
+        search_collection(model, QUERIES, backend, using="sparse", show_progress=False)
+
+
+def test_bm25_search_needs_bm25_vectors(model, open_backend):
+    backend = open_backend()
+    _index(model, backend)
+    with pytest.raises(ValueError, match="index it with --bm25"):
+        search_collection(model, QUERIES, backend, using="hybrid", show_progress=False)
+
+
+def test_point_ids_are_uuids_derived_from_document_ids():
+    assert point_id("doc/1-é") == point_id("doc/1-é") != point_id("doc/1")
+    assert uuid.UUID(point_id("doc/1-é")).version == 5
+
+
+def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
+    from qdrant_client import models
+
+    from lens_embed.engine import EngineTarget
+
+    backend = EngineTarget(url=":memory:", shard_number=3, replication_factor=2).open("docs")
+    created: list[dict] = []
+    real = backend.client.create_collection
+    backend.client.create_collection = lambda *args, **kwargs: created.append(kwargs) or real(*args, **kwargs)
+    backend.create(Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw_m=24, hnsw_ef_construct=128), {"k": 1})
+    assert (created[0]["shard_number"], created[0]["replication_factor"]) == (3, 2)  # the in-memory store ignores them
+    params = backend.client.get_collection("docs").config.params
+    assert params.vectors["dense"].datatype == models.Datatype.FLOAT16
+    assert (params.vectors["dense"].hnsw_config.m, params.vectors["dense"].hnsw_config.ef_construct) == (24, 128)
+    assert params.sparse_vectors["bm25"].modifier == models.Modifier.IDF and params.sparse_vectors["lens"].modifier is None
+    assert backend.metadata() == {"k": 1}
+    sent: list = []
+    real_query = backend.client.query_batch_points
+    backend.client.query_batch_points = lambda name, requests: sent.extend(requests) or real_query(name, requests)
+    backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, hnsw_ef=77)
+    backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, exact=True)
+    assert [(r.params.hnsw_ef, r.params.exact, r.using) for r in sent] == [(77, False, "dense"), (None, True, "dense")]
+    with pytest.raises(ValueError, match="apply to a cluster"):
+        EngineTarget(path=Path("x"), shard_number=3)
+
+
+def test_dense_vectors_above_qdrants_limit_are_refused_sparse_ones_are_not():
+    with pytest.raises(ValueError, match="65536"):
+        Layout(dim=70_000)
+    assert Layout(dim=70_000, dense=False, sparse=True).sparse
+
+
+def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp_path: Path):
+    with EdgeBackend(tmp_path, "docs") as backend:
+        _index(model, backend)
+        with pytest.raises(EngineError, match="another process"):
+            EdgeBackend(tmp_path, "docs").count()
+    with EdgeBackend(tmp_path, "docs") as reopened:
+        assert reopened.count() == len(DOCS)
+        results = search_collection(model, QUERIES, reopened, top_k=5, exact=True, show_progress=False)
+    _assert_exact_ranking(results, _exact(model), top_k=5)
+
+
+def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(model, tiny_lens: Path, tmp_path: Path):
+    script = f"""
+import os, signal
+from lens_embed.engine import EdgeBackend
+from lens_embed.loading import load_lens_model
+from lens_embed.serving import index_corpus
+backend = EdgeBackend({str(tmp_path)!r}, "docs")
+real, batches = backend.upsert, []
+def upsert(points):
+    real(points)
+    batches.append(len(points))
+    if len(batches) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+backend.upsert = upsert
+index_corpus(load_lens_model({str(tiny_lens)!r}, device="cpu"), {DOCS!r}, backend, show_progress=False,
+             upload_batch_size=8, shard_dir={str(tmp_path / "shards")!r})
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with EdgeBackend(tmp_path, "docs") as backend:
+        assert backend.count() == 24
+        summary = index_corpus(model, DOCS, backend, show_progress=False, shard_dir=tmp_path / "shards")
+        assert summary.uploaded == len(DOCS) - 24 and backend.count() == len(DOCS)
+
+
+# ---- reading corpora ----
+
+
+def test_read_documents_joins_titles_and_names_bad_lines(tmp_path: Path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "title": "T", "text": "body"}\n{"id": 7, "text": " plain "}\n', encoding="utf-8")
+    assert read_documents(corpus) == {"a": "T body", "7": "plain"}
+    assert read_documents(corpus, titles=False) == {"a": "body", "7": "plain"}
+    cases = {
+        '{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n{"_id": "a", "text": "z"}\n': r":3: duplicate id 'a' \(first on line 1\)",
+        '{"_id": "a", "text": "x"}\n{"text": "no id"}\n': r":2: missing id",
+        '{"_id": "", "text": "x"}\n': r":1: missing id",
+        '{"_id": "a"}\n': r":1: 'text' must be a string",
+        '{"_id": "a", "text": "x"}\n\n': r":2: blank line",
+        '{"_id": "a", "text": "x"\n': r":1: not valid JSON",
+    }
+    for content, message in cases.items():
+        corpus.write_text(content, encoding="utf-8")
+        with pytest.raises(ValueError, match=message):
+            read_documents(corpus)
+    corpus.write_bytes(b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": "\xff"}\n')
+    with pytest.raises(ValueError, match=r"corpus.jsonl:2: not valid UTF-8"):
+        read_documents(corpus)
+    with pytest.raises(ValueError, match=r"expected a .jsonl file"):
+        read_documents(tmp_path / "corpus.txt")
+
+
+# ---- the command line ----
+
+
+def _write_jsonl(path: Path, rows: dict[str, str]) -> Path:
+    path.write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in rows.items()), encoding="utf-8")
+    return path
+
+
+def test_index_and_search_commands_write_trec_and_json_runs(model, tiny_lens: Path, tmp_path: Path, capsys):
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+    index = ["index", str(tiny_lens), str(corpus), *target, "--shards", str(tmp_path / "shards"), "--vectors", "both"]
+    assert main(index) == 0
+    assert f"{len(DOCS)} documents ({len(DOCS)} uploaded now, 0 already there)" in capsys.readouterr().out
+    assert main(index) == 0
+    assert f"(0 uploaded now, {len(DOCS)} already there)" in capsys.readouterr().out
+    assert main(["search", str(tiny_lens), str(queries), *target, "--top-k", "5", "--exact",
+                 "--out", str(tmp_path / "run.trec")]) == 0
+    lines = [line.split(" ") for line in (tmp_path / "run.trec").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 15 and all(len(row) == 6 and row[1] == "Q0" and row[-1] == "lens-embed" for row in lines)
+    assert [row[0] for row in lines] == [q for q in QUERIES for _ in range(5)]
+    assert [int(row[3]) for row in lines] == [1, 2, 3, 4, 5] * 3 and all(row[2] in DOCS for row in lines)
+    assert main(["search", str(tiny_lens), str(queries), *target, "--top-k", "5", "--exact", "--using", "sparse",
+                 "--out", str(tmp_path / "run.json")]) == 0
+    results = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    _assert_exact_ranking(results, _exact(model), top_k=5)
+    assert main(["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "run.json")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: Path, monkeypatch, capsys):
+    import lens_embed.model
+
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    shards = tmp_path / "shards"
+    assert main(["encode-corpus", str(tiny_lens), str(corpus), "--out", str(shards), "--shard-size", "10"]) == 0
+    encoded: list[int] = []
+    real = lens_embed.model.encode
+    monkeypatch.setattr(lens_embed.model, "encode", lambda m, texts, **kw: encoded.append(len(texts)) or real(m, texts, **kw))
+    assert main(["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(tmp_path / "engine"),
+                 "--shards", str(shards), "--shard-size", "10"]) == 0
+    assert f"({len(DOCS)} uploaded now" in capsys.readouterr().out
+    assert set(encoded) == {1}  # only the one-text probes that identify the model: no document embedded again
+
+
+def test_the_index_command_refuses_duplicate_ids_and_another_configuration(tiny_lens: Path, tmp_path: Path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "fox"}\n{"_id": "a", "text": "dog"}\n', encoding="utf-8")
+    target = ["--collection", "docs", "--path", str(tmp_path / "engine"), "--shards", str(tmp_path / "shards")]
+    assert main(["index", str(tiny_lens), str(corpus), *target]) == 2
+    assert "lens-embed index: error: " in (err := capsys.readouterr().err) and "corpus.jsonl:2: duplicate id 'a'" in err
+    corpus.write_text('{"_id": "a", "text": "fox"}\n{"_id": "b", "text": "dog"}\n', encoding="utf-8")
+    assert main(["index", str(tiny_lens), str(corpus), *target]) == 0
+    assert main(["index", str(tiny_lens), str(corpus), *target, "--dense-dtype", "float16"]) == 2
+    assert "dense_dtype: 'float32' there, 'float16' now" in capsys.readouterr().err
+    assert main(["index", str(tiny_lens), str(corpus), *target, "--max-active-dims", "4"]) == 2
+    assert "with vectors sparse or both" in capsys.readouterr().err
+
+
+def test_a_trec_run_refuses_ids_with_whitespace(tmp_path: Path):
+    with pytest.raises(ValueError, match="'doc 1' is empty or holds whitespace"):
+        write_run({"q1": {"doc 1": 1.0}}, tmp_path / "run.trec")
+    assert not (tmp_path / "run.trec").exists()
+    write_run({"q1": {"doc 1": 1.0}}, tmp_path / "run.json")
+    assert json.loads((tmp_path / "run.json").read_text()) == {"q1": {"doc 1": 1.0}}
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_url_is_one_line_and_exit_2(tiny_lens: Path, tmp_path: Path, capsys):
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    url = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["search", str(tiny_lens), str(queries), "--collection", "docs", "--url", url,
+                 "--out", str(tmp_path / "run.trec")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lens-embed search: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    assert not (tmp_path / "run.trec").exists()
+
+
+def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_lens: Path, tmp_path: Path):
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "lens_embed.cli", "index", str(tiny_lens), str(corpus), "--collection", "docs",
+               "--path", str(tmp_path / "engine"), "--shards", str(tmp_path / "shards"), "--shard-size", "10"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("uploaded now") == 1 and len(list((tmp_path / "shards").glob("shard_*.npy"))) == 5
+    with EdgeBackend(tmp_path / "engine", "docs") as backend:
+        assert backend.count() == len(DOCS)
+        results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)
+    _assert_exact_ranking(results, _exact(model), top_k=5)
