@@ -97,28 +97,27 @@ def layer_of(module: str) -> int:
     return prefixed[0]
 
 
+def heavy_modules_after(code: str) -> list[str]:
+    """Which of torch and sentence-transformers a fresh interpreter has loaded after running ``code``."""
+    probe = code + "\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
+    result = subprocess.run([sys.executable, "-c", "import sys\n" + probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
 def test_importing_the_package_loads_neither_torch_nor_sentence_transformers():
-    code = (
-        "import sys, lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})\n"
-        "print(','.join(heavy))\n"
-        "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ""
+    assert heavy_modules_after(
+        "import lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
+        "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)"
+    ) == []
 
 
 def test_reading_what_a_folder_asks_to_run_loads_neither_torch_nor_sentence_transformers():
     """safety reads JSON only; the package's own classes are the caller's argument, not an import of it."""
-    code = (
-        "import sys\n"
+    assert heavy_modules_after(
         "from lens_embed.defaults import minilm_path\n"
         "from lens_embed.safety import code_references\n"
-        "assert code_references(minilm_path(), ()) == []\n"
-        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ""
+        "assert code_references(minilm_path(), ()) == []"
+    ) == []
 
 
 def test_every_public_name_resolves():

@@ -30,7 +30,8 @@ from lens_embed.engine import (
     point_id,
 )
 from lens_embed.inputs import read_documents
-from lens_embed.model import encode, load_lens_model
+from lens_embed.loading import load_lens_model
+from lens_embed.model import encode
 from lens_embed.serving import (
     engine_queries,
     index_corpus,
@@ -423,14 +424,15 @@ def test_index_and_search_commands_write_trec_and_json_runs(model, tiny_lens: Pa
 
 
 def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: Path, monkeypatch, capsys):
-    import lens_embed.model
+    from lens_embed.model import LensSentenceTransformer
 
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     shards = tmp_path / "shards"
     assert main(["encode-corpus", str(tiny_lens), str(corpus), "--out", str(shards), "--shard-size", "10"]) == 0
     encoded: list[int] = []
-    real = lens_embed.model.encode
-    monkeypatch.setattr(lens_embed.model, "encode", lambda m, texts, **kw: encoded.append(len(texts)) or real(m, texts, **kw))
+    real = LensSentenceTransformer.encode_document  # what every document embedding of the router reaches
+    monkeypatch.setattr(LensSentenceTransformer, "encode_document",
+                        lambda model, texts, **kw: encoded.append(len(texts)) or real(model, texts, **kw))
     assert main(["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(tmp_path / "engine"),
                  "--shards", str(shards), "--shard-size", "10"]) == 0
     assert f"({len(DOCS)} uploaded now" in capsys.readouterr().out

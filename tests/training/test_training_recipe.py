@@ -211,8 +211,8 @@ def test_registering_the_training_verbs_imports_nothing_heavy() -> None:
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
     assert ast.literal_eval(output) == [
-        "lens_embed", "lens_embed.cli_args", "lens_embed.lazy", "lens_embed.training", "lens_embed.training.cli",
-        "lens_embed.training.config",
+        "lens_embed", "lens_embed.cli_args", "lens_embed.defaults", "lens_embed.lazy", "lens_embed.training",
+        "lens_embed.training.cli", "lens_embed.training.config",
     ]
 
 
