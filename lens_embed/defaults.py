@@ -22,6 +22,8 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 # The authors evaluated in fp16 on GPUs: the dtype an evaluation uses on CUDA unless told otherwise.
 AUTHORS_CUDA_DTYPE = "float16"
 CPU_DTYPE = "float32"
+# Which baselines an evaluation runs beside the model (`--baselines`): dense all-MiniLM-L6-v2 and/or BM25.
+BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
 
 
 def authors_dtype(on_cuda: bool) -> str:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lens_embed.cli_args import add_load_options, non_negative_float, positive_int
+from lens_embed.defaults import BASELINE_CHOICES
 
 DEFAULT_OUTPUT = "results"
-BASELINES = ("none", "minilm", "bm25", "all")
 ENGINES = ("mteb", "qdrant")
 _NAME_PATTERN = re.compile(r"[^\s,()]+(?:\([^)]*\))?")
 
@@ -256,14 +256,14 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     mteb_parser = commands.add_parser("mteb", help="mteb tasks from the hub (default: the paper's 56 English tasks)")
     _add_common(mteb_parser, model_required=True)
     mteb_parser.add_argument("--tasks", nargs="*", help="task and/or benchmark names (default: MTEB(eng, v1))")
-    mteb_parser.add_argument("--baselines", choices=BASELINES, default="none", help="also run dense MiniLM and/or BM25")
+    mteb_parser.add_argument("--baselines", choices=BASELINE_CHOICES, default="none", help="also run dense MiniLM and/or BM25")
     mteb_parser.set_defaults(func=cmd_mteb)
 
     offline = commands.add_parser("offline", help="the offline suite on local data, beside the baselines")
     _add_common(offline, model_required=False)
     offline.add_argument("--data", default=None, help="data folder (default: $LENS_EMBED_DATA or ../shared/data)")
     offline.add_argument("--tasks", nargs="*", help="only these local task folders")
-    offline.add_argument("--baselines", choices=BASELINES, default="all", help="baselines beside the model")
+    offline.add_argument("--baselines", choices=BASELINE_CHOICES, default="all", help="baselines beside the model")
     offline.set_defaults(func=cmd_offline)
 
     harness = commands.add_parser("check-harness", help="dense MiniLM offline vs its published MTEB scores")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lens_embed.build import default_model_path
+from lens_embed.defaults import BASELINE_CHOICES
 from lens_embed.evaluation.encoders import (
     BM25_TASK_TYPES,
     DEFAULT_INSTRUCTIONS,
@@ -19,8 +20,6 @@ from lens_embed.evaluation.encoders import (
 )
 from lens_embed.evaluation.runner import ModelRun
 from lens_embed.storage import is_released_name
-
-BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
 
 
 class ModelArgumentError(ValueError):

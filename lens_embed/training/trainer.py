@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
+from lens_embed.defaults import authors_dtype
 from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
@@ -128,11 +129,9 @@ def load_base_model(config: TrainConfig, device: str | None = None) -> SentenceT
 
 
 def mixed_precision(config: TrainConfig, cuda: bool) -> tuple[bool, bool]:
-    """``(fp16, bf16)`` of a run: ``auto`` is fp16 on a GPU (the authors') and fp32 on the CPU."""
-    choice = config.precision
-    if choice == "auto":
-        choice = "fp16" if cuda else "fp32"
-    return choice == "fp16", choice == "bf16"
+    """``(fp16, bf16)`` of a run: ``auto`` is the authors' dtype (fp16 on a GPU) and fp32 on the CPU."""
+    dtype = authors_dtype(cuda) if config.precision == "auto" else None
+    return (config.precision == "fp16" or dtype == "float16"), config.precision == "bf16"
 
 
 def uses_gradient_checkpointing(config: TrainConfig, cuda: bool) -> bool:
