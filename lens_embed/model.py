@@ -29,6 +29,7 @@ from lens_embed.backbone import (
 )
 from lens_embed.convert import converted_release_path
 from lens_embed.modules import LexiconPooling, validate_texts
+from lens_embed.pooling import checked_max_active_dims, keep_max_active_dims
 from lens_embed.portable import MODELING_MODULE, LensSentenceTransformer, own_code_types
 from lens_embed.prompts import query_prompt
 from lens_embed.safety import read_model_json, read_modules, refuse_code_references
@@ -306,6 +307,7 @@ def encode(
     instruction: str | None = None,
     batch_size: int = 32,
     show_progress_bar: bool | None = None,
+    max_active_dims: int | None = None,
     **encode_kwargs: Any,
 ) -> np.ndarray:
     """Embed texts as documents, or as instructed queries; validated, (0, dim) for an empty list.
@@ -317,6 +319,8 @@ def encode(
         instruction: The query instruction; None uses the model's "query" prompt. Queries only.
         batch_size: Texts per forward pass.
         show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
+        max_active_dims: Keep only each vector's N largest lexicon weights (:func:`lens_embed.pooling.keep_max_active_dims`,
+            the engine's pruning: a hybrid's dense part is kept whole, nothing is re-normalised); None keeps all.
         **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``).
 
     Returns:
@@ -326,12 +330,19 @@ def encode(
         raise TypeError("texts must be a list of strings, not a single string")
     texts = list(texts)
     validate_texts(texts)
+    if max_active_dims is not None:
+        checked_max_active_dims(max_active_dims)  # before the texts are embedded
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar, **encode_kwargs}
     if not query:
         if instruction is not None:
             raise ValueError("an instruction applies to queries only: pass query=True")
-        return model.encode_document(texts, **options)
-    prompt = query_prompt(instruction) if instruction is not None else None
-    return model.encode_query(texts, prompt=prompt, **options)
+        embeddings = model.encode_document(texts, **options)
+    else:
+        prompt = query_prompt(instruction) if instruction is not None else None
+        embeddings = model.encode_query(texts, prompt=prompt, **options)
+    if max_active_dims is None:
+        return embeddings
+    lexicon_dims = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    return keep_max_active_dims(embeddings, max_active_dims, lexicon_dims)
