@@ -161,7 +161,8 @@ def keep_max_active_dims(
     was never trained to be sparse; None prunes every column (a model without a lexicon part). The
     result is not re-normalised: a pruned vector is the model's unit vector with its smallest weights
     dropped, so a score against it is the unpruned score minus the dropped terms. Same type (numpy or
-    torch), dtype and device as the input.
+    torch), dtype and device as the input. (sentence-transformers' ``select_max_active_dims`` is not used:
+    its ``topk`` leaves the order among ties unspecified, and it prunes every column.)
     """
     max_active_dims = checked_max_active_dims(max_active_dims)
     as_numpy = isinstance(embeddings, np.ndarray)
