@@ -124,6 +124,8 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output .npy file")
     _add_query_options(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-active-dims", type=positive_int, default=None,
+                        help="keep only each vector's N largest lexicon weights (as index and search prune)")
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_encode)
@@ -139,7 +141,8 @@ def _run_encode(args: argparse.Namespace) -> None:
     texts = read_texts(args.texts)
     model = load_lens_model(args.model, **_load_options(args))
     embeddings = encode(
-        model, texts, query=args.query, instruction=args.instruction, batch_size=args.batch_size, show_progress_bar=True
+        model, texts, query=args.query, instruction=args.instruction, batch_size=args.batch_size, show_progress_bar=True,
+        max_active_dims=args.max_active_dims,
     )
     save_array(embeddings, args.out, args.overwrite)
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.out}")

@@ -31,6 +31,7 @@ from lens_embed.card import (
     write_card,
 )
 from lens_embed.modules import LexiconPooling, validate_texts
+from lens_embed.pooling import checked_max_active_dims, keep_max_active_dims
 from lens_embed.portable import make_portable
 from lens_embed.prompts import query_prompt
 from lens_embed.safety import MODELING_MODULE
@@ -134,6 +135,7 @@ def encode(
     instruction: str | None = None,
     batch_size: int = 32,
     show_progress_bar: bool | None = None,
+    max_active_dims: int | None = None,
     **encode_kwargs: Any,
 ) -> np.ndarray:
     """Embed texts as documents, or as instructed queries; validated, (0, dim) for an empty list.
@@ -145,6 +147,8 @@ def encode(
         instruction: The query instruction; None uses the model's "query" prompt. Queries only.
         batch_size: Texts per forward pass.
         show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
+        max_active_dims: Keep only each vector's N largest lexicon weights (:func:`lens_embed.pooling.keep_max_active_dims`,
+            the engine's pruning: a hybrid's dense part is kept whole, nothing is re-normalised); None keeps all.
         **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``);
             not ``prompt`` or ``prompt_name``: the side and the instruction decide the prompt (:func:`side_prompt`).
 
@@ -159,12 +163,19 @@ def encode(
     texts = list(texts)
     validate_texts(texts)
     prompt = instruction_prompt(query=query, instruction=instruction)  # None: the side's own (side_prompt)
+    if max_active_dims is not None:
+        checked_max_active_dims(max_active_dims)  # before the texts are embedded
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar, **encode_kwargs}
     if query:
-        return model.encode_query(texts, prompt=prompt, **options)
-    return model.encode_document(texts, **options)
+        embeddings = model.encode_query(texts, prompt=prompt, **options)
+    else:
+        embeddings = model.encode_document(texts, **options)
+    if max_active_dims is None:
+        return embeddings
+    lexicon_dims = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    return keep_max_active_dims(embeddings, max_active_dims, lexicon_dims)
 
 
 def model_facts(model: SentenceTransformer) -> ModelFacts:

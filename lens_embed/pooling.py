@@ -7,11 +7,15 @@ The paper's embedding of a text is
 with ``h_i`` the last hidden state at position ``i`` and ``C`` the [K, H] centroid matrix.
 ``log1p(relu(.))`` is monotone, so the max is taken on raw logits and the activation applied
 to the [batch, K] result; only pooled positions are multiplied, and the logits are never held
-beyond one bounded chunk of rows.
+beyond one bounded chunk of rows. :func:`keep_max_active_dims` prunes a finished vector to its N
+largest lexicon weights (``--max-active-dims``), the one pruning used at encode, index and search time.
 """
 
 from __future__ import annotations
 
+from numbers import Integral
+
+import numpy as np
 import torch
 
 # Upper bound on elements of one [rows, K] logits chunk (64M floats = 256 MiB in fp32).
@@ -135,3 +139,45 @@ def dense_embedding(hidden: torch.Tensor, mask: torch.Tensor, attention_mask: to
         is_last = (rank == length - 1) & attention_mask.bool()
         return (hidden * is_last.to(hidden.dtype).unsqueeze(-1)).sum(dim=1).float()
     raise ValueError(f"unknown dense pooling mode {mode!r}; expected 'mean' or 'last'")
+
+
+def checked_max_active_dims(max_active_dims: int) -> int:
+    """``max_active_dims`` as an int, refused (ValueError) unless a positive integer."""
+    if isinstance(max_active_dims, bool) or not isinstance(max_active_dims, Integral) or max_active_dims < 1:
+        raise ValueError(f"max_active_dims must be a positive integer, got {max_active_dims!r}")
+    return int(max_active_dims)
+
+
+def keep_max_active_dims(
+    embeddings: torch.Tensor | np.ndarray, max_active_dims: int, lexicon_dims: int | None = None
+) -> torch.Tensor | np.ndarray:
+    """A copy of ``embeddings`` [n, dim] keeping only each row's ``max_active_dims`` largest-magnitude
+    lexicon dimensions; every other lexicon dimension becomes 0.
+
+    The one pruning of a LENS vector, at encode time and in the engine (index and search), so a pruned
+    vector is the same wherever it was pruned. Ties at the N-th magnitude keep the lowest indices, so
+    exactly ``min(N, lexicon_dims)`` dimensions survive. Only the first ``lexicon_dims`` columns (K) are
+    pruned: a hybrid's dense part (columns K onwards) is kept whole, since it is dense by construction and
+    was never trained to be sparse; None prunes every column (a model without a lexicon part). The
+    result is not re-normalised: a pruned vector is the model's unit vector with its smallest weights
+    dropped, so a score against it is the unpruned score minus the dropped terms. Same type (numpy or
+    torch), dtype and device as the input. (sentence-transformers' ``select_max_active_dims`` is not used:
+    its ``topk`` leaves the order among ties unspecified, and it prunes every column.)
+    """
+    max_active_dims = checked_max_active_dims(max_active_dims)
+    as_numpy = isinstance(embeddings, np.ndarray)
+    pruned = torch.from_numpy(np.array(embeddings)) if as_numpy else embeddings.detach().clone()  # a copy either way
+    if pruned.ndim != 2:
+        raise ValueError(f"expected a [n, dim] matrix of embeddings, got shape {tuple(pruned.shape)}")
+    width = pruned.shape[1] if lexicon_dims is None else lexicon_dims
+    if not 0 < width <= pruned.shape[1]:
+        raise ValueError(f"lexicon_dims {lexicon_dims} does not fit embeddings of dimension {pruned.shape[1]}")
+    if max_active_dims < width and pruned.shape[0] > 0:
+        magnitude = pruned[:, :width].abs()
+        threshold = magnitude.topk(max_active_dims, dim=1).values[:, -1:]  # the N-th largest magnitude per row
+        above = magnitude > threshold
+        tied = magnitude == threshold
+        room = max_active_dims - above.sum(dim=1, keepdim=True)  # how many tied dimensions still fit
+        keep = above | (tied & (tied.long().cumsum(dim=1) <= room))
+        pruned[:, :width].masked_fill_(~keep, 0)
+    return pruned.numpy() if as_numpy else pruned

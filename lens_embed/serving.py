@@ -143,17 +143,24 @@ def model_spec(model: SentenceTransformer, model_name: str | None = None, **opti
                           clusters=clusters, **options)
 
 
-def sparse_rows(vectors: np.ndarray, max_active_dims: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def sparse_rows(
+    vectors: np.ndarray, max_active_dims: int | None = None, lexicon_dims: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The active (non-zero) dimensions of every row as ``(indices, values)``, indices ascending.
 
-    With ``max_active_dims`` only that many are kept: the largest in magnitude, ties to the lower index.
+    With ``max_active_dims`` the vectors are pruned first by :func:`lens_embed.pooling.keep_max_active_dims`
+    (the encode-time pruning): the largest lexicon weights in magnitude, ties to the lower index, not
+    re-normalised. ``lexicon_dims`` is a LENS model's K (a hybrid's dense part is kept whole); None prunes
+    every dimension.
     """
+    from lens_embed.pooling import keep_max_active_dims
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if max_active_dims is not None:
+        vectors = keep_max_active_dims(vectors, max_active_dims, lexicon_dims)
     rows = []
-    for vector in np.asarray(vectors, dtype=np.float32):
+    for vector in vectors:
         active = np.flatnonzero(vector)
-        if max_active_dims is not None and len(active) > max_active_dims:
-            strongest = np.argsort(-np.abs(vector[active]), kind="stable")[:max_active_dims]
-            active = np.sort(active[strongest])
         rows.append((active, vector[active]))
     return rows
 
@@ -251,7 +258,7 @@ def upload_vectors(
     with tqdm(total=len(rows), unit="doc", desc=f"Uploading to {backend.collection}", disable=not show_progress) as bar:
         for batch in _batches(rows, batch_size):
             vectors = normalized(np.asarray(embeddings[list(batch)]))
-            sparse = sparse_rows(vectors, spec.max_active_dims) if spec.sparse else [None] * len(batch)
+            sparse = sparse_rows(vectors, spec.max_active_dims, spec.clusters) if spec.sparse else [None] * len(batch)
             backend.upsert([
                 EnginePoint(
                     doc_id=ids[row],
@@ -393,8 +400,11 @@ def engine_queries(
         raise ValueError(f"query vectors have dimension {vectors.shape[-1]}, the collection {spec.dim}")
     if using in ("bm25", "hybrid") and texts is None:
         raise ValueError("BM25 queries need the query texts")
+    if max_active_dims is not None and lens != "sparse":
+        raise ValueError(f"max_active_dims prunes sparse query vectors, and this search uses {lens or 'no LENS'} "
+                         "vectors: search the sparse vectors (--using sparse), or leave the queries unpruned")
     vectors = normalized(vectors)
-    sparse = sparse_rows(vectors, max_active_dims) if lens == "sparse" else None
+    sparse = sparse_rows(vectors, max_active_dims, spec.clusters) if lens == "sparse" else None
     bm25 = _bm25(spec.bm25_avg_len) if using in ("bm25", "hybrid") else None
     return [
         EngineQuery(
@@ -532,7 +542,8 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--dense-dtype", choices=("float32", "float16"), default="float32",
                        help="storage of the dense vectors (float16: half the memory)")
     index.add_argument("--max-active-dims", type=positive_int, default=None,
-                       help="keep only the N largest dimensions of each sparse vector")
+                       help="keep only the N largest lexicon dimensions of each sparse vector (a hybrid's dense "
+                       "part whole; not re-normalised, as encode --max-active-dims)")
     index.add_argument("--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)")
     index.add_argument("--hnsw-m", type=non_negative_int, default=DEFAULT_HNSW_M,
                        help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
@@ -558,7 +569,8 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--exact", action="store_true", help="exact dense search instead of the HNSW graph")
     search.add_argument("--hnsw-ef", type=positive_int, default=None,
                         help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)")
-    search.add_argument("--max-active-dims", type=positive_int, default=None, help="prune sparse query vectors")
+    search.add_argument("--max-active-dims", type=positive_int, default=None,
+                        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only)")
     search.add_argument("--batch-size", type=positive_int, default=32)
     add_load_options(search, dtype_help="the saved one; as at index time: the probe hash depends on it")
     search.add_argument("--allow-other-model", action="store_true",

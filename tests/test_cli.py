@@ -102,6 +102,8 @@ def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
     "argv",
     [
         ["encode", "m", "t.txt", "--out", "e.npy", "--batch-size", "0"],
+        ["encode", "m", "t.txt", "--out", "e.npy", "--max-active-dims", "0"],
+        ["search", "m", "q.jsonl", "--collection", "c", "--out", "r.trec", "--max-active-dims", "-2"],
         ["explain", "m", "fox", "--top", "-1"],
         ["explain", "m", "fox", "--top", "0"],
         ["build", "minilm", "out", "--clusters", "1"],
@@ -122,6 +124,9 @@ def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--distill-weight", "-1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--group-size", "1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--lora-dropout", "1.5"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--document-regularizer-weight", "-1"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--query-regularizer-weight", "nan"],
+        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--regularizer-warmup-steps", "-3"],
         ["mine-negatives", "--data", "d.jsonl", "--output", "o.jsonl", "--num-negatives", "0"],
         ["mine-negatives", "--data", "d.jsonl", "--output", "o.jsonl", "--batch-size", "0"],
     ],

@@ -85,6 +85,12 @@ def narrow_model(tiny_mistral: Path, tmp_path_factory: pytest.TempPathFactory):
     return load_lens_model(out, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def hybrid_model(tiny_hybrid: Path):
+    """A hybrid LENS model: K = 16 lexicon dimensions, then a 32-dimension dense part."""
+    return load_lens_model(tiny_hybrid, device="cpu")
+
+
 @pytest.fixture(params=["edge", "memory"])
 def open_backend(request, tmp_path: Path):
     """``open_backend(name)``: a collection of the in-process engine, or of one in-memory qdrant-client."""
@@ -174,6 +180,29 @@ def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
     queries = normalized(encode(model, list(QUERIES.values()), query=True))
     results = search_collection(model, QUERIES, backend, top_k=4, show_progress=False)
     _assert_exact_ranking(results, queries @ pruned.T, top_k=4)
+
+
+@pytest.mark.parametrize("which", ["model", "hybrid_model"])
+def test_index_and_search_prune_as_encode_does(which, open_backend, request):
+    """Documents pruned at index time and queries at search time are exactly ``encode(..., max_active_dims=N)``:
+    the same function, so a hybrid's dense part stays whole in the engine too."""
+    model = request.getfixturevalue(which)
+    backend = open_backend()
+    _index(model, backend, vectors="sparse", max_active_dims=3)
+    documents = encode(model, list(DOCS.values()), max_active_dims=3)
+    queries = encode(model, list(QUERIES.values()), query=True, max_active_dims=2)
+    if which == "hybrid_model":
+        assert np.count_nonzero(documents[:, 16:]) == documents[:, 16:].size  # the dense part survived
+    results = search_collection(model, QUERIES, backend, top_k=5, max_active_dims=2, show_progress=False)
+    _assert_exact_ranking(results, queries @ documents.T, top_k=5)
+
+
+def test_pruning_applies_to_sparse_query_vectors_only(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, vectors="both")
+    with pytest.raises(ValueError, match="max_active_dims prunes sparse query vectors.*dense"):
+        search_collection(model, QUERIES, backend, max_active_dims=2, show_progress=False)
+    assert search_collection(model, QUERIES, backend, using="sparse", max_active_dims=2, show_progress=False)
 
 
 def test_a_killed_upload_resumes_with_only_the_missing_documents(model, open_backend, tmp_path: Path):

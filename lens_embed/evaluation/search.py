@@ -32,6 +32,7 @@ from mteb.types import PromptType
 
 from lens_embed.engine import Backend, EdgeBackend, EngineTarget
 from lens_embed.evaluation.encoders import LoadedModelEncoder
+from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.retrieval import corpus_key, encode_in_shards
 from lens_embed.serving import CollectionSpec, check_contents, engine_queries, open_collection, upload_vectors
 
@@ -60,6 +61,9 @@ class QdrantSearchIndex:
         self.target = target
         self.vectors = vectors
         self.max_active_dims = max_active_dims
+        loaded = getattr(model, "model", None)  # the sentence-transformers model behind lens-embed's mteb encoder
+        # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
+        self.clusters = lexicon_pooling(loaded).n_clusters if loaded is not None and is_lens_model(loaded) else None
         self.query_batch_size = query_batch_size
         self.backend: Backend | None = None
         self.spec: CollectionSpec | None = None
@@ -74,7 +78,7 @@ class QdrantSearchIndex:
         else:
             backend = self.target.open(name)
         self.spec = CollectionSpec(model_name=self.model_name, model_key="mteb-evaluation", dim=dim, vectors=self.vectors,
-                                   max_active_dims=self.max_active_dims, hnsw_m=0)
+                                   clusters=self.clusters, max_active_dims=self.max_active_dims, hnsw_m=0)
         open_collection(backend, self.spec)
         return backend
 

@@ -11,7 +11,8 @@ Imports only the standard library and :mod:`lens_embed.cli_args`.
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
 total for symmetric tasks, group 8, temperature 0.02, LoRA r32/alpha64/dropout 0.1, one epoch,
-negatives gathered across devices, fp16 and gradient checkpointing on GPU.
+negatives gathered across devices, fp16 and gradient checkpointing on GPU. The FLOPS regulariser that
+trains sparse LENS vectors (SPLADE's, as sentence-transformers' ``SpladeLoss``) is off by default.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ class TrainConfig:
         "authors'), 'global' = the global loss", choices=GATHERED_LOSS_SCALES)
     distill_weight: float = option(1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)",
                                    check=non_negative_float)
+    document_regularizer_weight: float = option(
+        0.0, "FLOPS regulariser (SPLADE) weight on the documents (positive and negative columns): > 0 trains "
+        "sparse LENS vectors; 0: off, the plain LENS loss", check=non_negative_float)
+    query_regularizer_weight: float = option(
+        0.0, "FLOPS regulariser (SPLADE) weight on the queries (first column); 0: queries unregularised",
+        check=non_negative_float)
+    regularizer_warmup_steps: float = option(
+        1 / 3, "the regulariser weights grow quadratically from 0 over this many steps (SPLADE's warm-up; a fraction "
+        "of all steps when below 1, sentence-transformers' 1/3 by default; 0: full weight from the first step)",
+        check=non_negative_float)
     distill_tasks: str = option("in-batch", "which tasks distil: 'in-batch' (the authors': only tasks with "
                                 "in-batch negatives) or 'all' scored tasks", choices=DISTILL_TASKS)
     document_instructions: str = option(
@@ -157,6 +168,11 @@ NOT_RECORDED = frozenset(
 )
 
 
+# Fields added since runs were first recorded, with the value that reproduces a run recorded without them:
+# a run folder recorded before they existed still resumes.
+ADDED = {"document_regularizer_weight": 0.0, "query_regularizer_weight": 0.0, "regularizer_warmup_steps": 1 / 3}
+
+
 # Fields renamed since they were first recorded, old name -> name now (``max_seq_length`` as
 # sentence-transformers names it): a run folder recorded before the rename still resumes.
 RENAMED = {"max_length": "max_seq_length"}
@@ -169,8 +185,9 @@ def recorded_values(config: TrainConfig) -> dict[str, Any]:
 
 
 def current_names(recorded: dict[str, Any]) -> dict[str, Any]:
-    """A recorded configuration with every renamed field under its name now."""
-    return {RENAMED.get(key, key): value for key, value in recorded.items()}
+    """A recorded configuration with every renamed field under its name now, and every field added since at
+    the value that reproduces the recorded run."""
+    return {**ADDED, **{RENAMED.get(key, key): value for key, value in recorded.items()}}
 
 
 def _flag(name: str) -> str:

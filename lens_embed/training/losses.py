@@ -11,6 +11,11 @@ scores, a KL term pulls the softmax over the query's own group towards the teach
 
 Gradient caching comes from sentence-transformers' :class:`CachedLossMixin` (GradCache), and the
 cross-device gather from its ``all_gather_with_grad``, so DDP and DeepSpeed see an ordinary loss.
+
+Sparse LENS: :func:`sparsity_regularized` adds SPLADE's FLOPS regulariser to this loss through
+sentence-transformers' own ``SpladeLoss`` (``CachedSpladeLoss`` with gradient caching), with separate
+query and document weights; :class:`LexiconFlopsLoss` is its ``FlopsLoss`` on the L2-normalised
+lexicon part of the embeddings (see there for why that tensor).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.base.losses.gradcache import CachedLossMixin
 from sentence_transformers.base.losses.merged_forward import embed_columns
+from sentence_transformers.sparse_encoder.losses import CachedSpladeLoss, FlopsLoss, SpladeLoss
 from sentence_transformers.util import all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
@@ -175,3 +181,92 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
     @property
     def citation(self) -> str:
         return LENS_CITATION
+
+
+class LexiconFlopsLoss(FlopsLoss):
+    """sentence-transformers' ``FlopsLoss`` (SPLADE's FLOPS regulariser: the sum over dimensions of the
+    squared mean activation over the batch) on the L2-normalised lexicon part of LENS embeddings.
+
+    Which tensor: the lexicon part *after* L2 normalisation (for a hybrid, its first K columns,
+    normalised again; its dense part is never regularised). The LENS loss compares cosines, so it leaves
+    the scale of the un-normalised ``log1p(relu(.))`` vector free; FLOPS on that vector could fall by
+    shrinking every weight towards zero without zeroing any, measuring scale rather than sparsity. On
+    unit vectors with non-negative weights the term is ``||mean||^2``, the batch's mean pairwise cosine
+    (self-pairs included): the support-overlap cost the FLOPS paper relaxes, which can only fall by
+    giving texts fewer shared active dimensions, i.e. by sparsity. It lies in ``[1/n, 1]`` for the
+    ``n`` rows it sees, and it acts on the vectors the index stores and ``--max-active-dims`` prunes.
+
+    It also keeps the mean number of active (non-zero) lexicon dimensions of the rows it last saw, for
+    the training logs (:meth:`take_active_dims`).
+
+    Args:
+        model: the model being trained (kept, as ``FlopsLoss`` does).
+        n_clusters: K, the number of lexicon dimensions (the first K columns of an embedding).
+        threshold: as ``FlopsLoss``: only rows with more active dimensions than this count (None: all).
+    """
+
+    def __init__(self, model: nn.Module, n_clusters: int, threshold: float | None = None) -> None:
+        super().__init__(model, threshold=threshold)
+        if n_clusters < 1:
+            raise ValueError(f"n_clusters must be positive, got {n_clusters}")
+        self.n_clusters = n_clusters
+        self.active_dims: Tensor | None = None
+
+    def lexicon_part(self, embeddings: Tensor) -> Tensor:
+        """The first K columns, L2-normalised (a no-op up to rounding for a lexicon-only LENS model)."""
+        if embeddings.shape[-1] < self.n_clusters:
+            raise ValueError(f"embeddings of dimension {embeddings.shape[-1]} have no {self.n_clusters} lexicon dimensions")
+        return F.normalize(embeddings[:, : self.n_clusters], p=2, dim=-1)
+
+    def compute_loss_from_embeddings(self, embeddings: Tensor) -> Tensor:
+        lexicon = self.lexicon_part(embeddings)
+        self.active_dims = (lexicon != 0).sum(dim=-1).float().mean().detach()
+        return super().compute_loss_from_embeddings(lexicon)
+
+    def take_active_dims(self) -> Tensor | None:
+        """The mean active dimensions measured since the last call (None if none), then forgotten."""
+        active, self.active_dims = self.active_dims, None
+        return active
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "n_clusters": self.n_clusters}
+
+
+def sparsity_regularized(
+    loss: LensInfoNCELoss,
+    n_clusters: int,
+    document_regularizer_weight: float,
+    query_regularizer_weight: float,
+    mini_batch_size: int | None = None,
+) -> SpladeLoss:
+    """The LENS loss plus SPLADE's FLOPS regularisers: sentence-transformers' ``SpladeLoss`` (or, with
+    ``mini_batch_size``, its ``CachedSpladeLoss``, so gradient caching covers both terms) around ``loss``.
+
+    As there, the first column is the query and every other column (positive, negatives) a document;
+    each regulariser acts on this process's own embeddings (never gathered), while ``loss`` gathers
+    negatives across devices as usual. The result is a dict (``base_loss``, ``document_regularizer_loss``,
+    ``query_regularizer_loss``, the last two already weighted), which the trainer sums and logs.
+
+    Args:
+        loss: the LENS loss; it must not cache gradients itself (the wrapper embeds).
+        n_clusters: K of the LENS model.
+        document_regularizer_weight: weight of FLOPS on the documents (>= 0).
+        query_regularizer_weight: weight of FLOPS on the queries (>= 0; 0 still measures them).
+        mini_batch_size: gradient caching's chunk size (None: embed at once).
+    """
+    if loss.mini_batch_size is not None:
+        raise ValueError("the wrapped LENS loss must embed at once: give mini_batch_size to sparsity_regularized")
+    if min(document_regularizer_weight, query_regularizer_weight) < 0:
+        raise ValueError("regulariser weights must be >= 0, got "
+                         f"document {document_regularizer_weight}, query {query_regularizer_weight}")
+    options: dict[str, Any] = {
+        "model": loss.model,
+        "loss": loss,
+        "document_regularizer_weight": document_regularizer_weight,
+        "query_regularizer_weight": query_regularizer_weight,
+        "document_regularizer": LexiconFlopsLoss(loss.model, n_clusters),
+        "query_regularizer": LexiconFlopsLoss(loss.model, n_clusters),
+    }
+    if mini_batch_size is None:
+        return SpladeLoss(**options)
+    return CachedSpladeLoss(**options, mini_batch_size=mini_batch_size)

@@ -13,7 +13,10 @@ only adds what LENS needs on top:
   optimizer/scheduler state), and the final model is the base with the adapter merged in, saved as
   a sentence-transformers model, with the adapter kept beside it, put in place in one rename;
 * an output folder that belongs to one run: its configuration is recorded, a different run is
-  refused, and resuming starts from the newest complete checkpoint.
+  refused, and resuming starts from the newest complete checkpoint;
+* optionally SPLADE's FLOPS regulariser (sentence-transformers' ``SpladeLoss`` around the LENS loss,
+  its weights warmed up quadratically by :class:`RegularizerWarmup`), with the mean active dimensions
+  of queries and documents in the logs, so a run shows its vectors becoming sparse.
 """
 
 from __future__ import annotations
@@ -31,11 +34,16 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
 from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
+    SpladeRegularizerWeightSchedulerCallback,
+)
+from sentence_transformers.sparse_encoder.losses import SpladeLoss
 from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
 from lens_embed.defaults import authors_dtype
+from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
@@ -57,7 +65,7 @@ from lens_embed.training.lora import (
     merge_and_save,
     save_adapter,
 )
-from lens_embed.training.losses import LensInfoNCELoss
+from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, sparsity_regularized
 from lens_embed.training.negatives import MINED_DIRNAME, complete_task, load_model
 from lens_embed.training.publish import link_tree, publish_folder
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler
@@ -109,6 +117,48 @@ class LensTrainer(SentenceTransformerTrainer):
             super()._load_from_checkpoint(checkpoint_path)
             return
         load_adapter_weights(self.model, checkpoint_path)
+
+    def track_loss_components(self, loss: dict[str, torch.Tensor]) -> None:
+        """The loss components, plus the mean active dimensions of this step's queries and documents as the
+        FLOPS regularisers measured them: logged like the components (averaged over the logging steps
+        and the devices), as ``query_active_dims`` and ``document_active_dims``."""
+        super().track_loss_components({**loss, **active_dimensions(self.loss)})
+
+
+def active_dimensions(losses: nn.Module | dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """``{side}_active_dims`` measured by the FLOPS regularisers since they were last asked (the loss of the
+    step just taken), then forgotten."""
+    found: dict[str, torch.Tensor] = {}
+    for loss in losses.values() if isinstance(losses, dict) else [losses]:
+        for side in ("query", "document"):
+            regularizer = getattr(loss, f"{side}_regularizer", None)
+            active = regularizer.take_active_dims() if isinstance(regularizer, LexiconFlopsLoss) else None
+            if active is not None:
+                found[f"{side}_active_dims"] = active
+    return found
+
+
+class RegularizerWarmup(SpladeRegularizerWeightSchedulerCallback):
+    """sentence-transformers' warm-up of ``SpladeLoss``'s regulariser weights (SPLADE's quadratic one:
+    ``weight * (step / warmup_steps) ** 2`` at the start of each step, the full weight from
+    ``warmup_steps`` on), over a number of steps rather than only a ratio of all steps.
+
+    Args:
+        loss: the regularised loss.
+        warmup_steps: steps (>= 1), a fraction of all steps (below 1, as the sentence-transformers
+            callback's ``warmup_ratio``: at least one step), or 0 for the full weight from the first step.
+    """
+
+    def __init__(self, loss: SpladeLoss, warmup_steps: float) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        super().__init__(loss, scheduler_type="quadratic", warmup_ratio=warmup_steps if 0 < warmup_steps < 1 else 1.0)
+        self.requested_warmup = warmup_steps
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.warmup_steps is not None and (self.requested_warmup == 0 or self.requested_warmup >= 1):
+            self.warmup_steps = int(self.requested_warmup)
 
 
 def training_device() -> str:
@@ -211,24 +261,38 @@ def fillable_tasks(tasks: list[TaskData], sizes: list[int], world_size: int) -> 
     return kept
 
 
+def regularized(config: TrainConfig) -> bool:
+    """Whether the run adds the FLOPS regulariser (a weight above 0); else the loss is exactly the LENS loss."""
+    return config.document_regularizer_weight > 0 or config.query_regularizer_weight > 0
+
+
 def build_losses(
     model: SentenceTransformer, specs: dict[str, TaskSpec], config: TrainConfig, world_size: int
-) -> dict[str, LensInfoNCELoss]:
+) -> dict[str, LensInfoNCELoss | SpladeLoss]:
     """One loss per task key: in-batch negatives (gathered across devices) unless the task is
-    classification/clustering, where only the query's own group competes."""
+    classification/clustering, where only the query's own group competes; with a regulariser weight,
+    that loss inside SPLADE's (:func:`sparsity_regularized`), which then does the gradient caching."""
     scale = 1.0 / world_size if config.gathered_loss_scale == "devices" else 1.0
-    return {
-        key: LensInfoNCELoss(
+    sparse = regularized(config)
+    if sparse and not is_lens_model(model):
+        raise ValueError("the FLOPS regulariser (--document/--query-regularizer-weight) acts on LENS lexicon vectors, "
+                         f"and {config.model} is not a LENS model")
+    losses: dict[str, LensInfoNCELoss | SpladeLoss] = {}
+    for key, spec in specs.items():
+        loss = LensInfoNCELoss(
             model,
             temperature=config.temperature,
             in_batch_negatives=spec.in_batch_negatives,
             gather_across_devices=config.negatives_cross_device and world_size > 1 and spec.in_batch_negatives,
-            mini_batch_size=config.mini_batch_size,
+            mini_batch_size=None if sparse else config.mini_batch_size,
             distill_weight=config.distill_weight if distills(spec, config) else 0.0,
             gathered_gradient_scale=scale,
         )
-        for key, spec in specs.items()
-    }
+        losses[key] = sparsity_regularized(
+            loss, lexicon_pooling(model).n_clusters, config.document_regularizer_weight,
+            config.query_regularizer_weight, config.mini_batch_size,
+        ) if sparse else loss
+    return losses
 
 
 def training_arguments(
@@ -384,10 +448,16 @@ def build_trainer(
         keys[index]: column_sides(specs[index], effective_group_size(specs[index], config.group_size)) for index in kept
     }
     losses = build_losses(model, {keys[index]: specs[index] for index in kept}, config, args.world_size)
-    return LensTrainer(
+    trainer = LensTrainer(
         model=model, args=args, train_dataset=dataset, loss=losses, callbacks=callbacks,
         task_batch_sizes=[sizes[index] for index in kept],
     )
+    for loss in trainer.loss.values():
+        if isinstance(loss, SpladeLoss):
+            # Second in line, as sentence-transformers' sparse trainer places it: the weights it logs reach
+            # the integrations after it.
+            trainer.callback_handler.callbacks.insert(1, RegularizerWarmup(loss, config.regularizer_warmup_steps))
+    return trainer
 
 
 def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:

@@ -104,3 +104,21 @@ def test_the_engine_option_of_evaluate(minilm_path: Path, small_data_dir: Path, 
     assert err.startswith(f"lens-embed evaluate: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
     assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "x"), "--url", url]) == 2
     assert "--url and --api-key apply to --engine qdrant" in capsys.readouterr().err
+
+
+def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) -> None:
+    """``max_active_dims`` in the evaluation's index prunes as ``encode`` does: a hybrid's dense part stays whole."""
+    from lens_embed.model import encode, load_lens_model
+
+    model = load_lens_model(tiny_hybrid, device="cpu")
+    texts = ["a fox by the river", "the reserve bank", "a violin concert", "rain over the harbour", "market day"]
+    documents, queries = encode(model, texts), encode(model, texts[:2], query=True)
+    index = QdrantSearchIndex(SimpleNamespace(model=model, mteb_model_meta=_cosine_model().mteb_model_meta),
+                              vectors="sparse", max_active_dims=2)
+    index.add_documents(documents, [f"d{i}" for i in range(len(texts))])
+    scores, positions = index.search(queries, top_k=len(texts), similarity_fn=None)
+    index.clear()
+    expected = encode(model, texts[:2], query=True, max_active_dims=2) @ encode(model, texts, max_active_dims=2).T
+    for row in range(2):
+        np.testing.assert_allclose(scores[row], expected[row, positions[row]], atol=1e-5)
+        np.testing.assert_allclose(sorted(scores[row], reverse=True), np.sort(expected[row])[::-1], atol=1e-5)

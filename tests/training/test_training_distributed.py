@@ -19,8 +19,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from sentence_transformers.base.losses.merged_forward import embed_columns
 
-from lens_embed.training.losses import LensInfoNCELoss
+from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, sparsity_regularized
 
 WORLD_SIZE = 2
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,26 +33,36 @@ COLUMNS = [
 ]
 
 
-def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None, scale: float = 1.0):
-    """Loss value and flattened parameter gradients of one forward/backward (no dropout)."""
+def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None, scale: float = 1.0,
+                    flops: float = 0.0):
+    """Loss value and flattened parameter gradients of one forward/backward (no dropout); with ``flops``,
+    the FLOPS regulariser at that weight on documents and half of it on queries."""
     model.eval()
     model.zero_grad()
     loss_fn = LensInfoNCELoss(
-        model, gather_across_devices=gather, mini_batch_size=mini_batch_size, gathered_gradient_scale=scale
+        model, gather_across_devices=gather, mini_batch_size=None if flops else mini_batch_size,
+        gathered_gradient_scale=scale,
     )
+    if flops:
+        loss_fn = sparsity_regularized(loss_fn, 16, flops, flops / 2, mini_batch_size)
     loss = loss_fn([model.preprocess(column) for column in columns], None)
+    if isinstance(loss, dict):  # as sentence-transformers' trainer does with SpladeLoss' parts
+        loss = torch.stack(list(loss.values())).sum()
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     return loss.detach(), grads
 
 
-# name: (gather, mini_batch_size, gradient scale); 1 / WORLD_SIZE is what build_losses sets by default.
+# name: (gather, mini_batch_size, gradient scale, FLOPS weight); 1 / WORLD_SIZE is what build_losses sets by default.
+FLOPS_WEIGHT = 3.0
 VARIANTS = {
-    "gathered": (True, None, 1.0),
-    "gathered_cached": (True, 1, 1.0),
-    "local_only": (False, None, 1.0),
-    "authors": (True, None, 1 / WORLD_SIZE),
-    "authors_cached": (True, 1, 1 / WORLD_SIZE),
+    "gathered": (True, None, 1.0, 0.0),
+    "gathered_cached": (True, 1, 1.0, 0.0),
+    "local_only": (False, None, 1.0, 0.0),
+    "authors": (True, None, 1 / WORLD_SIZE, 0.0),
+    "authors_cached": (True, 1, 1 / WORLD_SIZE, 0.0),
+    "regularized": (True, None, 1.0, FLOPS_WEIGHT),
+    "regularized_cached": (True, 1, 1.0, FLOPS_WEIGHT),
 }
 
 
@@ -66,8 +77,8 @@ def _worker(rank: int, init_file: str, model_dir: str, result: str) -> None:
         half = len(COLUMNS[0]) // WORLD_SIZE
         local = [column[rank * half : (rank + 1) * half] for column in COLUMNS]
         results = {}
-        for name, (gather, mini_batch_size, scale) in VARIANTS.items():
-            loss, grads = _loss_and_grads(model, local, gather, mini_batch_size, scale)
+        for name, (gather, mini_batch_size, scale, flops) in VARIANTS.items():
+            loss, grads = _loss_and_grads(model, local, gather, mini_batch_size, scale, flops)
             dist.all_reduce(loss)
             dist.all_reduce(grads)
             results[name] = {"loss": loss / WORLD_SIZE, "grads": grads / WORLD_SIZE}
@@ -112,6 +123,32 @@ def test_default_gradient_is_the_global_loss_over_the_number_of_devices(two_proc
     assert not torch.allclose(distributed["grads"], union_grads, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["regularized", "regularized_cached"])
+def test_the_regulariser_acts_per_device_beside_the_gathered_loss(two_process_results, tiny_lens: Path, variant) -> None:
+    """As SpladeLoss: each process regularises its own embeddings, the InfoNCE still gathers every
+    process's documents. Averaged over processes: the union batch's InfoNCE plus the mean of the
+    per-process regularisers, with gradient caching too."""
+    from lens_embed import load_lens_model
+
+    model = load_lens_model(tiny_lens, device="cpu")
+    model.eval()
+    queries, *documents = embed_columns(model, [model.preprocess(column) for column in COLUMNS])
+    expected = LensInfoNCELoss(model).compute_loss_from_embeddings([queries, *documents])
+    flops = LexiconFlopsLoss(model, 16)
+    half = len(COLUMNS[0]) // WORLD_SIZE
+    for rank in range(WORLD_SIZE):
+        rows = slice(rank * half, (rank + 1) * half)
+        local = FLOPS_WEIGHT * flops.compute_loss_from_embeddings(torch.cat([column[rows] for column in documents]))
+        local = local + FLOPS_WEIGHT / 2 * flops.compute_loss_from_embeddings(queries[rows])
+        expected = expected + local / WORLD_SIZE
+    expected.backward()
+    expected_grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    distributed = two_process_results[variant]
+    torch.testing.assert_close(distributed["loss"], expected.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(distributed["grads"], expected_grads, rtol=1e-3, atol=2e-5)
+    assert distributed["loss"].item() > two_process_results["gathered"]["loss"].item() + 0.1
+
+
 def test_build_losses_scales_gathered_losses_by_the_devices(lens_model, tmp_path: Path) -> None:
     from lens_embed.training.config import TrainConfig
     from lens_embed.training.data import task_spec
@@ -132,14 +169,18 @@ def test_without_gathering_the_loss_differs(two_process_results, union) -> None:
     assert not torch.allclose(local_only["grads"], union[1], rtol=1e-3, atol=2e-5)
 
 
-def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: list[Path], tmp_path: Path) -> None:
-    """The real entry point under torchrun (gloo DDP): mixed tasks, gathered negatives, no deadlock."""
+@pytest.mark.parametrize("regularizer", [[], ["--document-regularizer-weight", "1", "--query-regularizer-weight", "0.5"]],
+                         ids=["lens", "flops"])
+def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: list[Path], tmp_path: Path,
+                                                 regularizer: list[str]) -> None:
+    """The real entry point under torchrun (gloo DDP): mixed tasks, gathered negatives, no deadlock; with the
+    FLOPS regulariser, its parts and the active dimensions gathered from both processes into rank 0's log."""
     output = tmp_path / "trained"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "lens_embed.training", "--model", str(tiny_lens), "--data", *map(str, task_files),
         "--output", str(output), "--batch-size", "2", "--group-size", "3", "--max-steps", "4",
-        "--logging-steps", "1", "--lr", "1e-3", "--warmup-steps", "0", "--symmetric-batch-size", "4",
+        "--logging-steps", "1", "--lr", "1e-3", "--warmup-steps", "0", "--symmetric-batch-size", "4", *regularizer,
     ]
     # Two CPU processes (gloo) everywhere, also on a machine with one GPU.
     # This checkout's lens_embed, whatever an installed copy points at.
@@ -151,4 +192,6 @@ def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: li
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert (output / "modules.json").is_file() and (output / "lora_adapter" / "adapter_config.json").is_file()
     # One process group (not two lone runs writing one folder): only rank 0 logs, once per step.
-    assert (completed.stdout + completed.stderr).count("{'loss': ") == 4
+    logged = completed.stdout + completed.stderr
+    assert logged.count("{'loss': ") == 4
+    assert logged.count("'document_active_dims': ") == logged.count("'query_regularizer_loss': ") == (4 if regularizer else 0)

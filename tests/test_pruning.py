@@ -1,0 +1,108 @@
+"""``max_active_dims``: each LENS vector keeps exactly its N largest lexicon weights (ties to the lower
+index), a hybrid's dense part is kept whole, nothing is re-normalised; one function, used by
+``lens_embed.encode``, ``lens-embed encode`` and the engine (see tests/test_engine.py for index and search)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lens_embed import encode, load_lens_model
+from lens_embed.cli import main
+from lens_embed.pooling import keep_max_active_dims
+
+TEXTS = ["the quick brown fox jumps over the lazy dog", "what is the reserve bank of australia", "fox", ""]
+
+
+def _top_n_by_hand(row: list[float], n: int) -> list[float]:
+    """The row with all but its n largest magnitudes zeroed, equal magnitudes ranked by index."""
+    order = sorted(range(len(row)), key=lambda i: (-abs(row[i]), i))[:n]
+    return [value if i in order else 0.0 for i, value in enumerate(row)]
+
+
+def test_pruning_keeps_exactly_the_n_largest_magnitudes_with_ties_to_the_lower_index():
+    vectors = np.array(
+        [
+            [0.0, 0.5, -0.9, 0.5, 0.1, 0.5],  # a three-way tie at the cut
+            [0.3, 0.3, 0.3, 0.3, 0.3, 0.3],  # all tied
+            [0.0, 0.0, 0.2, 0.0, 0.0, 0.0],  # fewer active dimensions than N
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    for n in (1, 2, 3, 5):
+        pruned = keep_max_active_dims(vectors, n)
+        assert pruned.tolist() == [_top_n_by_hand(row, n) for row in vectors.tolist()]
+        assert (np.count_nonzero(pruned, axis=1) == np.minimum(n, np.count_nonzero(vectors, axis=1))).all()
+    assert np.flatnonzero(keep_max_active_dims(vectors, 2)[0]).tolist() == [1, 2]
+    assert keep_max_active_dims(vectors, 6).tolist() == vectors.tolist()  # N >= dimension: unchanged
+
+
+def test_pruning_returns_a_copy_of_the_same_kind_and_never_renormalises():
+    rng = np.random.default_rng(0)
+    vectors = rng.random((5, 40)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    original = vectors.copy()
+    pruned = keep_max_active_dims(vectors, 7)
+    assert isinstance(pruned, np.ndarray) and pruned.dtype == np.float32 and np.array_equal(vectors, original)
+    kept = pruned != 0
+    assert np.array_equal(pruned[kept], vectors[kept])  # surviving weights untouched: norms now below 1
+    assert (np.linalg.norm(pruned, axis=1) < 1).all()
+    as_tensor = keep_max_active_dims(torch.from_numpy(vectors).double(), 7)
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.float64
+    assert np.array_equal(as_tensor.float().numpy(), pruned)
+    assert keep_max_active_dims(vectors[::-1], 7).tolist() == pruned[::-1].tolist()  # any memory layout
+
+
+def test_only_the_lexicon_part_of_a_hybrid_is_pruned():
+    vectors = np.array([[0.1, 0.4, 0.2, 0.3, -0.05, 0.01, 0.7]], dtype=np.float32)  # K = 4, dense part of 3
+    pruned = keep_max_active_dims(vectors, 2, lexicon_dims=4)
+    expected = np.array([[0.0, 0.4, 0.0, 0.3, -0.05, 0.01, 0.7]], dtype=np.float32)
+    assert np.array_equal(pruned, expected)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "4"])
+def test_a_bad_count_is_refused(bad):
+    with pytest.raises(ValueError, match="max_active_dims must be a positive integer"):
+        keep_max_active_dims(np.ones((2, 4), dtype=np.float32), bad)
+
+
+def test_lexicon_dims_must_fit_the_embeddings():
+    with pytest.raises(ValueError, match="does not fit"):
+        keep_max_active_dims(np.ones((2, 4), dtype=np.float32), 2, lexicon_dims=5)
+
+
+@pytest.mark.parametrize("query", [False, True])
+def test_encode_prunes_every_lens_vector_to_its_top_n(tiny_lens: Path, query: bool):
+    model = load_lens_model(tiny_lens, device="cpu")
+    full = encode(model, TEXTS, query=query)
+    pruned = encode(model, TEXTS, query=query, max_active_dims=3)
+    assert pruned.tolist() == [_top_n_by_hand(row, 3) for row in full.tolist()]
+    assert (np.count_nonzero(pruned, axis=1) == np.minimum(3, np.count_nonzero(full, axis=1))).all()
+    assert np.count_nonzero(full[:3], axis=1).min() > 3  # the texts had more to prune
+    as_tensor = encode(model, TEXTS, query=query, max_active_dims=3, convert_to_tensor=True)
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.numpy().tolist() == pruned.tolist()
+    with pytest.raises(ValueError, match="max_active_dims must be a positive integer"):
+        encode(model, TEXTS, query=query, max_active_dims=0)
+
+
+def test_encode_keeps_a_hybrids_dense_part_whole(tiny_hybrid: Path):
+    model = load_lens_model(tiny_hybrid, device="cpu")
+    full = encode(model, TEXTS, query=True)
+    pruned = encode(model, TEXTS, query=True, max_active_dims=2)
+    assert full.shape[1] == 16 + 32
+    assert pruned[:, :16].tolist() == [_top_n_by_hand(row, 2) for row in full[:, :16].tolist()]
+    assert np.array_equal(pruned[:, 16:], full[:, 16:])
+
+
+def test_the_encode_command_prunes(tiny_lens: Path, tmp_path: Path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(text + "\n" for text in TEXTS[:3]), encoding="utf-8")
+    out = tmp_path / "pruned.npy"
+    assert main(["encode", str(tiny_lens), str(texts), "--out", str(out), "--query", "--max-active-dims", "4"]) == 0
+    model = load_lens_model(tiny_lens, device="cpu")
+    assert np.array_equal(np.load(out), encode(model, TEXTS[:3], query=True, max_active_dims=4))
+    assert (np.count_nonzero(np.load(out), axis=1) == 4).all()
