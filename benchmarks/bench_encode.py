@@ -63,7 +63,9 @@ def sts_sentences(data: str, n_texts: int) -> list[str]:
     return [text for row in rows for text in (row["sentence1"], row["sentence2"])][:n_texts]
 
 
-def head_overhead(model_path: str, texts: list[str], rounds: int = 3, batch_size: int = 64) -> dict[str, float]:
+def head_overhead(
+    model_path: str, texts: list[str], rounds: int = 3, batch_size: int = 64
+) -> dict[str, float]:
     """LENS encoding time over the same backbone's dense (mean-pooled) encoding, batch by batch.
 
     The texts are sorted by length as sentence-transformers sorts them and cut into batches; each batch
@@ -81,23 +83,31 @@ def head_overhead(model_path: str, texts: list[str], rounds: int = 3, batch_size
     dense = SentenceTransformer(str(minilm_path()))
     ordered = sorted(texts, key=len, reverse=True)
     batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-    runs = {"lens": lambda batch: encode(lens, batch, batch_size=batch_size),
-            "dense": lambda batch: dense.encode(batch, batch_size=batch_size)}
+    runs = {
+        "lens": lambda batch: encode(lens, batch, batch_size=batch_size),
+        "dense": lambda batch: dense.encode(batch, batch_size=batch_size),
+    }
     for run in runs.values():
         run(batches[0])  # warm-up
     ratios, totals = [], {name: 0.0 for name in runs}
     for _ in range(rounds):
         for index, batch in enumerate(batches):
             seconds = {}
-            for name in (("lens", "dense") if index % 2 == 0 else ("dense", "lens")):
+            for name in ("lens", "dense") if index % 2 == 0 else ("dense", "lens"):
                 start = time.perf_counter()
                 runs[name](batch)
                 seconds[name] = time.perf_counter() - start
                 totals[name] += seconds[name]
             ratios.append(seconds["lens"] / seconds["dense"])
-    return {"texts": len(texts), "rounds": rounds, "batches": len(ratios), "lens_s": round(totals["lens"], 3),
-            "dense_s": round(totals["dense"], 3), "lens_over_dense": round(statistics.median(ratios), 3),
-            "head_flop_share": round(head_flop_share(lens, batches), 3)}
+    return {
+        "texts": len(texts),
+        "rounds": rounds,
+        "batches": len(ratios),
+        "lens_s": round(totals["lens"], 3),
+        "dense_s": round(totals["dense"], 3),
+        "lens_over_dense": round(statistics.median(ratios), 3),
+        "head_flop_share": round(head_flop_share(lens, batches), 3),
+    }
 
 
 def head_flop_share(lens, batches: list[list[str]]) -> float:
@@ -110,7 +120,9 @@ def head_flop_share(lens, batches: list[list[str]]) -> float:
         lengths = [len(ids) for ids in lens[0].tokenizer(batch)["input_ids"]]
         padded = len(batch) * max(lengths)
         head += 2 * hidden * n_clusters * sum(lengths)
-        backbone += layers * (padded * (8 * hidden * hidden + 4 * hidden * inner) + 4 * padded * max(lengths) * hidden)
+        backbone += layers * (
+            padded * (8 * hidden * hidden + 4 * hidden * inner) + 4 * padded * max(lengths) * hidden
+        )
     return head / backbone
 
 
@@ -119,7 +131,9 @@ def main() -> None:
     parser.add_argument("--pool", choices=["chunked", "full"], help="internal: run one pooling measurement")
     parser.add_argument("--model", default=None)
     parser.add_argument("--texts", type=int, default=1024)
-    parser.add_argument("--data", default="../shared/data", help="folder with sts/STSBenchmark for the overhead run")
+    parser.add_argument(
+        "--data", default="../shared/data", help="folder with sts/STSBenchmark for the overhead run"
+    )
     parser.add_argument("--overhead-texts", type=int, default=2000)
     args = parser.parse_args()
     if args.pool:
@@ -127,7 +141,9 @@ def main() -> None:
         return
     print(f"pooling [{BATCH}, {SEQ}, {HIDDEN}] x K={K}:")
     for mode in ("chunked", "full"):
-        out = subprocess.run([sys.executable, __file__, "--pool", mode], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--pool", mode], capture_output=True, text=True, check=True
+        )
         print("  ", out.stdout.strip())
     from lens_embed import default_model_path
 

@@ -36,13 +36,21 @@ CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("dense float16, exact", {"vectors": "dense", "dense_dtype": "float16", "hnsw_m": 0}, {"exact": True}),
     ("dense float16, HNSW m=32", {"vectors": "dense", "dense_dtype": "float16"}, {}),
     ("sparse, all active dimensions", {"vectors": "sparse"}, {}),
-    *[(f"sparse, top {n} per document", {"vectors": "sparse", "max_active_dims": n}, {}) for n in (512, 256, 128, 64)],
-    ("hybrid: dense float32 exact + BM25 (RRF)", {"vectors": "dense", "hnsw_m": 0, "bm25": True},
-     {"exact": True, "using": "hybrid"}),
+    *[
+        (f"sparse, top {n} per document", {"vectors": "sparse", "max_active_dims": n}, {})
+        for n in (512, 256, 128, 64)
+    ],
+    (
+        "hybrid: dense float32 exact + BM25 (RRF)",
+        {"vectors": "dense", "hnsw_m": 0, "bm25": True},
+        {"exact": True, "using": "hybrid"},
+    ),
 ]
 
 
-def load_task(data: Path, task: str, max_docs: int | None) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
+def load_task(
+    data: Path, task: str, max_docs: int | None
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
     """Documents (``title text``), the judged test queries and their judgements of a BEIR task folder.
 
     With ``max_docs``, every judged document (corpus order) and then the others (corpus order) up to that
@@ -58,7 +66,11 @@ def load_task(data: Path, task: str, max_docs: int | None) -> tuple[dict[str, st
         judged = {doc for docs in qrels.values() for doc in docs}
         order = [d for d in documents if d in judged] + [d for d in documents if d not in judged]
         documents = {d: documents[d] for d in order[:max_docs]}
-    queries = {qid: text for qid, text in read_documents(folder / "queries.jsonl", titles=False).items() if qid in qrels}
+    queries = {
+        qid: text
+        for qid, text in read_documents(folder / "queries.jsonl", titles=False).items()
+        if qid in qrels
+    }
     return documents, queries, qrels
 
 
@@ -78,12 +90,23 @@ def ndcg_at_10(results: dict[str, list[str]], qrels: dict[str, dict[str, int]]) 
 
     run = {qid: {doc: float(10 - rank) for rank, doc in enumerate(docs)} for qid, docs in results.items()}
     scores = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
-    return float(np.mean([scores[qid]["ndcg_cut_10"] if qid in scores else 0.0 for qid in qrels if qid in results]))
+    return float(
+        np.mean([scores[qid]["ndcg_cut_10"] if qid in scores else 0.0 for qid in qrels if qid in results])
+    )
 
 
-def measure(model_name: str, ids: list[str], texts: list[str], docs: np.ndarray, query_texts: list[str],
-            queries: np.ndarray, qrels: dict[str, dict[str, int]], query_ids: list[str], workdir: Path,
-            top_k: int = 10) -> list[dict[str, object]]:
+def measure(
+    model_name: str,
+    ids: list[str],
+    texts: list[str],
+    docs: np.ndarray,
+    query_texts: list[str],
+    queries: np.ndarray,
+    qrels: dict[str, dict[str, int]],
+    query_ids: list[str],
+    workdir: Path,
+    top_k: int = 10,
+) -> list[dict[str, object]]:
     from lens_embed.engine import BM25, DENSE, SPARSE, EdgeBackend
     from lens_embed.retrieval import normalized
     from lens_embed.serving import CollectionSpec, engine_queries, open_collection, upload_vectors
@@ -95,8 +118,13 @@ def measure(model_name: str, ids: list[str], texts: list[str], docs: np.ndarray,
     rows = []
     for number, (label, options, search) in enumerate(CONFIGS):
         spec_options = {key: value for key, value in options.items() if key != "bm25"}
-        spec = CollectionSpec(model_name=model_name, model_key="benchmark", dim=docs.shape[1],
-                              bm25_avg_len=avg_len if options.get("bm25") else None, **spec_options)
+        spec = CollectionSpec(
+            model_name=model_name,
+            model_key="benchmark",
+            dim=docs.shape[1],
+            bm25_avg_len=avg_len if options.get("bm25") else None,
+            **spec_options,
+        )
         names = {DENSE} if spec.dense else set()
         names |= {SPARSE} if spec.sparse else set()
         names |= {BM25} if spec.bm25_avg_len is not None else set()
@@ -119,15 +147,24 @@ def measure(model_name: str, ids: list[str], texts: list[str], docs: np.ndarray,
         searched = time.perf_counter() - started
         backend.close()
         found = [[doc for doc, _ in row] for row in hits]
-        recall = np.mean([
-            sum(exact_scores[q, position[doc]] >= tenth[q] - 1e-6 for doc in row) / top_k for q, row in enumerate(found)
-        ])
-        rows.append({
-            "config": label, "bytes_per_doc": round(per_doc, 1), "gb_per_million_docs": round(per_doc * 1e6 / 1e9, 2),
-            "recall_at_10": round(float(recall), 4), "ndcg_at_10": round(ndcg_at_10(dict(zip(query_ids, found, strict=True)), qrels), 4),
-            "build_s": round(built, 2), "search_ms_per_query": round(1000 * searched / len(requests), 3),
-            "hnsw_graph_built": graph,
-        })
+        recall = np.mean(
+            [
+                sum(exact_scores[q, position[doc]] >= tenth[q] - 1e-6 for doc in row) / top_k
+                for q, row in enumerate(found)
+            ]
+        )
+        rows.append(
+            {
+                "config": label,
+                "bytes_per_doc": round(per_doc, 1),
+                "gb_per_million_docs": round(per_doc * 1e6 / 1e9, 2),
+                "recall_at_10": round(float(recall), 4),
+                "ndcg_at_10": round(ndcg_at_10(dict(zip(query_ids, found, strict=True)), qrels), 4),
+                "build_s": round(built, 2),
+                "search_ms_per_query": round(1000 * searched / len(requests), 3),
+                "hnsw_graph_built": graph,
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -141,22 +178,36 @@ def markdown(rows: list[dict[str, object]], task: str, n_docs: int, n_queries: i
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['config']} | {r['bytes_per_doc']} | {r['gb_per_million_docs']} | {r['recall_at_10']} | "
-                     f"{r['ndcg_at_10']} | {r['build_s']} | {r['search_ms_per_query']} | "
-                     f"{'built' if r['hnsw_graph_built'] else '-'} |")
+        lines.append(
+            f"| {r['config']} | {r['bytes_per_doc']} | {r['gb_per_million_docs']} | {r['recall_at_10']} | "
+            f"{r['ndcg_at_10']} | {r['build_s']} | {r['search_ms_per_query']} | "
+            f"{'built' if r['hnsw_graph_built'] else '-'} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding retrieval/<task> (BEIR layout)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", default="../shared/data", help="folder holding retrieval/<task> (BEIR layout)"
+    )
     parser.add_argument("--task", default="SciFact")
     parser.add_argument("--model", default=None, help="default: the embedded LENS-MiniLM")
-    parser.add_argument("--instruction", default=NAMED_INSTRUCTIONS["fact_check"], help="the query instruction")
+    parser.add_argument(
+        "--instruction", default=NAMED_INSTRUCTIONS["fact_check"], help="the query instruction"
+    )
     parser.add_argument("--output", default="results/bench-engine", help="embedding shards and report folder")
-    parser.add_argument("--shards", default=None, help="corpus embedding shards (default: OUTPUT/shards/<key>)")
-    parser.add_argument("--max-docs", type=int, default=None,
-                        help="N documents: every judged one, then the others (quick runs; an easier corpus)")
+    parser.add_argument(
+        "--shards", default=None, help="corpus embedding shards (default: OUTPUT/shards/<key>)"
+    )
+    parser.add_argument(
+        "--max-docs",
+        type=int,
+        default=None,
+        help="N documents: every judged one, then the others (quick runs; an easier corpus)",
+    )
     args = parser.parse_args(argv)
     from lens_embed import default_model_path
     from lens_embed.corpus import encode_corpus
@@ -175,8 +226,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     query_ids = list(queries)
     query_vectors = encode(model, [queries[q] for q in query_ids], query=True, instruction=args.instruction)
     with tempfile.TemporaryDirectory(prefix="bench-engine-", dir=output) as workdir:
-        rows = measure(model_path, ids, texts, np.asarray(docs), [queries[q] for q in query_ids], query_vectors,
-                       qrels, query_ids, Path(workdir))
+        rows = measure(
+            model_path,
+            ids,
+            texts,
+            np.asarray(docs),
+            [queries[q] for q in query_ids],
+            query_vectors,
+            qrels,
+            query_ids,
+            Path(workdir),
+        )
     print(markdown(rows, args.task, len(ids), len(query_ids), docs.shape[1]))
     (output / "engine.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     return rows

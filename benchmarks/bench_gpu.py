@@ -39,10 +39,24 @@ from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION, QUERY_TOKEN, query_pro
 
 VOCAB = 32003  # Mistral's 32000 + <instruct>, <query>, <response>
 SHAPES = {
-    "7b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "clusters": 8000, "max_length": 512},
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "clusters": 64, "max_length": 64},
+    "7b": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "clusters": 8000,
+        "max_length": 512,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "clusters": 64,
+        "max_length": 64,
+    },
 }
 # Dense bf16 peaks (TFLOP/s) from the vendors' datasheets; MFU divides by these.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
@@ -70,7 +84,9 @@ def synthetic_tokenizer(directory: Path):
     core.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)]
     )
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     prepare_tokenizer(tokenizer, decoder=True)
     assert len(tokenizer) == VOCAB, len(tokenizer)
     tokenizer.save_pretrained(directory)
@@ -90,7 +106,9 @@ def write_random_backbone(directory: Path, shape: dict[str, int], layers: int | 
         num_hidden_layers=layers or shape["num_hidden_layers"],
         num_attention_heads=shape["num_attention_heads"],
         num_key_value_heads=shape["num_key_value_heads"],
-        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     make_bidirectional(config)
     torch.manual_seed(0)
@@ -110,11 +128,16 @@ def make_workload(n_texts: int, max_length: int, seed: int, tokenizer, prompt: s
         "passages": rng.integers(min(28, max_length - 2), min(199, max_length - 2), per_group),
         "documents": np.full(per_group, max_length - 2),
     }
-    texts = {g: [" ".join(f"w{t}" for t in rng.integers(3, VOCAB - 3, n)) for n in counts] for g, counts in words.items()}
+    texts = {
+        g: [" ".join(f"w{t}" for t in rng.integers(3, VOCAB - 3, n)) for n in counts]
+        for g, counts in words.items()
+    }
     tokens = {}
     for group, items in texts.items():
         prefixed = [prompt + t for t in items] if group == "queries" else items
-        tokens[group] = [len(ids) for ids in tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]]
+        tokens[group] = [
+            len(ids) for ids in tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+        ]
     return Workload(texts, tokens)
 
 
@@ -122,7 +145,10 @@ def model_flops(lengths: list[int], shape: dict[str, int], layers: int, clusters
     """Forward FLOPs of the real tokens: projections, MLP, bidirectional attention, the K-way head."""
     hidden, inter = shape["hidden_size"], shape["intermediate_size"]
     kv = hidden * shape["num_key_value_heads"] // shape["num_attention_heads"]
-    per_token = layers * 2 * (hidden * (hidden + 2 * kv) + hidden * hidden + 3 * hidden * inter) + 2 * hidden * clusters
+    per_token = (
+        layers * 2 * (hidden * (hidden + 2 * kv) + hidden * hidden + 3 * hidden * inter)
+        + 2 * hidden * clusters
+    )
     return float(sum(n * per_token + layers * 4 * n * n * hidden for n in lengths))
 
 
@@ -133,8 +159,9 @@ def random_head(clusters: int, hidden: int) -> tuple[torch.Tensor, torch.Tensor]
     return centroids, torch.randint(0, clusters, (VOCAB,), generator=generator)
 
 
-def authors_pipeline(base: Path, centroids: torch.Tensor, dtype: torch.dtype, device: str, batch_size: int,
-                     max_length: int) -> tuple[Callable, Callable]:
+def authors_pipeline(
+    base: Path, centroids: torch.Tensor, dtype: torch.dtype, device: str, batch_size: int, max_length: int
+) -> tuple[Callable, Callable]:
     """(load, embed) for the authors' procedure; ``embed(texts, query)`` returns normalised rows."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -146,7 +173,9 @@ def authors_pipeline(base: Path, centroids: torch.Tensor, dtype: torch.dtype, de
         model = AutoModel.from_pretrained(base, dtype=dtype).to(device).eval()
         head = torch.nn.Linear(centroids.shape[1], centroids.shape[0], bias=False, dtype=dtype, device=device)
         head.weight.data.copy_(centroids)
-        state.update(tokenizer=tokenizer, model=model, head=head, query_id=tokenizer.convert_tokens_to_ids(QUERY_TOKEN))
+        state.update(
+            tokenizer=tokenizer, model=model, head=head, query_id=tokenizer.convert_tokens_to_ids(QUERY_TOKEN)
+        )
 
     @torch.no_grad()
     def embed(texts: list[str], query: bool) -> np.ndarray:
@@ -155,8 +184,13 @@ def authors_pipeline(base: Path, centroids: torch.Tensor, dtype: torch.dtype, de
             texts = [f"{query_prompt(DEFAULT_QUERY_INSTRUCTION)}{t}" for t in texts]
         out = []
         for start in range(0, len(texts), batch_size):
-            inputs = tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
-                               max_length=max_length, return_tensors="pt").to(device)
+            inputs = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
             logits = head(model(**inputs).last_hidden_state)  # [B, L, K]
             if query:
                 mask = torch.zeros_like(inputs["input_ids"])
@@ -172,9 +206,17 @@ def authors_pipeline(base: Path, centroids: torch.Tensor, dtype: torch.dtype, de
     return load, embed
 
 
-def lens_pipeline(base: Path, centroids: torch.Tensor, token_clusters: torch.Tensor, device: str,
-                  dtype: torch.dtype | None, attn: str | None, batch_size: int, max_tokens: int | None,
-                  max_length: int) -> tuple[Callable, Callable]:
+def lens_pipeline(
+    base: Path,
+    centroids: torch.Tensor,
+    token_clusters: torch.Tensor,
+    device: str,
+    dtype: torch.dtype | None,
+    attn: str | None,
+    batch_size: int,
+    max_tokens: int | None,
+    max_length: int,
+) -> tuple[Callable, Callable]:
     """(load, embed) for lens-embed's modules: defaults (as is) or tuned (dtype, attention, token budget)."""
     from lens_embed.batching import encode_bucketed
     from lens_embed.build import assemble_lens_model, load_backbone
@@ -186,8 +228,10 @@ def lens_pipeline(base: Path, centroids: torch.Tensor, token_clusters: torch.Ten
     def load() -> None:
         transformer, _ = load_backbone(base, max_seq_length=max_length, attn_implementation=attn, dtype=dtype)
         pooling = LexiconPooling(
-            n_clusters=centroids.shape[0], hidden_size=centroids.shape[1],
-            query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN), next_token_outputs=True,
+            n_clusters=centroids.shape[0],
+            hidden_size=centroids.shape[1],
+            query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
+            next_token_outputs=True,
             vocab_size=VOCAB,
         )
         pooling.set_head(centroids, token_clusters)
@@ -197,8 +241,14 @@ def lens_pipeline(base: Path, centroids: torch.Tensor, token_clusters: torch.Ten
         model = state["model"]
         instruction = DEFAULT_QUERY_INSTRUCTION if query else None
         if max_tokens is None:
-            return encode(model, texts, query=query, instruction=instruction, batch_size=batch_size,
-                          show_progress_bar=False)
+            return encode(
+                model,
+                texts,
+                query=query,
+                instruction=instruction,
+                batch_size=batch_size,
+                show_progress_bar=False,
+            )
         return encode_bucketed(model, texts, query=query, instruction=instruction, max_tokens=max_tokens)
 
     return load, embed
@@ -209,8 +259,15 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(name: str, load: Callable, embed: Callable, work: Workload, device: str, flops: dict[str, float],
-            peak_tflops: float | None) -> tuple[dict[str, object], np.ndarray]:
+def measure(
+    name: str,
+    load: Callable,
+    embed: Callable,
+    work: Workload,
+    device: str,
+    flops: dict[str, float],
+    peak_tflops: float | None,
+) -> tuple[dict[str, object], np.ndarray]:
     """Load, embed one query (time to first embedding), warm up, then time each group of texts."""
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -234,9 +291,13 @@ def measure(name: str, load: Callable, embed: Callable, work: Workload, device: 
     row["tokens_per_s"] = round(total_tokens / total_seconds, 1)
     for group in GROUPS:
         row[f"{group}_tokens_per_s"] = round(sum(work.tokens[group]) / seconds[group], 1)
-    row["mfu"] = None if peak_tflops is None else round(sum(flops.values()) / total_seconds / (peak_tflops * 1e12), 4)
+    row["mfu"] = (
+        None if peak_tflops is None else round(sum(flops.values()) / total_seconds / (peak_tflops * 1e12), 4)
+    )
     row["documents_mfu"] = (
-        None if peak_tflops is None else round(flops["documents"] / seconds["documents"] / (peak_tflops * 1e12), 4)
+        None
+        if peak_tflops is None
+        else round(flops["documents"] / seconds["documents"] / (peak_tflops * 1e12), 4)
     )
     row["peak_gpu_memory_gib"] = (
         round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
@@ -275,16 +336,33 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         write_random_backbone(base, shape, layers, device)
         from transformers import AutoTokenizer
 
-        work = make_workload(args.texts, max_length, args.seed, AutoTokenizer.from_pretrained(base),
-                             query_prompt(DEFAULT_QUERY_INSTRUCTION))
+        work = make_workload(
+            args.texts,
+            max_length,
+            args.seed,
+            AutoTokenizer.from_pretrained(base),
+            query_prompt(DEFAULT_QUERY_INSTRUCTION),
+        )
         flops = {g: model_flops(work.tokens[g], shape, layers, clusters) for g in GROUPS}
         centroids, token_clusters = random_head(clusters, shape["hidden_size"])
         pipelines = {
-            "authors": authors_pipeline(base, centroids, forced or torch.float16, device, args.batch_size, max_length),
-            "lens-embed": lens_pipeline(base, centroids, token_clusters, device, forced, None, args.batch_size,
-                                        None, max_length),
-            "lens-embed-best": lens_pipeline(base, centroids, token_clusters, device, forced or torch.bfloat16,
-                                             best_attention(device), args.batch_size, args.max_tokens, max_length),
+            "authors": authors_pipeline(
+                base, centroids, forced or torch.float16, device, args.batch_size, max_length
+            ),
+            "lens-embed": lens_pipeline(
+                base, centroids, token_clusters, device, forced, None, args.batch_size, None, max_length
+            ),
+            "lens-embed-best": lens_pipeline(
+                base,
+                centroids,
+                token_clusters,
+                device,
+                forced or torch.bfloat16,
+                best_attention(device),
+                args.batch_size,
+                args.max_tokens,
+                max_length,
+            ),
         }
         rows, outputs = [], {}
         for name, (load, embed) in pipelines.items():
@@ -296,14 +374,22 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     names = list(outputs)
     diffs = {
         f"{a} vs {b}": float(np.abs(outputs[a] - outputs[b]).max())
-        for i, a in enumerate(names) for b in names[i + 1 :]
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
     }
     return {
-        "device": card, "peak_tflops_bf16_dense": peak, "scale": args.scale, "layers": layers, "clusters": clusters,
+        "device": card,
+        "peak_tflops_bf16_dense": peak,
+        "scale": args.scale,
+        "layers": layers,
+        "clusters": clusters,
         "texts_per_group": len(work.texts["queries"]),
-        "tokens": {g: sum(work.tokens[g]) for g in GROUPS}, "batch_size": args.batch_size,
-        "max_tokens_per_batch": args.max_tokens, "dtype_override": args.dtype,
-        "pipelines": rows, "max_abs_diff": diffs,
+        "tokens": {g: sum(work.tokens[g]) for g in GROUPS},
+        "batch_size": args.batch_size,
+        "max_tokens_per_batch": args.max_tokens,
+        "dtype_override": args.dtype,
+        "pipelines": rows,
+        "max_abs_diff": diffs,
     }
 
 
@@ -321,24 +407,39 @@ def markdown(report: dict[str, object]) -> str:
             f"| {row['pipeline']} | {row['tokens_per_s']} | {row['mfu']} | {row['documents_mfu']} | "
             f"{row['peak_gpu_memory_gib']} | {row['time_to_first_embedding_s']} |"
         )
-    lines += ["", "max abs difference of embeddings: "
-              + ", ".join(f"{k}: {v:.2e}" for k, v in report["max_abs_diff"].items())]
+    lines += [
+        "",
+        "max abs difference of embeddings: "
+        + ", ".join(f"{k}: {v:.2e}" for k, v in report["max_abs_diff"].items()),
+    ]
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=sorted(SHAPES), default="7b", help="layer shapes (tiny: CPU smoke run)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scale", choices=sorted(SHAPES), default="7b", help="layer shapes (tiny: CPU smoke run)"
+    )
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the shape's (quick runs)")
     parser.add_argument("--clusters", type=int, default=None, help="K (default: 8000 for 7b, 64 for tiny)")
-    parser.add_argument("--texts", type=int, default=1536, help="texts in all, split in thirds across the groups")
+    parser.add_argument(
+        "--texts", type=int, default=1536, help="texts in all, split in thirds across the groups"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="fixed batch size of (a) and (b)")
     parser.add_argument("--max-tokens", type=int, default=65536, help="padded tokens per batch of (c)")
-    parser.add_argument("--dtype", default=None, help="force one dtype on all pipelines (float32 for the CPU test)")
+    parser.add_argument(
+        "--dtype", default=None, help="force one dtype on all pipelines (float32 for the CPU test)"
+    )
     parser.add_argument("--device", default=None)
-    parser.add_argument("--peak-tflops", type=float, default=None, help="peak to divide by (else from the card)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="peak to divide by (else from the card)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="where the random checkpoint is written (~15 GB for 7b)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the random checkpoint is written (~15 GB for 7b)"
+    )
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     return parser.parse_args(argv)
 

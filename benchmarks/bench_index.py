@@ -42,8 +42,9 @@ def load_scifact(data: Path) -> tuple[list[str], list[str]]:
     return corpus, queries
 
 
-def embed(model_path: str, corpus: list[str], queries: list[str], cache: Path,
-          max_docs: int | None) -> tuple[np.ndarray, np.ndarray]:
+def embed(
+    model_path: str, corpus: list[str], queries: list[str], cache: Path, max_docs: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Corpus embeddings from resumable 1000-document shards (only those covering the first ``max_docs``)."""
     from lens_embed.loading import load_lens_model
     from lens_embed.model import encode
@@ -77,11 +78,17 @@ def measure(docs: np.ndarray, queries: np.ndarray, top_k: int = 10) -> list[dict
         searched = time.perf_counter() - start
         per_doc, fixed = index_memory(index)
         recall = np.mean([len(set(f) & set(e)) / top_k for f, e in zip(found, exact, strict=True)])
-        rows.append({
-            "index": label, "bytes_per_doc": round(per_doc, 1), "gb_per_million_docs": round(per_doc * 1e6 / 1e9, 2),
-            "fixed_mb": round(fixed / 1e6, 2), "recall_at_10": round(float(recall), 4),
-            "build_s": round(built, 2), "search_ms_per_query": round(1000 * searched / len(queries), 3),
-        })
+        rows.append(
+            {
+                "index": label,
+                "bytes_per_doc": round(per_doc, 1),
+                "gb_per_million_docs": round(per_doc * 1e6 / 1e9, 2),
+                "fixed_mb": round(fixed / 1e6, 2),
+                "recall_at_10": round(float(recall), 4),
+                "build_s": round(built, 2),
+                "search_ms_per_query": round(1000 * searched / len(queries), 3),
+            }
+        )
     return rows
 
 
@@ -93,23 +100,31 @@ def markdown(rows: list[dict[str, object]], n_docs: int, n_queries: int, dim: in
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['index']} | {r['bytes_per_doc']} | {r['gb_per_million_docs']} | {r['fixed_mb']} | "
-                     f"{r['recall_at_10']} | {r['build_s']} | {r['search_ms_per_query']} |")
+        lines.append(
+            f"| {r['index']} | {r['bytes_per_doc']} | {r['gb_per_million_docs']} | {r['fixed_mb']} | "
+            f"{r['recall_at_10']} | {r['build_s']} | {r['search_ms_per_query']} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="../shared/data", help="folder holding retrieval/SciFact")
     parser.add_argument("--model", default=None, help="default: the embedded LENS-MiniLM")
     parser.add_argument("--output", default="results/bench-index", help="embedding cache and report folder")
-    parser.add_argument("--max-docs", type=int, default=None, help="index only the first N documents (quick runs)")
+    parser.add_argument(
+        "--max-docs", type=int, default=None, help="index only the first N documents (quick runs)"
+    )
     args = parser.parse_args(argv)
     from lens_embed import default_model_path
 
     corpus, queries = load_scifact(Path(args.data))
     output = Path(args.output)
-    docs, query_vectors = embed(args.model or str(default_model_path()), corpus, queries, output / "embeddings", args.max_docs)
+    docs, query_vectors = embed(
+        args.model or str(default_model_path()), corpus, queries, output / "embeddings", args.max_docs
+    )
     rows = measure(docs, query_vectors)
     table = markdown(rows, len(docs), len(queries), docs.shape[1])
     print(table)

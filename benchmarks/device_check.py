@@ -27,7 +27,11 @@ from lens_embed.clustering import faiss_kmeans, lloyd_kmeans, nearest_centroid  
 from tiny_models import build_decoder  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TEXTS = ["what is rba", "the quick brown fox jumps over the lazy dog", "a man is playing a guitar on the street"]
+TEXTS = [
+    "what is rba",
+    "the quick brown fox jumps over the lazy dog",
+    "a man is playing a guitar on the street",
+]
 
 
 def kernels() -> list[str]:
@@ -43,23 +47,36 @@ def check_kernels(base: Path, work: Path) -> None:
         dtype = torch.bfloat16 if kernel == "flash_attention_2" else torch.float32
         out = work / kernel
         build_lens_model(base, n_clusters=16, output_dir=out, attn_implementation=kernel, dtype=dtype)
-        model = load_lens_model(out, device=DEVICE, model_kwargs={"attn_implementation": kernel, "dtype": dtype})
+        model = load_lens_model(
+            out, device=DEVICE, model_kwargs={"attn_implementation": kernel, "dtype": dtype}
+        )
         first = encode(model, ["fox jumps over the lazy dog"])
         second = encode(model, ["fox jumps over the lazy cat"])
         embeddings = encode(model, TEXTS, query=True)
         diff = None if reference is None else float(abs(embeddings - reference).max())
         reference = embeddings if reference is None else reference
-        print(json.dumps({"check": "kernel", "kernel": kernel, "dtype": str(dtype), "device": DEVICE,
-                          "later_token_changes_embedding": bool(abs(first - second).max() > 0),
-                          "max_abs_diff_vs_eager": diff}))
+        print(
+            json.dumps(
+                {
+                    "check": "kernel",
+                    "kernel": kernel,
+                    "dtype": str(dtype),
+                    "device": DEVICE,
+                    "later_token_changes_embedding": bool(abs(first - second).max() > 0),
+                    "max_abs_diff_vs_eager": diff,
+                }
+            )
+        )
 
 
 def check_kmeans() -> None:
     generator = torch.Generator().manual_seed(0)
     data = torch.randn(20000, 256, generator=generator)
     results = {}
-    for name, run in (("faiss_cpu", lambda: faiss_kmeans(data, 500, n_iter=20, seed=0, verbose=False)),
-                      ("torch_" + DEVICE, lambda: lloyd_kmeans(data.to(DEVICE), 500, n_iter=20, seed=0).cpu())):
+    for name, run in (
+        ("faiss_cpu", lambda: faiss_kmeans(data, 500, n_iter=20, seed=0, verbose=False)),
+        ("torch_" + DEVICE, lambda: lloyd_kmeans(data.to(DEVICE), 500, n_iter=20, seed=0).cpu()),
+    ):
         start = time.perf_counter()
         centroids = run()
         seconds = time.perf_counter() - start
@@ -74,23 +91,39 @@ def check_throughput(work: Path) -> None:
         return
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=4, num_attention_heads=32,
-                           num_key_value_heads=8, vocab_size=32000, tie_word_embeddings=False)
+    config = MistralConfig(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=4,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    )
     base = work / "mistral-slice"
     MistralForCausalLM(config).to(torch.bfloat16).save_pretrained(base)
     build_decoder(work / "tok")  # reuse a tiny tokenizer: throughput depends on lengths, not on token ids
     for file in (work / "tok").glob("tok*"):
         (base / file.name).write_bytes(file.read_bytes())
-    model = build_lens_model(base, n_clusters=4000, dtype=torch.bfloat16, attn_implementation="sdpa",
-                             device=DEVICE)
+    model = build_lens_model(
+        base, n_clusters=4000, dtype=torch.bfloat16, attn_implementation="sdpa", device=DEVICE
+    )
     texts = ["the quick brown fox jumps over the lazy dog " * 20] * 256
     encode(model, texts[:16])
     torch.cuda.synchronize()
     start = time.perf_counter()
     encode(model, texts, batch_size=64)
     torch.cuda.synchronize()
-    print(json.dumps({"check": "throughput", "layers": 4, "texts_per_second": round(256 / (time.perf_counter() - start), 1),
-                      "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))
+    print(
+        json.dumps(
+            {
+                "check": "throughput",
+                "layers": 4,
+                "texts_per_second": round(256 / (time.perf_counter() - start), 1),
+                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -44,15 +44,45 @@ from lens_embed.training.data import write_jsonl  # noqa: E402
 from lens_embed.training.trainer import LensTrainer, build_trainer, uses_gradient_checkpointing  # noqa: E402
 from tiny_models import build_decoder  # noqa: E402
 
-DECODER_SHAPES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+DECODER_SHAPES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
 SCALES: dict[str, dict[str, Any]] = {
-    "small": {"hidden_size": 1024, "intermediate_size": 3584, "num_hidden_layers": 8, "num_attention_heads": 16,
-              "num_key_value_heads": 8, "clusters": 512, "max_seq_length": 512, "query_words": (8, 24),
-              "passage_words": (128, 384), "steps": 30, "batch_size": 32, "group_size": 8, "learning_rate": 2e-4},
+    "small": {
+        "hidden_size": 1024,
+        "intermediate_size": 3584,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "clusters": 512,
+        "max_seq_length": 512,
+        "query_words": (8, 24),
+        "passage_words": (128, 384),
+        "steps": 30,
+        "batch_size": 32,
+        "group_size": 8,
+        "learning_rate": 2e-4,
+    },
     # the tiny shapes of tests/tiny_models.build_decoder
-    "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "clusters": 32, "max_seq_length": 64, "query_words": (3, 6),
-             "passage_words": (8, 24), "steps": 12, "batch_size": 8, "group_size": 4, "learning_rate": 3e-3},
+    "tiny": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "clusters": 32,
+        "max_seq_length": 64,
+        "query_words": (3, 6),
+        "passage_words": (8, 24),
+        "steps": 12,
+        "batch_size": 8,
+        "group_size": 4,
+        "learning_rate": 3e-3,
+    },
 }
 # Distinct rows = this many batches: the run sees each row several times, so a working trainer
 # lowers the loss within a few dozen steps even from random weights.
@@ -62,8 +92,9 @@ PROMPT = "Given a query, retrieve the passage that contains its words"
 LOSS_WINDOW = 5
 
 
-def synthetic_rows(n_rows: int, group_size: int, query_words: tuple[int, int], passage_words: tuple[int, int],
-                   seed: int) -> list[dict[str, Any]]:
+def synthetic_rows(
+    n_rows: int, group_size: int, query_words: tuple[int, int], passage_words: tuple[int, int], seed: int
+) -> list[dict[str, Any]]:
     """Retrieval rows over the words ``w{id}`` (one token each): the positive is random filler with
     every query word in it, the negatives are other rows' positives."""
     rng = random.Random(seed)
@@ -80,19 +111,38 @@ def synthetic_rows(n_rows: int, group_size: int, query_words: tuple[int, int], p
     rows = []
     for index, query in enumerate(queries):
         others = rng.sample([i for i in range(n_rows) if i != index], group_size - 1)
-        rows.append({"query": " ".join(query), "pos": [positives[index]], "neg": [positives[i] for i in others],
-                     "type": "retrieval", "prompt": PROMPT})
+        rows.append(
+            {
+                "query": " ".join(query),
+                "pos": [positives[index]],
+                "neg": [positives[i] for i in others],
+                "type": "retrieval",
+                "prompt": PROMPT,
+            }
+        )
     return rows
 
 
 def build_model(work: Path, scale: dict[str, Any], seed: int) -> Path:
     """The random decoder (saved with the synthetic tokenizer) made a LENS model; returns its folder."""
     base = work / "base"
-    build_decoder(base, "mistral", seed=seed, tokenizer=synthetic_tokenizer(base),
-                  **{name: scale[name] for name in DECODER_SHAPES}, max_position_embeddings=scale["max_seq_length"])
+    build_decoder(
+        base,
+        "mistral",
+        seed=seed,
+        tokenizer=synthetic_tokenizer(base),
+        **{name: scale[name] for name in DECODER_SHAPES},
+        max_position_embeddings=scale["max_seq_length"],
+    )
     lens = work / "lens"
-    build_lens_model(base, n_clusters=scale["clusters"], output_dir=lens, seed=seed,
-                     max_seq_length=scale["max_seq_length"], device="cpu")
+    build_lens_model(
+        base,
+        n_clusters=scale["clusters"],
+        output_dir=lens,
+        seed=seed,
+        max_seq_length=scale["max_seq_length"],
+        device="cpu",
+    )
     return lens
 
 
@@ -114,7 +164,10 @@ def batch_loss(trainer: LensTrainer, batch: dict[str, Any]) -> float:
     """The training loss of one batch without dropout or gradients, in the run's mixed precision:
     a yardstick free of the batch-to-batch noise of the logged losses."""
     trainer.model.eval()
-    inputs = {key: value.to(trainer.args.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    inputs = {
+        key: value.to(trainer.args.device) if torch.is_tensor(value) else value
+        for key, value in batch.items()
+    }
     with torch.no_grad(), trainer.accelerator.autocast():
         return float(trainer.compute_loss(trainer.model, inputs))
 
@@ -140,8 +193,11 @@ def loss_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     first, last = losses[:window], losses[-window:]
     first_mean, last_mean = sum(first) / window, sum(last) / window
     return {
-        "losses": losses, "first_losses": first, "last_losses": last,
-        "first_loss_mean": round(first_mean, 4), "last_loss_mean": round(last_mean, 4),
+        "losses": losses,
+        "first_losses": first,
+        "last_losses": last,
+        "first_loss_mean": round(first_mean, 4),
+        "last_loss_mean": round(last_mean, 4),
         "loss_went_down": bool(math.isfinite(last_mean) and last_mean < first_mean),
     }
 
@@ -167,15 +223,23 @@ def measure_training(config: TrainConfig, device: str) -> dict[str, Any]:
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
     tokens = [int(count) for count in counts]
     if len(tokens) != len(clock.ends):
-        raise RuntimeError(f"{len(tokens)} batches in {len(clock.ends)} optimizer steps: count one batch a step")
+        raise RuntimeError(
+            f"{len(tokens)} batches in {len(clock.ends)} optimizer steps: count one batch a step"
+        )
     after = batch_loss(trainer, fixed)
     steady_seconds = clock.ends[-1] - clock.ends[0]
     return {
-        "steps": len(tokens), "tokens": sum(tokens), "train_seconds": round(seconds, 3),
+        "steps": len(tokens),
+        "tokens": sum(tokens),
+        "train_seconds": round(seconds, 3),
         "tokens_per_s": round(sum(tokens) / seconds, 1),
-        "tokens_per_s_after_first_step": round(sum(tokens[1:]) / steady_seconds, 1) if steady_seconds > 0 else None,
-        "peak_gpu_memory_gib": peak, **loss_summary(trainer.state.log_history),
-        "fixed_batch_loss_before": round(before, 4), "fixed_batch_loss_after": round(after, 4),
+        "tokens_per_s_after_first_step": round(sum(tokens[1:]) / steady_seconds, 1)
+        if steady_seconds > 0
+        else None,
+        "peak_gpu_memory_gib": peak,
+        **loss_summary(trainer.state.log_history),
+        "fixed_batch_loss_before": round(before, 4),
+        "fixed_batch_loss_after": round(after, 4),
     }
 
 
@@ -192,60 +256,109 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         work = Path(folder)
         lens = build_model(work, scale, args.seed)
-        rows = synthetic_rows(max(BATCHES_OF_ROWS * batch_size, group_size), group_size, scale["query_words"],
-                              scale["passage_words"], args.seed)
+        rows = synthetic_rows(
+            max(BATCHES_OF_ROWS * batch_size, group_size),
+            group_size,
+            scale["query_words"],
+            scale["passage_words"],
+            args.seed,
+        )
         data = write_jsonl(rows, work / "data" / "synthetic_retrieval.jsonl")
         config = TrainConfig(
-            model=str(lens), data=[str(data)], output=str(work / "run"), max_steps=steps, batch_size=batch_size,
-            group_size=group_size, learning_rate=learning_rate, warmup_steps=0.1, logging_steps=1,
-            save_steps=steps + 1, report_to=[], precision=precision, lora=args.lora,
-            gradient_checkpointing=args.gradient_checkpointing, seed=args.seed,
+            model=str(lens),
+            data=[str(data)],
+            output=str(work / "run"),
+            max_steps=steps,
+            batch_size=batch_size,
+            group_size=group_size,
+            learning_rate=learning_rate,
+            warmup_steps=0.1,
+            logging_steps=1,
+            save_steps=steps + 1,
+            report_to=[],
+            precision=precision,
+            lora=args.lora,
+            gradient_checkpointing=args.gradient_checkpointing,
+            seed=args.seed,
         )
         measured = measure_training(config, "cuda" if cuda else "cpu")
     return {
-        "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "scale": args.scale,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "scale": args.scale,
         "shape": {name: scale[name] for name in DECODER_SHAPES}
         | {"vocab_size": VOCAB, "clusters": scale["clusters"], "max_seq_length": scale["max_seq_length"]},
-        "precision": precision, "lora": args.lora,
-        "gradient_checkpointing": uses_gradient_checkpointing(config, cuda), "learning_rate": learning_rate,
-        "batch_size": batch_size, "group_size": group_size, "texts_per_step": batch_size * (1 + group_size),
-        "distinct_rows": len(rows), **measured,
+        "precision": precision,
+        "lora": args.lora,
+        "gradient_checkpointing": uses_gradient_checkpointing(config, cuda),
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "group_size": group_size,
+        "texts_per_step": batch_size * (1 + group_size),
+        "distinct_rows": len(rows),
+        **measured,
     }
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as a table for benchmarks/RESULTS.md."""
     shape = report["shape"]
-    return "\n".join([
-        f"device: {report['device']}; torch {report['torch']}; hidden {shape['hidden_size']}, "
-        f"{shape['num_hidden_layers']} layers, {shape['num_attention_heads']}/{shape['num_key_value_heads']} heads, "
-        f"vocabulary {shape['vocab_size']}, K = {shape['clusters']}; {report['precision']}, LoRA {report['lora']}, "
-        f"gradient checkpointing {report['gradient_checkpointing']}, lr {report['learning_rate']}, "
-        f"{report['distinct_rows']} distinct rows",
-        "",
-        "| steps x batch x group | tokens | seconds | tokens/s | tokens/s after step 1 | peak GPU memory (GiB) "
-        "| logged loss, first -> last (means) | fixed-batch loss, before -> after | loss went down |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| {report['steps']} x {report['batch_size']} x {report['group_size']} | {report['tokens']} "
-        f"| {report['train_seconds']} | {report['tokens_per_s']} | {report['tokens_per_s_after_first_step']} "
-        f"| {report['peak_gpu_memory_gib']} | {report['first_loss_mean']} -> {report['last_loss_mean']} "
-        f"| {report['fixed_batch_loss_before']} -> {report['fixed_batch_loss_after']} | {report['loss_went_down']} |",
-    ])
+    return "\n".join(
+        [
+            f"device: {report['device']}; torch {report['torch']}; hidden {shape['hidden_size']}, "
+            f"{shape['num_hidden_layers']} layers, {shape['num_attention_heads']}/{shape['num_key_value_heads']} heads, "
+            f"vocabulary {shape['vocab_size']}, K = {shape['clusters']}; {report['precision']}, LoRA {report['lora']}, "
+            f"gradient checkpointing {report['gradient_checkpointing']}, lr {report['learning_rate']}, "
+            f"{report['distinct_rows']} distinct rows",
+            "",
+            "| steps x batch x group | tokens | seconds | tokens/s | tokens/s after step 1 | peak GPU memory (GiB) "
+            "| logged loss, first -> last (means) | fixed-batch loss, before -> after | loss went down |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| {report['steps']} x {report['batch_size']} x {report['group_size']} | {report['tokens']} "
+            f"| {report['train_seconds']} | {report['tokens_per_s']} | {report['tokens_per_s_after_first_step']} "
+            f"| {report['peak_gpu_memory_gib']} | {report['first_loss_mean']} -> {report['last_loss_mean']} "
+            f"| {report['fixed_batch_loss_before']} -> {report['fixed_batch_loss_after']} | {report['loss_went_down']} |",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=sorted(SCALES), default="small", help="model shape (tiny: CPU smoke run)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: 30 small, 12 tiny)")
-    parser.add_argument("--batch-size", type=int, default=None, help="queries per step (default: 32 small, 8 tiny)")
-    parser.add_argument("--group-size", type=int, default=None, help="1 positive + negatives (default: 8 small, 4 tiny)")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-4 small, 3e-3 tiny)")
-    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default=None,
-                        help="mixed precision (default: bf16 on a GPU, fp32 on the CPU)")
-    parser.add_argument("--lora", action=argparse.BooleanOptionalAction, default=True,
-                        help="train a LoRA adapter (--no-lora: every backbone weight)")
-    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                        help="default: the trainer's (on with a GPU)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scale", choices=sorted(SCALES), default="small", help="model shape (tiny: CPU smoke run)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (default: 30 small, 12 tiny)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="queries per step (default: 32 small, 8 tiny)"
+    )
+    parser.add_argument(
+        "--group-size", type=int, default=None, help="1 positive + negatives (default: 8 small, 4 tiny)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="peak learning rate (default: 2e-4 small, 3e-3 tiny)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("bf16", "fp16", "fp32"),
+        default=None,
+        help="mixed precision (default: bf16 on a GPU, fp32 on the CPU)",
+    )
+    parser.add_argument(
+        "--lora",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train a LoRA adapter (--no-lora: every backbone weight)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: the trainer's (on with a GPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="where the temporary model and data folder is made")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")

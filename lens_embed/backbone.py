@@ -39,7 +39,9 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return getattr(torch, dtype)
 
 
-def backbone_kwargs(dtype: str | torch.dtype | None = None, attn_implementation: str | None = None) -> dict[str, Any]:
+def backbone_kwargs(
+    dtype: str | torch.dtype | None = None, attn_implementation: str | None = None
+) -> dict[str, Any]:
     """transformers' ``from_pretrained`` kwargs for a backbone's dtype and attention kernel, validated;
     None leaves each to the checkpoint and to transformers.
 
@@ -62,7 +64,10 @@ def backbone_kwargs(dtype: str | torch.dtype | None = None, attn_implementation:
 def is_decoder_config(config: PretrainedConfig) -> bool:
     """A causal-LM-only architecture (Mistral, Llama, Qwen2...), as opposed to a BERT-style encoder."""
     model_type = config.model_type
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
 
 
 def make_bidirectional(config: PretrainedConfig) -> PretrainedConfig:
@@ -90,15 +95,21 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, decoder: bool) -> int:
     before = len(tokenizer)
     missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     if decoder and not appends_eos(tokenizer):
         if tokenizer.eos_token is None:
             raise ValueError("the tokenizer has no EOS token; a LENS decoder needs one to end every input")
         if not hasattr(type(tokenizer), "add_eos_token"):
-            raise ValueError(f"cannot make {type(tokenizer).__name__} append EOS: use a fast (tokenizers) tokenizer")
-        starts_with_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
+            raise ValueError(
+                f"cannot make {type(tokenizer).__name__} append EOS: use a fast (tokenizers) tokenizer"
+            )
+        starts_with_bos = (
+            tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
+        )
         tokenizer.add_bos_token = starts_with_bos
         tokenizer.add_eos_token = True
         if not appends_eos(tokenizer):
@@ -146,15 +157,26 @@ def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "", **h
         ("model.safetensors.index.json", "model.safetensors"),
         ("pytorch_model.bin.index.json", "pytorch_model.bin"),
     ):
-        index = cached_file(str(model_name_or_path), index_name, _raise_exceptions_for_missing_entries=False, **options)
+        index = cached_file(
+            str(model_name_or_path), index_name, _raise_exceptions_for_missing_entries=False, **options
+        )
         if index is not None:
             try:
                 with open(index, encoding="utf-8") as handle:
                     shards = sorted(set(json.load(handle)["weight_map"].values()))
-            except (ValueError, KeyError, TypeError, AttributeError) as error:  # bad JSON or not a shard index
-                raise CheckpointError(f"{index}: not a valid shard index ({type(error).__name__}: {error})") from error
+            except (
+                ValueError,
+                KeyError,
+                TypeError,
+                AttributeError,
+            ) as error:  # bad JSON or not a shard index
+                raise CheckpointError(
+                    f"{index}: not a valid shard index ({type(error).__name__}: {error})"
+                ) from error
             return [Path(cached_file(str(model_name_or_path), shard, **options)) for shard in shards]
-        single = cached_file(str(model_name_or_path), single_name, _raise_exceptions_for_missing_entries=False, **options)
+        single = cached_file(
+            str(model_name_or_path), single_name, _raise_exceptions_for_missing_entries=False, **options
+        )
         if single is not None:
             return [Path(single)]
     return []
@@ -226,7 +248,10 @@ def stored_shapes(files: Iterable[str | os.PathLike]) -> dict[str, tuple[Path, t
         if file.endswith(".safetensors"):
             try:
                 with safe_open(file, framework="pt") as handle:
-                    shapes.update((name, (Path(file), tuple(handle.get_slice(name).get_shape()))) for name in handle.keys())
+                    shapes.update(
+                        (name, (Path(file), tuple(handle.get_slice(name).get_shape())))
+                        for name in handle.keys()
+                    )
             except SafetensorError as error:
                 raise CheckpointError(f"{file}: corrupt safetensors file ({error})") from error
         else:
@@ -242,7 +267,9 @@ def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
 def expected_shapes(config: PretrainedConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor name -> shape of the base model a config describes (built on the meta device: no memory)."""
     with torch.device("meta"):
-        return {name: tuple(tensor.shape) for name, tensor in AutoModel.from_config(config).state_dict().items()}
+        return {
+            name: tuple(tensor.shape) for name, tensor in AutoModel.from_config(config).state_dict().items()
+        }
 
 
 def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> torch.Tensor | None:
@@ -250,7 +277,9 @@ def read_tensor(files: Iterable[str | os.PathLike], names: Iterable[str]) -> tor
     return next((tensor for _, tensor in iter_tensors(files, names)), None)
 
 
-def vocabulary_matrix(model_name_or_path: str | Path, backbone: torch.nn.Module, decoder: bool) -> torch.Tensor:
+def vocabulary_matrix(
+    model_name_or_path: str | Path, backbone: torch.nn.Module, decoder: bool
+) -> torch.Tensor:
     """The rows to cluster: the LM head of a decoder (read from its weight files), else the input embeddings.
 
     A tied or absent head (and every encoder) falls back to the input-embedding matrix.

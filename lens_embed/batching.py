@@ -27,7 +27,9 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size
         max_batch_size: most texts per batch, however short.
     """
     if max_tokens <= 0 or max_batch_size <= 0:
-        raise ValueError(f"max_tokens and max_batch_size must be positive, got {max_tokens}, {max_batch_size}")
+        raise ValueError(
+            f"max_tokens and max_batch_size must be positive, got {max_tokens}, {max_batch_size}"
+        )
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for index in order:
@@ -44,7 +46,10 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size
 def token_lengths(model: SentenceTransformer, texts: Sequence[str], prompt: str = "") -> list[int]:
     """Tokens per text as the model will see them (prompt and special tokens included, truncated)."""
     encoded = model.tokenizer(
-        [prompt + text for text in texts], add_special_tokens=True, truncation=True, max_length=model.max_seq_length
+        [prompt + text for text in texts],
+        add_special_tokens=True,
+        truncation=True,
+        max_length=model.max_seq_length,
     )
     return [len(ids) for ids in encoded["input_ids"]]
 
@@ -74,8 +79,12 @@ def encode_bucketed(
     out: np.ndarray | None = None
     for batch in batches:
         vectors = encode(
-            model, [texts[i] for i in batch], query=query, instruction=instruction,
-            batch_size=len(batch), show_progress_bar=False,
+            model,
+            [texts[i] for i in batch],
+            query=query,
+            instruction=instruction,
+            batch_size=len(batch),
+            show_progress_bar=False,
         )
         if out is None:
             out = np.empty((len(texts), vectors.shape[1]), dtype=vectors.dtype)

@@ -54,7 +54,9 @@ def ensure_output_dir(output_dir: str | Path, overwrite: bool, source: str | Pat
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"output path {path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
 
 
 def save_staged(

@@ -30,7 +30,14 @@ from lens_embed.storage import atomic_write
 CARD_FILE = "README.md"
 LIBRARY_NAME = "sentence-transformers"
 PIPELINE_TAG = "sentence-similarity"
-CARD_TAGS = ["sentence-transformers", "sentence-similarity", "feature-extraction", "lens", "lexicon-based", "mteb"]
+CARD_TAGS = [
+    "sentence-transformers",
+    "sentence-similarity",
+    "feature-extraction",
+    "lens",
+    "lexicon-based",
+    "mteb",
+]
 PAPER_URL = "https://aclanthology.org/2025.acl-long.930/"
 EXAMPLE_INSTRUCTION = "Given a question, retrieve passages that answer the question."
 
@@ -155,7 +162,11 @@ def card_metadata(facts: ModelFacts, provenance: Provenance, rows: list[EvalRow]
 
 def _model_section(facts: ModelFacts, provenance: Provenance) -> str:
     kind = "decoder LLM" if facts.decoder else "encoder"
-    attention = "bidirectional (causal mask removed; `is_causal: false` in config.json)" if facts.decoder else "bidirectional"
+    attention = (
+        "bidirectional (causal mask removed; `is_causal: false` in config.json)"
+        if facts.decoder
+        else "bidirectional"
+    )
     hybrid = (
         f"yes: the L2-normalised {facts.dense_pooling}-pooled hidden state (weight {facts.dense_weight:g}) is "
         f"appended to the {facts.n_clusters} lexicon dimensions"
@@ -169,7 +180,10 @@ def _model_section(facts: ModelFacts, provenance: Provenance) -> str:
         ("base model", f"`{provenance.base_model}`" if provenance.base_model else "not recorded"),
         ("attention", attention),
         ("hybrid (lexicon + dense)", hybrid),
-        ("max sequence length", f"{facts.max_seq_length} tokens" if facts.max_seq_length else "the backbone's"),
+        (
+            "max sequence length",
+            f"{facts.max_seq_length} tokens" if facts.max_seq_length else "the backbone's",
+        ),
         ("similarity", "cosine (embeddings are L2-normalised: dot product)"),
     ]
     table = "\n".join(f"| {key} | {value} |" for key, value in rows)
@@ -272,7 +286,8 @@ No results recorded yet: run `lens-embed evaluate mteb --model MODEL --output RE
 `lens-embed card MODEL --results RESULTS`.
 """
     table = "\n".join(
-        f"| {row.task} | {row.task_type} | {row.split} | {row.subset} | {row.metric} | {row.value:.2f} |" for row in rows
+        f"| {row.task} | {row.task_type} | {row.split} | {row.subset} | {row.metric} | {row.value:.2f} |"
+        for row in rows
     )
     mean = sum(row.value for row in rows) / len(rows)
     return f"""## Evaluation
@@ -320,7 +335,9 @@ def render_card(
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
 
 
-def write_card(path: str | Path, facts: ModelFacts, *, rows: list[EvalRow] | None = None, **provenance: Any) -> Path:
+def write_card(
+    path: str | Path, facts: ModelFacts, *, rows: list[EvalRow] | None = None, **provenance: Any
+) -> Path:
     """Write (or rewrite) ``README.md`` of a saved LENS model; provenance already in its card is kept.
 
     Args:

@@ -41,9 +41,13 @@ USER_ERRORS = (ValueError, TypeError, IndexError, OSError, ImportError)
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("build", help="turn a decoder LLM (or encoder) into a LENS model")
-    parser.add_argument("base", help="hub id or local directory of the base model ('minilm' = the offline MiniLM)")
+    parser.add_argument(
+        "base", help="hub id or local directory of the base model ('minilm' = the offline MiniLM)"
+    )
     parser.add_argument("output", help="directory to save the LENS model to")
-    parser.add_argument("--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K, the number of clusters")
+    parser.add_argument(
+        "--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K, the number of clusters"
+    )
     parser.add_argument("--dense", choices=["mean", "last"], default=None, help="add a dense vector (hybrid)")
     parser.add_argument("--dense-weight", type=non_negative_float, default=1.0)
     parser.add_argument("--seed", type=non_negative_int, default=0)
@@ -76,7 +80,9 @@ def _run_build(args: argparse.Namespace) -> None:
 
 
 def _add_convert(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert a released LENS checkpoint (yibinlei/LENS-d8000 layout)")
+    parser = subparsers.add_parser(
+        "convert", help="convert a released LENS checkpoint (yibinlei/LENS-d8000 layout)"
+    )
     parser.add_argument("source", help="hub id or local directory in the released layout")
     parser.add_argument("output")
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
@@ -87,7 +93,9 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
 def _run_convert(args: argparse.Namespace) -> None:
     from lens_embed.convert import convert_checkpoint
 
-    model = convert_checkpoint(args.source, args.output, max_seq_length=args.max_seq_length, overwrite=args.overwrite)
+    model = convert_checkpoint(
+        args.source, args.output, max_seq_length=args.max_seq_length, overwrite=args.overwrite
+    )
     print(f"converted to {args.output} ({model.get_embedding_dimension()} dimensions)")
 
 
@@ -113,19 +121,29 @@ def _load_options(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
-    parser.add_argument("--instruction", default=None, help="query instruction (default: the model's 'query' prompt)")
+    parser.add_argument(
+        "--query", action="store_true", help="embed as instructed queries (default: documents)"
+    )
+    parser.add_argument(
+        "--instruction", default=None, help="query instruction (default: the model's 'query' prompt)"
+    )
 
 
 def _add_encode(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("encode", help="embed the texts of a file (one per line) into a .npy array")
+    parser = subparsers.add_parser(
+        "encode", help="embed the texts of a file (one per line) into a .npy array"
+    )
     parser.add_argument("model")
     parser.add_argument("texts", help="text file, one text per line, or .jsonl")
     parser.add_argument("--out", required=True, help="output .npy file")
     _add_query_options(parser)
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--max-active-dims", type=positive_int, default=None,
-                        help="keep only each vector's N largest lexicon weights (as index and search prune)")
+    parser.add_argument(
+        "--max-active-dims",
+        type=positive_int,
+        default=None,
+        help="keep only each vector's N largest lexicon weights (as index and search prune)",
+    )
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_encode)
@@ -141,7 +159,12 @@ def _run_encode(args: argparse.Namespace) -> None:
     texts = read_texts(args.texts)
     model = load_lens_model(args.model, **_load_options(args))
     embeddings = encode(
-        model, texts, query=args.query, instruction=args.instruction, batch_size=args.batch_size, show_progress_bar=True,
+        model,
+        texts,
+        query=args.query,
+        instruction=args.instruction,
+        batch_size=args.batch_size,
+        show_progress_bar=True,
         max_active_dims=args.max_active_dims,
     )
     save_array(embeddings, args.out, args.overwrite)
@@ -172,12 +195,16 @@ def _run_info(args: argparse.Namespace) -> None:
     }
     if info["lens"]:
         pooling = lexicon_pooling(model)
-        info.update(clusters=pooling.n_clusters, dense=pooling.dense_pooling, dense_weight=pooling.dense_weight)
+        info.update(
+            clusters=pooling.n_clusters, dense=pooling.dense_pooling, dense_weight=pooling.dense_weight
+        )
     print(json.dumps(info, indent=2))
 
 
 def _add_explain(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("explain", help="show the top clusters of a text (and why a document matches)")
+    parser = subparsers.add_parser(
+        "explain", help="show the top clusters of a text (and why a document matches)"
+    )
     parser.add_argument("model")
     parser.add_argument("text")
     parser.add_argument("--document", default=None, help="a document to explain the match with")
@@ -206,7 +233,9 @@ def _run_explain(args: argparse.Namespace) -> None:
 
 
 def _add_default(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("default", help="print the embedded default LENS-MiniLM's path, building it once")
+    parser = subparsers.add_parser(
+        "default", help="print the embedded default LENS-MiniLM's path, building it once"
+    )
     parser.add_argument("--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K")
     parser.set_defaults(func=_run_default)
 
@@ -220,10 +249,16 @@ def _run_default(args: argparse.Namespace) -> None:
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("card", help="(re)write the model card (README.md) of a saved LENS model")
     parser.add_argument("model", help="LENS model folder")
-    parser.add_argument("--results", default=None, help="mteb results folder for the evaluation table and model-index")
-    parser.add_argument("--results-name", default=None, help="the model's name in RESULTS (default: matched by revision)")
+    parser.add_argument(
+        "--results", default=None, help="mteb results folder for the evaluation table and model-index"
+    )
+    parser.add_argument(
+        "--results-name", default=None, help="the model's name in RESULTS (default: matched by revision)"
+    )
     parser.add_argument("--model-id", default=None, help="hub id the card's usage examples load")
-    parser.add_argument("--base-model", default=None, help="hub id of the base model (its licence is read from its card)")
+    parser.add_argument(
+        "--base-model", default=None, help="hub id of the base model (its licence is read from its card)"
+    )
     parser.add_argument("--license", default=None, help="licence id (default: the base model's)")
     add_load_options(parser)
     parser.set_defaults(func=_run_card)
@@ -275,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         code = args.func(args)
     except USER_ERRORS as error:

@@ -33,7 +33,9 @@ def bounded_int(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def bounded_float(minimum: float, *, inclusive: bool = True, maximum: float | None = None) -> Callable[[str], float]:
+def bounded_float(
+    minimum: float, *, inclusive: bool = True, maximum: float | None = None
+) -> Callable[[str], float]:
     """An argparse type accepting finite floats ``>= minimum`` (``> minimum`` unless ``inclusive``),
     and ``<= maximum`` when one is given.
 
@@ -81,7 +83,9 @@ def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the sav
         parser: the verb's parser.
         dtype_help: what a missing ``--dtype`` means for this verb.
     """
-    parser.add_argument("--dtype", choices=DTYPES, default=None, help=f"backbone precision (default: {dtype_help})")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=None, help=f"backbone precision (default: {dtype_help})"
+    )
     parser.add_argument(
         "--attn-implementation",
         choices=ATTN_IMPLEMENTATIONS,

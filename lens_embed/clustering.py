@@ -49,7 +49,9 @@ def kmeans_vocabulary(
     return Clustering(centroids=centroids, assignments=assign_to_centroids(data.cpu(), centroids))
 
 
-def faiss_kmeans(data: torch.Tensor, n_clusters: int, *, n_iter: int, seed: int, verbose: bool) -> torch.Tensor:
+def faiss_kmeans(
+    data: torch.Tensor, n_clusters: int, *, n_iter: int, seed: int, verbose: bool
+) -> torch.Tensor:
     """faiss' KMeans (seeded) on CPU."""
     import faiss
 

@@ -73,7 +73,9 @@ def read_head(path: Path) -> torch.Tensor:
     elif isinstance(obj, dict) and isinstance(obj.get("weight"), torch.Tensor):
         weight = obj["weight"]
     else:
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected an nn.Linear or a [K, H] tensor")
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, expected an nn.Linear or a [K, H] tensor"
+        )
     if weight.ndim != 2:
         raise CheckpointError(f"{path} holds a tensor of shape {tuple(weight.shape)}, expected [K, hidden]")
     return weight.detach().float()
@@ -175,7 +177,9 @@ def convert_checkpoint(
         else:
             tensors[mapped] = tensor
     if "embed_tokens.weight" not in tensors:
-        raise CheckpointError(f"{directory} has no embed_tokens.weight: not a Mistral-style decoder checkpoint")
+        raise CheckpointError(
+            f"{directory} has no embed_tokens.weight: not a Mistral-style decoder checkpoint"
+        )
     vocab_size, hidden_size = tensors["embed_tokens.weight"].shape
     if head.shape[1] != hidden_size:
         raise CheckpointError(f"head width {head.shape[1]} != hidden size {hidden_size} of the backbone")
@@ -190,7 +194,9 @@ def convert_checkpoint(
     tokenizer = AutoTokenizer.from_pretrained(directory)
     prepare_tokenizer(tokenizer, decoder=True)
     if len(tokenizer) > vocab_size:
-        raise CheckpointError(f"tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab_size} rows")
+        raise CheckpointError(
+            f"tokenizer has {len(tokenizer)} tokens but the embeddings only {vocab_size} rows"
+        )
     drop_code_references(config, tokenizer)
 
     # The backbone is staged apart from the output: the model reads (memory-maps) its weights from there.
@@ -199,8 +205,12 @@ def convert_checkpoint(
         write_shards(tensors, backbone_dir)
         tokenizer.save_pretrained(backbone_dir)
         # the authors' evaluation input: an over-long text loses its EOS (tests/evaluation/test_truncation.py)
-        transformer = LensTransformer(str(backbone_dir), max_seq_length=max_seq_length, truncation_keeps_eos=False)
-        vocabulary = lm_head_rows if lm_head_rows is not None and lm_head_rows.shape[0] == vocab_size else None
+        transformer = LensTransformer(
+            str(backbone_dir), max_seq_length=max_seq_length, truncation_keeps_eos=False
+        )
+        vocabulary = (
+            lm_head_rows if lm_head_rows is not None and lm_head_rows.shape[0] == vocab_size else None
+        )
         vocabulary = vocabulary if vocabulary is not None else tensors["embed_tokens.weight"]
         pooling = LexiconPooling(
             n_clusters=head.shape[0],

@@ -115,8 +115,11 @@ def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str)
     if missing:
         raise RuntimeError(f"{store.directory}: shards {missing} are not computed yet")
     first = np.load(store.shard_path(0), mmap_mode="r")
-    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
-              "shape": (n_texts, first.shape[1])}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(first.dtype),
+        "fortran_order": False,
+        "shape": (n_texts, first.shape[1]),
+    }
 
     def write(stream: BinaryIO) -> None:
         np.lib.format.write_array_header_1_0(stream, header)
@@ -171,16 +174,28 @@ def encode_corpus(
     store = ShardStore(directory, len(texts), shard_size, key)
     mine = [index for index in store.pending() if index % world == rank]
     started, done = time.perf_counter(), 0
-    bar = tqdm(total=sum(store.bounds(i)[1] - store.bounds(i)[0] for i in mine), unit="text",
-               desc=f"Encoding corpus ({world} process{'es' if world > 1 else ''})", disable=not show_progress or rank)
+    bar = tqdm(
+        total=sum(store.bounds(i)[1] - store.bounds(i)[0] for i in mine),
+        unit="text",
+        desc=f"Encoding corpus ({world} process{'es' if world > 1 else ''})",
+        disable=not show_progress or rank,
+    )
     for index in mine:
         start, stop = store.bounds(index)
         chunk = texts[start:stop]
         if max_tokens is None:
-            vectors = encode(model, chunk, query=query, instruction=instruction, batch_size=batch_size,
-                             show_progress_bar=False)
+            vectors = encode(
+                model,
+                chunk,
+                query=query,
+                instruction=instruction,
+                batch_size=batch_size,
+                show_progress_bar=False,
+            )
         else:
-            vectors = encode_bucketed(model, chunk, query=query, instruction=instruction, max_tokens=max_tokens)
+            vectors = encode_bucketed(
+                model, chunk, query=query, instruction=instruction, max_tokens=max_tokens
+            )
         store.write(index, vectors)
         done += len(chunk)
         bar.update(len(chunk))
@@ -191,8 +206,13 @@ def encode_corpus(
     _barrier()
     if rank == 0:
         if total:
-            logger.info("encoded %d texts in %.1f s: %.1f texts/s over %d process(es)", total, elapsed,
-                        total / max(elapsed, 1e-9), world)
+            logger.info(
+                "encoded %d texts in %.1f s: %.1f texts/s over %d process(es)",
+                total,
+                elapsed,
+                total / max(elapsed, 1e-9),
+                world,
+            )
         merge_shards(directory, len(texts), shard_size, key)
     _barrier()
     return store.directory / MERGED_NAME
@@ -207,9 +227,13 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
         "encode-corpus ...` to use every GPU of every node. Writes OUT/shard_*.npy and OUT/embeddings.npy.",
     )
     parser.add_argument("model")
-    parser.add_argument("texts", help="text file, one text per line, or .jsonl (a string or {'text': ...} per line)")
+    parser.add_argument(
+        "texts", help="text file, one text per line, or .jsonl (a string or {'text': ...} per line)"
+    )
     parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
-    parser.add_argument("--query", action="store_true", help="embed as instructed queries (default: documents)")
+    parser.add_argument(
+        "--query", action="store_true", help="embed as instructed queries (default: documents)"
+    )
     parser.add_argument("--instruction", default=None)
     add_encoding_options(parser)
     parser.set_defaults(func=run_encode_corpus)
@@ -217,9 +241,16 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def add_encoding_options(parser: argparse.ArgumentParser) -> None:
     """The corpus-encoding options every verb that embeds a corpus in shards takes."""
-    parser.add_argument("--shard-size", type=positive_int, default=10_000, help="texts per shard file (the unit of resumption)")
+    parser.add_argument(
+        "--shard-size",
+        type=positive_int,
+        default=10_000,
+        help="texts per shard file (the unit of resumption)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size")
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size"
+    )
     add_load_options(parser, dtype_help="the saved one; bfloat16 for a 7B backbone on GPUs")
 
 
@@ -228,16 +259,30 @@ def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransform
     from lens_embed.loading import load_lens_model
 
     rank, world, device = distributed_context()
-    return rank, world, load_lens_model(args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation)
+    return (
+        rank,
+        world,
+        load_lens_model(
+            args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation
+        ),
+    )
 
 
 def run_encode_corpus(args: argparse.Namespace) -> int:
-    refuse_overlap(args.out, "--out", args.model, "the model")  # shards and a manifest written into a model folder
+    refuse_overlap(
+        args.out, "--out", args.model, "the model"
+    )  # shards and a manifest written into a model folder
     texts = read_texts(args.texts)
     rank, world, model = load_for_rank(args)
     merged = encode_corpus(
-        model, texts, args.out, query=args.query, instruction=args.instruction, shard_size=args.shard_size,
-        batch_size=args.batch_size, max_tokens=args.max_tokens,
+        model,
+        texts,
+        args.out,
+        query=args.query,
+        instruction=args.instruction,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
     )
     if rank == 0:
         print(f"wrote {len(texts)} embeddings to {merged} ({world} process{'es' if world > 1 else ''})")

@@ -132,7 +132,9 @@ def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
             runs.append(ModelRun(f"{model.label} (before)", lambda: dense_minilm("cpu")))
         else:
             runs.append(ModelRun(f"{model.label} (before)", loader(model.base, model.label, True)))
-        runs.append(ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft", True)))
+        runs.append(
+            ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft", True))
+        )
     return runs
 
 
@@ -153,19 +155,25 @@ def run_demo(args: argparse.Namespace) -> Path:
         return work
     tasks = offline_tasks(args.data, names=args.tasks)
     scores = evaluate_runs(evaluation_runs(models, trained), tasks, work / "results", batch_size=64)
-    markdown, _ = write_report(scores, work, name="train_demo", title="Training demo: offline suite before/after")
+    markdown, _ = write_report(
+        scores, work, name="train_demo", title="Training demo: offline suite before/after"
+    )
     return markdown
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lens_embed.demo", description=__doc__)
-    parser.add_argument("--data", default="../shared/data", help="the shared data folder (training/ and tasks)")
+    parser.add_argument(
+        "--data", default="../shared/data", help="the shared data folder (training/ and tasks)"
+    )
     parser.add_argument("--output", default="results/train-demo")
     parser.add_argument("--steps", type=positive_int, default=30, help="optimizer steps per model")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--group-size", type=bounded_int(2), default=4)
     parser.add_argument("--lr", type=positive_float, default=3e-4)
-    parser.add_argument("--max-seq-length", type=positive_int, default=128, help="truncate texts to this many tokens")
+    parser.add_argument(
+        "--max-seq-length", type=positive_int, default=128, help="truncate texts to this many tokens"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=42)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="offline tasks to score")
     parser.add_argument("--no-eval", action="store_true", help="train and save only")

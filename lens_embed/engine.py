@@ -128,7 +128,9 @@ class Layout:
                 "store them as sparse vectors (--vectors sparse)"
             )
         if self.hnsw_m < 0 or self.hnsw_ef_construct < 4:
-            raise ValueError(f"HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, got {self.hnsw_m}, {self.hnsw_ef_construct}")
+            raise ValueError(
+                f"HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, got {self.hnsw_m}, {self.hnsw_ef_construct}"
+            )
         if self.dense_dtype not in ("float32", "float16"):
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
 
@@ -204,8 +206,9 @@ class Backend(ABC):
         """The payload fields of every stored document, in the engine's order."""
 
     @abstractmethod
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
-              hnsw_ef: int | None = None) -> list[list[Hit]]:
+    def query(
+        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+    ) -> list[list[Hit]]:
         """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's breadth)."""
 
     @abstractmethod
@@ -271,18 +274,32 @@ class EdgeBackend(Backend):
             try:
                 self._shard = qdrant_edge.EdgeShard.load(str(self.folder))
             except Exception as error:  # the engine raises plain Exceptions
-                raise EngineError(f"cannot open the collection at {self.folder} (is another process using it?): {error}") from None
+                raise EngineError(
+                    f"cannot open the collection at {self.folder} (is another process using it?): {error}"
+                ) from None
         return self._shard
 
     @staticmethod
     def _config(layout: Layout) -> Any:
         import qdrant_edge as qe
 
-        dtype = qe.VectorStorageDatatype.Float16 if layout.dense_dtype == "float16" else qe.VectorStorageDatatype.Float32
-        graph = qe.HnswIndexConfig(m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct,
-                                   full_scan_threshold=FULL_SCAN_THRESHOLD_KB)
-        vectors = {DENSE: qe.EdgeVectorParams(size=layout.dim, distance=qe.Distance.Dot, datatype=dtype, hnsw_config=graph)} \
-            if layout.dense else {}
+        dtype = (
+            qe.VectorStorageDatatype.Float16
+            if layout.dense_dtype == "float16"
+            else qe.VectorStorageDatatype.Float32
+        )
+        graph = qe.HnswIndexConfig(
+            m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        )
+        vectors = (
+            {
+                DENSE: qe.EdgeVectorParams(
+                    size=layout.dim, distance=qe.Distance.Dot, datatype=dtype, hnsw_config=graph
+                )
+            }
+            if layout.dense
+            else {}
+        )
         sparse = {SPARSE: qe.EdgeSparseVectorParams()} if layout.sparse else {}
         if layout.bm25:
             sparse[BM25] = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
@@ -295,7 +312,9 @@ class EdgeBackend(Backend):
 
         with staged_directory(self.folder) as staging:
             shard = qe.EdgeShard.create(str(staging), self._config(layout))
-            shard.update(qe.UpdateOperation.upsert_points([qe.Point(_METADATA_POINT, {}, {METADATA_KEY: metadata})]))
+            shard.update(
+                qe.UpdateOperation.upsert_points([qe.Point(_METADATA_POINT, {}, {METADATA_KEY: metadata})])
+            )
             shard.flush()
             shard.close()
 
@@ -338,9 +357,15 @@ class EdgeBackend(Backend):
 
         offset = None
         while True:
-            records, offset = self.shard.scroll(qe.ScrollRequest(
-                offset=offset, limit=batch_size, filter=self._documents(), with_payload=list(fields), with_vector=False,
-            ))
+            records, offset = self.shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=batch_size,
+                    filter=self._documents(),
+                    with_payload=list(fields),
+                    with_vector=False,
+                )
+            )
             yield from (record.payload or {} for record in records)
             if offset is None:
                 return
@@ -349,19 +374,30 @@ class EdgeBackend(Backend):
         import qdrant_edge as qe
 
         params = qe.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
-        restrict = qe.Filter(must=[qe.HasIdCondition({uuid.UUID(point_id(d)) for d in query.only})]) if query.only is not None else None
+        restrict = (
+            qe.Filter(must=[qe.HasIdCondition({uuid.UUID(point_id(d)) for d in query.only})])
+            if query.only is not None
+            else None
+        )
         nearest = [
-            qe.Query.Nearest(qe.SparseVector(*_sparse_lists(value)) if name != DENSE else _dense_list(value), using=name)
+            qe.Query.Nearest(
+                qe.SparseVector(*_sparse_lists(value)) if name != DENSE else _dense_list(value), using=name
+            )
             for name, value in query.vectors().items()
         ]
         if len(nearest) == 1:
-            return qe.QueryRequest(limit=limit, query=nearest[0], filter=restrict, params=params, with_payload=[DOC_ID])
+            return qe.QueryRequest(
+                limit=limit, query=nearest[0], filter=restrict, params=params, with_payload=[DOC_ID]
+            )
         depth = max(limit, FUSION_DEPTH)
         prefetches = [qe.Prefetch(limit=depth, query=q, params=params, filter=restrict) for q in nearest]
-        return qe.QueryRequest(limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=[DOC_ID])
+        return qe.QueryRequest(
+            limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=[DOC_ID]
+        )
 
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
-              hnsw_ef: int | None = None) -> list[list[Hit]]:
+    def query(
+        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+    ) -> list[list[Hit]]:
         import qdrant_edge as qe
 
         if not queries:
@@ -438,7 +474,9 @@ class ClientBackend(Backend):
                 client.close()
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise EngineError(f"cannot reach Qdrant at {url}: {reason}") from None
-        return cls(client, collection, location=url, shard_number=shard_number, replication_factor=replication_factor)
+        return cls(
+            client, collection, location=url, shard_number=shard_number, replication_factor=replication_factor
+        )
 
     @property
     def location(self) -> str:
@@ -457,8 +495,14 @@ class ClientBackend(Backend):
         from qdrant_client import models
 
         dtype = models.Datatype.FLOAT16 if layout.dense_dtype == "float16" else models.Datatype.FLOAT32
-        hnsw = models.HnswConfigDiff(m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct)  # m = 0: no graph
-        vectors = {DENSE: models.VectorParams(size=layout.dim, distance=models.Distance.DOT, datatype=dtype, hnsw_config=hnsw)}
+        hnsw = models.HnswConfigDiff(
+            m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct
+        )  # m = 0: no graph
+        vectors = {
+            DENSE: models.VectorParams(
+                size=layout.dim, distance=models.Distance.DOT, datatype=dtype, hnsw_config=hnsw
+            )
+        }
         sparse = {SPARSE: models.SparseVectorParams()} if layout.sparse else {}
         if layout.bm25:
             sparse[BM25] = models.SparseVectorParams(modifier=models.Modifier.IDF)
@@ -484,7 +528,8 @@ class ClientBackend(Backend):
                 id=point_id(p.doc_id),
                 vector={
                     name: models.SparseVector(indices=(pair := _sparse_lists(value))[0], values=pair[1])
-                    if name != DENSE else _dense_list(value)
+                    if name != DENSE
+                    else _dense_list(value)
                     for name, value in p.vectors().items()
                 },
                 payload={**p.payload, DOC_ID: p.doc_id},
@@ -501,7 +546,11 @@ class ClientBackend(Backend):
         offset = None
         while True:
             records, offset = self.client.scroll(
-                self.collection, limit=batch_size, offset=offset, with_payload=list(fields), with_vectors=False
+                self.collection,
+                limit=batch_size,
+                offset=offset,
+                with_payload=list(fields),
+                with_vectors=False,
             )
             yield from (record.payload or {} for record in records)
             if offset is None:
@@ -513,24 +562,38 @@ class ClientBackend(Backend):
         params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
         restrict = (
             models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in query.only])])
-            if query.only is not None else None
+            if query.only is not None
+            else None
         )
         nearest = [
-            (name, models.SparseVector(indices=(pair := _sparse_lists(value))[0], values=pair[1]) if name != DENSE else _dense_list(value))
+            (
+                name,
+                models.SparseVector(indices=(pair := _sparse_lists(value))[0], values=pair[1])
+                if name != DENSE
+                else _dense_list(value),
+            )
             for name, value in query.vectors().items()
         ]
         if len(nearest) == 1:
             name, vector = nearest[0]
-            return models.QueryRequest(query=vector, using=name, limit=limit, filter=restrict, params=params,
-                                       with_payload=[DOC_ID])
+            return models.QueryRequest(
+                query=vector, using=name, limit=limit, filter=restrict, params=params, with_payload=[DOC_ID]
+            )
         depth = max(limit, FUSION_DEPTH)
-        prefetch = [models.Prefetch(query=vector, using=name, limit=depth, filter=restrict, params=params)
-                    for name, vector in nearest]
-        return models.QueryRequest(prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)), limit=limit,
-                                   with_payload=[DOC_ID])
+        prefetch = [
+            models.Prefetch(query=vector, using=name, limit=depth, filter=restrict, params=params)
+            for name, vector in nearest
+        ]
+        return models.QueryRequest(
+            prefetch=prefetch,
+            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+            limit=limit,
+            with_payload=[DOC_ID],
+        )
 
-    def query(self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False,
-              hnsw_ef: int | None = None) -> list[list[Hit]]:
+    def query(
+        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+    ) -> list[list[Hit]]:
         if not queries:
             return []
         with warnings.catch_warnings():
@@ -539,7 +602,9 @@ class ClientBackend(Backend):
             requests = [self._request(q, limit, exact, hnsw_ef) for q in queries]
             with self._calls("the search"):
                 responses = self.client.query_batch_points(self.collection, requests)
-        return [[(hit.payload[DOC_ID], float(hit.score)) for hit in response.points] for response in responses]
+        return [
+            [(hit.payload[DOC_ID], float(hit.score)) for hit in response.points] for response in responses
+        ]
 
     def optimize(self) -> None:
         """Nothing to do: a Qdrant server optimises in the background."""
@@ -571,9 +636,13 @@ class EngineTarget:
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.url is None):
-            raise ValueError("give either a folder (--path) for the in-process engine or a Qdrant URL (--url), not both")
+            raise ValueError(
+                "give either a folder (--path) for the in-process engine or a Qdrant URL (--url), not both"
+            )
         if self.url is None and (self.api_key or self.shard_number or self.replication_factor):
-            raise ValueError("--api-key, --shard-number and --replication-factor apply to a cluster (--url) only")
+            raise ValueError(
+                "--api-key, --shard-number and --replication-factor apply to a cluster (--url) only"
+            )
 
     def check_reachable(self) -> None:
         """Fail now, in one line, if the cluster cannot be reached (rather than in the middle of a run)."""
@@ -583,6 +652,11 @@ class EngineTarget:
     def open(self, collection: str) -> Backend:
         """The backend of one collection (connecting to the cluster, if any)."""
         if self.url is not None:
-            return ClientBackend.connect(self.url, collection, api_key=self.api_key, shard_number=self.shard_number,
-                                         replication_factor=self.replication_factor)
+            return ClientBackend.connect(
+                self.url,
+                collection,
+                api_key=self.api_key,
+                shard_number=self.shard_number,
+                replication_factor=self.replication_factor,
+            )
         return EdgeBackend(self.path, collection)

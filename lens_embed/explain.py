@@ -32,7 +32,9 @@ def check_top(model: SentenceTransformer, k: int) -> None:
     """
     n_clusters = lexicon_pooling(model).n_clusters
     if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= n_clusters:
-        raise ValueError(f"the number of dimensions to show must be an integer in 1..{n_clusters} (K), got {k!r}")
+        raise ValueError(
+            f"the number of dimensions to show must be an integer in 1..{n_clusters} (K), got {k!r}"
+        )
 
 
 def cluster_tokens(model: SentenceTransformer, cluster: int, limit: int = 8) -> list[str]:
@@ -62,7 +64,9 @@ def lexicon_part(model: SentenceTransformer, embedding: np.ndarray) -> np.ndarra
     """The K lexicon weights of one embedding (a hybrid's dense part dropped), checked against the model."""
     vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
     if vector.shape[0] != model.get_embedding_dimension():
-        raise ValueError(f"embedding has {vector.shape[0]} dimensions, the model {model.get_embedding_dimension()}")
+        raise ValueError(
+            f"embedding has {vector.shape[0]} dimensions, the model {model.get_embedding_dimension()}"
+        )
     return vector[: lexicon_pooling(model).n_clusters]
 
 
@@ -70,10 +74,16 @@ def heaviest(model: SentenceTransformer, weights: np.ndarray, k: int, tokens: in
     """The ``k`` largest positive entries of ``weights``, named by their clusters' tokens."""
     check_top(model, k)
     order = np.argsort(-weights, kind="stable")[:k]
-    return [Dimension(int(i), float(weights[i]), cluster_tokens(model, int(i), tokens)) for i in order if weights[i] > 0]
+    return [
+        Dimension(int(i), float(weights[i]), cluster_tokens(model, int(i), tokens))
+        for i in order
+        if weights[i] > 0
+    ]
 
 
-def top_dimensions(model: SentenceTransformer, embedding: np.ndarray, k: int = 10, tokens: int = 8) -> list[Dimension]:
+def top_dimensions(
+    model: SentenceTransformer, embedding: np.ndarray, k: int = 10, tokens: int = 8
+) -> list[Dimension]:
     """The ``k`` heaviest lexicon dimensions of one embedding, named by their tokens.
 
     Args:

@@ -75,7 +75,9 @@ def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str,
     """
     source = Path(path)
     if source.suffix != ".jsonl":
-        raise ValueError(f"{source}: expected a .jsonl file with one {{\"_id\": ..., \"text\": ...}} object per line")
+        raise ValueError(
+            f'{source}: expected a .jsonl file with one {{"_id": ..., "text": ...}} object per line'
+        )
     if not source.is_file():
         raise FileNotFoundError(f"input file not found: {source}")
     documents: dict[str, str] = {}
@@ -86,7 +88,9 @@ def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str,
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(f"{where}: not valid UTF-8 (byte {error.start} of the line): {error.reason}") from None
+                raise ValueError(
+                    f"{where}: not valid UTF-8 (byte {error.start} of the line): {error.reason}"
+                ) from None
             doc_id, text = _document_row(line, where, titles)
             if doc_id in first_line:
                 raise ValueError(f"{where}: duplicate id {doc_id!r} (first on line {first_line[doc_id]})")

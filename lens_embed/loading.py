@@ -75,7 +75,9 @@ def load_lens_model(
     Returns:
         The loaded ``SentenceTransformer``.
     """
-    source = str(converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path)
+    source = str(
+        converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path
+    )
     path = Path(source)
     if path.is_absolute() or source.startswith(".") or path.exists():
         if not path.is_dir():
@@ -126,7 +128,9 @@ def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
     return {entry["name"]: entry["path"] for entry in entries}
 
 
-def check_model_files(source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]) -> None:
+def check_model_files(
+    source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]
+) -> None:
     """Before anything is built: every file that the library's modules will read is readable, each error naming it.
 
     The JSON configs parse; each module type of sentence-transformers or lens-embed exists (so a
@@ -147,12 +151,16 @@ def check_model_files(source: str, module_classes: dict[str, type[Module]], hub_
         module_class = library_module_class(entry["type"], module_classes, location)
         if module_class is None:
             continue
-        for filename in dict.fromkeys([getattr(module_class, "config_file_name", "config.json"), *MODULE_JSON_FILES]):
+        for filename in dict.fromkeys(
+            [getattr(module_class, "config_file_name", "config.json"), *MODULE_JSON_FILES]
+        ):
             read_model_json(source, filename, entry["path"], **hub_kwargs)
         stored_shapes(weight_files(source, entry["path"], **hub_kwargs))
 
 
-def library_module_class(module_type: str, module_classes: dict[str, type[Module]], location: str) -> type[Module] | None:
+def library_module_class(
+    module_type: str, module_classes: dict[str, type[Module]], location: str
+) -> type[Module] | None:
     """The class of a ``modules.json`` type that is library code (lens-embed's or sentence-transformers'),
     None for any other type; a ValueError naming ``location`` when it claims to be library code but no such class exists."""
     if module_type in module_classes:
@@ -165,7 +173,9 @@ def library_module_class(module_type: str, module_classes: dict[str, type[Module
     if not module_type.startswith("sentence_transformers."):
         return None
     try:
-        return import_from_string(module_type)  # sentence-transformers' own resolution of its types: library code only
+        return import_from_string(
+            module_type
+        )  # sentence-transformers' own resolution of its types: library code only
     except ImportError as error:
         raise ValueError(
             f"{location}: module type {module_type!r} does not exist in sentence-transformers "
@@ -254,4 +264,6 @@ def check_head(pooling: LexiconPooling, file: Path) -> None:
         raise CheckpointError(f"{file}: the centroids hold NaN or infinite values")
     clusters = pooling.token_clusters
     if clusters.numel() and (int(clusters.min()) < 0 or int(clusters.max()) >= pooling.n_clusters):
-        raise CheckpointError(f"{file}: the token -> cluster map names clusters outside [0, {pooling.n_clusters})")
+        raise CheckpointError(
+            f"{file}: the token -> cluster map names clusters outside [0, {pooling.n_clusters})"
+        )

@@ -228,8 +228,12 @@ def model_provenance(model: SentenceTransformer, model_id: str | None = None) ->
     """Provenance of an in-memory model: the card it was loaded with, then what sentence-transformers'
     ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
     data = model.model_card_data
-    recorded = card_provenance(model._model_card_text) if getattr(model, "_model_card_text", None) else Provenance()
-    datasets = [str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")]
+    recorded = (
+        card_provenance(model._model_card_text) if getattr(model, "_model_card_text", None) else Provenance()
+    )
+    datasets = [
+        str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")
+    ]
     recipe = {key: str(value) for key, value in (data.non_default_hyperparameters or {}).items()}
     now = merge_provenance(
         recorded,

@@ -98,7 +98,9 @@ class LensTransformer(Transformer):
         if self.truncation_keeps_eos or max_length is None:
             features = super().preprocess(inputs, prompt=prompt, task=task, **kwargs)
         else:  # one token more, then rows that used it lose their last token (EOS): BOS + (text + EOS)[:max_length - 1]
-            features = super().preprocess(inputs, prompt=prompt, task=task, **{**kwargs, "max_length": max_length + 1})
+            features = super().preprocess(
+                inputs, prompt=prompt, task=task, **{**kwargs, "max_length": max_length + 1}
+            )
             features = {k: v[:, :max_length] if _per_token(v, features) else v for k, v in features.items()}
         if "input_ids" not in features:
             return features
@@ -150,7 +152,10 @@ class LensTransformer(Transformer):
             logger.warning(
                 "%d of %d texts in a batch exceed max_seq_length=%d tokens (longest %d) and were truncated, "
                 "%s; later truncations are not reported",
-                over, len(texts), self.max_seq_length, max(lengths),
+                over,
+                len(texts),
+                self.max_seq_length,
+                max(lengths),
                 "EOS kept" if self.truncation_keeps_eos else "EOS dropped (the authors' evaluation)",
             )
 
@@ -184,7 +189,14 @@ class LexiconPooling(Module):
         vocab_size: rows of the token -> cluster map (set when loading saved weights).
     """
 
-    config_keys = ["n_clusters", "hidden_size", "query_token_id", "next_token_outputs", "dense_pooling", "dense_weight"]
+    config_keys = [
+        "n_clusters",
+        "hidden_size",
+        "query_token_id",
+        "next_token_outputs",
+        "dense_pooling",
+        "dense_weight",
+    ]
 
     def __init__(
         self,
@@ -226,11 +238,15 @@ class LexiconPooling(Module):
             raise ValueError(
                 f"features carry no {QUERY_MARKER!r}: build them with the model's preprocess (LensTransformer)"
             )
-        query_rank = query_start(features["input_ids"], attention_mask, self.query_token_id, features[QUERY_MARKER])
+        query_rank = query_start(
+            features["input_ids"], attention_mask, self.query_token_id, features[QUERY_MARKER]
+        )
         mask = pooling_mask(attention_mask, query_rank, self.next_token_outputs)
         embedding = F.normalize(lexicon_embedding(hidden, self.centroids, mask), p=2, dim=-1)
         if self.dense_pooling is not None:
-            dense = F.normalize(dense_embedding(hidden, mask, attention_mask, self.dense_pooling), p=2, dim=-1)
+            dense = F.normalize(
+                dense_embedding(hidden, mask, attention_mask, self.dense_pooling), p=2, dim=-1
+            )
             embedding = F.normalize(torch.cat([embedding, self.dense_weight * dense], dim=-1), p=2, dim=-1)
         features["sentence_embedding"] = embedding
         return features
@@ -245,11 +261,16 @@ class LexiconPooling(Module):
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> LexiconPooling:
         hub_kwargs = {
-            key: kwargs[key] for key in ("token", "cache_folder", "revision", "local_files_only") if key in kwargs
+            key: kwargs[key]
+            for key in ("token", "cache_folder", "revision", "local_files_only")
+            if key in kwargs
         }
         config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
         # the file load_torch_weights reads, so that every error below names it
-        found = (cls.load_file_path(model_name_or_path, name, subfolder=subfolder, **hub_kwargs) for name in HEAD_FILES)
+        found = (
+            cls.load_file_path(model_name_or_path, name, subfolder=subfolder, **hub_kwargs)
+            for name in HEAD_FILES
+        )
         head_file = next(filter(None, found), f"{model_name_or_path}/{subfolder}")
         try:
             weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub_kwargs)

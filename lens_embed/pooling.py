@@ -23,7 +23,10 @@ MAX_CHUNK_ELEMENTS = 1 << 26
 
 
 def query_start(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, query_token_id: int | None, query_marker: torch.Tensor
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    query_token_id: int | None,
+    query_marker: torch.Tensor,
 ) -> torch.Tensor:
     """[batch, 1] rank (among real tokens) of the ``<query>`` token that opens each query's text; -1 for documents.
 
@@ -53,7 +56,9 @@ def query_start(
     return torch.where(opens, rank, torch.full_like(rank, -1)).max(dim=1, keepdim=True).values
 
 
-def pooling_mask(attention_mask: torch.Tensor, query_rank: torch.Tensor, next_token_outputs: bool) -> torch.Tensor:
+def pooling_mask(
+    attention_mask: torch.Tensor, query_rank: torch.Tensor, next_token_outputs: bool
+) -> torch.Tensor:
     """Boolean [batch, seq] mask of the positions whose outputs are pooled.
 
     Positions are counted among real tokens (``rank``), so the mask does not depend on the
@@ -74,7 +79,9 @@ def pooling_mask(attention_mask: torch.Tensor, query_rank: torch.Tensor, next_to
     rank = real.long().cumsum(dim=1) - 1
     length = real.long().sum(dim=1, keepdim=True)
     is_query = query_rank >= 0
-    start = torch.where(is_query, query_rank if next_token_outputs else query_rank + 1, torch.zeros_like(query_rank))
+    start = torch.where(
+        is_query, query_rank if next_token_outputs else query_rank + 1, torch.zeros_like(query_rank)
+    )
     end = length - 2 if next_token_outputs else length
     return real & (rank >= start) & (rank < end)
 
@@ -127,7 +134,9 @@ def lexicon_embedding(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch
     return lexicon_activation(masked_max_logits(hidden, centroids, mask).float())
 
 
-def dense_embedding(hidden: torch.Tensor, mask: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+def dense_embedding(
+    hidden: torch.Tensor, mask: torch.Tensor, attention_mask: torch.Tensor, mode: str
+) -> torch.Tensor:
     """The hybrid's dense part: mean of the pooled positions, or the last real token (EOS)."""
     if mode == "mean":
         weights = mask.to(hidden.dtype).unsqueeze(-1)
@@ -166,15 +175,21 @@ def keep_max_active_dims(
     """
     max_active_dims = checked_max_active_dims(max_active_dims)
     as_numpy = isinstance(embeddings, np.ndarray)
-    pruned = torch.from_numpy(np.array(embeddings)) if as_numpy else embeddings.detach().clone()  # a copy either way
+    pruned = (
+        torch.from_numpy(np.array(embeddings)) if as_numpy else embeddings.detach().clone()
+    )  # a copy either way
     if pruned.ndim != 2:
         raise ValueError(f"expected a [n, dim] matrix of embeddings, got shape {tuple(pruned.shape)}")
     width = pruned.shape[1] if lexicon_dims is None else lexicon_dims
     if not 0 < width <= pruned.shape[1]:
-        raise ValueError(f"lexicon_dims {lexicon_dims} does not fit embeddings of dimension {pruned.shape[1]}")
+        raise ValueError(
+            f"lexicon_dims {lexicon_dims} does not fit embeddings of dimension {pruned.shape[1]}"
+        )
     if max_active_dims < width and pruned.shape[0] > 0:
         magnitude = pruned[:, :width].abs()
-        threshold = magnitude.topk(max_active_dims, dim=1).values[:, -1:]  # the N-th largest magnitude per row
+        threshold = magnitude.topk(max_active_dims, dim=1).values[
+            :, -1:
+        ]  # the N-th largest magnitude per row
         above = magnitude > threshold
         tied = magnitude == threshold
         room = max_active_dims - above.sum(dim=1, keepdim=True)  # how many tied dimensions still fit

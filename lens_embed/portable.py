@@ -48,9 +48,13 @@ logger = logging.getLogger(__name__)
 def _package_imports(tree: ast.Module) -> Iterator[ast.ImportFrom | ast.Import]:
     """Every import of a lens-embed module, at any depth of a module's syntax tree."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] == PACKAGE):
+        if isinstance(node, ast.ImportFrom) and (
+            node.level > 0 or (node.module or "").split(".")[0] == PACKAGE
+        ):
             yield node
-        elif isinstance(node, ast.Import) and any(alias.name.split(".")[0] == PACKAGE for alias in node.names):
+        elif isinstance(node, ast.Import) and any(
+            alias.name.split(".")[0] == PACKAGE for alias in node.names
+        ):
             yield node
 
 
@@ -70,7 +74,9 @@ def _source_order(root: str = ROOT_MODULE) -> list[str]:
                     f"{name}:{node.lineno}: imports lens-embed inside a function; the portable modeling file cannot carry it"
                 )
             if isinstance(node, ast.Import) or node.level > 0:
-                raise ImportError(f"{name}:{node.lineno}: use `from lens_embed.<module> import <names>` in module code")
+                raise ImportError(
+                    f"{name}:{node.lineno}: use `from lens_embed.<module> import <names>` in module code"
+                )
             visit(str(node.module), (*path, name))
         order.append(name)
 
@@ -86,19 +92,25 @@ def _stripped(name: str, defined: dict[str, str]) -> str:
     lines = source.splitlines()
     dropped: set[int] = set()
     for node in tree.body:
-        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is tree.body[0]
+        docstring = (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node is tree.body[0]
+        )
         future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
         package = node in list(_package_imports(tree))
         if package:
             missing = [alias.name for alias in node.names if alias.name not in defined]
             if missing:
-                raise ImportError(f"{name}:{node.lineno}: {', '.join(missing)} not defined by the modules before it")
+                raise ImportError(
+                    f"{name}:{node.lineno}: {', '.join(missing)} not defined by the modules before it"
+                )
         if docstring or future or package:
             dropped.update(range(node.lineno - 1, node.end_lineno))
         for target in _defined_names(node):
             segment = ast.get_source_segment(source, node) or ""
             if target in defined and defined[target] != segment:
-                raise ImportError(f"{name}:{node.lineno}: {target} is also defined, differently, by an earlier module")
+                raise ImportError(
+                    f"{name}:{node.lineno}: {target} is also defined, differently, by an earlier module"
+                )
             defined[target] = segment
     kept = [line for index, line in enumerate(lines) if index not in dropped]
     return "\n".join(kept).strip("\n")
@@ -171,7 +183,9 @@ def make_portable(folder: str | Path) -> Path:
     modules_file = root / "modules.json"
     entries = json.loads(modules_file.read_text(encoding="utf-8"))
     for entry in entries:
-        if str(entry["type"]).startswith(f"{ROOT_MODULE}.") or str(entry["type"]).startswith(f"{MODELING_MODULE}."):
+        if str(entry["type"]).startswith(f"{ROOT_MODULE}.") or str(entry["type"]).startswith(
+            f"{MODELING_MODULE}."
+        ):
             entry["type"] = portable_type(str(entry["type"]))
     atomic_write(root / MODELING_FILE, lambda stream: stream.write(modeling_source().encode("utf-8")))
     atomic_write(modules_file, lambda stream: stream.write(json.dumps(entries, indent=2).encode("utf-8")))
@@ -194,7 +208,9 @@ def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
         written_by = known_digests().get(digest)
         if written_by is None:
             return {}
-        logger.info("%s: %s was written by %s; loading with the installed classes", source, MODELING_FILE, written_by)
+        logger.info(
+            "%s: %s was written by %s; loading with the installed classes", source, MODELING_FILE, written_by
+        )
     return portable_classes()
 
 

@@ -57,7 +57,12 @@ class ShardStore:
         self._check_manifest()
 
     def _manifest(self) -> dict[str, object]:
-        return {"key": self.key, "n_texts": self.n_texts, "shard_size": self.shard_size, "n_shards": self.n_shards}
+        return {
+            "key": self.key,
+            "n_texts": self.n_texts,
+            "shard_size": self.shard_size,
+            "n_shards": self.n_shards,
+        }
 
     def _check_manifest(self) -> None:
         """Create the manifest, or refuse a folder whose shards may embed something else.
@@ -87,8 +92,10 @@ class ShardStore:
                 )
             return
         if any(self.directory.glob("*.npy")):
-            raise ValueError(f"{self.directory} holds .npy files but no manifest.json (what do they embed?); "
-                             "use another folder")
+            raise ValueError(
+                f"{self.directory} holds .npy files but no manifest.json (what do they embed?); "
+                "use another folder"
+            )
         payload = json.dumps(self._manifest(), indent=2).encode("utf-8")
         atomic_write(path, lambda handle: handle.write(payload))
 
@@ -107,7 +114,9 @@ class ShardStore:
     def write(self, index: int, embeddings: np.ndarray) -> None:
         start, stop = self.bounds(index)
         if embeddings.ndim != 2 or embeddings.shape[0] != stop - start:
-            raise ValueError(f"shard {index} needs {stop - start} rows, got array of shape {embeddings.shape}")
+            raise ValueError(
+                f"shard {index} needs {stop - start} rows, got array of shape {embeddings.shape}"
+            )
         array = np.ascontiguousarray(embeddings, dtype=np.float32)
         atomic_write(self.shard_path(index), lambda handle: np.save(handle, array))
 
@@ -131,7 +140,12 @@ def encode_in_shards(
     store = ShardStore(directory, len(texts), shard_size, key)
     todo = store.pending()
     if len(todo) < store.n_shards:
-        logger.info("%s: resuming, %d of %d shards already done", directory, store.n_shards - len(todo), store.n_shards)
+        logger.info(
+            "%s: resuming, %d of %d shards already done",
+            directory,
+            store.n_shards - len(todo),
+            store.n_shards,
+        )
     for index in tqdm(todo, desc="Encoding corpus shards", unit="shard", disable=not show_progress):
         start, stop = store.bounds(index)
         store.write(index, np.asarray(encode(list(texts[start:stop])), dtype=np.float32))
@@ -153,8 +167,16 @@ def pq_subquantizers(dim: int, target_bytes: int) -> int:
     return max(m for m in range(1, min(dim, target_bytes) + 1) if dim % m == 0)
 
 
-def index_factory_string(kind: IndexKind, dim: int, n_vectors: int, *, hnsw_m: int = 32,
-                         ivf_nlist: int | None = None, pq_bytes: int = 512, opq_dim: int = 512) -> str:
+def index_factory_string(
+    kind: IndexKind,
+    dim: int,
+    n_vectors: int,
+    *,
+    hnsw_m: int = 32,
+    ivf_nlist: int | None = None,
+    pq_bytes: int = 512,
+    opq_dim: int = 512,
+) -> str:
     """The faiss ``index_factory`` description of an index kind.
 
     * ``flat``: exact, float32 (4 x dim bytes per vector); ``flat16``: exact search over float16 codes (half);
@@ -208,12 +230,17 @@ def build_index(
     """
     vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
     dim = vectors.shape[1]
-    description = index_factory_string(kind, dim, len(vectors), hnsw_m=hnsw_m, ivf_nlist=ivf_nlist,
-                                       pq_bytes=pq_bytes, opq_dim=opq_dim)
+    description = index_factory_string(
+        kind, dim, len(vectors), hnsw_m=hnsw_m, ivf_nlist=ivf_nlist, pq_bytes=pq_bytes, opq_dim=opq_dim
+    )
     index = faiss.index_factory(dim, description, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rng = np.random.default_rng(seed)
-        sample = vectors if len(vectors) <= train_size else vectors[np.sort(rng.choice(len(vectors), train_size, False))]
+        sample = (
+            vectors
+            if len(vectors) <= train_size
+            else vectors[np.sort(rng.choice(len(vectors), train_size, False))]
+        )
         _seed_clustering(index, seed)
         if kind == "opq":
             faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0)).niter = opq_iterations
@@ -275,8 +302,9 @@ def model_key(model: SentenceTransformer) -> str:
     return hashlib.sha1(probe.tobytes()).hexdigest()[:16]
 
 
-def corpus_key(model: SentenceTransformer, texts: Sequence[str], *, query: bool = False,
-               instruction: str | None = None) -> str:
+def corpus_key(
+    model: SentenceTransformer, texts: Sequence[str], *, query: bool = False, instruction: str | None = None
+) -> str:
     """What a shard folder embeds, the one key of every shard folder: the model (its probe embedding and
     the settings that change embeddings beyond it: dtype, attention, maximum length, truncation), the side
     with the prompt it gets (:func:`lens_embed.model.side_prompt`), and the texts.
@@ -327,8 +355,14 @@ class DenseRetriever:
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         instruction = self.instruction if self.instructed else None
-        return encode(self.model, texts, query=True, instruction=instruction, batch_size=self.batch_size,
-                      show_progress_bar=False)
+        return encode(
+            self.model,
+            texts,
+            query=True,
+            instruction=instruction,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+        )
 
     def corpus_embeddings(self, doc_texts: Sequence[str]) -> np.ndarray:
         """Sharded, resumable corpus embeddings in ``cache_dir/<corpus key>/`` (:func:`corpus_key`)."""

@@ -48,7 +48,11 @@ def read_model_json(
     ``hub_kwargs`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``) go to transformers' ``cached_file``.
     """
     path = cached_file(
-        str(name_or_path), filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+        str(name_or_path),
+        filename,
+        subfolder=subfolder,
+        _raise_exceptions_for_missing_entries=False,
+        **hub_kwargs,
     )
     if path is None:
         return None
@@ -58,7 +62,9 @@ def read_model_json(
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
-def read_modules(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> tuple[list[dict[str, Any]], str] | None:
+def read_modules(
+    name_or_path: str | os.PathLike, **hub_kwargs: Any
+) -> tuple[list[dict[str, Any]], str] | None:
     """``modules.json``'s entries and its location, or None if the model has none.
 
     sentence-transformers indexes each entry without checking it, so a file of another shape
@@ -95,7 +101,9 @@ def _config_references(data: Any, location: str) -> list[str]:
     return [f"{location}: {key} {json.dumps(data[key])}" for key in CODE_REFERENCE_KEYS if data.get(key)]
 
 
-def code_references(name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any) -> list[str]:
+def code_references(
+    name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
+) -> list[str]:
     """Every request of the model to import code beyond sentence-transformers, transformers and lens-embed.
 
     Each entry names the file and what it asks for; an empty list means loading runs only
@@ -133,12 +141,18 @@ def code_references(name_or_path: str | os.PathLike, own_types: Collection[str],
             data, location = loaded
             found.extend(_config_references(data, location))
             tokenizer_class = data.get("tokenizer_class") if isinstance(data, dict) else None
-            if filename == "tokenizer_config.json" and tokenizer_class and not is_transformers_class(tokenizer_class):
+            if (
+                filename == "tokenizer_config.json"
+                and tokenizer_class
+                and not is_transformers_class(tokenizer_class)
+            ):
                 found.append(f"{location}: tokenizer_class {tokenizer_class!r}")
     return found
 
 
-def refuse_code_references(name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any) -> None:
+def refuse_code_references(
+    name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
+) -> None:
     """Raise UntrustedCodeError listing what the model asks to run, if anything (arguments as :func:`code_references`)."""
     found = code_references(name_or_path, own_types, **hub_kwargs)
     if found:

@@ -89,7 +89,9 @@ class CollectionSpec:
         if self.vectors not in VECTOR_CHOICES:
             raise ValueError(f"vectors must be one of {', '.join(VECTOR_CHOICES)}, got {self.vectors!r}")
         if self.max_active_dims is not None and (self.max_active_dims < 1 or self.vectors == "dense"):
-            raise ValueError("max_active_dims (a positive number) prunes sparse vectors: use it with vectors sparse or both")
+            raise ValueError(
+                "max_active_dims (a positive number) prunes sparse vectors: use it with vectors sparse or both"
+            )
         self.layout()  # dimension and dtype checks
 
     @property
@@ -101,8 +103,15 @@ class CollectionSpec:
         return self.vectors in ("sparse", "both")
 
     def layout(self) -> Layout:
-        return Layout(dim=self.dim, dense=self.dense, sparse=self.sparse, bm25=self.bm25_avg_len is not None,
-                      dense_dtype=self.dense_dtype, hnsw_m=self.hnsw_m, hnsw_ef_construct=self.hnsw_ef_construct)
+        return Layout(
+            dim=self.dim,
+            dense=self.dense,
+            sparse=self.sparse,
+            bm25=self.bm25_avg_len is not None,
+            dense_dtype=self.dense_dtype,
+            hnsw_m=self.hnsw_m,
+            hnsw_ef_construct=self.hnsw_ef_construct,
+        )
 
     def record(self) -> dict[str, Any]:
         return {"format": SPEC_FORMAT, **asdict(self)}
@@ -113,7 +122,9 @@ class CollectionSpec:
         if not isinstance(record, Mapping):
             raise ValueError(f"{where} was not made by lens-embed index (it has no lens-embed record)")
         if record.get("format") != SPEC_FORMAT:
-            raise ValueError(f"{where} has lens-embed record format {record.get('format')!r}; this version reads {SPEC_FORMAT}")
+            raise ValueError(
+                f"{where} has lens-embed record format {record.get('format')!r}; this version reads {SPEC_FORMAT}"
+            )
         names = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in names})
 
@@ -121,14 +132,26 @@ class CollectionSpec:
         """What differs from the recorded spec, in words (empty: the same model and configuration)."""
         found = []
         if self.model_key != recorded.model_key:
-            found.append(f"model: {recorded.model_name!r} (probe hash {recorded.model_key}) there, "
-                         f"{self.model_name!r} (probe hash {self.model_key}) now")
-        for name in ("dim", "clusters", "side", "vectors", "dense_dtype", "max_active_dims", "hnsw_m",
-                     "hnsw_ef_construct"):
+            found.append(
+                f"model: {recorded.model_name!r} (probe hash {recorded.model_key}) there, "
+                f"{self.model_name!r} (probe hash {self.model_key}) now"
+            )
+        for name in (
+            "dim",
+            "clusters",
+            "side",
+            "vectors",
+            "dense_dtype",
+            "max_active_dims",
+            "hnsw_m",
+            "hnsw_ef_construct",
+        ):
             if getattr(self, name) != getattr(recorded, name):
                 found.append(f"{name}: {getattr(recorded, name)!r} there, {getattr(self, name)!r} now")
         if (self.bm25_avg_len is None) != (recorded.bm25_avg_len is None):
-            found.append(f"bm25: {recorded.bm25_avg_len is not None} there, {self.bm25_avg_len is not None} now")
+            found.append(
+                f"bm25: {recorded.bm25_avg_len is not None} there, {self.bm25_avg_len is not None} now"
+            )
         return found
 
 
@@ -139,8 +162,13 @@ def model_spec(model: SentenceTransformer, model_name: str | None = None, **opti
 
     name = model_name or getattr(model.model_card_data, "model_name", None) or type(model).__name__
     clusters = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
-    return CollectionSpec(model_name=str(name), model_key=model_key(model), dim=model.get_embedding_dimension(),
-                          clusters=clusters, **options)
+    return CollectionSpec(
+        model_name=str(name),
+        model_key=model_key(model),
+        dim=model.get_embedding_dimension(),
+        clusters=clusters,
+        **options,
+    )
 
 
 def sparse_rows(
@@ -208,8 +236,11 @@ def missing_documents(backend: Backend, ids: Sequence[str], texts: Sequence[str]
         )
     if texts is None:
         return [row for row, doc_id in enumerate(ids) if doc_id not in stored]
-    return [row for row, (doc_id, text) in enumerate(zip(ids, texts, strict=True))
-            if doc_id not in stored or stored[doc_id] != text_hash(text)]
+    return [
+        row
+        for row, (doc_id, text) in enumerate(zip(ids, texts, strict=True))
+        if doc_id not in stored or stored[doc_id] != text_hash(text)
+    ]
 
 
 def _bm25(avg_len: float) -> Any:
@@ -255,20 +286,28 @@ def upload_vectors(
     if spec.bm25_avg_len is not None and texts is None:
         raise ValueError(f"{backend.location} stores BM25 vectors: the document texts are needed")
     bm25 = _bm25(spec.bm25_avg_len) if spec.bm25_avg_len is not None else None
-    with tqdm(total=len(rows), unit="doc", desc=f"Uploading to {backend.collection}", disable=not show_progress) as bar:
+    with tqdm(
+        total=len(rows), unit="doc", desc=f"Uploading to {backend.collection}", disable=not show_progress
+    ) as bar:
         for batch in _batches(rows, batch_size):
             vectors = normalized(np.asarray(embeddings[list(batch)]))
-            sparse = sparse_rows(vectors, spec.max_active_dims, spec.clusters) if spec.sparse else [None] * len(batch)
-            backend.upsert([
-                EnginePoint(
-                    doc_id=ids[row],
-                    dense=vectors[i] if spec.dense else None,
-                    sparse=sparse[i],
-                    bm25=_sparse(bm25.embed_document(texts[row])) if bm25 is not None else None,
-                    payload={TEXT_HASH: text_hash(texts[row])} if texts is not None else {},
-                )
-                for i, row in enumerate(batch)
-            ])
+            sparse = (
+                sparse_rows(vectors, spec.max_active_dims, spec.clusters)
+                if spec.sparse
+                else [None] * len(batch)
+            )
+            backend.upsert(
+                [
+                    EnginePoint(
+                        doc_id=ids[row],
+                        dense=vectors[i] if spec.dense else None,
+                        sparse=sparse[i],
+                        bm25=_sparse(bm25.embed_document(texts[row])) if bm25 is not None else None,
+                        payload={TEXT_HASH: text_hash(texts[row])} if texts is not None else {},
+                    )
+                    for i, row in enumerate(batch)
+                ]
+            )
             bar.update(len(batch))
     backend.optimize()
     return len(rows)
@@ -348,25 +387,52 @@ def index_corpus(
     avg_len = float(np.mean([len(text.split()) for text in texts])) if bm25 else None
 
     def plan() -> tuple[CollectionSpec, list[int], Path]:
-        spec = model_spec(model, model_name, vectors=vectors, dense_dtype=dense_dtype, max_active_dims=max_active_dims,
-                          bm25_avg_len=avg_len, hnsw_m=hnsw_m, hnsw_ef_construct=hnsw_ef_construct)
+        spec = model_spec(
+            model,
+            model_name,
+            vectors=vectors,
+            dense_dtype=dense_dtype,
+            max_active_dims=max_active_dims,
+            bm25_avg_len=avg_len,
+            hnsw_m=hnsw_m,
+            hnsw_ef_construct=hnsw_ef_construct,
+        )
         spec = open_collection(backend, spec)
-        folder = Path(shard_dir) if shard_dir is not None else cache_dir() / "corpus-shards" / corpus_key(model, texts)
+        folder = (
+            Path(shard_dir)
+            if shard_dir is not None
+            else cache_dir() / "corpus-shards" / corpus_key(model, texts)
+        )
         return spec, missing_documents(backend, ids, texts), folder
 
     planned = rank_zero(plan)
     todo, folder = broadcast(planned[1:] if planned else None)
     if todo:
         logger.info("%d of %d documents to upload", len(todo), len(ids))
-        merged = encode_corpus(model, texts, folder, shard_size=shard_size, batch_size=batch_size,
-                               max_tokens=max_tokens, show_progress=show_progress)
+        merged = encode_corpus(
+            model,
+            texts,
+            folder,
+            shard_size=shard_size,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            show_progress=show_progress,
+        )
     if planned is None:
         return None
     spec, todo, _ = planned
     if todo:
         embeddings = np.load(merged, mmap_mode="r")
-        upload_vectors(backend, spec, ids, embeddings, todo, texts=texts, batch_size=upload_batch_size,
-                       show_progress=show_progress)
+        upload_vectors(
+            backend,
+            spec,
+            ids,
+            embeddings,
+            todo,
+            texts=texts,
+            batch_size=upload_batch_size,
+            show_progress=show_progress,
+        )
     check_contents(backend, ids)
     return IndexSummary(location=backend.location, documents=len(ids), uploaded=len(todo))
 
@@ -390,19 +456,33 @@ def engine_queries(
 
     if using not in USING_CHOICES:
         raise ValueError(f"using must be one of {', '.join(USING_CHOICES)}, got {using!r}")
-    lens = None if using == "bm25" else using if using in ("dense", "sparse") else "dense" if spec.dense else "sparse"
+    lens = (
+        None
+        if using == "bm25"
+        else using
+        if using in ("dense", "sparse")
+        else "dense"
+        if spec.dense
+        else "sparse"
+    )
     stored = {"dense": spec.dense, "sparse": spec.sparse}
     if lens is not None and not stored[lens]:
-        raise ValueError(f"the collection stores no {lens} vectors (it holds {spec.vectors}); choose another --using")
+        raise ValueError(
+            f"the collection stores no {lens} vectors (it holds {spec.vectors}); choose another --using"
+        )
     if using in ("bm25", "hybrid") and spec.bm25_avg_len is None:
-        raise ValueError("the collection stores no BM25 vectors: index it with --bm25 for --using bm25 or hybrid")
+        raise ValueError(
+            "the collection stores no BM25 vectors: index it with --bm25 for --using bm25 or hybrid"
+        )
     if vectors.ndim != 2 or vectors.shape[1] != spec.dim:
         raise ValueError(f"query vectors have dimension {vectors.shape[-1]}, the collection {spec.dim}")
     if using in ("bm25", "hybrid") and texts is None:
         raise ValueError("BM25 queries need the query texts")
     if max_active_dims is not None and lens != "sparse":
-        raise ValueError(f"max_active_dims prunes sparse query vectors, and this search uses {lens or 'no LENS'} "
-                         "vectors: search the sparse vectors (--using sparse), or leave the queries unpruned")
+        raise ValueError(
+            f"max_active_dims prunes sparse query vectors, and this search uses {lens or 'no LENS'} "
+            "vectors: search the sparse vectors (--using sparse), or leave the queries unpruned"
+        )
     vectors = normalized(vectors)
     sparse = sparse_rows(vectors, max_active_dims, spec.clusters) if lens == "sparse" else None
     bm25 = _bm25(spec.bm25_avg_len) if using in ("bm25", "hybrid") else None
@@ -417,14 +497,18 @@ def engine_queries(
     ]
 
 
-def check_model(model: SentenceTransformer, spec: CollectionSpec, where: str, *, allow_other_model: bool = False) -> None:
+def check_model(
+    model: SentenceTransformer, spec: CollectionSpec, where: str, *, allow_other_model: bool = False
+) -> None:
     """Refuse a model whose dimension differs from the collection's; and, unless allowed, another model."""
     from lens_embed.retrieval import model_key
 
     dim = model.get_embedding_dimension()
     if dim != spec.dim:
-        raise ValueError(f"the model embeds in {dim} dimensions, {where} holds {spec.dim}-dimension vectors "
-                         f"of {spec.model_name!r}")
+        raise ValueError(
+            f"the model embeds in {dim} dimensions, {where} holds {spec.dim}-dimension vectors "
+            f"of {spec.model_name!r}"
+        )
     key = model_key(model)
     if key != spec.model_key and not allow_other_model:
         raise ValueError(
@@ -474,16 +558,24 @@ def search_collection(
     check_model(model, spec, backend.location, allow_other_model=allow_other_model)
     query_ids = list(queries)
     texts = [queries[qid] for qid in query_ids]
-    vectors = encode(model, texts, query=True, instruction=instruction, batch_size=batch_size, show_progress_bar=False)
+    vectors = encode(
+        model, texts, query=True, instruction=instruction, batch_size=batch_size, show_progress_bar=False
+    )
     requests = engine_queries(spec, vectors, texts, using=using, max_active_dims=max_active_dims)
     hits = []
-    for batch in tqdm(list(_batches(range(len(requests)), query_batch_size)), desc="Searching", unit="batch",
-                      disable=not show_progress):
+    for batch in tqdm(
+        list(_batches(range(len(requests)), query_batch_size)),
+        desc="Searching",
+        unit="batch",
+        disable=not show_progress,
+    ):
         hits += backend.query([requests[i] for i in batch], top_k, exact=exact, hnsw_ef=hnsw_ef)
     return {qid: dict(found) for qid, found in zip(query_ids, hits, strict=True)}
 
 
-def write_run(results: Mapping[str, Mapping[str, float]], path: str | os.PathLike, run_name: str = "lens-embed") -> Path:
+def write_run(
+    results: Mapping[str, Mapping[str, float]], path: str | os.PathLike, run_name: str = "lens-embed"
+) -> Path:
     """Write results as a TREC run (``qid Q0 docid rank score run``), or ``{qid: {docid: score}}`` for ``.json``.
 
     Written atomically; an id with whitespace (which would shift a TREC run's columns) is refused.
@@ -492,9 +584,14 @@ def write_run(results: Mapping[str, Mapping[str, float]], path: str | os.PathLik
     if target.suffix == ".json":
         content = json.dumps(results, indent=1)
     else:
-        spaced = next((i for qid, ranked in results.items() for i in (qid, *ranked) if not i or len(i.split()) != 1), None)
+        spaced = next(
+            (i for qid, ranked in results.items() for i in (qid, *ranked) if not i or len(i.split()) != 1),
+            None,
+        )
         if spaced is not None:
-            raise ValueError(f"id {spaced!r} is empty or holds whitespace, which a TREC run cannot hold; write a .json run")
+            raise ValueError(
+                f"id {spaced!r} is empty or holds whitespace, which a TREC run cannot hold; write a .json run"
+            )
         content = "".join(
             f"{qid} Q0 {doc_id} {rank} {score:.8g} {run_name}\n"
             for qid, ranked in results.items()
@@ -508,21 +605,30 @@ def write_run(results: Mapping[str, Mapping[str, float]], path: str | os.PathLik
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--collection", required=True, help="collection name (letters, digits, '.', '_', '-')")
+    parser.add_argument(
+        "--collection", required=True, help="collection name (letters, digits, '.', '_', '-')"
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--path", default=None,
-                       help="folder of the in-process engine's collections (default: the lens-embed cache's collections/)")
+    where.add_argument(
+        "--path",
+        default=None,
+        help="folder of the in-process engine's collections (default: the lens-embed cache's collections/)",
+    )
     where.add_argument("--url", default=None, help="a Qdrant server or cluster, e.g. http://host:6333")
     parser.add_argument("--api-key", default=None, help=f"the cluster's API key (default: ${API_KEY_ENV})")
 
 
 def engine_target(args: argparse.Namespace) -> EngineTarget:
     """Where the CLI's collection lives: ``--url`` (a cluster), else ``--path`` or the cache's ``collections/``."""
-    options = {"shard_number": getattr(args, "shard_number", None),
-               "replication_factor": getattr(args, "replication_factor", None)}
+    options = {
+        "shard_number": getattr(args, "shard_number", None),
+        "replication_factor": getattr(args, "replication_factor", None),
+    }
     if args.url is not None:
         return EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV), **options)
-    return EngineTarget(path=Path(args.path) if args.path else cache_dir() / "collections", api_key=args.api_key, **options)
+    return EngineTarget(
+        path=Path(args.path) if args.path else cache_dir() / "collections", api_key=args.api_key, **options
+    )
 
 
 def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -530,51 +636,107 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     from lens_embed.corpus import add_encoding_options
 
     index = subparsers.add_parser(
-        "index", help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
+        "index",
+        help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
         description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.cli index ...` to embed on every "
         "GPU. A rerun uploads only what the collection lacks.",
     )
     index.add_argument("model")
-    index.add_argument("corpus", help='.jsonl, one {"_id": ..., "text": ..., "title": ...} per line (BEIR corpus layout)')
+    index.add_argument(
+        "corpus", help='.jsonl, one {"_id": ..., "text": ..., "title": ...} per line (BEIR corpus layout)'
+    )
     _add_target_options(index)
-    index.add_argument("--vectors", choices=VECTOR_CHOICES, default="dense",
-                       help="dense vectors, sparse ones (the active dimensions), or both (default: dense)")
-    index.add_argument("--dense-dtype", choices=("float32", "float16"), default="float32",
-                       help="storage of the dense vectors (float16: half the memory)")
-    index.add_argument("--max-active-dims", type=positive_int, default=None,
-                       help="keep only the N largest lexicon dimensions of each sparse vector (a hybrid's dense "
-                       "part whole; not re-normalised, as encode --max-active-dims)")
-    index.add_argument("--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)")
-    index.add_argument("--hnsw-m", type=non_negative_int, default=DEFAULT_HNSW_M,
-                       help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
-                       f"(default {DEFAULT_HNSW_M})")
-    index.add_argument("--hnsw-ef-construct", type=positive_int, default=DEFAULT_HNSW_EF_CONSTRUCT,
-                       help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})")
-    index.add_argument("--shard-number", type=positive_int, default=None, help="shards of a new cluster collection")
-    index.add_argument("--replication-factor", type=positive_int, default=None, help="copies of each shard (cluster)")
-    index.add_argument("--shards", default=None, help="embedding shard folder (default: in the lens-embed cache)")
-    index.add_argument("--upload-batch-size", type=positive_int, default=128, help="documents per upsert request")
+    index.add_argument(
+        "--vectors",
+        choices=VECTOR_CHOICES,
+        default="dense",
+        help="dense vectors, sparse ones (the active dimensions), or both (default: dense)",
+    )
+    index.add_argument(
+        "--dense-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="storage of the dense vectors (float16: half the memory)",
+    )
+    index.add_argument(
+        "--max-active-dims",
+        type=positive_int,
+        default=None,
+        help="keep only the N largest lexicon dimensions of each sparse vector (a hybrid's dense "
+        "part whole; not re-normalised, as encode --max-active-dims)",
+    )
+    index.add_argument(
+        "--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)"
+    )
+    index.add_argument(
+        "--hnsw-m",
+        type=non_negative_int,
+        default=DEFAULT_HNSW_M,
+        help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
+        f"(default {DEFAULT_HNSW_M})",
+    )
+    index.add_argument(
+        "--hnsw-ef-construct",
+        type=positive_int,
+        default=DEFAULT_HNSW_EF_CONSTRUCT,
+        help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})",
+    )
+    index.add_argument(
+        "--shard-number", type=positive_int, default=None, help="shards of a new cluster collection"
+    )
+    index.add_argument(
+        "--replication-factor", type=positive_int, default=None, help="copies of each shard (cluster)"
+    )
+    index.add_argument(
+        "--shards", default=None, help="embedding shard folder (default: in the lens-embed cache)"
+    )
+    index.add_argument(
+        "--upload-batch-size", type=positive_int, default=128, help="documents per upsert request"
+    )
     add_encoding_options(index)
     index.set_defaults(func=run_index)
 
-    search = subparsers.add_parser("search", help="search a collection with instructed queries; writes a TREC run")
+    search = subparsers.add_parser(
+        "search", help="search a collection with instructed queries; writes a TREC run"
+    )
     search.add_argument("model")
-    search.add_argument("queries", help='.jsonl, one {"_id": ..., "text": ...} per line (BEIR queries layout)')
+    search.add_argument(
+        "queries", help='.jsonl, one {"_id": ..., "text": ...} per line (BEIR queries layout)'
+    )
     _add_target_options(search)
-    search.add_argument("--out", required=True, help="run file: TREC format, or {qid: {docid: score}} for .json")
+    search.add_argument(
+        "--out", required=True, help="run file: TREC format, or {qid: {docid: score}} for .json"
+    )
     search.add_argument("--top-k", type=positive_int, default=100)
-    search.add_argument("--instruction", default=None, help="query instruction (default: the model's 'query' prompt)")
-    search.add_argument("--using", choices=USING_CHOICES, default="auto",
-                        help="auto: the LENS vectors stored (dense first); hybrid: those and BM25, fused by the engine")
+    search.add_argument(
+        "--instruction", default=None, help="query instruction (default: the model's 'query' prompt)"
+    )
+    search.add_argument(
+        "--using",
+        choices=USING_CHOICES,
+        default="auto",
+        help="auto: the LENS vectors stored (dense first); hybrid: those and BM25, fused by the engine",
+    )
     search.add_argument("--exact", action="store_true", help="exact dense search instead of the HNSW graph")
-    search.add_argument("--hnsw-ef", type=positive_int, default=None,
-                        help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)")
-    search.add_argument("--max-active-dims", type=positive_int, default=None,
-                        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only)")
+    search.add_argument(
+        "--hnsw-ef",
+        type=positive_int,
+        default=None,
+        help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)",
+    )
+    search.add_argument(
+        "--max-active-dims",
+        type=positive_int,
+        default=None,
+        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only)",
+    )
     search.add_argument("--batch-size", type=positive_int, default=32)
     add_load_options(search, dtype_help="the saved one; as at index time: the probe hash depends on it")
-    search.add_argument("--allow-other-model", action="store_true",
-                        help="search even if the model's probe hash differs from the collection's")
+    search.add_argument(
+        "--allow-other-model",
+        action="store_true",
+        help="search even if the model's probe hash differs from the collection's",
+    )
     search.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     search.set_defaults(func=run_search)
 
@@ -588,18 +750,30 @@ def run_index(args: argparse.Namespace) -> int:
     backend = rank_zero(lambda: target.open(args.collection))
     try:
         summary = index_corpus(
-            model, documents, backend, model_name=args.model, vectors=args.vectors, dense_dtype=args.dense_dtype,
-            max_active_dims=args.max_active_dims, bm25=args.bm25, hnsw_m=args.hnsw_m,
-            hnsw_ef_construct=args.hnsw_ef_construct, shard_dir=args.shards,
-            shard_size=args.shard_size, batch_size=args.batch_size, max_tokens=args.max_tokens,
+            model,
+            documents,
+            backend,
+            model_name=args.model,
+            vectors=args.vectors,
+            dense_dtype=args.dense_dtype,
+            max_active_dims=args.max_active_dims,
+            bm25=args.bm25,
+            hnsw_m=args.hnsw_m,
+            hnsw_ef_construct=args.hnsw_ef_construct,
+            shard_dir=args.shards,
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            max_tokens=args.max_tokens,
             upload_batch_size=args.upload_batch_size,
         )
     finally:
         if backend is not None:
             backend.close()
     if summary is not None:
-        print(f"{summary.location}: {summary.documents} documents ({summary.uploaded} uploaded now, "
-              f"{summary.documents - summary.uploaded} already there)")
+        print(
+            f"{summary.location}: {summary.documents} documents ({summary.uploaded} uploaded now, "
+            f"{summary.documents - summary.uploaded} already there)"
+        )
     return 0
 
 
@@ -613,11 +787,21 @@ def run_search(args: argparse.Namespace) -> int:
         spec = recorded_spec(backend)
         model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
         results = search_collection(
-            model, queries, backend, top_k=args.top_k, instruction=args.instruction, using=args.using, exact=args.exact,
-            hnsw_ef=args.hnsw_ef, max_active_dims=args.max_active_dims, allow_other_model=args.allow_other_model,
+            model,
+            queries,
+            backend,
+            top_k=args.top_k,
+            instruction=args.instruction,
+            using=args.using,
+            exact=args.exact,
+            hnsw_ef=args.hnsw_ef,
+            max_active_dims=args.max_active_dims,
+            allow_other_model=args.allow_other_model,
             batch_size=args.batch_size,
         )
     path = write_run(results, args.out)
-    print(f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "
-          f"using {args.using}) to {path}")
+    print(
+        f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "
+        f"using {args.using}) to {path}"
+    )
     return 0

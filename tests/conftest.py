@@ -58,7 +58,9 @@ def benchmark_script() -> Callable[[str], ModuleType]:
     """Import a script of ``benchmarks/`` by name (they are scripts, not a package)."""
 
     def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
@@ -75,8 +77,17 @@ def copy(tiny_lens: Path, tmp_path: Path) -> Path:
 
 # Every CLI verb that loads a model folder (``convert`` reads the released layout instead).
 MODEL_VERBS = (
-    "info", "encode", "explain", "encode-corpus", "card", "evaluate mteb", "evaluate offline",
-    "evaluate airbench", "evaluate submit-kit", "train", "mine-negatives",
+    "info",
+    "encode",
+    "explain",
+    "encode-corpus",
+    "card",
+    "evaluate mteb",
+    "evaluate offline",
+    "evaluate airbench",
+    "evaluate submit-kit",
+    "train",
+    "mine-negatives",
 )
 
 
@@ -101,10 +112,13 @@ def model_verb(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Path
         encoding="utf-8",
     )
     (data / "sts" / "TinySTS" / "test.jsonl").write_text(
-        "".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) + "\n" for a, b, s in pairs), encoding="utf-8"
+        "".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) + "\n" for a, b, s in pairs),
+        encoding="utf-8",
     )
     (results / "results" / "org__tiny" / "rev").mkdir(parents=True)
-    (results / "results" / "org__tiny" / "rev" / "model_meta.json").write_text(json.dumps({"name": "org/tiny"}))
+    (results / "results" / "org__tiny" / "rev" / "model_meta.json").write_text(
+        json.dumps({"name": "org/tiny"})
+    )
 
     def argv(model: Path) -> list[str]:
         m = str(model)
@@ -116,14 +130,46 @@ def model_verb(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Path
             "card": ["card", m],
             "evaluate mteb": ["evaluate", "mteb", "--model", m, "--tasks", "STS12", "--output", str(out)],
             "evaluate offline": [
-                "evaluate", "offline", "--model", m, "--data", str(data), "--baselines", "none", "--output", str(out),
+                "evaluate",
+                "offline",
+                "--model",
+                m,
+                "--data",
+                str(data),
+                "--baselines",
+                "none",
+                "--output",
+                str(out),
             ],
             "evaluate airbench": [
-                "evaluate", "airbench", "--model", m, "--airbench-data", str(inputs / "airbench"), "--output", str(out),
+                "evaluate",
+                "airbench",
+                "--model",
+                m,
+                "--airbench-data",
+                str(inputs / "airbench"),
+                "--output",
+                str(out),
             ],
-            "evaluate submit-kit": ["evaluate", "submit-kit", str(results), "--model", m, "--output", str(out / "kit")],
+            "evaluate submit-kit": [
+                "evaluate",
+                "submit-kit",
+                str(results),
+                "--model",
+                m,
+                "--output",
+                str(out / "kit"),
+            ],
             "train": ["train", "--model", m, "--data", str(rows), "--output", str(out / "run")],
-            "mine-negatives": ["mine-negatives", "--model", m, "--data", str(rows), "--output", str(out / "mined.jsonl")],
+            "mine-negatives": [
+                "mine-negatives",
+                "--model",
+                m,
+                "--data",
+                str(rows),
+                "--output",
+                str(out / "mined.jsonl"),
+            ],
         }[request.param]
 
     return argv

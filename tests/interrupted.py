@@ -25,30 +25,51 @@ KILL_DEADLINE_S = 600  # only a guard against a command that never reaches its k
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a ``lens-embed`` subprocess: this checkout, offline, CPU, one thread."""
     path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH", "")) if part)
-    return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
-            "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run ``lens-embed ARGS`` to the end; its output (it must succeed)."""
-    result = subprocess.run([sys.executable, "-m", "lens_embed.cli", *map(str, args)], cwd=cwd, env=env or cli_env(),
-                            capture_output=True, text=True, timeout=KILL_DEADLINE_S)
+    result = subprocess.run(
+        [sys.executable, "-m", "lens_embed.cli", *map(str, args)],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=KILL_DEADLINE_S,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def kill_when(args: list[str], ready: Callable[[], bool], cwd: Path, env: dict[str, str] | None = None) -> None:
+def kill_when(
+    args: list[str], ready: Callable[[], bool], cwd: Path, env: dict[str, str] | None = None
+) -> None:
     """Start ``lens-embed ARGS`` and SIGKILL it as soon as ``ready()``; fail if it ends before that."""
     log = cwd / f"killed-{time.monotonic_ns()}.log"
     with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "lens_embed.cli", *map(str, args)], cwd=cwd,
-                                   env=env or cli_env(), stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lens_embed.cli", *map(str, args)],
+            cwd=cwd,
+            env=env or cli_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + KILL_DEADLINE_S
     try:
         while not ready():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"lens-embed {args[0]} did not reach its kill point (exit {process.poll()}):\n"
-                                     + log.read_text(errors="replace")[-3000:])
+                raise AssertionError(
+                    f"lens-embed {args[0]} did not reach its kill point (exit {process.poll()}):\n"
+                    + log.read_text(errors="replace")[-3000:]
+                )
             time.sleep(KILL_POLL_S)
         process.send_signal(signal.SIGKILL)
     finally:
@@ -79,5 +100,8 @@ def contents(folder: Path, exclude: str | None = None) -> dict[str, bytes]:
 
 def leftovers(folder: Path) -> list[str]:
     """Temporaries of interrupted writes in ``folder``: staging, moved-aside, scratch folders and ``.tmp`` files."""
-    return sorted(path.name for path in folder.iterdir()
-                  if re.search(r"\.(staging|old)-|^\.lens-convert-|\.tmp$", path.name))
+    return sorted(
+        path.name
+        for path in folder.iterdir()
+        if re.search(r"\.(staging|old)-|^\.lens-convert-|\.tmp$", path.name)
+    )

@@ -18,9 +18,19 @@ REPO = PACKAGE.parent
 # module of that package. The README's Architecture section draws the same layers.
 LAYERS: list[tuple[str, ...]] = [
     # 0. light (no torch): constants, files, the input format; the package faces resolve their names lazily
-    ("lens_embed", "lens_embed.evaluation", "lens_embed.training", "lens_embed.lazy", "lens_embed.defaults",
-     "lens_embed.storage", "lens_embed.prompts", "lens_embed.citation", "lens_embed.cli_args",
-     "lens_embed.optional", "lens_embed.inputs"),
+    (
+        "lens_embed",
+        "lens_embed.evaluation",
+        "lens_embed.training",
+        "lens_embed.lazy",
+        "lens_embed.defaults",
+        "lens_embed.storage",
+        "lens_embed.prompts",
+        "lens_embed.citation",
+        "lens_embed.cli_args",
+        "lens_embed.optional",
+        "lens_embed.inputs",
+    ),
     # 1. the pieces: backbone preparation and weight files, clustering, the pooling equation, what a folder asks to run
     ("lens_embed.backbone", "lens_embed.clustering", "lens_embed.pooling", "lens_embed.safety"),
     # 2. the sentence-transformers modules (their source becomes modeling_lens.py)
@@ -34,8 +44,14 @@ LAYERS: list[tuple[str, ...]] = [
     # 6. the one loader and its checks (a released name is converted once: above convert)
     ("lens_embed.loading",),
     # 7. using models
-    ("lens_embed.explain", "lens_embed.batching", "lens_embed.retrieval", "lens_embed.corpus", "lens_embed.engine",
-     "lens_embed.serving"),
+    (
+        "lens_embed.explain",
+        "lens_embed.batching",
+        "lens_embed.retrieval",
+        "lens_embed.corpus",
+        "lens_embed.engine",
+        "lens_embed.serving",
+    ),
     # 8. evaluation and training (neither imports the other)
     ("lens_embed.evaluation.", "lens_embed.training."),
     # 9. the entry points: the command, the training demo, the launchers' entry
@@ -92,32 +108,50 @@ def layer_of(module: str) -> int:
     exact = [index for index, names in enumerate(LAYERS) if module in names]
     if exact:
         return exact[0]
-    prefixed = [index for index, names in enumerate(LAYERS) for name in names if name.endswith(".") and module.startswith(name)]
-    assert prefixed, f"{module} has no declared layer: add it to LAYERS in tests/test_architecture.py and the README"
+    prefixed = [
+        index
+        for index, names in enumerate(LAYERS)
+        for name in names
+        if name.endswith(".") and module.startswith(name)
+    ]
+    assert prefixed, (
+        f"{module} has no declared layer: add it to LAYERS in tests/test_architecture.py and the README"
+    )
     return prefixed[0]
 
 
 def heavy_modules_after(code: str) -> list[str]:
     """Which of torch and sentence-transformers a fresh interpreter has loaded after running ``code``."""
-    probe = code + "\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
-    result = subprocess.run([sys.executable, "-c", "import sys\n" + probe], cwd=REPO, capture_output=True, text=True, check=True)
+    probe = (
+        code
+        + "\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return [name for name in result.stdout.strip().split(",") if name]
 
 
 def test_importing_the_package_loads_neither_torch_nor_sentence_transformers():
-    assert heavy_modules_after(
-        "import lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
-        "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)"
-    ) == []
+    assert (
+        heavy_modules_after(
+            "import lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
+            "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)"
+        )
+        == []
+    )
 
 
 def test_reading_what_a_folder_asks_to_run_loads_neither_torch_nor_sentence_transformers():
     """safety reads JSON only; the package's own classes are the caller's argument, not an import of it."""
-    assert heavy_modules_after(
-        "from lens_embed.defaults import minilm_path\n"
-        "from lens_embed.safety import code_references\n"
-        "assert code_references(minilm_path(), ()) == []"
-    ) == []
+    assert (
+        heavy_modules_after(
+            "from lens_embed.defaults import minilm_path\n"
+            "from lens_embed.safety import code_references\n"
+            "assert code_references(minilm_path(), ()) == []"
+        )
+        == []
+    )
 
 
 def test_every_public_name_resolves():
@@ -157,7 +191,9 @@ def test_imports_only_go_down_the_layers():
         for target, lines in targets.items()
         if layer_of(target) > layer_of(module)
     }
-    unexplained = {f"{a} -> {b} (lines {lines})" for (a, b), lines in upward.items() if (a, b) not in ALLOWED_UPWARD}
+    unexplained = {
+        f"{a} -> {b} (lines {lines})" for (a, b), lines in upward.items() if (a, b) not in ALLOWED_UPWARD
+    }
     assert not unexplained, f"imports running up the layers: {sorted(unexplained)}"
     assert set(ALLOWED_UPWARD) <= set(upward), "an allowed upward import that no longer exists: remove it"
 
@@ -168,8 +204,14 @@ def test_no_module_imports_a_public_name_through_a_package_face():
     for module, file in module_names().items():
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in FACES:
-                names = [a.name for a in node.names if f"{node.module}.{a.name}" not in modules and a.name != "__version__"]
-                through_faces += [f"{module}:{node.lineno}: from {node.module} import {name}" for name in names]
+                names = [
+                    a.name
+                    for a in node.names
+                    if f"{node.module}.{a.name}" not in modules and a.name != "__version__"
+                ]
+                through_faces += [
+                    f"{module}:{node.lineno}: from {node.module} import {name}" for name in names
+                ]
     assert through_faces == []
 
 

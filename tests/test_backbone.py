@@ -1,6 +1,5 @@
 """Backbones: bidirectional decoders of several families, encoders, the LENS tokenizer."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +12,9 @@ from tiny_models import build_decoder, build_tokenizer
 
 def hidden_states(model, ids):
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)).last_hidden_state
+        return model(
+            input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)
+        ).last_hidden_state
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
@@ -70,7 +71,11 @@ def test_builds_from_the_real_minilm(minilm_path, tmp_path):
     model = build_lens_model(minilm_path, n_clusters=64, output_dir=tmp_path / "lens")
     pooling = model[1]
     assert pooling.next_token_outputs is False and pooling.token_clusters.shape[0] == 30522
-    docs = ["A man is playing a guitar.", "Someone plays a musical instrument.", "Stock markets fell sharply today."]
+    docs = [
+        "A man is playing a guitar.",
+        "Someone plays a musical instrument.",
+        "Stock markets fell sharply today.",
+    ]
     embeddings = encode(model, docs)
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > similarity[0, 2]

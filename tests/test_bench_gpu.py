@@ -17,8 +17,22 @@ def bench(benchmark_script):
 @pytest.fixture(scope="module")
 def report(bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-gpu") / "report.json"
-    return bench.main(["--scale", "tiny", "--dtype", "float32", "--texts", "9", "--max-tokens", "256",
-                       "--device", "cpu", "--json", str(out)])
+    return bench.main(
+        [
+            "--scale",
+            "tiny",
+            "--dtype",
+            "float32",
+            "--texts",
+            "9",
+            "--max-tokens",
+            "256",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ]
+    )
 
 
 def test_three_pipelines_embed_the_same_texts_alike(report):
@@ -29,8 +43,16 @@ def test_three_pipelines_embed_the_same_texts_alike(report):
 
 def test_report_has_every_measurement(report):
     for row in report["pipelines"]:
-        for field in ("tokens_per_s", "queries_tokens_per_s", "passages_tokens_per_s", "documents_tokens_per_s",
-                      "mfu", "documents_mfu", "peak_gpu_memory_gib", "time_to_first_embedding_s"):
+        for field in (
+            "tokens_per_s",
+            "queries_tokens_per_s",
+            "passages_tokens_per_s",
+            "documents_tokens_per_s",
+            "mfu",
+            "documents_mfu",
+            "peak_gpu_memory_gib",
+            "time_to_first_embedding_s",
+        ):
             assert field in row
         assert row["tokens_per_s"] > 0 and row["time_to_first_embedding_s"] > 0
     assert report["tokens"]["documents"] == 3 * 64  # max-length documents: 64 tokens each in tiny mode

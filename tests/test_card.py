@@ -45,7 +45,11 @@ def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_pa
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
     write_card(
-        folder, model_facts(lens_model), base_model="mistralai/Mistral-7B-v0.1", license="apache-2.0", model_id="org/lens-tiny"
+        folder,
+        model_facts(lens_model),
+        base_model="mistralai/Mistral-7B-v0.1",
+        license="apache-2.0",
+        model_id="org/lens-tiny",
     )
     card = ModelCard.load(folder / CARD_FILE)
     assert isinstance(card.data, ModelCardData)
@@ -56,7 +60,12 @@ def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_pa
     assert data["license"] == "apache-2.0"
     assert {"sentence-transformers", "lens"} <= set(data["tags"])
     assert "model-index" not in data  # no results given: no model-index
-    assert data["lens_embed"] == {"n_clusters": 16, "hybrid": False, "bidirectional": True, "model_id": "org/lens-tiny"}
+    assert data["lens_embed"] == {
+        "n_clusters": 16,
+        "hybrid": False,
+        "bidirectional": True,
+        "model_id": "org/lens-tiny",
+    }
 
 
 def test_card_says_what_the_model_is_and_how_to_use_it(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
@@ -79,7 +88,9 @@ def test_card_says_what_the_model_is_and_how_to_use_it(lens_model, tiny_lens: Pa
 def test_hybrid_card_names_the_dense_part(tiny_mistral: Path, tmp_path: Path) -> None:
     from lens_embed import build_lens_model
 
-    model = build_lens_model(tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean")
+    model = build_lens_model(
+        tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean"
+    )
     text = write_card(tmp_path / "hybrid", model_facts(model)).read_text(encoding="utf-8")
     assert "| embedding dimension | 48 |" in text  # K + hidden
     assert "| hybrid (lexicon + dense) | yes: the L2-normalised mean-pooled hidden state" in text
@@ -114,7 +125,9 @@ def test_training_data_and_recipe_are_written_and_kept(lens_model, tiny_lens: Pa
     shutil.copytree(tiny_lens, folder)
     recipe = {"loss": "InfoNCE", "temperature": 0.02, "lora_r": 32}
     facts = model_facts(lens_model)
-    write_card(folder, facts, base_model="org/base", training_datasets=["cfli/bge-full-data"], training_recipe=recipe)
+    write_card(
+        folder, facts, base_model="org/base", training_datasets=["cfli/bge-full-data"], training_recipe=recipe
+    )
     write_card(folder, facts)  # a rewrite keeps what the first card recorded
     card = ModelCard.load(folder / CARD_FILE)
     assert card.data.base_model == "org/base"
@@ -133,7 +146,11 @@ def test_card_command_fills_the_evaluation_table_from_mteb_results(
     stored = json.loads((revision_dir / "BIOSSES.json").read_text())
     expected = round(100 * stored["scores"]["test"][0]["main_score"], 2)
     [result] = card.data.eval_results  # parsed back from model-index by huggingface_hub
-    assert (result.dataset_type, result.dataset_split, result.metric_type) == ("mteb/biosses-sts", "test", "cosine_spearman")
+    assert (result.dataset_type, result.dataset_split, result.metric_type) == (
+        "mteb/biosses-sts",
+        "test",
+        "cosine_spearman",
+    )
     assert result.dataset_revision == stored["dataset_revision"]
     assert result.metric_value == expected
     assert f"| BIOSSES | STS | test | default | cosine_spearman | {expected:.2f} |" in card.text
@@ -158,7 +175,9 @@ def test_a_damaged_result_file_is_named(tmp_path: Path) -> None:
     revision = tmp_path / "results" / "org__model" / "r1"
     revision.mkdir(parents=True)
     (revision / "model_meta.json").write_text(json.dumps({"name": "org/model", "revision": "r1"}))
-    (revision / "BIOSSES.json").write_text('{"dataset_revision": "d35", "task_name": "BIOSSES", "scores": {"te')
+    (revision / "BIOSSES.json").write_text(
+        '{"dataset_revision": "d35", "task_name": "BIOSSES", "scores": {"te'
+    )
     with pytest.raises(ValueError, match=r"BIOSSES\.json:1:.*not valid JSON.*a damaged task result"):
         load_eval_rows(tmp_path)
 
@@ -182,6 +201,7 @@ def test_the_package_cites_lens_once() -> None:
     elsewhere = [
         str(path.relative_to(package))
         for path in package.rglob("*.py")
-        if path.name != "citation.py" and ("@inproceedings" in path.read_text() or "@article" in path.read_text())
+        if path.name != "citation.py"
+        and ("@inproceedings" in path.read_text() or "@article" in path.read_text())
     ]
     assert elsewhere == []

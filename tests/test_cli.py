@@ -17,8 +17,21 @@ def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):
     assert main(["build", str(tiny_mistral), str(out), "--clusters", "12"]) == 0
     texts = tmp_path / "texts.txt"
     texts.write_text("what is rba\nthe quick brown fox\n\n")
-    assert main(["encode", str(out), str(texts), "--out", str(tmp_path / "q.npy"), "--query",
-                 "--instruction", "Find passages."]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(out),
+                str(texts),
+                "--out",
+                str(tmp_path / "q.npy"),
+                "--query",
+                "--instruction",
+                "Find passages.",
+            ]
+        )
+        == 0
+    )
     embeddings = np.load(tmp_path / "q.npy")
     assert embeddings.shape == (3, 12) and not embeddings[2].any()
     capsys.readouterr()
@@ -67,7 +80,10 @@ def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
         (b'{"text": "fine"}\n\n{"text": "after a blank"}\n', "texts.jsonl:2: blank line"),
         (b'"fine"\n{"text": "unterminated\n', "texts.jsonl:2: not valid JSON"),
         (b'"fine"\n"caf\xe9"\n', "texts.jsonl:2: not valid UTF-8 (byte offset 11)"),
-        (b'"fine"\n{"text": "a \\ud800 b"}\n', "texts.jsonl:2: the text holds a lone surrogate U+D800 at character 2"),
+        (
+            b'"fine"\n{"text": "a \\ud800 b"}\n',
+            "texts.jsonl:2: the text holds a lone surrogate U+D800 at character 2",
+        ),
     ],
 )
 def test_bad_jsonl_lines_are_named_by_file_and_line(tiny_lens, tmp_path, capsys, content, where):
@@ -124,7 +140,17 @@ def test_npy_outputs_get_the_usual_file_mode(tiny_lens, tmp_path):
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--distill-weight", "-1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--group-size", "1"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--lora-dropout", "1.5"],
-        ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--document-regularizer-weight", "-1"],
+        [
+            "train",
+            "--model",
+            "m",
+            "--data",
+            "d.jsonl",
+            "--output",
+            "o",
+            "--document-regularizer-weight",
+            "-1",
+        ],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--query-regularizer-weight", "nan"],
         ["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--regularizer-warmup-steps", "-3"],
         ["mine-negatives", "--data", "d.jsonl", "--output", "o.jsonl", "--num-negatives", "0"],
@@ -149,7 +175,15 @@ def test_explain_top_must_not_exceed_k(tiny_lens, capsys):
     "argv",
     [
         ["evaluate", "offline", "--data", "{tmp}/no-data-here"],
-        ["mine-negatives", "--data", "{tmp}/missing.jsonl", "--output", "{tmp}/out.jsonl", "--method", "bm25"],
+        [
+            "mine-negatives",
+            "--data",
+            "{tmp}/missing.jsonl",
+            "--output",
+            "{tmp}/out.jsonl",
+            "--method",
+            "bm25",
+        ],
         ["train", "--model", "{tmp}/no-model", "--data", "{tmp}/missing.jsonl", "--output", "{tmp}/out"],
         ["info", "{tmp}/no-model"],
     ],
@@ -171,17 +205,23 @@ def test_help_loads_neither_torch_nor_sentence_transformers():
         "heavy = sorted(name for name in ('torch', 'sentence_transformers', 'transformers') if name in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
     assert "usage: lens-embed" in result.stdout
     assert "HEAVY []" in result.stdout
 
 
 def _files(folder):
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()
+    }
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "around"])
-def test_build_and_convert_refuse_an_output_overlapping_their_source(tiny_mistral, released, tmp_path, capsys, where):
+def test_build_and_convert_refuse_an_output_overlapping_their_source(
+    tiny_mistral, released, tmp_path, capsys, where
+):
     for verb, source in (("build", tiny_mistral), ("convert", released)):
         base = tmp_path / verb / "base"
         shutil.copytree(source, base)
@@ -198,7 +238,10 @@ def test_encode_and_encode_corpus_refuse_an_output_inside_the_model(tiny_lens, t
     before = _files(model)
     texts = tmp_path / "texts.txt"
     texts.write_text("a text\n")
-    assert main(["encode", str(model), str(texts), "--out", str(model / "model.safetensors"), "--overwrite"]) == 2
+    assert (
+        main(["encode", str(model), str(texts), "--out", str(model / "model.safetensors"), "--overwrite"])
+        == 2
+    )
     assert "--out" in capsys.readouterr().err
     assert main(["encode-corpus", str(model), str(texts), "--out", str(model / "shards")]) == 2
     assert "is (or overlaps) the model" in capsys.readouterr().err
@@ -232,4 +275,3 @@ def test_every_verb_that_loads_a_model_takes_transformers_dtype_and_attention_na
         with pytest.raises(SystemExit) as stopped:
             parser.parse_args([*argv, option, value])
         assert stopped.value.code == 2 and f"invalid choice: '{value}'" in capsys.readouterr().err
-

@@ -18,7 +18,9 @@ from lens_embed.corpus import MERGED_NAME, encode_corpus
 from lens_embed.retrieval import DenseRetriever, corpus_key
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXTS = [f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)]
+TEXTS = [
+    f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,11 @@ def model(tiny_lens: Path) -> SentenceTransformer:
 def test_single_process_matches_plain_encoding_and_merges(model, tmp_path):
     merged = encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
     assert merged == tmp_path / MERGED_NAME
-    assert sorted(p.name for p in tmp_path.glob("shard_*.npy")) == ["shard_00000.npy", "shard_00001.npy",
-                                                                     "shard_00002.npy"]
+    assert sorted(p.name for p in tmp_path.glob("shard_*.npy")) == [
+        "shard_00000.npy",
+        "shard_00001.npy",
+        "shard_00002.npy",
+    ]
     np.testing.assert_allclose(np.load(merged), encode(model, TEXTS), atol=1e-5, rtol=0)
 
 
@@ -41,7 +46,9 @@ def test_rerun_computes_only_missing_shards(model, tmp_path, monkeypatch):
     (tmp_path / MERGED_NAME).unlink()
     calls = []
     real = model.encode_document  # what every document embedding of the router reaches
-    monkeypatch.setattr(model, "encode_document", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw))
+    monkeypatch.setattr(
+        model, "encode_document", lambda texts, **kw: calls.append(len(texts)) or real(texts, **kw)
+    )
     encode_corpus(model, TEXTS, tmp_path, shard_size=4, show_progress=False)
     assert calls == [1, 4]  # the model-key probe, then shard 1's four texts only
     np.testing.assert_allclose(np.load(tmp_path / MERGED_NAME), expected, atol=1e-6, rtol=0)
@@ -51,18 +58,37 @@ def test_queries_and_documents_use_separate_folders(model, tmp_path):
     encode_corpus(model, TEXTS, tmp_path / "docs", shard_size=4, show_progress=False)
     with pytest.raises(ValueError, match="another corpus"):
         encode_corpus(model, TEXTS, tmp_path / "docs", query=True, shard_size=4, show_progress=False)
-    queries = np.load(encode_corpus(model, TEXTS[:3], tmp_path / "q", query=True, instruction="Find it.",
-                                    show_progress=False))
-    np.testing.assert_allclose(queries, encode(model, TEXTS[:3], query=True, instruction="Find it."), atol=1e-5)
+    queries = np.load(
+        encode_corpus(
+            model, TEXTS[:3], tmp_path / "q", query=True, instruction="Find it.", show_progress=False
+        )
+    )
+    np.testing.assert_allclose(
+        queries, encode(model, TEXTS[:3], query=True, instruction="Find it."), atol=1e-5
+    )
 
 
 def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_path):
     texts_file = tmp_path / "corpus.txt"
     texts_file.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "shards"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "lens_embed.cli", "encode-corpus", str(tiny_lens), str(texts_file), "--out", str(out),
-               "--shard-size", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lens_embed.cli",
+        "encode-corpus",
+        str(tiny_lens),
+        str(texts_file),
+        "--out",
+        str(out),
+        "--shard-size",
+        "3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -73,8 +99,11 @@ def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_pat
 
 def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
     retriever = DenseRetriever(model, tmp_path, instruction="Find it.", show_progress=False)
-    np.testing.assert_allclose(retriever.encode_queries(TEXTS[:2]),
-                               encode(model, TEXTS[:2], query=True, instruction="Find it."), atol=1e-6)
+    np.testing.assert_allclose(
+        retriever.encode_queries(TEXTS[:2]),
+        encode(model, TEXTS[:2], query=True, instruction="Find it."),
+        atol=1e-6,
+    )
     np.testing.assert_allclose(retriever.encode_documents(TEXTS[:2]), encode(model, TEXTS[:2]), atol=1e-6)
 
 
@@ -106,7 +135,11 @@ def test_every_shard_folder_is_keyed_by_the_one_corpus_key(model, tmp_path):
     manifests = [tmp_path / "corpus" / "manifest.json", *(tmp_path / "dense").rglob("manifest.json")]
     assert [json.loads(path.read_text())["key"] for path in manifests] == [key, key]
     assert (tmp_path / "dense" / key / "manifest.json").is_file()
-    assert corpus_key(model, TEXTS, query=True) != key != corpus_key(model, TEXTS, query=True, instruction="Find it.")
+    assert (
+        corpus_key(model, TEXTS, query=True)
+        != key
+        != corpus_key(model, TEXTS, query=True, instruction="Find it.")
+    )
 
 
 def test_a_folder_embedded_under_other_settings_is_refused(model, tmp_path):
@@ -127,7 +160,9 @@ def test_another_shard_size_on_a_rerun_is_refused_naming_both_sizes(model, tmp_p
     with pytest.raises(ValueError, match="shard_size 4 there, 3 here"):
         encode_corpus(model, TEXTS[:6], tmp_path, shard_size=3, show_progress=False)
     assert _files(tmp_path) == before
-    encode_corpus(model, TEXTS[:6], tmp_path, shard_size=4, show_progress=False)  # the size it was started with
+    encode_corpus(
+        model, TEXTS[:6], tmp_path, shard_size=4, show_progress=False
+    )  # the size it was started with
     np.testing.assert_allclose(np.load(tmp_path / MERGED_NAME), encode(model, TEXTS[:6]), atol=1e-5, rtol=0)
 
 

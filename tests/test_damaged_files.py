@@ -55,45 +55,67 @@ def reshape(file: Path, name: str, shape: tuple[int, ...]) -> None:
 
 # name -> (damage(folder, marker), the file the error must name, what it must say about it)
 DAMAGES: dict[str, tuple[Callable[[Path, Path], None], str, str]] = {
-    "truncated backbone": (lambda m, _: cut(m / "model.safetensors"), "model.safetensors", "corrupt safetensors file"),
+    "truncated backbone": (
+        lambda m, _: cut(m / "model.safetensors"),
+        "model.safetensors",
+        "corrupt safetensors file",
+    ),
     "zero-byte backbone": (
-        lambda m, _: (m / "model.safetensors").write_bytes(b""), "model.safetensors", "corrupt safetensors file"
+        lambda m, _: (m / "model.safetensors").write_bytes(b""),
+        "model.safetensors",
+        "corrupt safetensors file",
     ),
     "garbage backbone": (
-        lambda m, _: (m / "model.safetensors").write_bytes(b"\x93garbage" * 64), "model.safetensors",
+        lambda m, _: (m / "model.safetensors").write_bytes(b"\x93garbage" * 64),
+        "model.safetensors",
         "corrupt safetensors file",
     ),
     "truncated head": (
-        lambda m, _: cut(m / HEAD / "model.safetensors"), f"{HEAD}/model.safetensors", "corrupt safetensors file"
+        lambda m, _: cut(m / HEAD / "model.safetensors"),
+        f"{HEAD}/model.safetensors",
+        "corrupt safetensors file",
     ),
     "zero-byte head": (
-        lambda m, _: (m / HEAD / "model.safetensors").write_bytes(b""), f"{HEAD}/model.safetensors",
+        lambda m, _: (m / HEAD / "model.safetensors").write_bytes(b""),
+        f"{HEAD}/model.safetensors",
         "corrupt safetensors file",
     ),
     "garbage head": (
-        lambda m, _: (m / HEAD / "model.safetensors").write_bytes(b"{not weights}" * 64), f"{HEAD}/model.safetensors",
+        lambda m, _: (m / HEAD / "model.safetensors").write_bytes(b"{not weights}" * 64),
+        f"{HEAD}/model.safetensors",
         "corrupt safetensors file",
     ),
     "pickled backbone": (
         lambda m, marker: plant_pickle(m / "model.safetensors", marker, ("embed_tokens.weight",)),
-        "pytorch_model.bin", "refusing to load: not a plain tensor file",
+        "pytorch_model.bin",
+        "refusing to load: not a plain tensor file",
     ),
     "pickled head": (
-        lambda m, marker: plant_pickle(m / HEAD / "model.safetensors", marker, ("centroids", "token_clusters")),
-        f"{HEAD}/pytorch_model.bin", "refusing to load: not a plain tensor file",
+        lambda m, marker: plant_pickle(
+            m / HEAD / "model.safetensors", marker, ("centroids", "token_clusters")
+        ),
+        f"{HEAD}/pytorch_model.bin",
+        "refusing to load: not a plain tensor file",
     ),
     "backbone tensor of the wrong shape": (
-        lambda m, _: reshape(m / "model.safetensors", "layers.0.mlp.up_proj.weight", (3, 3)), "model.safetensors",
+        lambda m, _: reshape(m / "model.safetensors", "layers.0.mlp.up_proj.weight", (3, 3)),
+        "model.safetensors",
         r"tensor layers\.0\.mlp\.up_proj\.weight has shape \[3, 3\], but .*config\.json makes it \[64, 32\]",
     ),
     "centroids of the wrong shape": (
-        lambda m, _: reshape(m / HEAD / "model.safetensors", "centroids", (16, 8)), f"{HEAD}/model.safetensors",
+        lambda m, _: reshape(m / HEAD / "model.safetensors", "centroids", (16, 8)),
+        f"{HEAD}/model.safetensors",
         r"centroids have shape \(16, 8\), expected \(16, 32\)",
     ),
 }
 # One of each way a damaged file is caught (before the load, a pickle, after the load, by the head),
 # through every verb; every damage goes through the loader and `info`.
-EVERY_PATH = ("truncated backbone", "pickled head", "backbone tensor of the wrong shape", "centroids of the wrong shape")
+EVERY_PATH = (
+    "truncated backbone",
+    "pickled head",
+    "backbone tensor of the wrong shape",
+    "centroids of the wrong shape",
+)
 
 
 def damage(folder: Path, marker: Path, kind: str) -> str:
@@ -116,7 +138,9 @@ def assert_one_line_error(verb: str, expected: str, capsys: pytest.CaptureFixtur
 def test_a_damaged_weight_file_is_a_one_line_error_naming_it(copy, tmp_path, kind, trust_remote_code):
     marker = tmp_path / "ran"
     expected = damage(copy, marker, kind)
-    with pytest.raises(ValueError, match=rf"^{expected}") as error:  # CheckpointError, or the head's ValueError
+    with pytest.raises(
+        ValueError, match=rf"^{expected}"
+    ) as error:  # CheckpointError, or the head's ValueError
         load_lens_model(copy, trust_remote_code=trust_remote_code)
     assert "\n" not in str(error.value)
     assert not marker.exists()
@@ -132,7 +156,9 @@ def test_info_reports_every_damage_in_one_line_with_exit_code_2(copy, tmp_path, 
 
 
 @pytest.mark.parametrize("kind", EVERY_PATH)
-def test_every_verb_reports_a_damaged_model_in_one_line_with_exit_code_2(copy, tmp_path, kind, model_verb, capsys):
+def test_every_verb_reports_a_damaged_model_in_one_line_with_exit_code_2(
+    copy, tmp_path, kind, model_verb, capsys
+):
     marker = tmp_path / "ran"
     expected = damage(copy, marker, kind)
     argv = model_verb(copy)
@@ -151,8 +177,12 @@ def test_the_planted_pickle_runs_code_when_unpickled_unsafely(tmp_path):
 
 
 def test_a_damaged_plain_sentence_transformers_model_is_named_too(minilm_path, tmp_path):
-    model = Path(shutil.copytree(minilm_path, tmp_path / "minilm", ignore=shutil.ignore_patterns("onnx", "openvino")))
-    weights = next(path for path in (model / "model.safetensors", model / "pytorch_model.bin") if path.exists())
+    model = Path(
+        shutil.copytree(minilm_path, tmp_path / "minilm", ignore=shutil.ignore_patterns("onnx", "openvino"))
+    )
+    weights = next(
+        path for path in (model / "model.safetensors", model / "pytorch_model.bin") if path.exists()
+    )
     cut(weights)
     with pytest.raises(CheckpointError, match=rf"^{re.escape(str(weights))}: "):
         load_lens_model(model)
@@ -166,7 +196,13 @@ def test_a_damaged_shard_index_is_named(copy):
 
 @pytest.mark.parametrize(
     "damaged",
-    ["config_sentence_transformers.json", "sentence_bert_config.json", "config.json", f"{HEAD}/config.json", "modules.json"],
+    [
+        "config_sentence_transformers.json",
+        "sentence_bert_config.json",
+        "config.json",
+        f"{HEAD}/config.json",
+        "modules.json",
+    ],
 )
 @pytest.mark.parametrize("trust_remote_code", [False, True])
 def test_bad_json_in_a_model_folder_is_named(copy, damaged, trust_remote_code):
@@ -178,10 +214,16 @@ def test_bad_json_in_a_model_folder_is_named(copy, damaged, trust_remote_code):
 @pytest.mark.parametrize(
     ("modules", "said"),
     [
-        ({"0": {"path": "", "type": "lens_embed.modules.LensTransformer"}}, "expected a JSON list of modules"),
+        (
+            {"0": {"path": "", "type": "lens_embed.modules.LensTransformer"}},
+            "expected a JSON list of modules",
+        ),
         (["lens_embed.modules.LensTransformer"], "module 0 must be an object with string name, path, type"),
         ([{"idx": 0, "name": "0", "path": ""}], "module 0 must be an object with string name, path, type"),
-        ([{"idx": 0, "name": "0", "path": None, "type": "lens_embed.modules.LensTransformer"}], "module 0 must be"),
+        (
+            [{"idx": 0, "name": "0", "path": None, "type": "lens_embed.modules.LensTransformer"}],
+            "module 0 must be",
+        ),
     ],
 )
 @pytest.mark.parametrize("trust_remote_code", [False, True])
@@ -195,7 +237,13 @@ def test_a_modules_json_of_another_shape_is_named(copy, modules, said, trust_rem
 def backbone_in_subfolder(copy) -> Path:
     """The tiny LENS model with its backbone moved to ``0_Transformer/``, as sentence-transformers may save it."""
     (copy / "0_Transformer").mkdir()
-    for name in ("config.json", "model.safetensors", "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ):
         shutil.move(copy / name, copy / "0_Transformer" / name)
     modules = json.loads((copy / "modules.json").read_text())
     modules[0]["path"] = "0_Transformer"
@@ -206,14 +254,20 @@ def backbone_in_subfolder(copy) -> Path:
 def test_damaged_files_of_a_backbone_in_a_subfolder_are_named(backbone_in_subfolder, tiny_lens):
     folder = backbone_in_subfolder / "0_Transformer"
     texts = ["what is rba", "fox"]
-    assert np.array_equal(encode(load_lens_model(backbone_in_subfolder), texts), encode(load_lens_model(tiny_lens), texts))
+    assert np.array_equal(
+        encode(load_lens_model(backbone_in_subfolder), texts), encode(load_lens_model(tiny_lens), texts)
+    )
     original = (folder / "sentence_bert_config.json").read_text()
     (folder / "sentence_bert_config.json").write_text("{")
-    with pytest.raises(ValueError, match=rf"^{re.escape(str(folder / 'sentence_bert_config.json'))}: not valid JSON"):
+    with pytest.raises(
+        ValueError, match=rf"^{re.escape(str(folder / 'sentence_bert_config.json'))}: not valid JSON"
+    ):
         load_lens_model(backbone_in_subfolder)
     (folder / "sentence_bert_config.json").write_text(original)
     cut(folder / "model.safetensors")
-    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(folder / 'model.safetensors'))}: corrupt safetensors"):
+    with pytest.raises(
+        CheckpointError, match=rf"^{re.escape(str(folder / 'model.safetensors'))}: corrupt safetensors"
+    ):
         load_lens_model(backbone_in_subfolder)
 
 

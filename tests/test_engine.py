@@ -136,7 +136,9 @@ def test_dense_and_sparse_search_give_the_exact_cosine_ranking(model, open_backe
     assert (summary.documents, summary.uploaded) == (len(DOCS), len(DOCS))
     exact = _exact(model)
     for using in ("dense", "sparse"):
-        results = search_collection(model, QUERIES, backend, top_k=5, using=using, exact=True, show_progress=False)
+        results = search_collection(
+            model, QUERIES, backend, top_k=5, using=using, exact=True, show_progress=False
+        )
         _assert_exact_ranking(results, exact, top_k=5)
 
 
@@ -242,7 +244,9 @@ def test_a_changed_text_is_uploaded_again_and_new_documents_are_added(model, ope
     assert sorted(resent) == ["doc/3-é", "doc/new"] and backend.count() == len(changed)
 
 
-def test_another_model_or_configuration_is_refused_naming_the_difference(model, other_model, narrow_model, open_backend):
+def test_another_model_or_configuration_is_refused_naming_the_difference(
+    model, other_model, narrow_model, open_backend
+):
     backend = open_backend()
     _index(model, backend, vectors="both", max_active_dims=8)
     with pytest.raises(ValueError, match=r"vectors: 'both' there, 'sparse' now"):
@@ -260,14 +264,18 @@ def test_another_model_or_configuration_is_refused_naming_the_difference(model, 
     assert backend.count() == len(DOCS)
 
 
-def test_search_refuses_a_model_of_another_dimension_or_another_model(model, other_model, narrow_model, open_backend):
+def test_search_refuses_a_model_of_another_dimension_or_another_model(
+    model, other_model, narrow_model, open_backend
+):
     backend = open_backend()
     _index(model, backend)
     with pytest.raises(ValueError, match="embeds in 12 dimensions.*16-dimension"):
         search_collection(narrow_model, QUERIES, backend, show_progress=False)
     with pytest.raises(ValueError, match="probe hash"):
         search_collection(other_model, QUERIES, backend, show_progress=False)
-    found = search_collection(other_model, QUERIES, backend, top_k=3, allow_other_model=True, show_progress=False)
+    found = search_collection(
+        other_model, QUERIES, backend, top_k=3, allow_other_model=True, show_progress=False
+    )
     assert all(len(hits) == 3 for hits in found.values())
 
 
@@ -289,7 +297,9 @@ def test_documents_the_corpus_lacks_are_refused_and_kept(model, open_backend):
     backend = open_backend()
     _index(model, backend)
     subset = dict(list(DOCS.items())[:40])
-    with pytest.raises(ValueError, match=rf"holds {len(DOCS) - 40} document\(s\) that are not in this corpus"):
+    with pytest.raises(
+        ValueError, match=rf"holds {len(DOCS) - 40} document\(s\) that are not in this corpus"
+    ):
         _index(model, backend, subset)
     assert backend.count() == len(DOCS)
 
@@ -301,12 +311,16 @@ def test_hybrid_search_fuses_lens_and_bm25_by_reciprocal_rank(model, open_backen
     lens = search_collection(model, QUERIES, backend, top_k=top_k, exact=True, show_progress=False)
     bm25 = search_collection(model, QUERIES, backend, top_k=top_k, using="bm25", show_progress=False)
     assert list(bm25["q3"]) == ["doc/zebra"]  # the only document with the word
-    hybrid = search_collection(model, QUERIES, backend, top_k=top_k, using="hybrid", exact=True, show_progress=False)
+    hybrid = search_collection(
+        model, QUERIES, backend, top_k=top_k, using="hybrid", exact=True, show_progress=False
+    )
     rank = list(lens["q3"]).index("doc/zebra")
     assert hybrid["q3"]["doc/zebra"] == pytest.approx(1 / RRF_K + 1 / (RRF_K + rank), rel=1e-5)
     assert list(hybrid["q3"])[0] == "doc/zebra"
     # fused from FUSION_DEPTH candidates per vector, not just the top 3: the same documents come first
-    top3 = search_collection(model, QUERIES, backend, top_k=3, using="hybrid", exact=True, show_progress=False)
+    top3 = search_collection(
+        model, QUERIES, backend, top_k=3, using="hybrid", exact=True, show_progress=False
+    )
     for qid, found in top3.items():
         assert list(found.values()) == pytest.approx(list(hybrid[qid].values())[:3], rel=1e-6)
     with pytest.raises(ValueError, match="no sparse vectors"):
@@ -334,19 +348,36 @@ def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
     created: list[dict] = []
     real = backend.client.create_collection
     backend.client.create_collection = lambda *args, **kwargs: created.append(kwargs) or real(*args, **kwargs)
-    backend.create(Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw_m=24, hnsw_ef_construct=128), {"k": 1})
-    assert (created[0]["shard_number"], created[0]["replication_factor"]) == (3, 2)  # the in-memory store ignores them
+    backend.create(
+        Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw_m=24, hnsw_ef_construct=128),
+        {"k": 1},
+    )
+    assert (created[0]["shard_number"], created[0]["replication_factor"]) == (
+        3,
+        2,
+    )  # the in-memory store ignores them
     params = backend.client.get_collection("docs").config.params
     assert params.vectors["dense"].datatype == models.Datatype.FLOAT16
-    assert (params.vectors["dense"].hnsw_config.m, params.vectors["dense"].hnsw_config.ef_construct) == (24, 128)
-    assert params.sparse_vectors["bm25"].modifier == models.Modifier.IDF and params.sparse_vectors["lens"].modifier is None
+    assert (params.vectors["dense"].hnsw_config.m, params.vectors["dense"].hnsw_config.ef_construct) == (
+        24,
+        128,
+    )
+    assert (
+        params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
+        and params.sparse_vectors["lens"].modifier is None
+    )
     assert backend.metadata() == {"k": 1}
     sent: list = []
     real_query = backend.client.query_batch_points
-    backend.client.query_batch_points = lambda name, requests: sent.extend(requests) or real_query(name, requests)
+    backend.client.query_batch_points = lambda name, requests: (
+        sent.extend(requests) or real_query(name, requests)
+    )
     backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, hnsw_ef=77)
     backend.query([EngineQuery(dense=np.ones(4, dtype=np.float32))], 3, exact=True)
-    assert [(r.params.hnsw_ef, r.params.exact, r.using) for r in sent] == [(77, False, "dense"), (None, True, "dense")]
+    assert [(r.params.hnsw_ef, r.params.exact, r.using) for r in sent] == [
+        (77, False, "dense"),
+        (None, True, "dense"),
+    ]
     with pytest.raises(ValueError, match="apply to a cluster"):
         EngineTarget(path=Path("x"), shard_number=3)
 
@@ -368,7 +399,9 @@ def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp
     _assert_exact_ranking(results, _exact(model), top_k=5)
 
 
-def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(model, tiny_lens: Path, tmp_path: Path):
+def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(
+    model, tiny_lens: Path, tmp_path: Path
+):
     script = f"""
 import os, signal
 from lens_embed.engine import EdgeBackend
@@ -386,7 +419,9 @@ index_corpus(load_lens_model({str(tiny_lens)!r}, device="cpu"), {DOCS!r}, backen
              upload_batch_size=8, shard_dir={str(tmp_path / "shards")!r})
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     with EdgeBackend(tmp_path, "docs") as backend:
         assert backend.count() == 24
@@ -399,7 +434,9 @@ index_corpus(load_lens_model({str(tiny_lens)!r}, device="cpu"), {DOCS!r}, backen
 
 def test_read_documents_joins_titles_and_names_bad_lines(tmp_path: Path):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text('{"_id": "a", "title": "T", "text": "body"}\n{"id": 7, "text": " plain "}\n', encoding="utf-8")
+    corpus.write_text(
+        '{"_id": "a", "title": "T", "text": "body"}\n{"id": 7, "text": " plain "}\n', encoding="utf-8"
+    )
     assert read_documents(corpus) == {"a": "T body", "7": "plain"}
     assert read_documents(corpus, titles=False) == {"a": "body", "7": "plain"}
     cases = {
@@ -425,7 +462,9 @@ def test_read_documents_joins_titles_and_names_bad_lines(tmp_path: Path):
 
 
 def _write_jsonl(path: Path, rows: dict[str, str]) -> Path:
-    path.write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in rows.items()), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in rows.items()), encoding="utf-8"
+    )
     return path
 
 
@@ -433,19 +472,60 @@ def test_index_and_search_commands_write_trec_and_json_runs(model, tiny_lens: Pa
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
-    index = ["index", str(tiny_lens), str(corpus), *target, "--shards", str(tmp_path / "shards"), "--vectors", "both"]
+    index = [
+        "index",
+        str(tiny_lens),
+        str(corpus),
+        *target,
+        "--shards",
+        str(tmp_path / "shards"),
+        "--vectors",
+        "both",
+    ]
     assert main(index) == 0
     assert f"{len(DOCS)} documents ({len(DOCS)} uploaded now, 0 already there)" in capsys.readouterr().out
     assert main(index) == 0
     assert f"(0 uploaded now, {len(DOCS)} already there)" in capsys.readouterr().out
-    assert main(["search", str(tiny_lens), str(queries), *target, "--top-k", "5", "--exact",
-                 "--out", str(tmp_path / "run.trec")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(tiny_lens),
+                str(queries),
+                *target,
+                "--top-k",
+                "5",
+                "--exact",
+                "--out",
+                str(tmp_path / "run.trec"),
+            ]
+        )
+        == 0
+    )
     lines = [line.split(" ") for line in (tmp_path / "run.trec").read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 15 and all(len(row) == 6 and row[1] == "Q0" and row[-1] == "lens-embed" for row in lines)
+    assert len(lines) == 15 and all(
+        len(row) == 6 and row[1] == "Q0" and row[-1] == "lens-embed" for row in lines
+    )
     assert [row[0] for row in lines] == [q for q in QUERIES for _ in range(5)]
     assert [int(row[3]) for row in lines] == [1, 2, 3, 4, 5] * 3 and all(row[2] in DOCS for row in lines)
-    assert main(["search", str(tiny_lens), str(queries), *target, "--top-k", "5", "--exact", "--using", "sparse",
-                 "--out", str(tmp_path / "run.json")]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(tiny_lens),
+                str(queries),
+                *target,
+                "--top-k",
+                "5",
+                "--exact",
+                "--using",
+                "sparse",
+                "--out",
+                str(tmp_path / "run.json"),
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     _assert_exact_ranking(results, _exact(model), top_k=5)
     assert main(["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "run.json")]) == 2
@@ -457,23 +537,56 @@ def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: 
 
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     shards = tmp_path / "shards"
-    assert main(["encode-corpus", str(tiny_lens), str(corpus), "--out", str(shards), "--shard-size", "10"]) == 0
+    assert (
+        main(["encode-corpus", str(tiny_lens), str(corpus), "--out", str(shards), "--shard-size", "10"]) == 0
+    )
     encoded: list[int] = []
     real = LensSentenceTransformer.encode_document  # what every document embedding of the router reaches
-    monkeypatch.setattr(LensSentenceTransformer, "encode_document",
-                        lambda model, texts, **kw: encoded.append(len(texts)) or real(model, texts, **kw))
-    assert main(["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(tmp_path / "engine"),
-                 "--shards", str(shards), "--shard-size", "10"]) == 0
+    monkeypatch.setattr(
+        LensSentenceTransformer,
+        "encode_document",
+        lambda model, texts, **kw: encoded.append(len(texts)) or real(model, texts, **kw),
+    )
+    assert (
+        main(
+            [
+                "index",
+                str(tiny_lens),
+                str(corpus),
+                "--collection",
+                "docs",
+                "--path",
+                str(tmp_path / "engine"),
+                "--shards",
+                str(shards),
+                "--shard-size",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert f"({len(DOCS)} uploaded now" in capsys.readouterr().out
     assert set(encoded) == {1}  # only the one-text probes that identify the model: no document embedded again
 
 
-def test_the_index_command_refuses_duplicate_ids_and_another_configuration(tiny_lens: Path, tmp_path: Path, capsys):
+def test_the_index_command_refuses_duplicate_ids_and_another_configuration(
+    tiny_lens: Path, tmp_path: Path, capsys
+):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "a", "text": "fox"}\n{"_id": "a", "text": "dog"}\n', encoding="utf-8")
-    target = ["--collection", "docs", "--path", str(tmp_path / "engine"), "--shards", str(tmp_path / "shards")]
+    target = [
+        "--collection",
+        "docs",
+        "--path",
+        str(tmp_path / "engine"),
+        "--shards",
+        str(tmp_path / "shards"),
+    ]
     assert main(["index", str(tiny_lens), str(corpus), *target]) == 2
-    assert "lens-embed index: error: " in (err := capsys.readouterr().err) and "corpus.jsonl:2: duplicate id 'a'" in err
+    assert (
+        "lens-embed index: error: " in (err := capsys.readouterr().err)
+        and "corpus.jsonl:2: duplicate id 'a'" in err
+    )
     corpus.write_text('{"_id": "a", "text": "fox"}\n{"_id": "b", "text": "dog"}\n', encoding="utf-8")
     assert main(["index", str(tiny_lens), str(corpus), *target]) == 0
     assert main(["index", str(tiny_lens), str(corpus), *target, "--dense-dtype", "float16"]) == 2
@@ -499,22 +612,58 @@ def _closed_port() -> int:
 def test_an_unreachable_url_is_one_line_and_exit_2(tiny_lens: Path, tmp_path: Path, capsys):
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     url = f"http://127.0.0.1:{_closed_port()}"
-    assert main(["search", str(tiny_lens), str(queries), "--collection", "docs", "--url", url,
-                 "--out", str(tmp_path / "run.trec")]) == 2
+    assert (
+        main(
+            [
+                "search",
+                str(tiny_lens),
+                str(queries),
+                "--collection",
+                "docs",
+                "--url",
+                url,
+                "--out",
+                str(tmp_path / "run.trec"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert err.startswith(f"lens-embed search: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    assert (
+        err.startswith(f"lens-embed search: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    )
     assert not (tmp_path / "run.trec").exists()
 
 
 def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_lens: Path, tmp_path: Path):
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "lens_embed.cli", "index", str(tiny_lens), str(corpus), "--collection", "docs",
-               "--path", str(tmp_path / "engine"), "--shards", str(tmp_path / "shards"), "--shard-size", "10"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "lens_embed.cli",
+        "index",
+        str(tiny_lens),
+        str(corpus),
+        "--collection",
+        "docs",
+        "--path",
+        str(tmp_path / "engine"),
+        "--shards",
+        str(tmp_path / "shards"),
+        "--shard-size",
+        "10",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("uploaded now") == 1 and len(list((tmp_path / "shards").glob("shard_*.npy"))) == 5
+    assert (
+        result.stdout.count("uploaded now") == 1 and len(list((tmp_path / "shards").glob("shard_*.npy"))) == 5
+    )
     with EdgeBackend(tmp_path / "engine", "docs") as backend:
         assert backend.count() == len(DOCS)
         results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)

@@ -50,7 +50,10 @@ def test_compressed_indexes_store_fewer_bytes_per_vector(data):
     options = {"pq_bytes": 8, "opq_dim": 32, "ivf_nlist": 16, "opq_iterations": 4}
     per_vector = {kind: index_memory(build_index(docs, kind, **options))[0] for kind in INDEX_KINDS}
     assert per_vector["flat"] == 4 * 64 and per_vector["flat16"] == 2 * 64
-    for kind in ("ivfpq", "opq"):  # the 8-byte code, the 8-byte id, and the lists' headers spread over the vectors
+    for kind in (
+        "ivfpq",
+        "opq",
+    ):  # the 8-byte code, the 8-byte id, and the lists' headers spread over the vectors
         assert 16 <= per_vector[kind] < 17
     assert per_vector["hnsw"] > per_vector["flat"]  # the graph's links come on top of the vectors
 

@@ -60,7 +60,9 @@ def converted(released: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.mark.parametrize("stage", [".lens-convert-*", ".model.staging-*"])
-def test_convert_killed_leaves_no_output_and_the_rerun_removes_its_copies(released, converted, tmp_path, stage):
+def test_convert_killed_leaves_no_output_and_the_rerun_removes_its_copies(
+    released, converted, tmp_path, stage
+):
     convert = ["convert", released, "model"]
     kill_when(convert, lambda: has_file(tmp_path / stage), cwd=tmp_path)
     assert not (tmp_path / "model").exists()
@@ -81,12 +83,19 @@ def test_a_killed_cache_conversion_is_cleaned_up_by_the_next_load(released, tmp_
     env = cli_env(HF_HUB_CACHE=str(hub), LENS_EMBED_CACHE=str(tmp_path / "cache"))
     converted = tmp_path / "cache" / "converted"
     info = ["info", "yibinlei/LENS-d8000"]
-    kill_when(info, lambda: has_file(converted / ".yibinlei__LENS-d8000.staging-*", "model.safetensors"),
-              cwd=tmp_path, env=env)
+    kill_when(
+        info,
+        lambda: has_file(converted / ".yibinlei__LENS-d8000.staging-*", "model.safetensors"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert not (converted / "yibinlei__LENS-d8000").exists()
     assert json.loads(run_cli(info, cwd=tmp_path, env=env))["clusters"] == 24
     assert leftovers(converted) == []
-    assert sorted(path.name for path in converted.iterdir()) == [".yibinlei__LENS-d8000.lock", "yibinlei__LENS-d8000"]
+    assert sorted(path.name for path in converted.iterdir()) == [
+        ".yibinlei__LENS-d8000.lock",
+        "yibinlei__LENS-d8000",
+    ]
     assert (converted / "yibinlei__LENS-d8000").stat().st_mode & 0o777 == 0o777 & ~_umask()
 
 
@@ -103,7 +112,9 @@ def test_encode_killed_while_encoding_leaves_no_output_and_the_rerun_is_identica
 
 def test_encode_corpus_killed_after_its_first_shard_resumes_to_identical_files(tiny_lens, tmp_path):
     texts = tmp_path / "corpus.txt"
-    texts.write_text("".join(f"document {i} about {i % 7} foxes" + " and dogs" * (i % 5) + "\n" for i in range(300)))
+    texts.write_text(
+        "".join(f"document {i} about {i % 7} foxes" + " and dogs" * (i % 5) + "\n" for i in range(300))
+    )
     run_cli(["encode-corpus", tiny_lens, texts, "--out", "whole", "--shard-size", "2"], cwd=tmp_path)
     corpus = ["encode-corpus", tiny_lens, texts, "--out", "shards", "--shard-size", "2"]
     kill_when(corpus, lambda: (tmp_path / "shards" / "shard_00000.npy").is_file(), cwd=tmp_path)

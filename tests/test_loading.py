@@ -97,14 +97,22 @@ def test_custom_pipelines_in_config_are_refused(copy, tmp_path):
     plant_code(copy, marker)
     pipeline = {"feature-extraction": {"impl": "modeling_evil.EvilModel", "pt": ["AutoModel"]}}
     edit_json(copy / "config.json", custom_pipelines=pipeline)
-    with pytest.raises(UntrustedCodeError, match=r"/config\.json: custom_pipelines .*modeling_evil\.EvilModel"):
+    with pytest.raises(
+        UntrustedCodeError, match=r"/config\.json: custom_pipelines .*modeling_evil\.EvilModel"
+    ):
         load_lens_model(copy)
     assert not marker.exists()
 
 
 @pytest.mark.parametrize(
-    "config", ["1_LexiconPooling/config.json", "preprocessor_config.json", "processor_config.json",
-               "1_LexiconPooling/preprocessor_config.json", "1_LexiconPooling/processor_config.json"],
+    "config",
+    [
+        "1_LexiconPooling/config.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "1_LexiconPooling/preprocessor_config.json",
+        "1_LexiconPooling/processor_config.json",
+    ],
 )
 def test_auto_map_in_any_config_transformers_reads_is_refused(copy, tmp_path, config):
     marker = tmp_path / "ran"
@@ -112,7 +120,9 @@ def test_auto_map_in_any_config_transformers_reads_is_refused(copy, tmp_path, co
     target = copy / config
     data = json.loads(target.read_text()) if target.exists() else {}
     target.write_text(json.dumps({**data, "auto_map": {"AutoProcessor": "modeling_evil.EvilModel"}}))
-    with pytest.raises(UntrustedCodeError, match=rf"{re.escape(str(target))}: auto_map .*modeling_evil\.EvilModel"):
+    with pytest.raises(
+        UntrustedCodeError, match=rf"{re.escape(str(target))}: auto_map .*modeling_evil\.EvilModel"
+    ):
         load_lens_model(copy)
     assert not marker.exists()
 
@@ -131,7 +141,9 @@ def test_library_module_types_that_do_not_exist_are_named(copy, module_type, sai
     modules = json.loads((copy / "modules.json").read_text())
     modules[1]["type"] = module_type
     (copy / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(ValueError, match=rf"modules\.json: module type '{re.escape(module_type)}' {said}") as error:
+    with pytest.raises(
+        ValueError, match=rf"modules\.json: module type '{re.escape(module_type)}' {said}"
+    ) as error:
         load_lens_model(copy, trust_remote_code=trust_remote_code)
     assert not isinstance(error.value, UntrustedCodeError)  # a broken folder, not a request to run code
 
@@ -146,7 +158,9 @@ def test_a_symlinked_modified_modeling_file_is_refused(copy, tmp_path):
     (copy / "modeling_lens.py").symlink_to(outside)
     assert load_lens_model(copy).get_embedding_dimension() == 16  # the link itself is no reason to refuse
     outside.write_text(original + f"\nimport pathlib\npathlib.Path({str(marker)!r}).touch()\n")
-    with pytest.raises(UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"):
+    with pytest.raises(
+        UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"
+    ):
         load_lens_model(copy)
     assert not marker.exists()
 
@@ -162,7 +176,9 @@ def test_a_missing_backbone_tensor_fails_instead_of_loading_random_weights(copy)
     weights = load_file(copy / "model.safetensors")
     del weights["layers.0.mlp.up_proj.weight"]
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"model\.safetensors lack 1 backbone tensor.*layers\.0\.mlp\.up_proj"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors lack 1 backbone tensor.*layers\.0\.mlp\.up_proj"
+    ):
         load_lens_model(copy)
 
 
@@ -170,7 +186,9 @@ def test_non_finite_backbone_weights_fail_naming_the_file_and_tensor(copy):
     weights = load_file(copy / "model.safetensors")
     weights["layers.1.self_attn.q_proj.weight"][0, 0] = float("inf")
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: backbone tensor layers\.1\.self_attn\.q_proj"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors: backbone tensor layers\.1\.self_attn\.q_proj"
+    ):
         load_lens_model(copy)
 
 
@@ -188,7 +206,9 @@ def test_a_token_mapped_outside_the_clusters_fails(copy):
     head = load_file(head_file)
     head["token_clusters"][0] = 16
     save_file(head, head_file)
-    with pytest.raises(CheckpointError, match=r"1_LexiconPooling/model\.safetensors: the token -> cluster map"):
+    with pytest.raises(
+        CheckpointError, match=r"1_LexiconPooling/model\.safetensors: the token -> cluster map"
+    ):
         load_lens_model(copy)
 
 

@@ -26,7 +26,9 @@ def test_save_and_reload_give_identical_embeddings(model, tmp_path):
 
 def test_a_text_alone_equals_the_same_text_in_a_batch_of_longer_ones(model):
     alone = encode(model, ["fox"], query=True)
-    batched = encode(model, ["the quick brown fox jumps over the lazy dog again and again", "fox"], query=True)
+    batched = encode(
+        model, ["the quick brown fox jumps over the lazy dog again and again", "fox"], query=True
+    )
     assert np.abs(alone[0] - batched[1]).max() < 1e-5
 
 
@@ -64,8 +66,11 @@ def test_a_lone_surrogate_is_rejected_naming_the_text(model, call):
     embed = (lambda t: encode(model, t)) if call == "encode" else getattr(model, call)
     # encode() checks the list as given; inside sentence-transformers a batch is sorted by length
     index = 2 if call == "encode" else r"\d+"
-    with pytest.raises(ValueError, match=rf"text at index {index} \('half a pair: \\ud83d here'\) holds a lone surrogate"
-                       r" U\+D83D at character 13"):
+    with pytest.raises(
+        ValueError,
+        match=rf"text at index {index} \('half a pair: \\ud83d here'\) holds a lone surrogate"
+        r" U\+D83D at character 13",
+    ):
         embed(texts)
     assert embed(texts[:2]).shape[0] == 2  # real non-ASCII text, astral characters included, embeds
 
@@ -81,8 +86,9 @@ def test_a_single_string_is_not_mistaken_for_a_list(model):
 
 
 def test_hybrid_concatenates_a_normalised_dense_vector(tiny_mistral, tmp_path):
-    hybrid = build_lens_model(tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean",
-                              dense_weight=0.5)
+    hybrid = build_lens_model(
+        tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean", dense_weight=0.5
+    )
     assert hybrid.get_embedding_dimension() == 16 + 32
     embeddings = encode(hybrid, TEXTS[:3], query=True)
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
@@ -137,7 +143,9 @@ def test_a_corrupt_or_mismatched_saved_head_is_a_clear_error(tiny_lens, tmp_path
     config_path = broken / "1_LexiconPooling" / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "n_clusters": 99}))
-    with pytest.raises(ValueError, match=r"1_LexiconPooling/model\.safetensors: centroids .* expected \(99, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"1_LexiconPooling/model\.safetensors: centroids .* expected \(99, 32\)"
+    ):
         load_lens_model(broken)
 
 
@@ -160,9 +168,13 @@ def test_two_builds_with_one_seed_are_the_same_model(tiny_mistral, tmp_path):
 
 
 def test_threads_sharing_one_model_encode_as_one_thread_does(model):
-    jobs = [([f"{text} {i}" for text in TEXTS * 10], i % 2 == 0, f"Instruction {i}." if i % 2 == 0 else None)
-            for i in range(8)]
-    sequential = [encode(model, texts, query=query, instruction=instruction) for texts, query, instruction in jobs]
+    jobs = [
+        ([f"{text} {i}" for text in TEXTS * 10], i % 2 == 0, f"Instruction {i}." if i % 2 == 0 else None)
+        for i in range(8)
+    ]
+    sequential = [
+        encode(model, texts, query=query, instruction=instruction) for texts, query, instruction in jobs
+    ]
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(lambda job: encode(model, job[0], query=job[1], instruction=job[2]), jobs))
     for alone, together in zip(sequential, concurrent, strict=True):

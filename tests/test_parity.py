@@ -62,8 +62,14 @@ def reference_embeddings(directory: Path, texts: list[str], query: bool) -> np.n
     model.eval()
     if query:
         texts = [f"<instruct>{INSTRUCTION}\n<query>{text}" for text in texts]
-    inputs = tokenizer([t + "</s>" for t in texts], padding=True, truncation=True, max_length=512,
-                       return_tensors="pt", add_special_tokens=True)
+    inputs = tokenizer(
+        [t + "</s>" for t in texts],
+        padding=True,
+        truncation=True,
+        max_length=512,
+        return_tensors="pt",
+        add_special_tokens=True,
+    )
     with torch.no_grad():
         logits = model(**inputs).logits
     if query:

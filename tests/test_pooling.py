@@ -32,7 +32,10 @@ def mask_of(ids, mask, markers, next_token_outputs=True):
 
 def test_decoder_document_pools_all_but_the_last_two_real_positions():
     ids, mask = rows([1, 5, 6, 7, 2], [1, 5, 2])
-    assert mask_of(ids, mask, [0, 0]).tolist() == [[True, True, True, False, False], [True, False, False, False, False]]
+    assert mask_of(ids, mask, [0, 0]).tolist() == [
+        [True, True, True, False, False],
+        [True, False, False, False, False],
+    ]
 
 
 def test_a_document_holding_query_tokens_is_still_pooled_whole():
@@ -97,7 +100,9 @@ def test_chunked_max_passes_the_same_values_and_gradient_as_the_full_logits_max(
         (lexicon_activation(pooled) * weights).sum().backward()
         values.append(pooled.detach())
         grads.append(hidden.grad)
-    assert torch.isinf(values[0][1]).all() and torch.allclose(values[0][[0, 2, 3]], values[1][[0, 2, 3]], atol=1e-12)
+    assert torch.isinf(values[0][1]).all() and torch.allclose(
+        values[0][[0, 2, 3]], values[1][[0, 2, 3]], atol=1e-12
+    )
     assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=0)
 
 

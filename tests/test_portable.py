@@ -22,7 +22,10 @@ from lens_embed.model import encode
 from lens_embed.portable import MODELING_FILE, _source_order, known_digests, modeling_digest, modeling_source
 from lens_embed.safety import UntrustedCodeError
 
-TEXTS = ["what is the reserve bank of australia", "a man is playing a guitar on the street <query> while people watch"]
+TEXTS = [
+    "what is the reserve bank of australia",
+    "a man is playing a guitar on the street <query> while people watch",
+]
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no user site, not the cwd) where importing lens_embed
 # fails even though the venv installs it (editable): plain sentence-transformers and the folder only.
@@ -52,7 +55,10 @@ def plain_embeddings(folder: Path, tmp_path: Path) -> tuple[dict[str, np.ndarray
     out = tmp_path / "plain.npz"
     done = subprocess.run(
         [sys.executable, "-I", "-c", PLAIN_LOAD, str(folder), str(out)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(np.load(out)), done.stdout.strip().splitlines()[-1]
@@ -116,7 +122,9 @@ def test_a_modified_copy_is_refused_unless_trusted(tiny_lens: Path, tmp_path: Pa
     shutil.copytree(tiny_lens, folder)
     with (folder / MODELING_FILE).open("a", encoding="utf-8") as handle:
         handle.write("\nprint('this folder runs its own code')\n")
-    with pytest.raises(UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"):
+    with pytest.raises(
+        UntrustedCodeError, match="modeling_lens.py, which is not code that any lens-embed version wrote"
+    ):
         load_lens_model(folder)
     trusted = load_lens_model(folder, trust_remote_code=True)
     assert type(trusted[1]).__module__.startswith("transformers_modules.")
@@ -125,7 +133,7 @@ def test_a_modified_copy_is_refused_unless_trusted(tiny_lens: Path, tmp_path: Pa
 
 def test_this_version_registers_the_modeling_file_it_writes() -> None:
     assert modeling_digest() in known_digests(), (
-        f"the generated modeling_lens.py changed: append \"{modeling_digest()}\" to lens_embed/modeling_digests.json"
+        f'the generated modeling_lens.py changed: append "{modeling_digest()}" to lens_embed/modeling_digests.json'
     )
 
 
@@ -134,7 +142,9 @@ def test_a_folder_written_by_an_earlier_version_loads_with_the_installed_classes
 ) -> None:
     folder = tmp_path / "earlier"
     shutil.copytree(tiny_lens, folder)
-    earlier = modeling_source().replace("from __future__ import annotations", "from __future__ import annotations\n# earlier", 1)
+    earlier = modeling_source().replace(
+        "from __future__ import annotations", "from __future__ import annotations\n# earlier", 1
+    )
     (folder / MODELING_FILE).write_text(earlier, encoding="utf-8")
     with pytest.raises(UntrustedCodeError):
         load_lens_model(folder)  # not (yet) a digest any lens-embed wrote
@@ -162,12 +172,16 @@ def test_old_folders_naming_lens_embed_modules_keep_loading(tiny_lens: Path, tmp
         entry["type"] = entry["type"].replace("modeling_lens.", "lens_embed.modules.")
     (folder / "modules.json").write_text(json.dumps(entries))
     old = load_lens_model(folder)
-    np.testing.assert_array_equal(encode(old, TEXTS, query=True), encode(load_lens_model(tiny_lens), TEXTS, query=True))
+    np.testing.assert_array_equal(
+        encode(old, TEXTS, query=True), encode(load_lens_model(tiny_lens), TEXTS, query=True)
+    )
     old.save(str(tmp_path / "resaved"))  # saving it again makes it self-contained
     assert (tmp_path / "resaved" / MODELING_FILE).read_text(encoding="utf-8") == modeling_source()
 
 
-def test_push_to_hub_uploads_a_self_contained_folder(tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_to_hub_uploads_a_self_contained_folder(
+    tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import huggingface_hub
     import sentence_transformers.base.model as st_model
 
@@ -184,13 +198,23 @@ def test_push_to_hub_uploads_a_self_contained_folder(tiny_lens: Path, tmp_path: 
     reference = lens_embeddings(tiny_lens)  # before the hub is faked: loading reads files through it too
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    monkeypatch.setattr(st_model, "load_file_path", lambda *args, **kwargs: None)  # the repository has no card yet
+    monkeypatch.setattr(
+        st_model, "load_file_path", lambda *args, **kwargs: None
+    )  # the repository has no card yet
     model.push_to_hub("lens-org/lens-tiny")
     files = sorted(p.relative_to(uploaded).as_posix() for p in uploaded.rglob("*") if p.is_file())
     expected = {
-        "README.md", MODELING_FILE, "modules.json", "config.json", "config_sentence_transformers.json",
-        "sentence_bert_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-        "1_LexiconPooling/config.json", "1_LexiconPooling/model.safetensors",
+        "README.md",
+        MODELING_FILE,
+        "modules.json",
+        "config.json",
+        "config_sentence_transformers.json",
+        "sentence_bert_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "1_LexiconPooling/config.json",
+        "1_LexiconPooling/model.safetensors",
     }
     assert expected <= set(files), files
     card = (uploaded / "README.md").read_text(encoding="utf-8")
@@ -200,7 +224,9 @@ def test_push_to_hub_uploads_a_self_contained_folder(tiny_lens: Path, tmp_path: 
         np.testing.assert_array_equal(plain[key], reference[key], err_msg=key)
 
 
-def test_code_that_cannot_travel_is_refused_when_generating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_that_cannot_travel_is_refused_when_generating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "lazy_lens_module.py").write_text(
         "def query_token():\n    from lens_embed.prompts import QUERY_TOKEN\n    return QUERY_TOKEN\n"
     )

@@ -102,7 +102,10 @@ def test_the_encode_command_prunes(tiny_lens: Path, tmp_path: Path):
     texts = tmp_path / "texts.txt"
     texts.write_text("".join(text + "\n" for text in TEXTS[:3]), encoding="utf-8")
     out = tmp_path / "pruned.npy"
-    assert main(["encode", str(tiny_lens), str(texts), "--out", str(out), "--query", "--max-active-dims", "4"]) == 0
+    assert (
+        main(["encode", str(tiny_lens), str(texts), "--out", str(out), "--query", "--max-active-dims", "4"])
+        == 0
+    )
     model = load_lens_model(tiny_lens, device="cpu")
     assert np.array_equal(np.load(out), encode(model, TEXTS[:3], query=True, max_active_dims=4))
     assert (np.count_nonzero(np.load(out), axis=1) == 4).all()

@@ -96,7 +96,9 @@ def test_a_plain_models_side_prompts_are_the_ones_sentence_transformers_picks(mi
     plain = SentenceTransformer(str(minilm_path), device="cpu")
     plain.prompts = {"passage": "passage: ", "search": "search: "}  # no "query" or "document" prompt
     plain.default_prompt_name = "search"
-    assert side_prompt(plain, query=False) == "passage: "  # encode_document's order: document, passage, corpus
+    assert (
+        side_prompt(plain, query=False) == "passage: "
+    )  # encode_document's order: document, passage, corpus
     assert side_prompt(plain, query=True) == "search: "  # no "query" prompt: the default prompt name
     assert np.array_equal(encode(plain, ["fox"]), plain.encode(["fox"], prompt="passage: "))
     assert np.array_equal(encode(plain, ["fox"], query=True), plain.encode(["fox"], prompt="search: "))
@@ -107,7 +109,9 @@ def test_token_budget_batches_count_the_prompt_of_the_side(minilm_path, monkeypa
     plain = SentenceTransformer(str(minilm_path), device="cpu", prompts={"document": prompt})
     texts = ["fox", "dog", "cat", "car"]
     with_prompt = batching.token_lengths(plain, texts, prompt)
-    assert 4 * max(batching.token_lengths(plain, texts)) <= 2 * max(with_prompt)  # one batch if the prompt were left out
+    assert 4 * max(batching.token_lengths(plain, texts)) <= 2 * max(
+        with_prompt
+    )  # one batch if the prompt were left out
     sizes = []
     real = batching.encode
     monkeypatch.setattr(batching, "encode", lambda m, t, **kw: sizes.append(len(t)) or real(m, t, **kw))

@@ -59,7 +59,9 @@ def test_a_staged_directory_appears_whole_or_not_at_all(tmp_path):
         (staging / "newer").write_text("newer")
     with staged_directory(target, replace=True) as staging:
         (staging / "newest").write_text("newest")
-    assert [p.name for p in tmp_path.iterdir()] == ["model"] and [p.name for p in target.iterdir()] == ["newest"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"] and [p.name for p in target.iterdir()] == [
+        "newest"
+    ]
 
 
 def test_a_cached_directory_is_produced_once_and_reused(tmp_path):
@@ -72,7 +74,9 @@ def test_a_cached_directory_is_produced_once_and_reused(tmp_path):
 
 def test_released_names_are_recognised_in_one_place(tmp_path, monkeypatch):
     assert is_released_name("yibinlei/LENS-d8000") and is_released_name("yibinlei/LENS-d4000")
-    assert not is_released_name("yibinlei/LENS-d16000") and not is_released_name("sentence-transformers/all-MiniLM-L6-v2")
+    assert not is_released_name("yibinlei/LENS-d16000") and not is_released_name(
+        "sentence-transformers/all-MiniLM-L6-v2"
+    )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "yibinlei" / "LENS-d8000").mkdir(parents=True)
     assert not is_released_name("yibinlei/LENS-d8000")  # a local folder of that name wins
@@ -98,10 +102,18 @@ print(load_lens_model("yibinlei/LENS-d8000").get_embedding_dimension())
 
 def test_two_processes_loading_one_released_name_into_an_empty_cache_both_succeed(released, tmp_path):
     hub = offline_hub_with_release(released, tmp_path / "hub")
-    env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1", LENS_EMBED_CACHE=str(tmp_path / "cache"))
+    env = dict(
+        os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1", LENS_EMBED_CACHE=str(tmp_path / "cache")
+    )
     runs = [
-        subprocess.Popen([sys.executable, "-c", LOAD_RELEASED], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_RELEASED],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=600) for run in runs]
@@ -126,8 +138,13 @@ with staged_directory(sys.argv[1]) as staging:
 def _holding_writer(target: Path) -> tuple[subprocess.Popen, Path]:
     """A live process in the middle of a staged write to ``target``; returns it and its staging folder."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, "-c", HOLD_STAGING, str(target)], env=env, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_STAGING, str(target)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return process, Path(process.stdout.readline().strip())
 
 
@@ -148,7 +165,9 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_write_and_a_live_write
     finally:
         live.communicate("\n", timeout=60)
     assert live.returncode != 0  # its target appeared meanwhile: it refuses rather than mixing
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] and (target / "done").read_text() == "whole"
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["model"] and (target / "done").read_text() == "whole"
+    )
 
 
 def test_a_target_moved_aside_by_a_killed_replacement_is_put_back(tmp_path):

@@ -67,7 +67,11 @@ def test_the_loss_goes_down(report):
 
 def test_loss_summary_never_overlaps_its_windows(check):
     summary = check.loss_summary([{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}, {"train_runtime": 1.0}])
-    assert (summary["first_losses"], summary["last_losses"], summary["loss_went_down"]) == ([3.0], [1.0], True)
+    assert (summary["first_losses"], summary["last_losses"], summary["loss_went_down"]) == (
+        [3.0],
+        [1.0],
+        True,
+    )
     with pytest.raises(RuntimeError, match="at least 2"):
         check.loss_summary([{"loss": 1.0}])
 

@@ -108,8 +108,13 @@ def write_released_checkpoint(directory: Path) -> Path:
     """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
     tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
     config = MistralConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(1)
     MistralForCausalLM(config).save_pretrained(directory)

@@ -41,7 +41,9 @@ class LensAirRetriever(Retriever):
     def __str__(self) -> str:
         return self.name
 
-    def __call__(self, corpus: dict[str, dict[str, Any]], queries: dict[str, str], **kwargs: Any) -> dict[str, dict[str, float]]:
+    def __call__(
+        self, corpus: dict[str, dict[str, Any]], queries: dict[str, str], **kwargs: Any
+    ) -> dict[str, dict[str, float]]:
         texts = {doc_id: doc["text"] for doc_id, doc in corpus.items()}
         return self.retriever.retrieve(texts, dict(queries), top_k=self.search_top_k)
 
@@ -69,15 +71,21 @@ class LocalDataLoader(DataLoader):
     def folder(self, task_type: str, domain: str, language: str, dataset_name: str) -> Path:
         return self.root / task_type / domain / language / dataset_name
 
-    def load_corpus(self, task_type: str, domain: str, language: str, dataset_name: str) -> dict[str, dict[str, str]]:
+    def load_corpus(
+        self, task_type: str, domain: str, language: str, dataset_name: str
+    ) -> dict[str, dict[str, str]]:
         rows = read_jsonl(self.folder(task_type, domain, language, dataset_name) / "corpus.jsonl")
         return {str(r["id"]): {"text": r["text"]} for r in rows}
 
-    def load_queries(self, task_type: str, domain: str, language: str, dataset_name: str, split: str = "test") -> dict[str, str]:
+    def load_queries(
+        self, task_type: str, domain: str, language: str, dataset_name: str, split: str = "test"
+    ) -> dict[str, str]:
         rows = read_jsonl(self.folder(task_type, domain, language, dataset_name) / f"queries_{split}.jsonl")
         return {str(r["id"]): r["text"] for r in rows}
 
-    def load_qrels(self, task_type: str, domain: str, language: str, dataset_name: str, split: str = "dev") -> dict[str, dict[str, int]]:
+    def load_qrels(
+        self, task_type: str, domain: str, language: str, dataset_name: str, split: str = "dev"
+    ) -> dict[str, dict[str, int]]:
         qrels: dict[str, dict[str, int]] = {}
         path = self.folder(task_type, domain, language, dataset_name) / f"qrels_{split}.tsv"
         with path.open(encoding="utf-8", newline="") as handle:
@@ -94,7 +102,9 @@ class LocalDataLoader(DataLoader):
             if present:
                 found.append(AirTask(task_type, domain, language, dataset_name, present))
         if not found:
-            raise FileNotFoundError(f"No AIR-Bench dataset folders with {list(splits)} queries under {self.root}")
+            raise FileNotFoundError(
+                f"No AIR-Bench dataset folders with {list(splits)} queries under {self.root}"
+            )
         return found
 
 
@@ -102,7 +112,13 @@ def search_dir(output: str | Path) -> Path:
     return Path(output) / "airbench" / "search_results"
 
 
-def run_local(retriever: LensAirRetriever, data_root: str | Path, output: str | Path, splits: Sequence[str] = ("dev", "test"), overwrite: bool = False) -> dict[str, Any]:
+def run_local(
+    retriever: LensAirRetriever,
+    data_root: str | Path,
+    output: str | Path,
+    splits: Sequence[str] = ("dev", "test"),
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Search every local dataset, then score its dev split with AIR-Bench's Evaluator."""
     loader = LocalDataLoader(data_root)
     evaluator = Evaluator(loader, overwrite=overwrite)
@@ -174,7 +190,9 @@ def write_airbench_zip(search_results: str | Path, retriever: str, output: str |
     ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root."""
     source = Path(search_results) / retriever / NO_RERANKER
     if not source.is_dir():
-        raise FileNotFoundError(f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})")
+        raise FileNotFoundError(
+            f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})"
+        )
     target = Path(output) / f"{retriever}_{NO_RERANKER}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(p for p in source.rglob("*") if p.is_file()):

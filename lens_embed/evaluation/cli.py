@@ -29,9 +29,13 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
         help="model folder (lens-embed or sentence-transformers) or a released name (yibinlei/LENS-d8000)"
         + ("" if model_required else "; default: the embedded default LENS model"),
     )
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="results folder (mteb layout under OUTPUT/results/)")
+    parser.add_argument(
+        "--output", default=DEFAULT_OUTPUT, help="results folder (mteb layout under OUTPUT/results/)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: sentence-transformers' choice)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="recompute tasks already in OUTPUT")
     add_load_options(parser, dtype_help="float16 on CUDA, as the authors evaluated; else float32")
     if mteb_options:
@@ -55,8 +59,12 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
             "--shard-corpus), or in Qdrant, searched exactly: the in-process engine in a temporary folder, "
             "or the cluster at --url",
         )
-        parser.add_argument("--url", default=None, help="Qdrant server or cluster for --engine qdrant, e.g. http://host:6333")
-        parser.add_argument("--api-key", default=None, help="the cluster's API key (default: $QDRANT_API_KEY)")
+        parser.add_argument(
+            "--url", default=None, help="Qdrant server or cluster for --engine qdrant, e.g. http://host:6333"
+        )
+        parser.add_argument(
+            "--api-key", default=None, help="the cluster's API key (default: $QDRANT_API_KEY)"
+        )
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -199,7 +207,9 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
     off = [r for r in rows if not r.passes(args.tolerance)]
     failed = [r.task for r in off if args.strict or not r.explained]
     if off and not failed:
-        print(f"gaps > {args.tolerance} only where the local data differs from MTEB's copy: {', '.join(r.task for r in off)}")
+        print(
+            f"gaps > {args.tolerance} only where the local data differs from MTEB's copy: {', '.join(r.task for r in off)}"
+        )
     if failed:
         print(f"harness check FAILED (|diff| > {args.tolerance}) on: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -227,9 +237,13 @@ def cmd_airbench(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         batch_size=args.batch_size,
     )
-    retriever = airbench.LensAirRetriever(dense, name=args.name or Path(args.model).name, search_top_k=args.top_k)
+    retriever = airbench.LensAirRetriever(
+        dense, name=args.name or Path(args.model).name, search_top_k=args.top_k
+    )
     if args.airbench_data:
-        scores = airbench.run_local(retriever, args.airbench_data, args.output, args.splits, overwrite=args.overwrite)
+        scores = airbench.run_local(
+            retriever, args.airbench_data, args.output, args.splits, overwrite=args.overwrite
+        )
     else:
         scores = airbench.run_hub(
             retriever,
@@ -250,27 +264,41 @@ def cmd_airbench(args: argparse.Namespace) -> int:
 
 def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate`` and its sub-commands; each sets ``func(args) -> exit code``."""
-    evaluate = subparsers.add_parser("evaluate", help="evaluate a model on MTEB, the offline suite or AIR-Bench")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="evaluate a model on MTEB, the offline suite or AIR-Bench"
+    )
     commands = evaluate.add_subparsers(dest="eval_command", required=True)
 
-    mteb_parser = commands.add_parser("mteb", help="mteb tasks from the hub (default: the paper's 56 English tasks)")
+    mteb_parser = commands.add_parser(
+        "mteb", help="mteb tasks from the hub (default: the paper's 56 English tasks)"
+    )
     _add_common(mteb_parser, model_required=True)
-    mteb_parser.add_argument("--tasks", nargs="*", help="task and/or benchmark names (default: MTEB(eng, v1))")
-    mteb_parser.add_argument("--baselines", choices=BASELINE_CHOICES, default="none", help="also run dense MiniLM and/or BM25")
+    mteb_parser.add_argument(
+        "--tasks", nargs="*", help="task and/or benchmark names (default: MTEB(eng, v1))"
+    )
+    mteb_parser.add_argument(
+        "--baselines", choices=BASELINE_CHOICES, default="none", help="also run dense MiniLM and/or BM25"
+    )
     mteb_parser.set_defaults(func=cmd_mteb)
 
     offline = commands.add_parser("offline", help="the offline suite on local data, beside the baselines")
     _add_common(offline, model_required=False)
-    offline.add_argument("--data", default=None, help="data folder (default: $LENS_EMBED_DATA or ../shared/data)")
+    offline.add_argument(
+        "--data", default=None, help="data folder (default: $LENS_EMBED_DATA or ../shared/data)"
+    )
     offline.add_argument("--tasks", nargs="*", help="only these local task folders")
-    offline.add_argument("--baselines", choices=BASELINE_CHOICES, default="all", help="baselines beside the model")
+    offline.add_argument(
+        "--baselines", choices=BASELINE_CHOICES, default="all", help="baselines beside the model"
+    )
     offline.set_defaults(func=cmd_offline)
 
     harness = commands.add_parser("check-harness", help="dense MiniLM offline vs its published MTEB scores")
     _add_common(harness, model_required=False)
     harness.add_argument("--data", default=None)
     harness.add_argument("--tasks", nargs="*")
-    harness.add_argument("--anchors", default=None, help="published scores file (default: <data>/../anchors/...)")
+    harness.add_argument(
+        "--anchors", default=None, help="published scores file (default: <data>/../anchors/...)"
+    )
     harness.add_argument("--tolerance", type=non_negative_float, default=0.3)
     harness.add_argument(
         "--strict", action="store_true", help="also fail where the local data differs from MTEB's copy"
@@ -279,7 +307,9 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
     air = commands.add_parser("airbench", help="AIR-Bench dev scores and test files for submission")
     _add_common(air, model_required=True, mteb_options=False)
-    air.add_argument("--name", default=None, help="retriever name in the result files (default: model folder name)")
+    air.add_argument(
+        "--name", default=None, help="retriever name in the result files (default: model folder name)"
+    )
     air.add_argument("--airbench-data", default=None, help="local AIR-Bench-layout folder (offline path)")
     air.add_argument("--splits", nargs="+", default=["dev", "test"])
     air.add_argument("--benchmark-version", default="AIR-Bench_24.05")
@@ -291,11 +321,24 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     air.add_argument("--top-k", type=positive_int, default=1000)
     air.set_defaults(func=cmd_airbench)
 
-    compare = commands.add_parser("compare", help="our MTEB results vs the published scores of a released LENS model")
-    compare.add_argument("results", help="mteb results folder of one model (OUTPUT, or OUTPUT/results/<model>/<revision>)")
-    compare.add_argument("--reference", default="yibinlei/LENS-d8000", help="released model whose published scores to use")
-    compare.add_argument("--tolerance", type=non_negative_float, default=0.5, help="flag tasks whose |difference| (x100) exceeds this")
-    compare.add_argument("--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)")
+    compare = commands.add_parser(
+        "compare", help="our MTEB results vs the published scores of a released LENS model"
+    )
+    compare.add_argument(
+        "results", help="mteb results folder of one model (OUTPUT, or OUTPUT/results/<model>/<revision>)"
+    )
+    compare.add_argument(
+        "--reference", default="yibinlei/LENS-d8000", help="released model whose published scores to use"
+    )
+    compare.add_argument(
+        "--tolerance",
+        type=non_negative_float,
+        default=0.5,
+        help="flag tasks whose |difference| (x100) exceeds this",
+    )
+    compare.add_argument(
+        "--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)"
+    )
     compare.set_defaults(func=cmd_compare)
 
     from lens_embed.evaluation.submit import add_submit_command

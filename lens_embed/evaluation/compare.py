@@ -50,7 +50,9 @@ def published_scores(reference: str = DEFAULT_REFERENCE) -> dict[str, tuple[str,
     models = published_models()
     if reference not in models:
         raise ValueError(f"no published scores for {reference!r}; known: {', '.join(sorted(models))}")
-    return {task: (entry["type"], 100 * entry["main_score"]) for task, entry in models[reference]["tasks"].items()}
+    return {
+        task: (entry["type"], 100 * entry["main_score"]) for task, entry in models[reference]["tasks"].items()
+    }
 
 
 def result_files(folder: str | Path) -> list[Path]:
@@ -58,7 +60,11 @@ def result_files(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder not found: {root}")
-    files = [p for p in sorted(root.rglob("*.json")) if is_task_result(p) and "experiments" not in p.relative_to(root).parts]
+    files = [
+        p
+        for p in sorted(root.rglob("*.json"))
+        if is_task_result(p) and "experiments" not in p.relative_to(root).parts
+    ]
     parents = sorted({p.parent for p in files})
     if not files:
         raise ValueError(f"no mteb result files (<Task>.json) under {root}")
@@ -95,7 +101,10 @@ def compare_rows(ours: list[Score], reference: str = DEFAULT_REFERENCE) -> list[
 
     mine = {s.task: s for s in aggregate_subtasks(ours)}
     published = published_scores(reference)
-    rows = [Row(task, kind, mine[task].value if task in mine else None, value) for task, (kind, value) in published.items()]
+    rows = [
+        Row(task, kind, mine[task].value if task in mine else None, value)
+        for task, (kind, value) in published.items()
+    ]
     rows += [Row(s.task, s.task_type, s.value, None) for task, s in mine.items() if task not in published]
     return rows
 
@@ -121,7 +130,9 @@ def compare_markdown(rows: list[Row], reference: str, tolerance: float = DEFAULT
     ]
     for r in rows:
         flag = f"**> {tolerance}**" if r.flagged(tolerance) else ""
-        lines.append(f"| {r.task} | {r.task_type} | {_cell(r.ours)} | {_cell(r.published)} | {_cell(r.diff, True)} | {flag} |")
+        lines.append(
+            f"| {r.task} | {r.task_type} | {_cell(r.ours)} | {_cell(r.published)} | {_cell(r.diff, True)} | {flag} |"
+        )
     lines += ["", "| task type | tasks | ours | published | diff |", "| --- | ---: | ---: | ---: | ---: |"]
     for kind in dict.fromkeys(r.task_type for r in rows):
         averages = _averages([r for r in rows if r.task_type == kind])
@@ -139,7 +150,9 @@ def compare_markdown(rows: list[Row], reference: str, tolerance: float = DEFAULT
         lines.append(f"Not in the results ({len(missing)}): {', '.join(missing)}.")
     flagged = [r.task for r in rows if r.flagged(tolerance)]
     lines.append(
-        f"Beyond ±{tolerance}: {', '.join(flagged)}." if flagged else f"Every compared task is within ±{tolerance}."
+        f"Beyond ±{tolerance}: {', '.join(flagged)}."
+        if flagged
+        else f"Every compared task is within ±{tolerance}."
     )
     return "\n".join(lines) + "\n"
 

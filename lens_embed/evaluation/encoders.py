@@ -109,7 +109,9 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
         query = self.get_instruction(task_metadata, PromptType.query)
         if self.instructions.documents is not None:
             return TaskInstruction(query, self.instructions.documents.get(task_metadata.name))
-        return TaskInstruction(query, query if embeds_as_query(task_metadata.type, document_side=True) else None)
+        return TaskInstruction(
+            query, query if embeds_as_query(task_metadata.type, document_side=True) else None
+        )
 
     def side(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> tuple[bool, str | None]:
         """``(query, instruction)`` of a text of this task and prompt type: the one place evaluation (and the
@@ -267,7 +269,10 @@ def load_encoder(
     """
     source = load_instructions(instructions)
     model = load_lens_model(
-        model_path, device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
+        model_path,
+        device=device,
+        dtype=evaluation_dtype(dtype, device),
+        attn_implementation=attn_implementation,
     )
     meta = build_model_meta(
         model, model_path, name=name, revision=revision, adapted_from=adapted_from, instructions=source
@@ -275,7 +280,9 @@ def load_encoder(
     return LoadedModelEncoder(model, meta, instructions=source)
 
 
-def lens_loader(model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any) -> LoadedModelEncoder:
+def lens_loader(
+    model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any
+) -> LoadedModelEncoder:
     """``ModelMeta.loader``: what ``mteb.evaluate(meta, tasks)`` calls to get the encoder."""
     return load_encoder(
         model_path or model_name,
@@ -293,7 +300,9 @@ def released_lens_meta(name: str) -> ModelMeta:
     """mteb's registry entry for a released LENS model (``loader=None`` there) with our loader set."""
     registered = _registered_meta(name)
     if registered is None or not is_released_name(name):
-        raise ValueError(f"{name!r} is not a released LENS model in mteb's registry (yibinlei/LENS-d4000, -d8000)")
+        raise ValueError(
+            f"{name!r} is not a released LENS model in mteb's registry (yibinlei/LENS-d4000, -d8000)"
+        )
     return registered.model_copy(update={"loader": lens_loader, "loader_kwargs": {"model_path": name}})
 
 
@@ -310,7 +319,10 @@ def dense_minilm(
 ) -> LoadedModelEncoder:
     """The dense baseline as an mteb encoder: plain texts, no instructions (as it was published)."""
     model = load_lens_model(
-        minilm_path(), device=device, dtype=evaluation_dtype(dtype, device), attn_implementation=attn_implementation
+        minilm_path(),
+        device=device,
+        dtype=evaluation_dtype(dtype, device),
+        attn_implementation=attn_implementation,
     )
     return LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
 

@@ -48,9 +48,13 @@ class HarnessRow:
 
 def anchors_path(data_dir: Path, path: str | Path | None = None) -> Path:
     """The published-scores file: explicit, else ``$LENS_EMBED_ANCHORS``, else ``<data>/../anchors``."""
-    chosen = Path(path or os.environ.get(ANCHORS_ENV_VAR) or data_dir.parent / "anchors" / "mteb_published_scores.md")
+    chosen = Path(
+        path or os.environ.get(ANCHORS_ENV_VAR) or data_dir.parent / "anchors" / "mteb_published_scores.md"
+    )
     if not chosen.is_file():
-        raise FileNotFoundError(f"Published-scores file not found: {chosen} (set {ANCHORS_ENV_VAR} or --anchors)")
+        raise FileNotFoundError(
+            f"Published-scores file not found: {chosen} (set {ANCHORS_ENV_VAR} or --anchors)"
+        )
     return chosen
 
 
@@ -114,7 +118,9 @@ def data_differences(task: AbsTask, split: str = "test") -> tuple[str, ...]:
 
 
 def compare(
-    published: dict[str, float], measured: dict[str, float], differences: Mapping[str, tuple[str, ...]] | None = None
+    published: dict[str, float],
+    measured: dict[str, float],
+    differences: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[HarnessRow]:
     """Rows for every task measured that has a published score, in the published table's order."""
     differences = differences or {}

@@ -121,7 +121,9 @@ def _authors_prompts(path: Path, data: dict[str, Any]) -> dict[str, str]:
     for task, entry in tasks.items():
         text = entry[0] if isinstance(entry, list) and entry else entry
         if not isinstance(text, str):
-            raise InstructionError(f"{path}: task {task!r} must map to a string or a [query, document] pair of strings")
+            raise InstructionError(
+                f"{path}: task {task!r} must map to a string or a [query, document] pair of strings"
+            )
         if text:
             prompts[task] = _with_period(text)
     return prompts
@@ -146,10 +148,14 @@ def load_instructions(spec: str = "authors") -> Instructions:
     if "tasks" in data or "defaults_by_type" in data:
         return Instructions(source, prompts=_authors_prompts(path, data), sha256=sha)
     for task, entry in data.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("query"), str) and entry["query"]
-                and isinstance(entry.get("document"), (str, type(None)))):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("query"), str)
+            and entry["query"]
+            and isinstance(entry.get("document"), (str, type(None)))
+        ):
             raise InstructionError(
-                f"{path}: task {task!r} must map to {{\"query\": non-empty str, \"document\": str or null}} "
+                f'{path}: task {task!r} must map to {{"query": non-empty str, "document": str or null}} '
                 "(or use the authors' format with 'tasks' and 'defaults_by_type')"
             )
     prompts = {task: entry["query"] for task, entry in data.items()}

@@ -36,7 +36,11 @@ class LoadOptions:
     instructions: str = DEFAULT_INSTRUCTIONS
 
     def loader_kwargs(self) -> dict[str, str | None]:
-        return {"dtype": self.dtype, "attn_implementation": self.attn_implementation, "instructions": self.instructions}
+        return {
+            "dtype": self.dtype,
+            "attn_implementation": self.attn_implementation,
+            "instructions": self.instructions,
+        }
 
 
 def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun:
@@ -45,14 +49,20 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
     if model is None:
         path = Path(default_model_path())
         encoder = load_encoder(
-            path, name=f"lens-embed/{path.name}", device=options.device, adapted_from=MINILM_NAME, **options.loader_kwargs()
+            path,
+            name=f"lens-embed/{path.name}",
+            device=options.device,
+            adapted_from=MINILM_NAME,
+            **options.loader_kwargs(),
         )
         return _loaded(encoder)
     if is_released_name(model):
         released_lens_meta(model)  # a clear error now if mteb's registry lacks it
         # loaded directly, not through ModelMeta.load_model, which would turn these options into an
         # mteb experiment and move the results out of the leaderboard's <revision>/ folder
-        return ModelRun(model, lambda: load_encoder(model, name=model, device=options.device, **options.loader_kwargs()))
+        return ModelRun(
+            model, lambda: load_encoder(model, name=model, device=options.device, **options.loader_kwargs())
+        )
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelArgumentError(
@@ -66,7 +76,9 @@ def _loaded(encoder: LoadedModelEncoder) -> ModelRun:
     return ModelRun(str(encoder.mteb_model_meta.name), lambda: encoder)
 
 
-def baseline_runs(which: str = "all", options: LoadOptions | None = None, exclude: str | None = None) -> list[ModelRun]:
+def baseline_runs(
+    which: str = "all", options: LoadOptions | None = None, exclude: str | None = None
+) -> list[ModelRun]:
     """Dense all-MiniLM-L6-v2 (all task types) and/or BM25 (retrieval only).
 
     Args:
@@ -80,7 +92,9 @@ def baseline_runs(which: str = "all", options: LoadOptions | None = None, exclud
     runs = []
     if which in ("minilm", "all") and exclude != MINILM_NAME:
         runs.append(
-            ModelRun(MINILM_NAME, lambda: dense_minilm(options.device, options.dtype, options.attn_implementation))
+            ModelRun(
+                MINILM_NAME, lambda: dense_minilm(options.device, options.dtype, options.attn_implementation)
+            )
         )
     if which in ("bm25", "all"):
         runs.append(ModelRun("BM25 (bm25s)", bm25, task_types=BM25_TASK_TYPES))

@@ -50,7 +50,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """
     rows = [row for _, row in json_lines(path)]
     if not rows:
-        raise EmptyTaskError(f"{path}: no rows (an empty file leaves task {path.parent.name} nothing to evaluate)")
+        raise EmptyTaskError(
+            f"{path}: no rows (an empty file leaves task {path.parent.name} nothing to evaluate)"
+        )
     return rows
 
 
@@ -68,9 +70,13 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             try:
                 relevant.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
             except (IndexError, ValueError):
-                raise ValueError(f"{path}:{reader.line_num}: expected query-id<TAB>corpus-id<TAB>integer score") from None
+                raise ValueError(
+                    f"{path}:{reader.line_num}: expected query-id<TAB>corpus-id<TAB>integer score"
+                ) from None
     if not relevant:
-        raise EmptyTaskError(f"{path}: no relevance judgements (task {path.parent.parent.name} has nothing to evaluate)")
+        raise EmptyTaskError(
+            f"{path}: no relevance judgements (task {path.parent.parent.name} has nothing to evaluate)"
+        )
     return relevant
 
 
@@ -119,7 +125,10 @@ def _local_metadata(name: str, category: str, folder: Path) -> TaskMetadata:
 
 def _load_sts(self: AbsTaskSTS) -> DatasetDict:
     return DatasetDict(
-        {split: Dataset.from_list(read_jsonl(self.data_folder / f"{split}.jsonl")) for split in self.eval_splits}
+        {
+            split: Dataset.from_list(read_jsonl(self.data_folder / f"{split}.jsonl"))
+            for split in self.eval_splits
+        }
     )
 
 
@@ -137,11 +146,19 @@ def _load_retrieval(self: AbsTaskRetrieval) -> dict[str, dict[str, Any]]:
             for row in read_jsonl(self.data_folder / "corpus.jsonl")
         ]
     )
-    queries = [{"id": str(row["_id"]), "text": row["text"]} for row in read_jsonl(self.data_folder / "queries.jsonl")]
-    return {"default": {split: _retrieval_split(corpus, queries, self.data_folder, split) for split in self.eval_splits}}
+    queries = [
+        {"id": str(row["_id"]), "text": row["text"]} for row in read_jsonl(self.data_folder / "queries.jsonl")
+    ]
+    return {
+        "default": {
+            split: _retrieval_split(corpus, queries, self.data_folder, split) for split in self.eval_splits
+        }
+    }
 
 
-def _retrieval_split(corpus: Dataset, queries: list[dict[str, str]], folder: Path, split: str) -> dict[str, Any]:
+def _retrieval_split(
+    corpus: Dataset, queries: list[dict[str, str]], folder: Path, split: str
+) -> dict[str, Any]:
     """One split as mteb holds it; a BEIR queries file spans all splits, mteb's copy only the split's own."""
     qrels = folder / "qrels" / f"{split}.tsv"
     relevant = read_qrels(qrels)
@@ -175,10 +192,14 @@ def make_offline_task(category: str, folder: Path) -> AbsTask:
     base, task_type, _, _ = _CATEGORY_SPECS[category]
     registered = _registered_task(folder.name, task_type)
     task_class = type(registered) if registered is not None else base
-    metadata = registered.metadata if registered is not None else _local_metadata(folder.name, category, folder)
+    metadata = (
+        registered.metadata if registered is not None else _local_metadata(folder.name, category, folder)
+    )
     missing = [f for f in _required_files(category, metadata.eval_splits) if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"Task folder {folder} lacks {', '.join(missing)} (layout: shared/data/README.md)")
+        raise FileNotFoundError(
+            f"Task folder {folder} lacks {', '.join(missing)} (layout: shared/data/README.md)"
+        )
     offline_class = type(
         f"Offline{task_class.__name__}",
         (task_class,),
@@ -216,7 +237,9 @@ def offline_tasks(
     wanted_categories = set(categories) if categories is not None else set(CATEGORIES)
     unknown_categories = wanted_categories - set(CATEGORIES)
     if unknown_categories:
-        raise ValueError(f"Unknown categories {sorted(unknown_categories)}; expected some of {list(CATEGORIES)}")
+        raise ValueError(
+            f"Unknown categories {sorted(unknown_categories)}; expected some of {list(CATEGORIES)}"
+        )
     if names is None:
         selected = [name for name, (category, _) in folders.items() if category in wanted_categories]
     else:

@@ -77,12 +77,16 @@ def summary_markdown(scores: Sequence[Score], title: str = "Evaluation summary")
     rule = " ---: |" * len(models)
     lines = [f"## {title}", "", "| task | type | main score " + header, "| --- | --- | --- |" + rule]
     for task, kind, metric in _tasks(scores):
-        lines.append(f"| {task} | {kind} | {metric} | " + " | ".join(_cell(table[task].get(m)) for m in models) + " |")
+        lines.append(
+            f"| {task} | {kind} | {metric} | " + " | ".join(_cell(table[task].get(m)) for m in models) + " |"
+        )
     lines += ["", "| task type " + header, "| --- |" + rule]
     for kind, per_model in category_averages(scores).items():
         lines.append(f"| {kind} | " + " | ".join(_cell(per_model.get(m)) for m in models) + " |")
     overall = overall_averages(scores)
-    lines.append("| **average** | " + " | ".join(f"{overall[m][0]:.2f} ({overall[m][1]} tasks)" for m in models) + " |")
+    lines.append(
+        "| **average** | " + " | ".join(f"{overall[m][0]:.2f} ({overall[m][1]} tasks)" for m in models) + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +118,9 @@ def bar_chart(scores: Sequence[Score], path: str | Path, title: str = "Main scor
     return path
 
 
-def write_report(scores: Sequence[Score], output: str | Path, name: str = "summary", title: str = "Evaluation summary") -> tuple[Path, Path]:
+def write_report(
+    scores: Sequence[Score], output: str | Path, name: str = "summary", title: str = "Evaluation summary"
+) -> tuple[Path, Path]:
     """Print the summary and save ``<output>/<name>.md`` and ``<output>/<name>.png``."""
     if not scores:
         raise ValueError("No scores to report: no task was evaluated")

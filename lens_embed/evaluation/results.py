@@ -18,7 +18,12 @@ from lens_embed.storage import read_json
 # Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
 PROTOCOL_FILE = "lens_embed_protocol.json"
 MODEL_META_FILE = "model_meta.json"
-_CONFIG_FILES = ("config.json", "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
+_CONFIG_FILES = (
+    "config.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".npy")
 
 
@@ -65,10 +70,14 @@ def read_task_result(path: Path) -> Any:
     except (ValueError, KeyError, TypeError) as error:
         reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         where = "" if reason.startswith(str(path)) else f"{path}: "
-        raise ValueError(f"{where}{reason}: a damaged task result; delete it or evaluate the task again") from None
+        raise ValueError(
+            f"{where}{reason}: a damaged task result; delete it or evaluate the task again"
+        ) from None
 
 
-def load_eval_rows(results: str | Path, model_name: str | None = None, revision: str | None = None) -> list[EvalRow]:
+def load_eval_rows(
+    results: str | Path, model_name: str | None = None, revision: str | None = None
+) -> list[EvalRow]:
     """Main scores of one model in an mteb results folder, read with mteb's own results reader.
 
     The model is picked by name and/or revision; with neither, the folder must hold exactly one model.
@@ -81,7 +90,10 @@ def load_eval_rows(results: str | Path, model_name: str | None = None, revision:
     root = Path(results)
     if not (root / "results").is_dir():
         raise FileNotFoundError(f"{root} is not an mteb results folder (no {root / 'results'})")
-    folders = {folder: _identity(folder) for folder in sorted({p.parent for p in (root / "results").glob("*/*/*.json")})}
+    folders = {
+        folder: _identity(folder)
+        for folder in sorted({p.parent for p in (root / "results").glob("*/*/*.json")})
+    }
     candidates = [
         folder
         for folder, (name, rev) in folders.items()
@@ -101,7 +113,9 @@ def _identity(folder: Path) -> tuple[str, str]:
     """(model name, revision) of a results folder, as mteb reads them: model_meta.json, else the path."""
     meta = folder / MODEL_META_FILE
     data = read_json(meta) if meta.is_file() else {}
-    return str(data.get("name") or folder.parent.name.replace("__", "/")), str(data.get("revision") or folder.name)
+    return str(data.get("name") or folder.parent.name.replace("__", "/")), str(
+        data.get("revision") or folder.name
+    )
 
 
 def _rows(task_result: Any) -> list[EvalRow]:

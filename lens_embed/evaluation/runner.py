@@ -73,7 +73,11 @@ def result_folder(output: str | Path, meta: Any, task: AbsTask) -> Path:
 
 
 def _task_groups(
-    run: ModelRun, tasks: list[AbsTask], shard_dir: Path | None, shard_size: int, search_index: Callable[[Any], Any] | None
+    run: ModelRun,
+    tasks: list[AbsTask],
+    shard_dir: Path | None,
+    shard_size: int,
+    search_index: Callable[[Any], Any] | None,
 ) -> list[tuple[Any, list[AbsTask]]]:
     """(model object, tasks) pairs for one run: retrieval through sharded search and/or the given search
     index when asked, the rest as is."""
@@ -90,7 +94,9 @@ def _task_groups(
     searched = [t for t in tasks if t.metadata.type in ASYMMETRIC_TASK_TYPES]
     others = [t for t in tasks if t.metadata.type not in ASYMMETRIC_TASK_TYPES]
     if shard_dir is not None:
-        searcher = ShardedSearch(run.model, shard_dir / run.model.mteb_model_meta.model_name_as_path(), shard_size, factory)
+        searcher = ShardedSearch(
+            run.model, shard_dir / run.model.mteb_model_meta.model_name_as_path(), shard_size, factory
+        )
     else:
         searcher = IndexedSearch(run.model, factory)
     return [(model, group) for model, group in ((run.model, others), (searcher, searched)) if group]
@@ -163,7 +169,9 @@ def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwr
             else f"holds results of an unknown protocol (no {PROTOCOL_FILE}: an interrupted run or another tool's)"
         )
         if not overwrite:
-            raise ValueError(f"{folder} {problem}; pass --overwrite to recompute them or choose another --output")
+            raise ValueError(
+                f"{folder} {problem}; pass --overwrite to recompute them or choose another --output"
+            )
         rerun = {task.metadata.name for task in tasks}
         kept = [result.stem for result in existing if result.stem not in rerun]
         if kept:
@@ -172,7 +180,9 @@ def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwr
                 "keep the old results: run them too, move them away, or choose another --output"
             )
     if not overwrite:
-        _check_readable([result for result in existing if result.stem in {task.metadata.name for task in tasks}])
+        _check_readable(
+            [result for result in existing if result.stem in {task.metadata.name for task in tasks}]
+        )
     atomic_write(path, lambda stream: stream.write(json.dumps(current, indent=2).encode("utf-8")))
 
 
@@ -182,7 +192,9 @@ def _check_readable(results: list[Path]) -> None:
         try:
             read_json(result)
         except ValueError as error:
-            raise ValueError(f"{error}: a damaged task result; delete it to recompute the task, or pass --overwrite") from None
+            raise ValueError(
+                f"{error}: a damaged task result; delete it to recompute the task, or pass --overwrite"
+            ) from None
 
 
 def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> str:

@@ -52,18 +52,31 @@ class QdrantSearchIndex:
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
     """
 
-    def __init__(self, model: Any, target: EngineTarget | None = None, *, vectors: str = "dense",
-                 max_active_dims: int | None = None, query_batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: Any,
+        target: EngineTarget | None = None,
+        *,
+        vectors: str = "dense",
+        max_active_dims: int | None = None,
+        query_batch_size: int = 64,
+    ) -> None:
         meta = model.mteb_model_meta
         if meta.similarity_fn_name is not ScoringFunction.COSINE:
-            raise ValueError(f"the Qdrant search index scores cosine similarity; {meta.name} uses {meta.similarity_fn_name}")
+            raise ValueError(
+                f"the Qdrant search index scores cosine similarity; {meta.name} uses {meta.similarity_fn_name}"
+            )
         self.model_name = str(meta.name)
         self.target = target
         self.vectors = vectors
         self.max_active_dims = max_active_dims
-        loaded = getattr(model, "model", None)  # the sentence-transformers model behind lens-embed's mteb encoder
+        loaded = getattr(
+            model, "model", None
+        )  # the sentence-transformers model behind lens-embed's mteb encoder
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
-        self.clusters = lexicon_pooling(loaded).n_clusters if loaded is not None and is_lens_model(loaded) else None
+        self.clusters = (
+            lexicon_pooling(loaded).n_clusters if loaded is not None and is_lens_model(loaded) else None
+        )
         self.query_batch_size = query_batch_size
         self.backend: Backend | None = None
         self.spec: CollectionSpec | None = None
@@ -77,8 +90,15 @@ class QdrantSearchIndex:
             backend: Backend = EdgeBackend(self._scratch.name, name)
         else:
             backend = self.target.open(name)
-        self.spec = CollectionSpec(model_name=self.model_name, model_key="mteb-evaluation", dim=dim, vectors=self.vectors,
-                                   clusters=self.clusters, max_active_dims=self.max_active_dims, hnsw_m=0)
+        self.spec = CollectionSpec(
+            model_name=self.model_name,
+            model_key="mteb-evaluation",
+            dim=dim,
+            vectors=self.vectors,
+            clusters=self.clusters,
+            max_active_dims=self.max_active_dims,
+            hnsw_m=0,
+        )
         open_collection(backend, self.spec)
         return backend
 
@@ -92,8 +112,14 @@ class QdrantSearchIndex:
         self.ids += ids
         check_contents(self.backend, self.ids)
 
-    def search(self, embeddings: Any, top_k: int, similarity_fn: Any, top_ranked: dict[str, list[str]] | None = None,
-               query_idx_to_id: dict[int, str] | None = None) -> tuple[list[list[float]], list[list[int]]]:
+    def search(
+        self,
+        embeddings: Any,
+        top_k: int,
+        similarity_fn: Any,
+        top_ranked: dict[str, list[str]] | None = None,
+        query_idx_to_id: dict[int, str] | None = None,
+    ) -> tuple[list[list[float]], list[list[int]]]:
         """Scores and positions of every query's best documents: in the added corpus, or in its candidate list."""
         if self.backend is None:
             raise ValueError("No index built. Call add_documents() first.")
@@ -106,7 +132,9 @@ class QdrantSearchIndex:
                 raise ValueError("query_idx_to_id must be provided when reranking.")
             candidates = [list(top_ranked.get(query_idx_to_id[i]) or []) for i in range(len(vectors))]
             for i in (i for i, ranked in enumerate(candidates) if not ranked):
-                warnings.warn(f"No top-ranked documents for query {query_idx_to_id[i]}", stacklevel=2)  # as mteb's faiss
+                warnings.warn(
+                    f"No top-ranked documents for query {query_idx_to_id[i]}", stacklevel=2
+                )  # as mteb's faiss
             positions = [{doc: j for j, doc in enumerate(ranked)} for ranked in candidates]
         queries = engine_queries(self.spec, vectors, max_active_dims=self.max_active_dims, only=candidates)
         scores: list[list[float]] = []
@@ -114,7 +142,9 @@ class QdrantSearchIndex:
         for start in range(0, len(queries), self.query_batch_size):
             batch = range(start, min(len(queries), start + self.query_batch_size))
             wanted = [i for i in batch if candidates is None or candidates[i]]
-            found = dict(zip(wanted, self.backend.query([queries[i] for i in wanted], top_k, exact=True), strict=True))
+            found = dict(
+                zip(wanted, self.backend.query([queries[i] for i in wanted], top_k, exact=True), strict=True)
+            )
             for i in batch:
                 hits = found.get(i, [])
                 scores.append([score for _, score in hits])
@@ -158,13 +188,28 @@ class IndexedSearch(SearchEncoderWrapper):
 class ShardedSearch(IndexedSearch):
     """mteb ``SearchProtocol`` whose corpus embeddings live in ``cache_dir/<task>/<key>/shard_*.npy``."""
 
-    def __init__(self, model: LoadedModelEncoder, cache_dir: str | Path, shard_size: int = 10_000,
-                 index_factory: IndexFactory = FaissSearchIndex) -> None:
+    def __init__(
+        self,
+        model: LoadedModelEncoder,
+        cache_dir: str | Path,
+        shard_size: int = 10_000,
+        index_factory: IndexFactory = FaissSearchIndex,
+    ) -> None:
         super().__init__(model, index_factory)
         self.cache_dir = Path(cache_dir)
         self.shard_size = shard_size
 
-    def index(self, corpus: Any, *, task_metadata: Any, hf_split: str, hf_subset: str, encode_kwargs: Any, num_proc: int | None = None, **kwargs: Any) -> None:
+    def index(
+        self,
+        corpus: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        encode_kwargs: Any,
+        num_proc: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Embed the corpus shard by shard (skipping shards already on disk), then fill the search index."""
         self.task_corpus = corpus
         self.index_backend = self.index_factory(self.model)  # a fresh index per task and split

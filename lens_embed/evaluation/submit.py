@@ -48,8 +48,19 @@ TABLE_FILE = "benchmark_table.md"
 INSTRUCTIONS_NAME = "TASK_INSTRUCTIONS"
 # Fields a registry entry must state; mteb's CI and leaderboard filters read every one of them.
 REQUIRED_META_FIELDS = (
-    "name", "revision", "release_date", "n_parameters", "memory_usage_mb", "embed_dim", "max_tokens",
-    "license", "open_weights", "similarity_fn_name", "framework", "use_instructions", "training_datasets",
+    "name",
+    "revision",
+    "release_date",
+    "n_parameters",
+    "memory_usage_mb",
+    "embed_dim",
+    "max_tokens",
+    "license",
+    "open_weights",
+    "similarity_fn_name",
+    "framework",
+    "use_instructions",
+    "training_datasets",
 )
 # A hub commit, branch or tag that is also one folder name of the results layout (<org__model>/<revision>/).
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -62,7 +73,9 @@ _REGISTRY_IMPORTS = {
 
 def not_an_mteb_task_message(name: str) -> str:
     """The one wording of a result the leaderboard cannot file (e.g. a local offline-suite task)."""
-    return f"{name}: not an mteb task (a local offline-suite folder?), so the leaderboard has no column for it"
+    return (
+        f"{name}: not an mteb task (a local offline-suite folder?), so the leaderboard has no column for it"
+    )
 
 
 class KitError(ValueError):
@@ -137,8 +150,10 @@ def complete_model_meta(
     measured = build_model_meta(model, model_path, name=name, revision=revision)
     provenance = existing_provenance(model_path) if Path(model_path).is_dir() else None
     recorded_training = results_meta.get("training_datasets")
-    datasets = set(training_datasets) if training_datasets is not None else (
-        set(recorded_training) if recorded_training is not None else measured.training_datasets
+    datasets = (
+        set(training_datasets)
+        if training_datasets is not None
+        else (set(recorded_training) if recorded_training is not None else measured.training_datasets)
     )
     if datasets is None and provenance is not None and not provenance.training_recipe:
         datasets = set()  # an untrained LENS construction: no training data of its own
@@ -162,7 +177,9 @@ def check_hub_name(name: Any) -> str:
     the hub's (``huggingface_hub.utils.validate_repo_id``: ASCII letters, digits, ``-``, ``_``, ``.``)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    rule = "organization/model, ASCII letters, digits, '-', '_' and '.' (the hub's and mteb's rule); pass --name"
+    rule = (
+        "organization/model, ASCII letters, digits, '-', '_' and '.' (the hub's and mteb's rule); pass --name"
+    )
     if not isinstance(name, str) or name.count("/") != 1 or not name.isascii():
         raise KitError(f"{name!r} is not a valid hub model name: expected {rule}")
     try:
@@ -198,7 +215,9 @@ def validated_meta(meta: ModelMeta, **updates: Any) -> ModelMeta:
             reason = problem["msg"] if len(problem["msg"]) <= 120 else problem["msg"][:120] + "..."
             refused.setdefault(f"{field} = {problem['input']!r}", []).append(reason)
         problems = [f"{field}: {'; or '.join(reasons)}" for field, reasons in refused.items()]
-        raise KitError(f"mteb's ModelMeta refuses the registry entry of {meta.name!r}:\n  " + "\n  ".join(problems)) from None
+        raise KitError(
+            f"mteb's ModelMeta refuses the registry entry of {meta.name!r}:\n  " + "\n  ".join(problems)
+        ) from None
 
 
 def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]:
@@ -229,7 +248,9 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
         _, query_instruction = encoder.side(task.metadata, PromptType.query)
         documents_as_queries, document_instruction = encoder.side(task.metadata, PromptType.document)
         if not query_instruction:
-            raise KitError(f"{file.stem}: its queries were embedded with an empty instruction, which mteb's wrapper drops")
+            raise KitError(
+                f"{file.stem}: its queries were embedded with an empty instruction, which mteb's wrapper drops"
+            )
         if asks_for_documents(task) and documents_as_queries:
             raise KitError(
                 f"{file.stem}: its documents were embedded with the instruction {document_instruction!r}; mteb's "
@@ -265,7 +286,9 @@ def registry_meta(meta: ModelMeta, instructions: dict[str, str]) -> ModelMeta:
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
     if missing:
         options = ", ".join(f"--{field.replace('_', '-')}" for field in missing)
-        raise KitError(f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass {options} to submit-kit")
+        raise KitError(
+            f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass {options} to submit-kit"
+        )
     loader_kwargs = {
         "instruction_template": LENS_INSTRUCTION_TEMPLATE,
         "apply_instruction_to_passages": False,
@@ -297,7 +320,9 @@ def registry_module(meta: ModelMeta) -> str:
     entry = _replace_field(entry, "loader=None", f"loader={meta.loader.__name__}")
     entry = _replace_field(entry, "loader_kwargs={}", f"loader_kwargs=dict(\n{arguments}    )")
     imports = [f"from {module} import {', '.join(names)}" for module, names in _REGISTRY_IMPORTS.items()]
-    docstring = f"mteb registry entry for {meta.name}, written by lens-embed submit-kit: data and mteb's own loader."
+    docstring = (
+        f"mteb registry entry for {meta.name}, written by lens-embed submit-kit: data and mteb's own loader."
+    )
     return "\n".join(
         [
             repr(docstring),
@@ -318,7 +343,9 @@ def _replace_field(entry: str, written: str, replacement: str) -> str:
     so a whole line can only be a field)."""
     line = f"\n    {written},\n"
     if entry.count(line) != 1:
-        raise KitError(f"mteb's ModelMeta.to_python wrote {written!r} {entry.count(line)} times, expected once")
+        raise KitError(
+            f"mteb's ModelMeta.to_python wrote {written!r} {entry.count(line)} times, expected once"
+        )
     return entry.replace(line, f"\n    {replacement},\n")
 
 
@@ -344,9 +371,13 @@ def read_registry_module(source: str) -> ModelMeta:
             for alias in node.names:
                 if alias.name not in _REGISTRY_IMPORTS[node.module]:
                     raise KitError(f"{META_FILE}:{node.lineno}: imports {alias.name} from {node.module}")
-                objects[alias.asname or alias.name] = getattr(importlib.import_module(node.module), alias.name)
+                objects[alias.asname or alias.name] = getattr(
+                    importlib.import_module(node.module), alias.name
+                )
             continue
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+        if not (
+            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        ):
             raise KitError(f"{META_FILE}:{node.lineno}: not a statement a registry entry holds")
         call = node.value
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "ModelMeta":
@@ -374,13 +405,20 @@ def _registry_value(node: ast.expr, objects: dict[str, Any], constants: dict[str
         owner = objects.get(node.value.id)
         if isinstance(owner, type) and issubclass(owner, Enum) and node.attr in owner.__members__:
             return owner[node.attr]
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "dict"
+        and not node.args
+    ):
         if all(keyword.arg is not None for keyword in node.keywords):
             return {kw.arg: _registry_value(kw.value, objects, constants) for kw in node.keywords}
     try:
         return ast.literal_eval(node)
     except ValueError:
-        raise KitError(f"{META_FILE}:{node.lineno}: {ast.unparse(node)[:80]!r} is not a literal value") from None
+        raise KitError(
+            f"{META_FILE}:{node.lineno}: {ast.unparse(node)[:80]!r} is not a literal value"
+        ) from None
 
 
 def check_results(kit: str | Path, meta: ModelMeta) -> str:
@@ -403,7 +441,9 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
     loaded = ResultCache(kit).load_results(models=[meta], include_remote=False, require_model_meta=True)
     results = [result for model in loaded.model_results for result in model.task_results]
     if not results:
-        raise KitError(f"mteb's results loader finds no results for {meta.name} at revision {meta.revision} in {folder}")
+        raise KitError(
+            f"mteb's results loader finds no results for {meta.name} at revision {meta.revision} in {folder}"
+        )
     problems: list[str] = []
     tasks = []
     for result in results:
@@ -415,13 +455,19 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
         tasks.append(task)
         expected = task.metadata.dataset.get("revision")
         if result.dataset_revision != expected:
-            problems.append(f"{result.task_name}: dataset revision {result.dataset_revision}, mteb's task has {expected}")
+            problems.append(
+                f"{result.task_name}: dataset revision {result.dataset_revision}, mteb's task has {expected}"
+            )
         problems += _coverage_problems(result, task)
     if problems:
         raise KitError("the leaderboard would drop or misfile these results:\n  " + "\n  ".join(problems))
     benchmark = mteb.Benchmark(name=f"lens-embed submission: {meta.name}", tasks=tasks)
     with registered(meta):
-        table = ResultCache(kit).load_results(models=[meta], tasks=benchmark, include_remote=False).get_benchmark_result()
+        table = (
+            ResultCache(kit)
+            .load_results(models=[meta], tasks=benchmark, include_remote=False)
+            .get_benchmark_result()
+        )
     if table.empty:
         raise KitError(f"mteb's benchmark table has no row for {meta.name} at revision {meta.revision}")
     return _markdown(table.drop(columns=[c for c in table.columns if str(c).startswith("_")]))
@@ -508,7 +554,11 @@ def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.
                 "domain": (info.get("domain"), domain),
                 "file name": (file.name, expected_name),
             }
-            problems += [f"{where}: {key} {got!r}, expected {want!r}" for key, (got, want) in checks.items() if got != want]
+            problems += [
+                f"{where}: {key} {got!r}, expected {want!r}"
+                for key, (got, want) in checks.items()
+                if got != want
+            ]
             if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
                 problems.append(f"{where}: search_results is not {{query id: {{doc id: score}}}}")
             files += 1
@@ -519,7 +569,9 @@ def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.
     elif test_files == 0:
         problems.append("no test-split files: the leaderboard scores the test split only")
     if problems:
-        raise KitError(f"{path}: AIR-Bench's leaderboard would not read this zip:\n  " + "\n  ".join(problems))
+        raise KitError(
+            f"{path}: AIR-Bench's leaderboard would not read this zip:\n  " + "\n  ".join(problems)
+        )
     return AirZipSummary(Path(path), files, test_files, tuple(sorted(datasets)))
 
 
@@ -599,7 +651,11 @@ def build_kit(
         raise FileExistsError(f"{target} exists and is not empty; pass --overwrite to replace it")
     source = model_results_dir(results, name, revision)
     meta = complete_model_meta(
-        model, _read_json(source / "model_meta.json"), name=name, revision=revision or source.name, **meta_fields
+        model,
+        _read_json(source / "model_meta.json"),
+        name=name,
+        revision=revision or source.name,
+        **meta_fields,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
@@ -619,7 +675,9 @@ def build_kit(
             from lens_embed.evaluation.airbench import search_dir, write_airbench_zip
 
             retriever = str(meta.name).replace("/", "__")
-            zipped = write_airbench_zip(search_dir(airbench), _airbench_retriever(search_dir(airbench), retriever), staging)
+            zipped = write_airbench_zip(
+                search_dir(airbench), _airbench_retriever(search_dir(airbench), retriever), staging
+            )
             summary = check_airbench_zip(zipped, airbench_version)
         (staging / "README.md").write_text(kit_readme(meta, table, summary), encoding="utf-8")
         if target.exists():
@@ -650,19 +708,27 @@ def _airbench_retriever(search_results: Path, preferred: str) -> str:
 
 def add_submit_command(commands: argparse._SubParsersAction) -> None:
     """Register ``evaluate submit-kit`` on the ``evaluate`` sub-commands."""
-    parser = commands.add_parser("submit-kit", help="write and check an MTEB / AIR-Bench leaderboard submission")
+    parser = commands.add_parser(
+        "submit-kit", help="write and check an MTEB / AIR-Bench leaderboard submission"
+    )
     parser.add_argument("results", help="mteb results folder the model was evaluated into")
     parser.add_argument("--model", required=True, help="the model folder")
     parser.add_argument("--output", required=True, help="kit folder to write")
     parser.add_argument("--name", default=None, help="hub name org/model (default: from the results)")
-    parser.add_argument("--revision", default=None, help="hub revision of the results (default: from the results)")
+    parser.add_argument(
+        "--revision", default=None, help="hub revision of the results (default: from the results)"
+    )
     parser.add_argument("--release-date", default=None, help="YYYY-MM-DD (default: today)")
     parser.add_argument("--license", default=None, help="licence id (default: the model card's)")
-    parser.add_argument("--training-datasets", nargs="*", default=None, help="mteb names of the training datasets")
+    parser.add_argument(
+        "--training-datasets", nargs="*", default=None, help="mteb names of the training datasets"
+    )
     parser.add_argument("--public-training-code", default=None, help="URL of the training code")
     parser.add_argument("--public-training-data", default=None, help="URL of the training data")
     parser.add_argument("--reference", default=None, help="model URL (default: its hub page)")
-    parser.add_argument("--airbench", default=None, help="evaluation output folder of `evaluate airbench` to zip and check")
+    parser.add_argument(
+        "--airbench", default=None, help="evaluation output folder of `evaluate airbench` to zip and check"
+    )
     parser.add_argument("--airbench-version", default="AIR-Bench_24.05")
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=cmd_submit_kit)

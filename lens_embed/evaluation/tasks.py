@@ -46,7 +46,9 @@ def _named_task(name: str) -> AbsTask:
     try:
         return mteb.get_task(name, languages=list(ENGLISH), exclusive_language_filter=True)
     except KeyError as error:
-        raise UnknownTaskError(f"Unknown task or benchmark {name!r}: {error.args[0] if error.args else error}") from None
+        raise UnknownTaskError(
+            f"Unknown task or benchmark {name!r}: {error.args[0] if error.args else error}"
+        ) from None
 
 
 def resolve_tasks(names: Sequence[str] | None = None) -> list[AbsTask]:
@@ -86,7 +88,11 @@ def leaderboard_score(task: AbsTask, task_result: Any) -> float:
 def aggregate_parts() -> dict[str, tuple[str, str, frozenset[str]]]:
     """``{aggregate task: (type, main score, subtask names)}`` for the paper's aggregate tasks (CQADupstack)."""
     return {
-        name: (task.metadata.type, task.metadata.main_score, frozenset(t.metadata.name for t in task.metadata.tasks))
+        name: (
+            task.metadata.type,
+            task.metadata.main_score,
+            frozenset(t.metadata.name for t in task.metadata.tasks),
+        )
         for name, task in paper_tasks().items()
         if getattr(task.metadata, "tasks", None)
     }

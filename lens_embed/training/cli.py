@@ -28,8 +28,12 @@ def add_mine_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--num-negatives", type=positive_int, default=7, help="negatives to add per row")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="encoding batch size")
     parser.add_argument("--only-missing", action="store_true", help="mine only for rows without negatives")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input file)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the model to run its own code")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (never an input file)"
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the model to run its own code"
+    )
     return parser
 
 

@@ -45,8 +45,16 @@ DOCUMENT_INSTRUCTIONS = ("sts-clustering", "symmetric")
 GATHERED_LOSS_SCALES = ("devices", "global")
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: tuple[str, ...] = (), cli: bool = True,
-           choices: tuple[str, ...] | None = None, factory: Any = None, check: Callable[[str], Any] | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flags: tuple[str, ...] = (),
+    cli: bool = True,
+    choices: tuple[str, ...] | None = None,
+    factory: Any = None,
+    check: Callable[[str], Any] | None = None,
+) -> Any:
     """A dataclass field with its CLI help (and optional extra flags / choices / a ``cli_args``
     validator ``check`` that bounds its value) in the metadata."""
     metadata = {"help": help, "flags": flags, "cli": cli, "choices": choices, "check": check}
@@ -59,63 +67,108 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flags: tuple[s
 class TrainConfig:
     """Every knob of a training run (see the module docstring for the recipe the defaults are)."""
 
-    model: str = option(help="model to fine-tune: a lens-embed / sentence-transformers folder or a released "
-                        "LENS name (yibinlei/LENS-d4000|d8000)")
-    data: list[str] = option(help="jsonl files, folders of them (searched recursively, e.g. bge-full-data), "
-                             "saved datasets, hf:NAME[:SPLIT]")
-    output: str = option(help="folder for the merged model, adapter, checkpoints and the recorded configuration")
+    model: str = option(
+        help="model to fine-tune: a lens-embed / sentence-transformers folder or a released "
+        "LENS name (yibinlei/LENS-d4000|d8000)"
+    )
+    data: list[str] = option(
+        help="jsonl files, folders of them (searched recursively, e.g. bge-full-data), "
+        "saved datasets, hf:NAME[:SPLIT]"
+    )
+    output: str = option(
+        help="folder for the merged model, adapter, checkpoints and the recorded configuration"
+    )
     epochs: float = option(1.0, "passes over the data", check=positive_float)
-    max_steps: int = option(-1, "stop after this many optimizer steps (overrides --epochs; -1: no limit)",
-                           check=bounded_int(-1))
+    max_steps: int = option(
+        -1, "stop after this many optimizer steps (overrides --epochs; -1: no limit)", check=bounded_int(-1)
+    )
     learning_rate: float = option(1e-4, "peak learning rate", flags=("--lr",), check=positive_float)
-    warmup_steps: float = option(100, "linear warmup steps (a fraction of all steps when below 1), then "
-                                 "linear decay to 0 (the authors: 100 steps)", check=non_negative_float)
+    warmup_steps: float = option(
+        100,
+        "linear warmup steps (a fraction of all steps when below 1), then "
+        "linear decay to 0 (the authors: 100 steps)",
+        check=non_negative_float,
+    )
     lr_scheduler: str = option("linear", "transformers scheduler name (linear = the authors' decay)")
     weight_decay: float = option(0.0, "AdamW weight decay", check=non_negative_float)
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: no clipping)", check=non_negative_float)
-    batch_size: int = option(32, "queries per device per step for retrieval-type tasks (the authors: 32 x 16 GPUs)",
-                             check=positive_int)
-    symmetric_batch_size: int = option(256, "queries per step IN TOTAL (all devices) for symmetric tasks "
-                                       "(type containing 'symmetric'); per device: this // number of devices",
-                                       check=positive_int)
-    group_size: int = option(8, "1 positive + (group size - 1) hard negatives per query", check=bounded_int(2))
+    batch_size: int = option(
+        32,
+        "queries per device per step for retrieval-type tasks (the authors: 32 x 16 GPUs)",
+        check=positive_int,
+    )
+    symmetric_batch_size: int = option(
+        256,
+        "queries per step IN TOTAL (all devices) for symmetric tasks "
+        "(type containing 'symmetric'); per device: this // number of devices",
+        check=positive_int,
+    )
+    group_size: int = option(
+        8, "1 positive + (group size - 1) hard negatives per query", check=bounded_int(2)
+    )
     temperature: float = option(DEFAULT_TEMPERATURE, "InfoNCE temperature", check=positive_float)
-    max_seq_length: int | None = option(None, "truncate texts to this many tokens (default: the model's)",
-                                       check=positive_int)
-    mini_batch_size: int | None = option(None, "gradient caching: embed in chunks of this many texts",
-                                        check=positive_int)
+    max_seq_length: int | None = option(
+        None, "truncate texts to this many tokens (default: the model's)", check=positive_int
+    )
+    mini_batch_size: int | None = option(
+        None, "gradient caching: embed in chunks of this many texts", check=positive_int
+    )
     negatives_cross_device: bool = option(True, "gather in-batch negatives across devices")
     gathered_loss_scale: str = option(
-        "devices", "gradient under gathered negatives: 'devices' = global loss / number of devices (the "
-        "authors'), 'global' = the global loss", choices=GATHERED_LOSS_SCALES)
-    distill_weight: float = option(1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)",
-                                   check=non_negative_float)
+        "devices",
+        "gradient under gathered negatives: 'devices' = global loss / number of devices (the "
+        "authors'), 'global' = the global loss",
+        choices=GATHERED_LOSS_SCALES,
+    )
+    distill_weight: float = option(
+        1.0, "weight of the KL term on teacher scores (pos_scores/neg_scores)", check=non_negative_float
+    )
     document_regularizer_weight: float = option(
-        0.0, "FLOPS regulariser (SPLADE) weight on the documents (positive and negative columns): > 0 trains "
-        "sparse LENS vectors; 0: off, the plain LENS loss", check=non_negative_float)
+        0.0,
+        "FLOPS regulariser (SPLADE) weight on the documents (positive and negative columns): > 0 trains "
+        "sparse LENS vectors; 0: off, the plain LENS loss",
+        check=non_negative_float,
+    )
     query_regularizer_weight: float = option(
-        0.0, "FLOPS regulariser (SPLADE) weight on the queries (first column); 0: queries unregularised",
-        check=non_negative_float)
+        0.0,
+        "FLOPS regulariser (SPLADE) weight on the queries (first column); 0: queries unregularised",
+        check=non_negative_float,
+    )
     regularizer_warmup_steps: float = option(
-        1 / 3, "the regulariser weights grow quadratically from 0 over this many steps (SPLADE's warm-up; a fraction "
+        1 / 3,
+        "the regulariser weights grow quadratically from 0 over this many steps (SPLADE's warm-up; a fraction "
         "of all steps when below 1, sentence-transformers' 1/3 by default; 0: full weight from the first step)",
-        check=non_negative_float)
-    distill_tasks: str = option("in-batch", "which tasks distil: 'in-batch' (the authors': only tasks with "
-                                "in-batch negatives) or 'all' scored tasks", choices=DISTILL_TASKS)
+        check=non_negative_float,
+    )
+    distill_tasks: str = option(
+        "in-batch",
+        "which tasks distil: 'in-batch' (the authors': only tasks with "
+        "in-batch negatives) or 'all' scored tasks",
+        choices=DISTILL_TASKS,
+    )
     document_instructions: str = option(
-        "sts-clustering", "which tasks' documents carry the instruction: 'sts-clustering' (the authors') or "
-        "every 'symmetric' type", choices=DOCUMENT_INSTRUCTIONS)
+        "sts-clustering",
+        "which tasks' documents carry the instruction: 'sts-clustering' (the authors') or "
+        "every 'symmetric' type",
+        choices=DOCUMENT_INSTRUCTIONS,
+    )
     lora: bool = option(True, "train a LoRA adapter (else every backbone weight)")
     lora_r: int = option(32, "LoRA rank", check=positive_int)
     lora_alpha: int = option(64, "LoRA alpha", check=positive_int)
     lora_dropout: float = option(0.1, "LoRA dropout", check=probability)
     lora_target_modules: list[str] | None = option(None, "modules LoRA wraps (default: every projection)")
-    precision: str = option("auto", "mixed precision: auto = fp16 on GPU (the authors'), fp32 on CPU",
-                            choices=PRECISIONS)
-    gradient_checkpointing: bool | None = option(None, "recompute activations in backward (default: on with a GPU)")
-    deepspeed: str | None = option(None, "DeepSpeed config json (e.g. lens_embed/training/configs/zero2.json)")
-    gradient_accumulation_steps: int = option(1, "gradient accumulation steps", flags=("--grad-accum",),
-                                              check=positive_int)
+    precision: str = option(
+        "auto", "mixed precision: auto = fp16 on GPU (the authors'), fp32 on CPU", choices=PRECISIONS
+    )
+    gradient_checkpointing: bool | None = option(
+        None, "recompute activations in backward (default: on with a GPU)"
+    )
+    deepspeed: str | None = option(
+        None, "DeepSpeed config json (e.g. lens_embed/training/configs/zero2.json)"
+    )
+    gradient_accumulation_steps: int = option(
+        1, "gradient accumulation steps", flags=("--grad-accum",), check=positive_int
+    )
     mine: str = option("model", "how to mine negatives for rows that have none", choices=MINING_METHODS)
     mining_batch_size: int = option(64, "encoding batch size when mining", check=positive_int)
     seed: int = option(42, "seed of sampling, LoRA initialisation and data order", check=non_negative_int)
@@ -127,7 +180,9 @@ class TrainConfig:
     trust_remote_code: bool = option(False, "allow a model to run its own code when loaded")
     report_to: list[str] = option(help="transformers integrations to report to", factory=lambda: ["none"])
     dataloader_num_workers: int = option(0, "data loader worker processes", check=non_negative_int)
-    extra_args: dict[str, Any] = option(help="more SentenceTransformerTrainingArguments", factory=dict, cli=False)
+    extra_args: dict[str, Any] = option(
+        help="more SentenceTransformerTrainingArguments", factory=dict, cli=False
+    )
 
     def __post_init__(self) -> None:
         """Refuse a value out of its field's bounds or choices (the CLI's parse-time checks, for the API)."""
@@ -142,7 +197,9 @@ class TrainConfig:
                 except argparse.ArgumentTypeError as error:
                     raise ValueError(f"TrainConfig {item.name}: {error}") from None
             if choices and value not in choices:
-                raise ValueError(f"TrainConfig {item.name}: must be one of {', '.join(choices)}, got {value!r}")
+                raise ValueError(
+                    f"TrainConfig {item.name}: must be one of {', '.join(choices)}, got {value!r}"
+                )
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -163,14 +220,27 @@ class TrainConfig:
 
 # Fields that do not change what a run computes: a rerun may differ in them and still resume.
 NOT_RECORDED = frozenset(
-    {"resume", "overwrite", "logging_steps", "save_steps", "save_total_limit", "report_to",
-     "dataloader_num_workers", "mining_batch_size", "trust_remote_code"}
+    {
+        "resume",
+        "overwrite",
+        "logging_steps",
+        "save_steps",
+        "save_total_limit",
+        "report_to",
+        "dataloader_num_workers",
+        "mining_batch_size",
+        "trust_remote_code",
+    }
 )
 
 
 # Fields added since runs were first recorded, with the value that reproduces a run recorded without them:
 # a run folder recorded before they existed still resumes.
-ADDED = {"document_regularizer_weight": 0.0, "query_regularizer_weight": 0.0, "regularizer_warmup_steps": 1 / 3}
+ADDED = {
+    "document_regularizer_weight": 0.0,
+    "query_regularizer_weight": 0.0,
+    "regularizer_warmup_steps": 1 / 3,
+}
 
 
 # Fields renamed since they were first recorded, old name -> name now (``max_seq_length`` as
@@ -203,7 +273,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
             continue
         kind = hints[item.name]
         args = typing.get_args(kind)
-        base = next((arg for arg in args if arg is not type(None)), kind) if args and type(None) in args else kind
+        base = (
+            next((arg for arg in args if arg is not type(None)), kind)
+            if args and type(None) in args
+            else kind
+        )
         kwargs: dict[str, Any] = {"dest": item.name, "help": meta.get("help", "")}
         required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
         if required:

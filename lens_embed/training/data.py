@@ -118,7 +118,9 @@ def _check_scores(row: dict[str, Any], scores_field: str, texts_field: str) -> N
     if not all(isinstance(score, (int, float)) and not isinstance(score, bool) for score in scores):
         raise TrainingDataError(f"field {scores_field!r} must hold numbers only")
     if not all(math.isfinite(score) for score in scores):
-        raise TrainingDataError(f"field {scores_field!r} holds a non-finite score (NaN or infinity): {scores}")
+        raise TrainingDataError(
+            f"field {scores_field!r} holds a non-finite score (NaN or infinity): {scores}"
+        )
 
 
 def validate_row(row: Any) -> dict[str, Any]:
@@ -215,7 +217,11 @@ def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskDat
         files = sorted(path.rglob("*.jsonl"))
         if not files:
             raise TrainingDataError(f"{path}: folder holds no *.jsonl files")
-        return [task for file in files for task in load_task(file, name=file.relative_to(path).with_suffix("").as_posix())]
+        return [
+            task
+            for file in files
+            for task in load_task(file, name=file.relative_to(path).with_suffix("").as_posix())
+        ]
     task = task_from_rows(name or path.stem, read_training_rows(path), source=str(path))
     return [dataclasses.replace(task, path=path)]
 
@@ -226,7 +232,9 @@ def load_tasks(sources: Sequence[str | Path | Any]) -> list[TaskData]:
     names = [task.name for task in tasks]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise TrainingDataError(f"two training sources share the name(s) {duplicates}; rename one of the files")
+        raise TrainingDataError(
+            f"two training sources share the name(s) {duplicates}; rename one of the files"
+        )
     return tasks
 
 

@@ -38,7 +38,9 @@ def backbone(model: nn.Module) -> nn.Module:
     """The Hugging Face model inside the first (Transformer) module of a sentence-transformers model."""
     first = model[0]
     if not hasattr(first, "auto_model"):
-        raise TypeError(f"the first module must be a sentence-transformers Transformer, got {type(first).__name__}")
+        raise TypeError(
+            f"the first module must be a sentence-transformers Transformer, got {type(first).__name__}"
+        )
     return first.auto_model
 
 
@@ -143,7 +145,9 @@ def load_adapter_weights(model: nn.Module, directory: str | Path) -> None:
     result = peft.set_peft_model_state_dict(backbone(model), weights)
     missing_lora = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
     if missing_lora:
-        raise RuntimeError(f"adapter in {directory} does not fit this model: unexpected keys {missing_lora[:5]}")
+        raise RuntimeError(
+            f"adapter in {directory} does not fit this model: unexpected keys {missing_lora[:5]}"
+        )
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

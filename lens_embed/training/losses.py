@@ -140,7 +140,9 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         """The loss from per-column embeddings ``[query, positive, negatives...]``."""
         if len(embeddings) < 2:
-            raise ValueError(f"expected a query and at least one document column, got {len(embeddings)} columns")
+            raise ValueError(
+                f"expected a query and at least one document column, got {len(embeddings)} columns"
+            )
         # LENS embeddings arrive normalised already; normalising again is a no-op there and makes
         # the loss well defined for any model (e.g. a dense baseline without a Normalize module).
         embeddings = [F.normalize(embedding, dim=-1) for embedding in embeddings]
@@ -215,7 +217,9 @@ class LexiconFlopsLoss(FlopsLoss):
     def lexicon_part(self, embeddings: Tensor) -> Tensor:
         """The first K columns, L2-normalised (a no-op up to rounding for a lexicon-only LENS model)."""
         if embeddings.shape[-1] < self.n_clusters:
-            raise ValueError(f"embeddings of dimension {embeddings.shape[-1]} have no {self.n_clusters} lexicon dimensions")
+            raise ValueError(
+                f"embeddings of dimension {embeddings.shape[-1]} have no {self.n_clusters} lexicon dimensions"
+            )
         return F.normalize(embeddings[:, : self.n_clusters], p=2, dim=-1)
 
     def compute_loss_from_embeddings(self, embeddings: Tensor) -> Tensor:
@@ -255,10 +259,14 @@ def sparsity_regularized(
         mini_batch_size: gradient caching's chunk size (None: embed at once).
     """
     if loss.mini_batch_size is not None:
-        raise ValueError("the wrapped LENS loss must embed at once: give mini_batch_size to sparsity_regularized")
+        raise ValueError(
+            "the wrapped LENS loss must embed at once: give mini_batch_size to sparsity_regularized"
+        )
     if min(document_regularizer_weight, query_regularizer_weight) < 0:
-        raise ValueError("regulariser weights must be >= 0, got "
-                         f"document {document_regularizer_weight}, query {query_regularizer_weight}")
+        raise ValueError(
+            "regulariser weights must be >= 0, got "
+            f"document {document_regularizer_weight}, query {query_regularizer_weight}"
+        )
     options: dict[str, Any] = {
         "model": loss.model,
         "loss": loss,

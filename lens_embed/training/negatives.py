@@ -61,7 +61,13 @@ def _merge_negatives(row: dict[str, Any], mined: Sequence[str], count: int) -> d
 
 
 def _mine_group_with_model(
-    rows: list[dict[str, Any]], corpus: list[str], model: Any, prompt: str, instructed: bool, count: int, batch_size: int
+    rows: list[dict[str, Any]],
+    corpus: list[str],
+    model: Any,
+    prompt: str,
+    instructed: bool,
+    count: int,
+    batch_size: int,
 ) -> list[list[str]]:
     """Mined negatives for rows sharing one instruction, via ``mine_hard_negatives``."""
     import datasets
@@ -148,7 +154,9 @@ def mine_task(
     selected = [task.rows[index] for index in targets]
     corpus = candidate_corpus(task)
     if method == "model":
-        mined = _mine_rows_with_model(selected, corpus, task.spec.instructed_documents, model, count, batch_size)
+        mined = _mine_rows_with_model(
+            selected, corpus, task.spec.instructed_documents, model, count, batch_size
+        )
     else:
         mined = _mine_rows_with_bm25(selected, corpus, count)
     rows = list(task.rows)
@@ -274,7 +282,9 @@ def mine_negatives(
             refuse_overlap(target, "output", source, "the input file")
     existing = [str(path) for path in targets if path.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"output exists: {', '.join(existing)} (pass overwrite=True / --overwrite to replace)")
+        raise FileExistsError(
+            f"output exists: {', '.join(existing)} (pass overwrite=True / --overwrite to replace)"
+        )
     if method == "model" and isinstance(model, (str, Path)):
         model = load_model(model, trust_remote_code=trust_remote_code)
     mined = [mine_task(task, num_negatives, method, model, batch_size, only_missing) for task in tasks]

@@ -50,7 +50,9 @@ class TaskHomogeneousBatchSampler(MultiDatasetDefaultBatchSampler):
         for offset, sampler in zip(offsets, self.batch_samplers, strict=False):
             batches = [[index + offset for index in batch] for batch in sampler]
             full = len(batches) - len(batches) % self.world_size
-            global_batches.extend(batches[start : start + self.world_size] for start in range(0, full, self.world_size))
+            global_batches.extend(
+                batches[start : start + self.world_size] for start in range(0, full, self.world_size)
+            )
         return global_batches
 
     def __iter__(self) -> Iterator[list[int]]:

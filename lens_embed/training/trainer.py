@@ -152,7 +152,9 @@ class RegularizerWarmup(SpladeRegularizerWeightSchedulerCallback):
     def __init__(self, loss: SpladeLoss, warmup_steps: float) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        super().__init__(loss, scheduler_type="quadratic", warmup_ratio=warmup_steps if 0 < warmup_steps < 1 else 1.0)
+        super().__init__(
+            loss, scheduler_type="quadratic", warmup_ratio=warmup_steps if 0 < warmup_steps < 1 else 1.0
+        )
         self.requested_warmup = warmup_steps
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -172,7 +174,9 @@ def training_device() -> str:
 def load_base_model(config: TrainConfig, device: str | None = None) -> SentenceTransformer:
     """The model to fine-tune, through the one loader (released LENS names, lens-embed and
     sentence-transformers folders)."""
-    model = load_model(config.model, device=device or training_device(), trust_remote_code=config.trust_remote_code)
+    model = load_model(
+        config.model, device=device or training_device(), trust_remote_code=config.trust_remote_code
+    )
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
     return model
@@ -189,7 +193,9 @@ def uses_gradient_checkpointing(config: TrainConfig, cuda: bool) -> bool:
     return cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
 
 
-def prepare_model(model: SentenceTransformer, config: TrainConfig, gradient_checkpointing: bool) -> SentenceTransformer:
+def prepare_model(
+    model: SentenceTransformer, config: TrainConfig, gradient_checkpointing: bool
+) -> SentenceTransformer:
     """LoRA on the backbone (everything else frozen, the special-token rows included), and
     gradient checkpointing if chosen."""
     if config.lora:
@@ -225,7 +231,9 @@ def per_device_batch_size(spec: TaskSpec, config: TrainConfig, world_size: int) 
         return config.batch_size
     size = config.symmetric_batch_size // world_size
     if size < 1:
-        raise ValueError(f"symmetric_batch_size {config.symmetric_batch_size} is smaller than the {world_size} devices")
+        raise ValueError(
+            f"symmetric_batch_size {config.symmetric_batch_size} is smaller than the {world_size} devices"
+        )
     return size
 
 
@@ -249,13 +257,18 @@ def fillable_tasks(tasks: list[TaskData], sizes: list[int], world_size: int) -> 
             kept.append(index)
         else:
             logger.warning(
-                "%s has %d rows, fewer than one global batch (%d): it is skipped", task.name, len(task.rows),
+                "%s has %d rows, fewer than one global batch (%d): it is skipped",
+                task.name,
+                len(task.rows),
                 size * world_size,
             )
     if not kept:
         raise TrainingDataError(
             "no task has enough rows for one global batch ("
-            + ", ".join(f"{task.name}: {len(task.rows)} < {size * world_size}" for task, size in zip(tasks, sizes, strict=True))
+            + ", ".join(
+                f"{task.name}: {len(task.rows)} < {size * world_size}"
+                for task, size in zip(tasks, sizes, strict=True)
+            )
             + "); lower --batch-size / --symmetric-batch-size or add data"
         )
     return kept
@@ -275,23 +288,34 @@ def build_losses(
     scale = 1.0 / world_size if config.gathered_loss_scale == "devices" else 1.0
     sparse = regularized(config)
     if sparse and not is_lens_model(model):
-        raise ValueError("the FLOPS regulariser (--document/--query-regularizer-weight) acts on LENS lexicon vectors, "
-                         f"and {config.model} is not a LENS model")
+        raise ValueError(
+            "the FLOPS regulariser (--document/--query-regularizer-weight) acts on LENS lexicon vectors, "
+            f"and {config.model} is not a LENS model"
+        )
     losses: dict[str, LensInfoNCELoss | SpladeLoss] = {}
     for key, spec in specs.items():
         loss = LensInfoNCELoss(
             model,
             temperature=config.temperature,
             in_batch_negatives=spec.in_batch_negatives,
-            gather_across_devices=config.negatives_cross_device and world_size > 1 and spec.in_batch_negatives,
+            gather_across_devices=config.negatives_cross_device
+            and world_size > 1
+            and spec.in_batch_negatives,
             mini_batch_size=None if sparse else config.mini_batch_size,
             distill_weight=config.distill_weight if distills(spec, config) else 0.0,
             gathered_gradient_scale=scale,
         )
-        losses[key] = sparsity_regularized(
-            loss, lexicon_pooling(model).n_clusters, config.document_regularizer_weight,
-            config.query_regularizer_weight, config.mini_batch_size,
-        ) if sparse else loss
+        losses[key] = (
+            sparsity_regularized(
+                loss,
+                lexicon_pooling(model).n_clusters,
+                config.document_regularizer_weight,
+                config.query_regularizer_weight,
+                config.mini_batch_size,
+            )
+            if sparse
+            else loss
+        )
     return losses
 
 
@@ -361,7 +385,9 @@ def prepare_output(config: TrainConfig) -> None:
             return
         trained = config.checkpoint_dir.exists() or (output / "modules.json").exists()
         if trained and not config.overwrite:
-            changed = sorted(key for key in set(previous) | set(wanted) if previous.get(key) != wanted.get(key))
+            changed = sorted(
+                key for key in set(previous) | set(wanted) if previous.get(key) != wanted.get(key)
+            )
             raise FileExistsError(
                 f"{output} holds another training run (different {', '.join(changed)}); "
                 "use another --output, or --overwrite to start over"
@@ -369,7 +395,9 @@ def prepare_output(config: TrainConfig) -> None:
         if config.overwrite:
             shutil.rmtree(output)
     elif output.is_dir() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty and holds no lens-embed training run; choose another --output")
+        raise FileExistsError(
+            f"{output} is not empty and holds no lens-embed training run; choose another --output"
+        )
     output.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -405,7 +433,9 @@ def resume_checkpoint(config: TrainConfig) -> str | None:
 
 
 def build_trainer(
-    config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
+    config: TrainConfig,
+    model: SentenceTransformer | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> LensTrainer:
     """Everything up to ``trainer.train()``: model with LoRA, data with negatives, one loss and one
     batch size per task, the column sides, the trainer.
@@ -424,8 +454,13 @@ def build_trainer(
     with args.main_process_first(desc="mining hard negatives"):
         tasks = [
             complete_task(
-                task, effective_group_size(task.spec, config.group_size) - 1, config.mine, model,
-                Path(config.output) / MINED_DIRNAME, str(config.model), config.mining_batch_size,
+                task,
+                effective_group_size(task.spec, config.group_size) - 1,
+                config.mine,
+                model,
+                Path(config.output) / MINED_DIRNAME,
+                str(config.model),
+                config.mining_batch_size,
             )
             for task in tasks
         ]
@@ -438,25 +473,35 @@ def build_trainer(
     dataset = datasets.DatasetDict(
         {
             keys[index]: build_task_dataset(
-                tasks[index], config.group_size, config.seed, specs[index],
+                tasks[index],
+                config.group_size,
+                config.seed,
+                specs[index],
                 with_scores=distills(specs[index], config) and has_teacher_scores(tasks[index].rows),
             )
             for index in kept
         }
     )
     args.router_mapping = {
-        keys[index]: column_sides(specs[index], effective_group_size(specs[index], config.group_size)) for index in kept
+        keys[index]: column_sides(specs[index], effective_group_size(specs[index], config.group_size))
+        for index in kept
     }
     losses = build_losses(model, {keys[index]: specs[index] for index in kept}, config, args.world_size)
     trainer = LensTrainer(
-        model=model, args=args, train_dataset=dataset, loss=losses, callbacks=callbacks,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=losses,
+        callbacks=callbacks,
         task_batch_sizes=[sizes[index] for index in kept],
     )
     for loss in trainer.loss.values():
         if isinstance(loss, SpladeLoss):
             # Second in line, as sentence-transformers' sparse trainer places it: the weights it logs reach
             # the integrations after it.
-            trainer.callback_handler.callbacks.insert(1, RegularizerWarmup(loss, config.regularizer_warmup_steps))
+            trainer.callback_handler.callbacks.insert(
+                1, RegularizerWarmup(loss, config.regularizer_warmup_steps)
+            )
     return trainer
 
 
@@ -485,7 +530,9 @@ def save_final_model(trainer: LensTrainer, config: TrainConfig) -> Path:
 
 
 def train(
-    config: TrainConfig, model: SentenceTransformer | None = None, callbacks: list[TrainerCallback] | None = None
+    config: TrainConfig,
+    model: SentenceTransformer | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> Path:
     """Fine-tune ``config.model`` on ``config.data``; returns the folder of the merged model.
 
@@ -501,4 +548,3 @@ def train(
     trainer = build_trainer(config, model, callbacks)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     return save_final_model(trainer, config)
-

@@ -46,7 +46,9 @@ def scifact_slice(data_dir: Path) -> dict:
     query_ids = sorted(qrels)[:24]
     relevant = {doc for qid in query_ids for doc in qrels[qid]}
     corpus = read_jsonl(folder / "corpus.jsonl")
-    kept = [d for d in corpus if str(d["_id"]) in relevant] + [d for d in corpus if str(d["_id"]) not in relevant][:100]
+    kept = [d for d in corpus if str(d["_id"]) in relevant] + [
+        d for d in corpus if str(d["_id"]) not in relevant
+    ][:100]
     queries = {str(q["_id"]): q for q in read_jsonl(folder / "queries.jsonl")}
     return {
         "corpus": kept,
@@ -60,7 +62,10 @@ def small_data_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, sci
     """A data folder in the shared layout with small slices of real data, under names mteb does not know
     (so they also prove that a new folder runs with no code change)."""
     root = tmp_path_factory.mktemp("small_data")
-    _write_jsonl(root / "sts" / "SliceSTS16" / "test.jsonl", read_jsonl(data_dir / "sts" / "STS16" / "test.jsonl")[:150])
+    _write_jsonl(
+        root / "sts" / "SliceSTS16" / "test.jsonl",
+        read_jsonl(data_dir / "sts" / "STS16" / "test.jsonl")[:150],
+    )
     banking = data_dir / "classification" / "Banking77Classification"
     labels = sorted({row["label"] for row in read_jsonl(banking / "test.jsonl")})[:8]
     _write_jsonl(
@@ -75,7 +80,9 @@ def small_data_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, sci
     _write_jsonl(retrieval / "corpus.jsonl", scifact_slice["corpus"])
     _write_jsonl(retrieval / "queries.jsonl", scifact_slice["queries"])
     lines = ["query-id\tcorpus-id\tscore"] + [
-        f"{qid}\t{doc}\t{score}" for qid, docs in scifact_slice["qrels"].items() for doc, score in docs.items()
+        f"{qid}\t{doc}\t{score}"
+        for qid, docs in scifact_slice["qrels"].items()
+        for doc, score in docs.items()
     ]
     (retrieval / "qrels").mkdir(parents=True)
     (retrieval / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -86,12 +93,19 @@ def small_data_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, sci
 def airbench_data_dir(tmp_path_factory: pytest.TempPathFactory, scifact_slice: dict) -> Path:
     """The SciFact slice in the local AIR-Bench layout: half the queries dev (with qrels), half test."""
     root = tmp_path_factory.mktemp("airbench") / "qa" / "science" / "en" / "scifact_slice"
-    _write_jsonl(root / "corpus.jsonl", [{"id": str(d["_id"]), "text": f"{d['title']} {d['text']}"} for d in scifact_slice["corpus"]])
+    _write_jsonl(
+        root / "corpus.jsonl",
+        [{"id": str(d["_id"]), "text": f"{d['title']} {d['text']}"} for d in scifact_slice["corpus"]],
+    )
     queries = scifact_slice["queries"]
     for split, part in (("dev", queries[:12]), ("test", queries[12:])):
-        _write_jsonl(root / f"queries_{split}.jsonl", [{"id": str(q["_id"]), "text": q["text"]} for q in part])
+        _write_jsonl(
+            root / f"queries_{split}.jsonl", [{"id": str(q["_id"]), "text": q["text"]} for q in part]
+        )
     lines = ["qid\tdocid\trelevance"] + [
-        f"{q['_id']}\t{doc}\t{score}" for q in queries[:12] for doc, score in scifact_slice["qrels"][str(q["_id"])].items()
+        f"{q['_id']}\t{doc}\t{score}"
+        for q in queries[:12]
+        for doc, score in scifact_slice["qrels"][str(q["_id"])].items()
     ]
     (root / "qrels_dev.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root.parents[3]
@@ -138,8 +152,13 @@ def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
 
     shutil.copytree(tokenizer_dir, directory)
     config = MistralConfig(
-        vocab_size=32003, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False,
+        vocab_size=32003,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     MistralForCausalLM(config).save_pretrained(directory)
@@ -151,12 +170,16 @@ def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session", params=["legacyTrue", "legacyFalse"])
-def converted_mistral(request, anchors_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def converted_mistral(
+    request, anchors_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
     """(variant, folder): a converted tiny checkpoint with the real Mistral tokenizer (both legacy variants)."""
     from lens_embed.convert import convert_checkpoint
 
     root = tmp_path_factory.mktemp(f"mistral-{request.param}")
-    source = mistral_released_checkpoint(root / "released", anchors_dir / "mistral_tokenizer" / f"released_like_{request.param}")
+    source = mistral_released_checkpoint(
+        root / "released", anchors_dir / "mistral_tokenizer" / f"released_like_{request.param}"
+    )
     convert_checkpoint(source, root / "converted")
     return request.param, root / "converted"
 

@@ -24,11 +24,22 @@ def test_offline_airbench_dev_scores_and_test_files(minilm, airbench_data_dir: P
     assert task == "qa/science/en/scifact_slice"
     assert 40 < ndcg <= 100
     assert json.loads((tmp_path / "airbench" / "dev_scores.json").read_text()) == scores
-    test_file = tmp_path / "airbench" / "search_results" / "minilm-test" / "NoReranker" / "qa" / "science" / "en_scifact_slice_test.json"
+    test_file = (
+        tmp_path
+        / "airbench"
+        / "search_results"
+        / "minilm-test"
+        / "NoReranker"
+        / "qa"
+        / "science"
+        / "en_scifact_slice_test.json"
+    )
     saved = json.loads(test_file.read_text())
     assert saved["split"] == "test" and len(saved["search_results"]) == 12
     archive = submission_zip(retriever, tmp_path)
-    assert "qa/science/en_scifact_slice_test.json" in zipfile.ZipFile(archive).namelist()  # AIR-Bench's zip layout
+    assert (
+        "qa/science/en_scifact_slice_test.json" in zipfile.ZipFile(archive).namelist()
+    )  # AIR-Bench's zip layout
 
 
 def test_local_loader_discovers_datasets_and_qrels(airbench_data_dir: Path) -> None:

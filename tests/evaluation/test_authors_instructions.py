@@ -23,7 +23,10 @@ def _encoder(model, instructions: str = "authors") -> LoadedModelEncoder:
 
 
 def test_the_shipped_map_is_the_authors_file(anchors_dir: Path) -> None:
-    assert AUTHORS_MAP.read_bytes() == (anchors_dir / "lens_instructions" / "authors_task_instructions.json").read_bytes()
+    assert (
+        AUTHORS_MAP.read_bytes()
+        == (anchors_dir / "lens_instructions" / "authors_task_instructions.json").read_bytes()
+    )
 
 
 def test_every_task_and_side_reaches_the_backbone_with_the_authors_instruction(
@@ -39,7 +42,13 @@ def test_every_task_and_side_reaches_the_backbone_with_the_authors_instruction(
     for name, sides in resolved.items():
         metadata = mteb.get_task(name).metadata
         for side, prompt_type in (("query", PromptType.query), ("document", PromptType.document)):
-            encoder.encode([{"text": [TEXT]}], task_metadata=metadata, hf_split="test", hf_subset="default", prompt_type=prompt_type)
+            encoder.encode(
+                [{"text": [TEXT]}],
+                task_metadata=metadata,
+                hf_split="test",
+                hf_subset="default",
+                prompt_type=prompt_type,
+            )
             instruction = sides[side]
             expected = TEXT if instruction is None else query_prompt(instruction) + TEXT
             assert recorder.take() == [tokenizer(expected)["input_ids"]], (name, side)

@@ -50,8 +50,21 @@ def test_model_path_that_is_not_a_model(tmp_path: Path) -> None:
         model_run(str(tmp_path / "missing"))
 
 
-def test_cli_reports_bad_input_and_exits_2(tmp_path: Path, small_data_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["evaluate", "offline", "--model", str(tmp_path), "--data", str(small_data_dir), "--output", str(tmp_path / "o")])
+def test_cli_reports_bad_input_and_exits_2(
+    tmp_path: Path, small_data_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(
+        [
+            "evaluate",
+            "offline",
+            "--model",
+            str(tmp_path),
+            "--data",
+            str(small_data_dir),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "not a sentence-transformers or lens-embed model" in capsys.readouterr().err
     assert main(["evaluate", "offline", "--data", str(tmp_path / "none")]) == 2

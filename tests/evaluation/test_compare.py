@@ -25,7 +25,10 @@ def write_result(folder: Path, task: str, scores: dict[str, list[tuple[str, floa
         "evaluation_time": 1.0,
         "kg_co2_emissions": None,
         "scores": {
-            split: [{"hf_subset": subset, "languages": ["eng-Latn"], "main_score": value} for subset, value in entries]
+            split: [
+                {"hf_subset": subset, "languages": ["eng-Latn"], "main_score": value}
+                for subset, value in entries
+            ]
             for split, entries in scores.items()
         },
     }
@@ -37,10 +40,13 @@ def results(tmp_path: Path) -> Path:
     """A small results folder: exact, shifted, extra-split, extra-subset tasks and CQADupstack's 12 parts."""
     folder = tmp_path / "out" / "results" / "yibinlei__LENS-d8000" / "a0b87bd9"
     sts17 = PUBLISHED["STS17"][1] / 100
-    write_result(folder, "STS17", {"test": [("en-en", sts17), ("ko-ko", 0.0)], "validation": [("en-en", 0.0)]})
+    write_result(
+        folder, "STS17", {"test": [("en-en", sts17), ("ko-ko", 0.0)], "validation": [("en-en", 0.0)]}
+    )
     counterfactual = PUBLISHED["AmazonCounterfactualClassification"][1] / 100
     write_result(
-        folder, "AmazonCounterfactualClassification",
+        folder,
+        "AmazonCounterfactualClassification",
         {"test": [("en", counterfactual), ("en-ext", 0.0)], "validation": [("en", 0.0), ("en-ext", 0.0)]},
     )
     write_result(folder, "SciFact", {"test": [("default", PUBLISHED["SciFact"][1] / 100 - 0.02)]})
@@ -53,7 +59,9 @@ def results(tmp_path: Path) -> Path:
 def test_scores_use_the_leaderboard_split_and_subset(results: Path) -> None:
     ours = {s.task: s.value for s in our_scores(results)}
     assert ours["STS17"] == pytest.approx(PUBLISHED["STS17"][1])  # en-en test only
-    assert ours["AmazonCounterfactualClassification"] == pytest.approx(PUBLISHED["AmazonCounterfactualClassification"][1])
+    assert ours["AmazonCounterfactualClassification"] == pytest.approx(
+        PUBLISHED["AmazonCounterfactualClassification"][1]
+    )
 
 
 def test_rows_differences_averages_and_flags(results: Path) -> None:

@@ -33,25 +33,32 @@ def minilm_run(minilm) -> ModelRun:
 @pytest.fixture(scope="module")
 def faiss_ndcg(minilm_run: ModelRun, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> float:
     tasks = offline_tasks(small_data_dir, names=["SliceSciFact"])
-    return evaluate_runs([minilm_run], tasks, tmp_path_factory.mktemp("faiss"), search_index=FaissSearchIndex)[0].value
+    return evaluate_runs(
+        [minilm_run], tasks, tmp_path_factory.mktemp("faiss"), search_index=FaissSearchIndex
+    )[0].value
 
 
 @pytest.mark.parametrize("backend", list(TARGETS))
-def test_exact_engine_search_gives_the_faiss_exact_ndcg(backend: str, minilm_run: ModelRun, faiss_ndcg: float,
-                                                        small_data_dir: Path, tmp_path: Path) -> None:
+def test_exact_engine_search_gives_the_faiss_exact_ndcg(
+    backend: str, minilm_run: ModelRun, faiss_ndcg: float, small_data_dir: Path, tmp_path: Path
+) -> None:
     tasks = offline_tasks(small_data_dir, names=["SliceSciFact"])
     engine = partial(QdrantSearchIndex, target=TARGETS[backend])
     scores = evaluate_runs([minilm_run], tasks, tmp_path / "engine", search_index=engine)
     assert scores[0].task == "SliceSciFact" and scores[0].value > 30  # x100: real retrieval, not noise
     assert scores[0].value == pytest.approx(faiss_ndcg, abs=1e-4 * 100)
     if backend == "edge":  # with the corpus embedded in shards, too
-        sharded = evaluate_runs([minilm_run], tasks, tmp_path / "sharded", shard_dir=tmp_path / "emb", search_index=engine)
+        sharded = evaluate_runs(
+            [minilm_run], tasks, tmp_path / "sharded", shard_dir=tmp_path / "emb", search_index=engine
+        )
         assert sharded[0].value == pytest.approx(faiss_ndcg, abs=1e-4 * 100)
         assert list((tmp_path / "emb").rglob("shard_*.npy"))
 
 
 def _cosine_model() -> SimpleNamespace:
-    return SimpleNamespace(mteb_model_meta=SimpleNamespace(name="test/model", similarity_fn_name=ScoringFunction.COSINE))
+    return SimpleNamespace(
+        mteb_model_meta=SimpleNamespace(name="test/model", similarity_fn_name=ScoringFunction.COSINE)
+    )
 
 
 @pytest.mark.parametrize("backend", list(TARGETS))
@@ -87,11 +94,25 @@ def test_clear_deletes_the_scratch_collection() -> None:
     assert not folder.exists() and index.backend is None
 
 
-def test_the_engine_option_of_evaluate(minilm_path: Path, small_data_dir: Path, faiss_ndcg: float, tmp_path: Path,
-                                      capsys) -> None:
-    common = ["--model", str(minilm_path), "--data", str(small_data_dir), "--tasks", "SliceSciFact",
-              "--baselines", "none", "--device", "cpu"]
-    assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "engine"), "--engine", "qdrant"]) == 0
+def test_the_engine_option_of_evaluate(
+    minilm_path: Path, small_data_dir: Path, faiss_ndcg: float, tmp_path: Path, capsys
+) -> None:
+    common = [
+        "--model",
+        str(minilm_path),
+        "--data",
+        str(small_data_dir),
+        "--tasks",
+        "SliceSciFact",
+        "--baselines",
+        "none",
+        "--device",
+        "cpu",
+    ]
+    assert (
+        main(["evaluate", "offline", *common, "--output", str(tmp_path / "engine"), "--engine", "qdrant"])
+        == 0
+    )
     (result,) = (tmp_path / "engine").rglob("SliceSciFact.json")
     ndcg = json.loads(result.read_text())["scores"]["test"][0]["ndcg_at_10"]
     assert ndcg == pytest.approx(faiss_ndcg / 100, abs=1e-4)
@@ -99,9 +120,26 @@ def test_the_engine_option_of_evaluate(minilm_path: Path, small_data_dir: Path, 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "x"), "--engine", "qdrant", "--url", url]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "offline",
+                *common,
+                "--output",
+                str(tmp_path / "x"),
+                "--engine",
+                "qdrant",
+                "--url",
+                url,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert err.startswith(f"lens-embed evaluate: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    assert (
+        err.startswith(f"lens-embed evaluate: error: cannot reach Qdrant at {url}: ") and err.count("\n") == 1
+    )
     assert main(["evaluate", "offline", *common, "--output", str(tmp_path / "x"), "--url", url]) == 2
     assert "--url and --api-key apply to --engine qdrant" in capsys.readouterr().err
 
@@ -111,14 +149,25 @@ def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) ->
     from lens_embed.model import encode, load_lens_model
 
     model = load_lens_model(tiny_hybrid, device="cpu")
-    texts = ["a fox by the river", "the reserve bank", "a violin concert", "rain over the harbour", "market day"]
+    texts = [
+        "a fox by the river",
+        "the reserve bank",
+        "a violin concert",
+        "rain over the harbour",
+        "market day",
+    ]
     documents, queries = encode(model, texts), encode(model, texts[:2], query=True)
-    index = QdrantSearchIndex(SimpleNamespace(model=model, mteb_model_meta=_cosine_model().mteb_model_meta),
-                              vectors="sparse", max_active_dims=2)
+    index = QdrantSearchIndex(
+        SimpleNamespace(model=model, mteb_model_meta=_cosine_model().mteb_model_meta),
+        vectors="sparse",
+        max_active_dims=2,
+    )
     index.add_documents(documents, [f"d{i}" for i in range(len(texts))])
     scores, positions = index.search(queries, top_k=len(texts), similarity_fn=None)
     index.clear()
-    expected = encode(model, texts[:2], query=True, max_active_dims=2) @ encode(model, texts, max_active_dims=2).T
+    expected = (
+        encode(model, texts[:2], query=True, max_active_dims=2) @ encode(model, texts, max_active_dims=2).T
+    )
     for row in range(2):
         np.testing.assert_allclose(scores[row], expected[row, positions[row]], atol=1e-5)
         np.testing.assert_allclose(sorted(scores[row], reverse=True), np.sort(expected[row])[::-1], atol=1e-5)

@@ -33,7 +33,9 @@ def test_published_anchor_table_is_parsed(data_dir: Path) -> None:
 @pytest.mark.parametrize("task", CI_TASKS)
 def test_dense_minilm_matches_published_score(task: str, data_dir: Path, minilm, tmp_path: Path) -> None:
     run = ModelRun("minilm", lambda: LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False))
-    measured = {s.task: s.value for s in evaluate_runs([run], offline_tasks(data_dir, names=[task]), tmp_path)}
+    measured = {
+        s.task: s.value for s in evaluate_runs([run], offline_tasks(data_dir, names=[task]), tmp_path)
+    }
     [row] = compare(published_scores(anchors_path(data_dir)), measured)
     assert row.passes(TOLERANCE), harness_markdown([row])
 

@@ -42,7 +42,9 @@ class RecordingModel:
 
 
 def _lens_encoder(model: RecordingModel) -> LoadedModelEncoder:
-    meta = minilm_meta().model_copy(update={"name": "test/recording-lens", "revision": "r1", "use_instructions": True})
+    meta = minilm_meta().model_copy(
+        update={"name": "test/recording-lens", "revision": "r1", "use_instructions": True}
+    )
     return LoadedModelEncoder(model, meta)
 
 
@@ -70,7 +72,9 @@ def test_protocol_by_task_type(task_type: str, prompt_type: PromptType | None, e
 def test_instruction_follows_each_task_and_never_sticks() -> None:
     model = RecordingModel()
     encoder = _lens_encoder(model)
-    scifact, sts12, banking = (mteb.get_task(n).metadata for n in ("SciFact", "STS12", "Banking77Classification"))
+    scifact, sts12, banking = (
+        mteb.get_task(n).metadata for n in ("SciFact", "STS12", "Banking77Classification")
+    )
     sequence = [
         (scifact, PromptType.query),
         (scifact, PromptType.document),
@@ -79,13 +83,27 @@ def test_instruction_follows_each_task_and_never_sticks() -> None:
         (scifact, PromptType.query),
     ]
     for metadata, prompt_type in sequence:
-        encoder.encode(_batches(["a text"]), task_metadata=metadata, hf_split="test", hf_subset="default", prompt_type=prompt_type)
+        encoder.encode(
+            _batches(["a text"]),
+            task_metadata=metadata,
+            hf_split="test",
+            hf_subset="default",
+            prompt_type=prompt_type,
+        )
     assert model.calls == [  # the authors' instructions: their map, "." appended
-        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."), 1),
+        (
+            "query",
+            query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."),
+            1,
+        ),
         ("document", None, 1),
         ("query", query_prompt("Retrieve semantically similar text."), 1),
         ("query", query_prompt("Given a online banking query, find the corresponding intents."), 1),
-        ("query", query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."), 1),
+        (
+            "query",
+            query_prompt("Given a scientific claim, retrieve documents that support or refute the claim."),
+            1,
+        ),
     ]
 
 
@@ -93,7 +111,9 @@ def test_dense_baseline_gets_plain_text() -> None:
     model = RecordingModel()
     encoder = LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
     metadata = mteb.get_task("STS12").metadata
-    embeddings = encoder.encode(_batches(["x", "y"]), task_metadata=metadata, hf_split="test", hf_subset="default")
+    embeddings = encoder.encode(
+        _batches(["x", "y"]), task_metadata=metadata, hf_split="test", hf_subset="default"
+    )
     assert model.calls == [("plain", None, 2)]
     assert embeddings.shape == (2, 16) and embeddings.dtype == np.float32  # an array even with no batch size
 
@@ -104,10 +124,14 @@ def test_routing_inside_mteb_evaluate(small_data_dir: Path, tmp_path: Path) -> N
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
     evaluate_runs([ModelRun("rec", lambda: _lens_encoder(model))], tasks, tmp_path)
     sts_prompt = query_prompt("Retrieve semantically similar text.")
-    retrieval_prompt = query_prompt("Retrieve text based on user query.")  # the authors' default for Retrieval
+    retrieval_prompt = query_prompt(
+        "Retrieve text based on user query."
+    )  # the authors' default for Retrieval
     kinds = [(kind, prompt) for kind, prompt, _ in model.calls]
     assert set(kinds) == {("query", sts_prompt), ("query", retrieval_prompt), ("document", None)}
-    assert kinds.index(("query", retrieval_prompt)) > max(i for i, k in enumerate(kinds) if k == ("query", sts_prompt))
+    assert kinds.index(("query", retrieval_prompt)) > max(
+        i for i, k in enumerate(kinds) if k == ("query", sts_prompt)
+    )
     documents = sum(n for kind, _, n in model.calls if kind == "document")
     corpus_size = sum(1 for _ in (small_data_dir / "retrieval" / "SliceSciFact" / "corpus.jsonl").open())
     assert documents == corpus_size

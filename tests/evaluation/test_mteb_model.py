@@ -36,13 +36,17 @@ def test_model_meta_has_real_values(small_lens_dir: Path) -> None:
     assert meta.adapted_from == MINILM_NAME
 
 
-def test_meta_loader_runs_in_mteb_evaluate(small_lens_dir: Path, small_data_dir: Path, tmp_path: Path) -> None:
+def test_meta_loader_runs_in_mteb_evaluate(
+    small_lens_dir: Path, small_data_dir: Path, tmp_path: Path
+) -> None:
     meta = load_encoder(small_lens_dir).mteb_model_meta
     [task] = offline_tasks(small_data_dir, names=["SliceSTS16"])
     result = mteb.evaluate(meta, task, cache=ResultCache(tmp_path), encode_kwargs={"batch_size": 32})
     [task_result] = result.task_results
     assert 0.2 < task_result.get_score() <= 1.0  # an untrained lexicon head on MiniLM still tracks similarity
-    assert (tmp_path / "results" / "lens-embed__lens-minilm-k64" / meta.revision / "SliceSTS16.json").is_file()
+    assert (
+        tmp_path / "results" / "lens-embed__lens-minilm-k64" / meta.revision / "SliceSTS16.json"
+    ).is_file()
 
 
 def test_revision_changes_with_the_weights(small_lens_dir: Path, copy_of) -> None:

@@ -45,7 +45,9 @@ def test_offline_slice_scores_and_mteb_results_layout(small_data_dir: Path, mini
     assert (revision_dir / "model_meta.json").is_file()
     assert {p.stem for p in revision_dir.glob("Slice*.json")} == set(scores)
     # mteb's own loader reads the folder back, scores intact
-    loaded = ResultCache(tmp_path).load_results(models=[meta.name], tasks=list(scores), validate_and_filter=False)
+    loaded = ResultCache(tmp_path).load_results(
+        models=[meta.name], tasks=list(scores), validate_and_filter=False
+    )
     task_results = {r.task_name: r for model in loaded.model_results for r in model.task_results}
     assert set(task_results) == set(scores)
     for name, value in scores.items():

@@ -68,7 +68,9 @@ def _folder(output: Path) -> Path:
     return protocol.parent
 
 
-def test_a_run_killed_after_one_task_cannot_be_resumed_in_another_dtype(tiny_lens: Path, sts_data: Path, tmp_path: Path) -> None:
+def test_a_run_killed_after_one_task_cannot_be_resumed_in_another_dtype(
+    tiny_lens: Path, sts_data: Path, tmp_path: Path
+) -> None:
     tasks = offline_tasks(sts_data, names=["OneSTS", "TwoSTS"])
     with pytest.raises(KeyboardInterrupt):
         evaluate_runs([_run(tiny_lens, fail_on="TwoSTS")], tasks, tmp_path / "out")
@@ -82,16 +84,22 @@ def test_a_run_killed_after_one_task_cannot_be_resumed_in_another_dtype(tiny_len
     assert [score.task for score in scores] == ["OneSTS", "TwoSTS"]
 
 
-def test_results_of_no_recorded_protocol_are_refused_unless_overwritten(tiny_lens: Path, sts_data: Path, tmp_path: Path) -> None:
+def test_results_of_no_recorded_protocol_are_refused_unless_overwritten(
+    tiny_lens: Path, sts_data: Path, tmp_path: Path
+) -> None:
     """A folder an older lens-embed left without its record after a kill, or another tool's results."""
     one, both = offline_tasks(sts_data, names=["OneSTS"]), offline_tasks(sts_data, names=["OneSTS", "TwoSTS"])
     evaluate_runs([_run(tiny_lens)], both, tmp_path / "out")
     folder = _folder(tmp_path / "out")
     (folder / PROTOCOL_FILE).unlink()
     before = (folder / "OneSTS.json").read_bytes()
-    with pytest.raises(ValueError, match=f"results of an unknown protocol \\(no {PROTOCOL_FILE}.*--overwrite"):
+    with pytest.raises(
+        ValueError, match=f"results of an unknown protocol \\(no {PROTOCOL_FILE}.*--overwrite"
+    ):
         evaluate_runs([_run(tiny_lens, dtype="bfloat16")], both, tmp_path / "out")
-    with pytest.raises(ValueError, match="--overwrite recomputes only this run's tasks and TwoSTS would keep the old results"):
+    with pytest.raises(
+        ValueError, match="--overwrite recomputes only this run's tasks and TwoSTS would keep the old results"
+    ):
         evaluate_runs([_run(tiny_lens, dtype="bfloat16")], one, tmp_path / "out", overwrite=True)
     assert (folder / "OneSTS.json").read_bytes() == before and not (folder / PROTOCOL_FILE).exists()
     evaluate_runs([_run(tiny_lens, dtype="bfloat16")], both, tmp_path / "out", overwrite=True)
@@ -105,7 +113,9 @@ def test_a_truncated_result_or_protocol_is_named(tiny_lens: Path, sts_data: Path
     result, protocol = folder / "OneSTS.json", folder / PROTOCOL_FILE
     whole = result.read_bytes()
     result.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(ValueError, match=rf"{re.escape(str(result))}:\d+:\d+: not valid JSON .*a damaged task result"):
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(result))}:\d+:\d+: not valid JSON .*a damaged task result"
+    ):
         evaluate_runs([_run(tiny_lens)], tasks, tmp_path / "out")
     result.write_bytes(whole)
     protocol.write_bytes(protocol.read_bytes()[:40])
@@ -116,15 +126,38 @@ def test_a_truncated_result_or_protocol_is_named(tiny_lens: Path, sts_data: Path
 @pytest.mark.parametrize(
     ("category", "files", "error", "message"),
     [
-        ("sts", {"test.jsonl": ""}, EmptyTaskError,
-         "test.jsonl: no rows (an empty file leaves task Empty nothing to evaluate)"),
-        ("sts", {"test.jsonl": '{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sent'}, ValueError,
-         "test.jsonl:2:2: not valid JSON"),
-        ("retrieval", {"corpus.jsonl": '{"_id": "d1", "text": "t"}\n', "queries.jsonl": '{"_id": "q1", "text": "q"}\n',
-                       "qrels/test.tsv": "query-id\tcorpus-id\tscore\n"}, EmptyTaskError, "test.tsv: no relevance judgements"),
-        ("retrieval", {"corpus.jsonl": '{"_id": "d1", "text": "t"}\n', "queries.jsonl": '{"_id": "q1", "text": "q"}\n',
-                       "qrels/test.tsv": "query-id\tcorpus-id\tscore\nq2\td1\t1\n"}, EmptyTaskError,
-         "no query of queries.jsonl is judged in qrels/test.tsv"),
+        (
+            "sts",
+            {"test.jsonl": ""},
+            EmptyTaskError,
+            "test.jsonl: no rows (an empty file leaves task Empty nothing to evaluate)",
+        ),
+        (
+            "sts",
+            {"test.jsonl": '{"sentence1": "a", "sentence2": "b", "score": 1}\n{"sent'},
+            ValueError,
+            "test.jsonl:2:2: not valid JSON",
+        ),
+        (
+            "retrieval",
+            {
+                "corpus.jsonl": '{"_id": "d1", "text": "t"}\n',
+                "queries.jsonl": '{"_id": "q1", "text": "q"}\n',
+                "qrels/test.tsv": "query-id\tcorpus-id\tscore\n",
+            },
+            EmptyTaskError,
+            "test.tsv: no relevance judgements",
+        ),
+        (
+            "retrieval",
+            {
+                "corpus.jsonl": '{"_id": "d1", "text": "t"}\n',
+                "queries.jsonl": '{"_id": "q1", "text": "q"}\n',
+                "qrels/test.tsv": "query-id\tcorpus-id\tscore\nq2\td1\t1\n",
+            },
+            EmptyTaskError,
+            "no query of queries.jsonl is judged in qrels/test.tsv",
+        ),
     ],
 )
 def test_empty_or_damaged_task_data_is_named(

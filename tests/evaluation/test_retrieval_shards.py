@@ -13,7 +13,9 @@ TEXTS = [f"document number {i}" for i in range(103)]
 
 
 def _fake_encode(texts: list[str]) -> np.ndarray:
-    return np.stack([np.random.default_rng(int(t.split()[-1])).standard_normal(8) for t in texts]).astype(np.float32)
+    return np.stack([np.random.default_rng(int(t.split()[-1])).standard_normal(8) for t in texts]).astype(
+        np.float32
+    )
 
 
 class Interrupt(RuntimeError):
@@ -63,7 +65,9 @@ def test_index_kinds_find_the_exact_neighbour(kind: str) -> None:
     assert np.allclose(scores[:, 0], 1.0, atol=1e-5)
 
 
-def test_dense_retriever_ranks_relevant_documents_and_reuses_shards(minilm, scifact_slice: dict, tmp_path: Path) -> None:
+def test_dense_retriever_ranks_relevant_documents_and_reuses_shards(
+    minilm, scifact_slice: dict, tmp_path: Path
+) -> None:
     corpus = {str(d["_id"]): f"{d['title']} {d['text']}" for d in scifact_slice["corpus"]}
     queries = {str(q["_id"]): q["text"] for q in scifact_slice["queries"][:10]}
     retriever = DenseRetriever(minilm, tmp_path, shard_size=50, show_progress=False)
@@ -77,7 +81,9 @@ def test_dense_retriever_ranks_relevant_documents_and_reuses_shards(minilm, scif
     assert [p.stat().st_mtime_ns for p in shard_files] == stamps
 
 
-def test_sharded_mteb_search_gives_mtebs_scores_and_resumes(minilm, small_data_dir: Path, tmp_path: Path) -> None:
+def test_sharded_mteb_search_gives_mtebs_scores_and_resumes(
+    minilm, small_data_dir: Path, tmp_path: Path
+) -> None:
     from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import ModelRun, evaluate_runs
@@ -92,12 +98,18 @@ def test_sharded_mteb_search_gives_mtebs_scores_and_resumes(minilm, small_data_d
     run = ModelRun("minilm", lambda: Counting(minilm, minilm_meta(), use_instructions=False))
     plain = evaluate_runs([run], offline_tasks(small_data_dir, names=["SliceSciFact"]), tmp_path / "plain")
     sharded = evaluate_runs(
-        [run], offline_tasks(small_data_dir, names=["SliceSciFact"]), tmp_path / "sharded", shard_dir=tmp_path / "emb"
+        [run],
+        offline_tasks(small_data_dir, names=["SliceSciFact"]),
+        tmp_path / "sharded",
+        shard_dir=tmp_path / "emb",
     )
     assert sharded[0].value == pytest.approx(plain[0].value, abs=1e-9)
     assert list((tmp_path / "emb").rglob("shard_*.npy"))
     calls.clear()
     evaluate_runs(
-        [run], offline_tasks(small_data_dir, names=["SliceSciFact"]), tmp_path / "again", shard_dir=tmp_path / "emb"
+        [run],
+        offline_tasks(small_data_dir, names=["SliceSciFact"]),
+        tmp_path / "again",
+        shard_dir=tmp_path / "emb",
     )
     assert calls == [24]  # only the queries: every corpus shard came from disk

@@ -53,7 +53,9 @@ def test_a_plain_sentence_transformers_folder_is_named_after_its_model(minilm_pa
     assert encoder.protocol()["dtype"] == "bfloat16" and encoder.protocol()["attn_implementation"] == "eager"
 
 
-def test_the_protocol_is_recorded_and_guards_the_results(tiny_lens: Path, small_data_dir: Path, tmp_path: Path) -> None:
+def test_the_protocol_is_recorded_and_guards_the_results(
+    tiny_lens: Path, small_data_dir: Path, tmp_path: Path
+) -> None:
     from lens_embed.evaluation.model_runs import LoadOptions, model_run
 
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16"])
@@ -78,11 +80,17 @@ def test_one_cli_entry_and_a_light_registration() -> None:
         "import sys; import lens_embed; before = set(sys.modules); import lens_embed.evaluation.cli; "
         "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('mteb', 'torch', 'sentence_transformers')))"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert loaded.stdout.strip() == "[]"
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's lens_embed, not an installed one
     usage = subprocess.run(
-        [sys.executable, "eval/evaluate.py", "compare", str(REPO / "no-such-folder")], cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "eval/evaluate.py", "compare", str(REPO / "no-such-folder")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert usage.returncode == 2 and "lens-embed evaluate: error: results folder not found" in usage.stderr
 

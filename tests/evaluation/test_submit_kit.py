@@ -37,7 +37,9 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
-def results(tiny_lens: Path, data_dir: Path, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def results(
+    tiny_lens: Path, data_dir: Path, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The tiny LENS model through the offline suite (BIOSSES; the SciFact slice under a name mteb does not know)."""
     output = tmp_path_factory.mktemp("kit-results")
     encoder = load_encoder(tiny_lens, name=NAME, revision=REVISION)
@@ -47,7 +49,13 @@ def results(tiny_lens: Path, data_dir: Path, small_data_dir: Path, tmp_path_fact
 
 @pytest.fixture(scope="module")
 def kit(results: Path, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_kit(results, tiny_lens, tmp_path_factory.mktemp("kit") / "kit", license="apache-2.0", release_date="2026-11-27")
+    return build_kit(
+        results,
+        tiny_lens,
+        tmp_path_factory.mktemp("kit") / "kit",
+        license="apache-2.0",
+        release_date="2026-11-27",
+    )
 
 
 def _model_dir(root: Path) -> Path:
@@ -59,7 +67,9 @@ def test_kit_results_load_with_mtebs_loader_and_table(kit: Path, results: Path) 
     from lens_embed.evaluation.results import PROTOCOL_FILE
 
     # the task files and model_meta.json; lens-embed's protocol record stays out (it is no task result)
-    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in _model_dir(results).iterdir() if p.name != PROTOCOL_FILE)
+    assert sorted(p.name for p in copied.iterdir()) == sorted(
+        p.name for p in _model_dir(results).iterdir() if p.name != PROTOCOL_FILE
+    )
     loaded = ResultCache(kit).load_results(models=[NAME], include_remote=False, validate_and_filter=True)
     [model] = loaded.model_results
     assert (model.model_name, model.model_revision, model.task_names) == (NAME, REVISION, ["BIOSSES"])
@@ -78,11 +88,15 @@ def test_registry_entry_is_complete_and_its_loader_loads_the_model(kit: Path, ti
     assert meta.training_datasets == set()  # an untrained construction trains on nothing of its own
     assert meta.similarity_fn_name.value == "cosine" and "Sentence Transformers" in meta.framework
     assert meta.use_instructions and meta.citation == LENS_CITATION
-    encoder = meta.loader(str(tiny_lens), revision=None, **meta.loader_kwargs)  # as ModelMeta.load_model calls it
+    encoder = meta.loader(
+        str(tiny_lens), revision=None, **meta.loader_kwargs
+    )  # as ModelMeta.load_model calls it
     assert encoder.model.get_embedding_dimension() == 16
 
 
-def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_lens: Path, data_dir: Path, small_data_dir: Path) -> None:
+def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(
+    kit: Path, tiny_lens: Path, data_dir: Path, small_data_dir: Path
+) -> None:
     """A submitted task (BIOSSES) embeds with the authors' instruction the results were computed with;
     another task falls back to mteb's prompt, with plain documents for retrieval."""
     meta = read_registry_module((kit / META_FILE).read_text())
@@ -90,7 +104,11 @@ def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_
     registry.mteb_model_meta = meta
     for instructions, names in (("authors", ["BIOSSES"]), ("mteb", ["SliceSciFact"])):
         ours = load_encoder(tiny_lens, name=NAME, revision=REVISION, instructions=instructions)
-        tasks = offline_tasks(data_dir, names=names) if names == ["BIOSSES"] else offline_tasks(small_data_dir, names=names)
+        tasks = (
+            offline_tasks(data_dir, names=names)
+            if names == ["BIOSSES"]
+            else offline_tasks(small_data_dir, names=names)
+        )
         scores = [
             {r.task_name: r.get_score() for r in mteb.evaluate(model, tasks, cache=None).task_results}
             for model in (registry, ours)
@@ -101,7 +119,9 @@ def test_registry_encoder_embeds_exactly_as_lens_embeds_encoder(kit: Path, tiny_
 
 def test_registry_entry_records_the_submitted_instructions(kit: Path) -> None:
     source = (kit / META_FILE).read_text()
-    encoder = LoadedModelEncoder(None, read_registry_module(source), instructions=load_instructions("authors"))
+    encoder = LoadedModelEncoder(
+        None, read_registry_module(source), instructions=load_instructions("authors")
+    )
     expected = encoder.task_instruction(mteb.get_task("BIOSSES").metadata)
     assert expected.query.endswith(".") and repr(expected.query) in source
     assert "TASK_INSTRUCTIONS = {'BIOSSES':" in source
@@ -123,7 +143,9 @@ def _edit_result(root: Path, edit) -> None:
     ],
     ids=["missing-split", "missing-subset", "wrong-dataset-revision"],
 )
-def test_kit_fails_on_what_the_leaderboard_would_drop(results: Path, tiny_lens: Path, tmp_path: Path, edit, message: str) -> None:
+def test_kit_fails_on_what_the_leaderboard_would_drop(
+    results: Path, tiny_lens: Path, tmp_path: Path, edit, message: str
+) -> None:
     damaged = tmp_path / "results"
     shutil.copytree(results, damaged)
     _edit_result(damaged, edit)
@@ -146,7 +168,9 @@ def test_kit_fails_on_a_revision_or_task_the_leaderboard_cannot_file(
     local = tmp_path / "local"
     shutil.copytree(results, local)
     encoder = load_encoder(tiny_lens, name=NAME, revision=REVISION)
-    evaluate_runs([ModelRun(NAME, lambda: encoder)], offline_tasks(small_data_dir, names=["SliceSTS16"]), local)
+    evaluate_runs(
+        [ModelRun(NAME, lambda: encoder)], offline_tasks(small_data_dir, names=["SliceSTS16"]), local
+    )
     with pytest.raises(KitError, match="SliceSTS16: not an mteb task"):
         build_kit(local, tiny_lens, tmp_path / "kit", license="apache-2.0")
 
@@ -155,8 +179,25 @@ def test_airbench_zip_is_read_as_airbench_reads_it(
     results: Path, tiny_lens: Path, airbench_data_dir: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "air"
-    assert eval_main(["evaluate", "airbench", "--model", str(tiny_lens), "--output", str(run), "--name", NAME,
-                      "--airbench-data", str(airbench_data_dir), "--top-k", "50"]) == 0
+    assert (
+        eval_main(
+            [
+                "evaluate",
+                "airbench",
+                "--model",
+                str(tiny_lens),
+                "--output",
+                str(run),
+                "--name",
+                NAME,
+                "--airbench-data",
+                str(airbench_data_dir),
+                "--top-k",
+                "50",
+            ]
+        )
+        == 0
+    )
     kit = build_kit(results, tiny_lens, tmp_path / "kit", license="apache-2.0", airbench=run)
     [archive] = kit.glob("*.zip")
     assert archive.name == f"{NAME.replace('/', '__')}_NoReranker.zip"
@@ -176,8 +217,15 @@ def test_airbench_zip_in_another_layout_is_refused(airbench_data_dir: Path, tmp_
     with pytest.raises(KitError, match="not AIR-Bench task types"):
         check_airbench_zip(wrapped)
     mislabelled = tmp_path / "mislabelled.zip"
-    info = {"benchmark_version": "AIR-Bench_24.05", "task_type": "qa", "domain": "wiki", "language": "en",
-            "dataset_name": "default", "split": "test", "search_results": {"q1": {"d1": 1.0}}}
+    info = {
+        "benchmark_version": "AIR-Bench_24.05",
+        "task_type": "qa",
+        "domain": "wiki",
+        "language": "en",
+        "dataset_name": "default",
+        "split": "test",
+        "search_results": {"q1": {"d1": 1.0}},
+    }
     with zipfile.ZipFile(mislabelled, "w") as archive:
         archive.writestr("qa/science/en_default_test.json", json.dumps(info))
     with pytest.raises(KitError, match="domain 'wiki', expected 'science'"):
@@ -186,8 +234,8 @@ def test_airbench_zip_in_another_layout_is_refused(airbench_data_dir: Path, tmp_
 
 # A name that closes the generated module's docstring and a licence that closes what the name opened:
 # pasted into Python source and run, they write MARKER (issue 17).
-PAYLOAD_NAME = "x\"\"\"\n__import__('pathlib').Path('marker').write_text('ran')\nZ = dict(\'\'\'"
-PAYLOAD_LICENSE = "\'\'\',#"
+PAYLOAD_NAME = "x\"\"\"\n__import__('pathlib').Path('marker').write_text('ran')\nZ = dict('''"
+PAYLOAD_LICENSE = "''',#"
 
 
 def _relabel(results: Path, **fields: str) -> None:
@@ -196,10 +244,14 @@ def _relabel(results: Path, **fields: str) -> None:
 
 
 def _submit(results: Path, model: Path, kit: Path, *options: str) -> int:
-    return eval_main(["evaluate", "submit-kit", str(results), "--model", str(model), "--output", str(kit), *options])
+    return eval_main(
+        ["evaluate", "submit-kit", str(results), "--model", str(model), "--output", str(kit), *options]
+    )
 
 
-def test_a_planted_results_folder_runs_no_code(results: Path, tiny_lens: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_planted_results_folder_runs_no_code(
+    results: Path, tiny_lens: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     planted = tmp_path / "planted"
     shutil.copytree(results, planted)
     _relabel(planted, name=f"org/{PAYLOAD_NAME}", license=PAYLOAD_LICENSE)
@@ -212,14 +264,33 @@ def test_a_planted_results_folder_runs_no_code(results: Path, tiny_lens: Path, t
     assert not (tmp_path / "marker").exists() and not (tmp_path / "kit").exists()
 
 
-def test_a_planted_model_folder_and_card_run_no_code(tiny_lens: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_a_planted_model_folder_and_card_run_no_code(
+    tiny_lens: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """The payload as a model folder's name (its results are named lens-embed/<folder>) and as its card's licence."""
     model = tmp_path / PAYLOAD_NAME
     shutil.copytree(tiny_lens, model)
     (model / "README.md").write_text(f"---\nlicense: {json.dumps(PAYLOAD_LICENSE)}\n---\n# planted\n")
     monkeypatch.chdir(tmp_path)
-    assert eval_main(["evaluate", "offline", "--model", str(model), "--data", str(data_dir), "--tasks", "BIOSSES",
-                      "--baselines", "none", "--output", str(tmp_path / "results")]) == 0
+    assert (
+        eval_main(
+            [
+                "evaluate",
+                "offline",
+                "--model",
+                str(model),
+                "--data",
+                str(data_dir),
+                "--tasks",
+                "BIOSSES",
+                "--baselines",
+                "none",
+                "--output",
+                str(tmp_path / "results"),
+            ]
+        )
+        == 0
+    )
     assert _submit(tmp_path / "results", model, tmp_path / "kit") == 2
     assert f"'lens-embed/{PAYLOAD_NAME[:4]}" in capsys.readouterr().err  # the name is named, and refused
     _relabel(tmp_path / "results", name=NAME)
@@ -268,13 +339,17 @@ def test_a_name_starting_with_a_digit_gives_a_module_mtebs_registry_loads(
         ("def f():\n    pass", "not a statement a registry entry holds"),
     ],
 )
-def test_the_registry_module_is_read_without_running_it(kit: Path, tmp_path: Path, monkeypatch, planted: str, message: str) -> None:
+def test_the_registry_module_is_read_without_running_it(
+    kit: Path, tmp_path: Path, monkeypatch, planted: str, message: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     source = (kit / META_FILE).read_text()
     with pytest.raises(KitError, match=message):
         read_registry_module(source + planted + "\n")
     assert not (tmp_path / "marker").exists()
-    called = source.replace("name='lens-embed-test/lens-tiny'", "name=__import__('pathlib').Path('marker').write_text('ran')")
+    called = source.replace(
+        "name='lens-embed-test/lens-tiny'", "name=__import__('pathlib').Path('marker').write_text('ran')"
+    )
     with pytest.raises(KitError, match="is not a literal value"):
         read_registry_module(called)
     assert not (tmp_path / "marker").exists()
@@ -284,7 +359,10 @@ def test_the_registry_module_is_read_without_running_it(kit: Path, tmp_path: Pat
     ("check", "value", "valid"),
     [
         *[(check_hub_name, name, True) for name in ("org/7b-lens", "Org_1/LENS-d8000.v2")],
-        *[(check_hub_name, name, False) for name in ("lens", "a/b/c", "org/x y", "org/x--y", "org/ünï", 'org/x"')],
+        *[
+            (check_hub_name, name, False)
+            for name in ("lens", "a/b/c", "org/x y", "org/x--y", "org/ünï", 'org/x"')
+        ],
         *[(check_revision, revision, True) for revision in (REVISION, "main", "v1.0")],
         *[(check_revision, revision, False) for revision in ("refs/pr/1", "..", "", "a\nb")],
     ],

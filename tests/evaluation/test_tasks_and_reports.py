@@ -39,7 +39,10 @@ SCORES = [
 
 
 def test_averages_per_category_and_overall() -> None:
-    assert category_averages(SCORES) == {"STS": {"lens": 85.0, "minilm": 73.0}, "Retrieval": {"lens": 60.0, "minilm": 64.0, "bm25": 68.0}}
+    assert category_averages(SCORES) == {
+        "STS": {"lens": 85.0, "minilm": 73.0},
+        "Retrieval": {"lens": 60.0, "minilm": 64.0, "bm25": 68.0},
+    }
     assert overall_averages(SCORES)["lens"] == pytest.approx((230 / 3, 3))
     assert overall_averages(SCORES)["bm25"] == (68.0, 1)
 
@@ -56,8 +59,14 @@ def test_summary_markdown_and_chart(tmp_path: Path) -> None:
 
 
 def test_named_tasks_use_the_leaderboard_splits_and_subsets() -> None:
-    tasks = {t.metadata.name: t for t in resolve_tasks(["AmazonCounterfactualClassification", "STS17", "STS22", "MSMARCO"])}
-    assert (tasks["AmazonCounterfactualClassification"].eval_splits, tasks["AmazonCounterfactualClassification"].hf_subsets) == (["test"], ["en"])
+    tasks = {
+        t.metadata.name: t
+        for t in resolve_tasks(["AmazonCounterfactualClassification", "STS17", "STS22", "MSMARCO"])
+    }
+    assert (
+        tasks["AmazonCounterfactualClassification"].eval_splits,
+        tasks["AmazonCounterfactualClassification"].hf_subsets,
+    ) == (["test"], ["en"])
     assert tasks["STS17"].hf_subsets == ["en-en"] and tasks["STS22"].hf_subsets == ["en"]
     assert tasks["MSMARCO"].eval_splits == ["dev"]
 

@@ -36,7 +36,11 @@ def test_documents_and_queries_get_the_authors_ids(converted_mistral, anchors_di
 def test_the_same_ids_in_a_padded_batch(converted_mistral, anchors_dir: Path, recorded) -> None:
     variant, folder = converted_mistral
     expected = json.loads((anchors_dir / "mistral_tokenizer" / "expected_ids.json").read_text())
-    documents = [(t, ids) for t, ids in zip(expected["texts"], expected[variant], strict=True) if not t.startswith(INSTRUCT_TOKEN)]
+    documents = [
+        (t, ids)
+        for t, ids in zip(expected["texts"], expected[variant], strict=True)
+        if not t.startswith(INSTRUCT_TOKEN)
+    ]
     model, recorder = recorded(folder)
     encode(model, [t for t, _ in documents], batch_size=len(documents))
     assert sorted(recorder.take()) == sorted(ids for _, ids in documents)

@@ -18,7 +18,10 @@ from lens_embed.prompts import query_prompt
 L = 12
 INSTRUCTION = "Retrieve semantically similar text."
 # around the boundary: 1 to L + 6 words (a word is one or more tokens)
-TEXTS = [" ".join(["word"] * n) for n in range(1, L + 7)] + ["tab\tseparated  text " * 5, " leading space " * 4]
+TEXTS = [" ".join(["word"] * n) for n in range(1, L + 7)] + [
+    "tab\tseparated  text " * 5,
+    " leading space " * 4,
+]
 
 
 def authors_ids(folder: Path, texts: list[str]) -> list[list[int]]:
@@ -35,7 +38,9 @@ def test_converted_checkpoints_truncate_like_the_authors(converted_mistral, reco
     encode(model, TEXTS, batch_size=len(TEXTS))  # one padded batch (sentence-transformers sorts it by length)
     assert sorted(recorder.take()) == sorted(authors_ids(folder, TEXTS))
     encode(model, TEXTS, query=True, instruction=INSTRUCTION, batch_size=len(TEXTS))
-    assert sorted(recorder.take()) == sorted(authors_ids(folder, [query_prompt(INSTRUCTION) + t for t in TEXTS]))
+    assert sorted(recorder.take()) == sorted(
+        authors_ids(folder, [query_prompt(INSTRUCTION) + t for t in TEXTS])
+    )
 
 
 def test_truncated_rows_embed_as_they_do_alone(converted_mistral, recorded) -> None:

@@ -102,7 +102,9 @@ def test_sts_group_instructs_both_sides() -> None:
     row = {**classification_rows()[0], "type": "symmetric_sts"}
     group = build_group(row, task_spec("symmetric_sts"), 3, random.Random(0), with_scores=False)
     prefix = query_prompt("Classify the topic")
-    assert all(group[column].startswith(prefix) for column in ("query", "positive", "negative_1", "negative_2"))
+    assert all(
+        group[column].startswith(prefix) for column in ("query", "positive", "negative_1", "negative_2")
+    )
 
 
 def test_negatives_are_sampled_with_replacement_when_too_few() -> None:
@@ -114,8 +116,15 @@ def test_negatives_are_sampled_with_replacement_when_too_few() -> None:
 
 def test_only_1neg_caps_the_group_and_scores_follow_the_sampled_texts(tmp_path: Path) -> None:
     rows = [
-        {"query": f"q{i}", "pos": ["p0", "p1"], "neg": ["n0", "n1", "n2"], "pos_scores": [9.0, 8.0],
-         "neg_scores": [1.0, 2.0, 3.0], "type": "only_1neg", "prompt": "x"}
+        {
+            "query": f"q{i}",
+            "pos": ["p0", "p1"],
+            "neg": ["n0", "n1", "n2"],
+            "pos_scores": [9.0, 8.0],
+            "neg_scores": [1.0, 2.0, 3.0],
+            "type": "only_1neg",
+            "prompt": "x",
+        }
         for i in range(4)
     ]
     (task,) = load_tasks([write_jsonl(tmp_path / "one.jsonl", rows)])
@@ -136,7 +145,9 @@ def _sampler(
         DefaultBatchSampler(RandomSampler(part, generator=generator), batch_size=size, drop_last=True)
         for part, size in zip(datasets_, batch_sizes, strict=True)
     ]
-    return TaskHomogeneousBatchSampler(ConcatDataset(datasets_), children, generator, seed, world_size=world_size)
+    return TaskHomogeneousBatchSampler(
+        ConcatDataset(datasets_), children, generator, seed, world_size=world_size
+    )
 
 
 def _task_of(index: int, sizes: list[int]) -> int:
@@ -173,6 +184,9 @@ def test_accelerate_hands_every_rank_its_batches_whatever_their_task_batch_size(
     sizes, batch_sizes = [40, 24], [4, 2]
     sampler = _sampler(sizes, batch_sizes, world_size=2)
     expected = list(sampler)
-    ranks = [list(BatchSamplerShard(sampler, 2, rank, split_batches=False, even_batches=False)) for rank in range(2)]
+    ranks = [
+        list(BatchSamplerShard(sampler, 2, rank, split_batches=False, even_batches=False))
+        for rank in range(2)
+    ]
     assert [batch for pair in zip(*ranks, strict=True) for batch in pair] == expected
     assert {len(batch) for batch in expected} == {4, 2}

@@ -26,21 +26,38 @@ from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, sparsi
 WORLD_SIZE = 2
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = [
-    ["<instruct>Find\n<query>the fox", "<instruct>Find\n<query>the bank", "<instruct>Find\n<query>a kite",
-     "<instruct>Find\n<query>the cat"],
-    ["the quick brown fox jumps", "the reserve bank of australia", "a red kite in the park", "the cat sat quietly"],
+    [
+        "<instruct>Find\n<query>the fox",
+        "<instruct>Find\n<query>the bank",
+        "<instruct>Find\n<query>a kite",
+        "<instruct>Find\n<query>the cat",
+    ],
+    [
+        "the quick brown fox jumps",
+        "the reserve bank of australia",
+        "a red kite in the park",
+        "the cat sat quietly",
+    ],
     ["oilskin jackets", "a man plays guitar", "interest rates were raised", "large language models"],
 ]
 
 
-def _loss_and_grads(model, columns: list[list[str]], gather: bool, mini_batch_size: int | None, scale: float = 1.0,
-                    flops: float = 0.0):
+def _loss_and_grads(
+    model,
+    columns: list[list[str]],
+    gather: bool,
+    mini_batch_size: int | None,
+    scale: float = 1.0,
+    flops: float = 0.0,
+):
     """Loss value and flattened parameter gradients of one forward/backward (no dropout); with ``flops``,
     the FLOPS regulariser at that weight on documents and half of it on queries."""
     model.eval()
     model.zero_grad()
     loss_fn = LensInfoNCELoss(
-        model, gather_across_devices=gather, mini_batch_size=None if flops else mini_batch_size,
+        model,
+        gather_across_devices=gather,
+        mini_batch_size=None if flops else mini_batch_size,
         gathered_gradient_scale=scale,
     )
     if flops:
@@ -93,7 +110,9 @@ def two_process_results(tiny_lens: Path, tmp_path_factory: pytest.TempPathFactor
     """Spawn the two gloo processes once for all variants (process start-up dominates the cost)."""
     directory = tmp_path_factory.mktemp("gloo")
     result = directory / "results.pt"
-    mp.spawn(_worker, args=(str(directory / "init"), str(tiny_lens), str(result)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(
+        _worker, args=(str(directory / "init"), str(tiny_lens), str(result)), nprocs=WORLD_SIZE, join=True
+    )
     return torch.load(result)
 
 
@@ -106,7 +125,9 @@ def union(tiny_lens: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("variant", ["gathered", "gathered_cached"])
-def test_gathered_loss_equals_single_process_loss_on_the_union_batch(two_process_results, union, variant) -> None:
+def test_gathered_loss_equals_single_process_loss_on_the_union_batch(
+    two_process_results, union, variant
+) -> None:
     union_loss, union_grads = union
     distributed = two_process_results[variant]
     torch.testing.assert_close(distributed["loss"], union_loss, rtol=1e-5, atol=1e-6)
@@ -114,7 +135,9 @@ def test_gathered_loss_equals_single_process_loss_on_the_union_batch(two_process
 
 
 @pytest.mark.parametrize("variant", ["authors", "authors_cached"])
-def test_default_gradient_is_the_global_loss_over_the_number_of_devices(two_process_results, union, variant) -> None:
+def test_default_gradient_is_the_global_loss_over_the_number_of_devices(
+    two_process_results, union, variant
+) -> None:
     """The authors' scale: logged loss = the global loss, gradient = its gradient / devices."""
     union_loss, union_grads = union
     distributed = two_process_results[variant]
@@ -124,7 +147,9 @@ def test_default_gradient_is_the_global_loss_over_the_number_of_devices(two_proc
 
 
 @pytest.mark.parametrize("variant", ["regularized", "regularized_cached"])
-def test_the_regulariser_acts_per_device_beside_the_gathered_loss(two_process_results, tiny_lens: Path, variant) -> None:
+def test_the_regulariser_acts_per_device_beside_the_gathered_loss(
+    two_process_results, tiny_lens: Path, variant
+) -> None:
     """As SpladeLoss: each process regularises its own embeddings, the InfoNCE still gathers every
     process's documents. Averaged over processes: the union batch's InfoNCE plus the mean of the
     per-process regularisers, with gradient caching too."""
@@ -138,7 +163,9 @@ def test_the_regulariser_acts_per_device_beside_the_gathered_loss(two_process_re
     half = len(COLUMNS[0]) // WORLD_SIZE
     for rank in range(WORLD_SIZE):
         rows = slice(rank * half, (rank + 1) * half)
-        local = FLOPS_WEIGHT * flops.compute_loss_from_embeddings(torch.cat([column[rows] for column in documents]))
+        local = FLOPS_WEIGHT * flops.compute_loss_from_embeddings(
+            torch.cat([column[rows] for column in documents])
+        )
         local = local + FLOPS_WEIGHT / 2 * flops.compute_loss_from_embeddings(queries[rows])
         expected = expected + local / WORLD_SIZE
     expected.backward()
@@ -169,23 +196,55 @@ def test_without_gathering_the_loss_differs(two_process_results, union) -> None:
     assert not torch.allclose(local_only["grads"], union[1], rtol=1e-3, atol=2e-5)
 
 
-@pytest.mark.parametrize("regularizer", [[], ["--document-regularizer-weight", "1", "--query-regularizer-weight", "0.5"]],
-                         ids=["lens", "flops"])
-def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: list[Path], tmp_path: Path,
-                                                 regularizer: list[str]) -> None:
+@pytest.mark.parametrize(
+    "regularizer",
+    [[], ["--document-regularizer-weight", "1", "--query-regularizer-weight", "0.5"]],
+    ids=["lens", "flops"],
+)
+def test_torchrun_two_processes_trains_and_saves(
+    tiny_lens: Path, task_files: list[Path], tmp_path: Path, regularizer: list[str]
+) -> None:
     """The real entry point under torchrun (gloo DDP): mixed tasks, gathered negatives, no deadlock; with the
     FLOPS regulariser, its parts and the active dimensions gathered from both processes into rank 0's log."""
     output = tmp_path / "trained"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "lens_embed.training", "--model", str(tiny_lens), "--data", *map(str, task_files),
-        "--output", str(output), "--batch-size", "2", "--group-size", "3", "--max-steps", "4",
-        "--logging-steps", "1", "--lr", "1e-3", "--warmup-steps", "0", "--symmetric-batch-size", "4", *regularizer,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lens_embed.training",
+        "--model",
+        str(tiny_lens),
+        "--data",
+        *map(str, task_files),
+        "--output",
+        str(output),
+        "--batch-size",
+        "2",
+        "--group-size",
+        "3",
+        "--max-steps",
+        "4",
+        "--logging-steps",
+        "1",
+        "--lr",
+        "1e-3",
+        "--warmup-steps",
+        "0",
+        "--symmetric-batch-size",
+        "4",
+        *regularizer,
     ]
     # Two CPU processes (gloo) everywhere, also on a machine with one GPU.
     # This checkout's lens_embed, whatever an installed copy points at.
     env = {
-        **os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": "",
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
@@ -194,4 +253,8 @@ def test_torchrun_two_processes_trains_and_saves(tiny_lens: Path, task_files: li
     # One process group (not two lone runs writing one folder): only rank 0 logs, once per step.
     logged = completed.stdout + completed.stderr
     assert logged.count("{'loss': ") == 4
-    assert logged.count("'document_active_dims': ") == logged.count("'query_regularizer_loss': ") == (4 if regularizer else 0)
+    assert (
+        logged.count("'document_active_dims': ")
+        == logged.count("'query_regularizer_loss': ")
+        == (4 if regularizer else 0)
+    )

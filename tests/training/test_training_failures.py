@@ -27,7 +27,9 @@ from lens_embed.training.trainer import (
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_teacher_scores_are_rejected_naming_the_line(tmp_path: Path, literal: str) -> None:
-    lines = [json.dumps({**row, "pos_scores": [1.0], "neg_scores": [0.5, 0.2]}) for row in retrieval_rows()[:4]]
+    lines = [
+        json.dumps({**row, "pos_scores": [1.0], "neg_scores": [0.5, 0.2]}) for row in retrieval_rows()[:4]
+    ]
     lines[2] = lines[2].replace('"neg_scores": [0.5', f'"neg_scores": [{literal}')
     path = tmp_path / "scored.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -71,7 +73,9 @@ def test_a_folder_with_other_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="holds no lens-embed training run"):
-        prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), overwrite=True))
+        prepare_output(
+            TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), overwrite=True)
+        )
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
@@ -93,7 +97,9 @@ def test_resume_skips_a_checkpoint_written_only_in_part(tiny_lens: Path, tmp_pat
     train(config, callbacks=[StopAt(1)])
     partial = config.checkpoint_dir / "checkpoint-2"
     partial.mkdir()
-    shutil.copy(config.checkpoint_dir / "checkpoint-1" / "adapter_model.safetensors", partial)  # crashed mid-save
+    shutil.copy(
+        config.checkpoint_dir / "checkpoint-1" / "adapter_model.safetensors", partial
+    )  # crashed mid-save
     assert resume_checkpoint(config) == str(config.checkpoint_dir / "checkpoint-1")
     train(config)
     state = json.loads((config.checkpoint_dir / "checkpoint-3" / "trainer_state.json").read_text())
@@ -112,7 +118,17 @@ def test_mine_negatives_refuses_an_existing_output_without_overwrite(tmp_path: P
     source = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
     target = tmp_path / "mined.jsonl"
     target.write_text("keep me\n")
-    command = ["mine-negatives", "--data", str(source), "--output", str(target), "--method", "bm25", "--num-negatives", "2"]
+    command = [
+        "mine-negatives",
+        "--data",
+        str(source),
+        "--output",
+        str(target),
+        "--method",
+        "bm25",
+        "--num-negatives",
+        "2",
+    ]
     assert main(command) != 0
     assert "output exists" in capsys.readouterr().err and target.read_text() == "keep me\n"
     assert main([*command, "--overwrite"]) == 0
@@ -120,7 +136,9 @@ def test_mine_negatives_refuses_an_existing_output_without_overwrite(tmp_path: P
 
 
 @pytest.mark.parametrize("cut", ["mid-line", "at-a-line-end"])
-def test_a_damaged_mined_cache_is_mined_again_never_trained_on(tiny_lens: Path, tmp_path: Path, cut: str, caplog) -> None:
+def test_a_damaged_mined_cache_is_mined_again_never_trained_on(
+    tiny_lens: Path, tmp_path: Path, cut: str, caplog
+) -> None:
     """A cache entry cut short (a full disk, a crash, an older version writing in place) is reported
     and replaced; training sees every row of the task either way."""
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
@@ -181,7 +199,16 @@ def test_mine_negatives_refuses_to_write_over_its_input(tmp_path: Path, capsys, 
         output.hardlink_to(source)
     else:
         data, output = source.parent, source.parent
-    command = ["mine-negatives", "--data", str(data), "--output", str(output), "--method", "bm25", "--overwrite"]
+    command = [
+        "mine-negatives",
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--method",
+        "bm25",
+        "--overwrite",
+    ]
     assert main(command) == 2
     assert "is (or overlaps) the input file" in capsys.readouterr().err
     assert source.read_bytes() == before
@@ -236,7 +263,9 @@ def test_a_run_recorded_before_the_max_seq_length_rename_still_resumes(tmp_path:
     (config.checkpoint_dir / "checkpoint-1").mkdir(parents=True)  # it trained: another run would be refused
     prepare_output(config)
     with pytest.raises(FileExistsError, match="different max_seq_length"):
-        prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), max_seq_length=32))
+        prepare_output(
+            TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), max_seq_length=32)
+        )
 
 
 def test_the_old_option_names_are_refused_naming_the_new_ones(capsys, tmp_path: Path, monkeypatch) -> None:
@@ -258,7 +287,9 @@ def test_an_output_that_is_a_mount_point_is_refused_before_training(tmp_path: Pa
     output = tmp_path / "volume"
     output.mkdir()
     monkeypatch.setattr("os.path.ismount", lambda path: Path(path) == output.resolve())
-    with pytest.raises(ValueError, match=rf"--output {re.escape(str(output))} is a mount point.*use a folder inside it"):
+    with pytest.raises(
+        ValueError, match=rf"--output {re.escape(str(output))} is a mount point.*use a folder inside it"
+    ):
         prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(output)))
     assert not any(output.iterdir())
 

@@ -26,9 +26,29 @@ RUN_ENTRIES = {RECORD_FILENAME, CHECKPOINT_DIRNAME, MINED_DIRNAME, FINAL_SAVE_DI
 def _train(tiny_lens: Path, folder: Path) -> list:
     """The run, with paths relative to ``folder`` so every run records the same configuration."""
     write_jsonl(folder / "data" / "pairs.jsonl", retrieval_rows())
-    return ["train", "--model", tiny_lens, "--data", "data/pairs.jsonl", "--output", "out", "--max-steps", "4",
-            "--save-steps", "2", "--batch-size", "4", "--group-size", "3", "--lr", "1e-3", "--warmup-steps", "0",
-            "--seed", "7"]
+    return [
+        "train",
+        "--model",
+        tiny_lens,
+        "--data",
+        "data/pairs.jsonl",
+        "--output",
+        "out",
+        "--max-steps",
+        "4",
+        "--save-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--group-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--warmup-steps",
+        "0",
+        "--seed",
+        "7",
+    ]
 
 
 @pytest.fixture(scope="module")

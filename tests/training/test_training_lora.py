@@ -65,7 +65,9 @@ def test_only_adapter_weights_train_and_head_stays_frozen(lens_model) -> None:
         assert torch.equal(buffer, head_before[name])
 
 
-def test_merge_and_save_reloads_with_identical_embeddings(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
+def test_merge_and_save_reloads_with_identical_embeddings(
+    lens_model, tiny_lens: Path, tmp_path: Path
+) -> None:
     apply_lora(lens_model)
     _train_steps(lens_model)
     lens_model.eval()
@@ -100,8 +102,9 @@ def test_merging_into_a_folder_keeps_its_other_entries_and_replaces_its_model(
     assert (folder / "stale.bin").is_file() and not adapter.exists()
     assert (folder / ADAPTER_DIRNAME / "adapter_model.safetensors").is_file()
     lens_model.eval()
-    np.testing.assert_allclose(load_lens_model(folder, device="cpu").encode(TEXTS), lens_model.encode(TEXTS),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        load_lens_model(folder, device="cpu").encode(TEXTS), lens_model.encode(TEXTS), rtol=1e-5, atol=1e-6
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # no staging folder left beside it
 
 

@@ -50,10 +50,12 @@ def test_no_in_batch_mode_ignores_other_queries_documents() -> None:
     changed = [documents[0].clone(), documents[1].clone()]
     changed[1][3] = _unit(1, seed=9)[0]  # only query 3's own negative changes
     per_query_loss = [
-        info_nce(queries[i : i + 1], [column[i : i + 1] for column in changed], 50.0, False).item() for i in range(4)
+        info_nce(queries[i : i + 1], [column[i : i + 1] for column in changed], 50.0, False).item()
+        for i in range(4)
     ]
     per_query_base = [
-        info_nce(queries[i : i + 1], [column[i : i + 1] for column in documents], 50.0, False).item() for i in range(4)
+        info_nce(queries[i : i + 1], [column[i : i + 1] for column in documents], 50.0, False).item()
+        for i in range(4)
     ]
     assert per_query_loss[:3] == pytest.approx(per_query_base[:3])
     assert base.item() == pytest.approx(sum(per_query_base) / 4, rel=1e-6)

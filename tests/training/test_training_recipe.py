@@ -17,8 +17,15 @@ from lens_embed.training.config import TrainConfig
 from lens_embed.training.data import build_group, task_spec
 
 TYPES = [
-    "normal", "retrieval", "only_1neg", "symmetric_sts", "symmetric_clustering", "symmetric_class",
-    "symmetric_classification", "symmetric_paraphrase", "symmetric_sts_v2",
+    "normal",
+    "retrieval",
+    "only_1neg",
+    "symmetric_sts",
+    "symmetric_clustering",
+    "symmetric_class",
+    "symmetric_classification",
+    "symmetric_paraphrase",
+    "symmetric_sts_v2",
 ]
 
 
@@ -31,7 +38,9 @@ def authors_in_batch(task_type: str) -> bool:
     return not ("symmetric" in task_type and ("class" in task_type or "clustering" in task_type))
 
 
-def authors_per_device_batch(task_type: str, batch_size: int, symmetric_batch_size: int, processes: int) -> int:
+def authors_per_device_batch(
+    task_type: str, batch_size: int, symmetric_batch_size: int, processes: int
+) -> int:
     return symmetric_batch_size // processes if "symmetric" in task_type else batch_size
 
 
@@ -68,7 +77,9 @@ def test_per_task_type_batch_size_on_sixteen_devices(task_type: str) -> None:
     from lens_embed.training.trainer import per_device_batch_size
 
     config = TrainConfig(model="m", data=[], output="o")
-    assert per_device_batch_size(task_spec(task_type), config, 16) == authors_per_device_batch(task_type, 32, 256, 16)
+    assert per_device_batch_size(task_spec(task_type), config, 16) == authors_per_device_batch(
+        task_type, 32, 256, 16
+    )
 
 
 def test_an_unrecognised_type_is_an_error_not_silently_retrieval() -> None:
@@ -85,7 +96,11 @@ def test_fp16_and_gradient_checkpointing_are_chosen_on_a_gpu(cuda: bool, expecte
     config = TrainConfig(model="m", data=[], output="o")
     assert (*mixed_precision(config, cuda), uses_gradient_checkpointing(config, cuda)) == expected
     explicit = TrainConfig(model="m", data=[], output="o", precision="bf16", gradient_checkpointing=False)
-    assert (*mixed_precision(explicit, cuda), uses_gradient_checkpointing(explicit, cuda)) == (False, True, False)
+    assert (*mixed_precision(explicit, cuda), uses_gradient_checkpointing(explicit, cuda)) == (
+        False,
+        True,
+        False,
+    )
 
 
 def _bge_layout(root: Path) -> Path:
@@ -97,7 +112,9 @@ def _bge_layout(root: Path) -> Path:
     classes = [{**row, "pos_scores": [0.8], "neg_scores": [0.3, 0.2, 0.1]} for row in classification_rows()]
     write_jsonl(root / "en" / "Retrieval" / "train.jsonl", scored)
     write_jsonl(root / "en" / "Classification-no_in_batch_neg" / "toy.class.v1.jsonl", classes)
-    write_jsonl(root / "en" / "STS" / "eval.jsonl", [{**row, "type": "symmetric_sts"} for row in retrieval_rows()])
+    write_jsonl(
+        root / "en" / "STS" / "eval.jsonl", [{**row, "type": "symmetric_sts"} for row in retrieval_rows()]
+    )
     return root
 
 
@@ -106,29 +123,58 @@ def bge_trainer(tiny_lens: Path, tmp_path: Path):
     from lens_embed.training.trainer import build_trainer
 
     config = TrainConfig(
-        model=str(tiny_lens), data=[str(_bge_layout(tmp_path / "bge"))], output=str(tmp_path / "out"),
-        batch_size=4, symmetric_batch_size=2, group_size=3, max_steps=2, warmup_steps=0, report_to=[],
+        model=str(tiny_lens),
+        data=[str(_bge_layout(tmp_path / "bge"))],
+        output=str(tmp_path / "out"),
+        batch_size=4,
+        symmetric_batch_size=2,
+        group_size=3,
+        max_steps=2,
+        warmup_steps=0,
+        report_to=[],
     )
     return build_trainer(config)
 
 
-RETRIEVAL, CLASSES, STS = "en/Retrieval/train", "en/Classification-no_in_batch_neg/toy_class_v1", "en/STS/eval"
+RETRIEVAL, CLASSES, STS = (
+    "en/Retrieval/train",
+    "en/Classification-no_in_batch_neg/toy_class_v1",
+    "en/STS/eval",
+)
 
 
 def test_a_bge_full_data_folder_trains_without_renaming(bge_trainer) -> None:
     assert set(bge_trainer.loss) == {RETRIEVAL, CLASSES, STS}
-    assert [bge_trainer.loss[key].in_batch_negatives for key in (RETRIEVAL, CLASSES, STS)] == [True, False, True]
+    assert [bge_trainer.loss[key].in_batch_negatives for key in (RETRIEVAL, CLASSES, STS)] == [
+        True,
+        False,
+        True,
+    ]
 
 
 def test_distillation_only_on_in_batch_tasks(bge_trainer, tiny_lens: Path, tmp_path: Path) -> None:
     from lens_embed.training.trainer import build_trainer
 
-    assert bge_trainer.loss[RETRIEVAL].distill_weight == 1.0 and "scores" in bge_trainer.train_dataset[RETRIEVAL].column_names
-    assert bge_trainer.loss[CLASSES].distill_weight == 0.0 and "scores" not in bge_trainer.train_dataset[CLASSES].column_names
-    every = build_trainer(TrainConfig(
-        model=str(tiny_lens), data=[str(_bge_layout(tmp_path / "bge2"))], output=str(tmp_path / "out2"),
-        batch_size=4, symmetric_batch_size=2, group_size=3, report_to=[], distill_tasks="all",
-    ))
+    assert (
+        bge_trainer.loss[RETRIEVAL].distill_weight == 1.0
+        and "scores" in bge_trainer.train_dataset[RETRIEVAL].column_names
+    )
+    assert (
+        bge_trainer.loss[CLASSES].distill_weight == 0.0
+        and "scores" not in bge_trainer.train_dataset[CLASSES].column_names
+    )
+    every = build_trainer(
+        TrainConfig(
+            model=str(tiny_lens),
+            data=[str(_bge_layout(tmp_path / "bge2"))],
+            output=str(tmp_path / "out2"),
+            batch_size=4,
+            symmetric_batch_size=2,
+            group_size=3,
+            report_to=[],
+            distill_tasks="all",
+        )
+    )
     assert every.loss[CLASSES].distill_weight == 1.0 and "scores" in every.train_dataset[CLASSES].column_names
 
 
@@ -143,7 +189,10 @@ def test_the_side_of_every_column_reaches_the_model(bge_trainer) -> None:
     """Instructed documents (STS) are pooled as queries, plain ones as documents: the collator tells
     the model by call (``task=``), never by the text."""
     assert bge_trainer.args.router_mapping[RETRIEVAL] == {
-        "query": "query", "positive": "document", "negative_1": "document", "negative_2": "document"
+        "query": "query",
+        "positive": "document",
+        "negative_1": "document",
+        "negative_2": "document",
     }
     assert set(bge_trainer.args.router_mapping[STS].values()) == {"query"}
     collator = bge_trainer.data_collator
@@ -158,7 +207,10 @@ def test_the_side_of_every_column_reaches_the_model(bge_trainer) -> None:
     for key in (RETRIEVAL, STS):
         collator([{**bge_trainer.train_dataset[key][0], "dataset_name": key}])
     sides = {text: task for text, task in seen}
-    retrieval_example, sts_example = bge_trainer.train_dataset[RETRIEVAL][0], bge_trainer.train_dataset[STS][0]
+    retrieval_example, sts_example = (
+        bge_trainer.train_dataset[RETRIEVAL][0],
+        bge_trainer.train_dataset[STS][0],
+    )
     assert sides[retrieval_example["query"]] == "query" and sides[retrieval_example["positive"]] == "document"
     assert sides[sts_example["positive"]] == "query"
 
@@ -171,7 +223,9 @@ def test_learning_rate_warms_up_100_steps_then_decays_linearly(bge_trainer) -> N
     total = 300
     bge_trainer.create_optimizer_and_scheduler(num_training_steps=total)
     for step in range(total + 1):
-        assert bge_trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(authors_lr(step, 1e-4, 100, total), abs=1e-15)
+        assert bge_trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(
+            authors_lr(step, 1e-4, 100, total), abs=1e-15
+        )
         bge_trainer.optimizer.step()
         bge_trainer.lr_scheduler.step()
 
@@ -188,14 +242,24 @@ def test_continued_training_from_a_released_name_goes_through_the_one_loader(
 
     def loader(name_or_path, device=None, **kwargs):
         names.append(name_or_path)
-        return real_loader(tiny_lens if name_or_path == "yibinlei/LENS-d4000" else name_or_path, device=device, **kwargs)
+        return real_loader(
+            tiny_lens if name_or_path == "yibinlei/LENS-d4000" else name_or_path, device=device, **kwargs
+        )
 
     monkeypatch.setattr(lens_embed.loading, "load_lens_model", loader)
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows())
-    output = train(TrainConfig(
-        model="yibinlei/LENS-d4000", data=[str(data)], output=str(tmp_path / "out"), batch_size=4, group_size=3,
-        max_steps=1, warmup_steps=0, report_to=[],
-    ))
+    output = train(
+        TrainConfig(
+            model="yibinlei/LENS-d4000",
+            data=[str(data)],
+            output=str(tmp_path / "out"),
+            batch_size=4,
+            group_size=3,
+            max_steps=1,
+            warmup_steps=0,
+            report_to=[],
+        )
+    )
     assert names == ["yibinlei/LENS-d4000", "yibinlei/LENS-d4000"]  # the model trained, then the merge base
     assert (output / "modules.json").is_file() and (output / "lora_adapter" / "adapter_config.json").is_file()
 
@@ -209,10 +273,17 @@ def test_registering_the_training_verbs_imports_nothing_heavy() -> None:
         "{'lens_embed', 'torch', 'sentence_transformers', 'transformers', 'datasets', 'peft'}))"
     )
     root = Path(__file__).resolve().parents[2]
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    ).stdout
     assert ast.literal_eval(output) == [
-        "lens_embed", "lens_embed.cli_args", "lens_embed.defaults", "lens_embed.lazy", "lens_embed.training",
-        "lens_embed.training.cli", "lens_embed.training.config",
+        "lens_embed",
+        "lens_embed.cli_args",
+        "lens_embed.defaults",
+        "lens_embed.lazy",
+        "lens_embed.training",
+        "lens_embed.training.cli",
+        "lens_embed.training.config",
     ]
 
 

@@ -55,7 +55,9 @@ class _TaskRecorder(TrainerCallback):
         self.tasks: list[str] = []
 
 
-def test_a_few_steps_lower_the_loss_and_each_batch_is_one_task(tiny_lens: Path, task_files, tmp_path: Path) -> None:
+def test_a_few_steps_lower_the_loss_and_each_batch_is_one_task(
+    tiny_lens: Path, task_files, tmp_path: Path
+) -> None:
     config = _config(tiny_lens, task_files, tmp_path / "out", max_steps=12)
     trainer = build_trainer(config)
     seen: list[str] = []
@@ -82,7 +84,9 @@ def _adapter_weights(output: Path) -> dict[str, torch.Tensor]:
     return load_file(str(output / ADAPTER_DIRNAME / "adapter_model.safetensors"))
 
 
-def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tiny_lens: Path, task_files, tmp_path: Path) -> None:
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(
+    tiny_lens: Path, task_files, tmp_path: Path
+) -> None:
     whole = train(_config(tiny_lens, task_files, tmp_path / "whole", max_steps=4))
     interrupted = _config(tiny_lens, task_files, tmp_path / "resumed", max_steps=4)
     train(interrupted, callbacks=[StopAt(2)])
@@ -96,7 +100,8 @@ def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tiny_lens: Path
         torch.testing.assert_close(actual[name], expected[name])
     texts = ["the quick brown fox", "a red kite"]
     torch.testing.assert_close(
-        torch.from_numpy(load_lens_model(resumed).encode(texts)), torch.from_numpy(load_lens_model(whole).encode(texts))
+        torch.from_numpy(load_lens_model(resumed).encode(texts)),
+        torch.from_numpy(load_lens_model(whole).encode(texts)),
     )
 
 
@@ -130,7 +135,9 @@ def test_training_mines_missing_negatives_once(tiny_lens: Path, tmp_path: Path) 
     stamp = mined_file.stat().st_mtime_ns
     build_trainer(config)  # same data and settings: the cache is reused, not mined again
     assert mined_file.stat().st_mtime_ns == stamp
-    build_trainer(_config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25", group_size=4, overwrite=True))
+    build_trainer(
+        _config(tiny_lens, [data], tmp_path / "out", max_steps=1, mine="bm25", group_size=4, overwrite=True)
+    )
     (remined,) = (Path(config.output) / "mined").glob("pairs.*.jsonl")
     assert remined.name != mined_file.name  # new settings, new cache key
 
@@ -155,14 +162,37 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="lens-embed")
     add_training_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
-        ["train", "--model", "m", "--data", "a.jsonl", "b.jsonl", "--output", "o", "--group-size", "4",
-         "--mini-batch-size", "16", "--no-negatives-cross-device", "--lora-target-modules", "q_proj", "v_proj"]
+        [
+            "train",
+            "--model",
+            "m",
+            "--data",
+            "a.jsonl",
+            "b.jsonl",
+            "--output",
+            "o",
+            "--group-size",
+            "4",
+            "--mini-batch-size",
+            "16",
+            "--no-negatives-cross-device",
+            "--lora-target-modules",
+            "q_proj",
+            "v_proj",
+        ]
     )
     config = config_from_namespace(args)
     assert (config.data, config.group_size, config.mini_batch_size) == (["a.jsonl", "b.jsonl"], 4, 16)
     assert config.negatives_cross_device is False and config.lora_target_modules == ["q_proj", "v_proj"]
-    assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (0.02, 32, 64, 1e-4)
-    mine = parser.parse_args(["mine-negatives", "--data", "p.jsonl", "--output", "o.jsonl", "--method", "bm25"])
+    assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (
+        0.02,
+        32,
+        64,
+        1e-4,
+    )
+    mine = parser.parse_args(
+        ["mine-negatives", "--data", "p.jsonl", "--output", "o.jsonl", "--method", "bm25"]
+    )
     assert mine.func.__name__ == "run_mine" and mine.method == "bm25"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--model", "m", "--output", "o"])  # --data is required
@@ -196,8 +226,11 @@ def test_the_trained_model_appears_whole_with_the_usual_file_mode(
         os.umask(umask)
     assert seen and all(set(listing) <= RUN_ENTRIES for listing in seen), seen
     files = [path for path in output.rglob("*") if path.is_file()]
-    modes = {path.relative_to(output).as_posix(): path.stat().st_mode & 0o777 for path in files
-             if path.relative_to(output).parts[0] != CHECKPOINT_DIRNAME}
+    modes = {
+        path.relative_to(output).as_posix(): path.stat().st_mode & 0o777
+        for path in files
+        if path.relative_to(output).parts[0] != CHECKPOINT_DIRNAME
+    }
     assert {"model.safetensors", "1_LexiconPooling/model.safetensors", RECORD_FILENAME} <= modes.keys()
     assert set(modes.values()) == {0o640}, modes
     assert (config.checkpoint_dir / "checkpoint-2" / "trainer_state.json").is_file()
@@ -213,7 +246,9 @@ def test_max_seq_length_truncates_the_trained_model_texts(tiny_lens: Path, tmp_p
     assert load_base_model(config, device="cpu").max_seq_length == 7
 
 
-def test_only_the_saving_process_writes_an_adapter(tiny_lens: Path, task_files, tmp_path: Path, monkeypatch) -> None:
+def test_only_the_saving_process_writes_an_adapter(
+    tiny_lens: Path, task_files, tmp_path: Path, monkeypatch
+) -> None:
     """Under DDP every rank calls the save: the others must not write the same files at the same time."""
     trainer = build_trainer(_config(tiny_lens, task_files, tmp_path / "out", max_steps=1))
     trainer.save_model(str(tmp_path / "main"))

@@ -66,7 +66,9 @@ def test_flops_is_splades_formula_on_the_normalised_lexicon_part() -> None:
     hybrid = F.normalize(torch.cat([lexicon, 0.5 * dense], dim=-1), dim=-1)
     assert regularizer.compute_loss_from_embeddings(hybrid).item() == pytest.approx(value.item(), rel=1e-5)
     other_dense = F.normalize(torch.cat([lexicon, 0.5 * -dense.flip(0)], dim=-1), dim=-1)
-    assert regularizer.compute_loss_from_embeddings(other_dense).item() == pytest.approx(value.item(), rel=1e-5)
+    assert regularizer.compute_loss_from_embeddings(other_dense).item() == pytest.approx(
+        value.item(), rel=1e-5
+    )
     with pytest.raises(ValueError, match="no 10 lexicon dimensions"):
         regularizer.compute_loss_from_embeddings(lexicon[:, :8])
 
@@ -74,15 +76,18 @@ def test_flops_is_splades_formula_on_the_normalised_lexicon_part() -> None:
 def test_query_and_document_weights_act_on_their_own_columns(lens_model) -> None:
     lens_model.eval()
     features = [lens_model.preprocess(column) for column in COLUMNS]
-    loss = sparsity_regularized(LensInfoNCELoss(lens_model), 16, document_regularizer_weight=3.0,
-                                query_regularizer_weight=0.5)
+    loss = sparsity_regularized(
+        LensInfoNCELoss(lens_model), 16, document_regularizer_weight=3.0, query_regularizer_weight=0.5
+    )
     assert isinstance(loss, SpladeLoss) and not isinstance(loss, CachedSpladeLoss)
     with torch.no_grad():
         parts = loss(features, None)
         queries, *documents = embed_columns(lens_model, [lens_model.preprocess(column) for column in COLUMNS])
         base = LensInfoNCELoss(lens_model).compute_loss_from_embeddings([queries, *documents])
     assert parts["base_loss"].item() == pytest.approx(base.item(), rel=1e-6)
-    assert parts["query_regularizer_loss"].item() == pytest.approx(0.5 * _splade_flops(queries.tolist()), rel=1e-5)
+    assert parts["query_regularizer_loss"].item() == pytest.approx(
+        0.5 * _splade_flops(queries.tolist()), rel=1e-5
+    )
     assert parts["document_regularizer_loss"].item() == pytest.approx(
         3.0 * _splade_flops(torch.cat(documents).tolist()), rel=1e-5
     )
@@ -96,12 +101,20 @@ def test_weight_zero_leaves_the_lens_loss_and_its_gradient_bit_identical(lens_mo
         lens_model.zero_grad()
         features = [lens_model.preprocess(column) for column in COLUMNS]
         if regularized:
-            loss = _total(sparsity_regularized(LensInfoNCELoss(lens_model), 16, 0.0, 0.0, mini_batch_size)(features, None))
+            loss = _total(
+                sparsity_regularized(LensInfoNCELoss(lens_model), 16, 0.0, 0.0, mini_batch_size)(
+                    features, None
+                )
+            )
         else:
             loss = LensInfoNCELoss(lens_model, mini_batch_size=mini_batch_size)(features, None)
         loss.backward()
-        results.append((loss.detach(), {name: p.grad.clone() for name, p in lens_model.named_parameters()
-                                        if p.grad is not None}))
+        results.append(
+            (
+                loss.detach(),
+                {name: p.grad.clone() for name, p in lens_model.named_parameters() if p.grad is not None},
+            )
+        )
     (plain, plain_grads), (zero, zero_grads) = results
     assert torch.equal(plain, zero)
     assert plain_grads.keys() == zero_grads.keys() and plain_grads
@@ -116,7 +129,11 @@ def test_a_run_without_regulariser_weights_trains_the_plain_lens_loss(lens_model
     assert type(plain) is LensInfoNCELoss and plain.mini_batch_size == 4
     config.query_regularizer_weight = 0.1
     cached = build_losses(lens_model, specs, config, world_size=1)["retrieval"]
-    assert isinstance(cached, CachedSpladeLoss) and cached.mini_batch_size == 4 and cached.loss.mini_batch_size is None
+    assert (
+        isinstance(cached, CachedSpladeLoss)
+        and cached.mini_batch_size == 4
+        and cached.loss.mini_batch_size is None
+    )
     assert (cached.document_regularizer_weight, cached.query_regularizer_weight) == (0.0, 0.1)
     with pytest.raises(ValueError, match="not a LENS model"):
         build_losses(nn.Sequential(nn.Linear(2, 2)), specs, config, world_size=1)
@@ -132,12 +149,22 @@ def test_gradient_caching_gives_the_regularised_loss_and_gradient(lens_model) ->
         loss_fn = sparsity_regularized(LensInfoNCELoss(lens_model), 16, 2.0, 1.0, mini_batch_size)
         parts = loss_fn([lens_model.preprocess(column) for column in COLUMNS], None)
         _total(parts).backward()
-        results.append(({key: value.item() for key, value in parts.items()},
-                        {name: p.grad.clone() for name, p in lens_model.named_parameters() if p.grad is not None}))
+        results.append(
+            (
+                {key: value.item() for key, value in parts.items()},
+                {name: p.grad.clone() for name, p in lens_model.named_parameters() if p.grad is not None},
+            )
+        )
     (plain_parts, plain_grads), (cached_parts, cached_grads) = results
-    assert plain_parts.keys() == cached_parts.keys() == {"base_loss", "document_regularizer_loss", "query_regularizer_loss"}
+    assert (
+        plain_parts.keys()
+        == cached_parts.keys()
+        == {"base_loss", "document_regularizer_loss", "query_regularizer_loss"}
+    )
     for key in plain_parts:
-        assert cached_parts[key] == pytest.approx(plain_parts[key], rel=1e-6)  # the cached parts are logged in fp32
+        assert cached_parts[key] == pytest.approx(
+            plain_parts[key], rel=1e-6
+        )  # the cached parts are logged in fp32
     assert plain_grads.keys() == cached_grads.keys() and plain_grads
     for name in plain_grads:
         torch.testing.assert_close(cached_grads[name], plain_grads[name], rtol=1e-9, atol=1e-12)
@@ -145,8 +172,9 @@ def test_gradient_caching_gives_the_regularised_loss_and_gradient(lens_model) ->
 
 @pytest.mark.parametrize(("warmup", "steps_to_full"), [(10, 10), (0.5, 15), (1, 1), (0, 0)])
 def test_the_weights_warm_up_quadratically(warmup: float, steps_to_full: int) -> None:
-    loss = sparsity_regularized(LensInfoNCELoss(nn.Identity()), 4, document_regularizer_weight=2.0,
-                                query_regularizer_weight=0.5)
+    loss = sparsity_regularized(
+        LensInfoNCELoss(nn.Identity()), 4, document_regularizer_weight=2.0, query_regularizer_weight=0.5
+    )
     callback = RegularizerWarmup(loss, warmup)
     state = TrainerState(max_steps=30, global_step=0)
     callback.on_train_begin(None, state, None)
@@ -176,20 +204,31 @@ def _active_dims(model) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
         documents = model.encode_document(SENTENCES, convert_to_tensor=True)
-        queries = model.encode_query([" ".join(text.split()[:4]) for text in SENTENCES], convert_to_tensor=True)
+        queries = model.encode_query(
+            [" ".join(text.split()[:4]) for text in SENTENCES], convert_to_tensor=True
+        )
     return (documents != 0).sum(dim=1).float().mean().item(), (queries != 0).sum(dim=1).float().mean().item()
 
 
-def test_a_large_flops_weight_makes_the_vectors_sparser_and_the_logs_show_it(tiny_lens: Path, tmp_path: Path) -> None:
+def test_a_large_flops_weight_makes_the_vectors_sparser_and_the_logs_show_it(
+    tiny_lens: Path, tmp_path: Path
+) -> None:
     """The same seeded steps (full fine-tuning, which moves a tiny model faster than LoRA) with weight 0 and
     with a large weight: fewer active dimensions, for documents and queries, and the logs say so."""
     data = [write_jsonl(tmp_path / "retrieval.jsonl", retrieval_rows())]
     results = {}
     for weight in (0.0, 100.0):
         logs = _Logs()
-        config = toy_config(tiny_lens, data, tmp_path / f"out-{weight}", max_steps=20, lora=False,
-                            document_regularizer_weight=weight, query_regularizer_weight=weight,
-                            regularizer_warmup_steps=4)
+        config = toy_config(
+            tiny_lens,
+            data,
+            tmp_path / f"out-{weight}",
+            max_steps=20,
+            lora=False,
+            document_regularizer_weight=weight,
+            query_regularizer_weight=weight,
+            regularizer_warmup_steps=4,
+        )
         trainer = build_trainer(config, callbacks=[logs])
         trainer.train()
         results[weight] = (_active_dims(trainer.model), logs.logs)
@@ -198,7 +237,9 @@ def test_a_large_flops_weight_makes_the_vectors_sparser_and_the_logs_show_it(tin
     assert sparse_documents <= plain_documents - 2 and sparse_queries <= plain_queries - 2
     assert "document_active_dims" not in plain_logs[0]  # weight 0: exactly the LENS loss, logged as before
     assert len(sparse_logs) == 20
-    for step, line in enumerate(sparse_logs):  # each line logs the step just taken (the weight set at its start)
+    for step, line in enumerate(
+        sparse_logs
+    ):  # each line logs the step just taken (the weight set at its start)
         warm = min(1.0, (step / 4) ** 2)
         assert line["document_regularizer_weight"] == pytest.approx(100.0 * warm)
         assert line["query_regularizer_weight"] == pytest.approx(100.0 * warm)
@@ -209,16 +250,21 @@ def test_a_large_flops_weight_makes_the_vectors_sparser_and_the_logs_show_it(tin
     assert sparse_logs[-1]["query_active_dims"] < sparse_logs[0]["query_active_dims"]
 
 
-def test_a_regularised_run_resumes_mid_warmup_to_the_uninterrupted_weights(tiny_lens: Path, tmp_path: Path) -> None:
+def test_a_regularised_run_resumes_mid_warmup_to_the_uninterrupted_weights(
+    tiny_lens: Path, tmp_path: Path
+) -> None:
     data = [write_jsonl(tmp_path / "retrieval.jsonl", retrieval_rows())]
-    options = dict(max_steps=4, document_regularizer_weight=5.0, query_regularizer_weight=1.0, regularizer_warmup_steps=3)
+    options = dict(
+        max_steps=4, document_regularizer_weight=5.0, query_regularizer_weight=1.0, regularizer_warmup_steps=3
+    )
     whole = train(toy_config(tiny_lens, data, tmp_path / "whole", **options))
     interrupted = toy_config(tiny_lens, data, tmp_path / "resumed", **options)
     train(interrupted, callbacks=[StopAt(2)])
     resumed = train(interrupted)
     texts = ["the quick brown fox", "a red kite"]
     torch.testing.assert_close(
-        torch.from_numpy(load_lens_model(resumed).encode(texts)), torch.from_numpy(load_lens_model(whole).encode(texts))
+        torch.from_numpy(load_lens_model(resumed).encode(texts)),
+        torch.from_numpy(load_lens_model(whole).encode(texts)),
     )
 
 
@@ -232,12 +278,16 @@ def test_a_run_recorded_before_the_regulariser_existed_still_resumes(tmp_path: P
     record.write_text(json.dumps(values))
     config.checkpoint_dir.mkdir()  # it trained
     prepare_output(config)  # the same run: resumed, not refused
-    sparse = TrainConfig(model="m", data=["d.jsonl"], output=str(tmp_path / "run"), document_regularizer_weight=0.1)
+    sparse = TrainConfig(
+        model="m", data=["d.jsonl"], output=str(tmp_path / "run"), document_regularizer_weight=0.1
+    )
     with pytest.raises(FileExistsError, match="different document_regularizer_weight"):
         prepare_output(sparse)
 
 
-@pytest.mark.parametrize("field", ["document_regularizer_weight", "query_regularizer_weight", "regularizer_warmup_steps"])
+@pytest.mark.parametrize(
+    "field", ["document_regularizer_weight", "query_regularizer_weight", "regularizer_warmup_steps"]
+)
 def test_negative_weights_and_warmups_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=f"TrainConfig {field}: must be a finite number >= 0"):
         TrainConfig(model="m", data=[], output="o", **{field: -0.5})

@@ -73,8 +73,17 @@ def classification_rows() -> list[dict]:
 def toy_config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> TrainConfig:
     """A run on the tiny model that trains in seconds: small batches, no warmup, a log line per step."""
     values = dict(
-        model=str(tiny_lens), data=[str(path) for path in data], output=str(output), batch_size=4, group_size=3,
-        learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1000, report_to=[], seed=7,
+        model=str(tiny_lens),
+        data=[str(path) for path in data],
+        output=str(output),
+        batch_size=4,
+        group_size=3,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        logging_steps=1,
+        save_steps=1000,
+        report_to=[],
+        seed=7,
     )
     values.update(overrides)
     return TrainConfig(**values)
