@@ -28,8 +28,10 @@ quickstart: install
 	.venv/bin/lens-embed explain $$M "A man is playing a guitar." --document "Someone plays a musical instrument." --top 5 && \
 	.venv/bin/lens-embed explain $$M "A man is playing a guitar." --document "Stock markets fell sharply today." --top 5
 
+# ruff's checks and its formatter's check (CI runs this before the tests: it fails in seconds).
 lint:
 	$(PY) -m ruff check lens_embed eval tests benchmarks
+	$(PY) -m ruff format --check lens_embed eval tests benchmarks
 
 # ---- evaluation targets ----
 # OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json,
