@@ -111,7 +111,8 @@ def head_overhead(
 
 
 def head_flop_share(lens, batches: list[list[str]]) -> float:
-    """FLOPs of the K-way head over those of the encoder backbone (projections, MLP, attention), same batches."""
+    """FLOPs of the K-way head over those of the encoder backbone (projections, MLP, attention), same
+    batches."""
     config = lens[0].auto_model.config
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     n_clusters = lens[1].n_clusters

@@ -1,4 +1,5 @@
-"""The Qdrant engine rows: memory per million documents, recall@10 against exact search, nDCG@10, ms per query.
+"""The Qdrant engine rows: memory per million documents, recall@10 against exact search, nDCG@10, ms per
+query.
 
 Every configuration is a collection of the in-process engine (``lens_embed.engine.EdgeBackend``),
 filled and searched through the package's own path (``lens_embed.serving.upload_vectors`` and
@@ -75,7 +76,8 @@ def load_task(
 
 
 def allocated_bytes(folder: Path, vector_names: set[str]) -> int:
-    """Disk blocks of the vector storage and index files of these vectors, in every segment of a collection."""
+    """Disk blocks of the vector storage and index files of these vectors, in every segment of a
+    collection."""
     total = 0
     for path in folder.glob("segments/*/*"):
         kind, _, name = path.name.partition("-")
@@ -171,10 +173,12 @@ def measure(
 
 def markdown(rows: list[dict[str, object]], task: str, n_docs: int, n_queries: int, dim: int) -> str:
     lines = [
-        f"{task}: {n_docs} documents, {n_queries} test queries, {dim} dimensions; in-process engine (qdrant-edge-py); "
+        f"{task}: {n_docs} documents, {n_queries} test queries, {dim} dimensions; "
+        "in-process engine (qdrant-edge-py); "
         "recall@10 against exact search",
         "",
-        "| configuration | bytes / doc | GB / million docs | recall@10 | nDCG@10 | build (s) | search (ms/query) | HNSW graph |",
+        "| configuration | bytes / doc | GB / million docs | recall@10 | nDCG@10 | build (s) "
+        "| search (ms/query) | HNSW graph |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:

@@ -396,10 +396,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def markdown(report: dict[str, object]) -> str:
     """The report as a table for benchmarks/RESULTS.md."""
     lines = [
-        f"device: {report['device']}; peak used for MFU: {report['peak_tflops_bf16_dense']} TFLOP/s (bf16 dense); "
+        f"device: {report['device']}; "
+        f"peak used for MFU: {report['peak_tflops_bf16_dense']} TFLOP/s (bf16 dense); "
         f"{report['layers']} layers, K = {report['clusters']}, tokens per group {report['tokens']}",
         "",
-        "| pipeline | tokens/s | MFU | MFU (512-token docs) | peak GPU memory (GiB) | time to first embedding (s) |",
+        "| pipeline | tokens/s | MFU | MFU (512-token docs) | peak GPU memory (GiB) "
+        "| time to first embedding (s) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in report["pipelines"]:

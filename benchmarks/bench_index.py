@@ -94,9 +94,11 @@ def measure(docs: np.ndarray, queries: np.ndarray, top_k: int = 10) -> list[dict
 
 def markdown(rows: list[dict[str, object]], n_docs: int, n_queries: int, dim: int) -> str:
     lines = [
-        f"SciFact: {n_docs} documents, {n_queries} test queries, {dim} dimensions; recall@10 against exact search",
+        f"SciFact: {n_docs} documents, {n_queries} test queries, {dim} dimensions; "
+        "recall@10 against exact search",
         "",
-        "| index | bytes / doc | GB / million docs | fixed (MB) | recall@10 | build (s) | search (ms/query) |",
+        "| index | bytes / doc | GB / million docs | fixed (MB) | recall@10 | build (s) "
+        "| search (ms/query) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-# tests/ for tiny_models' decoder builder, benchmarks/ for bench_gpu's tokenizer (also when the test imports this)
+# tests/ for tiny_models' decoder builder, benchmarks/ for bench_gpu's tokenizer
+# (also when the test imports this)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -306,18 +307,23 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"device: {report['device']}; torch {report['torch']}; hidden {shape['hidden_size']}, "
-            f"{shape['num_hidden_layers']} layers, {shape['num_attention_heads']}/{shape['num_key_value_heads']} heads, "
-            f"vocabulary {shape['vocab_size']}, K = {shape['clusters']}; {report['precision']}, LoRA {report['lora']}, "
+            f"{shape['num_hidden_layers']} layers, "
+            f"{shape['num_attention_heads']}/{shape['num_key_value_heads']} heads, "
+            f"vocabulary {shape['vocab_size']}, K = {shape['clusters']}; "
+            f"{report['precision']}, LoRA {report['lora']}, "
             f"gradient checkpointing {report['gradient_checkpointing']}, lr {report['learning_rate']}, "
             f"{report['distinct_rows']} distinct rows",
             "",
-            "| steps x batch x group | tokens | seconds | tokens/s | tokens/s after step 1 | peak GPU memory (GiB) "
+            "| steps x batch x group | tokens | seconds | tokens/s | tokens/s after step 1 "
+            "| peak GPU memory (GiB) "
             "| logged loss, first -> last (means) | fixed-batch loss, before -> after | loss went down |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             f"| {report['steps']} x {report['batch_size']} x {report['group_size']} | {report['tokens']} "
-            f"| {report['train_seconds']} | {report['tokens_per_s']} | {report['tokens_per_s_after_first_step']} "
+            f"| {report['train_seconds']} | {report['tokens_per_s']} "
+            f"| {report['tokens_per_s_after_first_step']} "
             f"| {report['peak_gpu_memory_gib']} | {report['first_loss_mean']} -> {report['last_loss_mean']} "
-            f"| {report['fixed_batch_loss_before']} -> {report['fixed_batch_loss_after']} | {report['loss_went_down']} |",
+            f"| {report['fixed_batch_loss_before']} -> {report['fixed_batch_loss_after']} "
+            f"| {report['loss_went_down']} |",
         ]
     )
 

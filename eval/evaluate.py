@@ -1,4 +1,5 @@
-"""Entry point of the Makefile's evaluation targets: ``python eval/evaluate.py {mteb,offline,airbench,check-harness,compare} ...``.
+"""Entry point of the Makefile's evaluation targets:
+``python eval/evaluate.py {mteb,offline,airbench,check-harness,compare} ...``.
 
 The same as ``lens-embed evaluate ...``: one CLI entry, one error format.
 """

@@ -55,7 +55,8 @@ def backbone_kwargs(
     if attn_implementation is not None:
         if attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
-                f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn_implementation!r}"
+                f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, "
+                f"got {attn_implementation!r}"
             )
         kwargs["attn_implementation"] = attn_implementation
     return kwargs
@@ -142,7 +143,8 @@ def resize_embeddings(backbone: torch.nn.Module, vocab_size: int, seed: int) -> 
 
 
 class CheckpointError(ValueError):
-    """Weights that cannot be used exactly: missing, mismatched, corrupt or unsafe (the message names the file)."""
+    """Weights that cannot be used exactly: missing, mismatched, corrupt or unsafe (the message names the
+    file)."""
 
 
 def weight_files(model_name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs: Any) -> list[Path]:
@@ -265,7 +267,8 @@ def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
 
 
 def expected_shapes(config: PretrainedConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor name -> shape of the base model a config describes (built on the meta device: no memory)."""
+    """Every tensor name -> shape of the base model a config describes (built on the meta device: no
+    memory)."""
     with torch.device("meta"):
         return {
             name: tuple(tensor.shape) for name, tensor in AutoModel.from_config(config).state_dict().items()

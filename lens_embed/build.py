@@ -65,7 +65,8 @@ def save_staged(
     overwrite: bool,
     check: Callable[[Path], None] | None = None,
 ) -> None:
-    """Save ``model`` to ``output_dir`` through a staging folder renamed into place (:func:`staged_directory`).
+    """Save ``model`` to ``output_dir`` through a staging folder renamed into place
+    (:func:`staged_directory`).
 
     An interruption leaves ``output_dir`` as it was (absent, or the previous model whole); every
     file gets the usual mode; ``check(staging)`` may refuse the written folder before it is put in place.
@@ -129,7 +130,8 @@ def build_lens_model(
         seed: Seed of the KMeans and of the new special-token embedding rows: one seed, one model.
         kmeans_iterations: Lloyd iterations of the vocabulary KMeans.
         max_seq_length: Token limit of the saved model (inputs are truncated, EOS kept).
-        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for transformers' choice.
+        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for
+            transformers' choice.
         dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype (transformers'
             name for it); None keeps the checkpoint's.
         device: Device of the returned model (e.g. "cuda"); None lets sentence-transformers choose.
@@ -180,7 +182,8 @@ def build_lens_model(
 
 
 def default_model_path(n_clusters: int = DEFAULT_CLUSTERS, cache: str | Path | None = None) -> Path:
-    """Path of the embedded default LENS-MiniLM model, built on first use (about a minute or three on 2 cores).
+    """Path of the embedded default LENS-MiniLM model, built on first use (about a minute or three on 2
+    cores).
 
     The build goes to a staging folder renamed into place under a lock, so an interrupted build
     never leaves a half-written model behind and concurrent first uses build it once.

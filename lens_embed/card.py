@@ -56,7 +56,8 @@ class ModelFacts:
     max_seq_length: int | None
     prompts: dict[str, str]
     truncation_keeps_eos: bool = True
-    """False for converted released checkpoints: an over-long text loses its EOS, as in the authors' evaluation."""
+    """False for converted released checkpoints: an over-long text loses its EOS, as in the authors'
+    evaluation."""
 
     @property
     def hybrid(self) -> bool:
@@ -89,7 +90,8 @@ class EvalRow:
 
 
 def base_model_license(base_model: str | Path) -> str | None:
-    """The licence in the base model's own card (a local folder's README.md, else the hub's); None if unknown."""
+    """The licence in the base model's own card (a local folder's README.md, else the hub's); None if
+    unknown."""
     local = Path(base_model) / CARD_FILE
     try:
         card = ModelCard.load(local) if local.is_file() else ModelCard.load(str(base_model))
@@ -168,7 +170,8 @@ def _model_section(facts: ModelFacts, provenance: Provenance) -> str:
         else "bidirectional"
     )
     hybrid = (
-        f"yes: the L2-normalised {facts.dense_pooling}-pooled hidden state (weight {facts.dense_weight:g}) is "
+        f"yes: the L2-normalised {facts.dense_pooling}-pooled hidden state "
+        f"(weight {facts.dense_weight:g}) is "
         f"appended to the {facts.n_clusters} lexicon dimensions"
         if facts.hybrid
         else "no (lexicon dimensions only)"
@@ -322,7 +325,8 @@ def render_card(
     body = "\n".join(
         [
             f"# {title}\n",
-            f"LENS lexicon-based embeddings: {facts.n_clusters} dimensions{hybrid} from a bidirectional {facts.backbone}.\n",
+            f"LENS lexicon-based embeddings: {facts.n_clusters} dimensions{hybrid} "
+            f"from a bidirectional {facts.backbone}.\n",
             _model_section(facts, provenance),
             _usage_section(facts, model_id),
             _limits_section(facts),

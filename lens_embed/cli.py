@@ -116,7 +116,8 @@ def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> N
 
 
 def _load_options(args: argparse.Namespace) -> dict[str, str | None]:
-    """The loader's keywords for the ``--dtype`` / ``--attn-implementation`` of a verb (:func:`add_load_options`)."""
+    """The loader's keywords for the ``--dtype`` / ``--attn-implementation`` of a verb
+    (:func:`add_load_options`)."""
     return {"dtype": args.dtype, "attn_implementation": args.attn_implementation}
 
 

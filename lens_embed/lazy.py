@@ -14,7 +14,8 @@ from typing import Any
 def lazy_exports(
     package: str, exports: dict[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """A module ``__getattr__`` resolving ``exports`` (public name -> module, relative to ``package`` if dotted), and its ``__dir__``.
+    """A module ``__getattr__`` resolving ``exports`` (public name -> module, relative to ``package`` if
+    dotted), and its ``__dir__``.
 
     Args:
         package: The package's ``__name__``.

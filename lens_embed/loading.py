@@ -68,9 +68,12 @@ def load_lens_model(
         name_or_path: A lens-embed or sentence-transformers model folder, a hub id, or a released name.
         device: Device to load onto (e.g. "cuda", "cpu"); None lets sentence-transformers choose.
         trust_remote_code: Allow the model to import code of its own (only for models you trust).
-        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype; None keeps the saved one.
-        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for transformers' choice.
-        **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``, ``revision``).
+        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype; None keeps
+            the saved one.
+        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for
+            transformers' choice.
+        **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``,
+            ``revision``).
 
     Returns:
         The loaded ``SentenceTransformer``.
@@ -131,7 +134,8 @@ def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
 def check_model_files(
     source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]
 ) -> None:
-    """Before anything is built: every file that the library's modules will read is readable, each error naming it.
+    """Before anything is built: every file that the library's modules will read is readable, each
+    error naming it.
 
     The JSON configs parse; each module type of sentence-transformers or lens-embed exists (so a
     typo is not reported as an import traceback or as remote code); every weight file of those
@@ -162,7 +166,8 @@ def library_module_class(
     module_type: str, module_classes: dict[str, type[Module]], location: str
 ) -> type[Module] | None:
     """The class of a ``modules.json`` type that is library code (lens-embed's or sentence-transformers'),
-    None for any other type; a ValueError naming ``location`` when it claims to be library code but no such class exists."""
+    None for any other type; a ValueError naming ``location`` when it claims to be library code but no
+    such class exists."""
     if module_type in module_classes:
         return module_classes[module_type]
     if module_type.startswith("lens_embed."):
@@ -216,7 +221,8 @@ def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[s
             hidden_size = module.auto_model.config.hidden_size
             if pooling.hidden_size != hidden_size:
                 raise CheckpointError(
-                    f"{source}: the LENS head reads hidden size {pooling.hidden_size} but the backbone has {hidden_size}"
+                    f"{source}: the LENS head reads hidden size {pooling.hidden_size} "
+                    f"but the backbone has {hidden_size}"
                 )
         elif isinstance(module, LexiconPooling):
             subfolder = folders.get(name, "")
@@ -233,7 +239,8 @@ def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs:
         is_causal = saved.get("is_causal", "absent, so causal")
         if is_causal is not False or getattr(backbone.config, "is_causal", True) is not False:
             raise CheckpointError(
-                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), got is_causal: {is_causal}"
+                f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), "
+                f"got is_causal: {is_causal}"
             )
     files = weight_files(source, subfolder, **hub_kwargs)
     if not files:
@@ -258,7 +265,8 @@ def check_head(pooling: LexiconPooling, file: Path) -> None:
     expected = (pooling.n_clusters, pooling.hidden_size)
     if tuple(centroids.shape) != expected or centroids.dtype != torch.float32:
         raise CheckpointError(
-            f"{file}: centroids are {centroids.dtype} {tuple(centroids.shape)}, expected torch.float32 {expected}"
+            f"{file}: centroids are {centroids.dtype} {tuple(centroids.shape)}, "
+            f"expected torch.float32 {expected}"
         )
     if not bool(torch.isfinite(centroids).all()):
         raise CheckpointError(f"{file}: the centroids hold NaN or infinite values")

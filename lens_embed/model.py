@@ -97,8 +97,9 @@ def lexicon_pooling(model: SentenceTransformer) -> LexiconPooling:
 
 
 def instruction_prompt(*, query: bool, instruction: str | None) -> str | None:
-    """The prompt an explicit instruction gives a text: the LENS query prompt ``<instruct>{instruction}\\n<query>``;
-    None without one (the side's own prompt then applies). An instruction on the document side is refused."""
+    """The prompt an explicit instruction gives a text: the LENS query prompt
+    ``<instruct>{instruction}\\n<query>``; None without one (the side's own prompt then applies). An
+    instruction on the document side is refused."""
     if instruction is None:
         return None
     if not query:
@@ -147,10 +148,12 @@ def encode(
         instruction: The query instruction; None uses the model's "query" prompt. Queries only.
         batch_size: Texts per forward pass.
         show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
-        max_active_dims: Keep only each vector's N largest lexicon weights (:func:`lens_embed.pooling.keep_max_active_dims`,
-            the engine's pruning: a hybrid's dense part is kept whole, nothing is re-normalised); None keeps all.
+        max_active_dims: Keep only each vector's N largest lexicon weights
+            (:func:`lens_embed.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense part
+            is kept whole, nothing is re-normalised); None keeps all.
         **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``);
-            not ``prompt`` or ``prompt_name``: the side and the instruction decide the prompt (:func:`side_prompt`).
+            not ``prompt`` or ``prompt_name``: the side and the instruction decide the prompt
+            (:func:`side_prompt`).
 
     Returns:
         A float32 array [len(texts), dimension].

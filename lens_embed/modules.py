@@ -33,8 +33,9 @@ def validate_texts(texts: Sequence[Any]) -> None:
         position = lone_surrogate(text)
         if position is not None:
             raise ValueError(
-                f"text at index {index} ({text[:40]!r}) holds a lone surrogate U+{ord(text[position]):04X} at "
-                f"character {position}, which is not valid Unicode and cannot be tokenized"
+                f"text at index {index} ({text[:40]!r}) holds a lone surrogate "
+                f"U+{ord(text[position]):04X} at character {position}, "
+                "which is not valid Unicode and cannot be tokenized"
             )
 
 
@@ -50,7 +51,8 @@ def _per_token(value: Any, features: dict[str, Any]) -> bool:
 
 
 class LensTransformer(Transformer):
-    """sentence-transformers' ``Transformer`` with LENS' input checks, query/document routing and right padding.
+    """sentence-transformers' ``Transformer`` with LENS' input checks, query/document routing and right
+    padding.
 
     The side of a text (query or document) comes from the call, never from the text: the ``task``
     that ``encode_query``/``encode_document`` and the trainer's ``router_mapping`` pass, else the
@@ -97,7 +99,9 @@ class LensTransformer(Transformer):
         max_length = kwargs.get("max_length") or self.max_seq_length
         if self.truncation_keeps_eos or max_length is None:
             features = super().preprocess(inputs, prompt=prompt, task=task, **kwargs)
-        else:  # one token more, then rows that used it lose their last token (EOS): BOS + (text + EOS)[:max_length - 1]
+        else:
+            # one token more, then rows that used it lose their last token (EOS):
+            # BOS + (text + EOS)[:max_length - 1]
             features = super().preprocess(
                 inputs, prompt=prompt, task=task, **{**kwargs, "max_length": max_length + 1}
             )
@@ -184,7 +188,8 @@ class LexiconPooling(Module):
         hidden_size: H, the backbone's hidden size.
         query_token_id: the id of ``<query>`` in the model's tokenizer.
         next_token_outputs: True for decoders (the output at i stands for token i+1), False for encoders.
-        dense_pooling: None (lexicon only), ``"mean"`` or ``"last"``: append a normalised dense vector (hybrid).
+        dense_pooling: None (lexicon only), ``"mean"`` or ``"last"``: append a normalised dense vector
+            (hybrid).
         dense_weight: the dense part's weight in the hybrid (>= 0).
         vocab_size: rows of the token -> cluster map (set when loading saved weights).
     """
@@ -226,7 +231,8 @@ class LexiconPooling(Module):
         """Install clustering results, checking their shapes against the configuration."""
         if tuple(centroids.shape) != (self.n_clusters, self.hidden_size):
             raise ValueError(
-                f"centroids have shape {tuple(centroids.shape)}, expected ({self.n_clusters}, {self.hidden_size})"
+                f"centroids have shape {tuple(centroids.shape)}, "
+                f"expected ({self.n_clusters}, {self.hidden_size})"
             )
         self.centroids = centroids.detach().float().clone().to(self.centroids.device)
         self.token_clusters = token_clusters.detach().long().clone().to(self.centroids.device)
@@ -236,7 +242,8 @@ class LexiconPooling(Module):
         attention_mask = features["attention_mask"]
         if QUERY_MARKER not in features:
             raise ValueError(
-                f"features carry no {QUERY_MARKER!r}: build them with the model's preprocess (LensTransformer)"
+                f"features carry no {QUERY_MARKER!r}: "
+                "build them with the model's preprocess (LensTransformer)"
             )
         query_rank = query_start(
             features["input_ids"], attention_mask, self.query_token_id, features[QUERY_MARKER]

@@ -24,7 +24,8 @@ class MissingExtraError(ImportError):
 
 
 def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` (part of the ``extra`` stack), or raise :class:`MissingExtraError` naming the extra."""
+    """Import ``module`` (part of the ``extra`` stack), or raise :class:`MissingExtraError` naming the
+    extra."""
     if extra not in INSTALL_HINTS:
         raise ValueError(f"unknown extra {extra!r}; known: {', '.join(INSTALL_HINTS)}")
     try:
@@ -33,5 +34,6 @@ def require(module: str, extra: str) -> ModuleType:
         if error.name is None or module.split(".")[0] != error.name.split(".")[0]:
             raise  # the module exists but something it imports is broken: not a missing extra
         raise MissingExtraError(
-            f"{module} is not installed: this feature needs the lens-embed[{extra}] extra ({INSTALL_HINTS[extra]})"
+            f"{module} is not installed: "
+            f"this feature needs the lens-embed[{extra}] extra ({INSTALL_HINTS[extra]})"
         ) from error

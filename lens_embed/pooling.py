@@ -28,7 +28,8 @@ def query_start(
     query_token_id: int | None,
     query_marker: torch.Tensor,
 ) -> torch.Tensor:
-    """[batch, 1] rank (among real tokens) of the ``<query>`` token that opens each query's text; -1 for documents.
+    """[batch, 1] rank (among real tokens) of the ``<query>`` token that opens each query's text; -1 for
+    documents.
 
     Args:
         input_ids: [batch, seq] token ids.
@@ -72,7 +73,8 @@ def pooling_mask(
 
     Args:
         attention_mask: [batch, seq], 1 on real tokens.
-        query_rank: [batch, 1] from :func:`query_start`: the rank of a query's ``<query>`` token, -1 for documents.
+        query_rank: [batch, 1] from :func:`query_start`: the rank of a query's ``<query>`` token, -1 for
+            documents.
         next_token_outputs: whether the backbone is a decoder (outputs predict the next token).
     """
     real = attention_mask.bool()

@@ -71,7 +71,8 @@ def _source_order(root: str = ROOT_MODULE) -> list[str]:
         for node in _package_imports(tree):
             if node not in tree.body:
                 raise ImportError(
-                    f"{name}:{node.lineno}: imports lens-embed inside a function; the portable modeling file cannot carry it"
+                    f"{name}:{node.lineno}: imports lens-embed inside a function; "
+                    "the portable modeling file cannot carry it"
                 )
             if isinstance(node, ast.Import) or node.level > 0:
                 raise ImportError(
@@ -86,7 +87,8 @@ def _source_order(root: str = ROOT_MODULE) -> list[str]:
 
 def _stripped(name: str, defined: dict[str, str]) -> str:
     """A module's source without its docstring, ``__future__`` and lens-embed imports; checks that the
-    names it imports from lens-embed are defined by an earlier module and that it redefines none differently."""
+    names it imports from lens-embed are defined by an earlier module and that it redefines none
+    differently."""
     source = inspect.getsource(importlib.import_module(name))
     tree = ast.parse(source)
     lines = source.splitlines()
@@ -132,7 +134,8 @@ def modeling_source() -> str:
     defined: dict[str, str] = {}
     order = _source_order()
     parts = [
-        f'"""LENS sentence-transformers modules, written by lens-embed {lens_embed.__version__} from its own sources\n'
+        f'"""LENS sentence-transformers modules, written by lens-embed {lens_embed.__version__} '
+        "from its own sources\n"
         f"({', '.join(order)}): load this model with\n"
         '``SentenceTransformer(path, trust_remote_code=True)``; lens-embed is not needed."""',
         "from __future__ import annotations",
@@ -160,7 +163,8 @@ def portable_type(class_ref: str) -> str:
 
 
 def lens_module_classes() -> dict[str, type[Module]]:
-    """``lens_embed.modules.<Class>`` -> the class, for every sentence-transformers module lens-embed defines."""
+    """``lens_embed.modules.<Class>`` -> the class, for every sentence-transformers module lens-embed
+    defines."""
     return {
         f"{cls.__module__}.{cls.__qualname__}": cls
         for cls in vars(lens_modules).values()

@@ -42,7 +42,8 @@ def query_prompt(instruction: str) -> str:
 
 
 def default_prompts() -> dict[str, str]:
-    """sentence-transformers ``prompts``: ``query``/``document`` plus every named instruction (``prompt_name=``)."""
+    """sentence-transformers ``prompts``: ``query``/``document`` plus every named instruction
+    (``prompt_name=``)."""
     prompts = {"query": query_prompt(DEFAULT_QUERY_INSTRUCTION), "document": ""}
     prompts.update({name: query_prompt(text) for name, text in NAMED_INSTRUCTIONS.items()})
     return prompts

@@ -86,9 +86,9 @@ class ShardStore:
             if differs:
                 detail = ", ".join(f"{key} {found.get(key)!r} there, {wanted[key]!r} here" for key in differs)
                 raise ValueError(
-                    f"{self.directory} holds shards of another corpus, model or shard size ({detail}; the key "
-                    "fingerprints the corpus, the model and the side); use another folder, or the options it was "
-                    "started with"
+                    f"{self.directory} holds shards of another corpus, model or shard size "
+                    f"({detail}; the key fingerprints the corpus, the model and the side); "
+                    "use another folder, or the options it was started with"
                 )
             return
         if any(self.directory.glob("*.npy")):
@@ -216,15 +216,18 @@ def build_index(
     train_size: int = 100_000,
     seed: int = 0,
 ) -> faiss.Index:
-    """An inner-product faiss index over ``embeddings``: exact by default, else a smaller or faster approximation.
+    """An inner-product faiss index over ``embeddings``: exact by default, else a smaller or faster
+    approximation.
 
     Args:
         embeddings: [n, dim] vectors (normalise them first for cosine similarity).
         kind: one of :data:`INDEX_KINDS` (see :func:`index_factory_string` for memory and recall trade-offs).
         hnsw_m: HNSW graph degree; ``hnsw_ef_search``: its search breadth.
         ivf_nlist: inverted lists (default ``4 sqrt(n)``); ``ivf_nprobe``: lists searched per query.
-        pq_bytes: bytes per vector of the PQ codes (``ivfpq``, ``opq``), rounded down to a divisor of the dimension.
-        opq_dim: dimensions after the OPQ rotation; ``opq_iterations``: its training rounds (each trains a PQ).
+        pq_bytes: bytes per vector of the PQ codes (``ivfpq``, ``opq``), rounded down to a divisor of the
+            dimension.
+        opq_dim: dimensions after the OPQ rotation; ``opq_iterations``: its training rounds (each trains a
+            PQ).
         train_size: vectors sampled (seeded) to train IVF/PQ/OPQ.
         seed: the sample's and faiss' clustering seed.
     """

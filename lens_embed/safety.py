@@ -45,7 +45,8 @@ def read_model_json(
 ) -> tuple[Any, str] | None:
     """A JSON file of a local folder or hub repository and its location, or None if it has none.
 
-    ``hub_kwargs`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``) go to transformers' ``cached_file``.
+    ``hub_kwargs`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``) go to transformers'
+    ``cached_file``.
     """
     path = cached_file(
         str(name_or_path),
@@ -85,7 +86,8 @@ def read_modules(
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in MODULE_KEYS):
             raise ValueError(
-                f"{location}: module {index} must be an object with string {', '.join(MODULE_KEYS)}, got {json.dumps(entry)}"
+                f"{location}: module {index} must be an object with string {', '.join(MODULE_KEYS)}, "
+                f"got {json.dumps(entry)}"
             )
     return entries, location
 
@@ -153,11 +155,13 @@ def code_references(
 def refuse_code_references(
     name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
 ) -> None:
-    """Raise UntrustedCodeError listing what the model asks to run, if anything (arguments as :func:`code_references`)."""
+    """Raise UntrustedCodeError listing what the model asks to run, if anything (arguments as
+    :func:`code_references`)."""
     found = code_references(name_or_path, own_types, **hub_kwargs)
     if found:
         raise UntrustedCodeError(
-            f"{name_or_path} asks to run code from outside sentence-transformers, transformers and lens-embed:\n  "
+            f"{name_or_path} asks to run code from outside "
+            "sentence-transformers, transformers and lens-embed:\n  "
             + "\n  ".join(found)
             + "\nInspect that code, then pass trust_remote_code=True (--trust-remote-code) to allow it."
         )

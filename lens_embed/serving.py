@@ -61,7 +61,8 @@ class CollectionSpec:
 
     Attributes:
         model_name: the model as it was named (informative: a moved folder is the same model).
-        model_key: the model's probe-text hash (:func:`lens_embed.retrieval.model_key`, as the shard manifest).
+        model_key: the model's probe-text hash (:func:`lens_embed.retrieval.model_key`, as the shard
+            manifest).
         dim: the embedding dimension (K, plus H for a hybrid LENS model).
         clusters: K of a LENS model (None for other models).
         side: what was embedded (``document``).
@@ -90,7 +91,8 @@ class CollectionSpec:
             raise ValueError(f"vectors must be one of {', '.join(VECTOR_CHOICES)}, got {self.vectors!r}")
         if self.max_active_dims is not None and (self.max_active_dims < 1 or self.vectors == "dense"):
             raise ValueError(
-                "max_active_dims (a positive number) prunes sparse vectors: use it with vectors sparse or both"
+                "max_active_dims (a positive number) prunes sparse vectors: "
+                "use it with vectors sparse or both"
             )
         self.layout()  # dimension and dtype checks
 
@@ -118,12 +120,14 @@ class CollectionSpec:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None, where: str) -> CollectionSpec:
-        """The spec a collection recorded; a collection lens-embed did not make (or a newer format) is refused."""
+        """The spec a collection recorded; a collection lens-embed did not make (or a newer format) is
+        refused."""
         if not isinstance(record, Mapping):
             raise ValueError(f"{where} was not made by lens-embed index (it has no lens-embed record)")
         if record.get("format") != SPEC_FORMAT:
             raise ValueError(
-                f"{where} has lens-embed record format {record.get('format')!r}; this version reads {SPEC_FORMAT}"
+                f"{where} has lens-embed record format {record.get('format')!r}; "
+                f"this version reads {SPEC_FORMAT}"
             )
         names = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in names})
@@ -156,7 +160,8 @@ class CollectionSpec:
 
 
 def model_spec(model: SentenceTransformer, model_name: str | None = None, **options: Any) -> CollectionSpec:
-    """The spec of a collection of ``model``'s document vectors with these options (see :class:`CollectionSpec`)."""
+    """The spec of a collection of ``model``'s document vectors with these options (see
+    :class:`CollectionSpec`)."""
     from lens_embed.model import is_lens_model, lexicon_pooling
     from lens_embed.retrieval import model_key
 
@@ -194,7 +199,8 @@ def sparse_rows(
 
 
 def open_collection(backend: Backend, spec: CollectionSpec) -> CollectionSpec:
-    """Create the collection for ``spec``, or check that an existing one holds the same model and configuration.
+    """Create the collection for ``spec``, or check that an existing one holds the same model and
+    configuration.
 
     Returns the recorded spec (an existing collection keeps its recorded BM25 average length, so new
     documents are weighted like the old ones).
@@ -206,7 +212,8 @@ def open_collection(backend: Backend, spec: CollectionSpec) -> CollectionSpec:
     differences = spec.differences(recorded)
     if differences:
         raise ValueError(
-            f"{backend.location} holds another model's or configuration's vectors ({'; '.join(differences)}); "
+            f"{backend.location} holds another model's or configuration's vectors "
+            f"({'; '.join(differences)}); "
             "index into another collection, or rerun with the options it was made with"
         )
     return recorded
@@ -226,13 +233,15 @@ def text_hash(text: str) -> str:
 
 
 def missing_documents(backend: Backend, ids: Sequence[str], texts: Sequence[str] | None = None) -> list[int]:
-    """Rows of ``ids`` the collection lacks (or holds with another text); refuses documents not in the corpus."""
+    """Rows of ``ids`` the collection lacks (or holds with another text); refuses documents not in the
+    corpus."""
     stored = {payload[DOC_ID]: payload.get(TEXT_HASH) for payload in backend.payloads([DOC_ID, TEXT_HASH])}
     foreign = sorted(stored.keys() - set(ids))
     if foreign:
         raise ValueError(
             f"{backend.location} holds {len(foreign)} document(s) that are not in this corpus "
-            f"(e.g. {', '.join(map(repr, foreign[:3]))}); nothing is deleted: index this corpus into another collection"
+            f"(e.g. {', '.join(map(repr, foreign[:3]))}); "
+            "nothing is deleted: index this corpus into another collection"
         )
     if texts is None:
         return [row for row, doc_id in enumerate(ids) if doc_id not in stored]
@@ -321,7 +330,8 @@ def check_contents(backend: Backend, ids: Sequence[str]) -> None:
     if count != len(expected) or len(stored) != count or set(stored) != expected:
         missing = sorted(expected - set(stored))
         raise EngineError(
-            f"{backend.location} holds {count} point(s), {len(set(stored))} distinct document id(s); the corpus has "
+            f"{backend.location} holds {count} point(s), {len(set(stored))} distinct document id(s); "
+            "the corpus has "
             f"{len(expected)}" + (f" (missing e.g. {', '.join(map(repr, missing[:3]))})" if missing else "")
         )
 
@@ -446,7 +456,8 @@ def engine_queries(
     max_active_dims: int | None = None,
     only: Sequence[Sequence[str] | None] | None = None,
 ) -> list[EngineQuery]:
-    """The engine queries for query embeddings: the vectors ``using`` asks for, checked against the collection.
+    """The engine queries for query embeddings: the vectors ``using`` asks for, checked against the
+    collection.
 
     ``auto`` is the dense vector when the collection stores it, else the sparse one; ``hybrid`` is that
     and BM25, fused by the engine. Query vectors are L2-normalised; sparse ones are pruned to
@@ -512,8 +523,9 @@ def check_model(
     key = model_key(model)
     if key != spec.model_key and not allow_other_model:
         raise ValueError(
-            f"{where} holds vectors of {spec.model_name!r} (probe hash {spec.model_key}), this model's probe hash "
-            f"is {key}; search with that model (the same model on another device or dtype may differ slightly: "
+            f"{where} holds vectors of {spec.model_name!r} (probe hash {spec.model_key}), "
+            f"this model's probe hash is {key}; search with that model "
+            "(the same model on another device or dtype may differ slightly: "
             "--allow-other-model searches anyway)"
         )
 
@@ -542,7 +554,8 @@ def search_collection(
         backend: the collection.
         top_k: documents per query.
         instruction: the query instruction (default: the model's ``query`` prompt).
-        using: ``auto`` (the LENS vectors the collection holds), ``dense``, ``sparse``, ``bm25`` or ``hybrid``.
+        using: ``auto`` (the LENS vectors the collection holds), ``dense``, ``sparse``, ``bm25`` or
+            ``hybrid``.
         exact: exact dense search instead of the HNSW graph (sparse search is always exact).
         hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
         max_active_dims: prune the sparse query vectors (default: all active dimensions).
@@ -576,7 +589,8 @@ def search_collection(
 def write_run(
     results: Mapping[str, Mapping[str, float]], path: str | os.PathLike, run_name: str = "lens-embed"
 ) -> Path:
-    """Write results as a TREC run (``qid Q0 docid rank score run``), or ``{qid: {docid: score}}`` for ``.json``.
+    """Write results as a TREC run (``qid Q0 docid rank score run``), or ``{qid: {docid: score}}`` for
+    ``.json``.
 
     Written atomically; an id with whitespace (which would shift a TREC run's columns) is refused.
     """
@@ -619,7 +633,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_target(args: argparse.Namespace) -> EngineTarget:
-    """Where the CLI's collection lives: ``--url`` (a cluster), else ``--path`` or the cache's ``collections/``."""
+    """Where the CLI's collection lives: ``--url`` (a cluster), else ``--path`` or the cache's
+    ``collections/``."""
     options = {
         "shard_number": getattr(args, "shard_number", None),
         "replication_factor": getattr(args, "replication_factor", None),
@@ -638,8 +653,8 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     index = subparsers.add_parser(
         "index",
         help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
-        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.cli index ...` to embed on every "
-        "GPU. A rerun uploads only what the collection lacks.",
+        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.cli index ...` "
+        "to embed on every GPU. A rerun uploads only what the collection lacks.",
     )
     index.add_argument("model")
     index.add_argument(

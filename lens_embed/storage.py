@@ -59,7 +59,8 @@ def overlaps(path: str | os.PathLike, other: str | os.PathLike) -> bool:
 
 
 def refuse_overlap(path: str | os.PathLike, name: str, other: str | os.PathLike, other_name: str) -> None:
-    """Raise ``ValueError`` if the output ``path`` overlaps ``other``: writing or replacing it would damage ``other``.
+    """Raise ``ValueError`` if the output ``path`` overlaps ``other``: writing or replacing it would
+    damage ``other``.
 
     ``name`` and ``other_name`` say what they are in the message (``--out``, ``the model``).
     """

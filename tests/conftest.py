@@ -32,7 +32,8 @@ def tiny_lens(tiny_mistral: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def tiny_hybrid(tiny_mistral: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A hybrid LENS model (K = 16 lexicon dimensions, then the 32 of a mean-pooled dense part), saved to disk."""
+    """A hybrid LENS model (K = 16 lexicon dimensions, then the 32 of a mean-pooled dense part), saved to
+    disk."""
     from lens_embed import build_lens_model
 
     out = tmp_path_factory.mktemp("tiny-hybrid")

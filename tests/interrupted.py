@@ -80,7 +80,8 @@ def kill_when(
 
 
 def has_file(folder: Path, pattern: str = "*") -> bool:
-    """Whether a file named ``pattern`` exists anywhere under a folder whose name matches ``folder`` (a glob)."""
+    """Whether a file named ``pattern`` exists anywhere under a folder whose name matches ``folder`` (a
+    glob)."""
     return any(path.is_file() for match in folder.parent.glob(folder.name) for path in match.rglob(pattern))
 
 
@@ -99,7 +100,8 @@ def contents(folder: Path, exclude: str | None = None) -> dict[str, bytes]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporaries of interrupted writes in ``folder``: staging, moved-aside, scratch folders and ``.tmp`` files."""
+    """Temporaries of interrupted writes in ``folder``: staging, moved-aside, scratch folders and ``.tmp``
+    files."""
     return sorted(
         path.name
         for path in folder.iterdir()

@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
         "lens_embed.optional",
         "lens_embed.inputs",
     ),
-    # 1. the pieces: backbone preparation and weight files, clustering, the pooling equation, what a folder asks to run
+    # 1. the pieces: backbone preparation and weight files, clustering, the pooling equation,
+    #    what a folder asks to run
     ("lens_embed.backbone", "lens_embed.clustering", "lens_embed.pooling", "lens_embed.safety"),
     # 2. the sentence-transformers modules (their source becomes modeling_lens.py)
     ("lens_embed.modules",),
@@ -73,7 +74,8 @@ def module_names() -> dict[str, Path]:
 
 def imports() -> dict[str, dict[str, list[int]]]:
     """Module -> the package modules it imports -> the lines, every import of the file (inside functions
-    and ``TYPE_CHECKING`` blocks included); ``from pkg import name`` counts as pkg.name when that is a module."""
+    and ``TYPE_CHECKING`` blocks included); ``from pkg import name`` counts as pkg.name when that is a
+    module."""
     modules = module_names()
 
     def owner(name: str) -> str | None:
@@ -123,8 +125,8 @@ def layer_of(module: str) -> int:
 def heavy_modules_after(code: str) -> list[str]:
     """Which of torch and sentence-transformers a fresh interpreter has loaded after running ``code``."""
     probe = (
-        code
-        + "\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers'})))\n"
+        code + "\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'torch', 'sentence_transformers'})))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", "import sys\n" + probe], cwd=REPO, capture_output=True, text=True, check=True
@@ -135,7 +137,8 @@ def heavy_modules_after(code: str) -> list[str]:
 def test_importing_the_package_loads_neither_torch_nor_sentence_transformers():
     assert (
         heavy_modules_after(
-            "import lens_embed, lens_embed.defaults, lens_embed.storage, lens_embed.safety, lens_embed.inputs\n"
+            "import lens_embed, lens_embed.defaults, lens_embed.storage, "
+            "lens_embed.safety, lens_embed.inputs\n"
             "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)"
         )
         == []

@@ -1,4 +1,5 @@
-"""The GPU benchmark's script, run on the CPU with tiny shapes: the three pipelines agree, the report is whole.
+"""The GPU benchmark's script, run on the CPU with tiny shapes: the three pipelines agree, the report is
+whole.
 
 Speed is never asserted here (that is `make bench-gpu`'s job on a GPU); this keeps the script the
 GPU session will run once from breaking unnoticed.

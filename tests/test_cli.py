@@ -202,7 +202,8 @@ def test_help_loads_neither_torch_nor_sentence_transformers():
         "    main(['--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = sorted(name for name in ('torch', 'sentence_transformers', 'transformers') if name in sys.modules)\n"
+        "heavy = sorted(name for name in ('torch', 'sentence_transformers', 'transformers') "
+        "if name in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run(

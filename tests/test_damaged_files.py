@@ -126,7 +126,8 @@ def damage(folder: Path, marker: Path, kind: str) -> str:
 
 
 def assert_one_line_error(verb: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """The verb's stderr ends in exactly ``lens-embed VERB: error: <file>: ...`` on one line, and holds no traceback."""
+    """The verb's stderr ends in exactly ``lens-embed VERB: error: <file>: ...`` on one line, and holds no
+    traceback."""
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.rstrip("\n").splitlines()[-1]
@@ -235,7 +236,8 @@ def test_a_modules_json_of_another_shape_is_named(copy, modules, said, trust_rem
 
 @pytest.fixture
 def backbone_in_subfolder(copy) -> Path:
-    """The tiny LENS model with its backbone moved to ``0_Transformer/``, as sentence-transformers may save it."""
+    """The tiny LENS model with its backbone moved to ``0_Transformer/``, as sentence-transformers may save
+    it."""
     (copy / "0_Transformer").mkdir()
     for name in (
         "config.json",

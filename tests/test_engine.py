@@ -186,8 +186,9 @@ def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
 
 @pytest.mark.parametrize("which", ["model", "hybrid_model"])
 def test_index_and_search_prune_as_encode_does(which, open_backend, request):
-    """Documents pruned at index time and queries at search time are exactly ``encode(..., max_active_dims=N)``:
-    the same function, so a hybrid's dense part stays whole in the engine too."""
+    """Documents pruned at index time and queries at search time are exactly
+    ``encode(..., max_active_dims=N)``: the same function, so a hybrid's dense part stays whole in the
+    engine too."""
     model = request.getfixturevalue(which)
     backend = open_backend()
     _index(model, backend, vectors="sparse", max_active_dims=3)
@@ -440,7 +441,8 @@ def test_read_documents_joins_titles_and_names_bad_lines(tmp_path: Path):
     assert read_documents(corpus) == {"a": "T body", "7": "plain"}
     assert read_documents(corpus, titles=False) == {"a": "body", "7": "plain"}
     cases = {
-        '{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n{"_id": "a", "text": "z"}\n': r":3: duplicate id 'a' \(first on line 1\)",
+        '{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n'
+        '{"_id": "a", "text": "z"}\n': r":3: duplicate id 'a' \(first on line 1\)",
         '{"_id": "a", "text": "x"}\n{"text": "no id"}\n': r":2: missing id",
         '{"_id": "", "text": "x"}\n': r":1: missing id",
         '{"_id": "a"}\n': r":1: 'text' must be a string",

@@ -42,7 +42,10 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 
 folder, out = sys.argv[1], sys.argv[2]
-texts = ["what is the reserve bank of australia", "a man is playing a guitar on the street <query> while people watch"]
+texts = [
+    "what is the reserve bank of australia",
+    "a man is playing a guitar on the street <query> while people watch",
+]
 model = SentenceTransformer(folder, trust_remote_code=True, device="cpu")
 np.savez(out, query=model.encode_query(texts), document=model.encode_document(texts),
          sts=model.encode_query(texts, prompt_name="sts"))
@@ -133,7 +136,8 @@ def test_a_modified_copy_is_refused_unless_trusted(tiny_lens: Path, tmp_path: Pa
 
 def test_this_version_registers_the_modeling_file_it_writes() -> None:
     assert modeling_digest() in known_digests(), (
-        f'the generated modeling_lens.py changed: append "{modeling_digest()}" to lens_embed/modeling_digests.json'
+        "the generated modeling_lens.py changed: "
+        f'append "{modeling_digest()}" to lens_embed/modeling_digests.json'
     )
 
 

@@ -1,6 +1,7 @@
 """``max_active_dims``: each LENS vector keeps exactly its N largest lexicon weights (ties to the lower
 index), a hybrid's dense part is kept whole, nothing is re-normalised; one function, used by
-``lens_embed.encode``, ``lens-embed encode`` and the engine (see tests/test_engine.py for index and search)."""
+``lens_embed.encode``, ``lens-embed encode`` and the engine (see tests/test_engine.py for index and
+search)."""
 
 from __future__ import annotations
 

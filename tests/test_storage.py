@@ -1,4 +1,5 @@
-"""The cache and atomic writes: readers never see half a file or folder, concurrent first loads both succeed."""
+"""The cache and atomic writes: readers never see half a file or folder, concurrent first loads both
+succeed."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ prompts or a file), ``encoders`` (mteb's ``InstructSentenceTransformerModel`` ov
 ModelMeta and loader, the MiniLM and BM25 baselines), ``tasks`` (hub task lists, leaderboard splits and
 subsets), ``model_runs`` (MODEL= and the baselines as runs), ``runner`` (results in mteb's layout),
 ``results`` (a model's results: their revision, their files, the card's rows), ``search`` (retrieval
-through resumable shards or the engine), ``reports`` (Markdown + PNG), ``compare`` (ours vs the published LENS scores), ``harness`` (exactness
-check), ``airbench`` (AIR-Bench runs and their upload zip), ``submit`` (the leaderboard kit), ``cli``
-(the ``evaluate`` verb). Names resolve lazily: importing the package (as the CLI does to register
-``evaluate``) loads neither mteb nor torch."""
+through resumable shards or the engine), ``reports`` (Markdown + PNG), ``compare`` (ours vs the
+published LENS scores), ``harness`` (exactness check), ``airbench`` (AIR-Bench runs and their upload
+zip), ``submit`` (the leaderboard kit), ``cli`` (the ``evaluate`` verb). Names resolve lazily:
+importing the package (as the CLI does to register ``evaluate``) loads neither mteb nor torch."""
 
 from lens_embed.lazy import lazy_exports
 

@@ -187,7 +187,8 @@ def submission_zip(retriever: LensAirRetriever, output: str | Path) -> Path:
 
 def write_airbench_zip(search_results: str | Path, retriever: str, output: str | Path) -> Path:
     """Zip ``<search_results>/<retriever>/NoReranker`` with paths relative to it, as AIR-Bench's
-    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root."""
+    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the
+    root."""
     source = Path(search_results) / retriever / NO_RERANKER
     if not source.is_dir():
         raise FileNotFoundError(

@@ -175,7 +175,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_check_harness(args: argparse.Namespace) -> int:
-    """Dense MiniLM through the offline suite vs its published scores; exit 1 on a gap the data does not explain."""
+    """Dense MiniLM through the offline suite vs its published scores; exit 1 on a gap the data does not
+    explain."""
     from lens_embed.evaluation.data import resolve_data_dir
     from lens_embed.evaluation.harness import (
         anchors_path,
@@ -208,7 +209,8 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
     failed = [r.task for r in off if args.strict or not r.explained]
     if off and not failed:
         print(
-            f"gaps > {args.tolerance} only where the local data differs from MTEB's copy: {', '.join(r.task for r in off)}"
+            f"gaps > {args.tolerance} only where the local data differs from MTEB's copy: "
+            f"{', '.join(r.task for r in off)}"
         )
     if failed:
         print(f"harness check FAILED (|diff| > {args.tolerance}) on: {', '.join(failed)}", file=sys.stderr)

@@ -56,7 +56,8 @@ def published_scores(reference: str = DEFAULT_REFERENCE) -> dict[str, tuple[str,
 
 
 def result_files(folder: str | Path) -> list[Path]:
-    """The task result files of ONE model revision under ``folder`` (an mteb output folder or a revision folder)."""
+    """The task result files of ONE model revision under ``folder`` (an mteb output folder or a revision
+    folder)."""
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"results folder not found: {root}")
@@ -131,7 +132,8 @@ def compare_markdown(rows: list[Row], reference: str, tolerance: float = DEFAULT
     for r in rows:
         flag = f"**> {tolerance}**" if r.flagged(tolerance) else ""
         lines.append(
-            f"| {r.task} | {r.task_type} | {_cell(r.ours)} | {_cell(r.published)} | {_cell(r.diff, True)} | {flag} |"
+            f"| {r.task} | {r.task_type} | {_cell(r.ours)} | {_cell(r.published)} "
+            f"| {_cell(r.diff, True)} | {flag} |"
         )
     lines += ["", "| task type | tasks | ours | published | diff |", "| --- | ---: | ---: | ---: | ---: |"]
     for kind in dict.fromkeys(r.task_type for r in rows):

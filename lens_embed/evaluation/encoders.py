@@ -117,7 +117,8 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
         """``(query, instruction)`` of a text of this task and prompt type: the one place evaluation (and the
         submission kit) decides a side. A LENS text with an instruction is an instructed query, one without
         a plain document (:func:`embeds_as_query` says which task sides are which; a resolved file sets each
-        side verbatim); a model without instructions gets ``(False, None)``: its texts are embedded as they are.
+        side verbatim); a model without instructions gets ``(False, None)``: its texts are embedded as
+        they are.
         """
         if not self.use_instructions:
             return False, None
@@ -264,7 +265,8 @@ def load_encoder(
         device: torch device.
         adapted_from: the base model's registry name (its training data is recorded).
         dtype: one of :data:`lens_embed.defaults.DTYPES`; default :func:`evaluation_dtype`.
-        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS` (default: transformers' choice).
+        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS` (default:
+            transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
     """
     source = load_instructions(instructions)

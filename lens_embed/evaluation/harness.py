@@ -138,7 +138,8 @@ def harness_markdown(rows: list[HarnessRow], tolerance: float = TOLERANCE) -> st
         "| --- | ---: | ---: | ---: | :---: | --- |",
     ]
     lines += [
-        f"| {r.task} | {r.published:.3f} | {r.ours:.3f} | {r.diff:+.3f} | {r.status(tolerance)} | {_data_note(r)} |"
+        f"| {r.task} | {r.published:.3f} | {r.ours:.3f} | {r.diff:+.3f} "
+        f"| {r.status(tolerance)} | {_data_note(r)} |"
         for r in rows
     ]
     return "\n".join(lines)

@@ -76,7 +76,8 @@ class Instructions:
         return {"instructions": self.source, "instructions_sha256": self.sha256}
 
     def missing(self, metadata: TaskMetadata) -> str | None:
-        """Why this source has no instruction for the task; None when it has one (mteb's prompts always do)."""
+        """Why this source has no instruction for the task; None when it has one (mteb's prompts always
+        do)."""
         if self.prompts is None or metadata.name in self.prompts:
             return None
         if self.documents is not None:

@@ -1,5 +1,6 @@
 """The model runs of an evaluation: MODEL= (a folder, a released LENS name or the embedded default) and
-the --baselines, each as a :class:`~lens_embed.evaluation.runner.ModelRun`, with clear errors for bad input."""
+the --baselines, each as a :class:`~lens_embed.evaluation.runner.ModelRun`, with clear errors for bad
+input."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelArgumentError(
-            f"MODEL={model}: no such folder, and not a released LENS model (yibinlei/LENS-d4000, yibinlei/LENS-d8000)"
+            f"MODEL={model}: no such folder, "
+            "and not a released LENS model (yibinlei/LENS-d4000, yibinlei/LENS-d8000)"
         )
     return _loaded(load_encoder(path, device=options.device, **options.loader_kwargs()))
 

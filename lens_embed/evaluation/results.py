@@ -103,7 +103,8 @@ def load_eval_rows(
         found = sorted(f"{name} (revision {rev})" for name, rev in folders.values())
         wanted = f"name={model_name!r} revision={revision!r}"
         raise ValueError(
-            f"{root}: {len(candidates)} model results match {wanted}; the folder holds: {', '.join(found) or 'none'}"
+            f"{root}: {len(candidates)} model results match {wanted}; "
+            f"the folder holds: {', '.join(found) or 'none'}"
         )
     rows = [row for file in task_result_files(candidates[0]) for row in _rows(read_task_result(file))]
     return sorted(rows, key=lambda r: (r.task_type, r.task))

@@ -166,7 +166,8 @@ def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwr
         problem = (
             f"holds results computed under another protocol ({_differences(recorded, current)})"
             if recorded is not None
-            else f"holds results of an unknown protocol (no {PROTOCOL_FILE}: an interrupted run or another tool's)"
+            else f"holds results of an unknown protocol (no {PROTOCOL_FILE}: "
+            "an interrupted run or another tool's)"
         )
         if not overwrite:
             raise ValueError(
@@ -176,8 +177,9 @@ def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwr
         kept = [result.stem for result in existing if result.stem not in rerun]
         if kept:
             raise ValueError(
-                f"{folder} {problem}; --overwrite recomputes only this run's tasks and {', '.join(kept)} would "
-                "keep the old results: run them too, move them away, or choose another --output"
+                f"{folder} {problem}; --overwrite recomputes only this run's tasks "
+                f"and {', '.join(kept)} would keep the old results: "
+                "run them too, move them away, or choose another --output"
             )
     if not overwrite:
         _check_readable(

@@ -64,7 +64,8 @@ class QdrantSearchIndex:
         meta = model.mteb_model_meta
         if meta.similarity_fn_name is not ScoringFunction.COSINE:
             raise ValueError(
-                f"the Qdrant search index scores cosine similarity; {meta.name} uses {meta.similarity_fn_name}"
+                "the Qdrant search index scores cosine similarity; "
+                f"{meta.name} uses {meta.similarity_fn_name}"
             )
         self.model_name = str(meta.name)
         self.target = target
@@ -120,7 +121,8 @@ class QdrantSearchIndex:
         top_ranked: dict[str, list[str]] | None = None,
         query_idx_to_id: dict[int, str] | None = None,
     ) -> tuple[list[list[float]], list[list[int]]]:
-        """Scores and positions of every query's best documents: in the added corpus, or in its candidate list."""
+        """Scores and positions of every query's best documents: in the added corpus, or in its candidate
+        list."""
         if self.backend is None:
             raise ValueError("No index built. Call add_documents() first.")
         vectors = _numpy(embeddings)
@@ -177,7 +179,8 @@ class IndexedSearch(SearchEncoderWrapper):
 
     def protocol(self) -> dict[str, Any]:
         """The wrapped encoder's protocol, recorded beside the results (the settings in it that change
-        embeddings are part of :class:`ShardedSearch`'s shard key, :func:`lens_embed.retrieval.corpus_key`)."""
+        embeddings are part of :class:`ShardedSearch`'s shard key,
+        :func:`lens_embed.retrieval.corpus_key`)."""
         return self.model.protocol()
 
     def index(self, corpus: Any, **kwargs: Any) -> None:

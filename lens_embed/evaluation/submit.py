@@ -193,7 +193,8 @@ def check_revision(revision: Any) -> str:
     """``revision`` if it is a hub commit, branch or tag that is one folder name of the results layout."""
     if not isinstance(revision, str) or not _REVISION.fullmatch(revision):
         raise KitError(
-            f"{revision!r} is not a valid model revision: expected a hub commit, branch or tag of ASCII letters, "
+            f"{revision!r} is not a valid model revision: "
+            "expected a hub commit, branch or tag of ASCII letters, "
             "digits, '.', '_' and '-' (no '/'); pass --revision"
         )
     return revision
@@ -249,13 +250,14 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
         documents_as_queries, document_instruction = encoder.side(task.metadata, PromptType.document)
         if not query_instruction:
             raise KitError(
-                f"{file.stem}: its queries were embedded with an empty instruction, which mteb's wrapper drops"
+                f"{file.stem}: its queries were embedded with an empty instruction, "
+                "which mteb's wrapper drops"
             )
         if asks_for_documents(task) and documents_as_queries:
             raise KitError(
-                f"{file.stem}: its documents were embedded with the instruction {document_instruction!r}; mteb's "
-                "InstructSentenceTransformerModel embeds documents as plain text, so its registry entry could "
-                "not reproduce these results"
+                f"{file.stem}: its documents were embedded with the instruction {document_instruction!r}; "
+                "mteb's InstructSentenceTransformerModel embeds documents as plain text, "
+                "so its registry entry could not reproduce these results"
             )
         table[file.stem] = query_instruction
     return table
@@ -329,7 +331,8 @@ def registry_module(meta: ModelMeta) -> str:
             "",
             *imports,
             "",
-            "# The instruction each submitted task's results were computed with; other tasks get mteb's task prompts.",
+            "# The instruction each submitted task's results were computed with; "
+            "other tasks get mteb's task prompts.",
             f"{INSTRUCTIONS_NAME} = {pprint.pformat(instructions, width=110)}",
             "",
             f"{registry_variable(str(meta.name))} = {entry}",
@@ -396,7 +399,8 @@ def read_registry_module(source: str) -> ModelMeta:
 
 
 def _registry_value(node: ast.expr, objects: dict[str, Any], constants: dict[str, Any]) -> Any:
-    """The value of one argument in a registry module, without running it (see :func:`read_registry_module`)."""
+    """The value of one argument in a registry module, without running it (see
+    :func:`read_registry_module`)."""
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
     if isinstance(node, ast.Name) and node.id in objects:
@@ -435,7 +439,8 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
     recorded = _read_json(folder / "model_meta.json") if (folder / "model_meta.json").is_file() else {}
     if recorded.get("name") != meta.name or recorded.get("revision") != meta.revision:
         raise KitError(
-            f"{folder / 'model_meta.json'} names {recorded.get('name')!r} at revision {recorded.get('revision')!r}, "
+            f"{folder / 'model_meta.json'} names {recorded.get('name')!r} "
+            f"at revision {recorded.get('revision')!r}, "
             f"the registry entry {meta.name!r} at {meta.revision!r}"
         )
     loaded = ResultCache(kit).load_results(models=[meta], include_remote=False, require_model_meta=True)
@@ -526,8 +531,9 @@ def _coverage_problems(result: Any, task: Any) -> list[str]:
 
 
 def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.05") -> AirZipSummary:
-    """Read an AIR-Bench upload the way its leaderboard backend does (unzip, then ``Evaluator.evaluate_results``'
-    walk of ``<task_type>/<domain>/*.json`` and its consistency checks), without the private test qrels."""
+    """Read an AIR-Bench upload the way its leaderboard backend does (unzip, then
+    ``Evaluator.evaluate_results``' walk of ``<task_type>/<domain>/*.json`` and its consistency checks),
+    without the private test qrels."""
     from air_benchmark.evaluation_utils.evaluator import Evaluator
     from air_benchmark.tasks.tasks import check_benchmark_version, check_task_types
 
@@ -578,18 +584,20 @@ def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.
 def kit_readme(meta: ModelMeta, table: str, airbench: AirZipSummary | None) -> str:
     """The submission steps, filled in for this model."""
     folder = f"results/{meta.model_name_as_path()}/{meta.revision}"
+    n_datasets = len(airbench.datasets) if airbench else 0
     air = (
         f"""
 ## 3. AIR-Bench
 
-Upload `{airbench.path.name}` ({airbench.test_files} test-split files, {len(airbench.datasets)} dataset(s)) on the
+Upload `{airbench.path.name}` ({airbench.test_files} test-split files, {n_datasets} dataset(s)) on the
 AIR-Bench leaderboard's submission page (https://huggingface.co/spaces/AIR-Bench/leaderboard), with the
 model name `{meta.name}` and its link `{meta.reference}`. The zip has AIR-Bench's layout
 (`<task_type>/<domain>/<language>_<dataset>_<split>.json` at its root); the leaderboard scores the test
 files against its private qrels.
 """
         if airbench
-        else "\n## 3. AIR-Bench\n\nNot in this kit: rerun `submit-kit` with `--airbench OUTPUT` after `lens-embed evaluate airbench`.\n"
+        else "\n## 3. AIR-Bench\n\nNot in this kit: rerun `submit-kit` with `--airbench OUTPUT` "
+        "after `lens-embed evaluate airbench`.\n"
     )
     return f"""# Leaderboard submission kit: {meta.name}
 
@@ -640,7 +648,8 @@ def build_kit(
         output: the kit folder to create.
         name: the model's hub name (default: the name in the results' ``model_meta.json``).
         revision: the hub revision the results were computed at (default: the results folder's).
-        airbench: an evaluation output folder holding ``airbench/search_results/`` (``lens-embed evaluate airbench``).
+        airbench: an evaluation output folder holding ``airbench/search_results/``
+            (``lens-embed evaluate airbench``).
         airbench_version: the AIR-Bench version the search results are for.
         overwrite: replace an existing kit folder.
         **meta_fields: ``release_date``, ``license``, ``training_datasets``, ``public_training_code``,

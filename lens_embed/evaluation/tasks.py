@@ -86,7 +86,8 @@ def leaderboard_score(task: AbsTask, task_result: Any) -> float:
 
 @cache
 def aggregate_parts() -> dict[str, tuple[str, str, frozenset[str]]]:
-    """``{aggregate task: (type, main score, subtask names)}`` for the paper's aggregate tasks (CQADupstack)."""
+    """``{aggregate task: (type, main score, subtask names)}`` for the paper's aggregate tasks
+    (CQADupstack)."""
     return {
         name: (
             task.metadata.type,

@@ -136,8 +136,9 @@ class TrainConfig:
     )
     regularizer_warmup_steps: float = option(
         1 / 3,
-        "the regulariser weights grow quadratically from 0 over this many steps (SPLADE's warm-up; a fraction "
-        "of all steps when below 1, sentence-transformers' 1/3 by default; 0: full weight from the first step)",
+        "the regulariser weights grow quadratically from 0 over this many steps "
+        "(SPLADE's warm-up; a fraction of all steps when below 1, sentence-transformers' 1/3 by default; "
+        "0: full weight from the first step)",
         check=non_negative_float,
     )
     distill_tasks: str = option(

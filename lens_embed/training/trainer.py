@@ -275,7 +275,8 @@ def fillable_tasks(tasks: list[TaskData], sizes: list[int], world_size: int) -> 
 
 
 def regularized(config: TrainConfig) -> bool:
-    """Whether the run adds the FLOPS regulariser (a weight above 0); else the loss is exactly the LENS loss."""
+    """Whether the run adds the FLOPS regulariser (a weight above 0); else the loss is exactly the LENS
+    loss."""
     return config.document_regularizer_weight > 0 or config.query_regularizer_weight > 0
 
 
@@ -365,8 +366,8 @@ def check_output(config: TrainConfig) -> None:
     refuse_overlap(config.output, "--output", config.model, "the model")
     if os.path.ismount(Path(config.output).resolve()):
         raise ValueError(
-            f"--output {config.output} is a mount point: the trained model is put in place by renaming the run "
-            "folder, so use a folder inside it"
+            f"--output {config.output} is a mount point: "
+            "the trained model is put in place by renaming the run folder, so use a folder inside it"
         )
 
 

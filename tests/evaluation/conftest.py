@@ -173,7 +173,8 @@ def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
 def converted_mistral(
     request, anchors_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, Path]:
-    """(variant, folder): a converted tiny checkpoint with the real Mistral tokenizer (both legacy variants)."""
+    """(variant, folder): a converted tiny checkpoint with the real Mistral tokenizer (both legacy
+    variants)."""
     from lens_embed.convert import convert_checkpoint
 
     root = tmp_path_factory.mktemp(f"mistral-{request.param}")

@@ -78,7 +78,8 @@ def test_one_cli_entry_and_a_light_registration() -> None:
     assert not hasattr(eval_cli, "main")
     code = (
         "import sys; import lens_embed; before = set(sys.modules); import lens_embed.evaluation.cli; "
-        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('mteb', 'torch', 'sentence_transformers')))"
+        "print(sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] in ('mteb', 'torch', 'sentence_transformers')))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True

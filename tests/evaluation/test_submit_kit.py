@@ -40,7 +40,8 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 def results(
     tiny_lens: Path, data_dir: Path, small_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The tiny LENS model through the offline suite (BIOSSES; the SciFact slice under a name mteb does not know)."""
+    """The tiny LENS model through the offline suite (BIOSSES; the SciFact slice under a name mteb does
+    not know)."""
     output = tmp_path_factory.mktemp("kit-results")
     encoder = load_encoder(tiny_lens, name=NAME, revision=REVISION)
     evaluate_runs([ModelRun(NAME, lambda: encoder)], offline_tasks(data_dir, names=["BIOSSES"]), output)
@@ -203,7 +204,8 @@ def test_airbench_zip_is_read_as_airbench_reads_it(
     assert archive.name == f"{NAME.replace('/', '__')}_NoReranker.zip"
     summary = check_airbench_zip(archive)
     assert (summary.files, summary.test_files, summary.datasets) == (2, 1, ("qa/science/en/scifact_slice",))
-    # AIR-Bench's leaderboard unzips and runs Evaluator.evaluate_results on the folder: same dev scores as ours
+    # AIR-Bench's leaderboard unzips and runs Evaluator.evaluate_results on the folder:
+    # same dev scores as ours
     unzipped = tmp_path / "unzipped"
     zipfile.ZipFile(archive).extractall(unzipped)
     scores = Evaluator(LocalDataLoader(airbench_data_dir)).evaluate_results(str(unzipped), split="dev")
@@ -267,7 +269,8 @@ def test_a_planted_results_folder_runs_no_code(
 def test_a_planted_model_folder_and_card_run_no_code(
     tiny_lens: Path, data_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    """The payload as a model folder's name (its results are named lens-embed/<folder>) and as its card's licence."""
+    """The payload as a model folder's name (its results are named lens-embed/<folder>) and as its card's
+    licence."""
     model = tmp_path / PAYLOAD_NAME
     shutil.copytree(tiny_lens, model)
     (model / "README.md").write_text(f"---\nlicense: {json.dumps(PAYLOAD_LICENSE)}\n---\n# planted\n")

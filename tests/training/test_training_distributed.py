@@ -70,7 +70,8 @@ def _loss_and_grads(
     return loss.detach(), grads
 
 
-# name: (gather, mini_batch_size, gradient scale, FLOPS weight); 1 / WORLD_SIZE is what build_losses sets by default.
+# name: (gather, mini_batch_size, gradient scale, FLOPS weight);
+# 1 / WORLD_SIZE is what build_losses sets by default.
 FLOPS_WEIGHT = 3.0
 VARIANTS = {
     "gathered": (True, None, 1.0, 0.0),

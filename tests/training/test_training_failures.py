@@ -63,7 +63,8 @@ def test_an_output_holding_another_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_run_that_never_trained_may_be_replaced(tmp_path: Path) -> None:
-    """A failed start (bad data, batch too large) left only its record: fixing the command needs no --overwrite."""
+    """A failed start (bad data, batch too large) left only its record: fixing the command needs no
+    --overwrite."""
     prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), batch_size=64))
     prepare_output(TrainConfig(model="base", data=["a.jsonl"], output=str(tmp_path / "out"), batch_size=8))
     assert json.loads((tmp_path / "out" / RECORD_FILENAME).read_text())["batch_size"] == 8
@@ -243,7 +244,8 @@ def test_train_config_refuses_values_out_of_bounds_naming_the_field(field: str, 
 
 
 def test_the_cli_bounds_are_the_config_bounds(capsys, tmp_path: Path, monkeypatch) -> None:
-    """One declaration: --max-seq-length 0 fails at parse time with the same words as TrainConfig(max_seq_length=0)."""
+    """One declaration: --max-seq-length 0 fails at parse time with the same words as
+    TrainConfig(max_seq_length=0)."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--model", "m", "--data", "d.jsonl", "--output", "o", "--max-seq-length", "0"])
@@ -300,7 +302,8 @@ def test_bm25_mining_without_bm25s_names_the_eval_extra(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['bm25s'] = None\n"
         "from lens_embed.cli import main\n"
-        f"sys.exit(main(['mine-negatives', '--data', {str(source)!r}, '--output', 'out.jsonl', '--method', 'bm25']))\n"
+        f"sys.exit(main(['mine-negatives', '--data', {str(source)!r}, "
+        "'--output', 'out.jsonl', '--method', 'bm25']))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2
