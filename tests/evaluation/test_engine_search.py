@@ -147,7 +147,8 @@ def test_the_engine_option_of_evaluate(
 def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) -> None:
     """``max_active_dims`` in the evaluation's index prunes as ``encode`` does: a hybrid's dense part
     stays whole."""
-    from lens_embed.model import encode, load_lens_model
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import encode
 
     model = load_lens_model(tiny_hybrid, device="cpu")
     texts = [
