@@ -46,6 +46,13 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
             "(mteb's task prompts) or FILE.json; recorded with the results",
         )
         parser.add_argument(
+            "--max-active-dims",
+            type=positive_int,
+            default=None,
+            help="keep each LENS vector's N largest lexicon weights, queries and documents alike (the "
+            "engine's pruning); results are an mteb experiment of their own",
+        )
+        parser.add_argument(
             "--shard-corpus",
             action="store_true",
             help="embed retrieval corpora in resumable shards under OUTPUT/embeddings (large corpora)",
@@ -84,6 +91,7 @@ def _load_options(args: argparse.Namespace, dtype: str | None = None):
         dtype=args.dtype or dtype,
         attn_implementation=args.attn_implementation,
         instructions=getattr(args, "instructions", "authors"),
+        max_active_dims=getattr(args, "max_active_dims", None),
     )
 
 

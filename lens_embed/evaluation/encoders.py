@@ -82,6 +82,11 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
         meta: its mteb ``ModelMeta``.
         use_instructions: default: ``meta.use_instructions``.
         instructions: the instruction source (default: the authors' map).
+        max_active_dims: keep each LENS vector's N largest lexicon weights (the engine's pruning,
+            :func:`lens_embed.pooling.keep_max_active_dims`); None keeps them all.
+
+    Raises:
+        ValueError: ``max_active_dims`` for a model that is not a LENS model.
     """
 
     instruction_template = LENS_INSTRUCTION_TEMPLATE
@@ -92,8 +97,14 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
         meta: ModelMeta,
         use_instructions: bool | None = None,
         instructions: Instructions | None = None,
+        max_active_dims: int | None = None,
     ) -> None:
         # not mteb's __init__: it would load the model again, by name, without lens-embed's checks
+        if max_active_dims is not None and not is_lens_model(model):
+            raise ValueError(
+                f"--max-active-dims prunes LENS lexicon vectors, and {meta.name} is not a LENS model"
+            )
+        self.max_active_dims = max_active_dims
         self.model = model
         self.model_name = str(meta.name)
         self.mteb_model_meta = meta
@@ -129,7 +140,8 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
         source = self.instructions.describe() if self.use_instructions else {"instructions": None}
-        return {**source, **model_settings(self.model)}
+        pruning = {} if self.max_active_dims is None else {"max_active_dims": self.max_active_dims}
+        return {**source, **model_settings(self.model), **pruning}
 
     def encode(
         self,
@@ -153,7 +165,14 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
             query, instruction = self.side(task_metadata, prompt_type)
             if instruction is not None:
                 logger.info("Task %s: instruction %r", task_metadata.name, instruction)
-            embeddings = lens_encode(self.model, texts, query=query, instruction=instruction, **options)
+            embeddings = lens_encode(
+                self.model,
+                texts,
+                query=query,
+                instruction=instruction,
+                max_active_dims=self.max_active_dims,
+                **options,
+            )
         return np.asarray(embeddings, dtype=np.float32)
 
 
@@ -206,11 +225,13 @@ def build_model_meta(
     adapted_from: str | None = None,
     use_instructions: bool | None = None,
     instructions: Instructions | None = None,
+    max_active_dims: int | None = None,
 ) -> ModelMeta:
     """Real metadata measured on the loaded model; registry facts (training data) where known.
 
-    Instructions other than the default are an mteb *experiment* (``experiment_kwargs``), so their
-    results live in their own folder and never mix with the default protocol's.
+    Instructions other than the default, and pruned vectors (``max_active_dims``), are an mteb
+    *experiment* (``experiment_kwargs``), so their results live in their own folder and never mix with
+    the default protocol's.
     """
     path = Path(path)
     name = name or default_name(model, path)
@@ -218,7 +239,9 @@ def build_model_meta(
     base = _registered_meta(adapted_from)
     instructed = is_lens_model(model) if use_instructions is None else use_instructions
     source = instructions.source if instructions is not None else DEFAULT_INSTRUCTIONS
-    experiment = {"instructions": source} if instructed and source != DEFAULT_INSTRUCTIONS else None
+    experiment = {"instructions": source} if instructed and source != DEFAULT_INSTRUCTIONS else {}
+    if max_active_dims is not None:
+        experiment["max_active_dims"] = max_active_dims
     return ModelMeta(
         loader=lens_loader,
         loader_kwargs={"model_path": str(path)},
@@ -241,7 +264,7 @@ def build_model_meta(
         training_datasets=(registered or base).training_datasets if (registered or base) else None,
         adapted_from=adapted_from,
         citation=LENS_CITATION if instructed else (registered.citation if registered else None),
-        experiment_kwargs=experiment,
+        experiment_kwargs=experiment or None,
     )
 
 
@@ -255,6 +278,7 @@ def load_encoder(
     dtype: str | None = None,
     attn_implementation: str | None = None,
     instructions: str = DEFAULT_INSTRUCTIONS,
+    max_active_dims: int | None = None,
 ) -> LoadedModelEncoder:
     """Load a lens-embed (or any sentence-transformers) model folder, or a released name, as an mteb encoder.
 
@@ -268,6 +292,7 @@ def load_encoder(
         attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS` (default:
             transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
+        max_active_dims: prune each LENS vector to its N largest lexicon weights (an mteb experiment).
     """
     source = load_instructions(instructions)
     model = load_lens_model(
@@ -277,9 +302,15 @@ def load_encoder(
         attn_implementation=attn_implementation,
     )
     meta = build_model_meta(
-        model, model_path, name=name, revision=revision, adapted_from=adapted_from, instructions=source
+        model,
+        model_path,
+        name=name,
+        revision=revision,
+        adapted_from=adapted_from,
+        instructions=source,
+        max_active_dims=max_active_dims,
     )
-    return LoadedModelEncoder(model, meta, instructions=source)
+    return LoadedModelEncoder(model, meta, instructions=source, max_active_dims=max_active_dims)
 
 
 def lens_loader(
@@ -295,6 +326,7 @@ def lens_loader(
         dtype=kwargs.get("dtype"),
         attn_implementation=kwargs.get("attn_implementation"),
         instructions=kwargs.get("instructions") or DEFAULT_INSTRUCTIONS,
+        max_active_dims=kwargs.get("max_active_dims"),
     )
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lens_embed.build import default_model_path
 from lens_embed.defaults import BASELINE_CHOICES
+from lens_embed.build import default_model_path
 from lens_embed.evaluation.encoders import (
     BM25_TASK_TYPES,
     DEFAULT_INSTRUCTIONS,
@@ -29,18 +29,21 @@ class ModelArgumentError(ValueError):
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How every model of a run is loaded: device, precision, attention kernel, instructions."""
+    """How every model of a run is loaded: device, precision, attention kernel, instructions, and the
+    pruning of the model under evaluation (never of a baseline)."""
 
     device: str | None = None
     dtype: str | None = None
     attn_implementation: str | None = None
     instructions: str = DEFAULT_INSTRUCTIONS
+    max_active_dims: int | None = None
 
-    def loader_kwargs(self) -> dict[str, str | None]:
+    def loader_kwargs(self) -> dict[str, str | int | None]:
         return {
             "dtype": self.dtype,
             "attn_implementation": self.attn_implementation,
             "instructions": self.instructions,
+            "max_active_dims": self.max_active_dims,
         }
 
 

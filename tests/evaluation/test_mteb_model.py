@@ -63,3 +63,35 @@ def test_released_lens_models_get_a_loader() -> None:
     assert meta.loader is not None and meta.embed_dim == 8000 and meta.use_instructions
     with pytest.raises(ValueError, match="not a released LENS model"):
         released_lens_meta("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_a_pruned_run_prunes_every_vector_and_files_its_results_as_an_experiment(
+    small_lens_dir: Path, small_data_dir: Path, tmp_path: Path
+) -> None:
+    encoder = load_encoder(small_lens_dir, max_active_dims=8)
+    meta = encoder.mteb_model_meta
+    assert meta.experiment_kwargs == {"max_active_dims": 8}
+    assert encoder.protocol()["max_active_dims"] == 8
+    assert "max_active_dims" not in load_encoder(small_lens_dir).protocol()
+    assert meta.load_model().max_active_dims == 8  # mteb's own loading path keeps the pruning
+    embedded = []
+    encode = encoder.encode
+
+    def recording(*args, **kwargs):
+        embedded.append(encode(*args, **kwargs))
+        return embedded[-1]
+
+    encoder.encode = recording
+    [task] = offline_tasks(small_data_dir, names=["SliceSTS16"])
+    pruned = mteb.evaluate(encoder, task, cache=ResultCache(tmp_path)).task_results[0].get_score()
+    assert embedded and all(((vectors != 0).sum(axis=1) <= 8).all() for vectors in embedded)
+    assert max((vectors != 0).sum(axis=1).max() for vectors in embedded) == 8
+    whole = mteb.evaluate(load_encoder(small_lens_dir), task, cache=ResultCache(tmp_path / "whole"))
+    assert pruned != whole.task_results[0].get_score()
+    [result_file] = (tmp_path / "results").rglob("SliceSTS16.json")
+    assert "max_active_dims" in str(result_file.relative_to(tmp_path))
+
+
+def test_pruning_a_model_without_a_lexicon_is_refused() -> None:
+    with pytest.raises(ValueError, match="prunes LENS lexicon vectors.*not a LENS model"):
+        load_encoder(minilm_path(), max_active_dims=8)
