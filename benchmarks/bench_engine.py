@@ -108,7 +108,9 @@ def measure(
     query_ids: list[str],
     workdir: Path,
     top_k: int = 10,
+    configs: list[tuple[str, dict[str, Any], dict[str, Any]]] | None = None,
 ) -> list[dict[str, object]]:
+    """One row per configuration (default: :data:`CONFIGS`), each a collection of its own in ``workdir``."""
     from lens_embed.engine import BM25, DENSE, SPARSE, EdgeBackend
     from lens_embed.retrieval import normalized
     from lens_embed.serving import CollectionSpec, engine_queries, open_collection, upload_vectors
@@ -118,7 +120,7 @@ def measure(
     position = {doc: i for i, doc in enumerate(ids)}
     avg_len = float(np.mean([len(text.split()) for text in texts]))
     rows = []
-    for number, (label, options, search) in enumerate(CONFIGS):
+    for number, (label, options, search) in enumerate(CONFIGS if configs is None else configs):
         spec_options = {key: value for key, value in options.items() if key != "bm25"}
         spec = CollectionSpec(
             model_name=model_name,
