@@ -90,6 +90,15 @@ train-demo:
 test-training:
 	$(PY) -m pytest -q tests/training
 
+# ---- the embedded default (issue 20) ----
+# Train the embedded default LENS-MiniLM (seeded): the teacher-scored data, LoRA training, the parameter file
+# and its provenance in OUTPUT/train-default (see README, "The embedded default"). TRAIN_DEFAULT_ARGS="--base
+# dense" trains the dense MiniLM with the identical recipe and data (the comparison).
+TRAIN_DEFAULT_ARGS ?=
+.PHONY: train-default
+train-default:
+	$(PY) -m lens_embed.training.embedded --data $(DATA) --output $(OUTPUT)/train-default $(TRAIN_DEFAULT_ARGS)
+
 # ---- benchmarks ----
 MODEL ?=
 .PHONY: bench bench-gpu train-check bench-index bench-engine

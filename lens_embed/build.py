@@ -24,11 +24,11 @@ from lens_embed.backbone import (
     vocabulary_matrix,
 )
 from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
-from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH, minilm_path
+from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.model import LensSentenceTransformer, record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
-from lens_embed.storage import cache_dir, cached_directory, give_usual_modes, refuse_overlap, staged_directory
+from lens_embed.storage import give_usual_modes, refuse_overlap, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -179,21 +179,3 @@ def build_lens_model(
     if output_dir is not None:
         save_staged(model, output_dir, overwrite)
     return model
-
-
-def default_model_path(n_clusters: int = DEFAULT_CLUSTERS, cache: str | Path | None = None) -> Path:
-    """Path of the embedded default LENS-MiniLM model, built on first use (about a minute or three on 2
-    cores).
-
-    The build goes to a staging folder renamed into place under a lock, so an interrupted build
-    never leaves a half-written model behind and concurrent first uses build it once.
-
-    Args:
-        n_clusters: K of the default model (one cached model per K).
-        cache: Cache folder; None for ``$LENS_EMBED_CACHE`` or ``~/.cache/lens-embed``.
-    """
-    root = Path(cache) if cache is not None else cache_dir()
-    return cached_directory(
-        root / f"lens-minilm-k{n_clusters}",
-        lambda staging: build_lens_model(minilm_path(), n_clusters=n_clusters, output_dir=staging),
-    )

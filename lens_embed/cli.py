@@ -235,16 +235,33 @@ def _run_explain(args: argparse.Namespace) -> None:
 
 def _add_default(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "default", help="print the embedded default LENS-MiniLM's path, building it once"
+        "default",
+        help="print the embedded default's path: the trained LENS-MiniLM, assembled once from the package's "
+        "parameter file",
     )
-    parser.add_argument("--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K")
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="the untrained construction instead (KMeans head on MiniLM, no training), built once",
+    )
+    parser.add_argument(
+        "--clusters", type=cluster_count, default=None, help=f"K of --untrained (default {DEFAULT_CLUSTERS})"
+    )
     parser.set_defaults(func=_run_default)
 
 
 def _run_default(args: argparse.Namespace) -> None:
-    from lens_embed.build import default_model_path
+    if args.clusters is not None and not args.untrained:
+        raise ValueError(
+            f"the trained default has K = {DEFAULT_CLUSTERS}; --clusters needs --untrained "
+            "(or lens-embed build minilm OUT --clusters K)"
+        )
+    from lens_embed.embedded import default_model_path, untrained_default_path
 
-    print(default_model_path(args.clusters))
+    if args.untrained:
+        print(untrained_default_path(args.clusters or DEFAULT_CLUSTERS))
+    else:
+        print(default_model_path())
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:

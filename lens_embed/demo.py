@@ -57,10 +57,10 @@ def hybrid_model(default_path: Path, output: Path) -> Path:
 
 def demo_models(work: Path) -> list[DemoModel]:
     """The three bases: embedded LENS-MiniLM, dense MiniLM, and the hybrid."""
-    from lens_embed.build import default_model_path
     from lens_embed.defaults import minilm_path
+    from lens_embed.embedded import untrained_default_path
 
-    lens = Path(default_model_path())
+    lens = Path(untrained_default_path())
     return [
         DemoModel("LENS-MiniLM", lens, instructed=True),
         DemoModel("dense MiniLM", minilm_path(), instructed=False),

