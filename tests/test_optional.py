@@ -52,6 +52,9 @@ def test_lora_without_peft_names_the_train_extra(tmp_path):
     ],
 )
 def test_airbench_and_qdrant_servers_name_their_extras(blocked, code, extra):
-    script = f"import sys; sys.modules[{blocked!r}] = None\ntry:\n    {code}\nexcept ImportError as error:\n    print(error)\n"
+    script = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        f"try:\n    {code}\nexcept ImportError as error:\n    print(error)\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert f"needs the lens-embed[{extra}] extra" in result.stdout
