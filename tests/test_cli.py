@@ -256,6 +256,7 @@ LOADING_VERBS = [
     ["info", "m"],
     ["explain", "m", "a text"],
     ["card", "m"],
+    ["sparse-encoder", "m", "out"],
     ["encode-corpus", "m", "t.txt", "--out", "shards"],
     ["index", "m", "corpus.jsonl", "--collection", "c"],
     ["search", "m", "queries.jsonl", "--collection", "c", "--out", "run.trec"],
