@@ -32,6 +32,7 @@ _EXPORTS = {
     "default_prompts": "lens_embed.prompts",
     "query_prompt": "lens_embed.prompts",
     "is_released_name": "lens_embed.storage",
+    "write_sparse_encoder": "lens_embed.sparse",
 }
 
 __all__ = sorted(_EXPORTS)

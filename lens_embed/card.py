@@ -38,6 +38,10 @@ CARD_TAGS = [
     "lexicon-based",
     "mteb",
 ]
+SPARSE_TAGS = ["sparse-encoder", "sparse"]
+SPARSE_PIPELINE_TAG = "feature-extraction"  # what sentence-transformers' own SparseEncoder cards declare
+SPARSE_REVISION = "sparse"
+"""The hub branch a LENS model's SparseEncoder folder goes to, beside the LENS folder on ``main``."""
 PAPER_URL = "https://aclanthology.org/2025.acl-long.930/"
 EXAMPLE_INSTRUCTION = "Given a question, retrieve passages that answer the question."
 
@@ -126,8 +130,11 @@ def merge_provenance(recorded: Provenance, **given: Any) -> Provenance:
     return Provenance(**{**recorded.__dict__, **values})
 
 
-def card_metadata(facts: ModelFacts, provenance: Provenance, rows: list[EvalRow], name: str) -> ModelCardData:
-    """Hugging Face ``ModelCardData``: library, pipeline, base model, licence, tags, model-index."""
+def card_metadata(
+    facts: ModelFacts, provenance: Provenance, rows: list[EvalRow], name: str, sparse: bool = False
+) -> ModelCardData:
+    """Hugging Face ``ModelCardData``: library, pipeline, base model, licence, tags, model-index (``sparse``:
+    of the model's SparseEncoder folder)."""
     eval_results = [
         EvalResult(
             task_type=row.task_type,
@@ -150,11 +157,11 @@ def card_metadata(facts: ModelFacts, provenance: Provenance, rows: list[EvalRow]
     }
     return ModelCardData(
         library_name=LIBRARY_NAME,
-        pipeline_tag=PIPELINE_TAG,
+        pipeline_tag=SPARSE_PIPELINE_TAG if sparse else PIPELINE_TAG,
         base_model=provenance.base_model,
         license=provenance.license,
         language=["en"],
-        tags=list(CARD_TAGS),
+        tags=[*CARD_TAGS, *SPARSE_TAGS] if sparse else list(CARD_TAGS),
         datasets=provenance.training_datasets or None,
         model_name=name,
         eval_results=eval_results or None,
@@ -245,6 +252,34 @@ Named instructions (`prompt_name=`; `encode_query` uses `query` by default):
 """
 
 
+def _sparse_usage_section(facts: ModelFacts, model_id: str | None) -> str:
+    where = f'"{model_id}", revision="{SPARSE_REVISION}"' if model_id else '"path/to/this/folder"'
+    return f"""## Usage as a SparseEncoder
+
+This folder is the LENS model in sentence-transformers' sparse stack: the same modules, weights and
+embeddings, loaded by `SparseEncoder` (`model_type: SparseEncoder`). Each of the {facts.n_clusters}
+dimensions is one cluster of vocabulary tokens, and `decode` names it by its cluster's first tokens
+(`cluster_names.json`), not by a vocabulary id. The LENS folder itself loads with `SentenceTransformer`
+(on the hub: the main revision; this folder goes to the `{SPARSE_REVISION}` branch, whose files the hub
+stores once).
+
+```python
+from sentence_transformers import SparseEncoder
+
+model = SparseEncoder({where}, trust_remote_code=True)
+queries = model.encode_query(["what is rba"], prompt_name="web_search")  # sparse tensors
+documents = model.encode_document(["Since 2007, the RBA's outstanding reputation has been affected ..."])
+print(model.similarity(queries, documents))
+print(model.decode(queries[0], top_k=5))  # [(cluster name, weight), ...]
+print(model.sparsity(documents))
+pruned = model.encode_document(["..."], max_active_dims=256)  # each vector's 256 largest weights
+```
+
+Queries and documents are embedded exactly as by the LENS model: queries with an instruction in the
+LENS format `<instruct>{{instruction}}\\n<query>{{query}}`, documents as their plain text.
+"""
+
+
 def _limits_section(facts: ModelFacts) -> str:
     length = f"{facts.max_seq_length} tokens" if facts.max_seq_length else "the maximum length"
     eos = (
@@ -305,8 +340,18 @@ Mean over the {len(rows)} rows above: {mean:.2f}.
 """
 
 
+_SPARSE_EVALUATION = """## Evaluation
+
+The embeddings are the LENS model's own (the same values, as sparse tensors): its card holds the scores.
+"""
+
+
 def render_card(
-    facts: ModelFacts, provenance: Provenance, rows: list[EvalRow] | None = None, name: str | None = None
+    facts: ModelFacts,
+    provenance: Provenance,
+    rows: list[EvalRow] | None = None,
+    name: str | None = None,
+    sparse: bool = False,
 ) -> ModelCard:
     """The complete card (metadata and text) of a LENS model.
 
@@ -316,22 +361,25 @@ def render_card(
         rows: evaluation rows (:func:`lens_embed.evaluation.results.load_eval_rows`); none gives a card
             without a results table.
         name: the card's title (default: the hub id, else "LENS model").
+        sparse: the card of the model's SparseEncoder folder (:mod:`lens_embed.sparse`): its usage is
+            ``SparseEncoder``'s.
     """
     rows = rows or []
     model_id = provenance.model_id or "path/to/this/model"
     title = name or provenance.model_id or "LENS model"
-    metadata = card_metadata(facts, provenance, rows, title)
+    metadata = card_metadata(facts, provenance, rows, title, sparse=sparse)
     hybrid = f" + {facts.embedding_dimension - facts.n_clusters}-d dense (hybrid)" if facts.hybrid else ""
+    usage = _sparse_usage_section(facts, provenance.model_id) if sparse else _usage_section(facts, model_id)
     body = "\n".join(
         [
-            f"# {title}\n",
+            f"# {title}{' (SparseEncoder)' if sparse else ''}\n",
             f"LENS lexicon-based embeddings: {facts.n_clusters} dimensions{hybrid} "
             f"from a bidirectional {facts.backbone}.\n",
             _model_section(facts, provenance),
-            _usage_section(facts, model_id),
+            usage,
             _limits_section(facts),
             _training_section(provenance),
-            _evaluation_section(rows),
+            _evaluation_section(rows) if not sparse else _SPARSE_EVALUATION,
             f"## Licence\n\n{provenance.license or 'Not recorded: the base model licence applies.'}\n",
             f"## Citation\n\n```bibtex\n{LENS_CITATION}\n```\n",
         ]

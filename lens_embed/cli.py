@@ -23,7 +23,7 @@ from lens_embed.cli_args import (
     positive_int,
 )
 from lens_embed.corpus import add_corpus_commands
-from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.defaults import CLUSTER_NAME_TOKENS, DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
@@ -302,12 +302,62 @@ def _run_card(args: argparse.Namespace) -> None:
     print(f"wrote {target}")
 
 
+def _add_sparse_encoder(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sparse-encoder",
+        help="write a LENS model's SparseEncoder folder (sentence-transformers' sparse stack)",
+        description="SparseEncoder(OUT, trust_remote_code=True) then gives the model's embeddings as sparse "
+        "tensors, decode() naming each dimension by its cluster's tokens. OUT shares MODEL's files "
+        "(hard links); on the hub, push it to the 'sparse' branch of MODEL's repository.",
+    )
+    parser.add_argument("model", help="LENS model folder (or a released name)")
+    parser.add_argument("output", help="folder to write")
+    parser.add_argument(
+        "--max-active-dims",
+        type=positive_int,
+        default=None,
+        help="the folder's default: each vector keeps its N largest weights (default: all active ones)",
+    )
+    parser.add_argument(
+        "--cluster-tokens",
+        type=positive_int,
+        default=CLUSTER_NAME_TOKENS,
+        help="member tokens in each cluster's name",
+    )
+    add_load_options(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    parser.set_defaults(func=_run_sparse_encoder)
+
+
+def _run_sparse_encoder(args: argparse.Namespace) -> None:
+    from lens_embed.sparse import write_sparse_encoder
+
+    path = write_sparse_encoder(
+        args.model,
+        args.output,
+        max_active_dims=args.max_active_dims,
+        tokens=args.cluster_tokens,
+        overwrite=args.overwrite,
+        **_load_options(args),
+    )
+    print(f"wrote the SparseEncoder folder of {args.model} to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``lens-embed`` parser, every verb included; imports nothing heavy."""
     parser = argparse.ArgumentParser(prog="lens-embed", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_convert, _add_encode, _add_info, _add_explain, _add_default, _add_card):
+    for add in (
+        _add_build,
+        _add_convert,
+        _add_encode,
+        _add_info,
+        _add_explain,
+        _add_default,
+        _add_card,
+        _add_sparse_encoder,
+    ):
         add(subparsers)
     add_eval_commands(subparsers)
     add_training_commands(subparsers)

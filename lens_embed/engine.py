@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from lens_embed.optional import require
 from lens_embed.storage import staged_directory
 
 if TYPE_CHECKING:
@@ -469,7 +470,7 @@ class ClientBackend(Backend):
     ) -> ClientBackend:
         """Connect to the Qdrant at ``url`` (``":memory:"``: a fresh in-process store) and check it
         answers."""
-        from qdrant_client import QdrantClient
+        QdrantClient = require("qdrant_client", "cluster").QdrantClient  # noqa: N806 - the class itself
 
         if url == ":memory:":
             client = QdrantClient(":memory:")

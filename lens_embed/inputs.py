@@ -1,20 +1,79 @@
 """Reading the files users give: one error format, ``FILE:LINE: what is wrong``, for every reader.
 
-Importing this is instant (no torch), so the command line can use it while it parses, and every verb
-that reads texts (``encode``, ``encode-corpus``) reads them through the same function.
+Every file a user hands in (texts, corpora, training rows, task data, results) is read through
+:func:`text_lines`, :func:`json_lines` or :func:`read_json` (or a reader here built on them), so a
+damaged file is reported by file and line rather than as a bare decoder error. Importing this is
+instant (no torch), so the command line can use it while it parses, and every verb that reads texts
+(``encode``, ``encode-corpus``) reads them through the same function.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lens_embed.prompts import lone_surrogate
-from lens_embed.storage import text_lines
 
-__all__ = ["json_line", "read_documents", "read_texts"]
+__all__ = ["json_line", "json_lines", "read_documents", "read_json", "read_texts", "text_lines"]
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, streamed, each line without its ``\\n`` / ``\\r\\n``.
+
+    A line is ended by ``\\n`` and nothing else, so numbers match an editor's.
+
+    Raises:
+        ValueError: bytes that are not UTF-8, naming the file, the line and the byte offset.
+    """
+    source = Path(path)
+    offset = 0
+    with source.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{source}:{number}: not valid UTF-8 (byte offset {offset + error.start}): {error.reason}"
+                ) from None
+            offset += len(raw)
+            yield number, line.removesuffix("\n").removesuffix("\r")
+
+
+def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line of a JSON-lines file, streamed.
+
+    Raises:
+        ValueError: bytes that are not UTF-8 or a line that is not JSON, naming the file and line.
+    """
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise _not_json(f"{path}:{number}", error) from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value of a file (a record, a result) read whole.
+
+    Raises:
+        ValueError: bytes that are not UTF-8 or text that is not JSON (a truncated file, say),
+            naming the file and line.
+    """
+    text = "\n".join(line for _, line in text_lines(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _not_json(f"{path}:{error.lineno}", error) from None
+
+
+def _not_json(where: str, error: json.JSONDecodeError) -> ValueError:
+    """The one wording of a JSON error; ``where`` is ``FILE:LINE``."""
+    return ValueError(f"{where}:{error.colno}: not valid JSON ({error.msg})")
 
 
 def json_line(line: str, where: str) -> Any:
@@ -24,7 +83,7 @@ def json_line(line: str, where: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+        raise _not_json(where, error) from None
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:
@@ -84,20 +143,13 @@ def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str,
         raise FileNotFoundError(f"input file not found: {source}")
     documents: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    with source.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{source}:{number}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f"{where}: not valid UTF-8 (byte {error.start} of the line): {error.reason}"
-                ) from None
-            doc_id, text = _document_row(line, where, titles)
-            if doc_id in first_line:
-                raise ValueError(f"{where}: duplicate id {doc_id!r} (first on line {first_line[doc_id]})")
-            first_line[doc_id] = number
-            documents[doc_id] = text
+    for number, line in text_lines(source):
+        where = f"{source}:{number}"
+        doc_id, text = _document_row(line, where, titles)
+        if doc_id in first_line:
+            raise ValueError(f"{where}: duplicate id {doc_id!r} (first on line {first_line[doc_id]})")
+        first_line[doc_id] = number
+        documents[doc_id] = text
     if not documents:
         raise ValueError(f"{source}: no documents")
     return documents

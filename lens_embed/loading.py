@@ -28,7 +28,7 @@ from lens_embed.backbone import (
 )
 from lens_embed.convert import converted_release_path
 from lens_embed.model import LensSentenceTransformer, is_lens_model, lexicon_pooling
-from lens_embed.modules import LexiconPooling
+from lens_embed.modules import LensSparseTransformer, LexiconPooling
 from lens_embed.portable import lens_module_classes, own_code_types
 from lens_embed.safety import read_model_json, read_modules, refuse_code_references
 from lens_embed.storage import is_released_name
@@ -103,6 +103,7 @@ def load_lens_model(
     # sentence-transformers' own way to load with known classes; other module types still meet its gate.
     module_classes = {**LENS_MODULE_CLASSES, **own_types}
     check_model_files(source, module_classes, hub_kwargs)
+    check_model_type(source, hub_kwargs)
     model_kwargs = {
         **(kwargs.pop("model_kwargs", None) or {}),
         **backbone_kwargs(dtype=dtype, attn_implementation=attn_implementation),
@@ -122,6 +123,39 @@ def load_lens_model(
     if is_lens_model(model):
         check_lens_model(model, source, hub_kwargs)
     return model
+
+
+def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:
+    """Refuse a folder saved for another sentence-transformers class (``model_type`` in
+    ``config_sentence_transformers.json``; absent means ``SentenceTransformer``).
+
+    ``SentenceTransformer`` would not load its modules but silently pool its backbone plainly (mean or
+    last token). A LENS model's SparseEncoder folder (:mod:`lens_embed.sparse`) is named as such.
+    """
+    loaded = read_model_json(source, ROOT_JSON_FILES[0], **hub_kwargs)
+    if loaded is None:
+        return
+    settings, location = loaded
+    if not isinstance(settings, dict):
+        raise ValueError(f"{location}: expected a JSON object of model settings")
+    model_type = settings.get("model_type", SentenceTransformer.model_type)
+    if model_type == SentenceTransformer.model_type:
+        return
+    types = [entry["type"] for entry in (read_modules(source, **hub_kwargs) or ([], ""))[0]]
+    sparse_face = model_type == "SparseEncoder" and any(
+        t.endswith(f".{LensSparseTransformer.__name__}") for t in types
+    )
+    hint = (
+        "; it is the SparseEncoder folder of a LENS model: load it with "
+        "sentence_transformers.SparseEncoder(path, trust_remote_code=True), or load with lens-embed the "
+        "LENS folder it was written from"
+        if sparse_face
+        else ""
+    )
+    raise ValueError(
+        f"{location}: model_type {model_type!r}; lens-embed loads SentenceTransformer models, and "
+        f"SentenceTransformer would ignore its modules and pool its backbone plainly{hint}"
+    )
 
 
 def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:

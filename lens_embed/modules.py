@@ -3,13 +3,20 @@
 Both follow the library's ``Module`` contract (``forward``, ``save``, ``load``, ``config_keys``),
 so a LENS model is saved with ``model.save()`` and loaded with
 ``SentenceTransformer(path, trust_remote_code=True)``; the flag is needed because the classes
-live outside sentence-transformers' namespace.
+live outside sentence-transformers' namespace. A LENS model's SparseEncoder folder
+(:mod:`lens_embed.sparse`) is ``[LensSparseTransformer, LexiconPooling]``: the same modules, the first one
+naming output dimensions by their clusters (:class:`ClusterVocabulary`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -21,7 +28,39 @@ from lens_embed.prompts import QUERY_TOKEN, SIDES, lone_surrogate
 
 DENSE_MODES = (None, "mean", "last")
 HEAD_FILES = ("model.safetensors", "pytorch_model.bin")  # what Module.load_torch_weights reads, in its order
+HUB_KEYS = ("token", "cache_folder", "revision", "local_files_only")  # where a module's files are on the hub
+CLUSTER_NAMES_FILE = "cluster_names.json"
+"""The K cluster names of a SparseEncoder folder, beside its first module's config (a JSON list)."""
 logger = logging.getLogger(__name__)
+
+
+def hub_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of a module's ``load`` that locate its files (local folder or hub revision)."""
+    return {key: load_kwargs[key] for key in HUB_KEYS if key in load_kwargs}
+
+
+def unshare_files(folder: str) -> None:
+    """Give each file directly in ``folder`` that has other hard links a private copy before a module saves
+    into it.
+
+    A LENS folder and its SparseEncoder folder share their files by hard links (:mod:`lens_embed.sparse`);
+    transformers and safetensors rewrite a file in place, which would write through into the other
+    folder. Each module calls this on its own folder first, so saving either model never changes the
+    other. Files with one link (every ordinary folder) are left as they are.
+    """
+    if not os.path.isdir(folder):
+        return
+    for entry in os.scandir(folder):
+        if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_nlink < 2:
+            continue
+        descriptor, private = tempfile.mkstemp(dir=folder, prefix=f".{entry.name}.", suffix=".unshared")
+        os.close(descriptor)
+        try:
+            shutil.copy2(entry.path, private)
+            os.replace(private, entry.path)
+        except BaseException:
+            os.unlink(private)
+            raise
 
 
 def validate_texts(texts: Sequence[Any]) -> None:
@@ -147,6 +186,10 @@ class LensTransformer(Transformer):
             features[QUERY_MARKER] = marker
         return features
 
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        unshare_files(output_path)
+        super().save(output_path, *args, **kwargs)
+
     def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
         """Over-long texts are cut to max_seq_length: say so once, with how many in that batch."""
         lengths = [len(ids) for ids in self.tokenizer([prompt + text for text in texts])["input_ids"]]
@@ -173,6 +216,109 @@ def right_padded(processing_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     merged = dict(processing_kwargs or {})
     merged["common"] = {**merged.get("common", {}), "padding_side": "right"}
     return merged
+
+
+class ClusterVocabulary:
+    """A LENS model's tokenizer as sentence-transformers' ``SparseEncoder`` reads it: the tokenizer for
+    text, the K cluster names for output dimensions.
+
+    ``SparseEncoder.decode`` names an output dimension ``i`` with
+    ``model.tokenizer.convert_ids_to_tokens(i)``: in SPLADE a dimension is a vocabulary id. In LENS it
+    is a cluster of tokens, so this view answers that one question with the cluster's name; every
+    other attribute and call (tokenizing, special tokens, ``model_max_length``, saving) is the wrapped
+    tokenizer's own.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        names: one name per cluster, in dimension order.
+    """
+
+    def __init__(self, tokenizer: Any, names: Sequence[str]) -> None:
+        object.__setattr__(self, "tokenizer", tokenizer)
+        object.__setattr__(self, "cluster_names", names)
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> Any:
+        """The name of each output dimension (cluster index) in ``ids``; a single index gives one name."""
+        if isinstance(ids, Integral):
+            return self._name(int(ids))
+        return [self._name(int(index)) for index in ids]
+
+    def _name(self, index: int) -> str:
+        if not 0 <= index < len(self.cluster_names):
+            raise IndexError(
+                f"dimension {index} is not a cluster of this model (0..{len(self.cluster_names) - 1})"
+            )
+        return self.cluster_names[index]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tokenizer(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def __getattr__(self, name: str) -> Any:
+        # own attributes are missing only while an object is rebuilt (pickle, copy): nothing to delegate yet
+        if name in ("tokenizer", "cluster_names") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.tokenizer, name, value)
+
+    def __repr__(self) -> str:
+        return f"ClusterVocabulary({len(self.cluster_names)} clusters, {type(self.tokenizer).__name__})"
+
+
+class LensSparseTransformer(LensTransformer):
+    """The first module of a LENS model's SparseEncoder folder: :class:`LensTransformer`, whose
+    ``tokenizer`` is the :class:`ClusterVocabulary` of the cluster names saved beside it
+    (:data:`CLUSTER_NAMES_FILE`), so that ``SparseEncoder.decode`` names each dimension by its
+    cluster's tokens. Embeddings are exactly :class:`LensTransformer`'s.
+
+    Args:
+        model_name_or_path: local folder or hub id of the backbone.
+        cluster_names: one name per cluster (K), in dimension order.
+        **kwargs: passed to :class:`LensTransformer`.
+    """
+
+    def __init__(self, model_name_or_path: str, cluster_names: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(model_name_or_path, **kwargs)
+        self.cluster_names = tuple(cluster_names)
+
+    @property
+    def tokenizer(self) -> Any:
+        tokenizer = super().tokenizer
+        names = self.__dict__.get("cluster_names")  # unset while the parent's __init__ reads the tokenizer
+        return ClusterVocabulary(tokenizer, names) if names and tokenizer is not None else tokenizer
+
+    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
+        super().save(output_path, *args, **kwargs)
+        save_cluster_names(output_path, self.cluster_names)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> LensSparseTransformer:
+        located = hub_kwargs(kwargs)
+        path = cls.load_file_path(model_name_or_path, CLUSTER_NAMES_FILE, subfolder=subfolder, **located)
+        where = os.path.join(str(model_name_or_path), subfolder, CLUSTER_NAMES_FILE)
+        if path is None:
+            raise ValueError(f"{where}: missing; a LENS SparseEncoder folder names its clusters there")
+        try:
+            with open(path, encoding="utf-8") as stream:
+                names = json.load(stream)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{where}: not valid JSON ({error})") from error
+        if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"{where}: expected a non-empty JSON list of cluster names (strings)")
+        module = super().load(model_name_or_path, subfolder=subfolder, **kwargs)
+        module.cluster_names = tuple(names)
+        return module
+
+
+def save_cluster_names(folder: str, names: Sequence[str]) -> None:
+    """Write :data:`CLUSTER_NAMES_FILE` into ``folder``: one JSON string per line, in dimension order."""
+    with open(os.path.join(folder, CLUSTER_NAMES_FILE), "w", encoding="utf-8") as stream:
+        json.dump(list(names), stream, ensure_ascii=False, indent=0)
+        stream.write("\n")
 
 
 class LexiconPooling(Module):
@@ -262,25 +408,22 @@ class LexiconPooling(Module):
         return self.n_clusters + (self.hidden_size if self.dense_pooling is not None else 0)
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        unshare_files(output_path)
         self.save_config(output_path)
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> LexiconPooling:
-        hub_kwargs = {
-            key: kwargs[key]
-            for key in ("token", "cache_folder", "revision", "local_files_only")
-            if key in kwargs
-        }
-        config = cls.load_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+        located = hub_kwargs(kwargs)
+        config = cls.load_config(model_name_or_path, subfolder=subfolder, **located)
         # the file load_torch_weights reads, so that every error below names it
         found = (
-            cls.load_file_path(model_name_or_path, name, subfolder=subfolder, **hub_kwargs)
+            cls.load_file_path(model_name_or_path, name, subfolder=subfolder, **located)
             for name in HEAD_FILES
         )
         head_file = next(filter(None, found), f"{model_name_or_path}/{subfolder}")
         try:
-            weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+            weights = cls.load_torch_weights(model_name_or_path, subfolder=subfolder, **located)
         except Exception as error:  # safetensors and torch raise several types for damaged files
             reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise ValueError(f"{head_file}: cannot read the LENS head ({reason})") from error

@@ -1,8 +1,9 @@
 """Optional dependency stacks (``pip install 'lens-embed[EXTRA]'``), imported on first use.
 
-The core package embeds, evaluates and indexes; training, BM25 and charts, and AIR-Bench are
-extras. :func:`require` imports a module of an extra or stops with an error that names the extra,
-so a missing stack is one clear line rather than a ``ModuleNotFoundError`` from deep inside a run.
+The core package embeds, evaluates and indexes; training, BM25 and charts, AIR-Bench and Qdrant
+servers are extras. :func:`require` imports a module of an extra or stops with an error that names
+the extra, so a missing stack is one clear line rather than a ``ModuleNotFoundError`` from deep
+inside a run.
 This module imports nothing heavy.
 """
 
@@ -16,6 +17,7 @@ INSTALL_HINTS = {
     "train": "pip install 'lens-embed[train]'",
     "eval": "pip install 'lens-embed[eval]'",
     "airbench": "pip install 'lens-embed[airbench]' && pip install --no-deps air-benchmark==0.1.0",
+    "cluster": "pip install 'lens-embed[cluster]'",
 }
 
 

@@ -1,5 +1,5 @@
-"""Where lens-embed keeps things and how it writes and reads them: the cache, atomic writes, released
-names, and readers of text and JSON files whose errors name the file and line.
+"""Where lens-embed keeps things and how it writes them: the cache, atomic writes, released names,
+and the overlap check that keeps an output from damaging an input.
 
 Everything that replaces a file or a folder goes through :func:`atomic_write` or
 :func:`staged_directory`: the content is written next to its target and renamed into place, so a
@@ -12,16 +12,11 @@ live writer's temporaries from the remains of a killed one, and removes only the
 (:func:`scratch_directory` does the same for a work folder that is never renamed into place).
 New folders get the usual mode (0777 minus the umask), like the files. This module imports
 nothing heavy, so the command line and the package face can use it freely.
-
-Every file a user hands in (texts, training rows, task data, results) is read through
-:func:`text_lines`, :func:`json_lines` or :func:`read_json`, so a damaged file is reported as
-``FILE:LINE: what is wrong`` rather than as a bare decoder error.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import re
@@ -30,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 logger = logging.getLogger(__name__)
 CACHE_ENV = "LENS_EMBED_CACHE"
@@ -285,58 +280,3 @@ def cached_directory(target: str | os.PathLike, produce: Callable[[Path], object
         with staged_directory(destination) as staging:
             produce(staging)
     return destination
-
-
-def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a UTF-8 text file, streamed, each line without its ``\\n`` / ``\\r\\n``.
-
-    A line is ended by ``\\n`` and nothing else, so numbers match an editor's.
-
-    Raises:
-        ValueError: bytes that are not UTF-8, naming the file, the line and the byte offset.
-    """
-    source = Path(path)
-    offset = 0
-    with source.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(
-                    f"{source}:{number}: not valid UTF-8 (byte offset {offset + error.start}): {error.reason}"
-                ) from None
-            offset += len(raw)
-            yield number, line.removesuffix("\n").removesuffix("\r")
-
-
-def json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` of every non-blank line of a JSON-lines file, streamed.
-
-    Raises:
-        ValueError: bytes that are not UTF-8 or a line that is not JSON, naming the file and line.
-    """
-    for number, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as error:
-            raise _not_json(path, number, error) from None
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """The JSON value of a file (a record, a result) read whole.
-
-    Raises:
-        ValueError: bytes that are not UTF-8 or text that is not JSON (a truncated file, say),
-            naming the file and line.
-    """
-    text = "\n".join(line for _, line in text_lines(path))
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise _not_json(path, error.lineno, error) from None
-
-
-def _not_json(path: str | os.PathLike, line: int, error: json.JSONDecodeError) -> ValueError:
-    return ValueError(f"{path}:{line}:{error.colno}: not valid JSON ({error.msg})")

@@ -83,6 +83,7 @@ MODEL_VERBS = (
     "explain",
     "encode-corpus",
     "card",
+    "sparse-encoder",
     "evaluate mteb",
     "evaluate offline",
     "evaluate airbench",
@@ -129,6 +130,7 @@ def model_verb(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Path
             "explain": ["explain", m, "a quick brown fox"],
             "encode-corpus": ["encode-corpus", m, str(texts), "--out", str(out / "shards")],
             "card": ["card", m],
+            "sparse-encoder": ["sparse-encoder", m, str(out / "sparse")],
             "evaluate mteb": ["evaluate", "mteb", "--model", m, "--tasks", "STS12", "--output", str(out)],
             "evaluate offline": [
                 "evaluate",

@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, ...]] = [
         "lens_embed.corpus",
         "lens_embed.engine",
         "lens_embed.serving",
+        "lens_embed.sparse",
     ),
     # 8. evaluation and training (neither imports the other)
     ("lens_embed.evaluation.", "lens_embed.training."),

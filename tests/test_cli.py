@@ -78,7 +78,7 @@ def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
     ("content", "where"),
     [
         (b'{"text": "fine"}\n\n{"text": "after a blank"}\n', "texts.jsonl:2: blank line"),
-        (b'"fine"\n{"text": "unterminated\n', "texts.jsonl:2: not valid JSON"),
+        (b'"fine"\n{"text": "unterminated\n', "texts.jsonl:2:10: not valid JSON"),
         (b'"fine"\n"caf\xe9"\n', "texts.jsonl:2: not valid UTF-8 (byte offset 11)"),
         (
             b'"fine"\n{"text": "a \\ud800 b"}\n',
@@ -256,6 +256,7 @@ LOADING_VERBS = [
     ["info", "m"],
     ["explain", "m", "a text"],
     ["card", "m"],
+    ["sparse-encoder", "m", "out"],
     ["encode-corpus", "m", "t.txt", "--out", "shards"],
     ["index", "m", "corpus.jsonl", "--collection", "c"],
     ["search", "m", "queries.jsonl", "--collection", "c", "--out", "run.trec"],

@@ -38,3 +38,23 @@ def test_lora_without_peft_names_the_train_extra(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("MissingExtraError peft is not installed")
     assert "lens-embed[train]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("blocked", "code", "extra"),
+    [
+        ("air_benchmark", "import lens_embed.evaluation.airbench", "airbench"),
+        (
+            "qdrant_client",
+            "from lens_embed.engine import ClientBackend; ClientBackend.connect(':memory:', 'c')",
+            "cluster",
+        ),
+    ],
+)
+def test_airbench_and_qdrant_servers_name_their_extras(blocked, code, extra):
+    script = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        f"try:\n    {code}\nexcept ImportError as error:\n    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert f"needs the lens-embed[{extra}] extra" in result.stdout

@@ -20,17 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from air_benchmark import AIRBench, Retriever
-from air_benchmark.evaluation_utils import DataLoader, Evaluator
-
 from lens_embed.evaluation.offline import read_jsonl
+from lens_embed.optional import require
 from lens_embed.retrieval import DenseRetriever
+
+air_benchmark = require("air_benchmark", "airbench")  # a missing extra is named here, on first import
+air_evaluation = require("air_benchmark.evaluation_utils", "airbench")
 
 DEFAULT_VERSION = "AIR-Bench_24.05"
 NO_RERANKER = "NoReranker"
 
 
-class LensAirRetriever(Retriever):
+class LensAirRetriever(air_benchmark.Retriever):
     """AIR-Bench ``Retriever`` backed by :class:`lens_embed.retrieval.DenseRetriever`."""
 
     def __init__(self, retriever: DenseRetriever, name: str, search_top_k: int = 1000) -> None:
@@ -59,7 +60,7 @@ class AirTask:
     splits: tuple[str, ...]
 
 
-class LocalDataLoader(DataLoader):
+class LocalDataLoader(air_evaluation.DataLoader):
     """AIR-Bench's ``DataLoader`` contract over a local folder instead of the hub."""
 
     def __init__(self, root: str | Path, benchmark_version: str = DEFAULT_VERSION) -> None:
@@ -121,7 +122,7 @@ def run_local(
 ) -> dict[str, Any]:
     """Search every local dataset, then score its dev split with AIR-Bench's Evaluator."""
     loader = LocalDataLoader(data_root)
-    evaluator = Evaluator(loader, overwrite=overwrite)
+    evaluator = air_evaluation.Evaluator(loader, overwrite=overwrite)
     for task in loader.tasks(splits):
         evaluator(
             task_type=task.task_type,
@@ -147,7 +148,7 @@ def run_hub(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """The real AIR-Bench (needs the hub): search dev and test, score dev locally."""
-    bench = AIRBench(
+    bench = air_benchmark.AIRBench(
         benchmark_version=benchmark_version,
         task_types=list(task_types) if task_types else None,
         domains=list(domains) if domains else None,
@@ -155,10 +156,12 @@ def run_hub(
         splits=list(splits),
     )
     bench.run(retriever, output_dir=str(search_dir(output)), overwrite=overwrite)
-    return score_dev(Evaluator(bench.data_loader), retriever, output)
+    return score_dev(air_evaluation.Evaluator(bench.data_loader), retriever, output)
 
 
-def score_dev(evaluator: Evaluator, retriever: LensAirRetriever, output: str | Path) -> dict[str, Any]:
+def score_dev(
+    evaluator: air_evaluation.Evaluator, retriever: LensAirRetriever, output: str | Path
+) -> dict[str, Any]:
     """AIR-Bench's own dev scoring of the saved search results; written to ``airbench/dev_scores.json``."""
     results_dir = search_dir(output) / str(retriever) / NO_RERANKER
     scores = evaluator.evaluate_results(str(results_dir), split="dev") if results_dir.is_dir() else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lens_embed.card import EvalRow
-from lens_embed.storage import read_json
+from lens_embed.inputs import read_json
 
 # Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
 PROTOCOL_FILE = "lens_embed_protocol.json"

@@ -24,7 +24,8 @@ from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
 
 from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
-from lens_embed.storage import atomic_write, read_json
+from lens_embed.inputs import read_json
+from lens_embed.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -39,6 +39,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lens_embed.optional import require
+
 if TYPE_CHECKING:
     from mteb.abstasks import AbsTask
     from mteb.models import ModelMeta
@@ -534,8 +536,9 @@ def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.
     """Read an AIR-Bench upload the way its leaderboard backend does (unzip, then
     ``Evaluator.evaluate_results``' walk of ``<task_type>/<domain>/*.json`` and its consistency checks),
     without the private test qrels."""
-    from air_benchmark.evaluation_utils.evaluator import Evaluator
-    from air_benchmark.tasks.tasks import check_benchmark_version, check_task_types
+    Evaluator = require("air_benchmark.evaluation_utils.evaluator", "airbench").Evaluator  # noqa: N806
+    air_tasks = require("air_benchmark.tasks.tasks", "airbench")
+    check_benchmark_version, check_task_types = air_tasks.check_benchmark_version, air_tasks.check_task_types
 
     check_benchmark_version(benchmark_version)
     problems: list[str] = []
