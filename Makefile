@@ -101,7 +101,7 @@ train-default:
 
 # ---- benchmarks ----
 MODEL ?=
-.PHONY: bench bench-gpu train-check bench-index bench-engine
+.PHONY: bench bench-gpu train-check bench-index bench-engine bench-sparse
 # Pooling memory, encoding throughput and the lexicon head's overhead over dense MiniLM (a few minutes on 2 cores).
 bench:
 	$(PY) benchmarks/bench_encode.py --data $(DATA) $(if $(MODEL),--model $(MODEL),)
@@ -130,6 +130,15 @@ bench-index:
 BENCH_ENGINE_ARGS ?=
 bench-engine:
 	$(PY) benchmarks/bench_engine.py --data $(DATA) --output $(OUTPUT)/bench-engine $(BENCH_ENGINE_ARGS)
+
+# Sparse LENS: each model of SPARSE_MODELS (LABEL=PATH ...; default: the untrained construction and the trained
+# embedded default) pruned to the top 512/256/128/64 dimensions per document: SciFact nDCG@10 on the embedded
+# engine, the STS average, active dimensions per document and query, index bytes, ms per query.
+SPARSE_MODELS ?=
+BENCH_SPARSE_ARGS ?=
+bench-sparse:
+	$(PY) benchmarks/bench_sparse.py --data $(DATA) --output $(OUTPUT)/bench-sparse \
+		$(foreach model,$(SPARSE_MODELS),--model $(model)) $(BENCH_SPARSE_ARGS)
 
 # On a GPU machine: attention kernels (incl. flash_attention_2), bf16, torch KMeans, throughput.
 device-check:

@@ -4,7 +4,8 @@ For each model given (``--model LABEL=PATH``, several) and each pruning level (a
 then the top N per document), on the embedded engine (``lens_embed.engine.EdgeBackend``, through
 ``bench_engine.measure``, sparse vectors searched exactly):
 
-* SciFact nDCG@10 (``--max-docs`` documents: every judged one, then the others in corpus order), the
+* SciFact nDCG@10 (the whole corpus, or ``--max-docs`` documents: every judged one, then the others in
+  corpus order), the
   documents pruned to the top N at index time, the queries whole (as ``make bench-engine``);
 * the STS average: the offline suite's STS tasks (``DATA/sts/*``) under its protocol (every text an
   instructed query with the authors' STS instruction, cosine Spearman x 100, mteb's main score), both
@@ -17,7 +18,8 @@ Each model's texts are embedded once (documents in resumable shards under ``--ou
 ``OUTPUT/<label>/sts.npy``), every level prunes those vectors, so a rerun only measures again.
 
     python benchmarks/bench_sparse.py --data ../shared/data --output results/bench-sparse \
-        --model untrained=$(lens-embed default --untrained) --model trained=$(lens-embed default)
+        [--model LABEL=PATH ...]
+    # default: untrained=$(lens-embed default --untrained) default=$(lens-embed default)
 """
 
 from __future__ import annotations
@@ -157,9 +159,17 @@ def measure_model(
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], n_docs: int) -> str:
+def default_models() -> list[str]:
+    """The untrained LENS-MiniLM and the trained embedded default, as LABEL=PATH."""
+    from lens_embed.embedded import default_model_path, untrained_default_path
+
+    return [f"untrained={untrained_default_path()}", f"default={default_model_path()}"]
+
+
+def markdown(rows: list[dict[str, Any]], n_docs: int | None) -> str:
     lines = [
-        f"SciFact: {n_docs} documents, documents pruned at index time, queries whole; "
+        f"SciFact: {'all' if n_docs is None else n_docs} documents, documents pruned at index time, "
+        "queries whole; "
         "STS: the offline suite's STS tasks, both texts pruned",
         "",
         "| model | vectors | active dims / doc | active dims / query | bytes / doc | recall@10 "
@@ -181,16 +191,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument("--data", default="../shared/data", help="folder holding sts/ and retrieval/SciFact")
     parser.add_argument("--output", default="results/bench-sparse", help="embeddings and report folder")
-    parser.add_argument("--model", action="append", required=True, help="LABEL=PATH (repeat for several)")
     parser.add_argument(
-        "--max-docs", type=int, default=1000, help="SciFact documents (every judged one first)"
+        "--model",
+        action="append",
+        help="LABEL=PATH (repeat for several; default: the untrained construction and the embedded default)",
+    )
+    parser.add_argument(
+        "--max-docs",
+        type=int,
+        default=None,
+        help="SciFact documents (every judged one first; default: the whole corpus)",
     )
     parser.add_argument(
         "--levels", type=int, nargs="+", default=[n for n in LEVELS if n], help="top N per doc"
     )
     args = parser.parse_args(argv)
     models = []
-    for item in args.model:
+    for item in args.model or default_models():
         label, separator, path = item.partition("=")
         if not separator or not label or not path:
             parser.error(f"--model {item!r}: expected LABEL=PATH")

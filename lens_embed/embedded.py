@@ -48,8 +48,9 @@ from lens_embed.storage import atomic_write, cache_dir, cached_directory
 DATA_DIR = Path(__file__).parent / "data"
 PARAMETERS_FILE = DATA_DIR / "lens-minilm-k4000.safetensors"
 PROVENANCE_FILE = DATA_DIR / "lens-minilm-k4000.provenance.json"
-# The SHA-256 of PARAMETERS_FILE as training wrote it; `lens-embed train-default --install` updates it.
-PARAMETERS_SHA256 = "59681d97668584554a84f7a953bfdc6b81a2d1a5fd8b5d686611daacb099ec29"
+# The SHA-256 of PARAMETERS_FILE as `make train-default` wrote it (it prints it): a new file is shipped by
+# copying it and its provenance into lens_embed/data/ and setting this value.
+PARAMETERS_SHA256 = "84ba9386a82d5306ee37f2d854c43c3e9843a250b1f9e481018447f0ca2e5266"
 # The embedded default's name (its results are filed as lens-embed/NAME; the cache entry adds the hash).
 DEFAULT_NAME = f"lens-minilm-k{DEFAULT_CLUSTERS}-trained"
 FORMAT = "lens-embed trained LENS parameters 1"
