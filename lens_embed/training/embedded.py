@@ -370,12 +370,20 @@ def provenance(data_dir: Path, recipe: Recipe, command: list[str], sha256: str) 
     }
 
 
+def recipe_for(recipe: Recipe, base_kind: str) -> Recipe:
+    """The recipe a base trains with: the dense MiniLM has no lexicon vectors for the FLOPS term to act on."""
+    if base_kind == "lens":
+        return recipe
+    return replace(recipe, document_regularizer_weight=0.0, query_regularizer_weight=0.0)
+
+
 def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: list[str]) -> Path:
     """Prepare, train and (for the LENS base) package; returns the trained model's folder."""
     from lens_embed.build import save_staged
     from lens_embed.loading import load_lens_model
     from lens_embed.training.trainer import train
 
+    recipe = recipe_for(recipe, base_kind)
     output.mkdir(parents=True, exist_ok=True)
     teacher = load_lens_model(minilm_path(), device="cpu")
     data = prepare_data(data_dir, output / "data", teacher, recipe)
@@ -387,7 +395,6 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: l
             save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)
     else:
         base = minilm_path()
-        recipe = replace(recipe, document_regularizer_weight=0.0, query_regularizer_weight=0.0)
     trained = output / "model"
     if not (trained / "modules.json").is_file():  # a finished run is kept (delete it to train again)
         start = time.perf_counter()

@@ -23,6 +23,7 @@ from lens_embed.training.embedded import (
     banking_rows,
     base_parameters,
     package,
+    recipe_for,
     scored,
     with_negatives,
 )
@@ -111,3 +112,15 @@ def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, caps
     assert stopped.value.code == 2
     assert f"missing {tmp_path / 'training' / 'msrp_train.jsonl'}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_flops_term() -> None:
+    recipe = Recipe()
+    assert recipe.document_regularizer_weight > 0 and recipe.query_regularizer_weight > 0
+    assert recipe_for(recipe, "lens") == recipe
+    dense = recipe_for(recipe, "dense")
+    assert (dense.document_regularizer_weight, dense.query_regularizer_weight) == (0.0, 0.0)
+    weights = ("document_regularizer_weight", "query_regularizer_weight")
+    assert {k: v for k, v in vars(dense).items() if k not in weights} == {
+        k: v for k, v in vars(recipe).items() if k not in weights
+    }
