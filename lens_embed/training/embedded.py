@@ -395,7 +395,7 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: l
             save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)
     else:
         base = minilm_path()
-    trained = output / "model"
+    trained = output / ("model" if base_kind == "lens" else "dense-model")
     if not (trained / "modules.json").is_file():  # a finished run is kept (delete it to train again)
         start = time.perf_counter()
         train(training_config(base, data, trained, recipe))
@@ -423,7 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", default="../shared/data", help="the data folder (training/, classification/)"
     )
-    parser.add_argument("--output", required=True, help="work folder: data, base, model, parameter file")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="work folder: data, base, model (dense-model with --base dense), parameter file",
+    )
     parser.add_argument(
         "--base", choices=("lens", "dense"), default="lens", help="LENS default or dense MiniLM"
     )
