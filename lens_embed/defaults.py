@@ -27,6 +27,9 @@ AUTHORS_CUDA_DTYPE = "float16"
 CPU_DTYPE = "float32"
 # Which baselines an evaluation runs beside the model (`--baselines`): dense all-MiniLM-L6-v2 and/or BM25.
 BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
+# The run record `lens-embed train` writes into the folder of every model it trained (its options and data);
+# evaluation reads its presence: a trained folder is not the hub model its inherited card names.
+TRAINING_RECORD = "training_config.json"
 
 
 def authors_dtype(on_cuda: bool) -> str:

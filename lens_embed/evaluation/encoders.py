@@ -31,7 +31,7 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.types import PromptType
 
 from lens_embed.citation import LENS_CITATION
-from lens_embed.defaults import authors_dtype, minilm_path
+from lens_embed.defaults import TRAINING_RECORD, authors_dtype, minilm_path
 from lens_embed.evaluation.instructions import (
     LENS_INSTRUCTION_TEMPLATE,
     InstructionError,
@@ -202,10 +202,13 @@ def card_name(path: str | Path) -> str | None:
 
 
 def default_name(model: SentenceTransformer, path: str | Path) -> str:
-    """``lens-embed/<folder>`` for a LENS model; a plain folder is named after the model it holds."""
+    """``lens-embed/<folder>`` for a LENS model; a plain folder is named after the model its card names,
+    unless lens-embed trained it (its card is the base model's: its results must not pass for the base's)."""
     path = Path(path)
     if is_lens_model(model):
         return f"lens-embed/{path.name}"
+    if (path / TRAINING_RECORD).is_file():
+        return f"local/{path.name}"
     return card_name(path) or f"local/{path.name}"
 
 

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
-from lens_embed.defaults import authors_dtype
+from lens_embed.defaults import TRAINING_RECORD, authors_dtype
 from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.storage import refuse_overlap
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
@@ -72,7 +72,7 @@ from lens_embed.training.sampler import TaskHomogeneousBatchSampler
 
 logger = logging.getLogger(__name__)
 
-RECORD_FILENAME = "training_config.json"
+RECORD_FILENAME = TRAINING_RECORD
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mteb
 import pytest
 from mteb.cache import ResultCache
+from sentence_transformers import SentenceTransformer
 
 from lens_embed import build_lens_model
-from lens_embed.defaults import minilm_path
-from lens_embed.evaluation.encoders import MINILM_NAME, load_encoder, released_lens_meta
+from lens_embed.defaults import TRAINING_RECORD, minilm_path
+from lens_embed.evaluation.encoders import MINILM_NAME, default_name, load_encoder, released_lens_meta
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.results import model_revision
 
@@ -95,3 +97,12 @@ def test_a_pruned_run_prunes_every_vector_and_files_its_results_as_an_experiment
 def test_pruning_a_model_without_a_lexicon_is_refused() -> None:
     with pytest.raises(ValueError, match="prunes LENS lexicon vectors.*not a LENS model"):
         load_encoder(minilm_path(), max_active_dims=8)
+
+
+def test_a_plain_folder_is_named_by_its_card_unless_lens_embed_trained_it(tmp_path: Path) -> None:
+    model = SentenceTransformer(str(minilm_path()), device="cpu")
+    copy = tmp_path / "minilm-ft"
+    shutil.copytree(minilm_path(), copy)
+    assert default_name(model, copy) == MINILM_NAME  # the card's usage line names the hub model
+    (copy / TRAINING_RECORD).write_text("{}", encoding="utf-8")  # what `lens-embed train` leaves
+    assert default_name(model, copy) == "local/minilm-ft"
