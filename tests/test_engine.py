@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -180,8 +181,27 @@ def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
         pruned[row, indices] = values
     assert (np.count_nonzero(pruned, axis=1) <= 3).all()
     queries = normalized(encode(model, list(QUERIES.values()), query=True))
-    results = search_collection(model, QUERIES, backend, top_k=4, show_progress=False)
-    _assert_exact_ranking(results, queries @ pruned.T, top_k=4)
+    whole = search_collection(model, QUERIES, backend, top_k=4, max_active_dims=0, show_progress=False)
+    _assert_exact_ranking(whole, queries @ pruned.T, top_k=4)
+
+
+def test_search_prunes_queries_as_the_collection_pruned_its_documents_unless_told(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, vectors="both", max_active_dims=3)
+    documents = encode(model, list(DOCS.values()), max_active_dims=3)
+    pruned = encode(model, list(QUERIES.values()), query=True, max_active_dims=3)
+    whole = encode(model, list(QUERIES.values()), query=True)
+    assert np.count_nonzero(pruned, axis=1).max() == 3 < np.count_nonzero(whole, axis=1).min()
+    search = partial(search_collection, model, QUERIES, backend, top_k=5, using="sparse", show_progress=False)
+    _assert_exact_ranking(search(), pruned @ documents.T, top_k=5)  # the collection's pruning
+    _assert_exact_ranking(search(max_active_dims=0), whole @ documents.T, top_k=5)  # whole queries
+    _assert_exact_ranking(
+        search(max_active_dims=2),
+        encode(model, list(QUERIES.values()), query=True, max_active_dims=2) @ documents.T,
+        top_k=5,
+    )
+    # a dense search of the same collection is not pruned (the default applies to sparse vectors only)
+    assert search_collection(model, QUERIES, backend, top_k=5, show_progress=False)
 
 
 @pytest.mark.parametrize("which", ["model", "hybrid_model"])
@@ -392,7 +412,7 @@ def test_dense_vectors_above_qdrants_limit_are_refused_sparse_ones_are_not():
 def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp_path: Path):
     with EdgeBackend(tmp_path, "docs") as backend:
         _index(model, backend)
-        with pytest.raises(EngineError, match="another process"):
+        with pytest.raises(EngineError, match="in use by another lens-embed process"):
             EdgeBackend(tmp_path, "docs").count()
     with EdgeBackend(tmp_path, "docs") as reopened:
         assert reopened.count() == len(DOCS)
@@ -670,3 +690,72 @@ def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_l
         assert backend.count() == len(DOCS)
         results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)
     _assert_exact_ranking(results, _exact(model), top_k=5)
+
+
+# ---- one process at a time ----
+
+_WRITER = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from lens_embed.engine import EdgeBackend, EnginePoint, Layout
+folder, rounds = Path(sys.argv[1]), int(sys.argv[2])
+backend = EdgeBackend(folder, "c")
+backend.create(Layout(dim=8, hnsw_m=0), {"format": 1})
+rng, sent = np.random.default_rng(0), []
+while len(sent) < 10 * rounds or not (folder / "REFUSED").exists():
+    batch = [str(i) for i in range(len(sent), len(sent) + 10)]
+    backend.upsert([EnginePoint(doc_id=i, dense=rng.random(8).astype(np.float32)) for i in batch])
+    sent += batch
+    (folder / "GO").touch()
+backend.optimize()
+(folder / "STOP").touch()
+backend.close()
+print(json.dumps(sent))
+"""
+
+_OPENER = """
+import sys, time
+from pathlib import Path
+from lens_embed.engine import EdgeBackend, EngineError
+folder = Path(sys.argv[1])
+while not (folder / "GO").exists():
+    time.sleep(0.001)
+refusals = []
+while not (folder / "STOP").exists():
+    backend = EdgeBackend(folder, "c")  # what search, index and the evaluation do first
+    try:
+        backend.count()
+    except EngineError as error:
+        refusals.append(str(error))
+        (folder / "REFUSED").touch()
+    finally:
+        backend.close()
+print(refusals[0] if refusals else "never refused")
+"""
+
+
+def test_a_second_process_never_reaches_a_collection_that_is_being_written(tmp_path: Path):
+    """The engine's own open path damages a shard that another process is writing (uploads vanish), so
+    lens-embed locks the collection first: the opener is refused and the writer's collection stays exact."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    for round_ in range(3):
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        opener = subprocess.Popen(
+            [sys.executable, "-c", _OPENER, str(folder)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        writer = subprocess.run(
+            [sys.executable, "-c", _WRITER, str(folder), "30"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        refused = opener.communicate(timeout=300)[0]
+        assert writer.returncode == 0, writer.stderr[-2000:]
+        sent = json.loads(writer.stdout)
+        with EdgeBackend(folder, "c") as backend:
+            assert backend.count() == len(sent)
+            assert sorted(p["doc_id"] for p in backend.payloads(["doc_id"])) == sorted(sent)
+        assert "another lens-embed process" in refused and str(folder / "c") in refused, refused
