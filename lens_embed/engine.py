@@ -284,6 +284,9 @@ class EdgeBackend(Backend):
     Edge shards have no collection metadata, so lens-embed's record lives in a reserved point with
     no vectors (the nil UUID), left out of counts and listings. A new collection is built in a
     staging folder, record included, and renamed into place: a folder that exists is complete.
+    The first call that touches the collection (or creates it) takes its lock, ``path/.collection.lock``
+    (see the module's docstring), and :meth:`close` releases it: use one backend per collection, and close
+    it (``with EdgeBackend(...) as backend``) so that the next process may open the collection.
     """
 
     def __init__(self, path: str | Path, collection: str) -> None:
