@@ -13,23 +13,25 @@ from collections.abc import Callable
 from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES
 
 
-def bounded_int(minimum: int) -> Callable[[str], int]:
-    """An argparse type accepting integers ``>= minimum``.
+def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type accepting integers ``>= minimum`` (and ``<= maximum`` when one is given).
 
     Args:
         minimum: the smallest accepted value.
+        maximum: the largest accepted value (none by default).
     """
+    wanted = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = f"integer {wanted}"
     return parse
 
 

@@ -13,10 +13,19 @@ A query with several vectors is fused by the engine (Qdrant's query API: one pre
 :data:`FUSION_DEPTH` candidates per vector, reciprocal-rank fusion). Qdrant point ids must be
 integers or UUIDs, so a document id maps to ``uuid5(namespace, id)`` (:func:`point_id`) and the id
 itself is kept in the payload. This module imports neither engine package until a backend is opened.
+
+One process at a time: opening an in-process collection while another process writes it damages the
+writer's shard (the engine's open path touches it before its own lock refuses), so :class:`EdgeBackend`
+holds a lock of lens-embed's own, ``.NAME.lock`` beside the collection folder, from before the engine
+opens the collection until the backend is closed. It is an ``flock``, so the kernel drops it when the
+process dies, however it dies. Every opener takes it exclusively (the engine admits one process per
+collection, readers included), and a second one is refused at once, naming the collection.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
 import uuid
@@ -31,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from lens_embed.optional import require
-from lens_embed.storage import staged_directory
+from lens_embed.storage import check_writable_folder, staged_directory
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -64,6 +73,9 @@ _DOCUMENT_NAMESPACE = uuid.UUID("6f1c3b52-7d0e-5b8e-9a4c-1e0b7c2d9a10")
 # uuid5 never yields the nil UUID (its version bits are set), so no document can take this id.
 _METADATA_POINT = uuid.UUID(int=0)
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+NAME_MAX = 255
+"""The longest file name of common file systems: an in-process collection's staging folder must fit."""
+_STAGING_EXTRA = len("..staging-") + 8  # staged_directory's ".NAME.staging-XXXXXXXX"
 
 
 class EngineError(OSError):
@@ -208,8 +220,15 @@ class Backend(ABC):
         """Number of documents stored (exact)."""
 
     @abstractmethod
+    def records(
+        self, fields: Sequence[str], batch_size: int = 1000, *, with_vectors: bool = False
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """``(payload fields, vectors)`` of every stored document, in the engine's order (vectors
+        ``{name: values}``, read only ``with_vectors``: the engine then reads every stored vector)."""
+
     def payloads(self, fields: Sequence[str], batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """The payload fields of every stored document, in the engine's order."""
+        return (payload for payload, _ in self.records(fields, batch_size))
 
     @abstractmethod
     def query(
@@ -225,6 +244,15 @@ class Backend(ABC):
     @abstractmethod
     def drop(self) -> None:
         """Delete the collection and everything in it."""
+
+    @abstractmethod
+    def reload(self) -> None:
+        """Make what was written durable, and answer later calls from storage rather than from what this
+        process holds in memory (a closing check then reads what a later process will find)."""
+
+    @abstractmethod
+    def free_space(self) -> int | None:
+        """Bytes free where the collection is stored, when that is this machine's disk (None: a server's)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -256,12 +284,22 @@ class EdgeBackend(Backend):
     Edge shards have no collection metadata, so lens-embed's record lives in a reserved point with
     no vectors (the nil UUID), left out of counts and listings. A new collection is built in a
     staging folder, record included, and renamed into place: a folder that exists is complete.
+    The first call that touches the collection (or creates it) takes its lock, ``path/.collection.lock``
+    (see the module's docstring), and :meth:`close` releases it: use one backend per collection, and close
+    it (``with EdgeBackend(...) as backend``) so that the next process may open the collection.
     """
 
     def __init__(self, path: str | Path, collection: str) -> None:
         self.collection = check_collection_name(collection)
+        if len(collection) + _STAGING_EXTRA > NAME_MAX:
+            raise ValueError(
+                f"collection name of {len(collection)} characters is too long for the in-process engine "
+                f"(at most {NAME_MAX - _STAGING_EXTRA}: its staging folder's name adds {_STAGING_EXTRA})"
+            )
         self.folder = Path(path) / collection
+        self.lock_file = self.folder.with_name(f".{collection}.lock")
         self._shard: Any = None
+        self._lock: int | None = None
 
     @property
     def location(self) -> str:
@@ -270,19 +308,70 @@ class EdgeBackend(Backend):
     def exists(self) -> bool:
         return self.folder.is_dir()
 
+    def check(self) -> None:
+        """Refuse, before any work, a collection path this backend could not use: a file where the folder
+        of collections or the collection should be, or a folder it cannot write in."""
+        check_writable_folder(self.folder.parent, "the folder of collections (--path)")
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise NotADirectoryError(
+                f"{self.folder} is a file, not a collection; choose another --collection"
+            )
+
+    def _hold(self) -> None:
+        """Take the collection's lock (once), before the engine touches the collection; refuse at once if
+        another backend (of this or another process) holds it."""
+        if self._lock is not None:
+            return
+        self.check()
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+                os.close(descriptor)
+                raise EngineError(
+                    f"{self.folder} is in use by another lens-embed process"
+                    + (f" (pid {holder})" if holder.isdigit() else "")
+                    + ": an index, search or evaluation holds it; run this when it has finished"
+                ) from None
+            try:
+                same = os.path.samestat(os.stat(self.lock_file), os.fstat(descriptor))
+            except FileNotFoundError:  # removed by a drop() between our open and our lock
+                same = False
+            if same:
+                break
+            os.close(descriptor)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock = descriptor
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = None
+
     @property
     def shard(self) -> Any:
-        """The open shard (opened on first use: the engine locks it against other processes)."""
+        """The open shard (opened on first use, under the collection's lock)."""
         if self._shard is None:
             import qdrant_edge
 
             if not self.exists():
                 raise EngineError(f"no collection at {self.folder}")
+            self._hold()
+            if not (self.folder / "segments").is_dir():  # the engine would open it empty, as if new
+                raise EngineError(
+                    f"{self.folder} is damaged: its segments/ folder (the stored documents) is missing; "
+                    "delete the collection and index the corpus again"
+                )
             try:
                 self._shard = qdrant_edge.EdgeShard.load(str(self.folder))
             except Exception as error:  # the engine raises plain Exceptions
                 raise EngineError(
-                    f"cannot open the collection at {self.folder} (is another process using it?): {error}"
+                    f"cannot open the collection at {self.folder} (damaged, or held by a program other than "
+                    f"lens-embed): {str(error).strip().splitlines()[0] if str(error).strip() else error!r}"
                 ) from None
         return self._shard
 
@@ -317,6 +406,7 @@ class EdgeBackend(Backend):
     def create(self, layout: Layout, metadata: dict[str, Any]) -> None:
         import qdrant_edge as qe
 
+        self._hold()
         with staged_directory(self.folder) as staging:
             shard = qe.EdgeShard.create(str(staging), self._config(layout))
             shard.update(
@@ -326,7 +416,9 @@ class EdgeBackend(Backend):
             shard.close()
 
     def metadata(self) -> dict[str, Any] | None:
-        records = self.shard.retrieve([_METADATA_POINT], True, False)
+        shard = self.shard
+        with self._calls("reading lens-embed's record"):
+            records = shard.retrieve([_METADATA_POINT], True, False)
         return records[0].payload.get(METADATA_KEY) if records else None
 
     def _point(self, point: EnginePoint) -> Any:
@@ -357,23 +449,27 @@ class EdgeBackend(Backend):
     def count(self) -> int:
         import qdrant_edge as qe
 
-        return int(self.shard.count(qe.CountRequest(exact=True, filter=self._documents())))
+        shard = self.shard
+        with self._calls("counting the documents"):
+            return int(shard.count(qe.CountRequest(exact=True, filter=self._documents())))
 
-    def payloads(self, fields: Sequence[str], batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+    def records(
+        self, fields: Sequence[str], batch_size: int = 1000, *, with_vectors: bool = False
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
         import qdrant_edge as qe
 
-        offset = None
+        shard, offset = self.shard, None
         while True:
-            records, offset = self.shard.scroll(
-                qe.ScrollRequest(
-                    offset=offset,
-                    limit=batch_size,
-                    filter=self._documents(),
-                    with_payload=list(fields),
-                    with_vector=False,
-                )
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=batch_size,
+                filter=self._documents(),
+                with_payload=list(fields),
+                with_vector=with_vectors,
             )
-            yield from (record.payload or {} for record in records)
+            with self._calls("reading the documents"):
+                records, offset = shard.scroll(request)
+            yield from ((record.payload or {}, record.vector if with_vectors else None) for record in records)
             if offset is None:
                 return
 
@@ -421,14 +517,29 @@ class EdgeBackend(Backend):
             self.shard.flush()
 
     def drop(self) -> None:
-        self.close()
+        self._hold()  # never under another process
+        self.reload()
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.lock_file.unlink(missing_ok=True)  # a process that opened it before is sent to a new one
+        self._release()
+
+    def reload(self) -> None:
+        """Flush and close the engine, keeping the lock: the next call opens the collection from disk."""
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            with self._calls("writing the collection to disk"):
+                shard.flush()
+                shard.close()
+
+    def free_space(self) -> int | None:
+        existing = next(p for p in (self.folder, *self.folder.parents) if p.is_dir())
+        return shutil.disk_usage(existing).free
 
     def close(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None
+        try:
+            self.reload()
+        finally:
+            self._release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,7 +636,8 @@ class ClientBackend(Backend):
             )
 
     def metadata(self) -> dict[str, Any] | None:
-        recorded = self.client.get_collection(self.collection).config.metadata or {}
+        with self._calls("reading lens-embed's record"):
+            recorded = self.client.get_collection(self.collection).config.metadata or {}
         return recorded.get(METADATA_KEY)
 
     def upsert(self, points: Sequence[EnginePoint]) -> None:
@@ -548,19 +660,23 @@ class ClientBackend(Backend):
             self.client.upsert(self.collection, structs, wait=True)
 
     def count(self) -> int:
-        return int(self.client.count(self.collection, exact=True).count)
+        with self._calls("counting the documents"):
+            return int(self.client.count(self.collection, exact=True).count)
 
-    def payloads(self, fields: Sequence[str], batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+    def records(
+        self, fields: Sequence[str], batch_size: int = 1000, *, with_vectors: bool = False
+    ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
         offset = None
         while True:
-            records, offset = self.client.scroll(
-                self.collection,
-                limit=batch_size,
-                offset=offset,
-                with_payload=list(fields),
-                with_vectors=False,
-            )
-            yield from (record.payload or {} for record in records)
+            with self._calls("reading the documents"):
+                records, offset = self.client.scroll(
+                    self.collection,
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=list(fields),
+                    with_vectors=with_vectors,
+                )
+            yield from ((record.payload or {}, record.vector if with_vectors else None) for record in records)
             if offset is None:
                 return
 
@@ -620,6 +736,12 @@ class ClientBackend(Backend):
     def drop(self) -> None:
         self.client.delete_collection(self.collection)
 
+    def reload(self) -> None:
+        """Nothing to do: every call already reads the server's storage (an upsert returns once written)."""
+
+    def free_space(self) -> int | None:
+        return None
+
     def close(self) -> None:
         self.client.close()
 
@@ -651,6 +773,15 @@ class EngineTarget:
             raise ValueError(
                 "--api-key, --shard-number and --replication-factor apply to a cluster (--url) only"
             )
+
+    def check(self, collection: str) -> None:
+        """Fail now, in one line, where ``collection`` could not be used, before any model loads: an
+        unreachable cluster; for the in-process engine a name too long, a file where a folder should be,
+        a folder this process cannot write in (see :meth:`EdgeBackend.check`)."""
+        if self.url is not None:
+            self.check_reachable()
+        else:
+            EdgeBackend(self.path, collection).check()
 
     def check_reachable(self) -> None:
         """Fail now, in one line, if the cluster cannot be reached (rather than in the middle of a run)."""

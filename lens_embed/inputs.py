@@ -117,10 +117,15 @@ def _jsonl_text(line: str, where: str) -> str:
     text = item.get("text") if isinstance(item, dict) else item
     if not isinstance(text, str):
         raise ValueError(f"{where}: expected a JSON string or an object with a string 'text'")
+    return _valid_unicode(text, where)
+
+
+def _valid_unicode(text: str, where: str, what: str = "the text") -> str:
+    """``text``, unless it holds a lone surrogate (not valid Unicode: no model or engine can take it)."""
     position = lone_surrogate(text)
     if position is not None:
         raise ValueError(
-            f"{where}: the text holds a lone surrogate U+{ord(text[position]):04X} at character {position} "
+            f"{where}: {what} holds a lone surrogate U+{ord(text[position]):04X} at character {position} "
             "(a \\u escape of half a UTF-16 pair), which is not valid Unicode"
         )
     return text
@@ -132,7 +137,8 @@ def read_documents(path: str | os.PathLike, *, titles: bool = True) -> dict[str,
 
     A document with a title reads ``title + " " + text`` (as mteb embeds it); ``titles=False`` (queries)
     ignores titles. Errors name the file and line: bytes that are not UTF-8, blank or non-JSON lines,
-    a row without an id or a string text, and an id seen before (with the line it was first on).
+    a row without an id or a string text, an id or text with a lone surrogate, and an id seen before
+    (with the line it was first on).
     """
     source = Path(path)
     if source.suffix != ".jsonl":
@@ -165,4 +171,5 @@ def _document_row(line: str, where: str, titles: bool) -> tuple[str, str]:
     text, title = row.get("text"), row.get("title") if titles else None
     if not isinstance(text, str) or not isinstance(title, str | None):
         raise ValueError(f"{where}: 'text' must be a string (and 'title', if given, a string)")
-    return str(doc_id), (f"{title} {text}".strip() if title else text.strip())
+    document = f"{title} {text}".strip() if title else text.strip()
+    return _valid_unicode(str(doc_id), where, "the id"), _valid_unicode(document, where)

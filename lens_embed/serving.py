@@ -17,17 +17,18 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, non_negative_int, positive_int
+from lens_embed.cli_args import add_load_options, bounded_int, non_negative_int, positive_int
 from lens_embed.engine import (
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
+    DENSE,
     DOC_ID,
     Backend,
     DenseDtype,
@@ -38,7 +39,13 @@ from lens_embed.engine import (
     Layout,
 )
 from lens_embed.inputs import read_documents
-from lens_embed.storage import atomic_write, cache_dir
+from lens_embed.storage import (
+    atomic_write,
+    cache_dir,
+    check_output_file,
+    check_writable_folder,
+    refuse_overlap,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -53,6 +60,15 @@ SPEC_FORMAT = 1
 TEXT_HASH = "text_hash"
 """Payload field with a hash of the document's text: a changed text is uploaded again."""
 API_KEY_ENV = "QDRANT_API_KEY"
+MAX_TOP_K = 2**64 - 1
+"""The engines take a result count up to the largest unsigned 64-bit integer (more overflows)."""
+UPLOAD_DISK_FACTOR = 2.5
+"""Disk an upload takes per byte of vectors in the in-process engine: the stored vectors, their copy in
+the write-ahead log, and the graph (measured: 12 MB of dense vectors took 28 MB, 36 MB of dense and sparse
+ones 79 MB once optimised)."""
+EMBEDDING_SETTINGS = ("max_seq_length", "truncation_keeps_eos")
+"""The model settings a collection records beside its probe hash: they change embeddings of texts longer
+than the short probe (dtype and attention kernel only round differently, and move the probe hash)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,8 @@ class CollectionSpec:
         bm25_avg_len: BM25 vectors are stored, with this average document length (words); None: no BM25.
         hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
         hnsw_ef_construct: candidates considered while building the graph.
+        settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
+            truncation, the pooling module's configuration); None in a collection of an older version.
     """
 
     model_name: str
@@ -85,6 +103,7 @@ class CollectionSpec:
     bm25_avg_len: float | None = None
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
+    settings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.vectors not in VECTOR_CHOICES:
@@ -123,7 +142,9 @@ class CollectionSpec:
         """The spec a collection recorded; a collection lens-embed did not make (or a newer format) is
         refused."""
         if not isinstance(record, Mapping):
-            raise ValueError(f"{where} was not made by lens-embed index (it has no lens-embed record)")
+            raise ValueError(
+                f"{where} has no lens-embed record: it was not made by lens-embed index, or it is damaged"
+            )
         if record.get("format") != SPEC_FORMAT:
             raise ValueError(
                 f"{where} has lens-embed record format {record.get('format')!r}; "
@@ -156,7 +177,42 @@ class CollectionSpec:
             found.append(
                 f"bm25: {recorded.bm25_avg_len is not None} there, {self.bm25_avg_len is not None} now"
             )
-        return found
+        return found + setting_differences(recorded.settings, self.settings)
+
+
+def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_differences(recorded: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> list[str]:
+    """Each setting that differs, ``name: value there, value now`` (a setting only one side has counts:
+    a new pooling option, say); nothing when either side recorded none (an older collection)."""
+    if recorded is None or now is None:
+        return []
+    there, here = _flat(recorded), _flat(now)
+    return [
+        f"{name}: {there.get(name)!r} there, {here.get(name)!r} now"
+        for name in sorted(there.keys() | here.keys())
+        if there.get(name) != here.get(name)
+    ]
+
+
+def embedding_settings(model: SentenceTransformer) -> dict[str, Any]:
+    """The settings that change a model's embeddings beyond its probe hash: :data:`EMBEDDING_SETTINGS`,
+    and a LENS model's whole pooling configuration (its ``get_config_dict()``: every option a version adds
+    is compared without naming it here)."""
+    from lens_embed.model import is_lens_model, lexicon_pooling, model_settings
+
+    settings = {name: value for name, value in model_settings(model).items() if name in EMBEDDING_SETTINGS}
+    if is_lens_model(model):
+        settings["pooling"] = json.loads(json.dumps(lexicon_pooling(model).get_config_dict()))
+    return settings
 
 
 def model_spec(model: SentenceTransformer, model_name: str | None = None, **options: Any) -> CollectionSpec:
@@ -172,6 +228,7 @@ def model_spec(model: SentenceTransformer, model_name: str | None = None, **opti
         model_key=model_key(model),
         dim=model.get_embedding_dimension(),
         clusters=clusters,
+        settings=embedding_settings(model),
         **options,
     )
 
@@ -322,10 +379,52 @@ def upload_vectors(
     return len(rows)
 
 
-def check_contents(backend: Backend, ids: Sequence[str]) -> None:
-    """Raise unless the collection holds exactly these documents, each once (ids and count)."""
+def upload_bytes(
+    spec: CollectionSpec, embeddings: np.ndarray, rows: Sequence[int], texts: Sequence[str] | None = None
+) -> int:
+    """About how much disk the in-process engine takes for these rows (:data:`UPLOAD_DISK_FACTOR` times
+    their vectors; sparse and BM25 ones counted from a sample of up to 1000 rows, 8 bytes an entry)."""
+    if not rows:
+        return 0
+    per_document = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
+    sample = list(rows[:: max(1, len(rows) // 1000)])
+    if spec.sparse:
+        pruned = sparse_rows(np.asarray(embeddings[sample]), spec.max_active_dims, spec.clusters)
+        per_document += 8 * sum(len(indices) for indices, _ in pruned) / len(sample)
+    if spec.bm25_avg_len is not None and texts is not None:
+        per_document += 8 * sum(len(texts[row].split()) for row in sample) / len(sample)
+    return int(UPLOAD_DISK_FACTOR * per_document * len(rows))
+
+
+def check_free_space(backend: Backend, needed: int) -> None:
+    """Refuse an upload the disk cannot hold (the engine would die of SIGBUS midway), saying what it needs."""
+    free = backend.free_space()
+    if free is not None and needed > free:
+        raise OSError(
+            f"{backend.location}: the upload needs about {needed / 1e6:,.0f} MB of disk and "
+            f"{free / 1e6:,.0f} MB are free there; free some space or index into another --path "
+            "(the embeddings are kept: a rerun uploads them)"
+        )
+
+
+def check_contents(backend: Backend, ids: Sequence[str], spec: CollectionSpec | None = None) -> None:
+    """Raise unless the collection, read back from storage, holds exactly these documents, each once (ids
+    and count), and every stored vector reads back (with ``spec``: each dense one of its dimension).
+
+    The backend is reloaded first (:meth:`Backend.reload`), so what is checked is what a later process
+    finds, not what this one holds in memory; every vector is read, so a damaged vector file fails here.
+    """
+    backend.reload()
     count = backend.count()
-    stored = [payload[DOC_ID] for payload in backend.payloads([DOC_ID])]
+    stored = []
+    for payload, vectors in backend.records([DOC_ID], batch_size=256, with_vectors=True):
+        stored.append(payload[DOC_ID])
+        dense = (vectors or {}).get(DENSE) if spec is not None and spec.dense else None
+        if spec is not None and spec.dense and (dense is None or len(dense) != spec.dim):
+            raise EngineError(
+                f"{backend.location}: document {payload[DOC_ID]!r} has no {spec.dim}-dimension dense vector "
+                "in storage; the collection is damaged: index the corpus into a new collection"
+            )
     expected = set(ids)
     if count != len(expected) or len(stored) != count or set(stored) != expected:
         missing = sorted(expected - set(stored))
@@ -433,6 +532,7 @@ def index_corpus(
     spec, todo, _ = planned
     if todo:
         embeddings = np.load(merged, mmap_mode="r")
+        check_free_space(backend, upload_bytes(spec, embeddings, todo, texts))
         upload_vectors(
             backend,
             spec,
@@ -443,8 +543,30 @@ def index_corpus(
             batch_size=upload_batch_size,
             show_progress=show_progress,
         )
-    check_contents(backend, ids)
+    else:
+        backend.optimize()  # a run killed after its upload left the optimisation undone (a no-op otherwise)
+    check_contents(backend, ids, spec)
     return IndexSummary(location=backend.location, documents=len(ids), uploaded=len(todo))
+
+
+def lens_vectors(spec: CollectionSpec, using: Using) -> str | None:
+    """Which LENS vectors a search ``using`` this reads: ``dense``, ``sparse``, or None (BM25 alone)."""
+    if using not in USING_CHOICES:
+        raise ValueError(f"using must be one of {', '.join(USING_CHOICES)}, got {using!r}")
+    if using == "bm25":
+        return None
+    if using in ("dense", "sparse"):
+        return using
+    return "dense" if spec.dense else "sparse"
+
+
+def query_pruning(spec: CollectionSpec, using: Using, max_active_dims: int | None) -> int | None:
+    """The pruning of a search's sparse query vectors: ``max_active_dims`` as asked, 0 for whole queries,
+    and by default the collection's own (queries pruned as its documents were) when the search reads
+    sparse vectors."""
+    if max_active_dims is None:
+        return spec.max_active_dims if lens_vectors(spec, using) == "sparse" else None
+    return max_active_dims or None
 
 
 def engine_queries(
@@ -465,17 +587,7 @@ def engine_queries(
     """
     from lens_embed.retrieval import normalized
 
-    if using not in USING_CHOICES:
-        raise ValueError(f"using must be one of {', '.join(USING_CHOICES)}, got {using!r}")
-    lens = (
-        None
-        if using == "bm25"
-        else using
-        if using in ("dense", "sparse")
-        else "dense"
-        if spec.dense
-        else "sparse"
-    )
+    lens = lens_vectors(spec, using)
     stored = {"dense": spec.dense, "sparse": spec.sparse}
     if lens is not None and not stored[lens]:
         raise ValueError(
@@ -528,6 +640,12 @@ def check_model(
             "(the same model on another device or dtype may differ slightly: "
             "--allow-other-model searches anyway)"
         )
+    differences = setting_differences(spec.settings, embedding_settings(model))
+    if differences and not allow_other_model:
+        raise ValueError(
+            f"{where} was indexed with other model settings ({'; '.join(differences)}); search with the "
+            "model as it was indexed (--allow-other-model searches anyway)"
+        )
 
 
 def search_collection(
@@ -558,7 +676,8 @@ def search_collection(
             ``hybrid``.
         exact: exact dense search instead of the HNSW graph (sparse search is always exact).
         hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
-        max_active_dims: prune the sparse query vectors (default: all active dimensions).
+        max_active_dims: prune the sparse query vectors to this many dimensions; 0 keeps them whole;
+            default: as the collection's documents were pruned (whole if they were not).
         allow_other_model: search even if the model's probe hash differs from the recorded one.
         batch_size: queries per forward pass; ``query_batch_size``: queries per engine request.
         show_progress: a progress bar.
@@ -574,7 +693,8 @@ def search_collection(
     vectors = encode(
         model, texts, query=True, instruction=instruction, batch_size=batch_size, show_progress_bar=False
     )
-    requests = engine_queries(spec, vectors, texts, using=using, max_active_dims=max_active_dims)
+    pruning = query_pruning(spec, using, max_active_dims)
+    requests = engine_queries(spec, vectors, texts, using=using, max_active_dims=pruning)
     hits = []
     for batch in tqdm(
         list(_batches(range(len(requests)), query_batch_size)),
@@ -584,6 +704,15 @@ def search_collection(
     ):
         hits += backend.query([requests[i] for i in batch], top_k, exact=exact, hnsw_ef=hnsw_ef)
     return {qid: dict(found) for qid, found in zip(query_ids, hits, strict=True)}
+
+
+def check_trec_ids(ids: Iterable[str]) -> None:
+    """Refuse an id a TREC run cannot hold: empty, or holding whitespace (it would shift the columns)."""
+    spaced = next((i for i in ids if not i or len(i.split()) != 1), None)
+    if spaced is not None:
+        raise ValueError(
+            f"id {spaced!r} is empty or holds whitespace, which a TREC run cannot hold; write a .json run"
+        )
 
 
 def write_run(
@@ -598,14 +727,7 @@ def write_run(
     if target.suffix == ".json":
         content = json.dumps(results, indent=1)
     else:
-        spaced = next(
-            (i for qid, ranked in results.items() for i in (qid, *ranked) if not i or len(i.split()) != 1),
-            None,
-        )
-        if spaced is not None:
-            raise ValueError(
-                f"id {spaced!r} is empty or holds whitespace, which a TREC run cannot hold; write a .json run"
-            )
+        check_trec_ids(i for qid, ranked in results.items() for i in (qid, *ranked))
         content = "".join(
             f"{qid} Q0 {doc_id} {rank} {score:.8g} {run_name}\n"
             for qid, ranked in results.items()
@@ -639,6 +761,11 @@ def engine_target(args: argparse.Namespace) -> EngineTarget:
         "shard_number": getattr(args, "shard_number", None),
         "replication_factor": getattr(args, "replication_factor", None),
     }
+    if args.url == ":memory:":  # qdrant-client's in-process store: what index wrote would die with it
+        raise ValueError(
+            "--url :memory: is a store that lives only as long as this process; give a server's URL, "
+            "or --path for a collection on disk"
+        )
     if args.url is not None:
         return EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV), **options)
     return EngineTarget(
@@ -722,7 +849,7 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--out", required=True, help="run file: TREC format, or {qid: {docid: score}} for .json"
     )
-    search.add_argument("--top-k", type=positive_int, default=100)
+    search.add_argument("--top-k", type=bounded_int(1, MAX_TOP_K), default=100, help="documents per query")
     search.add_argument(
         "--instruction", default=None, help="query instruction (default: the model's 'query' prompt)"
     )
@@ -741,9 +868,10 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     search.add_argument(
         "--max-active-dims",
-        type=positive_int,
+        type=non_negative_int,
         default=None,
-        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only)",
+        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only); "
+        "0: keep them whole (default: as the collection's documents were pruned by index --max-active-dims)",
     )
     search.add_argument("--batch-size", type=positive_int, default=32)
     add_load_options(search, dtype_help="the saved one; as at index time: the probe hash depends on it")
@@ -756,14 +884,40 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     search.set_defaults(func=run_search)
 
 
+def _check_places(args: argparse.Namespace, target: EngineTarget) -> None:
+    """What index and search refuse before any model loads: a collection place that cannot be used
+    (:meth:`EngineTarget.check`), and a place inside the model folder that writing would change."""
+    if target.path is not None:
+        refuse_overlap(target.path, "--path", args.model, "the model")
+    target.check(args.collection)
+
+
+def _open_checked(target: EngineTarget, collection: str) -> Backend:
+    """The collection's backend, opened (in-process: locked) and its record read when it exists, so a
+    collection in use, damaged or foreign is named before the model loads."""
+    backend = target.open(collection)
+    try:
+        if backend.exists():
+            CollectionSpec.from_record(backend.metadata(), backend.location)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
 def run_index(args: argparse.Namespace) -> int:
-    from lens_embed.corpus import load_for_rank, rank_zero
+    from lens_embed.corpus import distributed_context, load_for_rank, rank_zero
 
     documents = read_documents(args.corpus)
     target = engine_target(args)
-    rank, world, model = load_for_rank(args)
-    backend = rank_zero(lambda: target.open(args.collection))
+    _check_places(args, target)
+    if args.shards is not None:
+        refuse_overlap(args.shards, "--shards", args.model, "the model")  # would change its revision
+        check_writable_folder(args.shards, "--shards")
+    distributed_context()  # join the torchrun group first: rank 0 alone opens the collection
+    backend = rank_zero(lambda: _open_checked(target, args.collection))
     try:
+        rank, world, model = load_for_rank(args)
         summary = index_corpus(
             model,
             documents,
@@ -795,10 +949,14 @@ def run_index(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from lens_embed.loading import load_lens_model
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    refuse_overlap(args.out, "--out", args.model, "the model")  # --overwrite could replace a model file
+    check_output_file(args.out, "--out", overwrite=args.overwrite)
     queries = read_documents(args.queries, titles=False)
-    with engine_target(args).open(args.collection) as backend:
+    if Path(args.out).suffix != ".json":
+        check_trec_ids(queries)
+    target = engine_target(args)
+    _check_places(args, target)
+    with target.open(args.collection) as backend:
         spec = recorded_spec(backend)
         model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
         results = search_collection(

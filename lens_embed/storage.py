@@ -280,3 +280,26 @@ def cached_directory(target: str | os.PathLike, produce: Callable[[Path], object
         with staged_directory(destination) as staging:
             produce(staging)
     return destination
+
+
+def check_writable_folder(folder: str | os.PathLike, name: str) -> None:
+    """Refuse, before any work, a folder that could not be written: one under a regular file, or whose
+    nearest existing folder this process cannot write in (``name`` says what it is: ``--out``, ...)."""
+    wanted = Path(folder)
+    existing = next(p for p in (wanted, *wanted.parents) if os.path.lexists(p) or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{name} {wanted}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} {wanted}: cannot write in {existing}")
+
+
+def check_output_file(path: str | os.PathLike, name: str, *, overwrite: bool) -> None:
+    """Refuse, before any work, an output file that could not be written where it is asked: a folder, an
+    existing file without ``overwrite``, a path under a regular file or in a folder this process cannot
+    write in."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{name} {target} is a folder; give the path of a file")
+    if os.path.lexists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    check_writable_folder(target.parent, name)

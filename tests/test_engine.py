@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -180,8 +183,27 @@ def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
         pruned[row, indices] = values
     assert (np.count_nonzero(pruned, axis=1) <= 3).all()
     queries = normalized(encode(model, list(QUERIES.values()), query=True))
-    results = search_collection(model, QUERIES, backend, top_k=4, show_progress=False)
-    _assert_exact_ranking(results, queries @ pruned.T, top_k=4)
+    whole = search_collection(model, QUERIES, backend, top_k=4, max_active_dims=0, show_progress=False)
+    _assert_exact_ranking(whole, queries @ pruned.T, top_k=4)
+
+
+def test_search_prunes_queries_as_the_collection_pruned_its_documents_unless_told(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, vectors="both", max_active_dims=3)
+    documents = encode(model, list(DOCS.values()), max_active_dims=3)
+    pruned = encode(model, list(QUERIES.values()), query=True, max_active_dims=3)
+    whole = encode(model, list(QUERIES.values()), query=True)
+    assert np.count_nonzero(pruned, axis=1).max() == 3 < np.count_nonzero(whole, axis=1).min()
+    search = partial(search_collection, model, QUERIES, backend, top_k=5, using="sparse", show_progress=False)
+    _assert_exact_ranking(search(), pruned @ documents.T, top_k=5)  # the collection's pruning
+    _assert_exact_ranking(search(max_active_dims=0), whole @ documents.T, top_k=5)  # whole queries
+    _assert_exact_ranking(
+        search(max_active_dims=2),
+        encode(model, list(QUERIES.values()), query=True, max_active_dims=2) @ documents.T,
+        top_k=5,
+    )
+    # a dense search of the same collection is not pruned (the default applies to sparse vectors only)
+    assert search_collection(model, QUERIES, backend, top_k=5, show_progress=False)
 
 
 @pytest.mark.parametrize("which", ["model", "hybrid_model"])
@@ -392,7 +414,7 @@ def test_dense_vectors_above_qdrants_limit_are_refused_sparse_ones_are_not():
 def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp_path: Path):
     with EdgeBackend(tmp_path, "docs") as backend:
         _index(model, backend)
-        with pytest.raises(EngineError, match="another process"):
+        with pytest.raises(EngineError, match="in use by another lens-embed process"):
             EdgeBackend(tmp_path, "docs").count()
     with EdgeBackend(tmp_path, "docs") as reopened:
         assert reopened.count() == len(DOCS)
@@ -670,3 +692,296 @@ def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_l
         assert backend.count() == len(DOCS)
         results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)
     _assert_exact_ranking(results, _exact(model), top_k=5)
+
+
+# ---- one process at a time ----
+
+_WRITER = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from lens_embed.engine import EdgeBackend, EnginePoint, Layout
+folder, rounds = Path(sys.argv[1]), int(sys.argv[2])
+backend = EdgeBackend(folder, "c")
+backend.create(Layout(dim=8, hnsw_m=0), {"format": 1})
+rng, sent = np.random.default_rng(0), []
+while len(sent) < 10 * rounds or not (folder / "REFUSED").exists():
+    batch = [str(i) for i in range(len(sent), len(sent) + 10)]
+    backend.upsert([EnginePoint(doc_id=i, dense=rng.random(8).astype(np.float32)) for i in batch])
+    sent += batch
+    (folder / "GO").touch()
+backend.optimize()
+(folder / "STOP").touch()
+backend.close()
+print(json.dumps(sent))
+"""
+
+_OPENER = """
+import sys, time
+from pathlib import Path
+from lens_embed.engine import EdgeBackend, EngineError
+folder = Path(sys.argv[1])
+while not (folder / "GO").exists():
+    time.sleep(0.001)
+refusals = []
+while not (folder / "STOP").exists():
+    backend = EdgeBackend(folder, "c")  # what search, index and the evaluation do first
+    try:
+        backend.count()
+    except EngineError as error:
+        refusals.append(str(error))
+        (folder / "REFUSED").touch()
+    finally:
+        backend.close()
+print(refusals[0] if refusals else "never refused")
+"""
+
+
+def test_a_second_process_never_reaches_a_collection_that_is_being_written(tmp_path: Path):
+    """The engine's own open path damages a shard that another process is writing (uploads vanish), so
+    lens-embed locks the collection first: the opener is refused and the writer's collection stays exact."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    for round_ in range(3):
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        opener = subprocess.Popen(
+            [sys.executable, "-c", _OPENER, str(folder)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        writer = subprocess.run(
+            [sys.executable, "-c", _WRITER, str(folder), "30"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        refused = opener.communicate(timeout=300)[0]
+        assert writer.returncode == 0, writer.stderr[-2000:]
+        sent = json.loads(writer.stdout)
+        with EdgeBackend(folder, "c") as backend:
+            assert backend.count() == len(sent)
+            assert sorted(p["doc_id"] for p in backend.payloads(["doc_id"])) == sorted(sent)
+        assert "another lens-embed process" in refused and str(folder / "c") in refused, refused
+
+
+def test_a_rerun_finishes_an_optimisation_that_a_killed_run_left_undone(model, tmp_path: Path):
+    with EdgeBackend(tmp_path, "docs") as backend:
+        backend.optimize = lambda: (_ for _ in ()).throw(KeyboardInterrupt)  # killed right after the upload
+        with pytest.raises(KeyboardInterrupt):
+            _index(model, backend)
+    with EdgeBackend(tmp_path, "docs") as backend:
+        real, optimised = backend.optimize, []
+        backend.optimize = lambda: optimised.append(True) or real()
+        assert _index(model, backend).uploaded == 0 and optimised == [True]
+
+
+def test_the_closing_check_reads_every_vector_back_from_disk(model, tmp_path: Path):
+    with EdgeBackend(tmp_path, "docs") as backend:
+        _index(model, backend)
+    (chunk,) = (tmp_path / "docs" / "segments").glob("*/vector_storage-dense/vectors/chunk_0.mmap")
+    os.truncate(chunk, 100)  # the vectors are gone, ids and payloads are intact
+    with EdgeBackend(tmp_path, "docs") as backend, pytest.raises(EngineError, match="out of bounds"):
+        _index(model, backend)
+
+
+def test_damaged_collections_are_named_as_damaged(model, tmp_path: Path):
+    with EdgeBackend(tmp_path, "docs") as backend:
+        _index(model, backend)
+    (page,) = (tmp_path / "docs" / "segments").glob("*/payload_storage/page_0.dat")
+    with page.open("r+b") as handle:
+        handle.write(np.random.default_rng(0).bytes(4096))
+    with (
+        EdgeBackend(tmp_path, "docs") as backend,
+        pytest.raises(EngineError, match="reading lens-embed's record"),
+    ):
+        recorded_spec(backend)
+    shutil.rmtree(tmp_path / "docs" / "segments")
+    with EdgeBackend(tmp_path, "docs") as backend, pytest.raises(EngineError, match="damaged: its segments/"):
+        recorded_spec(backend)
+
+
+def test_the_collection_records_and_compares_the_settings_that_change_embeddings(
+    model, tiny_lens: Path, open_backend
+):
+    from lens_embed.model import lexicon_pooling
+
+    backend = open_backend()
+    _index(model, backend)
+    settings = backend.metadata()["settings"]
+    assert settings["max_seq_length"] == model.max_seq_length
+    assert settings["pooling"] == lexicon_pooling(model).get_config_dict()  # every pooling option, by name
+    shorter = load_lens_model(tiny_lens, device="cpu")
+    shorter.max_seq_length = 40  # the probe text (31 tokens) is shorter: the probe hash stays the same
+    with pytest.raises(ValueError, match=rf"max_seq_length: {model.max_seq_length} there, 40 now"):
+        _index(shorter, backend)
+    with pytest.raises(ValueError, match="indexed with other model settings .*max_seq_length"):
+        search_collection(shorter, QUERIES, backend, show_progress=False)
+    assert search_collection(shorter, QUERIES, backend, top_k=2, allow_other_model=True, show_progress=False)
+    lexicon_pooling(shorter).dense_weight = 0.5  # as a new pooling option would: compared by its name
+    with pytest.raises(ValueError, match=r"pooling\.dense_weight: 1\.0 there, 0\.5 now"):
+        _index(shorter, backend)
+    assert backend.count() == len(DOCS)
+
+
+def test_an_upload_the_disk_cannot_hold_is_refused_saying_what_it_needs(model, tmp_path: Path):
+    with EdgeBackend(tmp_path, "docs") as backend:
+        backend.free_space = lambda: 1000
+        with pytest.raises(OSError, match=r"the upload needs about [\d,]+ MB of disk and 0 MB are free"):
+            _index(model, backend, shard_dir=tmp_path / "shards")
+        assert backend.count() == 0
+        del backend.free_space
+        assert _index(model, backend, shard_dir=tmp_path / "shards").uploaded == len(DOCS)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a model fails the test: what these refuse must be found before it."""
+    import lens_embed.loading
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the check")
+
+    monkeypatch.setattr(lens_embed.loading, "load_lens_model", load)
+
+
+def _bad_place_cases(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
+    """``{case: (argv, the error's text)}`` of index and search invocations refused before any work."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "taken").write_text("x")
+    (tmp_path / "outdir").mkdir()
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    spaced = _write_jsonl(tmp_path / "spaced.jsonl", {"q 1": "a fox"})
+    surrogate = tmp_path / "surrogate.jsonl"
+    surrogate.write_text('{"_id": "a", "text": "fox"}\n{"_id": "b", "text": "x\\ud800"}\n', encoding="utf-8")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    index = ["index", str(model), str(corpus), "--collection", "docs"]
+    search = ["search", str(model), str(queries), "--collection", "docs"]
+    in_engine = ["--path", str(tmp_path / "engine")]
+    return {
+        "index --path a file": ([*index, "--path", str(tmp_path / "afile")], "afile is a file, not a folder"),
+        "search --path a file": (
+            [*search, "--path", str(tmp_path / "afile"), "--out", str(tmp_path / "r.trec")],
+            "afile is a file, not a folder",
+        ),
+        "index DIR/NAME a file": (
+            [*index[:-1], "taken", *in_engine],
+            "taken is a file, not a collection",
+        ),
+        "name too long with the staging suffix": (
+            [*index[:-1], "n" * 240, *in_engine],
+            "240 characters is too long .*at most 237",
+        ),
+        "index --shards inside the model": (
+            [*index, *in_engine, "--shards", str(model / "shards")],
+            r"--shards .* is \(or overlaps\) the model",
+        ),
+        "index --path inside the model": (
+            [*index, "--path", str(model / "c")],
+            r"--path .* is \(or overlaps\) the model",
+        ),
+        "index --url unreachable": ([*index, "--url", url], f"cannot reach Qdrant at {url}"),
+        "index --url :memory:": ([*index, "--url", ":memory:"], "lives only as long as this process"),
+        "a lone surrogate in the corpus": (
+            [*index[:2], str(surrogate), "--collection", "docs", *in_engine],
+            r"surrogate.jsonl:2: the text holds a lone surrogate U\+D800",
+        ),
+        "a query id a TREC run cannot hold": (
+            [*search[:2], str(spaced), "--collection", "docs", *in_engine, "--out", str(tmp_path / "r.trec")],
+            "'q 1' is empty or holds whitespace",
+        ),
+        "search --out a folder": (
+            [*search, *in_engine, "--out", str(tmp_path / "outdir"), "--overwrite"],
+            "outdir is a folder",
+        ),
+        "search --out under a file": (
+            [*search, *in_engine, "--out", str(tmp_path / "afile" / "r.trec")],
+            "afile is a file, not a folder",
+        ),
+        "search --out inside the model": (
+            [*search, *in_engine, "--out", str(model / "modules.json"), "--overwrite"],
+            r"--out .* is \(or overlaps\) the model",
+        ),
+        "search --url unreachable": (
+            [*search, "--url", url, "--out", str(tmp_path / "r.trec")],
+            f"cannot reach Qdrant at {url}",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "index --path a file",
+        "search --path a file",
+        "index DIR/NAME a file",
+        "name too long with the staging suffix",
+        "index --shards inside the model",
+        "index --path inside the model",
+        "index --url unreachable",
+        "index --url :memory:",
+        "a lone surrogate in the corpus",
+        "a query id a TREC run cannot hold",
+        "search --out a folder",
+        "search --out under a file",
+        "search --out inside the model",
+        "search --url unreachable",
+    ],
+)
+def test_index_and_search_refuse_unusable_places_before_the_model_loads(
+    case, tiny_lens: Path, tmp_path: Path, no_model_load, capsys
+):
+    argv, message = _bad_place_cases(tmp_path, tiny_lens)[case]
+    before = {path: path.stat().st_mtime_ns for path in tiny_lens.rglob("*")}
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1, err
+    assert {path: path.stat().st_mtime_ns for path in tiny_lens.rglob("*")} == before  # the model untouched
+    assert not (tmp_path / "engine" / "docs").exists()  # no collection left behind
+
+
+def test_a_top_k_beyond_what_the_engine_takes_is_refused_when_parsed(tmp_path: Path, capsys):
+    from lens_embed.serving import MAX_TOP_K
+
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    argv = ["search", "model", str(queries), "--collection", "docs", "--out", str(tmp_path / "r.trec")]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--top-k", str(MAX_TOP_K + 1)])
+    assert exited.value.code == 2 and f"must be >= 1 and <= {MAX_TOP_K}" in capsys.readouterr().err
+
+
+def test_a_collection_in_use_is_refused_before_the_model_loads(
+    model, tiny_lens, tmp_path, no_model_load, capsys
+):
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+    with EdgeBackend(tmp_path / "engine", "docs") as holder:
+        _index(model, holder)
+        for argv in (
+            ["index", str(tiny_lens), str(corpus), *target],
+            ["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "r.trec")],
+        ):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"engine/docs is in use by another lens-embed process (pid {os.getpid()})" in err, err
+        assert holder.count() == len(DOCS)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_places_are_refused_before_the_model_loads(tiny_lens, tmp_path, no_model_load, capsys):
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+        for argv in (
+            ["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(locked / "engine")],
+            ["index", str(tiny_lens), str(corpus), *target, "--shards", str(locked / "shards")],
+            ["search", str(tiny_lens), str(queries), *target, "--out", str(locked / "r.trec")],
+        ):
+            assert main(argv) == 2
+            assert f"cannot write in {locked}" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o755)

@@ -111,7 +111,7 @@ class QdrantSearchIndex:
             self.backend = self._open(vectors.shape[1])
         upload_vectors(self.backend, self.spec, ids, vectors, show_progress=False)
         self.ids += ids
-        check_contents(self.backend, self.ids)
+        check_contents(self.backend, self.ids, self.spec)
 
     def search(
         self,
