@@ -133,7 +133,9 @@ def test_dense_last_takes_the_final_real_token_on_either_side():
 # ---- sparse LENS: each pooled position keeps its k largest cluster logits (position_top_k) ----
 
 
-def plain_top_k_max(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+def plain_top_k_max(
+    hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor, k: int
+) -> torch.Tensor:
     """The plain definition: all [B, L, K] logits, each position's k largest kept (the rest -inf),
     non-pooled positions -inf, max over L."""
     logits = hidden @ centroids.T
@@ -156,7 +158,10 @@ def test_top_k_pooling_equals_its_plain_definition_with_values_and_gradient(monk
     monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 7 * chunk_rows)  # texts split across chunks
     weights = torch.rand(4, 7, dtype=torch.float64)
     values, grads = [], []
-    for pool in (lambda h: masked_max_logits(h, centroids, mask, k), lambda h: plain_top_k_max(h, centroids, mask, k)):
+    for pool in (
+        lambda h: masked_max_logits(h, centroids, mask, k),
+        lambda h: plain_top_k_max(h, centroids, mask, k),
+    ):
         with torch.no_grad():
             values.append(pool(base))
         hidden = base.clone().requires_grad_(True)
@@ -178,7 +183,9 @@ def test_each_position_gives_at_most_k_active_clusters_and_the_text_their_max():
     assert ((lexicon_embedding(hidden, centroids, one, k) > 0).sum(dim=1) <= k).all()
     vector = lexicon_embedding(hidden, centroids, mask, k)
     per_position = [
-        lexicon_embedding(hidden, centroids, torch.zeros_like(mask).index_fill_(1, torch.tensor([i]), True) & mask, k)
+        lexicon_embedding(
+            hidden, centroids, torch.zeros_like(mask).index_fill_(1, torch.tensor([i]), True) & mask, k
+        )
         for i in range(mask.shape[1])
     ]
     assert torch.equal(vector, torch.stack(per_position).max(dim=0).values)
@@ -190,13 +197,18 @@ def test_top_k_off_or_at_least_k_clusters_is_exactly_the_papers_pooling():
     paper = masked_max_logits(hidden, centroids, mask)
     assert torch.equal(masked_max_logits(hidden, centroids, mask, None), paper)
     assert torch.equal(masked_max_logits(hidden, centroids, mask, 7), paper)
-    assert torch.equal(lexicon_embedding(hidden, centroids, mask, None, 0.5), lexicon_embedding(hidden, centroids, mask))
+    assert torch.equal(
+        lexicon_embedding(hidden, centroids, mask, None, 0.5), lexicon_embedding(hidden, centroids, mask)
+    )
 
 
 def test_ties_at_the_k_th_logit_keep_the_lowest_clusters():
     logits = torch.tensor([[1.0, 3.0, 1.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
     kept = pooling.keep_top_k(logits.clone(), 2)
-    assert torch.isfinite(kept).tolist() == [[True, True, False, False, False], [True, True, False, False, False]]
+    assert torch.isfinite(kept).tolist() == [
+        [True, True, False, False, False],
+        [True, True, False, False, False],
+    ]
     tracked = logits.clone().requires_grad_(True)
     assert torch.equal(pooling.keep_top_k(tracked, 2).detach(), kept)
 
@@ -266,7 +278,7 @@ def test_straight_through_top_k_gives_the_hard_values_and_a_gradient_past_the_k_
     tracked = hidden.clone().requires_grad_(True)
     logits = tracked @ centroids.T
     top = logits.detach().topk(k + 1, dim=-1).values
-    soft = torch.log1p(torch.relu(logits)) * torch.sigmoid((logits - (top[..., k - 1 : k] + top[..., k:]) / 2))
+    soft = torch.log1p(torch.relu(logits)) * torch.sigmoid(logits - (top[..., k - 1 : k] + top[..., k:]) / 2)
     (soft.masked_fill(~mask.unsqueeze(-1), 0).max(dim=1).values * weights).sum().backward()
     assert torch.allclose(warm_grad, tracked.grad, atol=1e-6, rtol=0)  # the pooled vector is float32
     assert not torch.allclose(warm_grad, hard_grad, atol=1e-3)
@@ -282,5 +294,7 @@ def test_straight_through_top_k_on_one_position_moves_the_cluster_just_past_the_
         assert vector.tolist() == torch.log1p(torch.tensor([[3.0, 2.0, 0.0]])).tolist()  # float32
         vector.sum().backward()
         grads[temperature] = hidden.grad[0, 0]
-    assert grads[None].tolist() == pytest.approx([1 / 4, 1 / 3, 0.0], abs=1e-7)  # the third logit is outside the top 2: no gradient
+    assert grads[None].tolist() == pytest.approx(
+        [1 / 4, 1 / 3, 0.0], abs=1e-7
+    )  # the third logit is outside the top 2: no gradient
     assert grads[0.5][2] > 0  # the relaxation tells it that rising would add to the loss' objective
