@@ -491,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(path) for path in source_files(Path(args.data)) if not path.is_file()]
     if missing:
         parser.error(f"--data {args.data}: missing {', '.join(missing)}")
+    if args.topk_temperature and not args.position_top_k:
+        parser.error("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
     print(run(Path(args.data), Path(args.output), recipe, args.base))
     return 0

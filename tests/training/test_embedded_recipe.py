@@ -152,3 +152,17 @@ def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machi
     again = build_parser().parse_args(command.split()[3:])  # the record runs the same recipe
     assert Recipe(**{name: getattr(again, name) for name in vars(Recipe())}) == recipe
     assert recorded_command(Recipe(), "dense").endswith("--output OUTPUT --base dense")
+
+
+def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    from lens_embed.training.embedded import main
+
+    for name in ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train"):
+        (tmp_path / "training").mkdir(exist_ok=True)
+        (tmp_path / "training" / f"{name}.jsonl").write_text("")
+    (tmp_path / "classification" / "Banking77Classification").mkdir(parents=True)
+    (tmp_path / "classification" / "Banking77Classification" / "train.jsonl").write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data", str(tmp_path), "--output", str(tmp_path / "out"), "--topk-temperature", "0.5"])
+    assert stopped.value.code == 2 and "give --position-top-k too" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
