@@ -131,14 +131,19 @@ BENCH_ENGINE_ARGS ?=
 bench-engine:
 	$(PY) benchmarks/bench_engine.py --data $(DATA) --output $(OUTPUT)/bench-engine $(BENCH_ENGINE_ARGS)
 
-# Sparse LENS: each model of SPARSE_MODELS (LABEL=PATH ...; default: the untrained construction and the trained
-# embedded default) pruned to the top 512/256/128/64 dimensions per document: SciFact nDCG@10 on the embedded
-# engine, the STS average, active dimensions per document and query, index bytes, ms per query.
+# Sparse LENS (issue 25's table): each model of SPARSE_MODELS (LABEL=PATH ...; default: the untrained construction
+# and the trained embedded default) as it is, cut to its top 512/256/128/64 dimensions (documents and queries),
+# and, for the labels in SPARSE_TOPK_MODELS, pooled per position with each k of SPARSE_TOPK (set on the loaded
+# model): active dimensions per document and query (mean, p90), SciFact nDCG@10 on the embedded engine, the STS
+# average, Banking77, index bytes, ms per query. BENCH_SPARSE_ARGS="--max-docs 1000" for the 1000-document table.
 SPARSE_MODELS ?=
+SPARSE_TOPK ?= 1 2 3 4 6 8 12
+SPARSE_TOPK_MODELS ?= default
 BENCH_SPARSE_ARGS ?=
 bench-sparse:
 	$(PY) benchmarks/bench_sparse.py --data $(DATA) --output $(OUTPUT)/bench-sparse \
-		$(foreach model,$(SPARSE_MODELS),--model $(model)) $(BENCH_SPARSE_ARGS)
+		$(foreach model,$(SPARSE_MODELS),--model $(model)) --position-top-k $(SPARSE_TOPK) \
+		--position-top-k-models $(SPARSE_TOPK_MODELS) $(BENCH_SPARSE_ARGS)
 
 # On a GPU machine: attention kernels (incl. flash_attention_2), bf16, torch KMeans, throughput.
 device-check:

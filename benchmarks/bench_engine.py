@@ -143,7 +143,13 @@ def measure(
         backend.close()  # flushed: the files hold everything
         per_doc = (allocated_bytes(backend.folder, names) - fixed) / len(ids)
         graph = any(backend.folder.glob(f"segments/*/vector_index-{DENSE}/links*"))
-        requests = engine_queries(spec, queries, query_texts, using=search.get("using", "auto"))
+        requests = engine_queries(
+            spec,
+            queries,
+            query_texts,
+            using=search.get("using", "auto"),
+            max_active_dims=search.get("max_active_dims"),
+        )
         started = time.perf_counter()
         hits = []
         for start in range(0, len(requests), 64):

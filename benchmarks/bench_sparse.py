@@ -1,25 +1,37 @@
-"""Sparse LENS (issue 19, part 3): how many lexicon dimensions a model needs, pruned or trained sparse.
+"""Sparse LENS (issues 19 and 25): how many lexicon dimensions a model needs, pruned, pooled per position,
+or trained sparse. One command gives issue 25's table.
 
-For each model given (``--model LABEL=PATH``, several) and each pruning level (all active dimensions,
-then the top N per document), on the embedded engine (``lens_embed.engine.EdgeBackend``, through
+For each model given (``--model LABEL=PATH``, several) the rows are:
+
+* ``dense float32, exact``: the reference (the engine's exact dense search);
+* ``sparse, all``: every active dimension, pooled as the model's folder says;
+* ``sparse, top N``: the whole vector cut to its N largest lexicon weights (``--levels``), documents at
+  index time and queries at search time (``keep_max_active_dims``, the engine's pruning);
+* ``sparse, per-position top k``: the same model with ``position_top_k`` = k set on the loaded model
+  (``--position-top-k``, for the models named by ``--position-top-k-models``, default all): each pooled
+  position keeps its k largest cluster logits before the max, documents and queries alike; no re-save.
+
+Every row measures, on the embedded engine (``lens_embed.engine.EdgeBackend`` through
 ``bench_engine.measure``, sparse vectors searched exactly):
 
-* SciFact nDCG@10 (the whole corpus, or ``--max-docs`` documents: every judged one, then the others in
-  corpus order), the
-  documents pruned to the top N at index time, the queries whole (as ``make bench-engine``);
-* the STS average: the offline suite's STS tasks (``DATA/sts/*``) under its protocol (every text an
-  instructed query with the authors' STS instruction, cosine Spearman x 100, mteb's main score), both
-  texts of a pair pruned to the top N (``lens_embed.pooling.keep_max_active_dims``, the engine's pruning);
-* active dimensions per document and per query (means, after pruning), index size (the vector storage's
-  disk blocks per document, as ``make bench-engine`` counts them; float32 dense for comparison: 4 bytes per
-  dimension), and the engine's milliseconds per query.
+* active dimensions per document and per query: mean and 90th percentile (after pruning);
+* SciFact nDCG@10 and recall@10 (the whole corpus, or ``--max-docs`` documents: every judged one, then the
+  others in corpus order), bytes per document (the vector storage's disk blocks, as ``make bench-engine``
+  counts them) and ms per query;
+* the STS average: the offline suite's STS tasks (``DATA/sts/*``, or ``--sts-tasks``) under its protocol
+  (every text an instructed query with the authors' STS instruction, cosine Spearman x 100), both texts of a
+  pair pooled and pruned as the row says;
+* classification accuracy x 100 (``--classification-tasks``, default Banking77 from
+  ``DATA/classification``): mteb's own evaluator over lens-embed's encoder (``evaluate offline``'s numbers),
+  the vectors pooled and pruned as the row says.
 
-Each model's texts are embedded once (documents in resumable shards under ``--output``, STS sentences in
-``OUTPUT/<label>/sts.npy``), every level prunes those vectors, so a rerun only measures again.
+Each pooling's texts are embedded once (documents in resumable shards under ``--output``, STS sentences in
+``OUTPUT/<label>/sts-<key>.npy``, classification results in mteb result folders), and every pruning level
+prunes those vectors, so a rerun only measures again.
 
-    python benchmarks/bench_sparse.py --data ../shared/data --output results/bench-sparse \
-        [--model LABEL=PATH ...]
-    # default: untrained=$(lens-embed default --untrained) default=$(lens-embed default)
+    python benchmarks/bench_sparse.py --data ../shared/data --output results/bench-sparse \\
+        [--model LABEL=PATH ...] [--max-docs 1000] [--position-top-k 1 2 4 8 --position-top-k-models default]
+    # default models: untrained=$(lens-embed default --untrained) default=$(lens-embed default)
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +52,60 @@ from bench_engine import load_task, measure  # noqa: E402
 
 from lens_embed.prompts import NAMED_INSTRUCTIONS  # noqa: E402
 
-LEVELS = (None, 512, 256, 128, 64)
+LEVELS = (512, 256, 128, 64)
 STS_INSTRUCTION = "Retrieve semantically similar text."  # the authors' instruction of every STS task
+CLASSIFICATION_TASKS = ("Banking77Classification",)
 
 
-def sts_pairs(data: Path) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
-    """Each STS task of the data folder: its first sentences, second sentences and gold scores."""
+@dataclass(frozen=True)
+class Row:
+    """One row of a model: how it is pooled (``position_top_k``; None: as its folder says), how it is pruned
+    (``level``: whole-vector top N on both sides; None: all active dimensions) and searched."""
+
+    config: str
+    position_top_k: int | None = None
+    level: int | None = None
+    dense: bool = False
+
+    def engine(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """The bench_engine configuration: exact float32 dense, or sparse pruned to ``level``."""
+        if self.dense:
+            return self.config, {"vectors": "dense", "hnsw_m": 0}, {"exact": True}
+        if self.level is None:
+            return self.config, {"vectors": "sparse"}, {}
+        return (
+            self.config,
+            {"vectors": "sparse", "max_active_dims": self.level},
+            {"max_active_dims": self.level},
+        )
+
+
+def model_rows(levels: tuple[int, ...], position_top_k: tuple[int, ...]) -> list[Row]:
+    """A model's rows: the exact dense reference, all active dimensions, each level, each per-position k."""
+    return [
+        Row("dense float32, exact", dense=True),
+        Row("sparse, all"),
+        *[Row(f"sparse, top {level}", level=level) for level in levels],
+        *[Row(f"sparse, per-position top {k}", position_top_k=k) for k in position_top_k],
+    ]
+
+
+def sts_pairs(
+    data: Path, names: list[str] | None = None
+) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
+    """Each STS task of the data folder (or the named ones): its first sentences, second sentences and gold
+    scores."""
     from lens_embed.evaluation.offline import read_jsonl
 
+    folders = sorted(path for path in (data / "sts").iterdir() if (path / "test.jsonl").is_file())
+    known = {folder.name: folder for folder in folders}
+    unknown = sorted(set(names or []) - set(known))
+    if unknown:
+        raise ValueError(f"--sts-tasks {unknown}: not under {data / 'sts'} (there: {sorted(known)})")
     tasks = {}
-    for folder in sorted(path for path in (data / "sts").iterdir() if (path / "test.jsonl").is_file()):
-        rows = read_jsonl(folder / "test.jsonl")
-        tasks[folder.name] = (
+    for name in names or list(known):
+        rows = read_jsonl(known[name] / "test.jsonl")
+        tasks[name] = (
             [row["sentence1"] for row in rows],
             [row["sentence2"] for row in rows],
             np.array([float(row["score"]) for row in rows]),
@@ -58,23 +113,25 @@ def sts_pairs(data: Path) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
     return tasks
 
 
+def pruned(vectors: np.ndarray, level: int | None, lexicon_dims: int) -> np.ndarray:
+    """The vectors as the engine prunes them: each row's ``level`` largest lexicon weights (None: all)."""
+    from lens_embed.pooling import keep_max_active_dims
+
+    return vectors if level is None else keep_max_active_dims(vectors, level, lexicon_dims)
+
+
 def sts_scores(
     tasks: dict[str, tuple[list[str], list[str], np.ndarray]],
     vectors: dict[str, np.ndarray],
     level: int | None,
+    lexicon_dims: int,
 ) -> dict[str, float]:
     """Cosine Spearman x 100 of each task, every vector pruned to ``level`` dimensions first."""
-    import torch
     from scipy.stats import spearmanr
 
-    from lens_embed.pooling import keep_max_active_dims
-
     def side(texts: list[str]) -> np.ndarray:
-        matrix = torch.from_numpy(np.stack([vectors[text] for text in texts]))
-        if level is not None:
-            matrix = keep_max_active_dims(matrix, level)
-        matrix = matrix.double()
-        return (matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy()
+        matrix = pruned(np.stack([vectors[text] for text in texts]), level, lexicon_dims).astype(np.float64)
+        return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
     scores = {}
     for name, (first, second, gold) in tasks.items():
@@ -83,12 +140,15 @@ def sts_scores(
     return scores
 
 
-def sts_vectors(model: Any, tasks: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
-    """The model's embedding of every unique STS sentence (an instructed query), computed once."""
+def sts_vectors(model: Any, tasks: dict[str, Any], folder: Path) -> dict[str, np.ndarray]:
+    """The model's embedding of every unique STS sentence (an instructed query), computed once per model,
+    pooling and sentence set (the file is named by :func:`lens_embed.retrieval.corpus_key`)."""
     from lens_embed.model import encode
+    from lens_embed.retrieval import corpus_key
     from lens_embed.storage import atomic_write
 
     texts = sorted({text for first, second, _ in tasks.values() for text in (*first, *second)})
+    path = folder / f"sts-{corpus_key(model, texts, query=True, instruction=STS_INSTRUCTION)}.npy"
     if path.is_file():
         matrix = np.load(path)
     else:
@@ -97,66 +157,145 @@ def sts_vectors(model: Any, tasks: dict[str, Any], path: Path) -> dict[str, np.n
     return dict(zip(texts, matrix, strict=True))
 
 
-def active(vectors: np.ndarray, level: int | None) -> float:
-    """Mean active (non-zero) dimensions per vector after keeping the top ``level``."""
+def active_stats(vectors: np.ndarray) -> tuple[float, float]:
+    """Mean and 90th percentile of the active (non-zero) dimensions per vector."""
     counts = (np.asarray(vectors) != 0).sum(axis=1)
-    return round(float(np.minimum(counts, level).mean() if level is not None else counts.mean()), 1)
+    return round(float(counts.mean()), 1), round(float(np.percentile(counts, 90)), 1)
 
 
-def configurations(levels: tuple[int | None, ...]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """bench_engine configurations: exact float32 dense (the reference), then sparse at each level."""
-    configs = [("dense float32, exact", {"vectors": "dense", "hnsw_m": 0}, {"exact": True})]
+def classification_scores(
+    model: Any, path: str, data: Path, names: list[str], levels: list[int | None], output: Path
+) -> dict[int | None, dict[str, float]]:
+    """Accuracy x 100 of each classification task at each pruning level, through mteb's evaluator and
+    lens-embed's encoder (``evaluate offline``'s protocol); the texts are embedded once per pooling and
+    each level prunes those vectors. Results are kept in mteb result folders under ``output``."""
+    import mteb
+    from mteb.cache import ResultCache
+
+    from lens_embed.evaluation.encoders import LoadedModelEncoder, build_model_meta
+    from lens_embed.evaluation.offline import offline_tasks
+    from lens_embed.evaluation.results import model_revision
+    from lens_embed.model import lexicon_pooling, model_settings
+    from lens_embed.retrieval import fingerprint
+
+    seen: dict[tuple[Any, ...], np.ndarray] = {}  # this pooling's unpruned vectors, by texts and side
+
+    class Remembering(LoadedModelEncoder):
+        """The encoder with each text list's unpruned vectors remembered, so each level prunes them."""
+
+        def encode(
+            self, inputs: Any, *, task_metadata: Any, prompt_type: Any = None, **kwargs: Any
+        ) -> np.ndarray:
+            texts = tuple(text for batch in inputs for text in batch["text"])
+            key = (texts, self.side(task_metadata, prompt_type))
+            if key not in seen:
+                level, self.max_active_dims = self.max_active_dims, None
+                seen[key] = super().encode(
+                    inputs, task_metadata=task_metadata, prompt_type=prompt_type, **kwargs
+                )
+                self.max_active_dims = level
+            return pruned(seen[key], self.max_active_dims, lexicon_pooling(self.model).n_clusters)
+
+    if not names:
+        return {level: {} for level in levels}
+    tasks = offline_tasks(data, names=names)
+    # the folder and how it is pooled now (a per-position k set on the loaded model is not in the folder)
+    revision = fingerprint(model_revision(path), json.dumps(model_settings(model), sort_keys=True))
+    scores: dict[int | None, dict[str, float]] = {}
     for level in levels:
-        options = {"vectors": "sparse"} if level is None else {"vectors": "sparse", "max_active_dims": level}
-        configs.append((f"sparse, {'all' if level is None else f'top {level}'}", options, {}))
-    return configs
+        meta = build_model_meta(model, path, revision=revision, max_active_dims=level)
+        encoder = Remembering(model, meta, max_active_dims=level)
+        cache = ResultCache(output / "classification")
+        result = mteb.evaluate(
+            encoder, tasks, cache=cache, encode_kwargs={"batch_size": 32}, show_progress_bar=False
+        )
+        scores[level] = {r.task_name: round(100 * float(r.get_score()), 2) for r in result.task_results}
+    return scores
 
 
-def measure_model(
-    label: str, path: str, args: argparse.Namespace, levels: tuple[int | None, ...]
-) -> list[dict]:
-    """Every row of one model."""
+def measure_pooling(
+    label: str, path: str, model: Any, rows: list[Row], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The rows of one model under one pooling: embed once, then measure each row."""
     from lens_embed.corpus import encode_corpus
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import encode
+    from lens_embed.model import encode, lexicon_pooling
     from lens_embed.retrieval import corpus_key
 
     output = Path(args.output) / label
     output.mkdir(parents=True, exist_ok=True)
-    model = load_lens_model(path, device="cpu")
+    lexicon_dims = lexicon_pooling(model).n_clusters
     documents, queries, qrels = load_task(Path(args.data), "SciFact", args.max_docs)
     ids, texts = list(documents), list(documents.values())
     docs = np.asarray(np.load(encode_corpus(model, texts, output / "shards" / corpus_key(model, texts))))
     query_ids = list(queries)
     query_texts = [queries[q] for q in query_ids]
     query_vectors = encode(model, query_texts, query=True, instruction=NAMED_INSTRUCTIONS["fact_check"])
-    tasks = sts_pairs(Path(args.data))
-    vectors = sts_vectors(model, tasks, output / "sts.npy")
+    tasks = sts_pairs(Path(args.data), args.sts_tasks)
+    vectors = sts_vectors(model, tasks, output)
+    levels = list(dict.fromkeys(row.level for row in rows))
+    classified = classification_scores(
+        model, path, Path(args.data), args.classification_tasks, levels, output
+    )
     with tempfile.TemporaryDirectory(prefix="bench-sparse-", dir=output) as workdir:
         engine_rows = measure(
             path, ids, texts, docs, query_texts, query_vectors, qrels, query_ids, Path(workdir),
-            configs=configurations(levels),
+            configs=[row.engine() for row in rows],
         )  # fmt: skip
-    rows = []
-    for level, engine in zip((None, *levels), engine_rows, strict=True):
-        dense = engine["config"].startswith("dense")
-        sts = sts_scores(tasks, vectors, None if dense else level)
-        rows.append(
+    measured = []
+    for row, engine in zip(rows, engine_rows, strict=True):
+        doc_mean, doc_p90 = (
+            (docs.shape[1], docs.shape[1])
+            if row.dense
+            else active_stats(pruned(docs, row.level, lexicon_dims))
+        )
+        query_mean, query_p90 = (
+            (docs.shape[1], docs.shape[1])
+            if row.dense
+            else active_stats(pruned(query_vectors, row.level, lexicon_dims))
+        )
+        sts = sts_scores(tasks, vectors, row.level, lexicon_dims)
+        measured.append(
             {
                 "model": label,
-                "config": engine["config"],
-                "doc_active_dims": docs.shape[1] if dense else active(docs, level),
-                "query_active_dims": query_vectors.shape[1] if dense else active(query_vectors, None),
+                "config": row.config,
+                "position_top_k": lexicon_pooling(model).position_top_k,
+                "doc_active_dims": doc_mean,
+                "doc_active_dims_p90": doc_p90,
+                "query_active_dims": query_mean,
+                "query_active_dims_p90": query_p90,
                 "bytes_per_doc": engine["bytes_per_doc"],
                 "recall_at_10": engine["recall_at_10"],
                 "ndcg_at_10": engine["ndcg_at_10"],
                 "search_ms_per_query": engine["search_ms_per_query"],
                 "sts_average": round(float(np.mean(list(sts.values()))), 2),
                 "sts": sts,
+                "classification": classified[row.level],
             }
         )
-        print(rows[-1], flush=True)
-    return rows
+        print(measured[-1], flush=True)
+    return measured
+
+
+def measure_model(label: str, path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every row of one model: its own pooling first, then each per-position k on the loaded model."""
+    from lens_embed.loading import load_lens_model
+    from lens_embed.model import lexicon_pooling
+
+    model = load_lens_model(path, device="cpu")
+    top_k = tuple(args.position_top_k) if label in (args.position_top_k_models or [label]) else ()
+    rows = model_rows(tuple(args.levels), top_k)
+    measured = measure_pooling(label, path, model, [row for row in rows if row.position_top_k is None], args)
+    pooling = lexicon_pooling(model)
+    own = pooling.position_top_k
+    try:
+        for k in top_k:
+            pooling.position_top_k = k
+            measured += measure_pooling(
+                label, path, model, [row for row in rows if row.position_top_k == k], args
+            )
+    finally:
+        pooling.position_top_k = own
+    return measured
 
 
 def default_models() -> list[str]:
@@ -167,29 +306,36 @@ def default_models() -> list[str]:
 
 
 def markdown(rows: list[dict[str, Any]], n_docs: int | None) -> str:
+    tasks = sorted({name for row in rows for name in row["classification"]})
     lines = [
-        f"SciFact: {'all' if n_docs is None else n_docs} documents, documents pruned at index time, "
-        "queries whole; "
-        "STS: the offline suite's STS tasks, both texts pruned",
+        f"SciFact: {'all' if n_docs is None else n_docs} documents; top N rows prune documents at index time "
+        "and queries at search time; per-position top k rows pool documents and queries alike; STS: the "
+        "offline suite's STS tasks, both texts pooled and pruned as the row says",
         "",
-        "| model | vectors | active dims / doc | active dims / query | bytes / doc | recall@10 "
-        "| SciFact nDCG@10 | ms / query | STS average |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | vectors | active dims / doc (p90) | active dims / query (p90) | bytes / doc | recall@10 "
+        "| SciFact nDCG@10 | ms / query | STS average |" + "".join(f" {task} |" for task in tasks),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(tasks),
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['config']} | {r['doc_active_dims']} | {r['query_active_dims']} | "
-            f"{r['bytes_per_doc']} | {r['recall_at_10']} | {r['ndcg_at_10']} | {r['search_ms_per_query']} | "
-            f"{r['sts_average']} |"
+            f"| {r['model']} | {r['config']} | {r['doc_active_dims']} ({r['doc_active_dims_p90']}) | "
+            f"{r['query_active_dims']} ({r['query_active_dims_p90']}) | {r['bytes_per_doc']} | "
+            f"{r['recall_at_10']} | {r['ndcg_at_10']} | {r['search_ms_per_query']} | {r['sts_average']} |"
+            + "".join(f" {r['classification'].get(task, '-')} |" for task in tasks)
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
+    """The options, and the models as (label, path); a bad option exits 2 before anything loads."""
+    from lens_embed.cli_args import positive_int
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default="../shared/data", help="folder holding sts/ and retrieval/SciFact")
+    parser.add_argument(
+        "--data", default="../shared/data", help="folder holding sts/, classification/ and retrieval/SciFact"
+    )
     parser.add_argument("--output", default="results/bench-sparse", help="embeddings and report folder")
     parser.add_argument(
         "--model",
@@ -198,12 +344,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument(
         "--max-docs",
-        type=int,
+        type=positive_int,
         default=None,
         help="SciFact documents (every judged one first; default: the whole corpus)",
     )
     parser.add_argument(
-        "--levels", type=int, nargs="+", default=[n for n in LEVELS if n], help="top N per doc"
+        "--levels", type=positive_int, nargs="*", default=list(LEVELS), help="whole-vector top N rows"
+    )
+    parser.add_argument(
+        "--position-top-k",
+        type=positive_int,
+        nargs="*",
+        default=[],
+        help="per-position top k rows (none by default)",
+    )
+    parser.add_argument(
+        "--position-top-k-models",
+        nargs="+",
+        default=None,
+        help="labels that get the per-position rows (default: all)",
+    )
+    parser.add_argument("--sts-tasks", nargs="+", default=None, help="STS tasks of DATA/sts (default: all)")
+    parser.add_argument(
+        "--classification-tasks",
+        nargs="*",
+        default=list(CLASSIFICATION_TASKS),
+        help="classification tasks of DATA/classification (default: Banking77Classification; none: skip)",
     )
     args = parser.parse_args(argv)
     models = []
@@ -212,8 +378,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if not separator or not label or not path:
             parser.error(f"--model {item!r}: expected LABEL=PATH")
         models.append((label, path))
-    levels = tuple([None, *args.levels])
-    rows = [row for label, path in models for row in measure_model(label, path, args, levels)]
+    unknown = sorted(set(args.position_top_k_models or []) - {label for label, _ in models})
+    if unknown:
+        parser.error(f"--position-top-k-models {unknown}: no --model has that label")
+    return args, models
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args, models = parse_args(argv)
+    rows = [row for label, path in models for row in measure_model(label, path, args)]
     report = markdown(rows, args.max_docs)
     print(report)
     Path(args.output, "sparse.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")

@@ -15,6 +15,7 @@ _EXPORTS = {
     "Clustering": "lens_embed.clustering",
     "kmeans_vocabulary": "lens_embed.clustering",
     "build_lens_model": "lens_embed.build",
+    "set_position_top_k": "lens_embed.build",
     "default_model_path": "lens_embed.embedded",
     "untrained_default_path": "lens_embed.embedded",
     "convert_checkpoint": "lens_embed.convert",

@@ -7,6 +7,7 @@ reuses the assembly and the staged save) and below :mod:`lens_embed.loading`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +28,11 @@ from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.model import LensSentenceTransformer, record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.pooling import checked_position_top_k
+from lens_embed.portable import make_portable
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
-from lens_embed.storage import give_usual_modes, refuse_overlap, staged_directory
+from lens_embed.safety import read_modules
+from lens_embed.storage import atomic_write, give_usual_modes, refuse_overlap, staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ def build_lens_model(
     dtype: str | torch.dtype | None = None,
     device: str | None = None,
     overwrite: bool = False,
+    position_top_k: int | None = None,
 ) -> SentenceTransformer:
     """Turn a decoder LLM (or a BERT-style encoder) into a LENS model.
 
@@ -136,10 +141,13 @@ def build_lens_model(
             name for it); None keeps the checkpoint's.
         device: Device of the returned model (e.g. "cuda"); None lets sentence-transformers choose.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing.
+        position_top_k: Sparse LENS: each pooled position keeps its k largest cluster logits before the
+            max (saved in the pooling module's config); None: the paper's pooling.
 
     Returns:
         The LENS model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
     """
+    position_top_k = checked_position_top_k(position_top_k)
     if output_dir is not None:
         ensure_output_dir(output_dir, overwrite, source=base_model)
     transformer, decoder = load_backbone(
@@ -172,6 +180,7 @@ def build_lens_model(
         dense_pooling=dense_pooling,
         dense_weight=dense_weight,
         vocab_size=matrix.shape[0],
+        position_top_k=position_top_k,
     )
     pooling.set_head(clustering.centroids, clustering.assignments)
     model = assemble_lens_model(transformer, pooling, device=device)
@@ -179,3 +188,51 @@ def build_lens_model(
     if output_dir is not None:
         save_staged(model, output_dir, overwrite)
     return model
+
+
+def set_position_top_k(folder: str | Path, position_top_k: int | None) -> Path:
+    """Set (or, with None, remove) the per-position top-k of a saved LENS folder's pooling module.
+
+    Only the module's ``config.json`` changes, so the folder's content revision and every cache key
+    derived from the model change with it (shards, collections and results of another setting are never
+    reused). The folder's ``modeling_lens.py`` is written again first, so that sentence-transformers'
+    remote-code path honours the setting too; each file is replaced atomically
+    (:func:`lens_embed.storage.atomic_write`), and a file hard-linked into the model's SparseEncoder
+    folder is replaced, not written through.
+
+    Args:
+        folder: a LENS model folder, or a LENS model's SparseEncoder folder.
+        position_top_k: k (a positive integer), or None for the paper's pooling.
+
+    Returns:
+        The pooling module's config file.
+
+    Raises:
+        ValueError: a bad ``position_top_k``, or a folder that is not a LENS model.
+    """
+    position_top_k = checked_position_top_k(position_top_k)
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"model directory not found: {root}")
+    found = read_modules(root)
+    pooling = [
+        entry for entry in (found[0] if found else []) if entry["type"].rsplit(".", 1)[-1] == "LexiconPooling"
+    ]
+    if len(pooling) != 1:
+        raise ValueError(
+            f"{root} is not a LENS model folder (its modules.json names no LexiconPooling module)"
+        )
+    config_file = root / pooling[0]["path"] / LexiconPooling.config_file_name
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_file}: cannot read the LENS pooling config ({error})") from None
+    if not isinstance(config, dict) or "n_clusters" not in config:
+        raise ValueError(f"{config_file}: not a LENS pooling config (no n_clusters)")
+    config.pop("position_top_k", None)
+    if position_top_k is not None:
+        config["position_top_k"] = position_top_k
+    make_portable(root)
+    return atomic_write(
+        config_file, lambda stream: stream.write(json.dumps(config, indent=4).encode("utf-8"))
+    )

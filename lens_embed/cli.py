@@ -21,6 +21,7 @@ from lens_embed.cli_args import (
     non_negative_float,
     non_negative_int,
     positive_int,
+    top_k_or_none,
 )
 from lens_embed.corpus import add_corpus_commands
 from lens_embed.defaults import CLUSTER_NAME_TOKENS, DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
@@ -53,9 +54,22 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
+    _add_position_top_k(parser)
     add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     parser.set_defaults(func=_run_build)
+
+
+POSITION_TOP_K_HELP = (
+    "sparse LENS: each pooled position keeps only its K largest cluster logits before the max over "
+    "positions (queries and documents alike; saved in the model)"
+)
+
+
+def _add_position_top_k(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--position-top-k", type=positive_int, default=None, help=POSITION_TOP_K_HELP + " (default: off)"
+    )
 
 
 def _run_build(args: argparse.Namespace) -> None:
@@ -75,6 +89,7 @@ def _run_build(args: argparse.Namespace) -> None:
         attn_implementation=args.attn_implementation,
         dtype=args.dtype,
         overwrite=args.overwrite,
+        position_top_k=args.position_top_k,
     )
     print(f"saved LENS model ({model.get_embedding_dimension()} dimensions) to {args.output}")
 
@@ -86,6 +101,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="hub id or local directory in the released layout")
     parser.add_argument("output")
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
+    _add_position_top_k(parser)
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=_run_convert)
 
@@ -94,9 +110,35 @@ def _run_convert(args: argparse.Namespace) -> None:
     from lens_embed.convert import convert_checkpoint
 
     model = convert_checkpoint(
-        args.source, args.output, max_seq_length=args.max_seq_length, overwrite=args.overwrite
+        args.source,
+        args.output,
+        max_seq_length=args.max_seq_length,
+        overwrite=args.overwrite,
+        position_top_k=args.position_top_k,
     )
     print(f"converted to {args.output} ({model.get_embedding_dimension()} dimensions)")
+
+
+def _add_set_pooling(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "set-pooling",
+        help="change the pooling of a saved LENS model folder (sparse LENS: --position-top-k)",
+        description="Rewrites the folder's pooling config in place (atomically): its embeddings, content "
+        "revision and cache keys change with it.",
+    )
+    parser.add_argument("model", help="LENS model folder (or its SparseEncoder folder)")
+    parser.add_argument(
+        "--position-top-k", type=top_k_or_none, required=True, help=POSITION_TOP_K_HELP + "; 'none': off"
+    )
+    parser.set_defaults(func=_run_set_pooling)
+
+
+def _run_set_pooling(args: argparse.Namespace) -> None:
+    from lens_embed.build import set_position_top_k
+
+    config = set_position_top_k(args.model, args.position_top_k)
+    state = "off" if args.position_top_k is None else f"k = {args.position_top_k}"
+    print(f"{args.model}: per-position top-k {state} ({config})")
 
 
 def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> None:
@@ -197,7 +239,10 @@ def _run_info(args: argparse.Namespace) -> None:
     if info["lens"]:
         pooling = lexicon_pooling(model)
         info.update(
-            clusters=pooling.n_clusters, dense=pooling.dense_pooling, dense_weight=pooling.dense_weight
+            clusters=pooling.n_clusters,
+            dense=pooling.dense_pooling,
+            dense_weight=pooling.dense_weight,
+            position_top_k=pooling.position_top_k,
         )
     print(json.dumps(info, indent=2))
 
@@ -351,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_build,
         _add_convert,
+        _add_set_pooling,
         _add_encode,
         _add_info,
         _add_explain,

@@ -77,6 +77,14 @@ probability = bounded_float(0.0, maximum=1.0)
 """Dropout rates."""
 
 
+def top_k_or_none(text: str) -> int | None:
+    """``--position-top-k`` of ``set-pooling``: a positive integer, or ``none`` to turn it off."""
+    return None if text.strip().lower() == "none" else positive_int(text)
+
+
+top_k_or_none.__name__ = "positive integer or 'none'"
+
+
 def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the saved one") -> None:
     """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
     that loads or builds a model takes them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``).

@@ -36,6 +36,7 @@ from lens_embed.clustering import assign_to_centroids
 from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
 from lens_embed.model import record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
+from lens_embed.pooling import checked_position_top_k
 from lens_embed.portable import own_code_types
 from lens_embed.prompts import QUERY_TOKEN
 from lens_embed.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
@@ -149,6 +150,7 @@ def convert_checkpoint(
     *,
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     overwrite: bool = False,
+    position_top_k: int | None = None,
 ) -> SentenceTransformer:
     """Convert a released LENS checkpoint into a lens-embed sentence-transformers model at ``output_dir``.
 
@@ -162,10 +164,13 @@ def convert_checkpoint(
         max_seq_length: Token limit of the converted model: a longer input is truncated and, as in the
             authors' evaluation, loses its EOS.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing.
+        position_top_k: Sparse LENS: each pooled position keeps its k largest cluster logits before the
+            max (saved in the pooling module's config); None: the authors' pooling.
 
     Returns:
         The converted model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
     """
+    position_top_k = checked_position_top_k(position_top_k)
     output = Path(output_dir)
     ensure_output_dir(output, overwrite, source=source)
     directory = resolve_checkpoint(source)
@@ -220,6 +225,7 @@ def convert_checkpoint(
             query_token_id=tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
             next_token_outputs=True,
             vocab_size=vocab_size,
+            position_top_k=position_top_k,
         )
         pooling.set_head(head, assign_to_centroids(vocabulary, head))
         model = assemble_lens_model(transformer, pooling)

@@ -201,20 +201,24 @@ def model_facts(model: SentenceTransformer) -> ModelFacts:
 
 
 def model_settings(model: Any) -> dict[str, Any]:
-    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model: what
-    decides its embeddings beyond the weights (recorded beside results, part of every shard key)."""
+    """dtype, attention kernel, maximum length, truncation and (when set) the per-position top-k of a
+    sentence-transformers model: what decides its embeddings beyond the weights (recorded beside results,
+    part of every shard key). The top-k is named only when set, so the keys of every model without it are
+    those it always had."""
     if not isinstance(model, torch.nn.Module):
         return {}
     first = next(iter(model.parameters()), None)
     module = model[0]
     config = getattr(getattr(module, "auto_model", None), "config", None)
-    return {
+    settings = {
         "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
         # transformers has no public name for the kernel a loaded model runs (only this property)
         "attn_implementation": getattr(config, "_attn_implementation", None),
         "max_seq_length": model.max_seq_length,
         "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
     }
+    top_k = getattr(lexicon_pooling(model), "position_top_k", None) if is_lens_model(model) else None
+    return settings if top_k is None else {**settings, "position_top_k": top_k}
 
 
 def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:

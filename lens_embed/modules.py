@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.base.modules import Module, Transformer
 
-from lens_embed.pooling import dense_embedding, lexicon_embedding, pooling_mask, query_start
+from lens_embed.pooling import (
+    checked_position_top_k,
+    dense_embedding,
+    lexicon_embedding,
+    pooling_mask,
+    query_start,
+)
 from lens_embed.prompts import QUERY_TOKEN, SIDES, lone_surrogate
 
 DENSE_MODES = (None, "mean", "last")
@@ -338,6 +344,15 @@ class LexiconPooling(Module):
             (hybrid).
         dense_weight: the dense part's weight in the hybrid (>= 0).
         vocab_size: rows of the token -> cluster map (set when loading saved weights).
+        position_top_k: sparse LENS: each pooled position keeps only its k largest cluster logits before
+            the max over positions, for queries and documents alike (the dense part is untouched); None
+            (the default): every logit, the paper's pooling. Saved in the module's config only when set,
+            so a folder without it embeds exactly as before.
+
+    ``topk_temperature`` is a training-time attribute, never saved: with ``position_top_k`` set and
+    gradients on in training mode, the top-k passes a straight-through gradient at that temperature
+    (:func:`lens_embed.pooling.straight_through_top_k`); None (the default) passes it through the kept
+    logits only. It never changes the embeddings' values.
     """
 
     config_keys = [
@@ -347,6 +362,7 @@ class LexiconPooling(Module):
         "next_token_outputs",
         "dense_pooling",
         "dense_weight",
+        "position_top_k",
     ]
 
     def __init__(
@@ -358,6 +374,7 @@ class LexiconPooling(Module):
         dense_pooling: str | None = None,
         dense_weight: float = 1.0,
         vocab_size: int | None = None,
+        position_top_k: int | None = None,
     ) -> None:
         super().__init__()
         if dense_pooling not in DENSE_MODES:
@@ -370,8 +387,25 @@ class LexiconPooling(Module):
         self.next_token_outputs = next_token_outputs
         self.dense_pooling = dense_pooling
         self.dense_weight = float(dense_weight)
+        self.position_top_k = position_top_k
+        self.topk_temperature: float | None = None
         self.register_buffer("centroids", torch.zeros(n_clusters, hidden_size))
         self.register_buffer("token_clusters", torch.zeros(vocab_size or 0, dtype=torch.long))
+
+    @property
+    def position_top_k(self) -> int | None:
+        """k of the per-position top-k pooling (sparse LENS), None when off."""
+        return self._position_top_k
+
+    @position_top_k.setter
+    def position_top_k(self, value: int | None) -> None:
+        self._position_top_k = checked_position_top_k(value)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config = super().get_config_dict()
+        if config["position_top_k"] is None:  # off: the config of every folder saved before the option
+            del config["position_top_k"]
+        return config
 
     def set_head(self, centroids: torch.Tensor, token_clusters: torch.Tensor) -> None:
         """Install clustering results, checking their shapes against the configuration."""
@@ -395,7 +429,9 @@ class LexiconPooling(Module):
             features["input_ids"], attention_mask, self.query_token_id, features[QUERY_MARKER]
         )
         mask = pooling_mask(attention_mask, query_rank, self.next_token_outputs)
-        embedding = F.normalize(lexicon_embedding(hidden, self.centroids, mask), p=2, dim=-1)
+        temperature = self.topk_temperature if self.training else None
+        lexicon = lexicon_embedding(hidden, self.centroids, mask, self.position_top_k, temperature)
+        embedding = F.normalize(lexicon, p=2, dim=-1)
         if self.dense_pooling is not None:
             dense = F.normalize(
                 dense_embedding(hidden, mask, attention_mask, self.dense_pooling), p=2, dim=-1

@@ -7,16 +7,21 @@ The paper's embedding of a text is
 with ``h_i`` the last hidden state at position ``i`` and ``C`` the [K, H] centroid matrix.
 ``log1p(relu(.))`` is monotone, so the max is taken on raw logits and the activation applied
 to the [batch, K] result; only pooled positions are multiplied, and the logits are never held
-beyond one bounded chunk of rows. :func:`keep_max_active_dims` prunes a finished vector to its N
+beyond one bounded chunk of rows. Sparse LENS (``position_top_k`` = k) keeps each pooled position's k
+largest logits before the max (:func:`keep_top_k`), so a text has at most k active clusters per position
+and at most k x positions in all. :func:`keep_max_active_dims` prunes a finished vector to its N
 largest lexicon weights (``--max-active-dims``), the one pruning used at encode, index and search time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 # Upper bound on elements of one [rows, K] logits chunk (64M floats = 256 MiB in fp32).
 MAX_CHUNK_ELEMENTS = 1 << 26
@@ -88,35 +93,107 @@ def pooling_mask(
     return real & (rank >= start) & (rank < end)
 
 
-def masked_max_logits(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def checked_position_top_k(position_top_k: int | None) -> int | None:
+    """``position_top_k`` as an int (or None: off), refused (ValueError) unless None or a positive integer."""
+    if position_top_k is None:
+        return None
+    if isinstance(position_top_k, bool) or not isinstance(position_top_k, Integral) or position_top_k < 1:
+        raise ValueError(f"position_top_k must be a positive integer or None (off), got {position_top_k!r}")
+    return int(position_top_k)
+
+
+def largest(values: torch.Tensor, n: int) -> torch.Tensor:
+    """Boolean mask of each row's ``n`` largest values (``values`` [rows, width], n < width); ties at the
+    n-th value keep the lowest columns, so exactly n per row whatever the kernel's ``topk`` order."""
+    threshold = values.topk(n, dim=1).values[:, -1:]  # the n-th largest value per row
+    keep = values >= threshold
+    if bool((keep.sum(dim=1) > n).any()):  # ties at the threshold: only as many as still fit
+        above = values > threshold
+        tied = values == threshold
+        room = n - above.sum(dim=1, keepdim=True)
+        keep = above | (tied & (tied.long().cumsum(dim=1) <= room))
+    return keep
+
+
+def keep_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row of ``logits`` [rows, K] keeps its ``k`` largest values (:func:`largest`); the others become
+    -inf, so the max over positions never picks them and ``log1p(relu)`` maps them to 0.
+
+    Without gradients the chunk is masked in place. With gradients (:class:`KeepTopK`) the gradient reaches
+    the kept logits only (the selection itself is piecewise constant), and autograd keeps just their
+    [rows, k] column indices, never the chunk.
+    """
+    if k >= logits.shape[1]:
+        return logits
+    if logits.requires_grad and torch.is_grad_enabled():
+        return KeepTopK.apply(logits, k)
+    return logits.masked_fill_(~largest(logits, k), float("-inf"))
+
+
+class KeepTopK(torch.autograd.Function):
+    """:func:`keep_top_k` under autograd, saving only the kept columns: ``masked_fill``, ``where`` or
+    ``gather`` would each keep a [rows, K] tensor of the chunk alive until the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, k: int) -> torch.Tensor:
+        kept = largest(logits, k)
+        ctx.save_for_backward(kept.nonzero()[:, 1].view(-1, k))  # row-major: each row's k columns
+        return logits.masked_fill(~kept, float("-inf"))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (columns,) = ctx.saved_tensors
+        return torch.zeros_like(grad).scatter_(1, columns, grad.gather(1, columns)), None
+
+
+def _pooled_chunks(
+    hidden: torch.Tensor, mask: torch.Tensor, n_clusters: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(rows, text of each row)`` of the pooled positions, text after text, in chunks whose [rows, K]
+    logits hold at most ``MAX_CHUNK_ELEMENTS``; a text may be split across chunks."""
+    pooled = mask.bool()
+    rows = hidden[pooled]
+    text_of_row = pooled.nonzero()[:, 0]
+    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n_clusters))
+    for begin in range(0, rows.shape[0], step):
+        yield rows[begin : begin + step], text_of_row[begin : begin + step]
+
+
+def _segments(rows: torch.Tensor, texts: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(text, its rows)`` of one chunk (rows come text after text)."""
+    ids, counts = texts.unique_consecutive(return_counts=True)
+    yield from zip(ids.tolist(), rows.split(counts.tolist()), strict=True)
+
+
+def masked_max_logits(
+    hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor, position_top_k: int | None = None
+) -> torch.Tensor:
     """Max over masked positions of ``hidden @ centroids^T``; -inf where nothing is pooled.
 
     Only the pooled positions are multiplied (padding and a query's instruction cost nothing), as one
     [rows, K] product per chunk of at most ``MAX_CHUNK_ELEMENTS`` logits: no [batch, seq, K] block and
-    no mask pass over the logits. Without gradients each chunk is reduced into its texts' rows with one
-    ``scatter_reduce``. With gradients each text's rows are reduced by ``max(dim=0)``, which keeps only
-    argmax indices for autograd (``amax`` and ``scatter_reduce`` would keep every chunk's logits alive),
-    so training holds O(batch x K) too.
+    no mask pass over the logits. With ``position_top_k`` = k each position first keeps its k largest
+    logits (:func:`keep_top_k`, chunk by chunk), so a text has at most k active clusters per position. Without
+    gradients each chunk is reduced into its texts' rows with one ``scatter_reduce``. With gradients each
+    text's rows are reduced by ``max(dim=0)``, which keeps only argmax indices for autograd (``amax`` and
+    ``scatter_reduce`` would keep every chunk's logits alive), so training holds O(batch x K) too.
     """
     n_clusters = centroids.shape[0]
     centroids_t = centroids.to(hidden.dtype).T
-    pooled = mask.bool()
-    rows = hidden[pooled]  # the pooled positions, text after text
-    text_of_row = pooled.nonzero()[:, 0]
-    step = max(1, MAX_CHUNK_ELEMENTS // max(1, n_clusters))
+    tracked = hidden.requires_grad and torch.is_grad_enabled()
     best = hidden.new_full((hidden.shape[0], n_clusters), float("-inf"))
     pieces: list[list[torch.Tensor]] = [[] for _ in range(hidden.shape[0])]
-    for begin in range(0, rows.shape[0], step):
-        logits = rows[begin : begin + step] @ centroids_t
-        texts = text_of_row[begin : begin + step]
-        if rows.requires_grad:
-            ids, counts = texts.unique_consecutive(return_counts=True)
-            for text, segment in zip(ids.tolist(), logits.split(counts.tolist()), strict=True):
+    for rows, texts in _pooled_chunks(hidden, mask, n_clusters):
+        logits = rows @ centroids_t
+        if position_top_k is not None:
+            logits = keep_top_k(logits, position_top_k)
+        if tracked:
+            for text, segment in _segments(logits, texts):
                 pieces[text].append(segment.max(dim=0).values)
         else:
             best.scatter_reduce_(0, texts.unsqueeze(1).expand_as(logits), logits, "amax")
         del logits  # free this chunk before the next one is allocated
-    if not rows.requires_grad:
+    if not tracked:
         return best
     return torch.stack([_max_of(parts) if parts else best[text] for text, parts in enumerate(pieces)])
 
@@ -131,9 +208,64 @@ def lexicon_activation(max_logits: torch.Tensor) -> torch.Tensor:
     return torch.log1p(torch.relu(max_logits))
 
 
-def lexicon_embedding(hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The un-normalised LENS vector [batch, K], computed in float32 after the max."""
-    return lexicon_activation(masked_max_logits(hidden, centroids, mask).float())
+def soft_top_k_max(rows: torch.Tensor, centroids_t: torch.Tensor, k: int, temperature: float) -> torch.Tensor:
+    """[K] max over ``rows`` of ``log1p(relu(z)) * sigmoid((z - t) / temperature)``, ``z`` a row's logits and
+    ``t`` its (detached) midpoint between the k-th and (k+1)-th largest: the top-k mask relaxed, which
+    tends to the hard top-k pooling as the temperature goes to 0."""
+    logits = rows @ centroids_t
+    if k >= logits.shape[1]:
+        return lexicon_activation(logits).max(dim=0).values
+    top = logits.detach().topk(k + 1, dim=1).values
+    threshold = (top[:, k - 1 : k] + top[:, k : k + 1]) / 2
+    weights = torch.sigmoid((logits - threshold) / temperature)
+    return (lexicon_activation(logits) * weights).max(dim=0).values
+
+
+def straight_through_top_k(
+    hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor, k: int, temperature: float
+) -> torch.Tensor:
+    """The per-position top-k LENS vector [batch, K] with a straight-through gradient: the value is exactly
+    the hard pooling's (:func:`masked_max_logits` with ``position_top_k`` = k, then ``log1p(relu)``), the
+    gradient is that of the relaxed pooling (:func:`soft_top_k_max`).
+
+    Why: the hard selection is piecewise constant, so a cluster outside a position's top k gets no gradient
+    there, even when the loss would want it in; the relaxation gives the clusters near the k-th logit a
+    gradient that says whether to enter or leave, while training still sees the exact vectors it will
+    serve. Each (chunk, text) piece is recomputed in the backward pass (``torch.utils.checkpoint``), so
+    memory stays O(batch x K) plus one chunk, as in the hard pooling.
+    """
+    with torch.no_grad():
+        hard = lexicon_activation(masked_max_logits(hidden, centroids, mask, k).float())
+    centroids_t = centroids.to(hidden.dtype).T
+    pieces: list[list[torch.Tensor]] = [[] for _ in range(hidden.shape[0])]
+    for rows, texts in _pooled_chunks(hidden, mask, centroids.shape[0]):
+        for text, segment in _segments(rows, texts):
+            pieces[text].append(
+                checkpoint(soft_top_k_max, segment, centroids_t, k, temperature, use_reentrant=False)
+            )
+    zeros = hard.new_zeros(hard.shape[1])
+    soft = torch.stack([_max_of(parts).float() if parts else zeros for parts in pieces])
+    return (soft - soft.detach()) + hard  # exactly the hard values; the gradient of the soft ones
+
+
+def lexicon_embedding(
+    hidden: torch.Tensor,
+    centroids: torch.Tensor,
+    mask: torch.Tensor,
+    position_top_k: int | None = None,
+    topk_temperature: float | None = None,
+) -> torch.Tensor:
+    """The un-normalised LENS vector [batch, K], computed in float32 after the max.
+
+    ``position_top_k``: each pooled position keeps only its k largest cluster logits before the max (None:
+    every logit, the paper's pooling). ``topk_temperature`` (training only): with gradients, the top-k's
+    straight-through gradient (:func:`straight_through_top_k`); None passes the gradient through the kept
+    logits only. Values never depend on it.
+    """
+    if position_top_k is not None and topk_temperature is not None and torch.is_grad_enabled():
+        if hidden.requires_grad:
+            return straight_through_top_k(hidden, centroids, mask, position_top_k, topk_temperature)
+    return lexicon_activation(masked_max_logits(hidden, centroids, mask, position_top_k).float())
 
 
 def dense_embedding(
@@ -188,13 +320,6 @@ def keep_max_active_dims(
             f"lexicon_dims {lexicon_dims} does not fit embeddings of dimension {pruned.shape[1]}"
         )
     if max_active_dims < width and pruned.shape[0] > 0:
-        magnitude = pruned[:, :width].abs()
-        threshold = magnitude.topk(max_active_dims, dim=1).values[
-            :, -1:
-        ]  # the N-th largest magnitude per row
-        above = magnitude > threshold
-        tied = magnitude == threshold
-        room = max_active_dims - above.sum(dim=1, keepdim=True)  # how many tied dimensions still fit
-        keep = above | (tied & (tied.long().cumsum(dim=1) <= room))
+        keep = largest(pruned[:, :width].abs(), max_active_dims)
         pruned[:, :width].masked_fill_(~keep, 0)
     return pruned.numpy() if as_numpy else pruned

@@ -1,5 +1,7 @@
 """The pooling masks and the chunked max, as the paper's equation."""
 
+import math
+
 import pytest
 import torch
 
@@ -126,3 +128,173 @@ def test_dense_last_takes_the_final_real_token_on_either_side():
     right = dense_embedding(hidden, None, torch.tensor([[1, 1, 0], [1, 1, 1]]), "last")
     left = dense_embedding(hidden, None, torch.tensor([[0, 1, 1], [1, 1, 1]]), "last")
     assert right[0].tolist() == hidden[0, 1].tolist() and left[0].tolist() == hidden[0, 2].tolist()
+
+
+# ---- sparse LENS: each pooled position keeps its k largest cluster logits (position_top_k) ----
+
+
+def plain_top_k_max(
+    hidden: torch.Tensor, centroids: torch.Tensor, mask: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The plain definition: all [B, L, K] logits, each position's k largest kept (the rest -inf),
+    non-pooled positions -inf, max over L."""
+    logits = hidden @ centroids.T
+    kept = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~(kept & mask.unsqueeze(-1)), float("-inf")).max(dim=1).values
+
+
+def sparse_inputs(seed: int = 0):
+    torch.manual_seed(seed)
+    hidden, centroids = torch.randn(4, 9, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)
+    mask = torch.rand(4, 9) > 0.3
+    mask[:, 0], mask[1] = True, False  # text 1 pools nothing
+    return hidden, centroids, mask
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 1000])
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_top_k_pooling_equals_its_plain_definition_with_values_and_gradient(monkeypatch, chunk_rows, k):
+    base, centroids, mask = sparse_inputs()
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 7 * chunk_rows)  # texts split across chunks
+    weights = torch.rand(4, 7, dtype=torch.float64)
+    values, grads = [], []
+    for pool in (
+        lambda h: masked_max_logits(h, centroids, mask, k),
+        lambda h: plain_top_k_max(h, centroids, mask, k),
+    ):
+        with torch.no_grad():
+            values.append(pool(base))
+        hidden = base.clone().requires_grad_(True)
+        pooled = pool(hidden)
+        assert torch.equal(pooled.detach(), values[-1])  # with or without gradients: the same values
+        (lexicon_activation(pooled) * weights).sum().backward()
+        grads.append(hidden.grad)
+    assert torch.isinf(values[0][1]).all() and torch.isinf(values[1][1]).all()
+    pooled = [0, 2, 3]  # float64 products: only the summation order may differ
+    assert torch.allclose(values[0][pooled], values[1][pooled], atol=1e-12, rtol=0)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=0)
+
+
+def test_each_position_gives_at_most_k_active_clusters_and_the_text_their_max():
+    hidden, centroids, mask = sparse_inputs(1)
+    k = 2
+    one = torch.zeros_like(mask)
+    one[:, 3] = True  # one pooled position per text: at most k active clusters
+    assert ((lexicon_embedding(hidden, centroids, one, k) > 0).sum(dim=1) <= k).all()
+    vector = lexicon_embedding(hidden, centroids, mask, k)
+    per_position = [
+        lexicon_embedding(
+            hidden, centroids, torch.zeros_like(mask).index_fill_(1, torch.tensor([i]), True) & mask, k
+        )
+        for i in range(mask.shape[1])
+    ]
+    assert torch.equal(vector, torch.stack(per_position).max(dim=0).values)
+    assert ((vector > 0).sum(dim=1) <= k * mask.sum(dim=1)).all()
+
+
+def test_top_k_off_or_at_least_k_clusters_is_exactly_the_papers_pooling():
+    hidden, centroids, mask = sparse_inputs(2)
+    paper = masked_max_logits(hidden, centroids, mask)
+    assert torch.equal(masked_max_logits(hidden, centroids, mask, None), paper)
+    assert torch.equal(masked_max_logits(hidden, centroids, mask, 7), paper)
+    assert torch.equal(
+        lexicon_embedding(hidden, centroids, mask, None, 0.5), lexicon_embedding(hidden, centroids, mask)
+    )
+
+
+def test_ties_at_the_k_th_logit_keep_the_lowest_clusters():
+    logits = torch.tensor([[1.0, 3.0, 1.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
+    kept = pooling.keep_top_k(logits.clone(), 2)
+    assert torch.isfinite(kept).tolist() == [
+        [True, True, False, False, False],
+        [True, True, False, False, False],
+    ]
+    tracked = logits.clone().requires_grad_(True)
+    assert torch.equal(pooling.keep_top_k(tracked, 2).detach(), kept)
+
+
+def test_gradient_reaches_the_kept_logits_only():
+    logits = torch.tensor([[0.5, 3.0, -1.0, 2.0]], requires_grad=True)
+    pooling.keep_top_k(logits, 2).masked_fill(torch.tensor([[True, False, True, False]]), 0).sum().backward()
+    assert logits.grad.tolist() == [[0.0, 1.0, 0.0, 1.0]]
+
+
+def test_top_k_pooling_holds_no_batch_by_length_by_clusters_block(monkeypatch):
+    """Every tensor the pooling makes with K columns holds at most one chunk (or the [B, K] result), and
+    autograd keeps the kept logits' column indices, never a chunk of logits."""
+    from torch.overrides import TorchFunctionMode
+
+    torch.manual_seed(0)
+    batch, length, width, clusters, k = 3, 40, 4, 10, 2
+    hidden, centroids = torch.randn(batch, length, width), torch.randn(clusters, width)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    chunk = 12 * clusters  # a text spans 4 or 5 chunks
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", chunk)
+    made: list[int] = []
+
+    class Sizes(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(tensor, torch.Tensor) and tensor.ndim and tensor.shape[-1] == clusters:
+                    made.append(tensor.numel())
+            return out
+
+    saved: list[tuple[int, ...]] = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.untyped_storage().data_ptr() != centroids.untyped_storage().data_ptr():
+            saved.append(tuple(tensor.shape))
+        return tensor
+
+    tracked = hidden.clone().requires_grad_(True)
+    with Sizes(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        lexicon_embedding(tracked, centroids, mask, k)
+    with Sizes():
+        lexicon_embedding(hidden, centroids, mask, k)
+    assert made and max(made) <= max(chunk, batch * clusters) < batch * length * clusters
+    kept = [shape for shape in saved if shape[-1:] == (clusters,)]
+    assert kept and all(math.prod(shape) <= batch * clusters for shape in kept)  # no chunk of logits
+    assert (chunk // clusters, k) in saved  # but each chunk's kept columns
+
+
+def test_straight_through_top_k_gives_the_hard_values_and_a_gradient_past_the_k_th_logit(monkeypatch):
+    hidden, centroids, mask = sparse_inputs(3)
+    monkeypatch.setattr(pooling, "MAX_CHUNK_ELEMENTS", 7 * 2)  # texts split across chunks
+    k, weights = 2, torch.rand(4, 7, dtype=torch.float64)
+
+    def gradient(temperature):
+        tracked = hidden.clone().requires_grad_(True)
+        vector = lexicon_embedding(tracked, centroids, mask, k, temperature)
+        (vector * weights).sum().backward()
+        return vector.detach(), tracked.grad
+
+    hard_value, hard_grad = gradient(None)
+    cold_value, cold_grad = gradient(1e-4)
+    warm_value, warm_grad = gradient(1.0)
+    assert torch.equal(cold_value, hard_value) and torch.equal(warm_value, hard_value)
+    assert torch.allclose(cold_grad, hard_grad, atol=1e-6)  # a cold relaxation is the hard top-k
+    # a warm one: the plain (unchunked) relaxed pooling's gradient, which also reaches logits past the k-th
+    tracked = hidden.clone().requires_grad_(True)
+    logits = tracked @ centroids.T
+    top = logits.detach().topk(k + 1, dim=-1).values
+    soft = torch.log1p(torch.relu(logits)) * torch.sigmoid(logits - (top[..., k - 1 : k] + top[..., k:]) / 2)
+    (soft.masked_fill(~mask.unsqueeze(-1), 0).max(dim=1).values * weights).sum().backward()
+    assert torch.allclose(warm_grad, tracked.grad, atol=1e-6, rtol=0)  # the pooled vector is float32
+    assert not torch.allclose(warm_grad, hard_grad, atol=1e-3)
+
+
+def test_straight_through_top_k_on_one_position_moves_the_cluster_just_past_the_k_th():
+    centroids = torch.eye(3, dtype=torch.float64)  # logits = the hidden state itself
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    grads = {}
+    for temperature in (None, 0.5):
+        hidden = torch.tensor([[[3.0, 2.0, 1.0]]], dtype=torch.float64, requires_grad=True)
+        vector = lexicon_embedding(hidden, centroids, mask, 2, temperature)
+        assert vector.tolist() == torch.log1p(torch.tensor([[3.0, 2.0, 0.0]])).tolist()  # float32
+        vector.sum().backward()
+        grads[temperature] = hidden.grad[0, 0]
+    assert grads[None].tolist() == pytest.approx(
+        [1 / 4, 1 / 3, 0.0], abs=1e-7
+    )  # the third logit is outside the top 2: no gradient
+    assert grads[0.5][2] > 0  # the relaxation tells it that rising would add to the loss' objective

@@ -11,8 +11,9 @@ Imports only the standard library and :mod:`lens_embed.cli_args`.
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
 total for symmetric tasks, group 8, temperature 0.02, LoRA r32/alpha64/dropout 0.1, one epoch,
-negatives gathered across devices, fp16 and gradient checkpointing on GPU. The FLOPS regulariser that
-trains sparse LENS vectors (SPLADE's, as sentence-transformers' ``SpladeLoss``) is off by default.
+negatives gathered across devices, fp16 and gradient checkpointing on GPU. What trains sparse LENS vectors
+is off by default: the FLOPS regulariser (SPLADE's, as sentence-transformers' ``SpladeLoss``), the
+scale-invariant L1 term, and the per-position top-k pooling (with its straight-through temperature).
 """
 
 from __future__ import annotations
@@ -141,6 +142,30 @@ class TrainConfig:
         "0: full weight from the first step)",
         check=non_negative_float,
     )
+    position_top_k: int | None = option(
+        None,
+        "sparse LENS: train (and save) the model with each pooled position keeping only its K largest "
+        "cluster logits before the max over positions, queries and documents alike; 0: off; default: the "
+        "model's own setting",
+        check=non_negative_int,
+    )
+    topk_temperature: float | None = option(
+        None,
+        "straight-through top-k: the forward pass keeps the exact top K, the backward pass takes the "
+        "gradient of a sigmoid relaxation around each position's K-th logit at this temperature (logit "
+        "units), so clusters just outside the top K learn whether to enter; default: the gradient passes "
+        "through the kept logits only",
+        check=positive_float,
+    )
+    document_l1_weight: float = option(
+        0.0,
+        "scale-invariant sparsity term on the documents: the L1 norm of the L2-normalised lexicon vector "
+        "(1 one-hot, sqrt(K) flat), warmed up as the FLOPS weights; 0: off",
+        check=non_negative_float,
+    )
+    query_l1_weight: float = option(
+        0.0, "the same term on the queries (first column); 0: off", check=non_negative_float
+    )
     distill_tasks: str = option(
         "in-batch",
         "which tasks distil: 'in-batch' (the authors': only tasks with "
@@ -201,6 +226,10 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig {item.name}: must be one of {', '.join(choices)}, got {value!r}"
                 )
+        if self.topk_temperature is not None and self.position_top_k == 0:
+            raise ValueError(
+                "TrainConfig topk_temperature: needs a per-position top-k, and position_top_k is 0 (off)"
+            )
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -241,6 +270,10 @@ ADDED = {
     "document_regularizer_weight": 0.0,
     "query_regularizer_weight": 0.0,
     "regularizer_warmup_steps": 1 / 3,
+    "position_top_k": None,
+    "topk_temperature": None,
+    "document_l1_weight": 0.0,
+    "query_l1_weight": 0.0,
 }
 
 

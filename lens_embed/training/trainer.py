@@ -14,9 +14,12 @@ only adds what LENS needs on top:
   a sentence-transformers model, with the adapter kept beside it, put in place in one rename;
 * an output folder that belongs to one run: its configuration is recorded, a different run is
   refused, and resuming starts from the newest complete checkpoint;
-* optionally SPLADE's FLOPS regulariser (sentence-transformers' ``SpladeLoss`` around the LENS loss,
-  its weights warmed up quadratically by :class:`RegularizerWarmup`), with the mean active dimensions
-  of queries and documents in the logs, so a run shows its vectors becoming sparse.
+* optionally SPLADE's FLOPS regulariser and the scale-invariant L1 term (sentence-transformers'
+  ``SpladeLoss`` around the LENS loss, their weights warmed up quadratically by :class:`RegularizerWarmup`),
+  with the mean active dimensions and L1 norms of queries and documents in the logs, so a run shows its
+  vectors becoming sparse;
+* optionally the per-position top-k pooling (``position_top_k``, set on the model before training, so the
+  trainer pools as the saved model will; its straight-through temperature only while training).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from lens_embed.training.lora import (
     merge_and_save,
     save_adapter,
 )
-from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, sparsity_regularized
+from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, LexiconL1Loss, sparsity_regularized
 from lens_embed.training.negatives import MINED_DIRNAME, complete_task, load_model
 from lens_embed.training.publish import link_tree, publish_folder
 from lens_embed.training.sampler import TaskHomogeneousBatchSampler
@@ -120,14 +123,15 @@ class LensTrainer(SentenceTransformerTrainer):
 
     def track_loss_components(self, loss: dict[str, torch.Tensor]) -> None:
         """The loss components, plus the mean active dimensions of this step's queries and documents as the
-        FLOPS regularisers measured them: logged like the components (averaged over the logging steps
-        and the devices), as ``query_active_dims`` and ``document_active_dims``."""
+        FLOPS regularisers measured them and, with the L1 term, their unweighted L1 norms: logged like the
+        components (averaged over the logging steps and the devices), as ``query_active_dims``,
+        ``document_active_dims``, ``query_l1_norm`` and ``document_l1_norm``."""
         super().track_loss_components({**loss, **active_dimensions(self.loss)})
 
 
 def active_dimensions(losses: nn.Module | dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """``{side}_active_dims`` measured by the FLOPS regularisers since they were last asked (the loss of the
-    step just taken), then forgotten."""
+    """``{side}_active_dims`` measured by the FLOPS regularisers and ``{side}_l1_norm`` by the L1 term since
+    they were last asked (the loss of the step just taken), then forgotten."""
     found: dict[str, torch.Tensor] = {}
     for loss in losses.values() if isinstance(losses, dict) else [losses]:
         for side in ("query", "document"):
@@ -135,6 +139,9 @@ def active_dimensions(losses: nn.Module | dict[str, nn.Module]) -> dict[str, tor
             active = regularizer.take_active_dims() if isinstance(regularizer, LexiconFlopsLoss) else None
             if active is not None:
                 found[f"{side}_active_dims"] = active
+        base = getattr(loss, "loss", None)
+        if isinstance(base, LexiconL1Loss):
+            found.update(base.take_l1_norms())
     return found
 
 
@@ -156,11 +163,31 @@ class RegularizerWarmup(SpladeRegularizerWeightSchedulerCallback):
             loss, scheduler_type="quadratic", warmup_ratio=warmup_steps if 0 < warmup_steps < 1 else 1.0
         )
         self.requested_warmup = warmup_steps
+        base = loss.loss
+        # the L1 term's full (document, query) weights, as the run configured them
+        self.l1_weights = (
+            (base.document_weight, base.query_weight) if isinstance(base, LexiconL1Loss) else None
+        )
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         super().on_train_begin(args, state, control, **kwargs)
         if self.warmup_steps is not None and (self.requested_warmup == 0 or self.requested_warmup >= 1):
             self.warmup_steps = int(self.requested_warmup)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The FLOPS weights (sentence-transformers' schedule), and the L1 term's on the same schedule."""
+        super().on_step_begin(args, state, control, **kwargs)
+        if self.l1_weights is not None and self.total_steps is not None:
+            l1 = self.loss.loss
+            l1.document_weight, l1.query_weight = (
+                self._calculate_weight_value(state.global_step, weight) for weight in self.l1_weights
+            )
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        super().on_log(args, state, control, logs=logs, **kwargs)
+        if self.l1_weights is not None and logs is not None:
+            logs["document_l1_weight"] = self.loss.loss.document_weight
+            logs["query_l1_weight"] = self.loss.loss.query_weight
 
 
 def training_device() -> str:
@@ -179,6 +206,26 @@ def load_base_model(config: TrainConfig, device: str | None = None) -> SentenceT
     )
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length
+    return apply_position_top_k(model, config)
+
+
+def apply_position_top_k(model: SentenceTransformer, config: TrainConfig) -> SentenceTransformer:
+    """The run's per-position top-k on the model's pooling (0: off; None keeps the model's), so the run
+    trains, mines and saves with the pooling the trained model will serve with."""
+    if config.position_top_k is None and config.topk_temperature is None:
+        return model
+    if not is_lens_model(model):
+        raise ValueError(
+            f"position_top_k and topk_temperature set the LENS pooling; {config.model} is not a LENS model"
+        )
+    pooling = lexicon_pooling(model)
+    if config.position_top_k is not None:
+        pooling.position_top_k = config.position_top_k or None
+    if config.topk_temperature is not None and pooling.position_top_k is None:
+        raise ValueError(
+            f"topk_temperature relaxes the per-position top-k, which {config.model} does not use: "
+            "set --position-top-k"
+        )
     return model
 
 
@@ -209,6 +256,8 @@ def prepare_model(
                 parameter.requires_grad_(False)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.topk_temperature is not None:  # training only: never saved, never changes a value
+        lexicon_pooling(model).topk_temperature = config.topk_temperature
     return model
 
 
@@ -275,9 +324,17 @@ def fillable_tasks(tasks: list[TaskData], sizes: list[int], world_size: int) -> 
 
 
 def regularized(config: TrainConfig) -> bool:
-    """Whether the run adds the FLOPS regulariser (a weight above 0); else the loss is exactly the LENS
-    loss."""
-    return config.document_regularizer_weight > 0 or config.query_regularizer_weight > 0
+    """Whether the run adds the FLOPS regulariser or the L1 term (a weight above 0); else the loss is
+    exactly the LENS loss."""
+    return (
+        max(
+            config.document_regularizer_weight,
+            config.query_regularizer_weight,
+            config.document_l1_weight,
+            config.query_l1_weight,
+        )
+        > 0
+    )
 
 
 def build_losses(
@@ -289,10 +346,13 @@ def build_losses(
     scale = 1.0 / world_size if config.gathered_loss_scale == "devices" else 1.0
     sparse = regularized(config)
     if sparse and not is_lens_model(model):
-        raise ValueError(
-            "the FLOPS regulariser (--document/--query-regularizer-weight) acts on LENS lexicon vectors, "
-            f"and {config.model} is not a LENS model"
+        flops = config.document_regularizer_weight > 0 or config.query_regularizer_weight > 0
+        term = (
+            "the FLOPS regulariser (--document/--query-regularizer-weight)"
+            if flops
+            else "the L1 sparsity term (--document/--query-l1-weight)"
         )
+        raise ValueError(f"{term} acts on LENS lexicon vectors, and {config.model} is not a LENS model")
     losses: dict[str, LensInfoNCELoss | SpladeLoss] = {}
     for key, spec in specs.items():
         loss = LensInfoNCELoss(
@@ -313,6 +373,8 @@ def build_losses(
                 config.document_regularizer_weight,
                 config.query_regularizer_weight,
                 config.mini_batch_size,
+                config.document_l1_weight,
+                config.query_l1_weight,
             )
             if sparse
             else loss
@@ -450,7 +512,7 @@ def build_trainer(
     args = training_arguments(config, cuda)
     with args.main_process_first(desc="preparing the output folder"):
         prepare_output(config)
-    model = model if model is not None else load_base_model(config)
+    model = apply_position_top_k(model, config) if model is not None else load_base_model(config)
     tasks = load_tasks(config.data)
     with args.main_process_first(desc="mining hard negatives"):
         tasks = [

@@ -24,7 +24,9 @@ from lens_embed.training.embedded import (
     base_parameters,
     package,
     recipe_for,
+    recorded_command,
     scored,
+    training_config,
     with_negatives,
 )
 from lens_embed.training.trainer import train
@@ -115,12 +117,52 @@ def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, caps
 
 
 def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_flops_term() -> None:
-    recipe = Recipe()
+    recipe = Recipe(position_top_k=4, document_l1_weight=0.1)
     assert recipe.document_regularizer_weight > 0 and recipe.query_regularizer_weight > 0
     assert recipe_for(recipe, "lens") == recipe
     dense = recipe_for(recipe, "dense")
     assert (dense.document_regularizer_weight, dense.query_regularizer_weight) == (0.0, 0.0)
-    weights = ("document_regularizer_weight", "query_regularizer_weight")
+    assert (dense.position_top_k, dense.document_l1_weight) == (0, 0.0)
+    weights = (
+        "document_regularizer_weight",
+        "query_regularizer_weight",
+        "position_top_k",
+        "document_l1_weight",
+    )
     assert {k: v for k, v in vars(dense).items() if k not in weights} == {
         k: v for k, v in vars(recipe).items() if k not in weights
     }
+
+
+def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machine_path(tmp_path) -> None:
+    from lens_embed.training.embedded import build_parser
+
+    argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--position-top-k", "4"]
+    argv += ["--topk-temperature", "0.5", "--document-l1-weight", "0.2", "--query-l1-weight", "0.1"]
+    args = build_parser().parse_args(argv)
+    recipe = Recipe(**{name: getattr(args, name) for name in vars(Recipe())})
+    config = training_config(tmp_path / "base", tmp_path / "data", tmp_path / "out", recipe)
+    assert (config.position_top_k, config.topk_temperature) == (4, 0.5)
+    assert (config.document_l1_weight, config.query_l1_weight) == (0.2, 0.1)
+    assert training_config(tmp_path, tmp_path, tmp_path, Recipe()).position_top_k is None  # 0: off
+    command = recorded_command(recipe, "lens")
+    assert str(tmp_path) not in command and command.startswith(
+        "python -m lens_embed.training.embedded --data DATA --output OUTPUT --position-top-k 4"
+    )
+    again = build_parser().parse_args(command.split()[3:])  # the record runs the same recipe
+    assert Recipe(**{name: getattr(again, name) for name in vars(Recipe())}) == recipe
+    assert recorded_command(Recipe(), "dense").endswith("--output OUTPUT --base dense")
+
+
+def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    from lens_embed.training.embedded import main
+
+    for name in ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train"):
+        (tmp_path / "training").mkdir(exist_ok=True)
+        (tmp_path / "training" / f"{name}.jsonl").write_text("")
+    (tmp_path / "classification" / "Banking77Classification").mkdir(parents=True)
+    (tmp_path / "classification" / "Banking77Classification" / "train.jsonl").write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--data", str(tmp_path), "--output", str(tmp_path / "out"), "--topk-temperature", "0.5"])
+    assert stopped.value.code == 2 and "give --position-top-k too" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

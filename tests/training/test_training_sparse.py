@@ -1,11 +1,13 @@
 """Sparse LENS by training: SPLADE's FLOPS regulariser (sentence-transformers' SpladeLoss / FlopsLoss) on
-the L2-normalised lexicon part, its quadratic warm-up, the logs, and weight 0 = exactly the LENS loss."""
+the L2-normalised lexicon part, its quadratic warm-up, the logs, and weight 0 = exactly the LENS loss; the
+scale-invariant L1 term; runs under the per-position top-k pooling and its straight-through temperature."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,15 +19,24 @@ from transformers import TrainerCallback, TrainerState
 
 from lens_embed import load_lens_model
 from lens_embed.prompts import query_prompt
-from lens_embed.training.config import TrainConfig
+from lens_embed.training.config import ADDED, TrainConfig
 from lens_embed.training.data import task_spec
-from lens_embed.training.losses import LensInfoNCELoss, LexiconFlopsLoss, sparsity_regularized
+from lens_embed.training.losses import (
+    LensInfoNCELoss,
+    LexiconFlopsLoss,
+    LexiconL1Loss,
+    lexicon_part,
+    normalized_l1,
+    sparsity_regularized,
+)
 from lens_embed.training.trainer import (
     RECORD_FILENAME,
     RegularizerWarmup,
+    apply_position_top_k,
     build_losses,
     build_trainer,
     prepare_output,
+    save_final_model,
     train,
 )
 
@@ -273,7 +284,7 @@ def test_a_run_recorded_before_the_regulariser_existed_still_resumes(tmp_path: P
     prepare_output(config)
     record = tmp_path / "run" / RECORD_FILENAME
     values = json.loads(record.read_text())
-    for name in ("document_regularizer_weight", "query_regularizer_weight", "regularizer_warmup_steps"):
+    for name in ADDED:
         del values[name]
     record.write_text(json.dumps(values))
     config.checkpoint_dir.mkdir()  # it trained
@@ -291,3 +302,108 @@ def test_a_run_recorded_before_the_regulariser_existed_still_resumes(tmp_path: P
 def test_negative_weights_and_warmups_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=f"TrainConfig {field}: must be a finite number >= 0"):
         TrainConfig(model="m", data=[], output="o", **{field: -0.5})
+
+
+# ---- sparse LENS by pooling: the per-position top-k, its straight-through temperature, the L1 term ----
+
+
+def test_the_l1_term_is_one_for_one_hot_and_root_k_for_flat_vectors_at_any_scale() -> None:
+    one_hot = torch.zeros(2, 16).index_fill_(1, torch.tensor([3]), 1.0) * torch.tensor([[1.0], [7.5]])
+    flat = torch.full((3, 16), 0.2)
+    assert normalized_l1(one_hot).item() == pytest.approx(1.0)
+    assert normalized_l1(flat).item() == pytest.approx(4.0)  # sqrt(16)
+    assert normalized_l1(torch.cat([one_hot[:1], flat[:1]])).item() == pytest.approx(2.5)  # the rows' mean
+    assert normalized_l1(torch.zeros(1, 16)).item() == 0.0
+    # only the lexicon part of a hybrid, normalised again
+    hybrid = F.normalize(torch.cat([flat[:1], torch.ones(1, 4)], dim=-1), dim=-1)
+    assert normalized_l1(lexicon_part(hybrid, 16)).item() == pytest.approx(4.0)
+
+
+def test_the_l1_term_acts_on_its_own_columns_beside_flops(lens_model) -> None:
+    lens_model.eval()
+    features = [lens_model.preprocess(column) for column in COLUMNS]
+    loss = sparsity_regularized(LensInfoNCELoss(lens_model), 16, 1.0, 0.0, None, 0.3, 0.2)
+    assert isinstance(loss.loss, LexiconL1Loss)
+    with torch.no_grad():
+        parts = loss(features, None)
+        queries, *documents = embed_columns(lens_model, [lens_model.preprocess(column) for column in COLUMNS])
+    assert parts.keys() == {
+        "base_loss",
+        "document_l1_loss",
+        "query_l1_loss",
+        "document_regularizer_loss",
+        "query_regularizer_loss",
+    }
+    assert parts["document_l1_loss"].item() == pytest.approx(0.3 * normalized_l1(torch.cat(documents)).item())
+    assert parts["query_l1_loss"].item() == pytest.approx(0.2 * normalized_l1(queries).item())
+    assert parts["document_regularizer_loss"].item() == pytest.approx(
+        _splade_flops(torch.cat(documents).tolist()), rel=1e-5
+    )
+    norms = loss.loss.take_l1_norms()
+    assert norms["query_l1_norm"].item() == pytest.approx(normalized_l1(queries).item())
+    assert loss.loss.take_l1_norms() == {}  # taken once
+
+
+def test_the_l1_weights_warm_up_with_the_flops_weights() -> None:
+    loss = sparsity_regularized(LensInfoNCELoss(nn.Identity()), 4, 2.0, 0.0, None, 0.4, 0.1)
+    callback = RegularizerWarmup(loss, 4)
+    state = TrainerState(max_steps=10, global_step=0)
+    callback.on_train_begin(None, state, None)
+    for step in range(10):
+        state.global_step = step
+        callback.on_step_begin(None, state, None)
+        warm = min(1.0, (step / 4) ** 2)
+        assert (loss.loss.document_weight, loss.loss.query_weight) == pytest.approx((0.4 * warm, 0.1 * warm))
+        assert loss.document_regularizer_weight == pytest.approx(2.0 * warm)
+
+
+def test_a_run_under_position_top_k_trains_through_the_kept_logits_and_saves_the_setting(
+    tiny_lens: Path, tmp_path: Path
+) -> None:
+    """LoRA (so the saved model is the base reloaded and merged), the straight-through temperature and the
+    L1 term: the model trains, its logs carry the L1 norms, and the saved folder pools with k = 2."""
+    data = [write_jsonl(tmp_path / "retrieval.jsonl", retrieval_rows())]
+    logs = _Logs()
+    config = toy_config(
+        tiny_lens,
+        data,
+        tmp_path / "out",
+        max_steps=3,
+        position_top_k=2,
+        topk_temperature=0.5,
+        document_l1_weight=0.1,
+        query_l1_weight=0.1,
+        regularizer_warmup_steps=0,
+    )
+    trainer = build_trainer(config, callbacks=[logs])
+    pooling = trainer.model[1]
+    assert (pooling.position_top_k, pooling.topk_temperature) == (2, 0.5)
+    trainer.train()
+    assert len(logs.logs) == 3 and all(line["document_l1_norm"] >= 1.0 for line in logs.logs)
+    assert all(line["document_l1_weight"] == 0.1 and "document_l1_loss" in line for line in logs.logs)
+    output = save_final_model(trainer, config)
+    saved = load_lens_model(output, device="cpu")
+    assert saved[1].position_top_k == 2 and saved[1].topk_temperature is None
+    assert "topk_temperature" not in json.loads((output / "1_LexiconPooling" / "config.json").read_text())
+    before = load_lens_model(tiny_lens, device="cpu")
+    before[1].position_top_k = 2
+    texts = ["the quick brown fox", "a red kite"]
+    assert not np.allclose(saved.encode(texts), before.encode(texts))  # the LoRA weights moved
+
+
+def test_position_top_k_options_are_checked(tiny_lens: Path, lens_model, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="TrainConfig position_top_k: must be >= 0"):
+        TrainConfig(model="m", data=[], output="o", position_top_k=-1)
+    with pytest.raises(ValueError, match="TrainConfig topk_temperature: must be a finite number > 0"):
+        TrainConfig(model="m", data=[], output="o", topk_temperature=0)
+    with pytest.raises(ValueError, match="position_top_k is 0"):
+        TrainConfig(model="m", data=[], output="o", position_top_k=0, topk_temperature=0.5)
+    with pytest.raises(ValueError, match="does not use: set --position-top-k"):
+        apply_position_top_k(lens_model, TrainConfig(model="m", data=[], output="o", topk_temperature=0.5))
+    with pytest.raises(ValueError, match="not a LENS model"):
+        apply_position_top_k(
+            nn.Sequential(nn.Linear(2, 2)), TrainConfig(model="m", data=[], output="o", position_top_k=2)
+        )
+    lens_model[1].position_top_k = 3
+    apply_position_top_k(lens_model, TrainConfig(model="m", data=[], output="o", position_top_k=0))
+    assert lens_model[1].position_top_k is None  # 0 turns a model's own setting off
