@@ -247,6 +247,12 @@ def _add_default(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clusters", type=cluster_count, default=None, help=f"K of --untrained (default {DEFAULT_CLUSTERS})"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every file of the cached trained default (every use checks sizes and the head); a damaged "
+        "entry is assembled again",
+    )
     parser.set_defaults(func=_run_default)
 
 
@@ -256,12 +262,14 @@ def _run_default(args: argparse.Namespace) -> None:
             f"the trained default has K = {DEFAULT_CLUSTERS}; --clusters needs --untrained "
             "(or lens-embed build minilm OUT --clusters K)"
         )
+    if args.verify and args.untrained:
+        raise ValueError("--verify checks the trained default's cache entry; not --untrained")
     from lens_embed.embedded import default_model_path, untrained_default_path
 
     if args.untrained:
         print(untrained_default_path(args.clusters or DEFAULT_CLUSTERS))
     else:
-        print(default_model_path())
+        print(default_model_path(verify=args.verify))
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
