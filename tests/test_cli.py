@@ -67,6 +67,28 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert "lens-embed build: error: " in capsys.readouterr().err
 
 
+def test_a_missing_folder_named_without_a_path_is_reported_missing_not_looked_up(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    for name in ("OUT", "runs/a/OUT"):
+        assert main(["info", name]) == 2
+        assert capsys.readouterr().err == f"lens-embed info: error: model directory not found: {name}\n"
+    (tmp_path / "runs").mkdir()
+    assert main(["info", "runs/OUT"]) == 2  # ORG/NAME, but ORG is a folder here
+    assert "model directory not found: runs/OUT" in capsys.readouterr().err
+
+
+def test_a_model_a_killed_build_overwrite_moved_aside_is_put_back_when_read(
+    tiny_lens, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_lens, tmp_path / ".OUT.old-0123abcd" / "old")  # as the killed swap left it
+    assert main(["info", "OUT"]) == 0
+    assert json.loads(capsys.readouterr().out)["clusters"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+
+
 def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
     assert main(["convert", str(released), str(tmp_path / "converted")]) == 0
     assert "24 dimensions" in capsys.readouterr().out
