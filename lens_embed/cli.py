@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lens_embed.cli_args import (
+    OUTPUTS,
     add_load_options,
     cluster_count,
+    declare_output,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -27,7 +29,7 @@ from lens_embed.defaults import CLUSTER_NAME_TOKENS, DEFAULT_CLUSTERS, DEFAULT_M
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
-from lens_embed.storage import atomic_write, refuse_overlap
+from lens_embed.storage import atomic_write, check_writable, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_build)
 
 
@@ -87,6 +90,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output")
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     parser.add_argument("--overwrite", action="store_true")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_convert)
 
 
@@ -147,6 +151,7 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
     )
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true")
+    declare_output(parser, "out", "--out", folder=False)
     parser.set_defaults(func=_run_encode)
 
 
@@ -334,6 +339,7 @@ def _add_sparse_encoder(subparsers: argparse._SubParsersAction) -> None:
     )
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_sparse_encoder)
 
 
@@ -390,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
+        for dest, name, folder in getattr(args, OUTPUTS, []):  # before the verb loads or computes anything
+            if getattr(args, dest, None) is not None:
+                check_writable(getattr(args, dest), name, folder=folder)
         code = args.func(args)
     except USER_ERRORS as error:
         print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)

@@ -70,7 +70,7 @@ def refuse_overlap(path: str | os.PathLike, name: str, other: str | os.PathLike,
         raise ValueError(f"{name} {path} is (or overlaps) {other_name} {other}; choose another path")
 
 
-def check_writable(path: str | os.PathLike, what: str, *, folder: bool) -> None:
+def check_writable(path: str | os.PathLike, what: str, *, folder: bool | None) -> None:
     """Refuse, before any work, an output that cannot be written: a folder where a file is wanted (or
     the reverse), a path under a regular file, or a place this process may not write in (read-only file
     system, no permission).
@@ -80,17 +80,18 @@ def check_writable(path: str | os.PathLike, what: str, *, folder: bool) -> None:
     Args:
         path: the output (it need not exist yet; missing folders above it are created later).
         what: how the message names it (``--out``, ``the cache entry``).
-        folder: whether the output is a folder (else a file, written beside itself and renamed).
+        folder: whether the output is a folder (else a file, written beside itself and renamed); None
+            for either (the verb's inputs decide), which skips the check of what is already there.
 
     Raises:
         NotADirectoryError, IsADirectoryError, PermissionError: one line naming ``what`` and ``path``.
     """
     target = Path(path)
-    if folder and target.exists() and not target.is_dir():
+    if folder is True and target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{what} {target} is a file, not a folder")
-    if not folder and target.is_dir():
+    if folder is False and target.is_dir():
         raise IsADirectoryError(f"{what} {target} is a folder; name a file")
-    place = target.absolute() if folder and target.is_dir() else target.absolute().parent
+    place = target.absolute() if folder is not False and target.is_dir() else target.absolute().parent
     while not place.exists() and place != place.parent:
         place = place.parent
     if not place.is_dir():
