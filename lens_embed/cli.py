@@ -380,6 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(error: BaseException, args: argparse.Namespace) -> str:
+    """A user error's message; a model asking to run its own code (``UntrustedCodeError.explained``) is
+    told how to allow it with what this verb has: ``--trust-remote-code``, or the Python API."""
+    explained = getattr(error, "explained", None)
+    if explained is None:
+        return str(error)
+    if hasattr(args, "trust_remote_code"):
+        return explained("pass --trust-remote-code")
+    verb = f"lens-embed {args.command}"
+    return explained(f"load it from Python with trust_remote_code=True (`{verb}` runs no model's own code)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``lens-embed`` verb; returns the exit code.
 
@@ -401,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_writable(getattr(args, dest), name, folder=folder)
         code = args.func(args)
     except USER_ERRORS as error:
-        print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)
+        print(f"lens-embed {args.command}: error: {_message(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lens-embed {args.command}: interrupted", file=sys.stderr)
