@@ -32,7 +32,13 @@ from lens_embed.pooling import checked_position_top_k
 from lens_embed.portable import make_portable
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
 from lens_embed.safety import read_modules
-from lens_embed.storage import atomic_write, give_usual_modes, refuse_overlap, staged_directory
+from lens_embed.storage import (
+    atomic_write,
+    check_writable,
+    give_usual_modes,
+    refuse_overlap,
+    staged_directory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +56,13 @@ def ensure_output_dir(output_dir: str | Path, overwrite: bool, source: str | Pat
     """Refuse to write over a non-empty directory unless asked: saved work is never lost silently.
 
     With ``source`` (the model the output is made from), an output that is the source, lies inside
-    it or holds it is refused too: replacing it would delete or damage the source.
+    it or holds it is refused too: replacing it would delete or damage the source. A file, a path under
+    a file or a place this process cannot write in is refused (:func:`check_writable`).
     """
     path = Path(output_dir)
     if source is not None:
         refuse_overlap(path, "the output", source, "the model it is made from")
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output path {path} exists and is not a directory")
+    check_writable(path, "the output", folder=True)
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise FileExistsError(
             f"output directory {path} is not empty; pass overwrite=True (--overwrite) to replace it"

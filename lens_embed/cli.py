@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lens_embed.cli_args import (
+    OUTPUTS,
     add_load_options,
     cluster_count,
+    declare_output,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -28,7 +30,7 @@ from lens_embed.defaults import CLUSTER_NAME_TOKENS, DEFAULT_CLUSTERS, DEFAULT_M
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
-from lens_embed.storage import atomic_write, refuse_overlap
+from lens_embed.storage import atomic_write, check_writable, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     _add_position_top_k(parser)
     add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_build)
 
 
@@ -103,6 +106,7 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     _add_position_top_k(parser)
     parser.add_argument("--overwrite", action="store_true")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_convert)
 
 
@@ -189,6 +193,7 @@ def _add_encode(subparsers: argparse._SubParsersAction) -> None:
     )
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true")
+    declare_output(parser, "out", "--out", folder=False)
     parser.set_defaults(func=_run_encode)
 
 
@@ -292,6 +297,12 @@ def _add_default(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clusters", type=cluster_count, default=None, help=f"K of --untrained (default {DEFAULT_CLUSTERS})"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every file of the cached trained default (every use checks sizes and the head); a damaged "
+        "entry is assembled again",
+    )
     parser.set_defaults(func=_run_default)
 
 
@@ -301,12 +312,14 @@ def _run_default(args: argparse.Namespace) -> None:
             f"the trained default has K = {DEFAULT_CLUSTERS}; --clusters needs --untrained "
             "(or lens-embed build minilm OUT --clusters K)"
         )
+    if args.verify and args.untrained:
+        raise ValueError("--verify checks the trained default's cache entry; not --untrained")
     from lens_embed.embedded import default_model_path, untrained_default_path
 
     if args.untrained:
         print(untrained_default_path(args.clusters or DEFAULT_CLUSTERS))
     else:
-        print(default_model_path())
+        print(default_model_path(verify=args.verify))
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -371,6 +384,7 @@ def _add_sparse_encoder(subparsers: argparse._SubParsersAction) -> None:
     )
     add_load_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_sparse_encoder)
 
 
@@ -412,6 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(error: BaseException, args: argparse.Namespace) -> str:
+    """A user error's message; a model asking to run its own code (``UntrustedCodeError.explained``) is
+    told how to allow it with what this verb has: ``--trust-remote-code``, or the Python API."""
+    explained = getattr(error, "explained", None)
+    if explained is None:
+        return str(error)
+    if hasattr(args, "trust_remote_code"):
+        return explained("pass --trust-remote-code")
+    verb = f"lens-embed {args.command}"
+    return explained(f"load it from Python with trust_remote_code=True (`{verb}` runs no model's own code)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``lens-embed`` verb; returns the exit code.
 
@@ -428,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     try:
+        for dest, name, folder in getattr(args, OUTPUTS, []):  # before the verb loads or computes anything
+            if getattr(args, dest, None) is not None:
+                check_writable(getattr(args, dest), name, folder=folder)
         code = args.func(args)
     except USER_ERRORS as error:
-        print(f"lens-embed {args.command}: error: {error}", file=sys.stderr)
+        print(f"lens-embed {args.command}: error: {_message(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lens-embed {args.command}: interrupted", file=sys.stderr)

@@ -1,7 +1,8 @@
 """argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time.
 
 Each returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
-as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. Importing this is instant.
+as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. :func:`declare_output` marks the
+options a verb writes to, which the command checks before the verb runs. Importing this is instant.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def top_k_or_none(text: str) -> int | None:
 
 
 top_k_or_none.__name__ = "positive integer or 'none'"
+
+
+OUTPUTS = "outputs"
+"""The namespace's list of the verb's outputs, ``(dest, name, folder)`` (see :func:`declare_output`)."""
+
+
+def declare_output(parser: argparse.ArgumentParser, dest: str, name: str, *, folder: bool | None) -> None:
+    """Declare that the verb writes to the path in option ``dest``: before the verb runs (before any model
+    is loaded), :func:`lens_embed.cli.main` checks it with :func:`lens_embed.storage.check_writable`.
+
+    Args:
+        parser: the verb's parser.
+        dest: the option's attribute in the parsed namespace (its value may be None: nothing written).
+        name: how messages name it (``--out``, ``OUTPUT``).
+        folder: a folder (True), a file (False), or either, as the verb's inputs decide (None).
+    """
+    parser.set_defaults(**{OUTPUTS: [*(parser.get_default(OUTPUTS) or []), (dest, name, folder)]})
 
 
 def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the saved one") -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, positive_int
+from lens_embed.cli_args import add_load_options, declare_output, positive_int
 from lens_embed.inputs import read_texts
 from lens_embed.storage import atomic_write, refuse_overlap
 
@@ -236,6 +236,7 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--instruction", default=None)
     add_encoding_options(parser)
+    declare_output(parser, "out", "--out", folder=True)
     parser.set_defaults(func=run_encode_corpus)
 
 

@@ -43,7 +43,8 @@ from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
 from lens_embed.model import record_base_model
 from lens_embed.modules import LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN
-from lens_embed.storage import atomic_write, cache_dir, cached_directory
+from lens_embed.safety import read_modules
+from lens_embed.storage import atomic_write, cache_dir, cached_directory, manifest_problem, write_manifest
 
 DATA_DIR = Path(__file__).parent / "data"
 PARAMETERS_FILE = DATA_DIR / "lens-minilm-k4000.safetensors"
@@ -272,19 +273,34 @@ def record_training(model: SentenceTransformer, record: dict[str, Any]) -> None:
     }
 
 
-def default_model_path(cache: str | Path | None = None) -> Path:
+def head_folder(folder: str | Path) -> str:
+    """The relative folder of a saved LENS model's head (its LexiconPooling module), from ``modules.json``."""
+    entries, location = read_modules(folder) or ([], f"{folder}/modules.json")
+    found = [entry["path"] for entry in entries if entry["type"].endswith(f".{LexiconPooling.__name__}")]
+    if len(found) != 1 or not found[0]:
+        raise ValueError(f"{location}: expected one {LexiconPooling.__name__} module in a folder of its own")
+    return found[0]
+
+
+def default_model_path(cache: str | Path | None = None, *, verify: bool = False) -> Path:
     """Path of the embedded default, the trained LENS-MiniLM (K = 4000), assembled on first use from the
     package's parameter file (its hash checked) and the bundled MiniLM, then cached.
 
     The cache entry is named by the file's hash, so a new release's parameters never reuse an old
     assembly; it is built in a staging folder renamed into place under a lock (as every cache entry).
+    The entry records its files (sizes and SHA-256, :func:`lens_embed.storage.write_manifest`); every
+    use checks the sizes and the head's hash (about 6 ms), ``verify`` every file's hash (about 0.07 s).
+    A damaged entry, or one an older lens-embed assembled without that record (it cannot be verified),
+    is assembled again, with one warning saying why.
 
     Args:
         cache: Cache folder; None for ``$LENS_EMBED_CACHE`` or ``~/.cache/lens-embed``.
+        verify: Hash every file of the entry, not only its head.
 
     Raises:
         ParameterFileError: the package's parameter file is damaged or modified, or the bundled MiniLM is
             not the one it was trained on.
+        NotADirectoryError: a regular file sits where the entry goes (refused before any work).
     """
     root = Path(cache) if cache is not None else cache_dir()
 
@@ -292,9 +308,12 @@ def default_model_path(cache: str | Path | None = None) -> Path:
         model = assemble(minilm_path(), read_parameters(PARAMETERS_FILE, PARAMETERS_SHA256), device="cpu")
         record_training(model, read_provenance(PROVENANCE_FILE))
         save_staged(model, staging, overwrite=True)
+        write_manifest(staging, checked_on_use=[head_folder(staging) + "/"])
 
     return cached_directory(
-        root / f"lens-minilm-k{DEFAULT_CLUSTERS}-trained-{PARAMETERS_SHA256[:12]}", produce
+        root / f"lens-minilm-k{DEFAULT_CLUSTERS}-trained-{PARAMETERS_SHA256[:12]}",
+        produce,
+        problem=lambda entry: manifest_problem(entry, full=verify),
     )
 
 

@@ -31,7 +31,7 @@ from lens_embed.model import LensSentenceTransformer, is_lens_model, lexicon_poo
 from lens_embed.modules import LensSparseTransformer, LexiconPooling
 from lens_embed.portable import lens_module_classes, own_code_types
 from lens_embed.safety import read_model_json, read_modules, refuse_code_references
-from lens_embed.storage import is_released_name
+from lens_embed.storage import is_released_name, recover_replaced
 
 # lens-embed's own sentence-transformers modules, by the type that modules.json records for them:
 # resolved here, so sentence-transformers imports no code for them and its remote-code gate stays shut.
@@ -82,7 +82,8 @@ def load_lens_model(
         converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path
     )
     path = Path(source)
-    if path.is_absolute() or source.startswith(".") or path.exists():
+    if names_a_folder(source):
+        recover_replaced(path)  # a folder a killed `build --overwrite` had moved aside
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {path}")
         if not (path / "modules.json").is_file():
@@ -123,6 +124,21 @@ def load_lens_model(
     if is_lens_model(model):
         check_lens_model(model, source, hub_kwargs)
     return model
+
+
+def names_a_folder(name: str) -> bool:
+    """Whether a model name can only mean a local folder, so that a missing one is reported as missing
+    rather than looked up on the hub: an absolute or ``./`` path, a path that exists, a name that is no
+    hub id (a hub model is ``ORG/NAME``: a bare ``OUT`` or a deeper ``a/b/c`` is a folder), or an
+    ``ORG/NAME`` whose ``ORG`` is a local folder."""
+    path = Path(name)
+    return (
+        path.is_absolute()
+        or name.startswith(".")
+        or path.exists()
+        or name.count("/") != 1
+        or path.parent.is_dir()
+    )
 
 
 def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:

@@ -69,6 +69,23 @@ def unshare_files(folder: str) -> None:
             raise
 
 
+def give_weights_the_config_mode(folder: str) -> None:
+    """Give the ``.safetensors`` files a module saved the mode of the ``config.json`` beside them.
+
+    safetensors writes a private temporary file (mode 0600) and renames it into place, which would keep a
+    saved model's weights from every other user; the config, written by ``open``, has the usual mode
+    (0666 minus the umask), or whatever mode its owner gave it.
+    """
+    config = os.path.join(folder, "config.json")
+    if not os.path.isfile(config):
+        return
+    mode = os.stat(config).st_mode & 0o777
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".safetensors") and entry.is_file(follow_symlinks=False):
+            if entry.stat(follow_symlinks=False).st_mode & 0o777 != mode:
+                os.chmod(entry.path, mode)
+
+
 def validate_texts(texts: Sequence[Any]) -> None:
     """Reject what cannot be embedded, naming the offending position (and, for a bad string, its start:
     sentence-transformers sorts texts by length, so inside a batch the position is the batch's)."""
@@ -195,6 +212,7 @@ class LensTransformer(Transformer):
     def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
         unshare_files(output_path)
         super().save(output_path, *args, **kwargs)
+        give_weights_the_config_mode(output_path)
 
     def _warn_truncated(self, texts: Sequence[str], prompt: str) -> None:
         """Over-long texts are cut to max_seq_length: say so once, with how many in that batch."""
@@ -447,6 +465,7 @@ class LexiconPooling(Module):
         unshare_files(output_path)
         self.save_config(output_path)
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+        give_weights_the_config_mode(output_path)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> LexiconPooling:

@@ -37,7 +37,22 @@ MODULE_KEYS = ("name", "path", "type")
 
 
 class UntrustedCodeError(ValueError):
-    """The model asks to import code from outside sentence-transformers, transformers and lens-embed."""
+    """The model asks to import code from outside sentence-transformers, transformers and lens-embed.
+
+    The message lists what it asks for and ends with how to allow it; :meth:`explained` words that end
+    for another caller (a command names its own option, or none where it has none).
+    """
+
+    def __init__(self, name_or_path: str | os.PathLike, found: list[str]) -> None:
+        self.name_or_path, self.found = name_or_path, found
+        super().__init__(self.explained("pass trust_remote_code=True"))
+
+    def explained(self, allow: str) -> str:
+        """The message, ending in ``Inspect that code, then {allow} to allow it.``"""
+        return (
+            f"{self.name_or_path} asks to run code from outside sentence-transformers, transformers and "
+            "lens-embed:\n  " + "\n  ".join(self.found) + f"\nInspect that code, then {allow} to allow it."
+        )
 
 
 def read_model_json(
@@ -159,9 +174,4 @@ def refuse_code_references(
     :func:`code_references`)."""
     found = code_references(name_or_path, own_types, **hub_kwargs)
     if found:
-        raise UntrustedCodeError(
-            f"{name_or_path} asks to run code from outside "
-            "sentence-transformers, transformers and lens-embed:\n  "
-            + "\n  ".join(found)
-            + "\nInspect that code, then pass trust_remote_code=True (--trust-remote-code) to allow it."
-        )
+        raise UntrustedCodeError(name_or_path, found)

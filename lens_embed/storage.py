@@ -10,19 +10,26 @@ A temporary file or folder is locked (``flock``) by the process writing it, and 
 that lock when the process dies, however it dies. So the next write to the same target can tell a
 live writer's temporaries from the remains of a killed one, and removes only the latter
 (:func:`scratch_directory` does the same for a work folder that is never renamed into place).
-New folders get the usual mode (0777 minus the umask), like the files. This module imports
-nothing heavy, so the command line and the package face can use it freely.
+New folders get the usual mode (0777 minus the umask), like the files. :func:`check_writable` is the
+one check every verb makes of its outputs before any work, and a cache entry may carry a manifest
+of its files (:func:`write_manifest`, :func:`manifest_problem`) that is checked whenever it is used.
+This module imports nothing heavy, so the command line and the package face can use it freely.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -61,6 +68,39 @@ def refuse_overlap(path: str | os.PathLike, name: str, other: str | os.PathLike,
     """
     if overlaps(path, other):
         raise ValueError(f"{name} {path} is (or overlaps) {other_name} {other}; choose another path")
+
+
+def check_writable(path: str | os.PathLike, what: str, *, folder: bool | None) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder where a file is wanted (or
+    the reverse), a path under a regular file, or a place this process may not write in (read-only file
+    system, no permission).
+
+    Nothing is created: the nearest existing folder is probed with an anonymous temporary file.
+
+    Args:
+        path: the output (it need not exist yet; missing folders above it are created later).
+        what: how the message names it (``--out``, ``the cache entry``).
+        folder: whether the output is a folder (else a file, written beside itself and renamed); None
+            for either (the verb's inputs decide), which skips the check of what is already there.
+
+    Raises:
+        NotADirectoryError, IsADirectoryError, PermissionError: one line naming ``what`` and ``path``.
+    """
+    target = Path(path)
+    if folder is True and target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{what} {target} is a file, not a folder")
+    if folder is False and target.is_dir():
+        raise IsADirectoryError(f"{what} {target} is a folder; name a file")
+    place = target.absolute() if folder is not False and target.is_dir() else target.absolute().parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise NotADirectoryError(f"{what} {target} lies under {place}, which is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{what} {target}: cannot write in {place} ({error.strerror})") from None
 
 
 # A temporary's random part: uuid hex here, tempfile.mkdtemp's alphabet in folders of older versions.
@@ -210,15 +250,48 @@ def scratch_directory(parent: str | os.PathLike, prefix: str) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so neither is ever absent.
+
+    Returns False, having changed nothing, where the C library, the kernel or the file system cannot.
+    """
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is None:
+        return False
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if function(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOENT):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def recover_replaced(target: str | os.PathLike) -> None:
+    """Put back ``target`` if a killed replacement had moved it aside and never put its new content in
+    place (only where the file system cannot swap two folders in one step), so a reader finds it."""
+    destination = Path(target)
+    if not os.path.lexists(destination):
+        _remove_stale(
+            destination.parent, rf"\.{re.escape(destination.name)}\.old-{_RANDOM}", restore=destination
+        )
+
+
 @contextmanager
 def staged_directory(target: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder beside ``target``; on success it becomes ``target`` by one rename.
 
-    With ``replace=True`` an existing ``target`` is moved aside first and deleted only after the new
-    folder is in place. Without it, a ``target`` that exists by then raises ``FileExistsError`` (the
-    caller decides whether a concurrent writer's result is reusable). On error nothing is left behind;
-    what a killed writer left (its staging folder, or a target it had moved aside, which is put back
-    if nothing replaced it) is cleaned up by the next write to ``target``. A ``target`` that is
+    With ``replace=True`` an existing ``target`` is swapped with the staging folder in one step (and
+    then deleted), so ``target`` is never absent; where the file system cannot swap, it is moved aside
+    first and deleted only after the new folder is in place. Without it, a ``target`` that exists by
+    then raises ``FileExistsError`` (the caller decides whether a concurrent writer's result is
+    reusable). On error nothing is left behind; what a killed writer left (its staging folder, or a
+    target it had moved aside, which is put back if nothing replaced it) is cleaned up by the next
+    write to ``target`` (:func:`recover_replaced` puts it back for a reader). A ``target`` that is
     already this process's staging folder (a cache entry being produced) is written in place.
     """
     destination = Path(target)
@@ -235,6 +308,8 @@ def staged_directory(target: str | os.PathLike, *, replace: bool = False) -> Ite
         holder = None
         try:
             yield staging
+            if replace and destination.exists() and _exchange(staging, destination):
+                return  # staging now holds the previous target, removed below (or as stale, if killed)
             if replace and destination.exists():
                 holder = stack.enter_context(_held_directory(parent, f".{destination.name}.old-"))
                 destination.rename(holder / "old")
@@ -247,7 +322,7 @@ def staged_directory(target: str | os.PathLike, *, replace: bool = False) -> Ite
         finally:
             for leftover in (staging, holder):
                 if leftover is not None and leftover.exists():
-                    shutil.rmtree(leftover)
+                    shutil.rmtree(leftover, ignore_errors=leftover is staging)
 
 
 @contextmanager
@@ -262,22 +337,105 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cached_directory(target: str | os.PathLike, produce: Callable[[Path], object]) -> Path:
+MANIFEST_FILE = "lens-embed-cache.json"
+"""A cache entry's record of its own files (sizes and SHA-256), written last into the entry."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry_files(folder: Path) -> dict[str, Path]:
+    """The regular files under ``folder`` by relative POSIX path, the manifest left out."""
+    return {
+        path.relative_to(folder).as_posix(): path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST_FILE
+    }
+
+
+def write_manifest(folder: str | os.PathLike, checked_on_use: Sequence[str]) -> None:
+    """Record every file of ``folder`` (size and SHA-256) in its :data:`MANIFEST_FILE`, written last.
+
+    Args:
+        folder: the entry (complete).
+        checked_on_use: relative paths (a path ending in ``/``: every file under it) whose hash
+            :func:`manifest_problem` checks on every use; every size is checked always.
+    """
+    root = Path(folder)
+    files = {
+        name: {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for name, path in _entry_files(root).items()
+    }
+    on_use = sorted(
+        name
+        for name in files
+        if any(name == p or (p.endswith("/") and name.startswith(p)) for p in checked_on_use)
+    )
+    record = {"files": files, "checked_on_use": on_use}
+    atomic_write(
+        root / MANIFEST_FILE, lambda stream: stream.write(json.dumps(record, indent=1).encode("utf-8"))
+    )
+
+
+def manifest_problem(folder: str | os.PathLike, *, full: bool = False) -> str | None:
+    """What is wrong with an entry by its manifest, or None if it is whole.
+
+    Every use checks the files present and their sizes, and hashes the files recorded as
+    ``checked_on_use`` (small ones: a model's head); ``full=True`` hashes every file.
+    """
+    root = Path(folder)
+    try:
+        record = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+        files = {name: (int(entry["size"]), str(entry["sha256"])) for name, entry in record["files"].items()}
+        on_use = set(record["checked_on_use"])
+    except FileNotFoundError:
+        return f"it has no {MANIFEST_FILE} (made by an older lens-embed, or damaged)"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        return f"its {MANIFEST_FILE} is unreadable ({type(error).__name__}: {error})"
+    found = _entry_files(root)
+    if found.keys() != files.keys():
+        missing, extra = sorted(files.keys() - found.keys()), sorted(found.keys() - files.keys())
+        return f"files missing {missing}, unexpected {extra}"
+    for name, (size, sha256) in files.items():
+        actual = found[name].stat().st_size
+        if actual != size:
+            return f"{name} has {actual} bytes, {size} were written"
+        if (full or name in on_use) and _sha256(found[name]) != sha256:
+            return f"{name} changed since it was written (SHA-256)"
+    return None
+
+
+def cached_directory(
+    target: str | os.PathLike,
+    produce: Callable[[Path], object],
+    problem: Callable[[Path], str | None] | None = None,
+) -> Path:
     """``target``, produced once by ``produce(staging_folder)`` if it does not exist yet.
 
     Safe for concurrent callers: one produces while the others wait on ``target``'s lock file and
     then reuse its result; an interrupted producer leaves no ``target`` behind (only the rename
     creates it), so the next caller starts over, removing the killed producer's staging folder.
     ``produce`` may itself stage its output (``build``, ``convert``): the staging folder it is
-    given is then written in place (see :func:`staged_directory`).
+    given is then written in place (see :func:`staged_directory`). A regular file at ``target`` is
+    refused before anything is produced. With ``problem``, an existing entry for which
+    ``problem(target)`` names a problem is produced again and replaced, with one warning saying why.
     """
     destination = Path(target)
-    if destination.is_dir():
-        return destination
+    if destination.is_dir() and (problem is None or problem(destination) is None):
+        return destination  # a read-only cache serves its entries
+    check_writable(destination, "the cache entry", folder=True)
     with _locked(destination.with_name(f".{destination.name}.lock")):
-        if destination.is_dir():
+        found = problem(destination) if problem is not None and destination.is_dir() else None
+        if destination.is_dir() and found is None:
             return destination
-        with staged_directory(destination) as staging:
+        if found is not None:
+            logger.warning("rebuilding %s: %s", destination, found)
+        with staged_directory(destination, replace=found is not None) as staging:
             produce(staging)
     return destination
 

@@ -67,6 +67,71 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert "lens-embed build: error: " in capsys.readouterr().err
 
 
+def test_a_missing_folder_named_without_a_path_is_reported_missing_not_looked_up(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    for name in ("OUT", "runs/a/OUT"):
+        assert main(["info", name]) == 2
+        assert capsys.readouterr().err == f"lens-embed info: error: model directory not found: {name}\n"
+    (tmp_path / "runs").mkdir()
+    assert main(["info", "runs/OUT"]) == 2  # ORG/NAME, but ORG is a folder here
+    assert "model directory not found: runs/OUT" in capsys.readouterr().err
+
+
+def test_a_model_a_killed_build_overwrite_moved_aside_is_put_back_when_read(
+    tiny_lens, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_lens, tmp_path / ".OUT.old-0123abcd" / "old")  # as the killed swap left it
+    assert main(["info", "OUT"]) == 0
+    assert json.loads(capsys.readouterr().out)["clusters"] == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+
+
+def test_every_verb_checks_its_output_before_it_loads_a_model(model_verb, tmp_path, capsys):
+    blocked = tmp_path / "verb-output"  # where the verbs write, a regular file here
+    argv = model_verb(tmp_path / "no-such-model")
+    outputs = [arg for arg in argv if arg.startswith(str(blocked))]
+    if not outputs:
+        pytest.skip(f"{argv[0]} writes nothing")
+    blocked.write_text("a file")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    where = "is" if outputs[0] == str(blocked) else f"lies under {blocked}, which is"
+    assert err.endswith(f"{outputs[0]} {where} a file, not a folder\n")
+    assert "no-such-model" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, error",
+    [
+        (["build", "{tmp}/base", "{tmp}/file"], "OUTPUT {tmp}/file is a file, not a folder"),
+        (["convert", "{tmp}/base", "{tmp}/file/out"], "OUTPUT {tmp}/file/out lies under {tmp}/file"),
+        (["encode", "{tmp}/model", "{tmp}/texts", "--out", "{tmp}"], "--out {tmp} is a folder; name a file"),
+        (
+            ["encode-corpus", "{tmp}/model", "{tmp}/texts", "--out", "{tmp}/file"],
+            "--out {tmp}/file is a file",
+        ),
+        (["sparse-encoder", "{tmp}/model", "{tmp}/file"], "OUTPUT {tmp}/file is a file, not a folder"),
+        (["evaluate", "compare", "{tmp}", "--out", "{tmp}"], "--out {tmp} is a folder; name a file"),
+        (
+            ["train", "--model", "{tmp}/m", "--data", "{tmp}/d", "--output", "{tmp}/file"],
+            "--output {tmp}/file",
+        ),
+        (
+            ["mine-negatives", "--data", "{tmp}/d", "--output", "{tmp}/file/x.jsonl"],
+            "--output {tmp}/file/x.jsonl lies",
+        ),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_outputs_that_cannot_be_written_are_refused_first(argv, error, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file")
+    assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
+    assert f"error: {error.format(tmp=tmp_path)}" in capsys.readouterr().err
+
+
 def test_convert_verb_writes_a_loadable_model(released, tmp_path, capsys):
     assert main(["convert", str(released), str(tmp_path / "converted")]) == 0
     assert "24 dimensions" in capsys.readouterr().out

@@ -5,6 +5,7 @@ on a tiny model)."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from lens_embed.embedded import (
     write_parameters,
 )
 from lens_embed.loading import load_lens_model
+from lens_embed.storage import MANIFEST_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,16 +138,20 @@ def test_the_package_ships_the_trained_default_with_its_hash_and_provenance() ->
         assert handle.metadata()["base_sha256"] == base_weights_sha256(embedded.minilm_path())
 
 
-def test_lens_embed_default_assembles_the_trained_model_once_and_caches_it(tmp_path) -> None:
+def lens_embed_default(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+    """``lens-embed default OPTIONS`` with the cache in ``tmp_path/cache`` (it must succeed)."""
     env = {"LENS_EMBED_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    first = subprocess.run(
-        [sys.executable, "-m", "lens_embed.cli", "default"],
+    return subprocess.run(
+        [sys.executable, "-m", "lens_embed.cli", "default", *options],
         capture_output=True,
         text=True,
         env=env,
         check=True,
     )
-    path = Path(first.stdout.strip())
+
+
+def test_lens_embed_default_assembles_the_trained_model_once_and_caches_it(tmp_path) -> None:
+    path = Path(lens_embed_default(tmp_path).stdout.strip())
     assert path.parent == tmp_path / "cache" and PARAMETERS_SHA256[:12] in path.name
     model = load_lens_model(path, device="cpu")
     parameters = read_parameters(PARAMETERS_FILE, PARAMETERS_SHA256)
@@ -154,6 +160,59 @@ def test_lens_embed_default_assembles_the_trained_model_once_and_caches_it(tmp_p
     card = (path / "README.md").read_text(encoding="utf-8")
     assert "stsb_train.jsonl" in card and "Banking77Classification/train.jsonl" in card
     assert lens_embed.default_model_path(cache=tmp_path / "cache") == path  # reused
+
+
+def flip_last_byte(path: Path) -> None:
+    """Change one bit of a file's last byte (a weight): the file keeps its size and stays readable."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def entry_bytes(entry: Path) -> dict[str, bytes]:
+    return {p.relative_to(entry).as_posix(): p.read_bytes() for p in sorted(entry.rglob("*")) if p.is_file()}
+
+
+def test_a_damaged_default_entry_is_assembled_again_saying_why(tmp_path, caplog) -> None:
+    entry = Path(lens_embed_default(tmp_path).stdout.strip())
+    written = entry_bytes(entry)
+    assert json.loads((entry / MANIFEST_FILE).read_text())["checked_on_use"] == [
+        "1_LexiconPooling/config.json",
+        "1_LexiconPooling/model.safetensors",
+    ]
+    # every use: the sizes and the head's hash
+    flip_last_byte(entry / "1_LexiconPooling" / "model.safetensors")
+    with caplog.at_level(logging.WARNING, logger="lens_embed.storage"):
+        assert lens_embed.default_model_path(cache=tmp_path / "cache") == entry
+    assert [r.getMessage() for r in caplog.records] == [
+        f"rebuilding {entry}: 1_LexiconPooling/model.safetensors changed since it was written (SHA-256)"
+    ]
+    assert entry_bytes(entry) == written
+    # --verify: every file's hash (a backbone weight changed in place is found only there)
+    flip_last_byte(entry / "model.safetensors")
+    plain = lens_embed_default(tmp_path)
+    assert plain.stdout.strip() == str(entry) and "rebuilding" not in plain.stderr
+    verified = lens_embed_default(tmp_path, "--verify")
+    assert verified.stdout.strip() == str(entry)
+    assert [line for line in verified.stderr.splitlines() if "rebuilding" in line] == [
+        f"WARNING rebuilding {entry}: model.safetensors changed since it was written (SHA-256)"
+    ]
+    assert entry_bytes(entry) == written
+
+
+def test_a_file_where_the_default_entry_goes_is_refused_before_assembly(tmp_path, monkeypatch, capsys):
+    from lens_embed.cli import main
+
+    monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path))
+    entry = tmp_path / f"lens-minilm-k4000-trained-{PARAMETERS_SHA256[:12]}"
+    entry.write_text("not a model")
+    monkeypatch.setattr(embedded, "assemble", lambda *args, **kwargs: pytest.fail("assembled"))
+    assert main(["default"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"lens-embed default: error: the cache entry {entry} is a file, not a folder"
+    )
+    assert main(["default", "--untrained", "--verify"]) == 2
+    assert "--verify checks the trained default's cache entry; not --untrained" in capsys.readouterr().err
 
 
 def test_the_untrained_construction_stays_reachable(tmp_path, monkeypatch, capsys) -> None:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from lens_embed import encode, load_lens_model
 from lens_embed.backbone import CheckpointError
-from lens_embed.cli import main
+from lens_embed.cli import build_parser, main
 from lens_embed.safety import UntrustedCodeError
 
 
@@ -88,8 +88,22 @@ def test_model_code_is_refused_through_every_cli_verb(copy, tmp_path, model_verb
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"lens-embed {argv[0]}: error: {copy} asks to run code" in err and "Traceback" not in err
-    assert "modules.json: module type 'modeling_evil.EvilModel'" in err and "--trust-remote-code" in err
+    assert "modules.json: module type 'modeling_evil.EvilModel'" in err
     assert not marker.exists()
+    try:  # the hint names the option only where the verb has it
+        build_parser().parse_args([*argv, "--trust-remote-code"])
+        has_option = True
+    except SystemExit:
+        has_option = False
+    capsys.readouterr()
+    if has_option:
+        assert err.endswith("Inspect that code, then pass --trust-remote-code to allow it.\n")
+    else:
+        assert "--trust-remote-code" not in err
+        assert err.endswith(
+            "Inspect that code, then load it from Python with trust_remote_code=True "
+            f"(`lens-embed {argv[0]}` runs no model's own code) to allow it.\n"
+        )
 
 
 def test_custom_pipelines_in_config_are_refused(copy, tmp_path):

@@ -351,3 +351,22 @@ def test_the_command_writes_the_folder_and_reports_errors(
     assert "lens-embed sparse-encoder: error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sparse-encoder", str(tiny_lens), str(tmp_path / "x"), "--max-active-dims", "0"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_saved_lens_and_sparse_folders_give_their_weights_the_usual_mode(
+    tiny_lens: Path, sparse: SparseEncoder, tmp_path: Path, umask: int
+) -> None:
+    previous = os.umask(umask)
+    try:
+        load_lens_model(tiny_lens, device="cpu").save(str(tmp_path / "lens"))
+        sparse.save(str(tmp_path / "sparse"))
+    finally:
+        os.umask(previous)
+    for folder in ("lens", "sparse"):  # safetensors alone would write them 0600
+        weights = sorted((tmp_path / folder).rglob("*.safetensors"))
+        assert [path.relative_to(tmp_path / folder).as_posix() for path in weights] == [
+            "1_LexiconPooling/model.safetensors",
+            "model.safetensors",
+        ]
+        assert {path.stat().st_mode & 0o777 for path in weights} == {0o666 & ~umask}, folder

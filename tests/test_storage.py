@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,13 +19,18 @@ from lens_embed.convert import convert_checkpoint
 from lens_embed.portable import own_code_types
 from lens_embed.safety import code_references
 from lens_embed.storage import (
+    MANIFEST_FILE,
     atomic_write,
     cached_directory,
+    check_writable,
     give_usual_modes,
     is_released_name,
+    manifest_problem,
     overlaps,
+    recover_replaced,
     refuse_overlap,
     staged_directory,
+    write_manifest,
 )
 from tiny_models import offline_hub_with_release
 
@@ -231,3 +238,127 @@ def test_overlapping_paths_are_recognised_through_links(tmp_path):
     assert overlaps("org/name", "org/name") and not overlaps("org", "org/name")  # a hub name: only itself
     with pytest.raises(ValueError, match=r"--out .* is \(or overlaps\) the model"):
         refuse_overlap(model / "x.npy", "--out", model, "the model")
+
+
+def produce_entry(staging: Path) -> None:
+    """A cache entry of two files, one of them hashed on every use, recorded in its manifest."""
+    (staging / "head").mkdir()
+    (staging / "head" / "weights.bin").write_bytes(b"head weights")
+    (staging / "backbone.bin").write_bytes(b"backbone weights")
+    write_manifest(staging, checked_on_use=["head/"])
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (
+            lambda e: (e / "backbone.bin").write_bytes(b"backbone"),
+            "backbone.bin has 8 bytes, 16 were written",
+        ),
+        (lambda e: (e / "head" / "weights.bin").write_bytes(b"HEAD weights"), "head/weights.bin changed"),
+        (lambda e: (e / "backbone.bin").unlink(), r"files missing \['backbone.bin'\], unexpected \[\]"),
+        (lambda e: (e / "extra.bin").write_bytes(b""), r"files missing \[\], unexpected \['extra.bin'\]"),
+        (lambda e: shutil.rmtree(e / "head"), "files missing"),
+        (lambda e: (e / MANIFEST_FILE).unlink(), f"it has no {MANIFEST_FILE}"),
+        (lambda e: (e / MANIFEST_FILE).write_text("{"), f"its {MANIFEST_FILE} is unreadable"),
+    ],
+    ids=[
+        "truncated",
+        "head-changed",
+        "file-deleted",
+        "file-added",
+        "folder-emptied",
+        "no-manifest",
+        "bad-manifest",
+    ],
+)
+def test_a_damaged_cache_entry_is_produced_again_saying_why(tmp_path, caplog, damage, reason):
+    target = tmp_path / "entry"
+    entry = cached_directory(target, produce_entry, problem=manifest_problem)
+    assert manifest_problem(entry) is None and manifest_problem(entry, full=True) is None
+    damage(entry)
+    with caplog.at_level(logging.WARNING, logger="lens_embed.storage"):
+        assert cached_directory(target, produce_entry, problem=manifest_problem) == entry
+    assert len(caplog.records) == 1 and re.match(
+        rf"rebuilding {entry}: {reason}", caplog.records[0].getMessage()
+    )
+    assert manifest_problem(entry, full=True) is None
+    assert (entry / "backbone.bin").read_bytes() == b"backbone weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".entry.lock", "entry"]
+
+
+def test_only_a_full_check_hashes_the_files_not_checked_on_use(tmp_path):
+    entry = cached_directory(tmp_path / "entry", produce_entry, problem=manifest_problem)
+    (entry / "backbone.bin").write_bytes(b"BACKBONE weights")  # same size, other bytes
+    assert manifest_problem(entry) is None
+    assert manifest_problem(entry, full=True) == "backbone.bin changed since it was written (SHA-256)"
+
+
+def test_a_file_at_a_cache_entry_is_refused_before_anything_is_produced(tmp_path):
+    (tmp_path / "entry").write_text("x")
+    produce = lambda staging: pytest.fail("produced")  # noqa: E731
+    with pytest.raises(
+        NotADirectoryError, match=f"^the cache entry {tmp_path / 'entry'} is a file, not a folder$"
+    ):
+        cached_directory(tmp_path / "entry", produce)
+
+
+def test_outputs_are_checked_before_the_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    check_writable(tmp_path / "new" / "deeper" / "out.npy", "--out", folder=False)  # folders made later
+    check_writable(tmp_path / "folder", "--out", folder=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]  # the check creates nothing
+    with pytest.raises(IsADirectoryError, match=f"^--out {tmp_path / 'folder'} is a folder; name a file$"):
+        check_writable(tmp_path / "folder", "--out", folder=False)
+    with pytest.raises(NotADirectoryError, match=f"^--out {tmp_path / 'file'} is a file, not a folder$"):
+        check_writable(tmp_path / "file", "--out", folder=True)
+    under = tmp_path / "file" / "sub" / "out.npy"
+    with pytest.raises(
+        NotADirectoryError, match=f"^--out {under} lies under {tmp_path / 'file'}, which is a file"
+    ):
+        check_writable(under, "--out", folder=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not bind root")
+def test_an_unwritable_output_folder_is_named(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(PermissionError, match=f"^--out {locked / 'out.npy'}: cannot write in {locked} "):
+        check_writable(locked / "out.npy", "--out", folder=False)
+
+
+def test_a_replaced_folder_is_never_absent(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    with staged_directory(target) as staging:
+        (staging / "weights").write_text("old")
+    seen = []
+    real_rename, real_rmtree = Path.rename, shutil.rmtree
+
+    def rename(self, destination):  # every rename of the replacement, and what a reader finds after it
+        moved = real_rename(self, destination)
+        seen.append(("rename", target.is_dir() and (target / "weights").read_text()))
+        return moved
+
+    def rmtree(path, *args, **kwargs):  # the moment the previous folder is removed
+        seen.append(("remove", (target / "weights").read_text()))
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with staged_directory(target, replace=True) as staging:
+        (staging / "weights").write_text("new")
+    assert seen == [("remove", "new")]  # one swap, no window; the old folder went after the new was in
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["model"] and (target / "weights").read_text() == "new"
+    )
+
+
+def test_a_reader_puts_back_a_target_a_killed_replacement_moved_aside(tmp_path):
+    target = tmp_path / "model"
+    aside = tmp_path / ".model.old-0123abcd" / "old"
+    aside.mkdir(parents=True)
+    (aside / "weights").write_text("previous")
+    recover_replaced(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (target / "weights").read_text() == "previous"

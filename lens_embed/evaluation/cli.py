@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lens_embed.cli_args import add_load_options, non_negative_float, positive_int
+from lens_embed.cli_args import add_load_options, declare_output, non_negative_float, positive_int
 from lens_embed.defaults import BASELINE_CHOICES
 
 DEFAULT_OUTPUT = "results"
@@ -37,6 +37,7 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
         "--device", default=None, help="torch device (default: sentence-transformers' choice)"
     )
     parser.add_argument("--overwrite", action="store_true", help="recompute tasks already in OUTPUT")
+    declare_output(parser, "output", "--output", folder=True)
     add_load_options(parser, dtype_help="float16 on CUDA, as the authors evaluated; else float32")
     if mteb_options:
         parser.add_argument(
@@ -349,6 +350,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     compare.add_argument(
         "--out", default=None, help="Markdown file (default: RESULTS/compare_<reference>.md)"
     )
+    declare_output(compare, "out", "--out", folder=False)
     compare.set_defaults(func=cmd_compare)
 
     from lens_embed.evaluation.submit import add_submit_command

@@ -9,14 +9,27 @@ changes only ``index``: the corpus is embedded through :func:`lens_embed.retriev
 so an interrupted run on a large corpus resumes where it stopped, in a folder keyed by
 :func:`lens_embed.retrieval.corpus_key` (the key of every shard folder). Texts are mteb's own
 (``title + " " + text``).
+
+A killed evaluation cannot delete its scratch collection, so later ones do. In-process, the collection
+lives in a locked scratch folder (:func:`lens_embed.storage.scratch_directory`), which the next run
+removes once no live process holds it. On a cluster, where no lock can be seen, the collection's name
+says who made it and when (:func:`scratch_collection_name`); a later run deletes those it can judge
+stale (:func:`is_stale_scratch`): made on this host by a process that is gone, or made on any host
+more than :data:`STALE_AFTER_S` ago.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import socket
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +43,76 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.engine import Backend, EdgeBackend, EngineTarget
+from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
 from lens_embed.evaluation.encoders import LoadedModelEncoder
 from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.retrieval import corpus_key, encode_in_shards
 from lens_embed.serving import CollectionSpec, check_contents, engine_queries, open_collection, upload_vectors
+from lens_embed.storage import scratch_directory
 
 IndexFactory = Callable[[Any], Any]
 """Makes an mteb search index (``IndexEncoderSearchProtocol``) for an encoder, e.g. ``FaissSearchIndex``."""
+SCRATCH_FOLDER_PREFIX = "lens-embed-engine-"  # in $TMPDIR (older versions' leftovers have it too)
+SCRATCH_COLLECTION_PREFIX = "lens-eval-"
+_SCRATCH_COLLECTION = re.compile(
+    re.escape(SCRATCH_COLLECTION_PREFIX) + r"(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-(?P<made>\d+)-[0-9a-f]{6}"
+)
+STALE_AFTER_S = 7 * 24 * 3600
+"""A scratch collection older than this (a week; one task's corpus is embedded and searched in hours)
+is stale whichever host made it: the host may be gone for good (a container, a cluster node)."""
+logger = logging.getLogger(__name__)
+
+
+def _host() -> str:
+    """This machine's name as a collection name may spell it."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:63] or "host"
+
+
+def scratch_collection_name() -> str:
+    """``lens-eval-<host>-<pid>-<unix seconds>-<random>``: who made the collection and when."""
+    return f"{SCRATCH_COLLECTION_PREFIX}{_host()}-{os.getpid()}-{int(time.time())}-{uuid.uuid4().hex[:6]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def is_stale_scratch(name: str, now: float) -> bool:
+    """Whether a collection is a scratch collection nobody will delete: made on this host by a process
+    that is gone, or made more than :data:`STALE_AFTER_S` before ``now``. Names of any other form
+    (other collections, the random names of older versions) are never stale."""
+    match = _SCRATCH_COLLECTION.fullmatch(name)
+    if match is None:
+        return False
+    mine = match["host"] == _host()
+    return (mine and not _alive(int(match["pid"]))) or now - int(match["made"]) > STALE_AFTER_S
+
+
+def sweep_stale_scratch(backend: ClientBackend, now: float | None = None) -> list[str]:
+    """Delete the stale scratch collections (:func:`is_stale_scratch`) of the cluster ``backend`` is
+    connected to; returns their names. A failure is logged, never raised: it must not stop the run."""
+    now = time.time() if now is None else now
+    try:
+        names = [collection.name for collection in backend.client.get_collections().collections]
+    except Exception as error:  # noqa: BLE001 - the evaluation goes on without the sweep
+        logger.warning("could not list the collections to remove stale scratch ones: %s", error)
+        return []
+    removed = []
+    for name in (name for name in names if is_stale_scratch(name, now)):
+        try:
+            backend.client.delete_collection(name)
+        except Exception as error:  # noqa: BLE001 - another run may be deleting it too
+            logger.warning("could not delete the stale scratch collection %s: %s", name, error)
+            continue
+        logger.info("deleted %s, a scratch collection left by an interrupted evaluation", name)
+        removed.append(name)
+    return removed
 
 
 class QdrantSearchIndex:
@@ -47,8 +122,9 @@ class QdrantSearchIndex:
     normalised vectors, i.e. cosine similarity, as mteb's faiss index); ``search`` asks the engine for
     every query's best documents, or reranks mteb's candidates (``top_ranked``) through an id filter;
     ``clear`` (mteb calls it after searching) deletes the collection. With ``target`` None the
-    collection lives in the in-process engine in a temporary folder; else where the target says (a
-    cluster: the collection is named ``lens-eval-<random>``). ``vectors="sparse"`` with
+    collection lives in the in-process engine in a scratch folder of ``$TMPDIR``; else where the target
+    says (a cluster: the collection is named by :func:`scratch_collection_name`, and stale ones are
+    deleted first). ``vectors="sparse"`` with
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
     """
 
@@ -82,15 +158,20 @@ class QdrantSearchIndex:
         self.backend: Backend | None = None
         self.spec: CollectionSpec | None = None
         self.ids: list[str] = []
-        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._scratch: ExitStack | None = None
 
     def _open(self, dim: int) -> Backend:
-        name = f"lens-eval-{uuid.uuid4().hex[:12]}"
+        name = scratch_collection_name()
         if self.target is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="lens-embed-engine-")
-            backend: Backend = EdgeBackend(self._scratch.name, name)
+            self._scratch = ExitStack()
+            folder = self._scratch.enter_context(
+                scratch_directory(tempfile.gettempdir(), SCRATCH_FOLDER_PREFIX)
+            )
+            backend: Backend = EdgeBackend(folder, name)
         else:
             backend = self.target.open(name)
+            if isinstance(backend, ClientBackend):
+                sweep_stale_scratch(backend)
         self.spec = CollectionSpec(
             model_name=self.model_name,
             model_key="mteb-evaluation",
@@ -159,7 +240,7 @@ class QdrantSearchIndex:
             self.backend.drop()
             self.backend.close()
         if self._scratch is not None:
-            self._scratch.cleanup()
+            self._scratch.close()
         self.backend, self.spec, self.ids, self._scratch = None, None, [], None
 
 

@@ -39,6 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lens_embed.cli_args import declare_output
 from lens_embed.optional import require
 
 if TYPE_CHECKING:
@@ -743,6 +744,7 @@ def add_submit_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--airbench-version", default="AIR-Bench_24.05")
     parser.add_argument("--overwrite", action="store_true")
+    declare_output(parser, "output", "--output", folder=True)
     parser.set_defaults(func=cmd_submit_kit)
 
 

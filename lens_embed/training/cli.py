@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lens_embed.cli_args import positive_int
+from lens_embed.cli_args import declare_output, positive_int
 from lens_embed.training.config import MINING_METHODS, add_config_arguments, config_from_namespace
 
 
@@ -34,6 +34,7 @@ def add_mine_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow the model to run its own code"
     )
+    declare_output(parser, "output", "--output", folder=None)  # a .jsonl file, or a folder of them
     return parser
 
 
@@ -63,6 +64,9 @@ def add_training_commands(subparsers: Any) -> None:
     """Register ``train`` and ``mine-negatives`` on an ``argparse`` subparsers object; each parser's
     ``func`` default is the verb to call with the parsed namespace (returns an exit code)."""
     train_parser = subparsers.add_parser("train", help="fine-tune a LENS model (the authors' recipe, LoRA)")
-    add_config_arguments(train_parser).set_defaults(func=run_train)
+    # trust_remote_code's default in the namespace (unset TrainConfig options are left out of it) tells the
+    # command's error messages that this verb has --trust-remote-code
+    add_config_arguments(train_parser).set_defaults(func=run_train, trust_remote_code=False)
+    declare_output(train_parser, "output", "--output", folder=True)
     mine_parser = subparsers.add_parser("mine-negatives", help="add hard negatives to training jsonl")
     add_mine_arguments(mine_parser).set_defaults(func=run_mine)

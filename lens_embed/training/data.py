@@ -209,7 +209,10 @@ def load_task(source: str | Path | Any, name: str | None = None) -> list[TaskDat
     text = str(source)
     if text.startswith("hf:"):
         dataset_name, _, split = text[3:].partition(":")
-        loaded = datasets.load_dataset(dataset_name, split=split or None)
+        try:
+            loaded = datasets.load_dataset(dataset_name, split=split or None)
+        except RuntimeError as error:  # datasets' refusal of a loading script (never run), among others
+            raise TrainingDataError(f"{text}: datasets cannot load it ({error})") from None
         return load_task(loaded, name=name or dataset_name.replace("/", "_"))
     path = Path(text)
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):

@@ -58,7 +58,7 @@ from lens_embed.embedded import (
     write_parameters,
 )
 from lens_embed.inputs import json_lines
-from lens_embed.storage import atomic_write
+from lens_embed.storage import atomic_write, check_writable
 from lens_embed.training.config import DOCUMENT_INSTRUCTIONS, TrainConfig
 from lens_embed.training.data import TaskData, read_training_rows, task_from_rows, write_jsonl
 from lens_embed.training.negatives import candidate_corpus
@@ -494,7 +494,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.topk_temperature and not args.position_top_k:
         parser.error("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
-    print(run(Path(args.data), Path(args.output), recipe, args.base))
+    output = Path(args.output)
+    try:  # now, not after the data preparation and the untrained build (about 25 minutes)
+        check_writable(output, "--output", folder=True)
+        training_config(output / "base", Path(args.data), output / "model", recipe_for(recipe, args.base))
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    print(run(Path(args.data), output, recipe, args.base))
     return 0
 
 

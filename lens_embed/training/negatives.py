@@ -26,7 +26,7 @@ from typing import Any
 
 from lens_embed.optional import require
 from lens_embed.prompts import query_prompt
-from lens_embed.storage import refuse_overlap
+from lens_embed.storage import check_writable, refuse_overlap
 from lens_embed.training.config import MINING_METHODS
 from lens_embed.training.data import TaskData, TrainingDataError, load_task, load_tasks, write_jsonl
 
@@ -280,6 +280,7 @@ def mine_negatives(
     for target in targets:  # writing one would replace the data it was mined from
         for source in (task.path for task in tasks if task.path is not None):
             refuse_overlap(target, "output", source, "the input file")
+    check_writable(output, "output", folder=not single)
     existing = [str(path) for path in targets if path.exists()]
     if existing and not overwrite:
         raise FileExistsError(

@@ -47,7 +47,7 @@ from transformers import TrainerCallback, set_seed
 
 from lens_embed.defaults import TRAINING_RECORD, authors_dtype
 from lens_embed.model import is_lens_model, lexicon_pooling
-from lens_embed.storage import refuse_overlap
+from lens_embed.storage import check_writable, refuse_overlap
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
     TaskData,
@@ -424,8 +424,10 @@ def check_output(config: TrainConfig) -> None:
     """Refuse an output that is the model (or holds it, or lies inside it): the merge would write
     over the base, and a rerun would merge the adapter into an already merged model. Refuse a mount
     point too, before training rather than after it: the model is put in place by renaming the run
-    folder, which a mount point cannot be."""
+    folder, which a mount point cannot be. A file, or a place this process cannot write in, is refused as
+    every verb's output is (:func:`check_writable`)."""
     refuse_overlap(config.output, "--output", config.model, "the model")
+    check_writable(config.output, "--output", folder=True)
     if os.path.ismount(Path(config.output).resolve()):
         raise ValueError(
             f"--output {config.output} is a mount point: "

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,10 +19,16 @@ from mteb.models.model_meta import ScoringFunction
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
 from lens_embed.cli import main
-from lens_embed.engine import EngineTarget
+from lens_embed.engine import ClientBackend, EngineTarget
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
-from lens_embed.evaluation.search import QdrantSearchIndex
+from lens_embed.evaluation.search import (
+    STALE_AFTER_S,
+    QdrantSearchIndex,
+    scratch_collection_name,
+    sweep_stale_scratch,
+)
+from lens_embed.storage import scratch_directory
 
 TARGETS = {"edge": None, "memory": EngineTarget(url=":memory:")}
 
@@ -173,3 +184,42 @@ def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) ->
     for row in range(2):
         np.testing.assert_allclose(scores[row], expected[row, positions[row]], atol=1e-5)
         np.testing.assert_allclose(sorted(scores[row], reverse=True), np.sort(expected[row])[::-1], atol=1e-5)
+
+
+def test_a_killed_evaluations_scratch_folder_is_removed_by_the_next_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # $TMPDIR
+    left = tmp_path / "lens-embed-engine-k2_x9abc"  # what a killed run leaves: a folder nobody holds
+    (left / "collection").mkdir(parents=True)
+    with scratch_directory(tmp_path, "lens-embed-engine-") as live:  # another evaluation, running
+        index = QdrantSearchIndex(_cosine_model())
+        index.add_documents(np.eye(4), ["a", "b", "c", "d"])
+        assert not left.exists() and live.is_dir()
+        index.clear()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_scratch_collections_on_a_cluster_are_deleted_and_others_kept() -> None:
+    from qdrant_client import QdrantClient, models
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    now = time.time()
+    mine = scratch_collection_name().removeprefix("lens-eval-").rsplit("-", 3)[0]  # this host, as spelt
+    names = {
+        f"lens-eval-{mine}-{finished.pid}-{int(now)}-aaaaaa": True,  # this host, its process gone
+        f"lens-eval-{mine}-{os.getpid()}-{int(now)}-bbbbbb": False,  # this host, running
+        f"lens-eval-other-node-7-{int(now - STALE_AFTER_S) - 60}-cccccc": True,  # over a week old
+        f"lens-eval-other-node-7-{int(now) - 3600}-dddddd": False,  # another host, an hour old
+        "lens-eval-0123456789ab": False,  # an older version's random name: nothing to judge it by
+        "my-documents": False,
+    }
+    client = QdrantClient(":memory:")
+    for name in names:
+        client.create_collection(
+            name, vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE)
+        )
+    removed = sweep_stale_scratch(ClientBackend(client, "lens-eval-probe"), now=now)
+    assert sorted(removed) == sorted(name for name, stale in names.items() if stale)
+    assert sorted(c.name for c in client.get_collections().collections) == sorted(
+        name for name, stale in names.items() if not stale
+    )

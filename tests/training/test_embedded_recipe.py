@@ -166,3 +166,34 @@ def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path,
         main(["--data", str(tmp_path), "--output", str(tmp_path / "out"), "--topk-temperature", "0.5"])
     assert stopped.value.code == 2 and "give --position-top-k too" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        (["--group-size", "1"], "TrainConfig group_size: must be >= 2, got 1"),
+        (["--output", "{tmp}/file"], "--output {tmp}/file is a file, not a folder"),
+        (
+            ["--output", "{tmp}/file/out"],
+            "--output {tmp}/file/out lies under {tmp}/file, which is a file, not a folder",
+        ),
+    ],
+    ids=["group-size-1", "output-a-file", "output-under-a-file"],
+)
+def test_a_recipe_the_run_would_refuse_is_refused_before_any_work(
+    tmp_path, monkeypatch, capsys, options, error
+):
+    from lens_embed.training import embedded
+    from lens_embed.training.embedded import main, source_files
+
+    for path in source_files(tmp_path / "data"):  # the data is all there: only the option is wrong
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(embedded, "run", lambda *args: pytest.fail("the run started"))
+    argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, *(option.format(tmp=tmp_path) for option in options)])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {error.format(tmp=tmp_path)}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file"]

@@ -190,3 +190,21 @@ def test_accelerate_hands_every_rank_its_batches_whatever_their_task_batch_size(
     ]
     assert [batch for pair in zip(*ranks, strict=True) for batch in pair] == expected
     assert {len(batch) for batch in expected} == {4, 2}
+
+
+def test_a_dataset_folder_with_a_loading_script_is_refused_by_name_without_running_it(tmp_path, capsys):
+    from lens_embed.cli import main
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "scripted"
+    folder.mkdir()
+    (folder / "scripted.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    output = tmp_path / "mined.jsonl"
+    assert (
+        main(["mine-negatives", "--data", f"hf:{folder}", "--output", str(output), "--method", "bm25"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"lens-embed mine-negatives: error: hf:{folder}: datasets cannot load it (Dataset scripts"
+    )
+    assert "Traceback" not in err and not marker.exists() and not output.exists()
