@@ -30,11 +30,18 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.engine import Backend, EdgeBackend, EngineTarget
+from lens_embed.engine import Backend, EdgeBackend, EngineTarget, Quantization
 from lens_embed.evaluation.encoders import LoadedModelEncoder
 from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.retrieval import corpus_key, encode_in_shards
-from lens_embed.serving import CollectionSpec, check_contents, engine_queries, open_collection, upload_vectors
+from lens_embed.serving import (
+    CollectionSpec,
+    check_contents,
+    check_quantized_search,
+    engine_queries,
+    open_collection,
+    upload_vectors,
+)
 
 IndexFactory = Callable[[Any], Any]
 """Makes an mteb search index (``IndexEncoderSearchProtocol``) for an encoder, e.g. ``FaissSearchIndex``."""
@@ -50,6 +57,9 @@ class QdrantSearchIndex:
     collection lives in the in-process engine in a temporary folder; else where the target says (a
     cluster: the collection is named ``lens-eval-<random>``). ``vectors="sparse"`` with
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
+    A ``quantization`` (:data:`lens_embed.engine.QUANTIZATIONS`) searches the quantised vectors instead,
+    every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed search``
+    (None: the engine's defaults): the evaluation measures what quantisation costs.
     """
 
     def __init__(
@@ -59,6 +69,9 @@ class QdrantSearchIndex:
         *,
         vectors: str = "dense",
         max_active_dims: int | None = None,
+        quantization: Quantization = "none",
+        rescore: bool | None = None,
+        oversampling: float | None = None,
         query_batch_size: int = 64,
     ) -> None:
         meta = model.mteb_model_meta
@@ -71,6 +84,8 @@ class QdrantSearchIndex:
         self.target = target
         self.vectors = vectors
         self.max_active_dims = max_active_dims
+        self.quantization = quantization
+        self.rescore, self.oversampling = rescore, oversampling
         loaded = getattr(
             model, "model", None
         )  # the sentence-transformers model behind lens-embed's mteb encoder
@@ -85,12 +100,6 @@ class QdrantSearchIndex:
         self._scratch: tempfile.TemporaryDirectory | None = None
 
     def _open(self, dim: int) -> Backend:
-        name = f"lens-eval-{uuid.uuid4().hex[:12]}"
-        if self.target is None:
-            self._scratch = tempfile.TemporaryDirectory(prefix="lens-embed-engine-")
-            backend: Backend = EdgeBackend(self._scratch.name, name)
-        else:
-            backend = self.target.open(name)
         self.spec = CollectionSpec(
             model_name=self.model_name,
             model_key="mteb-evaluation",
@@ -99,7 +108,15 @@ class QdrantSearchIndex:
             clusters=self.clusters,
             max_active_dims=self.max_active_dims,
             hnsw_m=0,
+            quantization=self.quantization,
         )
+        check_quantized_search(self.spec, rescore=self.rescore, oversampling=self.oversampling)
+        name = f"lens-eval-{uuid.uuid4().hex[:12]}"
+        if self.target is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="lens-embed-engine-")
+            backend: Backend = EdgeBackend(self._scratch.name, name)
+        else:
+            backend = self.target.open(name)
         open_collection(backend, self.spec)
         return backend
 
@@ -144,14 +161,31 @@ class QdrantSearchIndex:
         for start in range(0, len(queries), self.query_batch_size):
             batch = range(start, min(len(queries), start + self.query_batch_size))
             wanted = [i for i in batch if candidates is None or candidates[i]]
-            found = dict(
-                zip(wanted, self.backend.query([queries[i] for i in wanted], top_k, exact=True), strict=True)
-            )
+            found = dict(zip(wanted, self._query([queries[i] for i in wanted], top_k), strict=True))
             for i in batch:
                 hits = found.get(i, [])
                 scores.append([score for _, score in hits])
                 indices.append([positions[i][doc] for doc, _ in hits])
         return scores, indices
+
+    def _query(self, queries: list[Any], top_k: int) -> list[list[tuple[str, float]]]:
+        """Exact search, or a scan of the quantised vectors (rescored as asked) in a quantised collection."""
+        if self.quantization == "none":
+            return self.backend.query(queries, top_k, exact=True)
+        return self.backend.query(queries, top_k, rescore=self.rescore, oversampling=self.oversampling)
+
+    def protocol(self) -> dict[str, Any]:
+        """The search settings that change scores, recorded beside the results (none for an exact
+        search)."""
+        if self.quantization == "none":
+            return {}
+        return {
+            "search": {
+                "quantization": self.quantization,
+                "rescore": self.rescore,
+                "oversampling": self.oversampling,
+            }
+        }
 
     def clear(self) -> None:
         """Delete the scratch collection."""
@@ -180,8 +214,9 @@ class IndexedSearch(SearchEncoderWrapper):
     def protocol(self) -> dict[str, Any]:
         """The wrapped encoder's protocol, recorded beside the results (the settings in it that change
         embeddings are part of :class:`ShardedSearch`'s shard key,
-        :func:`lens_embed.retrieval.corpus_key`)."""
-        return self.model.protocol()
+        :func:`lens_embed.retrieval.corpus_key`), and the search index's settings that change scores."""
+        index = getattr(self.index_backend, "protocol", None)
+        return {**self.model.protocol(), **(index() if index is not None else {})}
 
     def index(self, corpus: Any, **kwargs: Any) -> None:
         self.index_backend = self.index_factory(self.model)  # a fresh index per task and split
