@@ -154,13 +154,14 @@ def exact_top(corpus: SyntheticCorpus, queries: np.ndarray, k: int = 10) -> tupl
     return best_rows, best_scores
 
 
-def resident_bytes(spec: Any) -> float:
-    """The in-RAM bytes of one document of a collection of ``spec`` (the vectors the engine holds in memory:
-    the memory check's estimate, before any is built)."""
+def resident_bytes(spec: Any, active: float) -> float:
+    """The in-RAM bytes of one document of a collection of ``spec`` whose documents have ``active`` active
+    dimensions on average (the vectors the engine holds in memory: the memory check's estimate, before any
+    is built; a sparse entry is 8 bytes in the storage and 8 in the index)."""
     from lens_embed.engine import quantized_bytes
 
     full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
-    sparse = 16 * (spec.max_active_dims or spec.dim) if spec.sparse else 0  # storage and index, 8 B an entry
+    sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
     return (0 if spec.on_disk else full + sparse) + quantized_bytes(spec.dim, spec.quantization)
 
 
@@ -171,12 +172,12 @@ class MemoryNeed:
     bytes: float
 
 
-def memory_plan(specs: dict[str, Any], sizes: Sequence[int]) -> list[MemoryNeed]:
+def memory_plan(specs: dict[str, Any], sizes: Sequence[int], active: float) -> list[MemoryNeed]:
     """What each configuration needs at the largest size: N x bytes per document x :data:`MEMORY_OVERHEAD`
-    (one collection lives at a time)."""
+    (one collection lives at a time; ``active``: the documents' mean active-dimension count)."""
     largest = max(sizes)
     return [
-        MemoryNeed(largest, name, largest * resident_bytes(spec) * MEMORY_OVERHEAD)
+        MemoryNeed(largest, name, largest * resident_bytes(spec, active) * MEMORY_OVERHEAD)
         for name, spec in specs.items()
     ]
 
@@ -420,7 +421,8 @@ def run(
         )
         for name in names
     }
-    check_memory(memory_plan(specs, sizes), available_memory() if available is None else available)
+    active = float(np.count_nonzero(source, axis=1).mean())  # the synthetic documents' mean, by construction
+    check_memory(memory_plan(specs, sizes, active), available_memory() if available is None else available)
     queries = normalized(np.asarray(queries, dtype=np.float32))
     rows: list[dict[str, Any]] = []
     stopped: list[str] = []

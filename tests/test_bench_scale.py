@@ -117,7 +117,7 @@ def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_pa
             available=2**20,
         )
     assert list(tmp_path.iterdir()) == []  # nothing built
-    need = bench.memory_plan({"x": bench_spec(dim=4000)}, [10, 1_000_000])[0]
+    need = bench.memory_plan({"x": bench_spec(dim=4000)}, [10, 1_000_000], active=3000.0)[0]
     assert need.bytes == 1_000_000 * 4000 * 4 * bench.MEMORY_OVERHEAD
 
 
@@ -128,10 +128,14 @@ def bench_spec(**options):
 
 
 def test_the_memory_estimate_counts_what_stays_in_ram(bench):
-    assert bench.resident_bytes(bench_spec(dim=4000, dense_dtype="float16")) == 8000
-    assert bench.resident_bytes(bench_spec(dim=4000, quantization="int8", on_disk=True)) == 4000
-    assert bench.resident_bytes(bench_spec(dim=4000, quantization="binary", on_disk=True)) == 500
-    assert bench.resident_bytes(bench_spec(dim=4000, vectors="sparse", max_active_dims=256)) == 16 * 256
+    def resident(**options):
+        return bench.resident_bytes(bench_spec(dim=4000, **options), active=3000.0)
+
+    assert resident(dense_dtype="float16") == 8000
+    assert resident(quantization="int8", on_disk=True) == 4000
+    assert resident(quantization="binary", on_disk=True) == 500
+    assert resident(vectors="sparse") == 16 * 3000
+    assert resident(vectors="sparse", max_active_dims=256) == 16 * 256
 
 
 def test_a_configuration_too_slow_for_its_next_size_is_stopped_saying_so(bench, tmp_path):
