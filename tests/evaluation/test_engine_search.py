@@ -214,3 +214,16 @@ def test_quantisation_options_need_the_engine_and_a_quantisation(small_data_dir:
     assert "--quantization, --rescore and --oversampling apply to --engine qdrant" in capsys.readouterr().err
     assert main([*common, "--engine", "qdrant", "--no-rescore"]) == 2
     assert "--rescore and --oversampling apply to a quantised search" in capsys.readouterr().err
+
+
+def test_a_quantised_evaluation_records_its_search_settings_beside_the_results(
+    minilm_run: ModelRun, faiss_ndcg: float, small_data_dir: Path, tmp_path: Path
+) -> None:
+    """An STS task comes first and is not searched: the folder's protocol still records the search."""
+    tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
+    engine = partial(QdrantSearchIndex, quantization="int8", rescore=True, oversampling=4.0)
+    scores = {s.task: s.value for s in evaluate_runs([minilm_run], tasks, tmp_path, search_index=engine)}
+    assert scores["SliceSciFact"] > 30  # int8 with 40 candidates rescored: real retrieval
+    (protocol,) = tmp_path.rglob("lens_embed_protocol.json")
+    recorded = json.loads(protocol.read_text())["search"]
+    assert recorded == {"quantization": "int8", "rescore": True, "oversampling": 4.0}
