@@ -101,7 +101,7 @@ train-default:
 
 # ---- benchmarks ----
 MODEL ?=
-.PHONY: bench bench-gpu train-check bench-index bench-engine bench-sparse
+.PHONY: bench bench-gpu train-check bench-index bench-engine bench-sparse bench-scale
 # Pooling memory, encoding throughput and the lexicon head's overhead over dense MiniLM (a few minutes on 2 cores).
 bench:
 	$(PY) benchmarks/bench_encode.py --data $(DATA) $(if $(MODEL),--model $(MODEL),)
@@ -130,6 +130,19 @@ bench-index:
 BENCH_ENGINE_ARGS ?=
 bench-engine:
 	$(PY) benchmarks/bench_engine.py --data $(DATA) --output $(OUTPUT)/bench-engine $(BENCH_ENGINE_ARGS)
+
+# The in-process engine at N = SCALE_SIZES documents (synthetic mixtures of the embedded default's real SciFact
+# document vectors, real queries): build time, RAM and disk per document, p50/p99 ms per query on one core,
+# recall@10 against exact search, growth exponents, and the capacity of a cluster of SCALE_NODE_RAM_GIB nodes
+# for 10M/100M documents. A quick check: make bench-scale SCALE_SIZES="2000 5000" SCALE_ARGS="--max-queries 100"
+SCALE_SIZES ?= 10000 100000 1000000
+SCALE_CONFIGS ?= dense-exact f16-hnsw int8 binary sparse sparse-pruned
+SCALE_PRUNING ?= 256
+SCALE_NODE_RAM_GIB ?= 64
+SCALE_ARGS ?=
+bench-scale:
+	$(PY) benchmarks/bench_scale.py --data $(DATA) --output $(OUTPUT)/bench-scale --sizes $(SCALE_SIZES) \
+		--configs $(SCALE_CONFIGS) --pruning $(SCALE_PRUNING) --node-ram-gib $(SCALE_NODE_RAM_GIB) $(SCALE_ARGS)
 
 # Sparse LENS (issue 25's table): each model of SPARSE_MODELS (LABEL=PATH ...; default: the untrained construction
 # and the trained embedded default) as it is, cut to its top 512/256/128/64 dimensions (documents and queries),

@@ -46,6 +46,15 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
 DenseDtype = Literal["float32", "float16"]
+Quantization = Literal["none", "int8", "binary", "product"]
+QUANTIZATIONS: tuple[Quantization, ...] = ("none", "int8", "binary", "product")
+"""The quantisations of dense vectors, the one vocabulary of the API, the CLI and the recorded collection:
+the quantised copy is held in RAM for the search, the full vectors stay beside it (on disk with
+``on_disk``) for rescoring the best candidates. ``int8``: Qdrant's scalar quantisation (a byte a
+dimension); ``binary``: one bit a dimension; ``product``: product quantisation at
+:data:`PRODUCT_COMPRESSION` times less than float32."""
+PRODUCT_COMPRESSION = 16
+"""Compression of ``product`` quantisation against float32 (Qdrant's ``x16``: 4 dimensions a byte)."""
 SparseRow = tuple[Sequence[int], Sequence[float]]
 Hit = tuple[str, float]
 
@@ -68,6 +77,19 @@ DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
 FULL_SCAN_THRESHOLD_KB = 10_000
 """Below this much vector data a segment is scanned instead of searched through its graph (Qdrant's
 default)."""
+QUANTIZED_INDEXING_THRESHOLD_KB = 1
+"""The in-process engine builds quantised vectors when it optimises a segment into an indexed one, which it
+does only above its indexing threshold (10 MB): a quantised collection is indexed whatever its size, so that
+its searches always read the quantised vectors they were configured for."""
+
+
+def quantized_bytes(dim: int, quantization: Quantization) -> float:
+    """Bytes of one vector's quantised copy (0 for ``none``): the RAM a quantised search reads per
+    document."""
+    check_quantization(quantization, dense=True)
+    per_dimension = {"none": 0.0, "int8": 1.0, "binary": 1 / 8, "product": 4 / PRODUCT_COMPRESSION}
+    return dim * per_dimension[quantization]
+
 
 _DOCUMENT_NAMESPACE = uuid.UUID("6f1c3b52-7d0e-5b8e-9a4c-1e0b7c2d9a10")
 # uuid5 never yields the nil UUID (its version bits are set), so no document can take this id.
@@ -110,6 +132,18 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+def check_quantization(quantization: str, *, dense: bool) -> None:
+    """Refuse an unknown quantisation, or one of a collection without dense vectors (Qdrant quantises
+    dense vectors only)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if quantization != "none" and not dense:
+        raise ValueError(
+            f"quantization {quantization!r} applies to dense vectors, and this collection stores "
+            "sparse ones only: index with --vectors dense or both, or --quantization none"
+        )
+
+
 @dataclass(frozen=True)
 class Layout:
     """Which vectors a collection stores, and how.
@@ -123,6 +157,10 @@ class Layout:
         hnsw_m: links per node of the dense vectors' HNSW graph; 0: no graph (exact search only, nothing
             to build).
         hnsw_ef_construct: candidates considered while building the graph.
+        quantization: a quantised copy of the dense vectors, held in RAM for the search
+            (:data:`QUANTIZATIONS`).
+        on_disk: keep the full vectors (dense storage, sparse index) on disk, read through the page cache,
+            instead of in RAM.
     """
 
     dim: int
@@ -132,6 +170,8 @@ class Layout:
     dense_dtype: DenseDtype = "float32"
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
+    quantization: Quantization = "none"
+    on_disk: bool = False
 
     def __post_init__(self) -> None:
         if not self.dense and not self.sparse:
@@ -150,6 +190,7 @@ class Layout:
             )
         if self.dense_dtype not in ("float32", "float16"):
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
+        check_quantization(self.quantization, dense=self.dense)
 
 
 @dataclass
@@ -232,10 +273,18 @@ class Backend(ABC):
 
     @abstractmethod
     def query(
-        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+        self,
+        queries: Sequence[EngineQuery],
+        limit: int,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
     ) -> list[list[Hit]]:
         """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's
-        breadth)."""
+        breadth; ``rescore``, ``oversampling``: a quantised collection's search, None for the engine's
+        defaults)."""
 
     @abstractmethod
     def optimize(self) -> None:
@@ -376,7 +425,22 @@ class EdgeBackend(Backend):
         return self._shard
 
     @staticmethod
-    def _config(layout: Layout) -> Any:
+    def _quantization(kind: Quantization) -> Any:
+        """The engine's configuration of a quantisation kind, its quantised vectors pinned in RAM."""
+        import qdrant_edge as qe
+
+        pinned = qe.Memory.Pinned
+        return {
+            "none": None,
+            "int8": lambda: qe.ScalarQuantizationConfig(qe.ScalarType.Int8, memory=pinned),
+            "binary": lambda: qe.BinaryQuantizationConfig(memory=pinned),
+            "product": lambda: qe.ProductQuantizationConfig(
+                getattr(qe.CompressionRatio, f"X{PRODUCT_COMPRESSION}"), memory=pinned
+            ),
+        }[kind]
+
+    @classmethod
+    def _config(cls, layout: Layout) -> Any:
         import qdrant_edge as qe
 
         dtype = (
@@ -387,20 +451,31 @@ class EdgeBackend(Backend):
         graph = qe.HnswIndexConfig(
             m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
         )
+        quantization = cls._quantization(layout.quantization)
+        storage = qe.Memory.Cold if layout.on_disk else None  # None: the engine's default, in RAM
         vectors = (
             {
                 DENSE: qe.EdgeVectorParams(
-                    size=layout.dim, distance=qe.Distance.Dot, datatype=dtype, hnsw_config=graph
+                    size=layout.dim,
+                    distance=qe.Distance.Dot,
+                    datatype=dtype,
+                    hnsw_config=graph,
+                    quantization_config=quantization() if quantization else None,
+                    memory=storage,
                 )
             }
             if layout.dense
             else {}
         )
-        sparse = {SPARSE: qe.EdgeSparseVectorParams()} if layout.sparse else {}
+        sparse = {SPARSE: qe.EdgeSparseVectorParams(memory=storage)} if layout.sparse else {}
         if layout.bm25:
-            sparse[BM25] = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
-        # indexing_threshold 0: no HNSW graph is ever built (exact search only)
-        optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0) if layout.hnsw_m == 0 else None
+            sparse[BM25] = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=storage)
+        if layout.quantization != "none":  # with hnsw_m = 0 the indexed segment has no graph, and is scanned
+            optimizers = qe.EdgeOptimizersConfig(indexing_threshold=QUANTIZED_INDEXING_THRESHOLD_KB)
+        elif layout.hnsw_m == 0:  # indexing_threshold 0: no HNSW graph is ever built (exact search only)
+            optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0)
+        else:
+            optimizers = None
         return qe.EdgeConfig(vectors=vectors or None, sparse_vectors=sparse or None, optimizers=optimizers)
 
     def create(self, layout: Layout, metadata: dict[str, Any]) -> None:
@@ -473,10 +548,9 @@ class EdgeBackend(Backend):
             if offset is None:
                 return
 
-    def _request(self, query: EngineQuery, limit: int, exact: bool, hnsw_ef: int | None) -> Any:
+    def _request(self, query: EngineQuery, limit: int, params: Any) -> Any:
         import qdrant_edge as qe
 
-        params = qe.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
         restrict = (
             qe.Filter(must=[qe.HasIdCondition({uuid.UUID(point_id(d)) for d in query.only})])
             if query.only is not None
@@ -499,13 +573,26 @@ class EdgeBackend(Backend):
         )
 
     def query(
-        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+        self,
+        queries: Sequence[EngineQuery],
+        limit: int,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
     ) -> list[list[Hit]]:
         import qdrant_edge as qe
 
         if not queries:
             return []
-        request = qe.QueryBatchRequest([self._request(q, limit, exact, hnsw_ef) for q in queries])
+        quantization = (
+            qe.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+            if rescore is not None or oversampling is not None
+            else None
+        )
+        params = qe.SearchParams(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
+        request = qe.QueryBatchRequest([self._request(q, limit, params) for q in queries])
         with self._calls("the search"):
             results = self.shard.query_batch(request)
         return [[(hit.payload[DOC_ID], float(hit.score)) for hit in hits] for hits in results]
@@ -617,14 +704,35 @@ class ClientBackend(Backend):
         hnsw = models.HnswConfigDiff(
             m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct
         )  # m = 0: no graph
+        quantization = {
+            "none": None,
+            "int8": lambda: models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            ),
+            "binary": lambda: models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=True)
+            ),
+            "product": lambda: models.ProductQuantization(
+                product=models.ProductQuantizationConfig(
+                    compression=models.CompressionRatio(f"x{PRODUCT_COMPRESSION}"), always_ram=True
+                )
+            ),
+        }[layout.quantization]
+        on_disk = layout.on_disk or None  # None: the cluster's default, in RAM
         vectors = {
             DENSE: models.VectorParams(
-                size=layout.dim, distance=models.Distance.DOT, datatype=dtype, hnsw_config=hnsw
+                size=layout.dim,
+                distance=models.Distance.DOT,
+                datatype=dtype,
+                hnsw_config=hnsw,
+                quantization_config=quantization() if quantization else None,
+                on_disk=on_disk,
             )
         }
-        sparse = {SPARSE: models.SparseVectorParams()} if layout.sparse else {}
+        index = models.SparseIndexParams(on_disk=on_disk) if on_disk else None
+        sparse = {SPARSE: models.SparseVectorParams(index=index)} if layout.sparse else {}
         if layout.bm25:
-            sparse[BM25] = models.SparseVectorParams(modifier=models.Modifier.IDF)
+            sparse[BM25] = models.SparseVectorParams(index=index, modifier=models.Modifier.IDF)
         with self._calls("creating the collection"):
             self.client.create_collection(
                 self.collection,
@@ -680,10 +788,9 @@ class ClientBackend(Backend):
             if offset is None:
                 return
 
-    def _request(self, query: EngineQuery, limit: int, exact: bool, hnsw_ef: int | None) -> Any:
+    def _request(self, query: EngineQuery, limit: int, params: Any) -> Any:
         from qdrant_client import models
 
-        params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef)
         restrict = (
             models.Filter(must=[models.HasIdCondition(has_id=[point_id(d) for d in query.only])])
             if query.only is not None
@@ -716,14 +823,29 @@ class ClientBackend(Backend):
         )
 
     def query(
-        self, queries: Sequence[EngineQuery], limit: int, *, exact: bool = False, hnsw_ef: int | None = None
+        self,
+        queries: Sequence[EngineQuery],
+        limit: int,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
     ) -> list[list[Hit]]:
+        from qdrant_client import models
+
         if not queries:
             return []
+        quantization = (
+            models.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+            if rescore is not None or oversampling is not None
+            else None
+        )
+        params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
         with warnings.catch_warnings():
             # the in-memory stand-in is always exact and says so at every call; a cluster uses the flag
             warnings.filterwarnings("ignore", message="Local mode performs exact")
-            requests = [self._request(q, limit, exact, hnsw_ef) for q in queries]
+            requests = [self._request(q, limit, params) for q in queries]
             with self._calls("the search"):
                 responses = self.client.query_batch_points(self.collection, requests)
         return [

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, bounded_int, non_negative_int, positive_int
+from lens_embed.cli_args import add_load_options, bounded_float, bounded_int, non_negative_int, positive_int
 from lens_embed.engine import (
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
     DENSE,
     DOC_ID,
+    QUANTIZATIONS,
     Backend,
     DenseDtype,
     EngineError,
@@ -37,6 +38,9 @@ from lens_embed.engine import (
     EngineQuery,
     EngineTarget,
     Layout,
+    Quantization,
+    check_quantization,
+    quantized_bytes,
 )
 from lens_embed.inputs import read_documents
 from lens_embed.storage import (
@@ -88,6 +92,9 @@ class CollectionSpec:
         bm25_avg_len: BM25 vectors are stored, with this average document length (words); None: no BM25.
         hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
         hnsw_ef_construct: candidates considered while building the graph.
+        quantization: a quantised copy of the dense vectors in RAM for the search (``none``, ``int8``,
+            ``binary``, ``product``: :data:`lens_embed.engine.QUANTIZATIONS`).
+        on_disk: the full vectors are kept on disk (read through the page cache) instead of in RAM.
         settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
             truncation, the pooling module's configuration); None in a collection of an older version.
     """
@@ -103,6 +110,8 @@ class CollectionSpec:
     bm25_avg_len: float | None = None
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
+    quantization: Quantization = "none"
+    on_disk: bool = False
     settings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -132,6 +141,8 @@ class CollectionSpec:
             dense_dtype=self.dense_dtype,
             hnsw_m=self.hnsw_m,
             hnsw_ef_construct=self.hnsw_ef_construct,
+            quantization=self.quantization,
+            on_disk=self.on_disk,
         )
 
     def record(self) -> dict[str, Any]:
@@ -170,6 +181,8 @@ class CollectionSpec:
             "max_active_dims",
             "hnsw_m",
             "hnsw_ef_construct",
+            "quantization",
+            "on_disk",
         ):
             if getattr(self, name) != getattr(recorded, name):
                 found.append(f"{name}: {getattr(recorded, name)!r} there, {getattr(self, name)!r} now")
@@ -387,6 +400,7 @@ def upload_bytes(
     if not rows:
         return 0
     per_document = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
+    per_document += quantized_bytes(spec.dim, spec.quantization)
     sample = list(rows[:: max(1, len(rows) // 1000)])
     if spec.sparse:
         pruned = sparse_rows(np.asarray(embeddings[sample]), spec.max_active_dims, spec.clusters)
@@ -456,6 +470,8 @@ def index_corpus(
     bm25: bool = False,
     hnsw_m: int = DEFAULT_HNSW_M,
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT,
+    quantization: Quantization = "none",
+    on_disk: bool = False,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
     batch_size: int = 32,
@@ -481,6 +497,8 @@ def index_corpus(
         max_active_dims: keep only this many dimensions per sparse vector (largest magnitude).
         bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
         hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
+        quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``).
+        on_disk: keep the full vectors on disk instead of in RAM.
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
         shard_size, batch_size, max_tokens: as :func:`lens_embed.corpus.encode_corpus`.
         upload_batch_size: documents per upsert request.
@@ -505,6 +523,8 @@ def index_corpus(
             bm25_avg_len=avg_len,
             hnsw_m=hnsw_m,
             hnsw_ef_construct=hnsw_ef_construct,
+            quantization=quantization,
+            on_disk=on_disk,
         )
         spec = open_collection(backend, spec)
         folder = (
@@ -648,6 +668,33 @@ def check_model(
         )
 
 
+def check_quantized_search(
+    spec: CollectionSpec,
+    using: Using = "auto",
+    *,
+    exact: bool = False,
+    rescore: bool | None = None,
+    oversampling: float | None = None,
+) -> None:
+    """Refuse ``rescore`` / ``oversampling`` where no quantised vectors are searched: a collection indexed
+    without quantisation, a search of no dense vectors, or an exact search (which reads the full vectors)."""
+    if rescore is None and oversampling is None:
+        return
+    given = "--rescore/--no-rescore" if oversampling is None else "--oversampling"
+    if spec.quantization == "none":
+        raise ValueError(
+            f"{given} applies to a quantised collection, and this one was indexed with --quantization none"
+        )
+    if lens_vectors(spec, using) != "dense":
+        raise ValueError(
+            f"{given} applies to the dense vectors, and this search (--using {using}) reads none"
+        )
+    if exact:
+        raise ValueError(f"{given} applies to the quantised search; --exact reads the full vectors")
+    if oversampling is not None and not oversampling >= 1:
+        raise ValueError(f"oversampling must be >= 1 (candidates = limit x oversampling), got {oversampling}")
+
+
 def search_collection(
     model: SentenceTransformer,
     queries: Mapping[str, str],
@@ -658,6 +705,8 @@ def search_collection(
     using: Using = "auto",
     exact: bool = False,
     hnsw_ef: int | None = None,
+    rescore: bool | None = None,
+    oversampling: float | None = None,
     max_active_dims: int | None = None,
     allow_other_model: bool = False,
     batch_size: int = 32,
@@ -676,6 +725,10 @@ def search_collection(
             ``hybrid``.
         exact: exact dense search instead of the HNSW graph (sparse search is always exact).
         hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
+        rescore: a quantised collection's candidates rescored with the full vectors (None: the engine's
+            default, which rescores binary quantisation and not int8 or product ones in qdrant-edge 0.9).
+        oversampling: a quantised search fetches ``top_k x oversampling`` candidates to rescore (None:
+            the engine's default, 1).
         max_active_dims: prune the sparse query vectors to this many dimensions; 0 keeps them whole;
             default: as the collection's documents were pruned (whole if they were not).
         allow_other_model: search even if the model's probe hash differs from the recorded one.
@@ -687,6 +740,7 @@ def search_collection(
     from lens_embed.model import encode
 
     spec = recorded_spec(backend)
+    check_quantized_search(spec, using, exact=exact, rescore=rescore, oversampling=oversampling)
     check_model(model, spec, backend.location, allow_other_model=allow_other_model)
     query_ids = list(queries)
     texts = [queries[qid] for qid in query_ids]
@@ -702,7 +756,14 @@ def search_collection(
         unit="batch",
         disable=not show_progress,
     ):
-        hits += backend.query([requests[i] for i in batch], top_k, exact=exact, hnsw_ef=hnsw_ef)
+        hits += backend.query(
+            [requests[i] for i in batch],
+            top_k,
+            exact=exact,
+            hnsw_ef=hnsw_ef,
+            rescore=rescore,
+            oversampling=oversampling,
+        )
     return {qid: dict(found) for qid, found in zip(query_ids, hits, strict=True)}
 
 
@@ -824,6 +885,20 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})",
     )
     index.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="a quantised copy of the dense vectors held in RAM for the search, the full vectors kept for "
+        "rescoring: int8 (a byte a dimension), binary (a bit), product (16x smaller than float32); "
+        "default none",
+    )
+    index.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="keep the full vectors (dense storage, sparse index) on disk instead of in RAM; with "
+        "--quantization, RAM holds the quantised copy and the graph",
+    )
+    index.add_argument(
         "--shard-number", type=positive_int, default=None, help="shards of a new cluster collection"
     )
     index.add_argument(
@@ -865,6 +940,19 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)",
+    )
+    search.add_argument(
+        "--rescore",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rescore a quantised collection's candidates with the full vectors (default: the engine's: "
+        "on for binary quantisation, off for int8 and product)",
+    )
+    search.add_argument(
+        "--oversampling",
+        type=bounded_float(1.0),
+        default=None,
+        help="a quantised search fetches top-k x F candidates to rescore (default: the engine's, 1)",
     )
     search.add_argument(
         "--max-active-dims",
@@ -909,6 +997,7 @@ def run_index(args: argparse.Namespace) -> int:
     from lens_embed.corpus import distributed_context, load_for_rank, rank_zero
 
     documents = read_documents(args.corpus)
+    check_quantization(args.quantization, dense=args.vectors != "sparse")
     target = engine_target(args)
     _check_places(args, target)
     if args.shards is not None:
@@ -929,6 +1018,8 @@ def run_index(args: argparse.Namespace) -> int:
             bm25=args.bm25,
             hnsw_m=args.hnsw_m,
             hnsw_ef_construct=args.hnsw_ef_construct,
+            quantization=args.quantization,
+            on_disk=args.on_disk,
             shard_dir=args.shards,
             shard_size=args.shard_size,
             batch_size=args.batch_size,
@@ -958,6 +1049,9 @@ def run_search(args: argparse.Namespace) -> int:
     _check_places(args, target)
     with target.open(args.collection) as backend:
         spec = recorded_spec(backend)
+        check_quantized_search(
+            spec, args.using, exact=args.exact, rescore=args.rescore, oversampling=args.oversampling
+        )
         model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
         results = search_collection(
             model,
@@ -968,6 +1062,8 @@ def run_search(args: argparse.Namespace) -> int:
             using=args.using,
             exact=args.exact,
             hnsw_ef=args.hnsw_ef,
+            rescore=args.rescore,
+            oversampling=args.oversampling,
             max_active_dims=args.max_active_dims,
             allow_other_model=args.allow_other_model,
             batch_size=args.batch_size,

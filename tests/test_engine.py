@@ -357,6 +357,74 @@ def test_bm25_search_needs_bm25_vectors(model, open_backend):
         search_collection(model, QUERIES, backend, using="hybrid", show_progress=False)
 
 
+def test_quantisation_and_on_disk_storage_are_recorded_and_another_value_is_refused_naming_both(
+    model, open_backend
+):
+    backend = open_backend()
+    _index(model, backend, quantization="int8", on_disk=True)
+    assert (backend.metadata()["quantization"], backend.metadata()["on_disk"]) == ("int8", True)
+    with pytest.raises(ValueError, match=r"quantization: 'int8' there, 'binary' now"):
+        _index(model, backend, quantization="binary", on_disk=True)
+    with pytest.raises(
+        ValueError, match=r"quantization: 'int8' there, 'none' now; on_disk: True there, False"
+    ):
+        _index(model, backend)
+    assert _index(model, backend, quantization="int8", on_disk=True).uploaded == 0
+    with pytest.raises(ValueError, match="quantization 'product' applies to dense vectors"):
+        _index(model, open_backend("sparse"), vectors="sparse", quantization="product")
+    with pytest.raises(ValueError, match="quantization must be one of none, int8, binary, product"):
+        Layout(dim=4, quantization="int4")
+
+
+def test_rescoring_and_oversampling_reach_the_engine_and_apply_to_quantised_searches_only(
+    model, open_backend
+):
+    backend = open_backend()
+    _index(model, backend, vectors="both", quantization="binary")
+    sent: list = []
+    if isinstance(backend, EdgeBackend):
+        real_request = backend._request
+        backend._request = lambda query, limit, params: (
+            sent.append(params) or real_request(query, limit, params)
+        )
+    else:
+        real_query = backend.client.query_batch_points
+        backend.client.query_batch_points = lambda name, requests: (
+            sent.extend(r.params for r in requests) or real_query(name, requests)
+        )
+    search_collection(model, QUERIES, backend, top_k=3, show_progress=False)
+    search_collection(model, QUERIES, backend, top_k=3, rescore=False, oversampling=2.5, show_progress=False)
+    found = [(p.quantization.rescore, p.quantization.oversampling) if p.quantization else None for p in sent]
+    assert found == [None] * 3 + [(False, 2.5)] * 3  # None: the engine's defaults
+    for options, refusal in [
+        ({"rescore": True, "exact": True}, "--exact reads the full vectors"),
+        ({"oversampling": 2.0, "using": "sparse"}, r"--using sparse\) reads none"),
+        ({"oversampling": 0.5}, "oversampling must be >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=refusal):
+            search_collection(model, QUERIES, backend, show_progress=False, **options)
+    plain = open_backend("plain")
+    _index(model, plain)
+    with pytest.raises(ValueError, match="--rescore/--no-rescore applies to a quantised collection"):
+        search_collection(model, QUERIES, plain, rescore=True, show_progress=False)
+
+
+def test_the_in_process_engine_searches_quantised_vectors_and_rescores_them_with_the_full_ones(
+    model, tmp_path: Path
+):
+    """A tiny collection too holds its quantised vectors (the engine indexes a quantised collection whatever
+    its size): binary scores are bit counts, rescored ones the exact cosines."""
+    with EdgeBackend(tmp_path, "docs") as backend:
+        _index(model, backend, quantization="binary", on_disk=True)
+        assert list((tmp_path / "docs" / "segments").glob("*/vector_storage-dense/quantized.data"))
+        bits = search_collection(model, QUERIES, backend, top_k=5, rescore=False, show_progress=False)
+        rescored = search_collection(
+            model, QUERIES, backend, top_k=5, rescore=True, oversampling=len(DOCS) / 5, show_progress=False
+        )
+    assert all(score == int(score) and score > 1 for found in bits.values() for score in found.values())
+    _assert_exact_ranking(rescored, _exact(model), top_k=5)
+
+
 def test_point_ids_are_uuids_derived_from_document_ids():
     assert point_id("doc/1-é") == point_id("doc/1-é") != point_id("doc/1")
     assert uuid.UUID(point_id("doc/1-é")).version == 5
@@ -372,7 +440,16 @@ def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
     real = backend.client.create_collection
     backend.client.create_collection = lambda *args, **kwargs: created.append(kwargs) or real(*args, **kwargs)
     backend.create(
-        Layout(dim=4, sparse=True, bm25=True, dense_dtype="float16", hnsw_m=24, hnsw_ef_construct=128),
+        Layout(
+            dim=4,
+            sparse=True,
+            bm25=True,
+            dense_dtype="float16",
+            hnsw_m=24,
+            hnsw_ef_construct=128,
+            quantization="product",
+            on_disk=True,
+        ),
         {"k": 1},
     )
     assert (created[0]["shard_number"], created[0]["replication_factor"]) == (
@@ -389,6 +466,10 @@ def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
         params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
         and params.sparse_vectors["lens"].modifier is None
     )
+    assert params.vectors["dense"].quantization_config == models.ProductQuantization(
+        product=models.ProductQuantizationConfig(compression=models.CompressionRatio.X16, always_ram=True)
+    )
+    assert params.vectors["dense"].on_disk and all(v.index.on_disk for v in params.sparse_vectors.values())
     assert backend.metadata() == {"k": 1}
     sent: list = []
     real_query = backend.client.query_batch_points
@@ -422,8 +503,9 @@ def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp
     _assert_exact_ranking(results, _exact(model), top_k=5)
 
 
+@pytest.mark.parametrize("options", [{}, {"on_disk": True, "quantization": "int8"}], ids=["ram", "on-disk"])
 def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(
-    model, tiny_lens: Path, tmp_path: Path
+    model, tiny_lens: Path, tmp_path: Path, options: dict
 ):
     script = f"""
 import os, signal
@@ -439,7 +521,7 @@ def upsert(points):
         os.kill(os.getpid(), signal.SIGKILL)
 backend.upsert = upsert
 index_corpus(load_lens_model({str(tiny_lens)!r}, device="cpu"), {DOCS!r}, backend, show_progress=False,
-             upload_batch_size=8, shard_dir={str(tmp_path / "shards")!r})
+             upload_batch_size=8, shard_dir={str(tmp_path / "shards")!r}, **{options!r})
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     killed = subprocess.run(
@@ -448,8 +530,15 @@ index_corpus(load_lens_model({str(tiny_lens)!r}, device="cpu"), {DOCS!r}, backen
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     with EdgeBackend(tmp_path, "docs") as backend:
         assert backend.count() == 24
-        summary = index_corpus(model, DOCS, backend, show_progress=False, shard_dir=tmp_path / "shards")
+        summary = index_corpus(
+            model, DOCS, backend, show_progress=False, shard_dir=tmp_path / "shards", **options
+        )
         assert summary.uploaded == len(DOCS) - 24 and backend.count() == len(DOCS)
+        if options:  # the full vectors are stored, and read back, from their on-disk storage
+            assert recorded_spec(backend).on_disk
+            results = search_collection(model, QUERIES, backend, top_k=5, exact=True, show_progress=False)
+    if options:
+        _assert_exact_ranking(results, _exact(model), top_k=5)
 
 
 # ---- reading corpora ----
@@ -985,3 +1074,31 @@ def test_read_only_places_are_refused_before_the_model_loads(tiny_lens, tmp_path
             assert f"cannot write in {locked}" in capsys.readouterr().err
     finally:
         locked.chmod(0o755)
+
+
+def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loads(
+    model, tiny_lens, tmp_path, no_model_load, capsys
+):
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
+    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
+    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+    with EdgeBackend(tmp_path / "engine", "docs") as backend:
+        _index(model, backend)  # no quantisation
+    search = ["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "r.trec")]
+    for argv, refusal in [
+        (
+            ["index", str(tiny_lens), str(corpus), *target, "--vectors", "sparse", "--quantization", "int8"],
+            "quantization 'int8' applies to dense vectors",
+        ),
+        ([*search, "--oversampling", "2"], "--oversampling applies to a quantised collection"),
+        ([*search, "--no-rescore"], "--rescore/--no-rescore applies to a quantised collection"),
+    ]:
+        assert main(argv) == 2
+        assert refusal in capsys.readouterr().err
+    for argv, refusal in [
+        ([*search, "--oversampling", "0.5"], "argument --oversampling: must be a finite number >= 1.0"),
+        (["index", str(tiny_lens), str(corpus), *target, "--quantization", "int4"], "invalid choice: 'int4'"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2 and refusal in capsys.readouterr().err

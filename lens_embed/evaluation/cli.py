@@ -13,8 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lens_embed.cli_args import add_load_options, declare_output, non_negative_float, positive_int
+from lens_embed.cli_args import (
+    add_load_options,
+    bounded_float,
+    declare_output,
+    non_negative_float,
+    positive_int,
+)
 from lens_embed.defaults import BASELINE_CHOICES
+from lens_embed.engine import QUANTIZATIONS
 
 DEFAULT_OUTPUT = "results"
 ENGINES = ("mteb", "qdrant")
@@ -73,6 +80,25 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
         parser.add_argument(
             "--api-key", default=None, help="the cluster's API key (default: $QDRANT_API_KEY)"
         )
+        parser.add_argument(
+            "--quantization",
+            choices=QUANTIZATIONS,
+            default="none",
+            help="--engine qdrant: search a quantised copy of the dense vectors (every one, rescored as "
+            "asked) instead of the exact vectors; recorded with the results",
+        )
+        parser.add_argument(
+            "--rescore",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="--quantization: rescore the candidates with the full vectors (default: the engine's)",
+        )
+        parser.add_argument(
+            "--oversampling",
+            type=bounded_float(1.0),
+            default=None,
+            help="--quantization: fetch top-k x F candidates to rescore (default: the engine's, 1)",
+        )
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -107,10 +133,22 @@ def _runs(args: argparse.Namespace) -> list:
 
 def _search_index(args: argparse.Namespace):
     """The search-index factory ``--engine`` asks for (None: mteb's own search)."""
+    quantized = {
+        "quantization": getattr(args, "quantization", "none"),
+        "rescore": getattr(args, "rescore", None),
+        "oversampling": getattr(args, "oversampling", None),
+    }
     if getattr(args, "engine", "mteb") != "qdrant":
         if getattr(args, "url", None) or getattr(args, "api_key", None):
             raise ValueError("--url and --api-key apply to --engine qdrant")
+        if quantized != {"quantization": "none", "rescore": None, "oversampling": None}:
+            raise ValueError("--quantization, --rescore and --oversampling apply to --engine qdrant")
         return None
+    if quantized["quantization"] == "none" and (quantized["rescore"], quantized["oversampling"]) != (
+        None,
+        None,
+    ):
+        raise ValueError("--rescore and --oversampling apply to a quantised search (--quantization)")
     import os
     from functools import partial
 
@@ -124,7 +162,7 @@ def _search_index(args: argparse.Namespace):
         target.check_reachable()
     elif args.api_key:
         raise ValueError("--api-key applies to a cluster (--url)")
-    return partial(QdrantSearchIndex, target=target)
+    return partial(QdrantSearchIndex, target=target, **quantized)
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, object]:

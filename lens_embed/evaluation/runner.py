@@ -129,7 +129,8 @@ def evaluate_runs(
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
         groups = _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size, search_index)
-        record_protocol(cache, groups[0][0], selected, overwrite)
+        # the last group's model: the searcher when there is one, whose protocol adds its index's settings
+        record_protocol(cache, groups[-1][0], selected, overwrite)
         for model, group in groups:
             result = mteb.evaluate(
                 model,

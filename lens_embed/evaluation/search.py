@@ -43,11 +43,18 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
+from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget, Quantization
 from lens_embed.evaluation.encoders import LoadedModelEncoder
 from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.retrieval import corpus_key, encode_in_shards
-from lens_embed.serving import CollectionSpec, check_contents, engine_queries, open_collection, upload_vectors
+from lens_embed.serving import (
+    CollectionSpec,
+    check_contents,
+    check_quantized_search,
+    engine_queries,
+    open_collection,
+    upload_vectors,
+)
 from lens_embed.storage import scratch_directory
 
 IndexFactory = Callable[[Any], Any]
@@ -126,6 +133,9 @@ class QdrantSearchIndex:
     says (a cluster: the collection is named by :func:`scratch_collection_name`, and stale ones are
     deleted first). ``vectors="sparse"`` with
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
+    A ``quantization`` (:data:`lens_embed.engine.QUANTIZATIONS`) searches the quantised vectors instead,
+    every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed search``
+    (None: the engine's defaults): the evaluation measures what quantisation costs.
     """
 
     def __init__(
@@ -135,6 +145,9 @@ class QdrantSearchIndex:
         *,
         vectors: str = "dense",
         max_active_dims: int | None = None,
+        quantization: Quantization = "none",
+        rescore: bool | None = None,
+        oversampling: float | None = None,
         query_batch_size: int = 64,
     ) -> None:
         meta = model.mteb_model_meta
@@ -147,6 +160,8 @@ class QdrantSearchIndex:
         self.target = target
         self.vectors = vectors
         self.max_active_dims = max_active_dims
+        self.quantization = quantization
+        self.rescore, self.oversampling = rescore, oversampling
         loaded = getattr(
             model, "model", None
         )  # the sentence-transformers model behind lens-embed's mteb encoder
@@ -161,6 +176,17 @@ class QdrantSearchIndex:
         self._scratch: ExitStack | None = None
 
     def _open(self, dim: int) -> Backend:
+        self.spec = CollectionSpec(
+            model_name=self.model_name,
+            model_key="mteb-evaluation",
+            dim=dim,
+            vectors=self.vectors,
+            clusters=self.clusters,
+            max_active_dims=self.max_active_dims,
+            hnsw_m=0,
+            quantization=self.quantization,
+        )
+        check_quantized_search(self.spec, rescore=self.rescore, oversampling=self.oversampling)
         name = scratch_collection_name()
         if self.target is None:
             self._scratch = ExitStack()
@@ -172,15 +198,6 @@ class QdrantSearchIndex:
             backend = self.target.open(name)
             if isinstance(backend, ClientBackend):
                 sweep_stale_scratch(backend)
-        self.spec = CollectionSpec(
-            model_name=self.model_name,
-            model_key="mteb-evaluation",
-            dim=dim,
-            vectors=self.vectors,
-            clusters=self.clusters,
-            max_active_dims=self.max_active_dims,
-            hnsw_m=0,
-        )
         open_collection(backend, self.spec)
         return backend
 
@@ -225,14 +242,31 @@ class QdrantSearchIndex:
         for start in range(0, len(queries), self.query_batch_size):
             batch = range(start, min(len(queries), start + self.query_batch_size))
             wanted = [i for i in batch if candidates is None or candidates[i]]
-            found = dict(
-                zip(wanted, self.backend.query([queries[i] for i in wanted], top_k, exact=True), strict=True)
-            )
+            found = dict(zip(wanted, self._query([queries[i] for i in wanted], top_k), strict=True))
             for i in batch:
                 hits = found.get(i, [])
                 scores.append([score for _, score in hits])
                 indices.append([positions[i][doc] for doc, _ in hits])
         return scores, indices
+
+    def _query(self, queries: list[Any], top_k: int) -> list[list[tuple[str, float]]]:
+        """Exact search, or a scan of the quantised vectors (rescored as asked) in a quantised collection."""
+        if self.quantization == "none":
+            return self.backend.query(queries, top_k, exact=True)
+        return self.backend.query(queries, top_k, rescore=self.rescore, oversampling=self.oversampling)
+
+    def protocol(self) -> dict[str, Any]:
+        """The search settings that change scores, recorded beside the results (none for an exact
+        search)."""
+        if self.quantization == "none":
+            return {}
+        return {
+            "search": {
+                "quantization": self.quantization,
+                "rescore": self.rescore,
+                "oversampling": self.oversampling,
+            }
+        }
 
     def clear(self) -> None:
         """Delete the scratch collection."""
@@ -261,8 +295,9 @@ class IndexedSearch(SearchEncoderWrapper):
     def protocol(self) -> dict[str, Any]:
         """The wrapped encoder's protocol, recorded beside the results (the settings in it that change
         embeddings are part of :class:`ShardedSearch`'s shard key,
-        :func:`lens_embed.retrieval.corpus_key`)."""
-        return self.model.protocol()
+        :func:`lens_embed.retrieval.corpus_key`), and the search index's settings that change scores."""
+        index = getattr(self.index_backend, "protocol", None)
+        return {**self.model.protocol(), **(index() if index is not None else {})}
 
     def index(self, corpus: Any, **kwargs: Any) -> None:
         self.index_backend = self.index_factory(self.model)  # a fresh index per task and split

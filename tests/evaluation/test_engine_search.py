@@ -223,3 +223,57 @@ def test_stale_scratch_collections_on_a_cluster_are_deleted_and_others_kept() ->
     assert sorted(c.name for c in client.get_collections().collections) == sorted(
         name for name, stale in names.items() if not stale
     )
+
+
+def test_a_quantised_engine_search_scans_the_quantised_vectors_and_rescores_as_asked() -> None:
+    """Binary quantisation of positive vectors scores every document alike (bit counts, not cosines);
+    rescoring enough candidates (all 200: 10 x 20) gives the exact top 10 back, and the settings are
+    recorded with the results."""
+    rng = np.random.default_rng(0)
+    documents = rng.random((200, 64)).astype(np.float32)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    queries = documents[:3] + 0.1 * rng.random((3, 64)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = queries @ documents.T
+
+    def search(**options):
+        index = QdrantSearchIndex(_cosine_model(), quantization="binary", **options)
+        index.add_documents(documents, [f"d{i}" for i in range(200)])
+        found = index.search(queries, top_k=10, similarity_fn=None)
+        protocol = index.protocol()
+        index.clear()
+        return found, protocol
+
+    (scores, positions), protocol = search(rescore=False)
+    assert protocol == {"search": {"quantization": "binary", "rescore": False, "oversampling": None}}
+    assert all(len(set(row)) == 1 and row[0] > 1 for row in scores)  # one bit count for every document
+    (scores, positions), _ = search(rescore=True, oversampling=20.0)
+    for row in range(3):
+        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
+    assert QdrantSearchIndex(_cosine_model()).protocol() == {}  # exact search: nothing to record
+    with pytest.raises(ValueError, match="--oversampling applies to a quantised collection"):
+        QdrantSearchIndex(_cosine_model(), oversampling=2.0).add_documents(
+            documents, list(map(str, range(200)))
+        )
+
+
+def test_quantisation_options_need_the_engine_and_a_quantisation(small_data_dir: Path, capsys) -> None:
+    common = ["evaluate", "offline", "--data", str(small_data_dir), "--tasks", "SliceSciFact"]
+    assert main([*common, "--quantization", "int8"]) == 2
+    assert "--quantization, --rescore and --oversampling apply to --engine qdrant" in capsys.readouterr().err
+    assert main([*common, "--engine", "qdrant", "--no-rescore"]) == 2
+    assert "--rescore and --oversampling apply to a quantised search" in capsys.readouterr().err
+
+
+def test_a_quantised_evaluation_records_its_search_settings_beside_the_results(
+    minilm_run: ModelRun, faiss_ndcg: float, small_data_dir: Path, tmp_path: Path
+) -> None:
+    """An STS task comes first and is not searched: the folder's protocol still records the search."""
+    tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
+    engine = partial(QdrantSearchIndex, quantization="int8", rescore=True, oversampling=4.0)
+    scores = {s.task: s.value for s in evaluate_runs([minilm_run], tasks, tmp_path, search_index=engine)}
+    assert scores["SliceSciFact"] > 30  # int8 with 40 candidates rescored: real retrieval
+    (protocol,) = tmp_path.rglob("lens_embed_protocol.json")
+    recorded = json.loads(protocol.read_text())["search"]
+    assert recorded == {"quantization": "int8", "rescore": True, "oversampling": 4.0}

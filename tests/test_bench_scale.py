@@ -1,0 +1,176 @@
+"""The scale benchmark's script on tiny inputs: the synthetic corpus keeps its sources' active counts, every
+configuration is measured (exact ones exact), a run that would not fit in memory is refused before anything is
+built, a configuration too slow for its next size is stopped, and the capacity arithmetic.
+
+Speed is never asserted (that is `make bench-scale`'s job); this keeps the script from breaking unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
+
+
+@pytest.fixture(scope="module")
+def bench(benchmark_script):
+    return benchmark_script("bench_scale")
+
+
+def _source(n: int = 40, dim: int = 32) -> np.ndarray:
+    """Non-negative vectors with 6 to 25 active dimensions, as LENS documents are."""
+    rng = np.random.default_rng(1)
+    source = np.zeros((n, dim), dtype=np.float32)
+    for row in range(n):
+        active = rng.choice(dim, size=int(rng.integers(6, 26)), replace=False)
+        source[row, active] = rng.random(len(active)) + 0.01
+    return source
+
+
+def test_a_synthetic_document_keeps_its_anchors_active_count_and_is_rebuilt_from_its_number(bench):
+    source = _source()
+    corpus = bench.SyntheticCorpus(source, 500, seed=3)
+    documents = corpus[list(range(500))]
+    anchors = [
+        int(np.random.default_rng([3, row]).choice(40, size=3, replace=False)[0]) for row in range(500)
+    ]
+    mixed = [int(np.random.default_rng([3, row]).integers(2, 4)) for row in range(500)]
+    assert {2, 3} <= set(mixed)  # draws are made in the docstring's order: the count, then the sources
+    anchors = [
+        int(rng.choice(40, size=int(rng.integers(2, 4)), replace=False)[0])
+        for rng in (np.random.default_rng([3, row]) for row in range(500))
+    ]
+    np.testing.assert_array_equal(
+        np.count_nonzero(documents, axis=1), np.count_nonzero(source[anchors], axis=1)
+    )
+    np.testing.assert_allclose(np.linalg.norm(documents, axis=1), 1.0, atol=1e-6)
+    assert (documents >= 0).all()
+    np.testing.assert_array_equal(corpus[[7, 499]], documents[[7, 499]])
+    assert not np.allclose(documents[0], bench.SyntheticCorpus(source, 500, seed=4)[[0]][0])
+
+
+@pytest.fixture(scope="module")
+def report(bench, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("bench-scale")
+    task = root / "data" / "retrieval" / "Tiny"
+    (task / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": WORDS[i % 11], "text": f"{WORDS[(3 * i) % 11]} {i}"} for i in range(30)]
+    (task / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    queries = [{"_id": f"q{i}", "text": f"a {WORDS[i]} by the {WORDS[(i + 4) % 11]}"} for i in range(11)]
+    (task / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (task / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{2 * i}\t1\n" for i in range(11))
+    )
+    output = root / "out"
+    argv = [
+        "--data",
+        str(root / "data"),
+        "--task",
+        "Tiny",
+        "--model",
+        str(tiny_lens),
+        "--output",
+        str(output),
+    ]
+    result = bench.main([*argv, "--sizes", "150", "300", "--configs", *bench.CONFIGS, "--pruning", "4"])
+    return result, output
+
+
+def test_every_configuration_is_measured_at_every_size(bench, report):
+    result, output = report
+    rows = result["rows"]
+    assert [(row["n"], row["config"]) for row in rows] == [(n, c) for n in (150, 300) for c in bench.CONFIGS]
+    assert json.loads((output / "scale.json").read_text()) == json.loads(json.dumps(result))
+    assert all(row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["build_s"] > 0 for row in rows)
+    assert not list(output.glob("bench-scale-*"))  # the collections are gone
+    assert set(result["growth"]) == set(bench.CONFIGS) and result["stopped"] == []
+    assert "| configuration | documents | K |" in (output / "scale.md").read_text()
+
+
+def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vectors_out_of_ram(report):
+    rows = {(row["n"], row["config"]): row for row in report[0]["rows"]}
+    for n in (150, 300):
+        assert rows[n, "dense-exact"]["recall_at_10"] == 1.0 and rows[n, "sparse"]["recall_at_10"] == 1.0
+        for quantised in ("int8", "binary", "product"):
+            # the full vectors stay on disk (at K = 16 the graph's links outweigh any vector, so RAM is
+            # compared with the collection's own disk, not with dense-exact's RAM)
+            row = rows[n, quantised]
+            assert row["ram_bytes_per_doc"] < row["disk_bytes_per_doc"]
+
+
+def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_path):
+    source = _source()
+    with pytest.raises(MemoryError, match=r"dense-exact at N = 1,000,000 needs about 0\.2 GiB"):
+        bench.run(
+            source,
+            source[:3],
+            [1000, 1_000_000],
+            ["dense-exact"],
+            tmp_path,
+            model_name="m",
+            clusters=None,
+            available=2**20,
+        )
+    assert list(tmp_path.iterdir()) == []  # nothing built
+    need = bench.memory_plan({"x": bench_spec(dim=4000)}, [10, 1_000_000], active=3000.0)[0]
+    assert need.bytes == 1_000_000 * 4000 * 4 * bench.MEMORY_OVERHEAD
+
+
+def bench_spec(**options):
+    from lens_embed.serving import CollectionSpec
+
+    return CollectionSpec(model_name="m", model_key="k", **options)
+
+
+def test_the_memory_estimate_counts_what_stays_in_ram(bench):
+    def resident(**options):
+        return bench.resident_bytes(bench_spec(dim=4000, **options), active=3000.0)
+
+    assert resident(dense_dtype="float16") == 8000
+    assert resident(quantization="int8", on_disk=True) == 4000
+    assert resident(quantization="binary", on_disk=True) == 500
+    assert resident(vectors="sparse") == 16 * 3000
+    assert resident(vectors="sparse", max_active_dims=256) == 16 * 256
+
+
+def test_a_configuration_too_slow_for_its_next_size_is_stopped_saying_so(bench, tmp_path):
+    source = _source()
+    rows, stopped = bench.run(
+        source,
+        source[:3],
+        [100, 200],
+        ["dense-exact"],
+        tmp_path,
+        model_name="m",
+        clusters=None,
+        time_limit=0.0,
+    )
+    assert [row["n"] for row in rows] == [100]
+    assert len(stopped) == 1 and stopped[0].startswith("dense-exact: stopped before N = 200: extrapolated")
+
+
+def test_growth_exponents_and_extrapolation(bench):
+    assert bench.growth_exponent([10, 100, 1000], [3, 30, 300]) == pytest.approx(1.0)
+    assert bench.growth_exponent([10, 1000], [5, 5]) == pytest.approx(0.0)
+    assert bench.growth_exponent([10], [5]) is None
+    assert bench.extrapolated_seconds([10, 100], [1.0, 100.0], 1000) == pytest.approx(10_000.0)  # N^2
+    assert bench.extrapolated_seconds([10], [2.0], 100) == pytest.approx(20.0)  # linear from one size
+
+
+def test_capacity_arithmetic_on_known_numbers(bench):
+    node = 64 * 2**30
+    rows = bench.capacity({"x": (1000.0, 2000.0)}, measured_k=4000, node_ram=node)
+    table = {(r.docs, r.k): r for r in rows}
+    assert len(rows) == 4
+    r = table[10_000_000, 4000]
+    assert (r.ram_bytes, r.disk_bytes, r.nodes, r.measured) == (1e10, 2e10, 1, True)
+    r = table[100_000_000, 8000]  # 2e11 bytes over 48 GiB usable a node: 3.88 -> 4
+    assert (r.ram_bytes, r.disk_bytes, r.measured) == (2e11, 4e11, False)
+    assert r.nodes == math.ceil(2e11 / (node * bench.NODE_HEADROOM)) == 4
+    markdown = bench.capacity_markdown(rows, node, "test")
+    assert "| x | 100M | 8000 | extrapolated | 186.3 | 372.5 | 4 |" in markdown
