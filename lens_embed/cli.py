@@ -29,6 +29,7 @@ from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
 from lens_embed.storage import atomic_write, refuse_overlap
 from lens_embed.training.cli import add_training_commands
+from lens_embed.vocabulary import DENSE_POOLING_MODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +49,9 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K, the number of clusters"
     )
-    parser.add_argument("--dense", choices=["mean", "last"], default=None, help="add a dense vector (hybrid)")
+    parser.add_argument(
+        "--dense", choices=DENSE_POOLING_MODES, default=None, help="add a dense vector (hybrid)"
+    )
     parser.add_argument("--dense-weight", type=non_negative_float, default=1.0)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)

@@ -119,10 +119,10 @@ def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
     from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
     from lens_embed.evaluation.runner import ModelRun
 
-    def loader(path: Path, label: str, instructed: bool):
+    def loader(path: Path, label: str):
         def load():
             encoder = load_encoder(path, name=f"lens-embed/{slug(label)}", device="cpu")
-            return LoadedModelEncoder(encoder.model, encoder.mteb_model_meta, use_instructions=instructed)
+            return LoadedModelEncoder(encoder.loaded, encoder.mteb_model_meta)  # instructed, LENS or not
 
         return load
 
@@ -131,9 +131,9 @@ def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
         if model.label == "dense MiniLM":
             runs.append(ModelRun(f"{model.label} (before)", lambda: dense_minilm("cpu")))
         else:
-            runs.append(ModelRun(f"{model.label} (before)", loader(model.base, model.label, True)))
+            runs.append(ModelRun(f"{model.label} (before)", loader(model.base, model.label)))
         runs.append(
-            ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft", True))
+            ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft"))
         )
     return runs
 

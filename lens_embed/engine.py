@@ -26,17 +26,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lens_embed.optional import require
 from lens_embed.storage import staged_directory
+from lens_embed.vocabulary import DENSE_DTYPES, DenseDtype
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-DenseDtype = Literal["float32", "float16"]
 SparseRow = tuple[Sequence[int], Sequence[float]]
 Hit = tuple[str, float]
 
@@ -136,7 +136,7 @@ class Layout:
                 "HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, "
                 f"got {self.hnsw_m}, {self.hnsw_ef_construct}"
             )
-        if self.dense_dtype not in ("float32", "float16"):
+        if self.dense_dtype not in DENSE_DTYPES:
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
 
 

@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
@@ -24,10 +23,10 @@ from tqdm.auto import tqdm
 from lens_embed.model import encode, is_lens_model, model_settings, side_prompt
 from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
 from lens_embed.storage import atomic_write
+from lens_embed.vocabulary import INDEX_KINDS, IndexKind
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "flat16", "hnsw", "ivf", "ivfpq", "opq"]
 EncodeFn = Callable[[list[str]], np.ndarray]
 _PROBE_TEXT = "lens-embed fingerprint probe: the quick brown fox jumps over the lazy dog."
 
@@ -157,9 +156,6 @@ def normalized(embeddings: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
     faiss.normalize_L2(array)
     return array
-
-
-INDEX_KINDS = ("flat", "flat16", "hnsw", "ivf", "ivfpq", "opq")
 
 
 def pq_subquantizers(dim: int, target_bytes: int) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
-from lens_embed.evaluation.harness import (
+from lens_embed.evaluation.encoders import PlainModelEncoder, minilm_meta
+from lens_embed.evaluation.leaderboard.harness import (
     TOLERANCE,
     anchors_path,
     compare,
@@ -32,7 +32,7 @@ def test_published_anchor_table_is_parsed(data_dir: Path) -> None:
 
 @pytest.mark.parametrize("task", CI_TASKS)
 def test_dense_minilm_matches_published_score(task: str, data_dir: Path, minilm, tmp_path: Path) -> None:
-    run = ModelRun("minilm", lambda: LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False))
+    run = ModelRun("minilm", lambda: PlainModelEncoder(minilm, minilm_meta()))
     measured = {
         s.task: s.value for s in evaluate_runs([run], offline_tasks(data_dir, names=[task]), tmp_path)
     }
