@@ -23,7 +23,7 @@ The recipe, in order:
 
 ``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
 is the comparison), less the FLOPS term, which acts on lexicon vectors only.
-Run: ``python -m lens_embed.training.embedded --data ../shared/data --output DIR``.
+Run: ``python -m lens_embed.training.default_recipe --data ../shared/data --output DIR``.
 """
 
 from __future__ import annotations
@@ -419,7 +419,7 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str, command: l
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lens_embed.training.embedded", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lens_embed.training.default_recipe", description=__doc__)
     parser.add_argument(
         "--data", default="../shared/data", help="the data folder (training/, classification/)"
     )
@@ -460,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.output),
             recipe,
             args.base,
-            ["python -m lens_embed.training.embedded", *argv],
+            ["python -m lens_embed.training.default_recipe", *argv],
         )
     )
     return 0

@@ -16,7 +16,7 @@ from lens_embed.embedded import assemble, read_parameters
 from lens_embed.loading import load_lens_model
 from lens_embed.model import encode
 from lens_embed.training.data import task_from_rows
-from lens_embed.training.embedded import (
+from lens_embed.training.default_recipe import (
     BANKING_PROMPT,
     BANKING_TYPE,
     Recipe,
@@ -103,7 +103,7 @@ def test_the_parameter_file_assembles_exactly_the_model_training_produced(tiny_m
 
 
 def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, capsys) -> None:
-    from lens_embed.training.embedded import build_parser, main
+    from lens_embed.training.default_recipe import build_parser, main
 
     args = build_parser().parse_args(["--output", "out"])
     assert Recipe(**{name: getattr(args, name) for name in vars(Recipe())}) == Recipe()
