@@ -183,7 +183,7 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from lens_embed.backbone import is_decoder_config
+    from lens_embed.backbone import is_bidirectional
     from lens_embed.loading import load_lens_model
     from lens_embed.model import is_lens_model, lexicon_pooling
 
@@ -192,7 +192,7 @@ def _run_info(args: argparse.Namespace) -> None:
     info = {
         "lens": is_lens_model(model),
         "backbone": config.model_type,
-        "bidirectional": not is_decoder_config(config) or getattr(config, "is_causal", True) is False,
+        "bidirectional": is_bidirectional(config),
         "embedding_dimension": model.get_embedding_dimension(),
         "max_seq_length": model.max_seq_length,
         "prompts": sorted(model.prompts),

@@ -14,14 +14,11 @@ importing the package (as the CLI does to register ``evaluate``) loads neither m
 
 from lens_embed.lazy import lazy_exports
 
-_EXPORTS = {
-    "DATA_ENV_VAR": "lens_embed.evaluation.data",
-    "DataDirError": "lens_embed.evaluation.data",
-    "resolve_data_dir": "lens_embed.evaluation.data",
-    "UnknownTaskError": "lens_embed.evaluation.offline",
-    "offline_tasks": "lens_embed.evaluation.offline",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# the module that defines each public name -> those names
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "lens_embed.evaluation.data": ("DATA_ENV_VAR", "DataDirError", "resolve_data_dir"),
+        "lens_embed.evaluation.offline": ("UnknownTaskError", "offline_tasks"),
+    },
+)

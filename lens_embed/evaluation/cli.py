@@ -191,14 +191,14 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
         compare,
         data_differences,
         harness_markdown,
-        published_scores,
+        table_scores,
     )
     from lens_embed.evaluation.model_runs import baseline_runs
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import evaluate_runs
 
     data_dir = resolve_data_dir(args.data)
-    published = published_scores(anchors_path(data_dir, args.anchors))
+    published = table_scores(anchors_path(data_dir, args.anchors))
     tasks = offline_tasks(data_dir, names=_split_names(args.tasks))
     # fp32 unless asked: the published MiniLM scores are fp32 ones
     options = _run_options(args)
