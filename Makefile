@@ -30,8 +30,8 @@ quickstart: install
 
 # ruff's checks and its formatter's check (CI runs this before the tests: it fails in seconds).
 lint:
-	$(PY) -m ruff check lens_embed eval tests benchmarks
-	$(PY) -m ruff format --check lens_embed eval tests benchmarks
+	$(PY) -m ruff check lens_embed eval examples tests benchmarks
+	$(PY) -m ruff format --check lens_embed eval examples tests benchmarks
 
 # ---- evaluation targets ----
 # OUTPUT is mteb's results folder: OUTPUT/results/<org__model>/<revision>/<Task>.json (+ model_meta.json,
@@ -83,7 +83,7 @@ TRAIN_DEMO_TASKS ?= STSBenchmark STS16 STS13 BIOSSES
 .PHONY: train-demo test-training
 
 train-demo:
-	$(PY) -m lens_embed.demo --data $(DATA) --output $(OUTPUT)/train-demo \
+	$(PY) examples/train_demo.py --data $(DATA) --output $(OUTPUT)/train-demo \
 		--steps $(TRAIN_DEMO_STEPS) --batch-size 16 --group-size 4 --lr 3e-4 --max-seq-length 128 \
 		--tasks $(TRAIN_DEMO_TASKS)
 
@@ -97,7 +97,7 @@ test-training:
 TRAIN_DEFAULT_ARGS ?=
 .PHONY: train-default
 train-default:
-	$(PY) -m lens_embed.training.embedded --data $(DATA) --output $(OUTPUT)/train-default $(TRAIN_DEFAULT_ARGS)
+	$(PY) -m lens_embed.training.default_recipe --data $(DATA) --output $(OUTPUT)/train-default $(TRAIN_DEFAULT_ARGS)
 
 # ---- benchmarks ----
 MODEL ?=

@@ -446,15 +446,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def publish(report: dict[str, object], table: str, json_path: str | None) -> dict[str, object]:
+    """Print a benchmark's report as JSON and as its markdown table, and write the JSON where asked."""
+    print(json.dumps(report, indent=2))
+    print(table)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     report = run(args)
-    print(json.dumps(report, indent=2))
-    print(markdown(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return report
+    return publish(report, markdown(report), args.json)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import random
 import sys
@@ -37,7 +36,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import VOCAB, synchronize, synthetic_tokenizer  # noqa: E402
+from bench_gpu import VOCAB, publish, synchronize, synthetic_tokenizer  # noqa: E402
 
 from lens_embed import build_lens_model  # noqa: E402
 from lens_embed.training.config import TrainConfig  # noqa: E402
@@ -377,12 +376,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     report = run(args)
-    print(json.dumps(report, indent=2))
-    print(markdown(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return report
+    return publish(report, markdown(report), args.json)
 
 
 if __name__ == "__main__":

@@ -10,32 +10,21 @@ from lens_embed.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
-_EXPORTS = {
-    "Clustering": "lens_embed.clustering",
-    "kmeans_vocabulary": "lens_embed.clustering",
-    "build_lens_model": "lens_embed.build",
-    "set_position_top_k": "lens_embed.build",
-    "default_model_path": "lens_embed.embedded",
-    "untrained_default_path": "lens_embed.embedded",
-    "convert_checkpoint": "lens_embed.convert",
-    "DEFAULT_CLUSTERS": "lens_embed.defaults",
-    "DEFAULT_MAX_SEQ_LENGTH": "lens_embed.defaults",
-    "match_dimensions": "lens_embed.explain",
-    "top_dimensions": "lens_embed.explain",
-    "encode": "lens_embed.model",
-    "is_lens_model": "lens_embed.model",
-    "lexicon_pooling": "lens_embed.model",
-    "load_lens_model": "lens_embed.loading",
-    "LensTransformer": "lens_embed.modules",
-    "LexiconPooling": "lens_embed.modules",
-    "NAMED_INSTRUCTIONS": "lens_embed.prompts",
-    "default_prompts": "lens_embed.prompts",
-    "query_prompt": "lens_embed.prompts",
-    "is_released_name": "lens_embed.storage",
-    "write_sparse_encoder": "lens_embed.sparse",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# the module that defines each public name -> those names
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "lens_embed.clustering": ("Clustering", "kmeans_vocabulary"),
+        "lens_embed.build": ("build_lens_model", "set_position_top_k"),
+        "lens_embed.embedded": ("default_model_path", "untrained_default_path"),
+        "lens_embed.convert": ("convert_checkpoint",),
+        "lens_embed.defaults": ("DEFAULT_CLUSTERS", "DEFAULT_MAX_SEQ_LENGTH"),
+        "lens_embed.explain": ("match_dimensions", "top_dimensions"),
+        "lens_embed.model": ("encode", "is_lens_model", "lexicon_pooling"),
+        "lens_embed.loading": ("load_lens_model",),
+        "lens_embed.modules": ("LensTransformer", "LexiconPooling"),
+        "lens_embed.prompts": ("NAMED_INSTRUCTIONS", "default_prompts", "query_prompt"),
+        "lens_embed.storage": ("is_released_name",),
+        "lens_embed.sparse": ("write_sparse_encoder",),
+    },
+)

@@ -71,6 +71,11 @@ def is_decoder_config(config: PretrainedConfig) -> bool:
     )
 
 
+def is_bidirectional(config: PretrainedConfig) -> bool:
+    """Whether the backbone attends both ways: an encoder, or a decoder whose causal mask was removed."""
+    return not is_decoder_config(config) or getattr(config, "is_causal", True) is False
+
+
 def make_bidirectional(config: PretrainedConfig) -> PretrainedConfig:
     """Switch a decoder config to bidirectional attention, the way transformers 5 reads it."""
     config.is_causal = False

@@ -32,6 +32,7 @@ from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
 from lens_embed.storage import atomic_write, check_writable, refuse_overlap
 from lens_embed.training.cli import add_training_commands
+from lens_embed.vocabulary import DENSE_POOLING_MODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +52,9 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clusters", type=cluster_count, default=DEFAULT_CLUSTERS, help="K, the number of clusters"
     )
-    parser.add_argument("--dense", choices=["mean", "last"], default=None, help="add a dense vector (hybrid)")
+    parser.add_argument(
+        "--dense", choices=DENSE_POOLING_MODES, default=None, help="add a dense vector (hybrid)"
+    )
     parser.add_argument("--dense-weight", type=non_negative_float, default=1.0)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
@@ -227,7 +230,7 @@ def _add_info(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    from lens_embed.backbone import is_decoder_config
+    from lens_embed.backbone import is_bidirectional
     from lens_embed.loading import load_lens_model
     from lens_embed.model import is_lens_model, lexicon_pooling
 
@@ -236,7 +239,7 @@ def _run_info(args: argparse.Namespace) -> None:
     info = {
         "lens": is_lens_model(model),
         "backbone": config.model_type,
-        "bidirectional": not is_decoder_config(config) or getattr(config, "is_causal", True) is False,
+        "bidirectional": is_bidirectional(config),
         "embedding_dimension": model.get_embedding_dimension(),
         "max_seq_length": model.max_seq_length,
         "prompts": sorted(model.prompts),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 
-from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES
+from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES, QDRANT_API_KEY_ENV
 
 
 def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -120,3 +121,24 @@ def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the sav
         default=None,
         help="attention kernel (default: transformers' choice)",
     )
+
+
+def add_cluster_options(
+    parser: argparse.ArgumentParser, url_help: str, url_group: argparse._ActionsContainer | None = None
+) -> None:
+    """``--url`` (a Qdrant server or cluster) and ``--api-key``, the one declaration of both.
+
+    Args:
+        parser: the verb's parser.
+        url_help: what ``--url`` is for in this verb.
+        url_group: where ``--url`` goes when it excludes another option (an argparse group).
+    """
+    (url_group or parser).add_argument("--url", default=None, help=f"{url_help}, e.g. http://host:6333")
+    parser.add_argument(
+        "--api-key", default=None, help=f"the cluster's API key (default: ${QDRANT_API_KEY_ENV})"
+    )
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """``--api-key``, else the environment's key for a cluster."""
+    return args.api_key or os.environ.get(QDRANT_API_KEY_ENV)

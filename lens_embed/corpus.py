@@ -111,9 +111,7 @@ def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str)
     target = store.directory / MERGED_NAME
     if target.is_file():
         return target
-    missing = store.pending()
-    if missing:
-        raise RuntimeError(f"{store.directory}: shards {missing} are not computed yet")
+    store.require_complete()
     first = np.load(store.shard_path(0), mmap_mode="r")
     header = {
         "descr": np.lib.format.dtype_to_descr(first.dtype),
@@ -180,25 +178,16 @@ def encode_corpus(
         desc=f"Encoding corpus ({world} process{'es' if world > 1 else ''})",
         disable=not show_progress or rank,
     )
-    for index in mine:
-        start, stop = store.bounds(index)
-        chunk = texts[start:stop]
+
+    def embed(chunk: list[str]) -> np.ndarray:
         if max_tokens is None:
-            vectors = encode(
-                model,
-                chunk,
-                query=query,
-                instruction=instruction,
-                batch_size=batch_size,
-                show_progress_bar=False,
-            )
-        else:
-            vectors = encode_bucketed(
-                model, chunk, query=query, instruction=instruction, max_tokens=max_tokens
-            )
-        store.write(index, vectors)
-        done += len(chunk)
-        bar.update(len(chunk))
+            options = {"batch_size": batch_size, "show_progress_bar": False}
+            return encode(model, chunk, query=query, instruction=instruction, **options)
+        return encode_bucketed(model, chunk, query=query, instruction=instruction, max_tokens=max_tokens)
+
+    for count in store.fill(embed, texts, mine):
+        done += count
+        bar.update(count)
         bar.set_postfix(rank0_texts_per_s=f"{done / (time.perf_counter() - started):.1f}")
     bar.close()
     elapsed = time.perf_counter() - started

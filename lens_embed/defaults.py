@@ -31,6 +31,9 @@ BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
 # evaluation reads its presence: a trained folder is not the hub model its inherited card names.
 TRAINING_RECORD = "training_config.json"
 
+# The environment variable a Qdrant cluster's API key is read from when ``--api-key`` is not given.
+QDRANT_API_KEY_ENV = "QDRANT_API_KEY"
+
 
 def authors_dtype(on_cuda: bool) -> str:
     """The dtype of the authors' protocol: float16 on CUDA, float32 elsewhere (CPUs lack fast fp16)."""

@@ -35,24 +35,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lens_embed.optional import require
 from lens_embed.storage import check_writable_folder, staged_directory
+from lens_embed.vocabulary import DENSE_DTYPES, QUANTIZATIONS, DenseDtype, Quantization
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-DenseDtype = Literal["float32", "float16"]
-Quantization = Literal["none", "int8", "binary", "product"]
-QUANTIZATIONS: tuple[Quantization, ...] = ("none", "int8", "binary", "product")
-"""The quantisations of dense vectors, the one vocabulary of the API, the CLI and the recorded collection:
-the quantised copy is held in RAM for the search, the full vectors stay beside it (on disk with
-``on_disk``) for rescoring the best candidates. ``int8``: Qdrant's scalar quantisation (a byte a
-dimension); ``binary``: one bit a dimension; ``product``: product quantisation at
-:data:`PRODUCT_COMPRESSION` times less than float32."""
 PRODUCT_COMPRESSION = 16
 """Compression of ``product`` quantisation against float32 (Qdrant's ``x16``: 4 dimensions a byte)."""
 SparseRow = tuple[Sequence[int], Sequence[float]]
@@ -188,7 +181,7 @@ class Layout:
                 "HNSW m must be >= 0 (0: no graph) and ef_construct >= 4, "
                 f"got {self.hnsw_m}, {self.hnsw_ef_construct}"
             )
-        if self.dense_dtype not in ("float32", "float16"):
+        if self.dense_dtype not in DENSE_DTYPES:
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
         check_quantization(self.quantization, dense=self.dense)
 

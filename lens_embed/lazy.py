@@ -12,19 +12,20 @@ from typing import Any
 
 
 def lazy_exports(
-    package: str, exports: dict[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """A module ``__getattr__`` resolving ``exports`` (public name -> module, relative to ``package`` if
-    dotted), and its ``__dir__``.
+    package: str, modules: dict[str, tuple[str, ...]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """A module ``__getattr__`` resolving the public names of ``modules`` (defining module -> its public
+    names; a module relative to ``package`` if it starts with "."), its ``__dir__`` and ``__all__``.
 
     Args:
         package: The package's ``__name__``.
-        exports: Public name -> defining module (``".data"`` relative, or absolute).
+        modules: Defining module (``".data"`` relative, or absolute) -> the public names it defines.
 
     Returns:
-        The functions to assign to the package's ``__getattr__`` and ``__dir__``.
+        The package's ``__getattr__``, ``__dir__`` and ``__all__``.
     """
     namespace = importlib.import_module(package).__dict__
+    exports = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
@@ -36,4 +37,4 @@ def lazy_exports(
     def __dir__() -> list[str]:
         return sorted(set(namespace) | set(exports))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(exports)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from lens_embed.backbone import is_decoder_config
+from lens_embed.backbone import is_bidirectional, is_decoder_config
 from lens_embed.card import (
     ModelFacts,
     Provenance,
@@ -185,13 +185,12 @@ def model_facts(model: SentenceTransformer) -> ModelFacts:
     """The card's facts, read off a loaded LENS model (a clear error for other models)."""
     pooling = lexicon_pooling(model)
     config = model[0].auto_model.config
-    decoder = is_decoder_config(config)
     return ModelFacts(
         n_clusters=pooling.n_clusters,
         embedding_dimension=int(model.get_embedding_dimension()),
         backbone=config.model_type,
-        decoder=decoder,
-        bidirectional=not decoder or getattr(config, "is_causal", True) is False,
+        decoder=is_decoder_config(config),
+        bidirectional=is_bidirectional(config),
         dense_pooling=pooling.dense_pooling,
         dense_weight=pooling.dense_weight,
         max_seq_length=model.max_seq_length,

@@ -31,8 +31,9 @@ from lens_embed.pooling import (
     query_start,
 )
 from lens_embed.prompts import QUERY_TOKEN, SIDES, lone_surrogate
+from lens_embed.vocabulary import DENSE_POOLING_MODES
 
-DENSE_MODES = (None, "mean", "last")
+DENSE_MODES = (None, *DENSE_POOLING_MODES)
 HEAD_FILES = ("model.safetensors", "pytorch_model.bin")  # what Module.load_torch_weights reads, in its order
 HUB_KEYS = ("token", "cache_folder", "revision", "local_files_only")  # where a module's files are on the hub
 CLUSTER_NAMES_FILE = "cluster_names.json"

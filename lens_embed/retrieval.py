@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
@@ -24,10 +23,10 @@ from tqdm.auto import tqdm
 from lens_embed.model import encode, is_lens_model, model_settings, side_prompt
 from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
 from lens_embed.storage import atomic_write
+from lens_embed.vocabulary import INDEX_KINDS, IndexKind
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "flat16", "hnsw", "ivf", "ivfpq", "opq"]
 EncodeFn = Callable[[list[str]], np.ndarray]
 _PROBE_TEXT = "lens-embed fingerprint probe: the quick brown fox jumps over the lazy dog."
 
@@ -111,6 +110,20 @@ class ShardStore:
     def pending(self) -> list[int]:
         return [i for i in range(self.n_shards) if not self.is_done(i)]
 
+    def fill(self, encode: EncodeFn, texts: Sequence[str], indices: Sequence[int]) -> Iterator[int]:
+        """Embed and write the shards ``indices`` of ``texts`` in turn, yielding each one's text count
+        (the one loop over shards: for a progress bar, or a throughput)."""
+        for index in indices:
+            start, stop = self.bounds(index)
+            self.write(index, np.asarray(encode(list(texts[start:stop])), dtype=np.float32))
+            yield stop - start
+
+    def require_complete(self) -> None:
+        """Refuse to read the shards while any is missing."""
+        missing = self.pending()
+        if missing:
+            raise RuntimeError(f"{self.directory}: shards {missing} are not computed yet")
+
     def write(self, index: int, embeddings: np.ndarray) -> None:
         start, stop = self.bounds(index)
         if embeddings.ndim != 2 or embeddings.shape[0] != stop - start:
@@ -121,9 +134,7 @@ class ShardStore:
         atomic_write(self.shard_path(index), lambda handle: np.save(handle, array))
 
     def load(self) -> np.ndarray:
-        missing = self.pending()
-        if missing:
-            raise RuntimeError(f"{self.directory}: shards {missing} are not computed yet")
+        self.require_complete()
         return np.concatenate([np.load(self.shard_path(i)) for i in range(self.n_shards)], axis=0)
 
 
@@ -146,9 +157,9 @@ def encode_in_shards(
             store.n_shards - len(todo),
             store.n_shards,
         )
-    for index in tqdm(todo, desc="Encoding corpus shards", unit="shard", disable=not show_progress):
-        start, stop = store.bounds(index)
-        store.write(index, np.asarray(encode(list(texts[start:stop])), dtype=np.float32))
+    with tqdm(total=len(todo), desc="Encoding corpus shards", unit="shard", disable=not show_progress) as bar:
+        for _ in store.fill(encode, texts, todo):
+            bar.update()
     return store.load()
 
 
@@ -157,9 +168,6 @@ def normalized(embeddings: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
     faiss.normalize_L2(array)
     return array
-
-
-INDEX_KINDS = ("flat", "flat16", "hnsw", "ivf", "ivfpq", "opq")
 
 
 def pq_subquantizers(dim: int, target_bytes: int) -> int:

@@ -20,25 +20,30 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, bounded_float, bounded_int, non_negative_int, positive_int
+from lens_embed.cli_args import (
+    add_cluster_options,
+    add_load_options,
+    api_key,
+    bounded_float,
+    bounded_int,
+    non_negative_int,
+    positive_int,
+)
 from lens_embed.engine import (
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
     DENSE,
     DOC_ID,
-    QUANTIZATIONS,
     Backend,
-    DenseDtype,
     EngineError,
     EnginePoint,
     EngineQuery,
     EngineTarget,
     Layout,
-    Quantization,
     check_quantization,
     quantized_bytes,
 )
@@ -50,20 +55,25 @@ from lens_embed.storage import (
     check_writable_folder,
     refuse_overlap,
 )
+from lens_embed.vocabulary import (
+    DENSE_DTYPES,
+    QUANTIZATIONS,
+    USING_CHOICES,
+    VECTOR_CHOICES,
+    DenseDtype,
+    Quantization,
+    Using,
+    Vectors,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
-Vectors = Literal["dense", "sparse", "both"]
-Using = Literal["auto", "dense", "sparse", "bm25", "hybrid"]
-VECTOR_CHOICES = ("dense", "sparse", "both")
-USING_CHOICES = ("auto", "dense", "sparse", "bm25", "hybrid")
 SPEC_FORMAT = 1
 TEXT_HASH = "text_hash"
 """Payload field with a hash of the document's text: a changed text is uploaded again."""
-API_KEY_ENV = "QDRANT_API_KEY"
 MAX_TOP_K = 2**64 - 1
 """The engines take a result count up to the largest unsigned 64-bit integer (more overflows)."""
 UPLOAD_DISK_FACTOR = 2.5
@@ -811,8 +821,7 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder of the in-process engine's collections (default: the lens-embed cache's collections/)",
     )
-    where.add_argument("--url", default=None, help="a Qdrant server or cluster, e.g. http://host:6333")
-    parser.add_argument("--api-key", default=None, help=f"the cluster's API key (default: ${API_KEY_ENV})")
+    add_cluster_options(parser, "a Qdrant server or cluster", url_group=where)
 
 
 def engine_target(args: argparse.Namespace) -> EngineTarget:
@@ -828,7 +837,7 @@ def engine_target(args: argparse.Namespace) -> EngineTarget:
             "or --path for a collection on disk"
         )
     if args.url is not None:
-        return EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV), **options)
+        return EngineTarget(url=args.url, api_key=api_key(args), **options)
     return EngineTarget(
         path=Path(args.path) if args.path else cache_dir() / "collections", api_key=args.api_key, **options
     )
@@ -857,7 +866,7 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     index.add_argument(
         "--dense-dtype",
-        choices=("float32", "float16"),
+        choices=DENSE_DTYPES,
         default="float32",
         help="storage of the dense vectors (float16: half the memory)",
     )

@@ -55,12 +55,13 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def benchmark_script() -> Callable[[str], ModuleType]:
-    """Import a script of ``benchmarks/`` by name (they are scripts, not a package)."""
+def benchmark_script() -> Callable[..., ModuleType]:
+    """Import a script of ``benchmarks/`` (or of another scripts folder, ``examples/``) by name: they are
+    scripts, not a package."""
 
-    def load(name: str) -> ModuleType:
+    def load(name: str, folder: str = "benchmarks") -> ModuleType:
         spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            name, Path(__file__).resolve().parents[1] / folder / f"{name}.py"
         )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there

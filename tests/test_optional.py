@@ -43,7 +43,7 @@ def test_lora_without_peft_names_the_train_extra(tmp_path):
 @pytest.mark.parametrize(
     ("blocked", "code", "extra"),
     [
-        ("air_benchmark", "import lens_embed.evaluation.airbench", "airbench"),
+        ("air_benchmark", "import lens_embed.evaluation.leaderboard.airbench", "airbench"),
         (
             "qdrant_client",
             "from lens_embed.engine import ClientBackend; ClientBackend.connect(':memory:', 'c')",

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -104,9 +105,19 @@ def authors_tokenizer(eos: bool) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def write_released_checkpoint(directory: Path) -> Path:
-    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K)."""
-    tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
+def write_released_checkpoint(directory: Path, tokenizer_dir: Path | None = None) -> Path:
+    """A tiny checkpoint laid out like yibinlei/LENS-d8000 (config advertising vocab_size = K).
+
+    Args:
+        directory: where to write it.
+        tokenizer_dir: a released-like tokenizer folder, copied byte for byte (default: the authors'
+            preparation of the tiny tokenizer).
+    """
+    if tokenizer_dir is None:
+        tokenizer = authors_tokenizer(eos=True)  # the released tokenizer.json appends EOS itself
+    else:
+        shutil.copytree(tokenizer_dir, directory)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = MistralConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -118,7 +129,8 @@ def write_released_checkpoint(directory: Path) -> Path:
     )
     torch.manual_seed(1)
     MistralForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    if tokenizer_dir is None:
+        tokenizer.save_pretrained(directory)
     raw = json.loads((directory / "config.json").read_text())
     raw.update(vocab_size=RELEASED_K, architectures=["MistralBiForCausalLM"])
     (directory / "config.json").write_text(json.dumps(raw))

@@ -1,26 +1,24 @@
 """Evaluation harness: LENS models through mteb 2.x (hub and offline) and AIR-Bench.
 
 Modules: ``data`` (where the offline data lives), ``offline`` (mteb tasks over local folders),
-``instructions`` (instruction sources in mteb's ``prompts_dict`` format: the authors' map, mteb's
-prompts or a file), ``encoders`` (mteb's ``InstructSentenceTransformerModel`` over a loaded model, its
-ModelMeta and loader, the MiniLM and BM25 baselines), ``tasks`` (hub task lists, leaderboard splits and
-subsets), ``model_runs`` (MODEL= and the baselines as runs), ``runner`` (results in mteb's layout),
-``results`` (a model's results: their revision, their files, the card's rows), ``search`` (retrieval
-through resumable shards or the engine), ``reports`` (Markdown + PNG), ``compare`` (ours vs the
-published LENS scores), ``harness`` (exactness check), ``airbench`` (AIR-Bench runs and their upload
-zip), ``submit`` (the leaderboard kit), ``cli`` (the ``evaluate`` verb). Names resolve lazily:
+``instructions`` (instruction sources as mteb's ``prompts_dict``: the authors' map, mteb's prompts or a
+file; the task-to-side rule), ``encoders`` (mteb's ``InstructSentenceTransformerModel`` around a loaded
+model, with the registry entry's arguments; its ModelMeta and loader, the MiniLM and BM25 baselines),
+``tasks`` (hub task lists, leaderboard splits and subsets), ``model_runs`` (MODEL= and the baselines as
+runs), ``runner`` (results in mteb's layout), ``results`` (a model's results: their revision, their
+files, the card's rows), ``search`` (retrieval through resumable shards or the engine), ``reports``
+(Markdown + PNG), ``leaderboard`` (``compare`` with the published LENS scores, the ``harness`` check,
+``airbench`` runs and their upload zip, the ``submit`` kit), ``cli`` (the ``evaluate`` verb). Names
+resolve lazily:
 importing the package (as the CLI does to register ``evaluate``) loads neither mteb nor torch."""
 
 from lens_embed.lazy import lazy_exports
 
-_EXPORTS = {
-    "DATA_ENV_VAR": "lens_embed.evaluation.data",
-    "DataDirError": "lens_embed.evaluation.data",
-    "resolve_data_dir": "lens_embed.evaluation.data",
-    "UnknownTaskError": "lens_embed.evaluation.offline",
-    "offline_tasks": "lens_embed.evaluation.offline",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# the module that defines each public name -> those names
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "lens_embed.evaluation.data": ("DATA_ENV_VAR", "DataDirError", "resolve_data_dir"),
+        "lens_embed.evaluation.offline": ("UnknownTaskError", "offline_tasks"),
+    },
+)

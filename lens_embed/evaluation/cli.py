@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lens_embed.cli_args import (
+    add_cluster_options,
     add_load_options,
+    api_key,
     bounded_float,
     declare_output,
     non_negative_float,
     positive_int,
 )
 from lens_embed.defaults import BASELINE_CHOICES
-from lens_embed.engine import QUANTIZATIONS
+from lens_embed.vocabulary import INDEX_KINDS, QUANTIZATIONS
 
 DEFAULT_OUTPUT = "results"
 ENGINES = ("mteb", "qdrant")
@@ -74,12 +76,7 @@ def _add_common(parser: argparse.ArgumentParser, *, model_required: bool, mteb_o
             "--shard-corpus), or in Qdrant, searched exactly: the in-process engine in a temporary folder, "
             "or the cluster at --url",
         )
-        parser.add_argument(
-            "--url", default=None, help="Qdrant server or cluster for --engine qdrant, e.g. http://host:6333"
-        )
-        parser.add_argument(
-            "--api-key", default=None, help="the cluster's API key (default: $QDRANT_API_KEY)"
-        )
+        add_cluster_options(parser, "Qdrant server or cluster for --engine qdrant")
         parser.add_argument(
             "--quantization",
             choices=QUANTIZATIONS,
@@ -149,16 +146,14 @@ def _search_index(args: argparse.Namespace):
         None,
     ):
         raise ValueError("--rescore and --oversampling apply to a quantised search (--quantization)")
-    import os
     from functools import partial
 
     from lens_embed.engine import EngineTarget
     from lens_embed.evaluation.search import QdrantSearchIndex
-    from lens_embed.serving import API_KEY_ENV
 
     target = None
     if args.url:
-        target = EngineTarget(url=args.url, api_key=args.api_key or os.environ.get(API_KEY_ENV))
+        target = EngineTarget(url=args.url, api_key=api_key(args))
         target.check_reachable()
     elif args.api_key:
         raise ValueError("--api-key applies to a cluster (--url)")
@@ -189,7 +184,7 @@ def cmd_mteb(args: argparse.Namespace) -> int:
     scores = evaluate_runs(runs, tasks, args.output, **options)
     write_report(scores, args.output, name="summary_mteb", title="MTEB (hub tasks)")
     if is_released_name(args.model):
-        from lens_embed.evaluation.compare import write_comparison
+        from lens_embed.evaluation.leaderboard.compare import write_comparison
 
         folder = result_folder(args.output, runs[0].model.mteb_model_meta, tasks[0])
         markdown, path = write_comparison(folder, reference=args.model)
@@ -213,7 +208,7 @@ def cmd_offline(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Our results beside the published scores of a released LENS model."""
-    from lens_embed.evaluation.compare import write_comparison
+    from lens_embed.evaluation.leaderboard.compare import write_comparison
 
     markdown, path = write_comparison(args.results, args.reference, args.tolerance, args.out)
     print(markdown)
@@ -225,19 +220,19 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
     """Dense MiniLM through the offline suite vs its published scores; exit 1 on a gap the data does not
     explain."""
     from lens_embed.evaluation.data import resolve_data_dir
-    from lens_embed.evaluation.harness import (
+    from lens_embed.evaluation.leaderboard.harness import (
         anchors_path,
         compare,
         data_differences,
         harness_markdown,
-        published_scores,
+        table_scores,
     )
     from lens_embed.evaluation.model_runs import baseline_runs
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import evaluate_runs
 
     data_dir = resolve_data_dir(args.data)
-    published = published_scores(anchors_path(data_dir, args.anchors))
+    published = table_scores(anchors_path(data_dir, args.anchors))
     tasks = offline_tasks(data_dir, names=_split_names(args.tasks))
     # fp32 unless asked: the published MiniLM scores are fp32 ones
     options = _run_options(args)
@@ -268,8 +263,8 @@ def cmd_check_harness(args: argparse.Namespace) -> int:
 
 def cmd_airbench(args: argparse.Namespace) -> int:
     """AIR-Bench: search dev and test with lens-embed + faiss, score dev, zip the files for submission."""
-    from lens_embed.evaluation import airbench
     from lens_embed.evaluation.encoders import evaluation_dtype
+    from lens_embed.evaluation.leaderboard import airbench
     from lens_embed.loading import load_lens_model
     from lens_embed.retrieval import DenseRetriever
 
@@ -365,7 +360,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     air.add_argument("--task-types", nargs="*", default=None)
     air.add_argument("--domains", nargs="*", default=None)
     air.add_argument("--languages", nargs="*", default=["en"])
-    air.add_argument("--index", choices=["flat", "hnsw", "ivf"], default="flat")
+    air.add_argument("--index", choices=INDEX_KINDS, default="flat", help="faiss index kind")
     air.add_argument("--shard-size", type=positive_int, default=10_000)
     air.add_argument("--top-k", type=positive_int, default=1000)
     air.set_defaults(func=cmd_airbench)
@@ -391,7 +386,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
     declare_output(compare, "out", "--out", folder=False)
     compare.set_defaults(func=cmd_compare)
 
-    from lens_embed.evaluation.submit import add_submit_command
+    from lens_embed.evaluation.leaderboard.submit import add_submit_command
 
     add_submit_command(commands)
     return evaluate

@@ -1,13 +1,16 @@
 """The mteb encoders an evaluation runs: a loaded model (LENS or plain), its ``ModelMeta`` and loader,
 and the two baselines.
 
-- :class:`LoadedModelEncoder`: mteb's ``InstructSentenceTransformerModel`` over a model loaded by
-  lens-embed's one loader. For a LENS model each task side gets the instruction of an
-  :class:`~lens_embed.evaluation.instructions.Instructions` source (the authors' map by default: the
-  protocol of their mteb-1.x evaluation, ported), looked up by mteb on every ``encode`` call from the
-  metadata of the task being run, so it never sticks from a previous task; retrieval and reranking
-  documents are plain text (mteb already joins ``title + " " + text``), every other task type embeds
-  both sides as instructed queries. A plain model (the dense baseline) gets plain text.
+- :class:`LoadedModelEncoder`: mteb's own ``InstructSentenceTransformerModel``, built with the arguments a
+  submission kit's registry entry declares (:func:`instruct_kwargs`), around a model loaded by
+  lens-embed's one loader. mteb's ``encode`` embeds every text: its lookup gives each task side the
+  instruction of an :class:`~lens_embed.evaluation.instructions.Instructions` source (the authors' map by
+  default: the protocol of their mteb-1.x evaluation, ported) from the metadata of the task being run, so
+  it never sticks from a previous task, and its template makes it the LENS query prompt; documents of
+  retrieval-type tasks get no prompt and are embedded as they are (mteb already joins
+  ``title + " " + text``).
+- :class:`PlainModelEncoder`: mteb's own ``SentenceTransformerEncoderWrapper`` over a loaded model, for a
+  model evaluated without instructions (the dense baseline).
 - :func:`build_model_meta` / :func:`load_encoder` / :func:`lens_loader`: real metadata measured on the
   model, and the loader that makes ``mteb.evaluate(meta, tasks)`` run a LENS model like a registered one.
 - :func:`dense_minilm` and :func:`bm25`: the baselines every run can put beside a model. Both use
@@ -17,41 +20,34 @@ and the two baselines.
 
 from __future__ import annotations
 
-import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mteb
-import numpy as np
 import torch
+from datasets import Dataset
 from mteb.models import ModelMeta
 from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 from mteb.models.model_meta import ScoringFunction
-from mteb.types import PromptType
+from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+from sentence_transformers import SentenceTransformer
+from torch.utils.data import DataLoader
 
 from lens_embed.citation import LENS_CITATION
 from lens_embed.defaults import TRAINING_RECORD, authors_dtype, minilm_path
 from lens_embed.evaluation.instructions import (
     LENS_INSTRUCTION_TEMPLATE,
-    InstructionError,
     Instructions,
-    TaskInstruction,
-    embeds_as_query,
+    Prompt,
     load_instructions,
 )
 from lens_embed.evaluation.results import model_revision
 from lens_embed.loading import load_lens_model
-from lens_embed.model import encode as lens_encode
-from lens_embed.model import is_lens_model, model_settings
+from lens_embed.model import is_lens_model, lexicon_pooling, model_settings
+from lens_embed.pooling import keep_max_active_dims
 from lens_embed.storage import is_released_name
-
-if TYPE_CHECKING:
-    from mteb.abstasks.task_metadata import TaskMetadata
-    from sentence_transformers import SentenceTransformer
-    from torch.utils.data import DataLoader
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_INSTRUCTIONS = "authors"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -62,118 +58,132 @@ BM25_TASK_TYPES = frozenset({"Retrieval"})
 _CARD_ID = re.compile(r"SentenceTransformer\(\s*['\"]([\w.-]+/[\w.-]+)['\"]")
 
 
+def instruct_kwargs(prompts: dict[str, Prompt]) -> dict[str, Any]:
+    """The arguments of mteb's ``InstructSentenceTransformerModel`` for a LENS model: the LENS template,
+    instructions on every side mteb's lookup gives one (a retrieval task's documents get none, see
+    :func:`lens_embed.evaluation.instructions.prompt_entry`), and ``prompts`` (mteb's ``prompts_dict``).
+    Evaluation and a registry entry use these same arguments."""
+    return {
+        "instruction_template": LENS_INSTRUCTION_TEMPLATE,
+        "apply_instruction_to_passages": True,
+        "trust_remote_code": True,  # the model's modules travel as modeling_lens.py (see Sharing a model)
+        "prompts_dict": prompts,
+    }
+
+
+class ActiveDimsPruning(torch.nn.Module):
+    """The last step of an evaluated model's forward: each sentence embedding keeps its N largest lexicon
+    weights (:func:`lens_embed.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense part
+    is kept whole, nothing is re-normalised), so mteb's ``encode`` returns pruned vectors."""
+
+    def __init__(self, max_active_dims: int, lexicon_dims: int) -> None:
+        super().__init__()
+        self.max_active_dims = max_active_dims
+        self.lexicon_dims = lexicon_dims
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        embeddings = features["sentence_embedding"]
+        features["sentence_embedding"] = keep_max_active_dims(
+            embeddings, self.max_active_dims, self.lexicon_dims
+        )
+        return features
+
+
 class LoadedModelEncoder(InstructSentenceTransformerModel):
-    """mteb's ``InstructSentenceTransformerModel`` over a model lens-embed has already loaded.
+    """mteb's ``InstructSentenceTransformerModel`` around a model lens-embed has already loaded.
 
-    mteb's class loads the model itself, by name, with plain sentence-transformers; this one takes the
-    model from :func:`lens_embed.loading.load_lens_model` (its refusals and checks, dtype, attention
-    kernel). The instructions are mteb's own data (``prompts_dict``, from an :class:`Instructions`
-    source) found by mteb's own lookup, on every call, for the task being run; a submission kit's
-    registry entry is mteb's class over the same data. Two rules are LENS': the side reaches the model
-    through the one router, :func:`lens_embed.model.encode` (``encode_query`` / ``encode_document``:
-    the same token ids as mteb's ``encode(texts, prompt=query prompt)``), and documents are plain for
-    retrieval-type tasks only (:func:`embeds_as_query`; a resolved file sets each side verbatim).
-
-    Without instructions (a plain dense model such as all-MiniLM-L6-v2) every text is encoded as is,
-    exactly as mteb's own sentence-transformers wrapper does for a model without prompts.
+    mteb's class loads its model by name with plain sentence-transformers; this one hands it the model
+    from :func:`lens_embed.loading.load_lens_model` (its refusals and checks, dtype, attention kernel) as
+    the one module of the ``SentenceTransformer`` mteb builds, so nothing is loaded twice and the model's
+    weights and modules are untouched. Everything else is mteb's: its ``__init__`` with
+    :func:`instruct_kwargs`, its lookup, its template and its ``encode``, which calls
+    ``model.encode(texts, prompt=...)``. The side of every text follows from that prompt (LENS'
+    :class:`~lens_embed.modules.LensTransformer` rule: a prompt ending in ``<query>`` is a query, from the
+    ``<query>`` that closes it; no prompt, a document, whatever its text holds), giving the same token ids
+    as the router :func:`lens_embed.model.encode`.
 
     Args:
-        model: the loaded sentence-transformers model.
+        model: the loaded sentence-transformers model (LENS, or a plain one trained to read instructions).
         meta: its mteb ``ModelMeta``.
-        use_instructions: default: ``meta.use_instructions``.
         instructions: the instruction source (default: the authors' map).
-        max_active_dims: keep each LENS vector's N largest lexicon weights (the engine's pruning,
-            :func:`lens_embed.pooling.keep_max_active_dims`); None keeps them all.
+        max_active_dims: keep each LENS vector's N largest lexicon weights (:class:`ActiveDimsPruning`,
+            a step after the model's own); None keeps them all.
 
     Raises:
-        ValueError: ``max_active_dims`` for a model that is not a LENS model.
+        ValueError: ``max_active_dims`` for a model that is not a LENS model (it has no lexicon).
     """
-
-    instruction_template = LENS_INSTRUCTION_TEMPLATE
 
     def __init__(
         self,
         model: SentenceTransformer,
         meta: ModelMeta,
-        use_instructions: bool | None = None,
         instructions: Instructions | None = None,
         max_active_dims: int | None = None,
     ) -> None:
-        # not mteb's __init__: it would load the model again, by name, without lens-embed's checks
-        if max_active_dims is not None and not is_lens_model(model):
-            raise ValueError(
-                f"--max-active-dims prunes LENS lexicon vectors, and {meta.name} is not a LENS model"
-            )
-        self.max_active_dims = max_active_dims
-        self.model = model
-        self.model_name = str(meta.name)
-        self.mteb_model_meta = meta
-        self.use_instructions = bool(meta.use_instructions) if use_instructions is None else use_instructions
-        self.instructions = instructions or load_instructions(DEFAULT_INSTRUCTIONS)
-        self.prompts_dict = self.instructions.prompts
-
-    def task_instruction(self, task_metadata: TaskMetadata) -> TaskInstruction:
-        """Both sides' instructions for the task being run (mteb's lookup of the query side's)."""
-        missing = self.instructions.missing(task_metadata)
-        if missing is not None:
-            raise InstructionError(missing)
-        query = self.get_instruction(task_metadata, PromptType.query)
-        if self.instructions.documents is not None:
-            return TaskInstruction(query, self.instructions.documents.get(task_metadata.name))
-        return TaskInstruction(
-            query, query if embeds_as_query(task_metadata.type, document_side=True) else None
+        instructions = instructions or load_instructions(DEFAULT_INSTRUCTIONS)
+        pruning = (
+            [ActiveDimsPruning(max_active_dims, lexicon_pooling(model).n_clusters)]
+            if max_active_dims is not None
+            else []
         )
-
-    def side(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> tuple[bool, str | None]:
-        """``(query, instruction)`` of a text of this task and prompt type: the one place evaluation (and the
-        submission kit) decides a side. A LENS text with an instruction is an instructed query, one without
-        a plain document (:func:`embeds_as_query` says which task sides are which; a resolved file sets each
-        side verbatim); a model without instructions gets ``(False, None)``: its texts are embedded as
-        they are.
-        """
-        if not self.use_instructions:
-            return False, None
-        entry = self.task_instruction(task_metadata)
-        instruction = entry.document if prompt_type == PromptType.document else entry.query
-        return instruction is not None, instruction
+        super().__init__(
+            None,  # no name to load: the model is handed over as a module
+            str(meta.revision),
+            modules=[model, *pruning],
+            device=str(model.device),
+            prompts=model.prompts,
+            default_prompt_name=model.default_prompt_name,
+            **instruct_kwargs(instructions.prompts),
+        )
+        self.loaded = model
+        self.mteb_model_meta = meta
+        self.instructions = instructions
+        self.max_active_dims = max_active_dims
 
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
-        source = self.instructions.describe() if self.use_instructions else {"instructions": None}
         pruning = {} if self.max_active_dims is None else {"max_active_dims": self.max_active_dims}
-        return {**source, **model_settings(self.model), **pruning}
+        return {**self.instructions.describe(), **model_settings(self.loaded), **pruning}
 
-    def encode(
-        self,
-        inputs: DataLoader[Any],
-        *,
-        task_metadata: TaskMetadata,
-        hf_split: str,
-        hf_subset: str,
-        prompt_type: PromptType | None = None,
-        **kwargs: Any,
-    ) -> np.ndarray:
-        """Embed every text of the dataloader for the task being run; always returns an array."""
-        texts = [text for batch in inputs for text in batch["text"]]
-        options = {
-            "batch_size": int(kwargs.get("batch_size") or 32),
-            "show_progress_bar": bool(kwargs.get("show_progress_bar", True)),
-        }
-        if not self.use_instructions:
-            embeddings = self.model.encode(texts, convert_to_numpy=True, **options)
-        else:
-            query, instruction = self.side(task_metadata, prompt_type)
-            if instruction is not None:
-                logger.info("Task %s: instruction %r", task_metadata.name, instruction)
-            embeddings = lens_encode(
-                self.model,
-                texts,
-                query=query,
-                instruction=instruction,
-                max_active_dims=self.max_active_dims,
-                **options,
-            )
-        return np.asarray(embeddings, dtype=np.float32)
+
+class PlainModelEncoder(SentenceTransformerEncoderWrapper):
+    """mteb's ``SentenceTransformerEncoderWrapper`` over a loaded model evaluated without instructions (the
+    dense baseline): mteb's own encoder for a plain sentence-transformers model, under the given metadata."""
+
+    def __init__(self, model: SentenceTransformer, meta: ModelMeta) -> None:
+        super().__init__(model)
+        self.loaded = model
+        self.mteb_model_meta = meta
+
+    def protocol(self) -> dict[str, Any]:
+        """What decides the embeddings beyond the weights: recorded beside the results."""
+        return {"instructions": None, **model_settings(self.loaded)}
+
+
+def model_encoder(
+    model: SentenceTransformer,
+    meta: ModelMeta,
+    instructions: Instructions | None = None,
+    max_active_dims: int | None = None,
+) -> LoadedModelEncoder | PlainModelEncoder:
+    """The encoder a loaded model is evaluated with: instructed when its metadata says it uses
+    instructions, else plain.
+
+    Raises:
+        ValueError: ``max_active_dims`` for a model that is not a LENS model.
+    """
+    if max_active_dims is not None and not is_lens_model(model):
+        raise ValueError(
+            f"--max-active-dims prunes LENS lexicon vectors, and {meta.name} is not a LENS model"
+        )
+    if meta.use_instructions:
+        return LoadedModelEncoder(model, meta, instructions, max_active_dims)
+    return PlainModelEncoder(model, meta)
+
+
+def text_loader(texts: Sequence[str], batch_size: int = 32) -> DataLoader:
+    """Texts as the dataloader mteb's ``encode`` takes (a ``text`` column, as mteb's own loader of texts)."""
+    return DataLoader(Dataset.from_dict({"text": list(texts)}), batch_size=batch_size)
 
 
 def _weights(model: SentenceTransformer) -> list[Any]:
@@ -282,7 +292,7 @@ def load_encoder(
     attn_implementation: str | None = None,
     instructions: str = DEFAULT_INSTRUCTIONS,
     max_active_dims: int | None = None,
-) -> LoadedModelEncoder:
+) -> LoadedModelEncoder | PlainModelEncoder:
     """Load a lens-embed (or any sentence-transformers) model folder, or a released name, as an mteb encoder.
 
     Args:
@@ -313,12 +323,12 @@ def load_encoder(
         instructions=source,
         max_active_dims=max_active_dims,
     )
-    return LoadedModelEncoder(model, meta, instructions=source, max_active_dims=max_active_dims)
+    return model_encoder(model, meta, source, max_active_dims)
 
 
 def lens_loader(
     model_name: str, revision: str | None = None, *, model_path: str | None = None, **kwargs: Any
-) -> LoadedModelEncoder:
+) -> LoadedModelEncoder | PlainModelEncoder:
     """``ModelMeta.loader``: what ``mteb.evaluate(meta, tasks)`` calls to get the encoder."""
     return load_encoder(
         model_path or model_name,
@@ -353,7 +363,7 @@ def minilm_meta() -> ModelMeta:
 
 def dense_minilm(
     device: str | None = None, dtype: str | None = None, attn_implementation: str | None = None
-) -> LoadedModelEncoder:
+) -> PlainModelEncoder:
     """The dense baseline as an mteb encoder: plain texts, no instructions (as it was published)."""
     model = load_lens_model(
         minilm_path(),
@@ -361,7 +371,7 @@ def dense_minilm(
         dtype=evaluation_dtype(dtype, device),
         attn_implementation=attn_implementation,
     )
-    return LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
+    return PlainModelEncoder(model, minilm_meta())
 
 
 def bm25() -> mteb.models.SearchProtocol:

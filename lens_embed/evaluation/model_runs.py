@@ -14,6 +14,7 @@ from lens_embed.evaluation.encoders import (
     DEFAULT_INSTRUCTIONS,
     MINILM_NAME,
     LoadedModelEncoder,
+    PlainModelEncoder,
     bm25,
     dense_minilm,
     load_encoder,
@@ -76,7 +77,7 @@ def model_run(model: str | None, options: LoadOptions | None = None) -> ModelRun
     return _loaded(load_encoder(path, device=options.device, **options.loader_kwargs()))
 
 
-def _loaded(encoder: LoadedModelEncoder) -> ModelRun:
+def _loaded(encoder: LoadedModelEncoder | PlainModelEncoder) -> ModelRun:
     """Wrap an already-loaded encoder (loaded eagerly so a bad MODEL fails before any task runs)."""
     return ModelRun(str(encoder.mteb_model_meta.name), lambda: encoder)
 

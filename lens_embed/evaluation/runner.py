@@ -23,6 +23,8 @@ import mteb
 from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
 
+from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder
+from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES, InstructionError
 from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
 from lens_embed.inputs import read_json
 from lens_embed.storage import atomic_write
@@ -82,10 +84,9 @@ def _task_groups(
 ) -> list[tuple[Any, list[AbsTask]]]:
     """(model object, tasks) pairs for one run: retrieval through sharded search and/or the given search
     index when asked, the rest as is."""
-    from lens_embed.evaluation.encoders import LoadedModelEncoder
-    from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
-
-    if (shard_dir is None and search_index is None) or not isinstance(run.model, LoadedModelEncoder):
+    if (shard_dir is None and search_index is None) or not isinstance(
+        run.model, (LoadedModelEncoder, PlainModelEncoder)
+    ):
         return [(run.model, tasks)]
     from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
@@ -128,6 +129,7 @@ def evaluate_runs(
         if not selected:
             continue
         logger.info("Evaluating %s on %d task(s)", run.label, len(selected))
+        check_instructions(run.model, selected)
         groups = _task_groups(run, selected, Path(shard_dir) if shard_dir else None, shard_size, search_index)
         # the last group's model: the searcher when there is one, whose protocol adds its index's settings
         record_protocol(cache, groups[-1][0], selected, overwrite)
@@ -142,6 +144,16 @@ def evaluate_runs(
             scores += [_score(run.label, by_name[r.task_name], r) for r in result.task_results]
             _refresh_model_meta(cache, model, group[0])
     return scores
+
+
+def check_instructions(model: Any, tasks: list[AbsTask]) -> None:
+    """Refuse, before anything is embedded, a task the model's instruction source has no instruction for
+    (mteb's lookup would fall back to the task's own prompt, which is not the source asked for)."""
+    instructions = getattr(model, "instructions", None)
+    problems = [instructions.missing(task.metadata) for task in tasks] if instructions is not None else []
+    problem = next((problem for problem in problems if problem is not None), None)
+    if problem is not None:
+        raise InstructionError(problem)
 
 
 def record_protocol(cache: ResultCache, model: Any, tasks: list[AbsTask], overwrite: bool) -> None:

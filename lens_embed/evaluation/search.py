@@ -43,8 +43,8 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget, Quantization
-from lens_embed.evaluation.encoders import LoadedModelEncoder
+from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
+from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
 from lens_embed.model import is_lens_model, lexicon_pooling
 from lens_embed.retrieval import corpus_key, encode_in_shards
 from lens_embed.serving import (
@@ -56,6 +56,7 @@ from lens_embed.serving import (
     upload_vectors,
 )
 from lens_embed.storage import scratch_directory
+from lens_embed.vocabulary import Quantization
 
 IndexFactory = Callable[[Any], Any]
 """Makes an mteb search index (``IndexEncoderSearchProtocol``) for an encoder, e.g. ``FaissSearchIndex``."""
@@ -162,9 +163,7 @@ class QdrantSearchIndex:
         self.max_active_dims = max_active_dims
         self.quantization = quantization
         self.rescore, self.oversampling = rescore, oversampling
-        loaded = getattr(
-            model, "model", None
-        )  # the sentence-transformers model behind lens-embed's mteb encoder
+        loaded = getattr(model, "loaded", None)  # the model behind lens-embed's mteb encoders
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
         self.clusters = (
             lexicon_pooling(loaded).n_clusters if loaded is not None and is_lens_model(loaded) else None
@@ -288,7 +287,9 @@ class IndexedSearch(SearchEncoderWrapper):
     """mteb's ``SearchEncoderWrapper`` with a chosen index backend (a fresh one per task), keeping the
     wrapped encoder's protocol (recorded beside the results)."""
 
-    def __init__(self, model: LoadedModelEncoder, index_factory: IndexFactory = FaissSearchIndex) -> None:
+    def __init__(
+        self, model: LoadedModelEncoder | PlainModelEncoder, index_factory: IndexFactory = FaissSearchIndex
+    ) -> None:
         super().__init__(model, index_backend=index_factory(model))
         self.index_factory = index_factory
 
@@ -309,7 +310,7 @@ class ShardedSearch(IndexedSearch):
 
     def __init__(
         self,
-        model: LoadedModelEncoder,
+        model: LoadedModelEncoder | PlainModelEncoder,
         cache_dir: str | Path,
         shard_size: int = 10_000,
         index_factory: IndexFactory = FaissSearchIndex,
@@ -333,12 +334,14 @@ class ShardedSearch(IndexedSearch):
         self.task_corpus = corpus
         self.index_backend = self.index_factory(self.model)  # a fresh index per task and split
         texts = _retrieval_texts(corpus, PromptType.document)
-        query, instruction = self.model.side(task_metadata, PromptType.document)
-        key = corpus_key(self.model.model, texts, query=query, instruction=instruction)
+        # the documents' instruction as mteb's lookup gives it to encode ("": plain documents)
+        instructed = isinstance(self.model, LoadedModelEncoder)
+        instruction = self.model.get_instruction(task_metadata, PromptType.document) if instructed else ""
+        key = corpus_key(self.model.loaded, texts, query=bool(instruction), instruction=instruction or None)
 
         def encode(batch: list[str]) -> Any:
             return self.model.encode(
-                [{"text": batch}],
+                text_loader(batch, encode_kwargs.get("batch_size", 32)),
                 task_metadata=task_metadata,
                 hf_split=hf_split,
                 hf_subset=hf_subset,

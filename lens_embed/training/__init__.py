@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from lens_embed.lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": ".config",
-    "TYPE_KEYWORDS": ".data",
-    "TaskData": ".data",
-    "TrainingDataError": ".data",
-    "load_tasks": ".data",
-    "task_spec": ".data",
-    "LoraSettings": ".lora",
-    "apply_lora": ".lora",
-    "merge_and_save": ".lora",
-    "merge_lora": ".lora",
-    "LensInfoNCELoss": ".losses",
-    "info_nce": ".losses",
-    "mine_negatives": ".negatives",
-    "TaskHomogeneousBatchSampler": ".sampler",
-    "LensTrainer": ".trainer",
-    "build_trainer": ".trainer",
-    "train": ".trainer",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# the module that defines each public name -> those names
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".config": ("TrainConfig",),
+        ".data": ("TYPE_KEYWORDS", "TaskData", "TrainingDataError", "load_tasks", "task_spec"),
+        ".lora": ("LoraSettings", "apply_lora", "merge_and_save", "merge_lora"),
+        ".losses": ("LensInfoNCELoss", "info_nce"),
+        ".negatives": ("mine_negatives",),
+        ".sampler": ("TaskHomogeneousBatchSampler",),
+        ".trainer": ("LensTrainer", "build_trainer", "train"),
+    },
+)

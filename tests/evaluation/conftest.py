@@ -10,6 +10,7 @@ import pytest
 
 from lens_embed.evaluation.data import DataDirError, resolve_data_dir
 from lens_embed.evaluation.offline import read_jsonl
+from tiny_models import write_released_checkpoint
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -145,30 +146,6 @@ def anchors_dir() -> Path:
     pytest.skip(f"reference anchors not found (set {ANCHORS_DIR_ENV_VAR})")
 
 
-def mistral_released_checkpoint(directory: Path, tokenizer_dir: Path) -> Path:
-    """A tiny random checkpoint in the released LENS layout with the real Mistral tokenizer."""
-    import torch
-    from transformers import MistralConfig, MistralForCausalLM
-
-    shutil.copytree(tokenizer_dir, directory)
-    config = MistralConfig(
-        vocab_size=32003,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    MistralForCausalLM(config).save_pretrained(directory)
-    raw = json.loads((directory / "config.json").read_text())
-    raw.update(vocab_size=24, architectures=["MistralBiForCausalLM"])  # as released: vocab_size = K
-    (directory / "config.json").write_text(json.dumps(raw))
-    torch.save(torch.nn.Linear(16, 24, bias=False), directory / "lm_head.pth")
-    return directory
-
-
 @pytest.fixture(scope="session", params=["legacyTrue", "legacyFalse"])
 def converted_mistral(
     request, anchors_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -178,7 +155,7 @@ def converted_mistral(
     from lens_embed.convert import convert_checkpoint
 
     root = tmp_path_factory.mktemp(f"mistral-{request.param}")
-    source = mistral_released_checkpoint(
+    source = write_released_checkpoint(
         root / "released", anchors_dir / "mistral_tokenizer" / f"released_like_{request.param}"
     )
     convert_checkpoint(source, root / "converted")

@@ -6,7 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from lens_embed.evaluation.airbench import (
+from lens_embed.evaluation.leaderboard.airbench import (
     LensAirRetriever,
     LocalDataLoader,
     dev_rows,

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from lens_embed.cli import main
-from lens_embed.evaluation.compare import compare_markdown, compare_rows, our_scores, published_scores
+from lens_embed.evaluation.leaderboard.compare import (
+    compare_markdown,
+    compare_rows,
+    our_scores,
+    published_scores,
+)
 from lens_embed.evaluation.tasks import paper_tasks
 
 PUBLISHED = published_scores("yibinlei/LENS-d8000")

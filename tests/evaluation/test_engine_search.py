@@ -35,9 +35,9 @@ TARGETS = {"edge": None, "memory": EngineTarget(url=":memory:")}
 
 @pytest.fixture(scope="module")
 def minilm_run(minilm) -> ModelRun:
-    from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
+    from lens_embed.evaluation.encoders import PlainModelEncoder, minilm_meta
 
-    encoder = LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False)
+    encoder = PlainModelEncoder(minilm, minilm_meta())
     return ModelRun("minilm", lambda: encoder)
 
 
@@ -171,7 +171,7 @@ def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) ->
     ]
     documents, queries = encode(model, texts), encode(model, texts[:2], query=True)
     index = QdrantSearchIndex(
-        SimpleNamespace(model=model, mteb_model_meta=_cosine_model().mteb_model_meta),
+        SimpleNamespace(loaded=model, mteb_model_meta=_cosine_model().mteb_model_meta),
         vectors="sparse",
         max_active_dims=2,
     )

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
-from lens_embed.evaluation.harness import (
+from lens_embed.evaluation.encoders import PlainModelEncoder, minilm_meta
+from lens_embed.evaluation.leaderboard.harness import (
     TOLERANCE,
     anchors_path,
     compare,
     data_differences,
     harness_markdown,
-    published_scores,
+    table_scores,
 )
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
@@ -23,20 +23,20 @@ CI_TASKS = ["STSBenchmark", "STS16"]
 
 
 def test_published_anchor_table_is_parsed(data_dir: Path) -> None:
-    published = published_scores(anchors_path(data_dir))
+    published = table_scores(anchors_path(data_dir))
     assert published["STSBenchmark"] == pytest.approx(82.03247)
     assert published["SciFact"] == pytest.approx(64.508)
     assert len(published) == 9
-    assert published_scores(anchors_path(data_dir), column="BM25 (bm25s)") == {"SciFact": 68.74}
+    assert table_scores(anchors_path(data_dir), column="BM25 (bm25s)") == {"SciFact": 68.74}
 
 
 @pytest.mark.parametrize("task", CI_TASKS)
 def test_dense_minilm_matches_published_score(task: str, data_dir: Path, minilm, tmp_path: Path) -> None:
-    run = ModelRun("minilm", lambda: LoadedModelEncoder(minilm, minilm_meta(), use_instructions=False))
+    run = ModelRun("minilm", lambda: PlainModelEncoder(minilm, minilm_meta()))
     measured = {
         s.task: s.value for s in evaluate_runs([run], offline_tasks(data_dir, names=[task]), tmp_path)
     }
-    [row] = compare(published_scores(anchors_path(data_dir)), measured)
+    [row] = compare(table_scores(anchors_path(data_dir)), measured)
     assert row.passes(TOLERANCE), harness_markdown([row])
 
 

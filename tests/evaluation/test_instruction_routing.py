@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import mteb
@@ -10,46 +9,53 @@ import numpy as np
 import pytest
 from mteb.types import PromptType
 
-from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
+from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, minilm_meta, text_loader
 from lens_embed.evaluation.instructions import embeds_as_query
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
+from lens_embed.loading import load_lens_model
+from lens_embed.modules import QUERY_MARKER
 from lens_embed.prompts import query_prompt
 
 
-class RecordingModel:
-    """Stands in for a LENS sentence-transformers model: records every call, returns stable vectors."""
+class SideRecorder:
+    """Records every batch of texts that reaches a model's first module, as the model sees it: ``(side,
+    prompt, rows)``, the side read from the per-row marker LENS pools by ("plain" for a model without one),
+    the prompt of a query (None for a document). sentence-transformers' own tokenizing of a prompt alone
+    (for its length), made inside a batch's, is no batch of texts and is not recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, model) -> None:
         self.calls: list[tuple[str, str | None, int]] = []
+        self.depth = 0
+        module = model[0]
+        preprocess = module.preprocess
 
-    @staticmethod
-    def _vectors(texts: list[str]) -> np.ndarray:
-        seeds = [int(hashlib.md5(t.encode()).hexdigest()[:8], 16) for t in texts]
-        return np.stack([np.random.default_rng(s).standard_normal(16) for s in seeds]).astype(np.float32)
+        def recording(inputs, prompt=None, **kwargs):
+            self.depth += 1
+            try:
+                features = preprocess(inputs, prompt=prompt, **kwargs)
+            finally:
+                self.depth -= 1
+            if self.depth:
+                return features
+            markers = features.get(QUERY_MARKER)
+            if markers is None:
+                self.calls.append(("plain", prompt or None, len(inputs)))
+            else:
+                [marker] = set(markers.tolist())  # one side per call
+                side = "query" if marker else "document"
+                self.calls.append((side, prompt if marker else None, len(inputs)))
+            return features
 
-    def encode_query(self, texts: list[str], prompt: str | None = None, **kwargs) -> np.ndarray:
-        self.calls.append(("query", prompt, len(texts)))
-        return self._vectors(texts)
-
-    def encode_document(self, texts: list[str], **kwargs) -> np.ndarray:
-        self.calls.append(("document", None, len(texts)))
-        return self._vectors(texts)
-
-    def encode(self, texts: list[str], **kwargs) -> np.ndarray:
-        self.calls.append(("plain", kwargs.get("prompt"), len(texts)))
-        return self._vectors(texts)
+        module.preprocess = recording
 
 
-def _lens_encoder(model: RecordingModel) -> LoadedModelEncoder:
+def _lens_encoder(folder: Path) -> tuple[LoadedModelEncoder, SideRecorder]:
+    model = load_lens_model(folder, device="cpu")
     meta = minilm_meta().model_copy(
         update={"name": "test/recording-lens", "revision": "r1", "use_instructions": True}
     )
-    return LoadedModelEncoder(model, meta)
-
-
-def _batches(texts: list[str]) -> list[dict[str, list[str]]]:
-    return [{"text": texts}]
+    return LoadedModelEncoder(model, meta), SideRecorder(model)
 
 
 @pytest.mark.parametrize(
@@ -69,9 +75,8 @@ def test_protocol_by_task_type(task_type: str, prompt_type: PromptType | None, e
     assert embeds_as_query(task_type, prompt_type == PromptType.document) is expected
 
 
-def test_instruction_follows_each_task_and_never_sticks() -> None:
-    model = RecordingModel()
-    encoder = _lens_encoder(model)
+def test_instruction_follows_each_task_and_never_sticks(tiny_lens: Path) -> None:
+    encoder, model = _lens_encoder(tiny_lens)
     scifact, sts12, banking = (
         mteb.get_task(n).metadata for n in ("SciFact", "STS12", "Banking77Classification")
     )
@@ -84,7 +89,7 @@ def test_instruction_follows_each_task_and_never_sticks() -> None:
     ]
     for metadata, prompt_type in sequence:
         encoder.encode(
-            _batches(["a text"]),
+            text_loader(["a text"]),
             task_metadata=metadata,
             hf_split="test",
             hf_subset="default",
@@ -107,22 +112,25 @@ def test_instruction_follows_each_task_and_never_sticks() -> None:
     ]
 
 
-def test_dense_baseline_gets_plain_text() -> None:
-    model = RecordingModel()
-    encoder = LoadedModelEncoder(model, minilm_meta(), use_instructions=False)
+def test_dense_baseline_gets_plain_text(minilm) -> None:
+    encoder = PlainModelEncoder(minilm, minilm_meta())
+    model = SideRecorder(minilm)
     metadata = mteb.get_task("STS12").metadata
-    embeddings = encoder.encode(
-        _batches(["x", "y"]), task_metadata=metadata, hf_split="test", hf_subset="default"
-    )
+    try:
+        embeddings = encoder.encode(
+            text_loader(["x", "y"]), task_metadata=metadata, hf_split="test", hf_subset="default"
+        )
+    finally:
+        del minilm[0].preprocess  # the session's model, as it was
     assert model.calls == [("plain", None, 2)]
-    assert embeddings.shape == (2, 16) and embeddings.dtype == np.float32  # an array even with no batch size
+    assert embeddings.shape == (2, 384) and embeddings.dtype == np.float32  # an array even with no batch size
 
 
-def test_routing_inside_mteb_evaluate(small_data_dir: Path, tmp_path: Path) -> None:
+def test_routing_inside_mteb_evaluate(tiny_lens: Path, small_data_dir: Path, tmp_path: Path) -> None:
     """Through mteb's own evaluators: STS both sides instructed; retrieval queries instructed, docs plain."""
-    model = RecordingModel()
+    encoder, model = _lens_encoder(tiny_lens)
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
-    evaluate_runs([ModelRun("rec", lambda: _lens_encoder(model))], tasks, tmp_path)
+    evaluate_runs([ModelRun("rec", lambda: encoder)], tasks, tmp_path)
     sts_prompt = query_prompt("Retrieve semantically similar text.")
     retrieval_prompt = query_prompt(
         "Retrieve text based on user query."

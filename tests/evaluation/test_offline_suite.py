@@ -11,7 +11,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.cache import ResultCache
 
-from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
+from lens_embed.evaluation.encoders import PlainModelEncoder, minilm_meta
 from lens_embed.evaluation.offline import discover_task_folders, offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 
@@ -35,7 +35,7 @@ def test_new_folders_run_through_mtebs_base_classes(small_data_dir: Path) -> Non
 
 def test_offline_slice_scores_and_mteb_results_layout(small_data_dir: Path, minilm, tmp_path: Path) -> None:
     meta = minilm_meta()
-    run = ModelRun("minilm", lambda: LoadedModelEncoder(minilm, meta, use_instructions=False))
+    run = ModelRun("minilm", lambda: PlainModelEncoder(minilm, meta))
     scores = {s.task: s.value for s in evaluate_runs([run], offline_tasks(small_data_dir), tmp_path)}
     # real text, a real model: well above chance on every task type
     assert scores["SliceSTS16"] > 60

@@ -84,18 +84,18 @@ def test_dense_retriever_ranks_relevant_documents_and_reuses_shards(
 def test_sharded_mteb_search_gives_mtebs_scores_and_resumes(
     minilm, small_data_dir: Path, tmp_path: Path
 ) -> None:
-    from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta
+    from lens_embed.evaluation.encoders import PlainModelEncoder, minilm_meta
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 
     calls: list[int] = []
 
-    class Counting(LoadedModelEncoder):
-        def encode(self, inputs: list[dict[str, list[str]]], **kwargs: object) -> np.ndarray:
-            calls.append(sum(len(batch["text"]) for batch in inputs))
+    class Counting(PlainModelEncoder):
+        def encode(self, inputs, **kwargs: object) -> np.ndarray:
+            calls.append(len(inputs.dataset))
             return super().encode(inputs, **kwargs)
 
-    run = ModelRun("minilm", lambda: Counting(minilm, minilm_meta(), use_instructions=False))
+    run = ModelRun("minilm", lambda: Counting(minilm, minilm_meta()))
     plain = evaluate_runs([run], offline_tasks(small_data_dir, names=["SliceSciFact"]), tmp_path / "plain")
     sharded = evaluate_runs(
         [run],

@@ -16,7 +16,7 @@ from lens_embed.embedded import assemble, read_parameters
 from lens_embed.loading import load_lens_model
 from lens_embed.model import encode
 from lens_embed.training.data import task_from_rows
-from lens_embed.training.embedded import (
+from lens_embed.training.default_recipe import (
     BANKING_PROMPT,
     BANKING_TYPE,
     Recipe,
@@ -105,7 +105,7 @@ def test_the_parameter_file_assembles_exactly_the_model_training_produced(tiny_m
 
 
 def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, capsys) -> None:
-    from lens_embed.training.embedded import build_parser, main
+    from lens_embed.training.default_recipe import build_parser, main
 
     args = build_parser().parse_args(["--output", "out"])
     assert Recipe(**{name: getattr(args, name) for name in vars(Recipe())}) == Recipe()
@@ -135,7 +135,7 @@ def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_fl
 
 
 def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machine_path(tmp_path) -> None:
-    from lens_embed.training.embedded import build_parser
+    from lens_embed.training.default_recipe import build_parser
 
     argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--position-top-k", "4"]
     argv += ["--topk-temperature", "0.5", "--document-l1-weight", "0.2", "--query-l1-weight", "0.1"]
@@ -147,7 +147,7 @@ def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machi
     assert training_config(tmp_path, tmp_path, tmp_path, Recipe()).position_top_k is None  # 0: off
     command = recorded_command(recipe, "lens")
     assert str(tmp_path) not in command and command.startswith(
-        "python -m lens_embed.training.embedded --data DATA --output OUTPUT --position-top-k 4"
+        "python -m lens_embed.training.default_recipe --data DATA --output OUTPUT --position-top-k 4"
     )
     again = build_parser().parse_args(command.split()[3:])  # the record runs the same recipe
     assert Recipe(**{name: getattr(again, name) for name in vars(Recipe())}) == recipe
@@ -155,7 +155,7 @@ def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machi
 
 
 def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path, capsys) -> None:
-    from lens_embed.training.embedded import main
+    from lens_embed.training.default_recipe import main
 
     for name in ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train"):
         (tmp_path / "training").mkdir(exist_ok=True)
@@ -183,14 +183,14 @@ def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path,
 def test_a_recipe_the_run_would_refuse_is_refused_before_any_work(
     tmp_path, monkeypatch, capsys, options, error
 ):
-    from lens_embed.training import embedded
-    from lens_embed.training.embedded import main, source_files
+    from lens_embed.training import default_recipe
+    from lens_embed.training.default_recipe import main, source_files
 
     for path in source_files(tmp_path / "data"):  # the data is all there: only the option is wrong
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     (tmp_path / "file").write_text("x")
-    monkeypatch.setattr(embedded, "run", lambda *args: pytest.fail("the run started"))
+    monkeypatch.setattr(default_recipe, "run", lambda *args: pytest.fail("the run started"))
     argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as stopped:
         main([*argv, *(option.format(tmp=tmp_path) for option in options)])

@@ -58,8 +58,10 @@ def anchors_path(data_dir: Path, path: str | Path | None = None) -> Path:
     return chosen
 
 
-def published_scores(path: Path, column: str = _MINILM_COLUMN) -> dict[str, float]:
-    """``{task: score x100}`` from the Markdown table's column of that name ("–" cells are skipped)."""
+def table_scores(path: Path, column: str = _MINILM_COLUMN) -> dict[str, float]:
+    """``{task: score x100}`` from a column of the published-scores Markdown table (``anchors_path``;
+    "–" cells are skipped): the MiniLM baseline's by default. (The LENS scores of a released model are
+    :func:`lens_embed.evaluation.leaderboard.compare.published_scores`.)"""
     header: list[str] | None = None
     scores: dict[str, float] = {}
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -9,11 +9,11 @@ What the MTEB and AIR-Bench leaderboards need, written and checked offline:
   the kit with the reason.
 - ``KIT/mteb_model_meta.py``: the ``ModelMeta`` entry for mteb's model registry, data only: mteb's own
   ``InstructSentenceTransformerModel`` as its loader (plain sentence-transformers with
-  ``trust_remote_code=True``), the LENS query template and the instruction of each submitted task as
-  its ``loader_kwargs``, the fields written by mteb's own ``ModelMeta.to_python``. The name and
-  revision are checked against the hub's and mteb's rules and every field against mteb's ``ModelMeta``
-  before anything is written; the written file is then read back from its syntax tree (never run)
-  and must give the same ``ModelMeta``.
+  ``trust_remote_code=True``), with the arguments evaluation built that same class with
+  (:func:`lens_embed.evaluation.encoders.instruct_kwargs`: the LENS template, and the ``prompts_dict``
+  entries of the instruction source the results recorded, for each submitted task), the fields written by
+  mteb's own ``ModelMeta.to_python``. The name and revision are checked against the hub's and mteb's
+  rules and every field against mteb's ``ModelMeta`` before anything is written.
 - ``KIT/<retriever>_NoReranker.zip`` (with ``--airbench``): the AIR-Bench search results, laid out as
   AIR-Bench's own ``zip_results.py`` does and checked the way its leaderboard reads them.
 - ``KIT/README.md``: the submission steps.
@@ -24,7 +24,6 @@ Nothing heavy is imported at module level: ``add_submit_command`` runs for every
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import json
 import pprint
@@ -35,7 +34,6 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +41,9 @@ from lens_embed.cli_args import declare_output
 from lens_embed.optional import require
 
 if TYPE_CHECKING:
-    from mteb.abstasks import AbsTask
     from mteb.models import ModelMeta
+
+    from lens_embed.evaluation.instructions import Prompt
 
 META_FILE = "mteb_model_meta.py"
 TABLE_FILE = "benchmark_table.md"
@@ -67,7 +66,7 @@ REQUIRED_META_FIELDS = (
 )
 # A hub commit, branch or tag that is also one folder name of the results layout (<org__model>/<revision>/).
 _REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-# What a registry module may import: module -> names, resolved to mteb's own objects when it is read back.
+# What a registry module imports: mteb's own objects, named in the entry.
 _REGISTRY_IMPORTS = {
     "mteb.models.instruct_wrapper": ("InstructSentenceTransformerModel",),
     "mteb.models.model_meta": ("ModelMeta", "ScoringFunction"),
@@ -224,17 +223,12 @@ def validated_meta(meta: ModelMeta, **updates: Any) -> ModelMeta:
         ) from None
 
 
-def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]:
-    """The registry entry's ``prompts_dict``: each submitted task's instruction, resolved (by the encoder
-    that evaluated it) from the source its results recorded: the authors' map, a file, or mteb's prompts.
-
-    mteb's ``InstructSentenceTransformerModel`` with ``apply_instruction_to_passages=False`` embeds every
-    side it is told is a document as plain text, every other side with the task's instruction; a task
-    whose results were embedded otherwise stops the kit, since the entry could not reproduce them."""
+def submitted_instructions(results_dir: Path) -> dict[str, Prompt]:
+    """The registry entry's ``prompts_dict``: the entries of the instruction source the results recorded
+    (the authors' map, a file, or mteb's prompts) that mteb's lookup takes for each submitted task, so the
+    entry gives every submitted task what evaluation gave it (:meth:`Instructions.entries`)."""
     import mteb
-    from mteb.types import PromptType
 
-    from lens_embed.evaluation.encoders import LoadedModelEncoder
     from lens_embed.evaluation.instructions import load_instructions
     from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
 
@@ -242,51 +236,22 @@ def submitted_instructions(results_dir: Path, meta: ModelMeta) -> dict[str, str]
     spec = _read_json(protocol).get("instructions") if protocol.is_file() else "authors"
     if spec is None:
         raise KitError(f"{protocol}: the results were computed without instructions (not a LENS model?)")
-    encoder = LoadedModelEncoder(None, meta, use_instructions=True, instructions=load_instructions(spec))
-    table = {}
+    tasks = []
     for file in task_result_files(results_dir):
         try:
-            task = mteb.get_task(file.stem)
+            tasks.append(mteb.get_task(file.stem).metadata)
         except KeyError:
             raise KitError(not_an_mteb_task_message(file.stem)) from None
-        _, query_instruction = encoder.side(task.metadata, PromptType.query)
-        documents_as_queries, document_instruction = encoder.side(task.metadata, PromptType.document)
-        if not query_instruction:
-            raise KitError(
-                f"{file.stem}: its queries were embedded with an empty instruction, "
-                "which mteb's wrapper drops"
-            )
-        if asks_for_documents(task) and documents_as_queries:
-            raise KitError(
-                f"{file.stem}: its documents were embedded with the instruction {document_instruction!r}; "
-                "mteb's InstructSentenceTransformerModel embeds documents as plain text, "
-                "so its registry entry could not reproduce these results"
-            )
-        table[file.stem] = query_instruction
-    return table
+    return load_instructions(spec).entries(tasks)
 
 
-def asks_for_documents(task: AbsTask) -> bool:
-    """Whether mteb embeds a document side of this task: retrieval-type tasks (aggregates such as
-    CQADupstackRetrieval included), and the STS and pair classification tasks that declare one of their
-    inputs a document (e.g. TERRa.V2)."""
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.types import PromptType
-
-    from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES
-
-    declared = (getattr(task, "input1_prompt_type", None), getattr(task, "input2_prompt_type", None))
-    retrieval = isinstance(task, AbsTaskRetrieval) or task.metadata.type in ASYMMETRIC_TASK_TYPES
-    return retrieval or PromptType.document in declared
-
-
-def registry_meta(meta: ModelMeta, instructions: dict[str, str]) -> ModelMeta:
-    """The registry entry: ``meta`` loaded by mteb's own ``InstructSentenceTransformerModel`` with the LENS
-    template (a LENS prompt ends in ``<query>``, which makes a plain ``encode(texts, prompt=...)`` embed
-    queries), plain documents, and ``instructions`` (from :func:`submitted_instructions`) per task."""
+def registry_meta(meta: ModelMeta, prompts: dict[str, Prompt]) -> ModelMeta:
+    """The registry entry: ``meta`` loaded by mteb's own ``InstructSentenceTransformerModel`` with the
+    arguments evaluation used (:func:`~lens_embed.evaluation.encoders.instruct_kwargs`) over ``prompts``
+    (from :func:`submitted_instructions`), validated by mteb's ``ModelMeta``."""
     from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 
-    from lens_embed.evaluation.instructions import LENS_INSTRUCTION_TEMPLATE
+    from lens_embed.evaluation.encoders import instruct_kwargs
 
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
     if missing:
@@ -294,13 +259,9 @@ def registry_meta(meta: ModelMeta, instructions: dict[str, str]) -> ModelMeta:
         raise KitError(
             f"the ModelMeta of {meta.name} lacks {', '.join(missing)}: pass {options} to submit-kit"
         )
-    loader_kwargs = {
-        "instruction_template": LENS_INSTRUCTION_TEMPLATE,
-        "apply_instruction_to_passages": False,
-        "trust_remote_code": True,  # the model's modules travel as modeling_lens.py (see Sharing a model)
-        "prompts_dict": dict(instructions),
-    }
-    return validated_meta(meta, loader=InstructSentenceTransformerModel, loader_kwargs=loader_kwargs)
+    return validated_meta(
+        meta, loader=InstructSentenceTransformerModel, loader_kwargs=instruct_kwargs(prompts)
+    )
 
 
 def registry_variable(name: str) -> str:
@@ -326,7 +287,8 @@ def registry_module(meta: ModelMeta) -> str:
     entry = _replace_field(entry, "loader_kwargs={}", f"loader_kwargs=dict(\n{arguments}    )")
     imports = [f"from {module} import {', '.join(names)}" for module, names in _REGISTRY_IMPORTS.items()]
     docstring = (
-        f"mteb registry entry for {meta.name}, written by lens-embed submit-kit: data and mteb's own loader."
+        f"mteb registry entry for {meta.name}, written by lens-embed evaluate submit-kit: "
+        "data and mteb's own loader."
     )
     return "\n".join(
         [
@@ -334,8 +296,9 @@ def registry_module(meta: ModelMeta) -> str:
             "",
             *imports,
             "",
-            "# The instruction each submitted task's results were computed with; "
-            "other tasks get mteb's task prompts.",
+            "# The instruction of each submitted task (or of its type) its results were computed with, "
+            "as mteb's lookup takes it;",
+            "# documents of retrieval-type tasks are plain. Other tasks get mteb's task prompts.",
             f"{INSTRUCTIONS_NAME} = {pprint.pformat(instructions, width=110)}",
             "",
             f"{registry_variable(str(meta.name))} = {entry}",
@@ -353,79 +316,6 @@ def _replace_field(entry: str, written: str, replacement: str) -> str:
             f"mteb's ModelMeta.to_python wrote {written!r} {entry.count(line)} times, expected once"
         )
     return entry.replace(line, f"\n    {replacement},\n")
-
-
-def read_registry_module(source: str) -> ModelMeta:
-    """The ``ModelMeta`` a registry module defines, read from its syntax tree: nothing in it runs.
-
-    Only the shape :func:`registry_module` writes is accepted: a docstring, imports of mteb's own
-    objects, names bound to literals, and one ``ModelMeta(...)`` call whose arguments are literals,
-    ``dict(...)`` of them, those names, or mteb's objects and their enum members."""
-    import importlib
-
-    try:
-        tree = ast.parse(source, filename=META_FILE)
-    except SyntaxError as error:
-        raise KitError(f"{META_FILE}:{error.lineno}: not valid Python ({error.msg})") from None
-    objects: dict[str, Any] = {}
-    constants: dict[str, Any] = {}
-    metas: list[ModelMeta] = []
-    for index, node in enumerate(tree.body):
-        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue  # the docstring
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in _REGISTRY_IMPORTS:
-            for alias in node.names:
-                if alias.name not in _REGISTRY_IMPORTS[node.module]:
-                    raise KitError(f"{META_FILE}:{node.lineno}: imports {alias.name} from {node.module}")
-                objects[alias.asname or alias.name] = getattr(
-                    importlib.import_module(node.module), alias.name
-                )
-            continue
-        if not (
-            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-        ):
-            raise KitError(f"{META_FILE}:{node.lineno}: not a statement a registry entry holds")
-        call = node.value
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "ModelMeta":
-            if call.args or any(keyword.arg is None for keyword in call.keywords):
-                raise KitError(f"{META_FILE}:{node.lineno}: ModelMeta takes keyword arguments only")
-            fields = {kw.arg: _registry_value(kw.value, objects, constants) for kw in call.keywords}
-            try:
-                metas.append(objects["ModelMeta"](**fields))
-            except (KeyError, ValueError) as error:
-                raise KitError(f"{META_FILE}:{node.lineno}: not a valid ModelMeta ({error})") from None
-        else:
-            constants[node.targets[0].id] = _registry_value(call, {}, {})
-    if len(metas) != 1:
-        raise KitError(f"{META_FILE} defines {len(metas)} ModelMeta entries, expected 1")
-    return metas[0]
-
-
-def _registry_value(node: ast.expr, objects: dict[str, Any], constants: dict[str, Any]) -> Any:
-    """The value of one argument in a registry module, without running it (see
-    :func:`read_registry_module`)."""
-    if isinstance(node, ast.Name) and node.id in constants:
-        return constants[node.id]
-    if isinstance(node, ast.Name) and node.id in objects:
-        return objects[node.id]
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        owner = objects.get(node.value.id)
-        if isinstance(owner, type) and issubclass(owner, Enum) and node.attr in owner.__members__:
-            return owner[node.attr]
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "dict"
-        and not node.args
-    ):
-        if all(keyword.arg is not None for keyword in node.keywords):
-            return {kw.arg: _registry_value(kw.value, objects, constants) for kw in node.keywords}
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise KitError(
-            f"{META_FILE}:{node.lineno}: {ast.unparse(node)[:80]!r} is not a literal value"
-        ) from None
 
 
 def check_results(kit: str | Path, meta: ModelMeta) -> str:
@@ -623,9 +513,10 @@ The scores, as mteb's own benchmark table shows them:
 1. Push the model to the hub under `{meta.name}` at revision `{meta.revision}` (the results above were
    computed at that revision) with its modules' code in the repository, so plain sentence-transformers
    loads it with `trust_remote_code=True`.
-2. `{META_FILE}` is data and mteb's own loader: `InstructSentenceTransformerModel` embeds each submitted
-   task with the instruction its results were computed with (`{INSTRUCTIONS_NAME}`, in the LENS query
-   format), documents as plain text, and other tasks with mteb's task prompts.
+2. `{META_FILE}` is data and mteb's own loader: `InstructSentenceTransformerModel`, with the arguments
+   the results were computed with, embeds each submitted task with its instruction (`{INSTRUCTIONS_NAME}`,
+   in the LENS query format), documents of retrieval tasks as plain text, and other tasks with mteb's
+   task prompts.
 3. Copy `{META_FILE}` to `mteb/models/model_implementations/` in a fork of
    https://github.com/embeddings-benchmark/mteb, check it with
    `python -c "import mteb; mteb.get_model_meta('{meta.name}').load_model()"`, and open a pull request.
@@ -676,16 +567,13 @@ def build_kit(
         shutil.copytree(
             source, staging / "results" / meta.model_name_as_path() / str(meta.revision), ignore=_not_results
         )
-        entry = registry_meta(meta, submitted_instructions(source, meta))
-        module = registry_module(entry)
-        if read_registry_module(module) != entry:
-            raise KitError(f"{META_FILE} does not read back as the registry entry it was written from")
-        (staging / META_FILE).write_text(module, encoding="utf-8")
+        entry = registry_meta(meta, submitted_instructions(source))
+        (staging / META_FILE).write_text(registry_module(entry), encoding="utf-8")
         table = check_results(staging, entry)
         (staging / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
         summary = None
         if airbench is not None:
-            from lens_embed.evaluation.airbench import search_dir, write_airbench_zip
+            from lens_embed.evaluation.leaderboard.airbench import search_dir, write_airbench_zip
 
             retriever = str(meta.name).replace("/", "__")
             zipped = write_airbench_zip(

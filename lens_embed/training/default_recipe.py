@@ -23,7 +23,7 @@ The recipe, in order:
 
 ``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
 is the comparison), less the FLOPS term, which acts on lexicon vectors only.
-Run: ``python -m lens_embed.training.embedded --data ../shared/data --output DIR``.
+Run: ``python -m lens_embed.training.default_recipe --data ../shared/data --output DIR``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from lens_embed.training.negatives import candidate_corpus
 
 logger = logging.getLogger(__name__)
 
-COMMAND = "python -m lens_embed.training.embedded"
+COMMAND = "python -m lens_embed.training.default_recipe"
 TRAINING_FILES = ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train")
 BANKING = "Banking77Classification"
 # The authors' instruction for Banking77 (their map, without the final "." their evaluation appends, as

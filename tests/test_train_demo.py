@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 from lens_embed import load_lens_model
-from lens_embed.demo import hybrid_model
 
 
-def test_the_hybrid_base_is_saved_whole_with_the_usual_file_mode(tiny_lens: Path, tmp_path: Path) -> None:
+def test_the_hybrid_base_is_saved_whole_with_the_usual_file_mode(
+    benchmark_script, tiny_lens: Path, tmp_path: Path
+) -> None:
+    hybrid_model = benchmark_script("train_demo", folder="examples").hybrid_model
     umask = os.umask(0o027)
     try:
         folder = hybrid_model(tiny_lens, tmp_path / "hybrid")

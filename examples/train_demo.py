@@ -5,9 +5,10 @@ the dense all-MiniLM-L6-v2 it was built from, and the hybrid (the same LENS head
 mean-pooled vector appended). Missing negatives are mined once with BM25 so every model sees the
 same groups. The offline suite then scores every model before and after fine-tuning.
 
-It sits beside ``training`` and ``evaluation`` because it uses both (neither imports the other).
+An example of the package's use, not part of it: it uses both ``training`` and ``evaluation`` (neither
+imports the other).
 
-Run: ``python -m lens_embed.demo --data ../shared/data --output results/train-demo``.
+Run: ``python examples/train_demo.py --data ../shared/data --output results/train-demo``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lens_embed.build import save_staged
 from lens_embed.cli_args import bounded_int, non_negative_int, positive_float, positive_int
+from lens_embed.defaults import minilm_path
+from lens_embed.embedded import untrained_default_path
+from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
+from lens_embed.evaluation.offline import offline_tasks
+from lens_embed.evaluation.reports import write_report
+from lens_embed.evaluation.runner import ModelRun, evaluate_runs
+from lens_embed.loading import load_lens_model
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.negatives import mine_negatives
 from lens_embed.training.trainer import train
@@ -46,9 +55,6 @@ def hybrid_model(default_path: Path, output: Path) -> Path:
     saved once, as ``build`` saves a model (staged, renamed into place, the usual file mode)."""
     if (output / "modules.json").is_file():
         return output
-    from lens_embed.build import save_staged
-    from lens_embed.loading import load_lens_model
-
     model = load_lens_model(default_path, device="cpu")
     model[1].dense_pooling = "mean"
     save_staged(model, output, overwrite=True)
@@ -57,9 +63,6 @@ def hybrid_model(default_path: Path, output: Path) -> Path:
 
 def demo_models(work: Path) -> list[DemoModel]:
     """The three bases: embedded LENS-MiniLM, dense MiniLM, and the hybrid."""
-    from lens_embed.defaults import minilm_path
-    from lens_embed.embedded import untrained_default_path
-
     lens = Path(untrained_default_path())
     return [
         DemoModel("LENS-MiniLM", lens, instructed=True),
@@ -116,13 +119,11 @@ def slug(label: str) -> str:
 def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
     """mteb runs: every base model before, then after fine-tuning. Dense MiniLM before is the
     published baseline (plain texts); after fine-tuning it reads instructions as it was trained."""
-    from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
-    from lens_embed.evaluation.runner import ModelRun
 
-    def loader(path: Path, label: str, instructed: bool):
+    def loader(path: Path, label: str):
         def load():
             encoder = load_encoder(path, name=f"lens-embed/{slug(label)}", device="cpu")
-            return LoadedModelEncoder(encoder.model, encoder.mteb_model_meta, use_instructions=instructed)
+            return LoadedModelEncoder(encoder.loaded, encoder.mteb_model_meta)  # instructed, LENS or not
 
         return load
 
@@ -131,19 +132,15 @@ def evaluation_runs(models: list[DemoModel], trained: dict[str, Path]) -> list:
         if model.label == "dense MiniLM":
             runs.append(ModelRun(f"{model.label} (before)", lambda: dense_minilm("cpu")))
         else:
-            runs.append(ModelRun(f"{model.label} (before)", loader(model.base, model.label, True)))
+            runs.append(ModelRun(f"{model.label} (before)", loader(model.base, model.label)))
         runs.append(
-            ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft", True))
+            ModelRun(f"{model.label} (fine-tuned)", loader(trained[model.label], f"{model.label} ft"))
         )
     return runs
 
 
 def run_demo(args: argparse.Namespace) -> Path:
     """Mine, fine-tune the three models, score them before/after; returns the report path."""
-    from lens_embed.evaluation.offline import offline_tasks
-    from lens_embed.evaluation.reports import write_report
-    from lens_embed.evaluation.runner import evaluate_runs
-
     work = Path(args.output)
     models = demo_models(work)
     data = demo_data(Path(args.data), work)
@@ -162,7 +159,7 @@ def run_demo(args: argparse.Namespace) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lens_embed.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python examples/train_demo.py", description=__doc__)
     parser.add_argument(
         "--data", default="../shared/data", help="the shared data folder (training/ and tasks)"
     )
