@@ -201,20 +201,25 @@ def model_facts(model: SentenceTransformer) -> ModelFacts:
 
 
 def model_settings(model: Any) -> dict[str, Any]:
-    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model: what
-    decides its embeddings beyond the weights (recorded beside results, part of every shard key)."""
+    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model, and the
+    backend and export file when not torch: what decides its embeddings beyond the weights (recorded beside
+    results, part of every shard key)."""
     if not isinstance(model, torch.nn.Module):
         return {}
     first = next(iter(model.parameters()), None)
     module = model[0]
     config = getattr(getattr(module, "auto_model", None), "config", None)
-    return {
+    settings = {
         "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
         # transformers has no public name for the kernel a loaded model runs (only this property)
         "attn_implementation": getattr(config, "_attn_implementation", None),
         "max_seq_length": model.max_seq_length,
         "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
     }
+    backend = getattr(module, "backend", "torch")
+    if backend != "torch":  # an exported backbone (lens_embed.exported): which file ran, int8 or not
+        settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
+    return settings
 
 
 def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:
