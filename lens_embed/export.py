@@ -5,7 +5,7 @@ padded batch, so the graph keeps the attention mask. int8 follows sentence-trans
 ONNX Runtime's dynamic quantisation (what its ``export_dynamic_quantized_onnx_model`` runs through
 optimum), OpenVINO's static post-training quantisation with nncf on calibration texts (what its
 ``export_static_quantized_openvino_model`` runs through optimum-intel). The files go where those
-functions put them (:data:`lens_embed.exported.FILE_NAMES`).
+functions put them (:data:`lens_embed.defaults.EXPORT_FILES`).
 
 Every export is checked before it is kept: a float32 export must give the torch backbone's hidden states
 (:data:`EXPORT_TOLERANCE`), an int8 one finite values. It is built in a scratch folder inside the model

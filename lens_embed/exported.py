@@ -32,21 +32,11 @@ from transformers import PretrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
 from lens_embed.backbone import weight_files
+from lens_embed.defaults import BACKENDS, EXPORT_FILES, QUANTIZATIONS
 from lens_embed.embedded import file_sha256
 from lens_embed.optional import require
 from lens_embed.storage import atomic_write
 
-BACKENDS = ("torch", "onnx", "openvino")
-EXPORT_BACKENDS = BACKENDS[1:]
-QUANTIZATIONS = (None, "int8")
-# sentence-transformers' names: its export_dynamic_quantized_onnx_model("avx512_vnni") and
-# export_static_quantized_openvino_model write these files into these subfolders.
-FILE_NAMES: dict[tuple[str, str | None], str] = {
-    ("onnx", None): "onnx/model.onnx",
-    ("onnx", "int8"): "onnx/model_qint8_avx512_vnni.onnx",
-    ("openvino", None): "openvino/openvino_model.xml",
-    ("openvino", "int8"): "openvino/openvino_model_qint8_quantized.xml",
-}
 RECORD_FILE = "lens_export.json"
 FORMAT = "lens-embed backbone export 1"
 # The backbone's inputs an export takes, in this order, when its forward accepts them.
@@ -63,7 +53,7 @@ def check_backend(backend: str, quantize: str | None = None) -> None:
     """Refuse an unknown backend or quantisation (a ValueError naming the choices)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if quantize not in QUANTIZATIONS:
+    if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
     if backend == "torch" and quantize is not None:
         raise ValueError("--quantize applies to the onnx and openvino backends")
@@ -74,12 +64,12 @@ def export_file_name(backend: str, quantize: str | None = None) -> str:
     check_backend(backend, quantize)
     if backend == "torch":
         raise ValueError("the torch backend reads the model's own weights; it has no exported file")
-    return FILE_NAMES[(backend, quantize)]
+    return EXPORT_FILES[(backend, quantize)]
 
 
 def rebuild_command(folder: str | Path, backend: str, file_name: str) -> str:
     """The ``lens-embed export`` command that (re)writes ``file_name`` of ``folder``."""
-    quantized = next((q for (b, q), name in FILE_NAMES.items() if b == backend and name == file_name), None)
+    quantized = next((q for (b, q), name in EXPORT_FILES.items() if b == backend and name == file_name), None)
     return f"lens-embed export {folder} --backend {backend}" + (
         f" --quantize {quantized}" if quantized else ""
     )
@@ -150,8 +140,8 @@ def checked_export(
     relative = resolve_file_name(backend, file_name)
     path = root / relative
     rebuild = rebuild_command(folder, backend, relative)
-    if relative not in FILE_NAMES.values() or not relative.startswith(f"{backend}/"):
-        names = ", ".join(name for (b, _), name in FILE_NAMES.items() if b == backend)
+    if relative not in EXPORT_FILES.values() or not relative.startswith(f"{backend}/"):
+        names = ", ".join(name for (b, _), name in EXPORT_FILES.items() if b == backend)
         raise ExportError(f"{path}: not a {backend} export lens-embed writes ({names})")
     if not path.is_file():
         raise ExportError(f"{path}: missing; export it with `{rebuild}`")

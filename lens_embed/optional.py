@@ -2,8 +2,8 @@
 
 The core package embeds, evaluates and indexes; training, BM25 and charts, AIR-Bench, Qdrant
 servers and the CPU backends (ONNX Runtime, OpenVINO) are extras. :func:`require` imports a module
-of an extra or stops with an error that names the extra, so a missing stack is one clear line rather than a ``ModuleNotFoundError`` from deep
-inside a run.
+of an extra or stops with an error that names the extra, so a missing stack is one clear line rather
+than a ``ModuleNotFoundError`` from deep inside a run.
 This module imports nothing heavy.
 """
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, non_negative_int, positive_int
+from lens_embed.cli_args import add_load_options, backend_options, non_negative_int, positive_int
 from lens_embed.engine import (
     DEFAULT_HNSW_EF_CONSTRUCT,
     DEFAULT_HNSW_M,
@@ -800,7 +800,12 @@ def run_search(args: argparse.Namespace) -> int:
     queries = read_documents(args.queries, titles=False)
     with engine_target(args).open(args.collection) as backend:
         spec = recorded_spec(backend)
-        model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
+        model = load_lens_model(
+            args.model,
+            dtype=args.dtype,
+            attn_implementation=args.attn_implementation,
+            **backend_options(args),
+        )
         results = search_collection(
             model,
             queries,

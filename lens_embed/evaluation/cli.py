@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lens_embed.cli_args import add_load_options, non_negative_float, positive_int
+from lens_embed.cli_args import add_load_options, backend_options, non_negative_float, positive_int
 from lens_embed.defaults import BASELINE_CHOICES
 
 DEFAULT_OUTPUT = "results"
@@ -92,7 +92,14 @@ def _load_options(args: argparse.Namespace, dtype: str | None = None):
         attn_implementation=args.attn_implementation,
         instructions=getattr(args, "instructions", "authors"),
         max_active_dims=getattr(args, "max_active_dims", None),
+        **backend_choice(args),
     )
+
+
+def backend_choice(args: argparse.Namespace) -> dict[str, str | None]:
+    """The model under evaluation's ``--backend`` / ``--quantize`` (baselines always run on torch)."""
+    backend_options(args)  # refuses --quantize without a backend
+    return {"backend": args.backend, "quantize": args.quantize}
 
 
 def _runs(args: argparse.Namespace) -> list:
@@ -239,6 +246,7 @@ def cmd_airbench(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=evaluation_dtype(args.dtype, args.device),
         attn_implementation=args.attn_implementation,
+        **backend_options(args),
     )
     dense = DenseRetriever(
         model,
