@@ -98,7 +98,7 @@ def export_model(
         return checked_export(folder, backend, relative)[0]
     except ExportError as why:
         logger.info("exporting %s: %s", relative, why)
-    model = load_lens_model(folder, device="cpu", dtype="float32")
+    model = load_lens_model(folder, device="cpu", dtype="float32").eval()  # no dropout in the references
     module = model[0]
     if not isinstance(module, Transformer):
         raise ValueError(
@@ -166,12 +166,12 @@ def export_onnx(module: Transformer, path: Path) -> tuple[str, ...]:
     features = probe_features(module, PROBE_TEXTS[:2])
     names = tuple(features)
     axes = {name: {0: "batch", 1: "length"} for name in (*names, OUTPUT_NAME)}
-    backbone = module.auto_model.float().eval()
+    backbone = module.auto_model.float()
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer notes each Python branch it fixes; check_export then runs another batch shape
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            _Backbone(backbone, names),
+            _Backbone(backbone, names).eval(),  # torch.onnx.export restores the wrapper's mode afterwards
             tuple(features[name] for name in names),
             str(path),
             input_names=list(names),
