@@ -227,3 +227,16 @@ def test_a_killed_export_leaves_no_file_and_the_rerun_exports(tiny_lens, tmp_pat
         atol=FLOAT32_TOLERANCE,
         rtol=0,
     )
+
+
+def test_lens_embed_default_exports_once_into_its_cache_entry(tiny_lens, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path))
+    entry = Path(shutil.copytree(tiny_lens, tmp_path / "lens-minilm-k16"))  # a cached build is reused
+    command = ["default", "--untrained", "--clusters", "16", "--backend", "onnx", "--quantize", "int8"]
+    assert main(command) == 0
+    assert capsys.readouterr().out.strip() == str(entry)
+    graph = entry / "onnx" / "model_qint8_avx512_vnni.onnx"
+    written = graph.stat()
+    assert main(command) == 0  # current: kept as it is
+    assert (graph.stat().st_ino, graph.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert load_lens_model(entry, backend="onnx", model_kwargs={"file_name": graph.name}) is not None
