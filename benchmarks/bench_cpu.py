@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results here too")
     parser.add_argument("--sts-texts", type=int, default=2000)
     parser.add_argument("--scifact-docs", type=int, default=1000)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--probe-texts", type=int, default=128, help="texts the batch sizes are tried on")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--calibration-texts", type=int, default=300)
