@@ -101,10 +101,18 @@ train-default:
 
 # ---- benchmarks ----
 MODEL ?=
-.PHONY: bench bench-gpu train-check bench-index bench-engine bench-sparse bench-scale
+.PHONY: bench bench-cpu bench-gpu train-check bench-index bench-engine bench-sparse bench-scale
 # Pooling memory, encoding throughput and the lexicon head's overhead over dense MiniLM (a few minutes on 2 cores).
 bench:
 	$(PY) benchmarks/bench_encode.py --data $(DATA) $(if $(MODEL),--model $(MODEL),)
+
+# CPU backends (issue 27): texts/s of the embedded default and the dense MiniLM on torch fp32, ONNX Runtime and
+# OpenVINO (fp32, int8), 2000 STSBenchmark sentences and 1000 SciFact documents; models exported in
+# OUTPUT/bench-cpu. BENCH_CPU_ARGS="--sts-texts 200 --scifact-docs 100 --rounds 1" for a quick run.
+BENCH_CPU_ARGS ?=
+bench-cpu:
+	$(PY) benchmarks/bench_cpu.py --data $(DATA) --workdir $(OUTPUT)/bench-cpu --json $(OUTPUT)/bench-cpu.json \
+		$(if $(MODEL),--model $(MODEL),) $(BENCH_CPU_ARGS)
 
 # On a GPU: a random Mistral-7B-shaped LENS model (K=8000), three pipelines; ~15 GB written to BENCH_WORKDIR.
 # BENCH_GPU_ARGS="--scale tiny --dtype float32" runs the same script on a CPU in seconds.

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from lens_embed.cli_args import (
     OUTPUTS,
     add_load_options,
+    backend_options,
     cluster_count,
     declare_output,
     non_negative_float,
@@ -26,7 +27,13 @@ from lens_embed.cli_args import (
     top_k_or_none,
 )
 from lens_embed.corpus import add_corpus_commands
-from lens_embed.defaults import CLUSTER_NAME_TOKENS, DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.defaults import (
+    BACKENDS,
+    CLUSTER_NAME_TOKENS,
+    DEFAULT_CLUSTERS,
+    DEFAULT_MAX_SEQ_LENGTH,
+    EXPORT_QUANTIZATIONS,
+)
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
@@ -37,6 +44,7 @@ from lens_embed.vocabulary import DENSE_POOLING_MODES
 if TYPE_CHECKING:
     import numpy as np
 
+EXPORT_BACKENDS = BACKENDS[1:]
 # What a user can cause (bad files, arguments, models, data): reported in one line, exit code 2.
 # The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
 # from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
@@ -60,7 +68,7 @@ def _add_build(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--kmeans-iterations", type=positive_int, default=20)
     parser.add_argument("--max-seq-length", type=positive_int, default=DEFAULT_MAX_SEQ_LENGTH)
     _add_position_top_k(parser)
-    add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone")
+    add_load_options(parser, dtype_help="the checkpoint's; bfloat16 for a 7B backbone", backends=False)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_build)
@@ -164,10 +172,10 @@ def save_array(array: np.ndarray, path: str | os.PathLike, overwrite: bool) -> N
     atomic_write(target, lambda stream: np.save(stream, array))
 
 
-def _load_options(args: argparse.Namespace) -> dict[str, str | None]:
-    """The loader's keywords for the ``--dtype`` / ``--attn-implementation`` of a verb
-    (:func:`add_load_options`)."""
-    return {"dtype": args.dtype, "attn_implementation": args.attn_implementation}
+def _load_options(args: argparse.Namespace) -> dict[str, object]:
+    """The loader's keywords for the ``--dtype`` / ``--attn-implementation`` (and ``--backend`` /
+    ``--quantize``) of a verb (:func:`add_load_options`)."""
+    return {"dtype": args.dtype, "attn_implementation": args.attn_implementation, **backend_options(args)}
 
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
@@ -306,6 +314,7 @@ def _add_default(subparsers: argparse._SubParsersAction) -> None:
         help="hash every file of the cached trained default (every use checks sizes and the head); a damaged "
         "entry is assembled again",
     )
+    _add_export_options(parser, required=False)
     parser.set_defaults(func=_run_default)
 
 
@@ -317,12 +326,78 @@ def _run_default(args: argparse.Namespace) -> None:
         )
     if args.verify and args.untrained:
         raise ValueError("--verify checks the trained default's cache entry; not --untrained")
+    calibration = _export_request(args)
     from lens_embed.embedded import default_model_path, untrained_default_path
 
-    if args.untrained:
-        print(untrained_default_path(args.clusters or DEFAULT_CLUSTERS))
-    else:
-        print(default_model_path(verify=args.verify))
+    path = (
+        untrained_default_path(args.clusters or DEFAULT_CLUSTERS)
+        if args.untrained
+        else default_model_path(verify=args.verify)
+    )
+    if args.backend is not None:
+        from lens_embed.export import export_model
+
+        export_model(path, args.backend, args.quantize, calibration)  # once: a valid export is kept
+    print(path)
+
+
+def _add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``--backend``, ``--quantize`` and ``--calibration`` of ``export`` (and ``default``, which exports
+    into its cache entry when given ``--backend``)."""
+    parser.add_argument(
+        "--backend",
+        choices=EXPORT_BACKENDS,
+        default="onnx" if required else None,
+        help="ONNX Runtime or OpenVINO" + (" (default: onnx)" if required else ": export the model for it"),
+    )
+    parser.add_argument(
+        "--quantize", choices=EXPORT_QUANTIZATIONS, default=None, help="int8 (default: float32)"
+    )
+    parser.add_argument(
+        "--calibration",
+        default=None,
+        help="texts (one per line, or .jsonl) that OpenVINO's static int8 calibrates on; "
+        "--backend openvino --quantize int8 only",
+    )
+
+
+def _export_request(args: argparse.Namespace) -> list[str] | None:
+    """Check ``--backend`` / ``--quantize`` / ``--calibration`` before any model work; the calibration
+    texts."""
+    if args.backend is None:
+        if args.quantize is not None or args.calibration is not None:
+            raise ValueError("--quantize and --calibration need --backend onnx or openvino")
+        return None
+    static = args.backend == "openvino" and args.quantize == "int8"
+    if static != (args.calibration is not None):
+        raise ValueError(
+            "--backend openvino --quantize int8 needs --calibration FILE (typical texts to calibrate on)"
+            if static
+            else "--calibration applies to --backend openvino --quantize int8 only"
+        )
+    return read_texts(args.calibration) if static else None
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model's backbone for the CPU backends (ONNX Runtime, OpenVINO), float32 or int8",
+        description="Writes onnx/model.onnx, onnx/model_qint8_avx512_vnni.onnx, openvino/openvino_model.xml "
+        "or openvino/openvino_model_qint8_quantized.xml into the model folder (sentence-transformers' "
+        "names), recorded with the hash of the weights it came from; every verb that loads a model then "
+        "runs it with --backend (and --quantize). An export already there and current is kept.",
+    )
+    parser.add_argument("model", help="local model folder")
+    _add_export_options(parser, required=True)
+    parser.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    calibration = _export_request(args)
+    from lens_embed.export import export_model
+
+    path = export_model(args.model, args.backend, args.quantize, calibration)
+    print(f"exported {path}")
 
 
 def _add_card(subparsers: argparse._SubParsersAction) -> None:
@@ -339,7 +414,7 @@ def _add_card(subparsers: argparse._SubParsersAction) -> None:
         "--base-model", default=None, help="hub id of the base model (its licence is read from its card)"
     )
     parser.add_argument("--license", default=None, help="licence id (default: the base model's)")
-    add_load_options(parser)
+    add_load_options(parser, backends=False)
     parser.set_defaults(func=_run_card)
 
 
@@ -385,7 +460,7 @@ def _add_sparse_encoder(subparsers: argparse._SubParsersAction) -> None:
         default=CLUSTER_NAME_TOKENS,
         help="member tokens in each cluster's name",
     )
-    add_load_options(parser)
+    add_load_options(parser, backends=False)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     declare_output(parser, "output", "OUTPUT", folder=True)
     parser.set_defaults(func=_run_sparse_encoder)
@@ -418,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_info,
         _add_explain,
         _add_default,
+        _add_export,
         _add_card,
         _add_sparse_encoder,
     ):

@@ -12,7 +12,14 @@ import math
 import os
 from collections.abc import Callable
 
-from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES, QDRANT_API_KEY_ENV
+from lens_embed.defaults import (
+    ATTN_IMPLEMENTATIONS,
+    BACKENDS,
+    DTYPES,
+    EXPORT_FILES,
+    EXPORT_QUANTIZATIONS,
+    QDRANT_API_KEY_ENV,
+)
 
 
 def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -104,13 +111,18 @@ def declare_output(parser: argparse.ArgumentParser, dest: str, name: str, *, fol
     parser.set_defaults(**{OUTPUTS: [*(parser.get_default(OUTPUTS) or []), (dest, name, folder)]})
 
 
-def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the saved one") -> None:
+def add_load_options(
+    parser: argparse.ArgumentParser, dtype_help: str = "the saved one", backends: bool = True
+) -> None:
     """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
-    that loads or builds a model takes them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``).
+    that loads or builds a model takes them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``);
+    with ``backends``, also ``--backend`` and ``--quantize`` (which export runs the backbone, as
+    sentence-transformers' ``backend`` and ``file_name``: :func:`backend_options`).
 
     Args:
         parser: the verb's parser.
         dtype_help: what a missing ``--dtype`` means for this verb.
+        backends: whether the verb can run an exported backbone (not: verbs that build or save a model).
     """
     parser.add_argument(
         "--dtype", choices=DTYPES, default=None, help=f"backbone precision (default: {dtype_help})"
@@ -121,6 +133,31 @@ def add_load_options(parser: argparse.ArgumentParser, dtype_help: str = "the sav
         default=None,
         help="attention kernel (default: transformers' choice)",
     )
+    if backends:
+        parser.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default="torch",
+            help="run the backbone on torch, or from the folder's export (lens-embed export) on ONNX Runtime "
+            "or OpenVINO (CPU)",
+        )
+        parser.add_argument(
+            "--quantize",
+            choices=EXPORT_QUANTIZATIONS,
+            default=None,
+            help="with --backend onnx|openvino: run the int8 export (default: the float32 one)",
+        )
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, object]:
+    """The loader's keywords for a verb's ``--backend`` / ``--quantize``: none for torch (the call stays
+    as it was), else ``backend`` and sentence-transformers' ``model_kwargs={"file_name": ...}``."""
+    backend, quantize = getattr(args, "backend", "torch"), getattr(args, "quantize", None)
+    if backend == "torch":
+        if quantize is not None:
+            raise ValueError("--quantize needs --backend onnx or openvino")
+        return {}
+    return {"backend": backend, "model_kwargs": {"file_name": EXPORT_FILES[(backend, quantize)]}}
 
 
 def add_cluster_options(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import numpy as np
 
-from lens_embed.cli_args import add_load_options, declare_output, positive_int
+from lens_embed.cli_args import add_load_options, backend_options, declare_output, positive_int
 from lens_embed.inputs import read_texts
 from lens_embed.storage import atomic_write, refuse_overlap
 
@@ -254,7 +254,11 @@ def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransform
         rank,
         world,
         load_lens_model(
-            args.model, device=device, dtype=args.dtype, attn_implementation=args.attn_implementation
+            args.model,
+            device=device,
+            dtype=args.dtype,
+            attn_implementation=args.attn_implementation,
+            **backend_options(args),
         ),
     )
 

@@ -22,6 +22,18 @@ CLUSTER_NAME_TOKENS = 4
 # the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+# Where a backbone runs (sentence-transformers' ``backend``) and the exports' quantisations; each export's
+# file, relative to the model folder, named as sentence-transformers' export functions name them
+# (lens_embed.exported reads and runs them, lens_embed.export writes them).
+BACKENDS = ("torch", "onnx", "openvino")
+EXPORT_QUANTIZATIONS = ("int8",)
+"""The quantisations an export may have (``export --quantize``; not a collection's ``--quantization``)."""
+EXPORT_FILES: dict[tuple[str, str | None], str] = {
+    ("onnx", None): "onnx/model.onnx",
+    ("onnx", "int8"): "onnx/model_qint8_avx512_vnni.onnx",
+    ("openvino", None): "openvino/openvino_model.xml",
+    ("openvino", "int8"): "openvino/openvino_model_qint8_quantized.xml",
+}
 # The authors evaluated in fp16 on GPUs: the dtype an evaluation uses on CUDA unless told otherwise.
 AUTHORS_CUDA_DTYPE = "float16"
 CPU_DTYPE = "float32"

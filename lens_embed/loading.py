@@ -27,6 +27,7 @@ from lens_embed.backbone import (
     weight_files,
 )
 from lens_embed.convert import converted_release_path
+from lens_embed.exported import check_backend, exported_module_class, is_exported
 from lens_embed.model import LensSentenceTransformer, is_lens_model, lexicon_pooling
 from lens_embed.modules import LensSparseTransformer, LexiconPooling
 from lens_embed.portable import lens_module_classes, own_code_types
@@ -49,6 +50,7 @@ def load_lens_model(
     trust_remote_code: bool = False,
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
+    backend: str = "torch",
     **kwargs: Any,
 ) -> SentenceTransformer:
     """Load a LENS model (or any sentence-transformers model) safely and check what was loaded.
@@ -72,6 +74,10 @@ def load_lens_model(
             the saved one.
         attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for
             transformers' choice.
+        backend: ``"torch"``, or ``"onnx"`` / ``"openvino"`` to run the backbone from the folder's export
+            (:mod:`lens_embed.exported`; ``model_kwargs={"file_name": ...}`` picks the file, float32 by
+            default), refused when missing, damaged or exported from other weights. The head runs in
+            torch, on the CPU.
         **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``,
             ``revision``).
 
@@ -82,8 +88,11 @@ def load_lens_model(
         converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path
     )
     path = Path(source)
-    if names_a_folder(source):
+    local = names_a_folder(source)
+    if local:
         recover_replaced(path)  # a folder a killed `build --overwrite` had moved aside
+    check_exported_options(backend, path, device, dtype, attn_implementation)
+    if local:
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {path}")
         if not (path / "modules.json").is_file():
@@ -104,6 +113,10 @@ def load_lens_model(
     # sentence-transformers' own way to load with known classes; other module types still meet its gate.
     module_classes = {**LENS_MODULE_CLASSES, **own_types}
     check_model_files(source, module_classes, hub_kwargs)
+    if backend != "torch":
+        module_classes = backbone_classes(source, module_classes, hub_kwargs)
+        kwargs["backend"] = backend
+        device = "cpu"
     check_model_type(source, hub_kwargs)
     model_kwargs = {
         **(kwargs.pop("model_kwargs", None) or {}),
@@ -139,6 +152,43 @@ def names_a_folder(name: str) -> bool:
         or name.count("/") != 1
         or path.parent.is_dir()
     )
+
+
+def check_exported_options(
+    backend: str,
+    path: Path,
+    device: str | None,
+    dtype: str | torch.dtype | None,
+    attn_implementation: str | None,
+) -> None:
+    """Refuse, before anything loads, what an exported backbone cannot honour: another device than the
+    CPU, a dtype other than float32 (the export fixes the precision), an attention kernel, a hub id."""
+    check_backend(backend)
+    if backend == "torch":
+        return
+    if device not in (None, "cpu"):
+        raise ValueError(f"the {backend} backend runs on the CPU; got device {device!r}")
+    if dtype not in (None, "float32", torch.float32):
+        raise ValueError(f"the {backend} backend runs the export's own precision; --dtype applies to torch")
+    if attn_implementation is not None:
+        raise ValueError(f"--attn-implementation applies to the torch backend, not {backend}")
+    if not path.is_dir():
+        raise ValueError(f"the {backend} backend runs a local model folder's export; {path} is not a folder")
+
+
+def backbone_classes(
+    source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]
+) -> dict[str, type[Module]]:
+    """``module_classes`` with each backbone (``Transformer``) type of the folder running its export
+    (:func:`lens_embed.exported.exported_module_class`)."""
+    loaded = read_modules(source, **hub_kwargs)
+    entries, location = loaded if loaded is not None else ([], "")
+    resolved = dict(module_classes)
+    for entry in entries:
+        module_class = library_module_class(entry["type"], module_classes, location)
+        if module_class is not None and issubclass(module_class, Transformer):
+            resolved[entry["type"]] = exported_module_class(module_class)
+    return resolved
 
 
 def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:
@@ -292,6 +342,8 @@ def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs:
                 f"{config_file}: a LENS decoder must be bidirectional (is_causal: false), "
                 f"got is_causal: {is_causal}"
             )
+    if is_exported(module):
+        return  # the export's record ties it to these weights, checked when they were exported
     files = weight_files(source, subfolder, **hub_kwargs)
     if not files:
         raise CheckpointError(f"no backbone weight files in {Path(source, subfolder)}")

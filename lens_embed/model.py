@@ -200,10 +200,10 @@ def model_facts(model: SentenceTransformer) -> ModelFacts:
 
 
 def model_settings(model: Any) -> dict[str, Any]:
-    """dtype, attention kernel, maximum length, truncation and (when set) the per-position top-k of a
-    sentence-transformers model: what decides its embeddings beyond the weights (recorded beside results,
-    part of every shard key). The top-k is named only when set, so the keys of every model without it are
-    those it always had."""
+    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model, the
+    per-position top-k when set, and the backend and export file when not torch: what decides its embeddings
+    beyond the weights (recorded beside results, part of every shard key). The top-k and the backend are
+    named only when they differ from the default, so the keys of every other model are those it always had."""
     if not isinstance(model, torch.nn.Module):
         return {}
     first = next(iter(model.parameters()), None)
@@ -217,7 +217,12 @@ def model_settings(model: Any) -> dict[str, Any]:
         "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
     }
     top_k = getattr(lexicon_pooling(model), "position_top_k", None) if is_lens_model(model) else None
-    return settings if top_k is None else {**settings, "position_top_k": top_k}
+    if top_k is not None:
+        settings["position_top_k"] = top_k
+    backend = getattr(module, "backend", "torch")
+    if backend != "torch":  # an exported backbone (lens_embed.exported): which file ran, int8 or not
+        settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
+    return settings
 
 
 def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:

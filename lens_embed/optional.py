@@ -1,9 +1,9 @@
 """Optional dependency stacks (``pip install 'lens-embed[EXTRA]'``), imported on first use.
 
-The core package embeds, evaluates and indexes; training, BM25 and charts, AIR-Bench and Qdrant
-servers are extras. :func:`require` imports a module of an extra or stops with an error that names
-the extra, so a missing stack is one clear line rather than a ``ModuleNotFoundError`` from deep
-inside a run.
+The core package embeds, evaluates and indexes; training, BM25 and charts, AIR-Bench, Qdrant
+servers and the CPU backends (ONNX Runtime, OpenVINO) are extras. :func:`require` imports a module
+of an extra or stops with an error that names the extra, so a missing stack is one clear line rather
+than a ``ModuleNotFoundError`` from deep inside a run.
 This module imports nothing heavy.
 """
 
@@ -18,6 +18,8 @@ INSTALL_HINTS = {
     "eval": "pip install 'lens-embed[eval]'",
     "airbench": "pip install 'lens-embed[airbench]' && pip install --no-deps air-benchmark==0.1.0",
     "cluster": "pip install 'lens-embed[cluster]'",
+    "onnx": "pip install 'lens-embed[onnx]'",
+    "openvino": "pip install 'lens-embed[openvino]'",
 }
 
 

@@ -28,6 +28,7 @@ from lens_embed.cli_args import (
     add_cluster_options,
     add_load_options,
     api_key,
+    backend_options,
     bounded_float,
     bounded_int,
     non_negative_int,
@@ -1061,7 +1062,12 @@ def run_search(args: argparse.Namespace) -> int:
         check_quantized_search(
             spec, args.using, exact=args.exact, rescore=args.rescore, oversampling=args.oversampling
         )
-        model = load_lens_model(args.model, dtype=args.dtype, attn_implementation=args.attn_implementation)
+        model = load_lens_model(
+            args.model,
+            dtype=args.dtype,
+            attn_implementation=args.attn_implementation,
+            **backend_options(args),
+        )
         results = search_collection(
             model,
             queries,

@@ -34,6 +34,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from lens_embed.defaults import EXPORT_FILES
+
 logger = logging.getLogger(__name__)
 CACHE_ENV = "LENS_EMBED_CACHE"
 RELEASED_CHECKPOINTS = ("yibinlei/LENS-d4000", "yibinlei/LENS-d8000")
@@ -349,12 +351,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+EXPORT_FOLDERS = frozenset(Path(name).parts[0] for name in EXPORT_FILES.values())
+"""The folders of a model's exports (``onnx``, ``openvino``)."""
+
+
 def _entry_files(folder: Path) -> dict[str, Path]:
-    """The regular files under ``folder`` by relative POSIX path, the manifest left out."""
+    """The regular files under ``folder`` by relative POSIX path, the manifest left out, and the exports
+    for the CPU backends too (``onnx/``, ``openvino/``): they are added to an entry later, each folder with
+    its own record of hashes that loading checks (``lens_embed.exported``)."""
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MANIFEST_FILE
+        if path.is_file()
+        and path.name != MANIFEST_FILE
+        and path.relative_to(folder).parts[0] not in EXPORT_FOLDERS
     }
 
 

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 4. the one LENS model class, the one router, the facts of a model object
     ("lens_embed.model",),
     # 5. making models
-    ("lens_embed.build", "lens_embed.convert", "lens_embed.embedded"),
+    ("lens_embed.build", "lens_embed.convert", "lens_embed.embedded", "lens_embed.exported"),
     # 6. the one loader and its checks (a released name is converted once: above convert)
     ("lens_embed.loading",),
     # 7. using models
@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, ...]] = [
         "lens_embed.engine",
         "lens_embed.serving",
         "lens_embed.sparse",
+        "lens_embed.export",
     ),
     # 8. evaluation and training (neither imports the other)
     ("lens_embed.evaluation.", "lens_embed.training."),

@@ -294,6 +294,21 @@ def test_only_a_full_check_hashes_the_files_not_checked_on_use(tmp_path):
     assert manifest_problem(entry, full=True) == "backbone.bin changed since it was written (SHA-256)"
 
 
+def test_exports_added_to_an_entry_later_keep_it_whole(tmp_path):
+    """``default --backend onnx`` exports into the cached entry: the export folders carry their own record
+    (checked when they are loaded), so the entry is not rebuilt for them, nor are they lost."""
+    entry = cached_directory(tmp_path / "entry", produce_entry, problem=manifest_problem)
+    for name in ("onnx/model.onnx", "openvino/openvino_model.xml"):
+        (entry / name).parent.mkdir(exist_ok=True)
+        (entry / name).write_bytes(b"exported")
+    assert manifest_problem(entry) is None and manifest_problem(entry, full=True) is None
+    assert cached_directory(tmp_path / "entry", produce_entry, problem=manifest_problem) == entry
+    assert (entry / "onnx" / "model.onnx").read_bytes() == b"exported"
+    (entry / "onnxx").mkdir()
+    (entry / "onnxx" / "model.onnx").write_bytes(b"")  # any other addition still counts
+    assert manifest_problem(entry) == r"files missing [], unexpected ['onnxx/model.onnx']"
+
+
 def test_a_file_at_a_cache_entry_is_refused_before_anything_is_produced(tmp_path):
     (tmp_path / "entry").write_text("x")
     produce = lambda staging: pytest.fail("produced")  # noqa: E731

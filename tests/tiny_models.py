@@ -10,6 +10,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoTokenizer,
+    BertConfig,
+    BertModel,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -93,6 +95,24 @@ def build_decoder(
     )
     torch.manual_seed(seed)
     model_cls(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_encoder(directory: Path, tokenizer_path: Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """Save a tiny random BERT encoder (MiniLM's architecture, two layers) with the tokenizer found at
+    ``tokenizer_path`` (e.g. the bundled MiniLM's WordPiece tokenizer) to ``directory``."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 

@@ -17,6 +17,7 @@ from lens_embed.cli_args import (
     add_cluster_options,
     add_load_options,
     api_key,
+    backend_options,
     bounded_float,
     declare_output,
     non_negative_float,
@@ -116,7 +117,14 @@ def _load_options(args: argparse.Namespace, dtype: str | None = None):
         attn_implementation=args.attn_implementation,
         instructions=getattr(args, "instructions", "authors"),
         max_active_dims=getattr(args, "max_active_dims", None),
+        **backend_choice(args),
     )
+
+
+def backend_choice(args: argparse.Namespace) -> dict[str, str | None]:
+    """The model under evaluation's ``--backend`` / ``--quantize`` (baselines always run on torch)."""
+    backend_options(args)  # refuses --quantize without a backend
+    return {"backend": args.backend, "quantize": args.quantize}
 
 
 def _runs(args: argparse.Namespace) -> list:
@@ -273,6 +281,7 @@ def cmd_airbench(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=evaluation_dtype(args.dtype, args.device),
         attn_implementation=args.attn_implementation,
+        **backend_options(args),
     )
     dense = DenseRetriever(
         model,

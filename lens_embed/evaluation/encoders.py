@@ -292,6 +292,8 @@ def load_encoder(
     attn_implementation: str | None = None,
     instructions: str = DEFAULT_INSTRUCTIONS,
     max_active_dims: int | None = None,
+    backend: str = "torch",
+    file_name: str | None = None,
 ) -> LoadedModelEncoder | PlainModelEncoder:
     """Load a lens-embed (or any sentence-transformers) model folder, or a released name, as an mteb encoder.
 
@@ -306,13 +308,19 @@ def load_encoder(
             transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
         max_active_dims: prune each LENS vector to its N largest lexicon weights (an mteb experiment).
+        backend: ``torch``, or ``onnx`` / ``openvino`` to run the folder's export ``file_name``
+            (:func:`lens_embed.loading.load_lens_model`; recorded in the results' protocol).
+        file_name: the export to run, as sentence-transformers' ``model_kwargs["file_name"]``.
     """
     source = load_instructions(instructions)
+    exported = {} if file_name is None else {"model_kwargs": {"file_name": file_name}}
     model = load_lens_model(
         model_path,
         device=device,
         dtype=evaluation_dtype(dtype, device),
         attn_implementation=attn_implementation,
+        backend=backend,
+        **exported,
     )
     meta = build_model_meta(
         model,

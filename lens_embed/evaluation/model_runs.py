@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lens_embed.defaults import BASELINE_CHOICES
+from lens_embed.defaults import BASELINE_CHOICES, EXPORT_FILES
 from lens_embed.embedded import DEFAULT_NAME, default_model_path
 from lens_embed.evaluation.encoders import (
     BM25_TASK_TYPES,
@@ -38,13 +38,22 @@ class LoadOptions:
     attn_implementation: str | None = None
     instructions: str = DEFAULT_INSTRUCTIONS
     max_active_dims: int | None = None
+    backend: str = "torch"
+    quantize: str | None = None
 
     def loader_kwargs(self) -> dict[str, str | int | None]:
+        """The model under evaluation's loading keywords (its backend and export file when not torch)."""
+        exported = (
+            {}
+            if self.backend == "torch"
+            else {"backend": self.backend, "file_name": EXPORT_FILES[(self.backend, self.quantize)]}
+        )
         return {
             "dtype": self.dtype,
             "attn_implementation": self.attn_implementation,
             "instructions": self.instructions,
             "max_active_dims": self.max_active_dims,
+            **exported,
         }
 
 
