@@ -21,7 +21,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """One torch thread, here and in every subprocess the tests start (they inherit ``os.environ``),
     unless OMP_NUM_THREADS says otherwise. The models are tiny, so a second thread gains nothing, and on a
     busy 2-core machine (or under ``pytest -n 2``) the spinning of idle OpenMP threads makes each small
-    matmul many times slower: a 20-step tiny training run took 80 s instead of 1.5 s."""
+    matmul many times slower: a 20-step tiny training run took 27 s instead of 1.6 s."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
