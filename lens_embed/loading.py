@@ -94,7 +94,12 @@ def load_lens_model(
     check_exported_options(backend, path, device, dtype, attn_implementation)
     if local:
         if not path.is_dir():
-            raise FileNotFoundError(f"model directory not found: {path}")
+            hint = (
+                ""
+                if "/" in source
+                else f" (a hub model is named ORG/NAME, e.g. sentence-transformers/{source})"
+            )
+            raise FileNotFoundError(f"model directory not found: {path}{hint}")
         if not (path / "modules.json").is_file():
             raise ValueError(
                 f"{path} is not a sentence-transformers or lens-embed model (no modules.json); "

@@ -71,9 +71,13 @@ def test_a_missing_folder_named_without_a_path_is_reported_missing_not_looked_up
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    for name in ("OUT", "runs/a/OUT"):
-        assert main(["info", name]) == 2
-        assert capsys.readouterr().err == f"lens-embed info: error: model directory not found: {name}\n"
+    assert main(["info", "OUT"]) == 2  # a bare name: lens-embed names hub models ORG/NAME, and says so
+    assert capsys.readouterr().err == (
+        "lens-embed info: error: model directory not found: OUT "
+        "(a hub model is named ORG/NAME, e.g. sentence-transformers/OUT)\n"
+    )
+    assert main(["info", "runs/a/OUT"]) == 2
+    assert capsys.readouterr().err == "lens-embed info: error: model directory not found: runs/a/OUT\n"
     (tmp_path / "runs").mkdir()
     assert main(["info", "runs/OUT"]) == 2  # ORG/NAME, but ORG is a folder here
     assert "model directory not found: runs/OUT" in capsys.readouterr().err
