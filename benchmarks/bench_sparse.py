@@ -181,20 +181,19 @@ def classification_scores(
     seen: dict[tuple[Any, ...], np.ndarray] = {}  # this pooling's unpruned vectors, by texts and side
 
     class Remembering(LoadedModelEncoder):
-        """The encoder with each text list's unpruned vectors remembered, so each level prunes them."""
+        """mteb's encoder built unpruned, with each text list's vectors remembered by instruction, and the
+        level's pruning (``max_active_dims``) a step after ``encode``, so every level prunes one embedding."""
 
         def encode(
             self, inputs: Any, *, task_metadata: Any, prompt_type: Any = None, **kwargs: Any
         ) -> np.ndarray:
             texts = tuple(text for batch in inputs for text in batch["text"])
-            key = (texts, self.side(task_metadata, prompt_type))
+            key = (texts, self.get_instruction(task_metadata, prompt_type))
             if key not in seen:
-                level, self.max_active_dims = self.max_active_dims, None
-                seen[key] = super().encode(
-                    inputs, task_metadata=task_metadata, prompt_type=prompt_type, **kwargs
+                seen[key] = np.asarray(
+                    super().encode(inputs, task_metadata=task_metadata, prompt_type=prompt_type, **kwargs)
                 )
-                self.max_active_dims = level
-            return pruned(seen[key], self.max_active_dims, lexicon_pooling(self.model).n_clusters)
+            return pruned(seen[key], self.max_active_dims, lexicon_pooling(self.loaded).n_clusters)
 
     if not names:
         return {level: {} for level in levels}
@@ -204,7 +203,8 @@ def classification_scores(
     scores: dict[int | None, dict[str, float]] = {}
     for level in levels:
         meta = build_model_meta(model, path, revision=revision, max_active_dims=level)
-        encoder = Remembering(model, meta, max_active_dims=level)
+        encoder = Remembering(model, meta)
+        encoder.max_active_dims = level  # pruned after encode (recorded in its protocol), not by a module
         cache = ResultCache(output / "classification")
         result = mteb.evaluate(
             encoder, tasks, cache=cache, encode_kwargs={"batch_size": 32}, show_progress_bar=False

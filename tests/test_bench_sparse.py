@@ -99,7 +99,9 @@ def test_a_per_position_row_scores_as_the_model_saved_with_that_k(report, tiny_l
     argv = ["--data", str(data), "--output", str(tmp_path / "out"), "--model", f"k3={saved}"]
     again = bench.main([*argv, "--max-docs", "50", "--levels", "--classification-tasks"])
     assert again[1]["config"] == "sparse, all" and again[1]["position_top_k"] == 3
-    for key in ("doc_active_dims", "query_active_dims", "ndcg_at_10", "sts_average"):
+    # nDCG is left out: the tiny model embeds many documents alike, and which of the documents tied at the
+    # 10th place the engine returns changes from run to run (recall counts every tie with the 10th as a hit)
+    for key in ("doc_active_dims", "doc_active_dims_p90", "query_active_dims", "recall_at_10", "sts_average"):
         assert again[1][key] == rows[5][key], key
 
 
