@@ -6,7 +6,7 @@ The same as ``lens-embed evaluate ...``: one CLI entry, one error format.
 
 import sys
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["evaluate", *sys.argv[1:]]))

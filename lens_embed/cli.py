@@ -8,15 +8,11 @@ what it needs when it runs. Every verb's user errors are reported by :func:`main
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lens_embed.cli_args import (
-    OUTPUTS,
     add_load_options,
     backend_options,
     cluster_count,
@@ -37,7 +33,7 @@ from lens_embed.defaults import (
 from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
-from lens_embed.storage import atomic_write, check_writable, refuse_overlap
+from lens_embed.storage import atomic_write, refuse_overlap
 from lens_embed.training.cli import add_training_commands
 from lens_embed.vocabulary import DENSE_POOLING_MODES
 
@@ -45,10 +41,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXPORT_BACKENDS = BACKENDS[1:]
-# What a user can cause (bad files, arguments, models, data): reported in one line, exit code 2.
-# The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
-# from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
-USER_ERRORS = (ValueError, TypeError, IndexError, OSError, ImportError)
 
 
 def _add_build(subparsers: argparse._SubParsersAction) -> None:
@@ -228,39 +220,6 @@ def _run_encode(args: argparse.Namespace) -> None:
     )
     save_array(embeddings, args.out, args.overwrite)
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.out}")
-
-
-def _add_info(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("info", help="describe a LENS model")
-    parser.add_argument("model")
-    add_load_options(parser)
-    parser.set_defaults(func=_run_info)
-
-
-def _run_info(args: argparse.Namespace) -> None:
-    from lens_embed.backbone import is_bidirectional
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import is_lens_model, lexicon_pooling
-
-    model = load_lens_model(args.model, **_load_options(args))
-    config = model[0].auto_model.config
-    info = {
-        "lens": is_lens_model(model),
-        "backbone": config.model_type,
-        "bidirectional": is_bidirectional(config),
-        "embedding_dimension": model.get_embedding_dimension(),
-        "max_seq_length": model.max_seq_length,
-        "prompts": sorted(model.prompts),
-    }
-    if info["lens"]:
-        pooling = lexicon_pooling(model)
-        info.update(
-            clusters=pooling.n_clusters,
-            dense=pooling.dense_pooling,
-            dense_weight=pooling.dense_weight,
-            position_top_k=pooling.position_top_k,
-        )
-    print(json.dumps(info, indent=2))
 
 
 def _add_explain(subparsers: argparse._SubParsersAction) -> None:
@@ -490,7 +449,6 @@ def build_parser() -> argparse.ArgumentParser:
         _add_convert,
         _add_set_pooling,
         _add_encode,
-        _add_info,
         _add_explain,
         _add_default,
         _add_export,
@@ -503,48 +461,3 @@ def build_parser() -> argparse.ArgumentParser:
     add_corpus_commands(subparsers)
     add_serving_commands(subparsers)
     return parser
-
-
-def _message(error: BaseException, args: argparse.Namespace) -> str:
-    """A user error's message; a model asking to run its own code (``UntrustedCodeError.explained``) is
-    told how to allow it with what this verb has: ``--trust-remote-code``, or the Python API."""
-    explained = getattr(error, "explained", None)
-    if explained is None:
-        return str(error)
-    if hasattr(args, "trust_remote_code"):
-        return explained("pass --trust-remote-code")
-    verb = f"lens-embed {args.command}"
-    return explained(f"load it from Python with trust_remote_code=True (`{verb}` runs no model's own code)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one ``lens-embed`` verb; returns the exit code.
-
-    Usage errors exit through argparse (code 2). A user error raised by any verb (bad file,
-    argument, model or data: :data:`USER_ERRORS`) prints ``lens-embed VERB: error: MESSAGE`` to
-    stderr and returns 2; an interrupt returns 130. Nothing already written is removed.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
-    try:
-        for dest, name, folder in getattr(args, OUTPUTS, []):  # before the verb loads or computes anything
-            if getattr(args, dest, None) is not None:
-                check_writable(getattr(args, dest), name, folder=folder)
-        code = args.func(args)
-    except USER_ERRORS as error:
-        print(f"lens-embed {args.command}: error: {_message(error, args)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lens-embed {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(code or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lens_embed.defaults import (
     ATTN_IMPLEMENTATIONS,
@@ -20,6 +21,7 @@ from lens_embed.defaults import (
     EXPORT_QUANTIZATIONS,
     QDRANT_API_KEY_ENV,
 )
+from lens_embed.options import option
 
 
 def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -149,7 +151,46 @@ def add_load_options(
         )
 
 
-def backend_options(args: argparse.Namespace) -> dict[str, object]:
+@dataclass(kw_only=True)
+class PrecisionOptions:
+    """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
+    that loads or builds a model has them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``)."""
+
+    dtype: str | None = option(None, "backbone precision", choices=DTYPES, default_text="the saved one")
+    attn_implementation: str | None = option(
+        None, "attention kernel", choices=ATTN_IMPLEMENTATIONS, default_text="transformers' choice"
+    )
+
+    def load_keywords(self) -> dict[str, object]:
+        """The loader's keywords (:func:`lens_embed.loading.load_lens_model`) of these options."""
+        return {"dtype": self.dtype, "attn_implementation": self.attn_implementation}
+
+
+@dataclass(kw_only=True)
+class LoadOptions(PrecisionOptions):
+    """Also ``--backend`` and ``--quantize``: which export runs the backbone, as sentence-transformers'
+    ``backend`` and ``file_name`` (verbs that use a model, not those that build or save one)."""
+
+    backend: str = option(
+        "torch",
+        "run the backbone on torch, or from the folder's export (lens-embed export) on ONNX Runtime or "
+        "OpenVINO (CPU)",
+        choices=BACKENDS,
+    )
+    quantize: str | None = option(
+        None,
+        "with --backend onnx|openvino: run the int8 export",
+        choices=EXPORT_QUANTIZATIONS,
+        default_text="the float32 one",
+    )
+
+    def load_keywords(self) -> dict[str, object]:
+        """The loader's keywords: none for the backend on torch (the call stays as it was), else ``backend``
+        and sentence-transformers' ``model_kwargs={"file_name": ...}``."""
+        return {**super().load_keywords(), **backend_options(self)}
+
+
+def backend_options(args: argparse.Namespace | LoadOptions) -> dict[str, object]:
     """The loader's keywords for a verb's ``--backend`` / ``--quantize``: none for torch (the call stays
     as it was), else ``backend`` and sentence-transformers' ``model_kwargs={"file_name": ...}``."""
     backend, quantize = getattr(args, "backend", "torch"), getattr(args, "quantize", None)

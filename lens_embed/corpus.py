@@ -1,6 +1,6 @@
 """Corpus encoding across processes: data-parallel over every GPU of a node, and over nodes.
 
-Launched with ``torchrun`` (``torchrun --nproc-per-node 8 -m lens_embed.cli encode-corpus ...``),
+Launched with ``torchrun`` (``torchrun --nproc-per-node 8 -m lens_embed.commands encode-corpus ...``),
 every rank loads the model on its own device and embeds the shards ``i`` with
 ``i % world_size == rank`` of one :class:`lens_embed.retrieval.ShardStore`, the same folder layout
 and manifest as the single-process path. Shards are written atomically, so a rerun (with any
@@ -212,7 +212,7 @@ def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "encode-corpus",
         help="embed a large corpus into resumable shards, data-parallel under torchrun",
-        description="Run alone, or as `torchrun --nproc-per-node N [--nnodes M ...] -m lens_embed.cli "
+        description="Run alone, or as `torchrun --nproc-per-node N [--nnodes M ...] -m lens_embed.commands "
         "encode-corpus ...` to use every GPU of every node. Writes OUT/shard_*.npy and OUT/embeddings.npy.",
     )
     parser.add_argument("model")

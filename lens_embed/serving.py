@@ -851,7 +851,7 @@ def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
     index = subparsers.add_parser(
         "index",
         help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
-        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.cli index ...` "
+        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.commands index ...` "
         "to embed on every GPU. A rerun uploads only what the collection lacks.",
     )
     index.add_argument("model")

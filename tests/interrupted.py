@@ -1,6 +1,6 @@
 """Interrupting ``lens-embed`` for real: SIGKILL at a point the command shows on disk, then compare outputs.
 
-A command runs as ``python -m lens_embed.cli`` in a subprocess (this checkout first on PYTHONPATH,
+A command runs as ``python -m lens_embed.commands`` in a subprocess (this checkout first on PYTHONPATH,
 offline, CPU, one thread). The kill comes as soon as a file the command writes appears (a staging
 folder's first file, the first shard, the progress bar in its log), never after a sleep, and the
 run must really have been killed there (exit by SIGKILL), so each test interrupts what it names.
@@ -38,7 +38,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run ``lens-embed ARGS`` to the end; its output (it must succeed)."""
     result = subprocess.run(
-        [sys.executable, "-m", "lens_embed.cli", *map(str, args)],
+        [sys.executable, "-m", "lens_embed.commands", *map(str, args)],
         cwd=cwd,
         env=env or cli_env(),
         capture_output=True,
@@ -56,7 +56,7 @@ def kill_when(
     log = cwd / f"killed-{time.monotonic_ns()}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "lens_embed.cli", *map(str, args)],
+            [sys.executable, "-m", "lens_embed.commands", *map(str, args)],
             cwd=cwd,
             env=env or cli_env(),
             stdout=output,

@@ -14,7 +14,7 @@ import torch
 from interrupted import cli_env, has_file, kill_when, run_cli
 from safetensors.torch import load_file, save_file
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.explain import top_dimensions
 from lens_embed.export import export_model
 from lens_embed.exported import ExportError

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from lens_embed.cli import build_parser, main
+from lens_embed.commands import build_parser, main, parse
 
 
 def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):
@@ -266,7 +266,7 @@ def test_every_verb_reports_user_errors_in_one_format(argv, tmp_path, capsys):
 def test_help_loads_neither_torch_nor_sentence_transformers():
     probe = (
         "import sys\n"
-        "from lens_embed.cli import main\n"
+        "from lens_embed.commands import main\n"
         "try:\n"
         "    main(['--help'])\n"
         "except SystemExit:\n"
@@ -339,9 +339,9 @@ LOADING_VERBS = [
 @pytest.mark.parametrize("argv", LOADING_VERBS, ids=lambda argv: " ".join(argv[:2]))
 def test_every_verb_that_loads_a_model_takes_transformers_dtype_and_attention_names(argv, capsys):
     parser = build_parser()
-    args = parser.parse_args([*argv, "--dtype", "bfloat16", "--attn-implementation", "sdpa"])
-    assert (args.dtype, args.attn_implementation) == ("bfloat16", "sdpa")
-    assert (parser.parse_args(argv).dtype, parser.parse_args(argv).attn_implementation) == (None, None)
+    options = parse([*argv, "--dtype", "bfloat16", "--attn-implementation", "sdpa"])
+    assert (options.dtype, options.attn_implementation) == ("bfloat16", "sdpa")
+    assert (parse(argv).dtype, parse(argv).attn_implementation) == (None, None)
     for option, value in (("--dtype", "fp16"), ("--attn-implementation", "flash")):
         with pytest.raises(SystemExit) as stopped:
             parser.parse_args([*argv, option, value])

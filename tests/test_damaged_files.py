@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from lens_embed import encode, load_lens_model
 from lens_embed.backbone import CheckpointError
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.convert import convert_checkpoint
 
 HEAD = "1_LexiconPooling"

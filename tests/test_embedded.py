@@ -143,7 +143,7 @@ def lens_embed_default(tmp_path: Path, *options: str) -> subprocess.CompletedPro
     """``lens-embed default OPTIONS`` with the cache in ``tmp_path/cache`` (it must succeed)."""
     env = {"LENS_EMBED_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "lens_embed.cli", "default", *options],
+        [sys.executable, "-m", "lens_embed.commands", "default", *options],
         capture_output=True,
         text=True,
         env=env,
@@ -202,7 +202,7 @@ def test_a_damaged_default_entry_is_assembled_again_saying_why(tmp_path, caplog)
 
 
 def test_a_file_where_the_default_entry_goes_is_refused_before_assembly(tmp_path, monkeypatch, capsys):
-    from lens_embed.cli import main
+    from lens_embed.commands import main
 
     monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path))
     entry = tmp_path / f"lens-minilm-k4000-trained-{PARAMETERS_SHA256[:12]}"
@@ -217,7 +217,7 @@ def test_a_file_where_the_default_entry_goes_is_refused_before_assembly(tmp_path
 
 
 def test_the_untrained_construction_stays_reachable(tmp_path, monkeypatch, capsys) -> None:
-    from lens_embed.cli import main
+    from lens_embed.commands import main
 
     monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path))
     (tmp_path / "lens-minilm-k64").mkdir()  # a cached untrained build is reused as it is

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.engine import (
     RRF_K,
     ClientBackend,

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from lens_embed import encode, load_lens_model
 from lens_embed.backbone import CheckpointError
-from lens_embed.cli import build_parser, main
+from lens_embed.commands import build_parser, main
 from lens_embed.safety import UntrustedCodeError
 
 

@@ -13,7 +13,7 @@ import torch
 from sentence_transformers import SentenceTransformer, SparseEncoder
 
 from lens_embed.build import build_lens_model, set_position_top_k
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.convert import convert_checkpoint
 from lens_embed.engine import EdgeBackend
 from lens_embed.evaluation.results import model_revision

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lens_embed import encode, load_lens_model
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.pooling import keep_max_active_dims
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "what is the reserve bank of australia", "fox", ""]

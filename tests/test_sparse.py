@@ -20,7 +20,7 @@ from sentence_transformers import SentenceTransformer, SparseEncoder
 from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
 
 from lens_embed.card import Provenance, render_card
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.explain import cluster_tokens
 from lens_embed.loading import load_lens_model
 from lens_embed.model import lexicon_pooling, model_facts

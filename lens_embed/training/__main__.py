@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["--verbose", "train", *sys.argv[1:]]))

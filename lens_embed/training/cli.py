@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from lens_embed.cli_args import declare_output, positive_int
-from lens_embed.training.config import MINING_METHODS, add_config_arguments, config_from_namespace
+from lens_embed.options import add_arguments, from_namespace
+from lens_embed.training.config import MINING_METHODS, TrainConfig
 
 
 def run_train(args: argparse.Namespace) -> int:
     """``train`` verb: fine-tune and print the folder of the merged model."""
     from lens_embed.training.trainer import train
 
-    print(train(config_from_namespace(args)))
+    print(train(from_namespace(TrainConfig, args)))
     return 0
 
 
@@ -66,7 +67,7 @@ def add_training_commands(subparsers: Any) -> None:
     train_parser = subparsers.add_parser("train", help="fine-tune a LENS model (the authors' recipe, LoRA)")
     # trust_remote_code's default in the namespace (unset TrainConfig options are left out of it) tells the
     # command's error messages that this verb has --trust-remote-code
-    add_config_arguments(train_parser).set_defaults(func=run_train, trust_remote_code=False)
+    add_arguments(train_parser, TrainConfig).set_defaults(func=run_train, trust_remote_code=False)
     declare_output(train_parser, "output", "--output", folder=True)
     mine_parser = subparsers.add_parser("mine-negatives", help="add hard negatives to training jsonl")
     add_mine_arguments(mine_parser).set_defaults(func=run_mine)

@@ -1,12 +1,13 @@
 """The options of a training run, declared once.
 
-:class:`TrainConfig` is the single declaration: every field carries its help text in its metadata,
-and :func:`add_config_arguments` generates the ``lens-embed train`` / ``python -m lens_embed.training``
-options from it (``learning_rate`` -> ``--learning-rate``, booleans as ``--x/--no-x``), so the API,
-the CLI and the recorded run configuration can never drift apart. A numeric field's bounds are
+:class:`TrainConfig` is the single declaration: every field carries its help text in its metadata
+(:func:`lens_embed.options.option`), and :func:`lens_embed.options.add_arguments` generates the
+``lens-embed train`` / ``python -m lens_embed.training`` options from it (``learning_rate`` ->
+``--learning-rate``, booleans as ``--x/--no-x``), so the API, the CLI and the recorded run configuration
+can never drift apart. A numeric field's bounds are
 declared once too, as its :mod:`lens_embed.cli_args` validator: the CLI refuses a bad value at parse
 time (exit 2) and ``TrainConfig(...)`` with a ``ValueError`` naming the field, before anything loads.
-Imports only the standard library and :mod:`lens_embed.cli_args`.
+Imports only the standard library, :mod:`lens_embed.cli_args` and :mod:`lens_embed.options`.
 
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
@@ -18,11 +19,8 @@ scale-invariant L1 term, and the per-position top-k pooling (with its straight-t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from lens_embed.cli_args import (
     positive_int,
     probability,
 )
+from lens_embed.options import check_values, option
 
 DEFAULT_TEMPERATURE = 0.02
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -44,24 +43,6 @@ MINING_METHODS = ("model", "bm25")
 DISTILL_TASKS = ("in-batch", "all")
 DOCUMENT_INSTRUCTIONS = ("sts-clustering", "symmetric")
 GATHERED_LOSS_SCALES = ("devices", "global")
-
-
-def option(
-    default: Any = dataclasses.MISSING,
-    help: str = "",
-    *,
-    flags: tuple[str, ...] = (),
-    cli: bool = True,
-    choices: tuple[str, ...] | None = None,
-    factory: Any = None,
-    check: Callable[[str], Any] | None = None,
-) -> Any:
-    """A dataclass field with its CLI help (and optional extra flags / choices / a ``cli_args``
-    validator ``check`` that bounds its value) in the metadata."""
-    metadata = {"help": help, "flags": flags, "cli": cli, "choices": choices, "check": check}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -212,20 +193,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a value out of its field's bounds or choices (the CLI's parse-time checks, for the API)."""
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            check, choices = item.metadata.get("check"), item.metadata.get("choices")
-            if value is None:
-                continue
-            if check is not None:
-                try:
-                    check(str(value))  # the CLI's own validator, on the value as a command line spells it
-                except argparse.ArgumentTypeError as error:
-                    raise ValueError(f"TrainConfig {item.name}: {error}") from None
-            if choices and value not in choices:
-                raise ValueError(
-                    f"TrainConfig {item.name}: must be one of {', '.join(choices)}, got {value!r}"
-                )
+        check_values(self)
         if self.topk_temperature is not None and self.position_top_k == 0:
             raise ValueError(
                 "TrainConfig topk_temperature: needs a per-position top-k, and position_top_k is 0 (off)"
@@ -292,56 +260,6 @@ def current_names(recorded: dict[str, Any]) -> dict[str, Any]:
     """A recorded configuration with every renamed field under its name now, and every field added since at
     the value that reproduces the recorded run."""
     return {**ADDED, **{RENAMED.get(key, key): value for key, value in recorded.items()}}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Generate one option per :class:`TrainConfig` field (required where the field has no default)."""
-    hints = typing.get_type_hints(TrainConfig)
-    for item in dataclasses.fields(TrainConfig):
-        meta = item.metadata
-        if not meta.get("cli", True):
-            continue
-        kind = hints[item.name]
-        args = typing.get_args(kind)
-        base = (
-            next((arg for arg in args if arg is not type(None)), kind)
-            if args and type(None) in args
-            else kind
-        )
-        kwargs: dict[str, Any] = {"dest": item.name, "help": meta.get("help", "")}
-        required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
-        if required:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = argparse.SUPPRESS  # unset options fall back to the dataclass default
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is list:
-            kwargs.update(nargs="+", type=typing.get_args(base)[0])
-        else:
-            kwargs["type"] = meta.get("check") or base
-        if meta.get("choices"):
-            kwargs["choices"] = meta["choices"]
-        if not required:
-            kwargs["help"] += f" (default: {_default_text(item)})"
-        parser.add_argument(_flag(item.name), *meta.get("flags", ()), **kwargs)
-    return parser
-
-
-def _default_text(item: dataclasses.Field) -> str:
-    if item.default_factory is not dataclasses.MISSING:
-        return repr(item.default_factory())
-    return "auto" if item.default is None else str(item.default)
-
-
-def config_from_namespace(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed options (options left out keep the dataclass defaults)."""
-    names = {item.name for item in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{key: value for key, value in vars(args).items() if key in names})
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

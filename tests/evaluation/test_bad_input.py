@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.evaluation.data import DATA_ENV_VAR, DataDirError, resolve_data_dir
 from lens_embed.evaluation.model_runs import ModelArgumentError, model_run
 from lens_embed.evaluation.offline import UnknownTaskError, offline_tasks

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.evaluation.leaderboard.compare import (
     compare_markdown,
     compare_rows,

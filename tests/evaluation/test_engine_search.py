@@ -18,7 +18,7 @@ import pytest
 from mteb.models.model_meta import ScoringFunction
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.engine import ClientBackend, EngineTarget
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lens_embed.cli import build_parser
+from lens_embed.commands import build_parser
 from lens_embed.evaluation.encoders import MINILM_NAME, evaluation_dtype, load_encoder
 from lens_embed.evaluation.model_runs import baseline_runs
 from lens_embed.evaluation.offline import offline_tasks

@@ -16,7 +16,7 @@ from air_benchmark.evaluation_utils import Evaluator
 from mteb.cache import ResultCache
 
 from lens_embed.citation import LENS_CITATION
-from lens_embed.cli import main as eval_main
+from lens_embed.commands import main as eval_main
 from lens_embed.evaluation.encoders import load_encoder
 from lens_embed.evaluation.instructions import load_instructions
 from lens_embed.evaluation.leaderboard.airbench import LocalDataLoader

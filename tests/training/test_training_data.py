@@ -193,7 +193,7 @@ def test_accelerate_hands_every_rank_its_batches_whatever_their_task_batch_size(
 
 
 def test_a_dataset_folder_with_a_loading_script_is_refused_by_name_without_running_it(tmp_path, capsys):
-    from lens_embed.cli import main
+    from lens_embed.commands import main
 
     marker = tmp_path / "ran"
     folder = tmp_path / "scripted"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from training_toy import StopAt, retrieval_rows, toy_config, write_jsonl
 
-from lens_embed.cli import main
+from lens_embed.commands import main
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.data import TrainingDataError, read_training_rows
 from lens_embed.training.trainer import (
@@ -301,7 +301,7 @@ def test_bm25_mining_without_bm25s_names_the_eval_extra(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows(with_negatives=False))
     code = (
         "import sys; sys.modules['bm25s'] = None\n"
-        "from lens_embed.cli import main\n"
+        "from lens_embed.commands import main\n"
         f"sys.exit(main(['mine-negatives', '--data', {str(source)!r}, "
         "'--output', 'out.jsonl', '--method', 'bm25']))\n"
     )

@@ -15,12 +15,12 @@ from transformers import TrainerCallback
 
 from lens_embed import load_lens_model
 from lens_embed.modules import LexiconPooling
+from lens_embed.options import from_namespace
 from lens_embed.training.cli import add_training_commands
 from lens_embed.training.config import (
     CHECKPOINT_DIRNAME,
     FINAL_SAVE_DIRNAME,
     TrainConfig,
-    config_from_namespace,
 )
 from lens_embed.training.data import load_tasks
 from lens_embed.training.lora import ADAPTER_DIRNAME
@@ -181,7 +181,7 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
             "v_proj",
         ]
     )
-    config = config_from_namespace(args)
+    config = from_namespace(TrainConfig, args)
     assert (config.data, config.group_size, config.mini_batch_size) == (["a.jsonl", "b.jsonl"], 4, 16)
     assert config.negatives_cross_device is False and config.lora_target_modules == ["q_proj", "v_proj"]
     assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (
