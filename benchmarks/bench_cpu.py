@@ -30,7 +30,7 @@ from lens_embed.defaults import EXPORT_FILES, minilm_path
 from lens_embed.embedded import default_model_path
 from lens_embed.export import export_model
 from lens_embed.loading import load_lens_model
-from lens_embed.model import encode, is_lens_model, lexicon_pooling
+from lens_embed.model import LensSentenceTransformer, encode
 
 STS_INSTRUCTION = "Retrieve semantically similar text"
 VARIANTS: list[tuple[str, str, str | None]] = [
@@ -117,14 +117,22 @@ def where_time_goes(model, texts: list[str], query: bool, batch_size: int) -> di
     pooling) over ``texts`` in batches, as sentence-transformers runs them."""
     module, rest = model[0], list(model)[1:]
     prompt = model.prompts.get("query") if query else None
-    instruction_prompt = f"<instruct>{STS_INSTRUCTION}\n<query>" if query and is_lens_model(model) else prompt
+    instruction_prompt = (
+        f"<instruct>{STS_INSTRUCTION}\n<query>"
+        if query and LensSentenceTransformer.is_lens_model(model)
+        else prompt
+    )
     spent = {"tokenisation_s": 0.0, "backbone_s": 0.0, "head_s": 0.0}
     ordered = sorted(texts, key=len, reverse=True)
     with torch.no_grad():
         for start in range(0, len(ordered), batch_size):
             batch = ordered[start : start + batch_size]
             begin = time.perf_counter()
-            kwargs = {"task": "query" if query else "document"} if is_lens_model(model) else {}
+            kwargs = (
+                {"task": "query" if query else "document"}
+                if LensSentenceTransformer.is_lens_model(model)
+                else {}
+            )
             features = module.preprocess(batch, prompt=instruction_prompt, **kwargs)
             middle = time.perf_counter()
             features = module(features)
@@ -152,7 +160,7 @@ def bench_model(
         else load_lens_model(folder)
         for name, backend, quantize in VARIANTS
     }
-    lens = is_lens_model(models["torch fp32"])
+    lens = LensSentenceTransformer.is_lens_model(models["torch fp32"])
     result: dict = {"model": label, "lens": lens, "corpora": {}}
     for corpus, (texts, query) in data_sets.items():
         query = query and lens
@@ -178,7 +186,7 @@ def bench_model(
                 **where_time_goes(models[fastest], texts, query, sizes[fastest]),
             }
     if lens:
-        result["clusters"] = lexicon_pooling(models["torch fp32"]).n_clusters
+        result["clusters"] = LensSentenceTransformer.lexicon(models["torch fp32"]).n_clusters
     return result
 
 

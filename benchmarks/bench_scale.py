@@ -484,13 +484,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from lens_embed import default_model_path
     from lens_embed.corpus import encode_corpus
     from lens_embed.loading import load_lens_model
-    from lens_embed.model import encode, is_lens_model, lexicon_pooling
+    from lens_embed.model import LensSentenceTransformer, encode
     from lens_embed.retrieval import corpus_key
 
     documents, queries, _ = load_task(Path(args.data), args.task, args.source_docs)
     model_path = args.model or str(default_model_path())
     model = load_lens_model(model_path)
-    clusters = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    clusters = (
+        LensSentenceTransformer.lexicon(model).n_clusters
+        if LensSentenceTransformer.is_lens_model(model)
+        else None
+    )
     texts = list(documents.values())
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

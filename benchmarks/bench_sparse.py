@@ -175,7 +175,7 @@ def classification_scores(
     from lens_embed.evaluation.encoders import LoadedModelEncoder, build_model_meta
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.results import model_revision
-    from lens_embed.model import lexicon_pooling, model_settings
+    from lens_embed.model import LensSentenceTransformer
     from lens_embed.retrieval import fingerprint
 
     seen: dict[tuple[Any, ...], np.ndarray] = {}  # this pooling's unpruned vectors, by texts and side
@@ -193,13 +193,17 @@ def classification_scores(
                 seen[key] = np.asarray(
                     super().encode(inputs, task_metadata=task_metadata, prompt_type=prompt_type, **kwargs)
                 )
-            return pruned(seen[key], self.max_active_dims, lexicon_pooling(self.loaded).n_clusters)
+            return pruned(
+                seen[key], self.max_active_dims, LensSentenceTransformer.lexicon(self.loaded).n_clusters
+            )
 
     if not names:
         return {level: {} for level in levels}
     tasks = offline_tasks(data, names=names)
     # the folder and how it is pooled now (a per-position k set on the loaded model is not in the folder)
-    revision = fingerprint(model_revision(path), json.dumps(model_settings(model), sort_keys=True))
+    revision = fingerprint(
+        model_revision(path), json.dumps(LensSentenceTransformer.settings(model), sort_keys=True)
+    )
     scores: dict[int | None, dict[str, float]] = {}
     for level in levels:
         meta = build_model_meta(model, path, revision=revision, max_active_dims=level)
@@ -218,12 +222,12 @@ def measure_pooling(
 ) -> list[dict[str, Any]]:
     """The rows of one model under one pooling: embed once, then measure each row."""
     from lens_embed.corpus import encode_corpus
-    from lens_embed.model import encode, lexicon_pooling
+    from lens_embed.model import LensSentenceTransformer, encode
     from lens_embed.retrieval import corpus_key
 
     output = Path(args.output) / label
     output.mkdir(parents=True, exist_ok=True)
-    lexicon_dims = lexicon_pooling(model).n_clusters
+    lexicon_dims = LensSentenceTransformer.lexicon(model).n_clusters
     documents, queries, qrels = load_task(Path(args.data), "SciFact", args.max_docs)
     ids, texts = list(documents), list(documents.values())
     docs = np.asarray(np.load(encode_corpus(model, texts, output / "shards" / corpus_key(model, texts))))
@@ -258,7 +262,7 @@ def measure_pooling(
             {
                 "model": label,
                 "config": row.config,
-                "position_top_k": lexicon_pooling(model).position_top_k,
+                "position_top_k": LensSentenceTransformer.lexicon(model).position_top_k,
                 "doc_active_dims": doc_mean,
                 "doc_active_dims_p90": doc_p90,
                 "query_active_dims": query_mean,
@@ -279,13 +283,13 @@ def measure_pooling(
 def measure_model(label: str, path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every row of one model: its own pooling first, then each per-position k on the loaded model."""
     from lens_embed.loading import load_lens_model
-    from lens_embed.model import lexicon_pooling
+    from lens_embed.model import LensSentenceTransformer
 
     model = load_lens_model(path, device="cpu")
     top_k = tuple(args.position_top_k) if label in (args.position_top_k_models or [label]) else ()
     rows = model_rows(tuple(args.levels), top_k)
     measured = measure_pooling(label, path, model, [row for row in rows if row.position_top_k is None], args)
-    pooling = lexicon_pooling(model)
+    pooling = LensSentenceTransformer.lexicon(model)
     own = pooling.position_top_k
     try:
         for k in top_k:

@@ -266,11 +266,6 @@ def stored_shapes(files: Iterable[str | os.PathLike]) -> dict[str, tuple[Path, t
     return shapes
 
 
-def tensor_names(files: Iterable[str | os.PathLike]) -> set[str]:
-    """The names of the tensors stored in the weight files (safetensors read only their headers)."""
-    return set(stored_shapes(files))
-
-
 def expected_shapes(config: PretrainedConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor name -> shape of the base model a config describes (built on the meta device: no
     memory)."""

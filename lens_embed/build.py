@@ -26,12 +26,12 @@ from lens_embed.backbone import (
 )
 from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
 from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
-from lens_embed.model import LensSentenceTransformer, record_base_model
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.pooling import checked_position_top_k
 from lens_embed.portable import make_portable
 from lens_embed.prompts import QUERY_TOKEN, default_prompts
-from lens_embed.safety import read_modules
+from lens_embed.safety import Manifest
 from lens_embed.storage import (
     atomic_write,
     check_writable,
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 def assemble_lens_model(
     transformer: LensTransformer, pooling: LexiconPooling, device: str | None = None
-) -> SentenceTransformer:
+) -> LensSentenceTransformer:
     """Wrap the two modules with the LENS prompts (query/document plus named instructions) and cosine."""
     return LensSentenceTransformer(
         modules=[transformer, pooling], prompts=default_prompts(), similarity_fn_name="cosine", device=device
@@ -124,7 +124,7 @@ def build_lens_model(
     device: str | None = None,
     overwrite: bool = False,
     position_top_k: int | None = None,
-) -> SentenceTransformer:
+) -> LensSentenceTransformer:
     """Turn a decoder LLM (or a BERT-style encoder) into a LENS model.
 
     Clusters the vocabulary matrix into ``n_clusters`` centroids that become the frozen head,
@@ -151,7 +151,8 @@ def build_lens_model(
             max (saved in the pooling module's config); None: the paper's pooling.
 
     Returns:
-        The LENS model as a ``SentenceTransformer`` ``[LensTransformer, LexiconPooling]``.
+        The LENS model: a :class:`~lens_embed.model.LensSentenceTransformer`
+        ``[LensTransformer, LexiconPooling]``.
     """
     position_top_k = checked_position_top_k(position_top_k)
     if output_dir is not None:
@@ -190,7 +191,7 @@ def build_lens_model(
     )
     pooling.set_head(clustering.centroids, clustering.assignments)
     model = assemble_lens_model(transformer, pooling, device=device)
-    record_base_model(model, base_model)
+    model.record_base_model(base_model)
     if output_dir is not None:
         save_staged(model, output_dir, overwrite)
     return model
@@ -220,9 +221,10 @@ def set_position_top_k(folder: str | Path, position_top_k: int | None) -> Path:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"model directory not found: {root}")
-    found = read_modules(root)
     pooling = [
-        entry for entry in (found[0] if found else []) if entry["type"].rsplit(".", 1)[-1] == "LexiconPooling"
+        entry
+        for entry in Manifest(root).module_entries()
+        if entry["type"].rsplit(".", 1)[-1] == "LexiconPooling"
     ]
     if len(pooling) != 1:
         raise ValueError(

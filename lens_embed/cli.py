@@ -236,20 +236,19 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_explain(args: argparse.Namespace) -> None:
-    from lens_embed.explain import check_top, match_dimensions, top_dimensions
     from lens_embed.loading import load_lens_model
     from lens_embed.model import encode
 
     model = load_lens_model(args.model, **_load_options(args))
-    check_top(model, args.top)
+    model.check_top(args.top)
     embedding = encode(model, [args.text], query=args.query, instruction=args.instruction)[0]
     print(f"top clusters of {args.text!r}:")
-    for dim in top_dimensions(model, embedding, k=args.top):
+    for dim in model.top_dimensions(embedding, k=args.top):
         print(f"  {dim.index:5d}  {dim.weight:.3f}  {' '.join(dim.tokens)}")
     if args.document is not None:
         document = encode(model, [args.document])[0]
         print(f"cosine similarity with the document: {float(embedding @ document):.4f}; shared clusters:")
-        for dim in match_dimensions(model, embedding, document, k=args.top):
+        for dim in model.match_dimensions(embedding, document, k=args.top):
             print(f"  {dim.index:5d}  {dim.weight:.4f}  {' '.join(dim.tokens)}")
 
 
@@ -382,9 +381,8 @@ def _run_card(args: argparse.Namespace) -> None:
     folder, by default the model's results under this folder's content revision), its provenance."""
     from lens_embed.card import write_card
     from lens_embed.loading import load_lens_model
-    from lens_embed.model import model_facts
 
-    facts = model_facts(load_lens_model(args.model, **_load_options(args)))
+    facts = load_lens_model(args.model, **_load_options(args)).facts()
     rows = None
     if args.results is not None:
         from lens_embed.evaluation.results import load_eval_rows, model_revision

@@ -34,7 +34,6 @@ from lens_embed.backbone import (
 from lens_embed.build import assemble_lens_model, ensure_output_dir, save_staged
 from lens_embed.clustering import assign_to_centroids
 from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
-from lens_embed.model import record_base_model
 from lens_embed.modules import LensTransformer, LexiconPooling
 from lens_embed.pooling import checked_position_top_k
 from lens_embed.portable import own_code_types
@@ -229,7 +228,7 @@ def convert_checkpoint(
         )
         pooling.set_head(head, assign_to_centroids(vocabulary, head))
         model = assemble_lens_model(transformer, pooling)
-        record_base_model(model, source)
+        model.record_base_model(source)
         save_staged(model, output, overwrite, check=check_no_code_references)
     return model
 

@@ -40,10 +40,9 @@ from sentence_transformers import SentenceTransformer
 from lens_embed.backbone import prepare_tokenizer, vocabulary_matrix, weight_files
 from lens_embed.build import assemble_lens_model, build_lens_model, load_backbone, save_staged
 from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
-from lens_embed.model import record_base_model
 from lens_embed.modules import LexiconPooling
 from lens_embed.prompts import QUERY_TOKEN
-from lens_embed.safety import read_modules
+from lens_embed.safety import Manifest
 from lens_embed.storage import atomic_write, cache_dir, cached_directory, manifest_problem, write_manifest
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -246,7 +245,7 @@ def assemble(
         cluster_means(matrix, parameters.token_clusters, parameters.n_clusters), parameters.token_clusters
     )
     model = assemble_lens_model(transformer, pooling, device=device)
-    record_base_model(model, base)
+    model.record_base_model(base)
     return model
 
 
@@ -275,7 +274,7 @@ def record_training(model: SentenceTransformer, record: dict[str, Any]) -> None:
 
 def head_folder(folder: str | Path) -> str:
     """The relative folder of a saved LENS model's head (its LexiconPooling module), from ``modules.json``."""
-    entries, location = read_modules(folder) or ([], f"{folder}/modules.json")
+    entries, location = Manifest(folder).modules() or ([], f"{folder}/modules.json")
     found = [entry["path"] for entry in entries if entry["type"].endswith(f".{LexiconPooling.__name__}")]
     if len(found) != 1 or not found[0]:
         raise ValueError(f"{location}: expected one {LexiconPooling.__name__} module in a folder of its own")

@@ -23,15 +23,14 @@ from lens_embed.backbone import (
     expected_shapes,
     is_decoder_config,
     stored_shapes,
-    tensor_names,
     weight_files,
 )
 from lens_embed.convert import converted_release_path
 from lens_embed.exported import check_backend, exported_module_class, is_exported
-from lens_embed.model import LensSentenceTransformer, is_lens_model, lexicon_pooling
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.modules import LensSparseTransformer, LexiconPooling
 from lens_embed.portable import lens_module_classes, own_code_types
-from lens_embed.safety import read_model_json, read_modules, refuse_code_references
+from lens_embed.safety import Manifest, refuse_code_references
 from lens_embed.storage import is_released_name, recover_replaced
 
 # lens-embed's own sentence-transformers modules, by the type that modules.json records for them:
@@ -52,7 +51,7 @@ def load_lens_model(
     attn_implementation: str | None = None,
     backend: str = "torch",
     **kwargs: Any,
-) -> SentenceTransformer:
+) -> LensSentenceTransformer:
     """Load a LENS model (or any sentence-transformers model) safely and check what was loaded.
 
     A released checkpoint name (``yibinlei/LENS-d4000``, ``-d8000``) is converted once into the
@@ -82,7 +81,7 @@ def load_lens_model(
             ``revision``).
 
     Returns:
-        The loaded ``SentenceTransformer``.
+        The loaded model, a :class:`~lens_embed.model.LensSentenceTransformer` (LENS or not).
     """
     source = str(
         converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path
@@ -111,37 +110,64 @@ def load_lens_model(
         "cache_dir": kwargs.get("cache_folder"),
         "local_files_only": kwargs.get("local_files_only", False),
     }
+    files = FolderManifest(source, **hub_kwargs)  # every check below reads the folder through it, once
     # A folder's modeling_lens.py resolves to the installed classes when it is exactly their code.
-    own_types = own_code_types(source, **hub_kwargs)
+    own_types = own_code_types(files)
     if not trust_remote_code:
-        refuse_code_references(source, own_types, **hub_kwargs)
+        refuse_code_references(files, own_types)
     # sentence-transformers' own way to load with known classes; other module types still meet its gate.
     module_classes = {**LENS_MODULE_CLASSES, **own_types}
-    check_model_files(source, module_classes, hub_kwargs)
+    check_model_files(files, module_classes)
     if backend != "torch":
-        module_classes = backbone_classes(source, module_classes, hub_kwargs)
+        module_classes = backbone_classes(files, module_classes)
         kwargs["backend"] = backend
         device = "cpu"
-    check_model_type(source, hub_kwargs)
+    check_model_type(files)
     model_kwargs = {
         **(kwargs.pop("model_kwargs", None) or {}),
         **backbone_kwargs(dtype=dtype, attn_implementation=attn_implementation),
     }
     if model_kwargs:
         kwargs["model_kwargs"] = model_kwargs
-    # Private: SentenceTransformer(...) has no public argument that maps modules.json types to classes.
+    # The one private call (see LensSentenceTransformer's docstring): SentenceTransformer(...) has no
+    # public argument that maps modules.json types to classes.
     try:
         model = LensSentenceTransformer._load_with_module_classes(
             source, module_classes, device=device, trust_remote_code=trust_remote_code, **kwargs
         )
     except RuntimeError as error:  # transformers' "size mismatch" names neither file nor tensor
-        mismatch = shape_mismatch(source, hub_kwargs)
+        mismatch = shape_mismatch(files)
         if mismatch is None:
             raise
         raise mismatch from error
-    if is_lens_model(model):
-        check_lens_model(model, source, hub_kwargs)
+    if model.is_lens_model():
+        check_lens_model(model, files)
     return model
+
+
+class FolderManifest(Manifest):
+    """The loader's :class:`~lens_embed.safety.Manifest`: with each module folder's weight files and their
+    tensor shapes (safetensors headers; ``.bin`` files opened with ``weights_only=True``), read once."""
+
+    def __init__(self, name_or_path: str, **hub_kwargs: Any) -> None:
+        super().__init__(name_or_path, **hub_kwargs)
+        self._weights: dict[str, tuple[list[Path], dict[str, tuple[Path, tuple[int, ...]]]]] = {}
+
+    def weights(self, subfolder: str = "") -> tuple[list[Path], dict[str, tuple[Path, tuple[int, ...]]]]:
+        """The weight files of a module folder and every stored tensor's name -> (its file, its shape).
+
+        Raises:
+            CheckpointError: a damaged or truncated weight file, or a ``.bin`` that is not a plain state
+                dict (:func:`lens_embed.backbone.stored_shapes`).
+        """
+        if subfolder not in self._weights:
+            files = weight_files(self.name_or_path, subfolder, **self.hub_kwargs)
+            self._weights[subfolder] = (files, stored_shapes(files))
+        return self._weights[subfolder]
+
+    def module_folders(self) -> dict[str, str]:
+        """Module name -> its subfolder, as ``modules.json`` records them."""
+        return {entry["name"]: entry["path"] for entry in self.module_entries()}
 
 
 def names_a_folder(name: str) -> bool:
@@ -181,29 +207,26 @@ def check_exported_options(
         raise ValueError(f"the {backend} backend runs a local model folder's export; {path} is not a folder")
 
 
-def backbone_classes(
-    source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]
-) -> dict[str, type[Module]]:
+def backbone_classes(files: Manifest, module_classes: dict[str, type[Module]]) -> dict[str, type[Module]]:
     """``module_classes`` with each backbone (``Transformer``) type of the folder running its export
     (:func:`lens_embed.exported.exported_module_class`)."""
-    loaded = read_modules(source, **hub_kwargs)
-    entries, location = loaded if loaded is not None else ([], "")
+    location = (files.modules() or ([], ""))[1]
     resolved = dict(module_classes)
-    for entry in entries:
+    for entry in files.module_entries():
         module_class = library_module_class(entry["type"], module_classes, location)
         if module_class is not None and issubclass(module_class, Transformer):
             resolved[entry["type"]] = exported_module_class(module_class)
     return resolved
 
 
-def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:
+def check_model_type(files: Manifest) -> None:
     """Refuse a folder saved for another sentence-transformers class (``model_type`` in
     ``config_sentence_transformers.json``; absent means ``SentenceTransformer``).
 
     ``SentenceTransformer`` would not load its modules but silently pool its backbone plainly (mean or
     last token). A LENS model's SparseEncoder folder (:mod:`lens_embed.sparse`) is named as such.
     """
-    loaded = read_model_json(source, ROOT_JSON_FILES[0], **hub_kwargs)
+    loaded = files.json(ROOT_JSON_FILES[0])
     if loaded is None:
         return
     settings, location = loaded
@@ -212,7 +235,7 @@ def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:
     model_type = settings.get("model_type", SentenceTransformer.model_type)
     if model_type == SentenceTransformer.model_type:
         return
-    types = [entry["type"] for entry in (read_modules(source, **hub_kwargs) or ([], ""))[0]]
+    types = [entry["type"] for entry in files.module_entries()]
     sparse_face = model_type == "SparseEncoder" and any(
         t.endswith(f".{LensSparseTransformer.__name__}") for t in types
     )
@@ -229,16 +252,7 @@ def check_model_type(source: str, hub_kwargs: dict[str, Any]) -> None:
     )
 
 
-def module_folders(source: str, hub_kwargs: dict[str, Any]) -> dict[str, str]:
-    """Module name -> its subfolder, as ``modules.json`` records them."""
-    loaded = read_modules(source, **hub_kwargs)
-    entries = loaded[0] if loaded is not None else []
-    return {entry["name"]: entry["path"] for entry in entries}
-
-
-def check_model_files(
-    source: str, module_classes: dict[str, type[Module]], hub_kwargs: dict[str, Any]
-) -> None:
+def check_model_files(files: FolderManifest, module_classes: dict[str, type[Module]]) -> None:
     """Before anything is built: every file that the library's modules will read is readable, each
     error naming it.
 
@@ -253,18 +267,17 @@ def check_model_files(
         CheckpointError: a weight file that is damaged, truncated or not a plain state dict.
     """
     for filename in ROOT_JSON_FILES:
-        read_model_json(source, filename, **hub_kwargs)
-    loaded = read_modules(source, **hub_kwargs)
-    entries, location = loaded if loaded is not None else ([], "")
-    for entry in entries:
+        files.json(filename)
+    location = (files.modules() or ([], ""))[1]
+    for entry in files.module_entries():
         module_class = library_module_class(entry["type"], module_classes, location)
         if module_class is None:
             continue
         for filename in dict.fromkeys(
             [getattr(module_class, "config_file_name", "config.json"), *MODULE_JSON_FILES]
         ):
-            read_model_json(source, filename, entry["path"], **hub_kwargs)
-        stored_shapes(weight_files(source, entry["path"], **hub_kwargs))
+            files.json(filename, entry["path"])
+        files.weights(entry["path"])
 
 
 def library_module_class(
@@ -293,54 +306,57 @@ def library_module_class(
         ) from error
 
 
-def shape_mismatch(source: str, hub_kwargs: dict[str, Any]) -> CheckpointError | None:
+def shape_mismatch(files: FolderManifest) -> CheckpointError | None:
     """After a failed load: the first stored tensor whose shape its folder's ``config.json`` contradicts,
     naming the weight file, the tensor and both shapes; None when the files show no such tensor."""
-    for subfolder in dict.fromkeys(["", *module_folders(source, hub_kwargs).values()]):
+    for subfolder in dict.fromkeys(["", *files.module_folders().values()]):
         try:
-            config = AutoConfig.from_pretrained(source, subfolder=subfolder, **hub_kwargs)
+            config = AutoConfig.from_pretrained(files.name_or_path, subfolder=subfolder, **files.hub_kwargs)
             expected = expected_shapes(config)
         except (OSError, ValueError, KeyError):  # no transformers config here (a head, a pooling)
             continue
-        stored = stored_shapes(weight_files(source, subfolder, **hub_kwargs))
+        stored = files.weights(subfolder)[1]
         for name, shape in expected.items():
             if name in stored and stored[name][1] != shape:
                 file, found = stored[name]
                 return CheckpointError(
                     f"{file}: tensor {name} has shape {list(found)}, but "
-                    f"{Path(source, subfolder, 'config.json')} makes it {list(shape)}"
+                    f"{Path(files.name_or_path, subfolder, 'config.json')} makes it {list(shape)}"
                 )
     return None
 
 
-def check_lens_model(model: SentenceTransformer, source: str, hub_kwargs: dict[str, Any]) -> None:
-    """Refuse a LENS model that would embed wrongly without saying so; every error names the file.
-
-    ``hub_kwargs`` locate the model's files on the hub as the load did (revision, token, cache).
-    """
-    folders = module_folders(source, hub_kwargs)
-    pooling = lexicon_pooling(model)
+def check_lens_model(model: LensSentenceTransformer, files: FolderManifest) -> None:
+    """Refuse a LENS model that would embed wrongly without saying so; every error names the file
+    (read from ``files``, the manifest the load was checked with)."""
+    folders = files.module_folders()
+    pooling = model.lexicon()
     for name, module in model.named_children():
         if isinstance(module, Transformer):
-            check_backbone(module, source, folders.get(name, ""), hub_kwargs)
+            check_backbone(module, files, folders.get(name, ""))
             hidden_size = module.auto_model.config.hidden_size
             if pooling.hidden_size != hidden_size:
                 raise CheckpointError(
-                    f"{source}: the LENS head reads hidden size {pooling.hidden_size} "
+                    f"{files.name_or_path}: the LENS head reads hidden size {pooling.hidden_size} "
                     f"but the backbone has {hidden_size}"
                 )
         elif isinstance(module, LexiconPooling):
             subfolder = folders.get(name, "")
-            files = weight_files(source, subfolder, **hub_kwargs)
-            check_head(module, files[0] if files else Path(source, subfolder, "model.safetensors"))
+            head_files = files.weights(subfolder)[0]
+            check_head(
+                module,
+                head_files[0] if head_files else Path(files.name_or_path, subfolder, "model.safetensors"),
+            )
 
 
-def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs: dict[str, Any]) -> None:
+def check_backbone(module: Transformer, files: FolderManifest, subfolder: str) -> None:
     """Every backbone tensor stored and finite; a decoder saved as bidirectional."""
     backbone = module.auto_model
     if is_decoder_config(backbone.config):
-        loaded = read_model_json(source, "config.json", subfolder, **hub_kwargs)
-        saved, config_file = loaded if loaded is not None else ({}, Path(source, subfolder, "config.json"))
+        loaded = files.json("config.json", subfolder)
+        saved, config_file = (
+            loaded if loaded is not None else ({}, Path(files.name_or_path, subfolder, "config.json"))
+        )
         is_causal = saved.get("is_causal", "absent, so causal")
         if is_causal is not False or getattr(backbone.config, "is_causal", True) is not False:
             raise CheckpointError(
@@ -349,20 +365,19 @@ def check_backbone(module: Transformer, source: str, subfolder: str, hub_kwargs:
             )
     if is_exported(module):
         return  # the export's record ties it to these weights, checked when they were exported
-    files = weight_files(source, subfolder, **hub_kwargs)
-    if not files:
-        raise CheckpointError(f"no backbone weight files in {Path(source, subfolder)}")
-    stored = tensor_names(files)
+    weights, stored = files.weights(subfolder)
+    if not weights:
+        raise CheckpointError(f"no backbone weight files in {Path(files.name_or_path, subfolder)}")
     tied = set(getattr(backbone, "all_tied_weights_keys", None) or {})
-    missing = sorted(set(backbone.state_dict()) - stored - tied)
+    missing = sorted(set(backbone.state_dict()) - set(stored) - tied)
     if missing:
         raise CheckpointError(
-            f"{', '.join(map(str, files))} lack {len(missing)} backbone tensor(s), which would be random: "
+            f"{', '.join(map(str, weights))} lack {len(missing)} backbone tensor(s), which would be random: "
             + ", ".join(missing[:10])
         )
     for name, tensor in backbone.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            holder = next((file for file in files if name in tensor_names([file])), files[0])
+            holder = stored[name][0] if name in stored else weights[0]
             raise CheckpointError(f"{holder}: backbone tensor {name} holds NaN or infinite values")
 
 

@@ -1,11 +1,15 @@
-"""The LENS model: one class, the one router, and the facts read off a model object.
+"""The LENS model: one class, the one router of texts to a side.
 
 :class:`LensSentenceTransformer` is the ``SentenceTransformer`` every LENS model lens-embed makes or
-loads is; its ``save`` writes a self-contained folder (:mod:`lens_embed.portable`) and the LENS card
-(:mod:`lens_embed.card`), handing both plain data. :func:`encode` is the one router of texts to the
-query or document side; :func:`side_prompt` says which prompt a side gets. :func:`model_facts`,
-:func:`model_provenance`, :func:`model_settings` and :func:`record_base_model` read or note what the
-card, the results and the shard keys need to know about a model.
+loads is. Its methods are what a LENS model does beyond sentence-transformers: its lexicon module and K,
+its facts (for the card), its settings (for shard keys and results), its provenance, naming its
+dimensions by their tokens (:meth:`~LensSentenceTransformer.top_dimensions`), and a default
+``max_active_dims`` saved as sentence-transformers' ``SparseEncoder`` saves it. Its ``save`` writes a
+self-contained folder (:mod:`lens_embed.portable`) and the LENS card (:mod:`lens_embed.card`), handing
+both plain data.
+
+:func:`encode` is the one router of texts to the query or document side of *any* sentence-transformers
+model (baselines included); :func:`side_prompt` says which prompt a side gets.
 
 Making models (:mod:`lens_embed.build`, :mod:`lens_embed.convert`) and loading them
 (:mod:`lens_embed.loading`) sit above this module.
@@ -14,6 +18,7 @@ Making models (:mod:`lens_embed.build`, :mod:`lens_embed.convert`) and loading t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,39 +44,17 @@ from lens_embed.safety import MODELING_MODULE
 # The prompt names sentence-transformers' encode_query / encode_document look for, in this order, when
 # the call names none (then the model's default_prompt_name applies).
 SIDE_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
+# The key of config_sentence_transformers.json that holds the default max_active_dims (SparseEncoder's).
+MAX_ACTIVE_DIMS_KEY = "max_active_dims"
 
 
-class LensSentenceTransformer(SentenceTransformer):
-    """A ``SentenceTransformer`` that saves a LENS model as a shareable folder.
+@dataclass(frozen=True)
+class Dimension:
+    """One lexicon dimension of an embedding: its index, weight and member tokens."""
 
-    Every save path goes through ``save`` (``save_pretrained``, ``push_to_hub``, the trainer's
-    checkpoints and final model), which adds ``modeling_lens.py`` (and points ``modules.json`` at
-    it) and writes the LENS model card instead of sentence-transformers' generic one. Models
-    without LENS modules save exactly as sentence-transformers saves them. The frozen head stays float32
-    whatever the backbone's dtype (sentence-transformers casts every module to the first one's dtype).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if is_lens_model(self):
-            lexicon_pooling(self).float()
-
-    def save(
-        self,
-        path: str,
-        model_name: str | None = None,
-        create_model_card: bool = True,
-        train_datasets: list[str] | None = None,
-        safe_serialization: bool = True,
-    ) -> None:
-        lens = is_lens_model(self)
-        super().save(path, model_name, create_model_card and not lens, train_datasets, safe_serialization)
-        if not lens:
-            return
-        make_portable(path)
-        if create_model_card:
-            model_id = model_name if model_name and not Path(model_name).exists() else None
-            write_card(path, model_facts(self), **model_provenance(self, model_id=model_id))
+    index: int
+    weight: float
+    tokens: list[str]
 
 
 def _is_lexicon_pooling(module: torch.nn.Module) -> bool:
@@ -83,17 +66,252 @@ def _is_lexicon_pooling(module: torch.nn.Module) -> bool:
     )
 
 
-def is_lens_model(model: SentenceTransformer) -> bool:
-    """Whether the model ends in LENS' lexicon pooling."""
-    return any(_is_lexicon_pooling(module) for module in model)
+class LensSentenceTransformer(SentenceTransformer):
+    """A LENS model: a ``SentenceTransformer`` ending in :class:`~lens_embed.modules.LexiconPooling`, with
+    the methods of a lexicon-based model.
 
+    Saving: every save path goes through ``save`` (``save_pretrained``, ``push_to_hub``, the trainer's
+    checkpoints and final model), which adds ``modeling_lens.py`` (and points ``modules.json`` at it)
+    and writes the LENS card instead of sentence-transformers' generic one. Models without LENS modules
+    save exactly as sentence-transformers saves them. The frozen head stays float32 whatever the
+    backbone's dtype (sentence-transformers casts every module to the first one's dtype).
 
-def lexicon_pooling(model: SentenceTransformer) -> LexiconPooling:
-    """The model's LexiconPooling module, or a clear error for other models."""
-    for module in model:
-        if _is_lexicon_pooling(module):
-            return module
-    raise ValueError("this is not a LENS model: it has no LexiconPooling module")
+    ``max_active_dims`` (like ``SparseEncoder``'s): the default number of lexicon weights each vector
+    keeps in ``encode`` (None keeps all); ``encode(..., max_active_dims=N)`` overrides it per call. It is
+    saved in ``config_sentence_transformers.json`` under the key ``SparseEncoder`` uses, and read back on
+    load, through the same two hooks ``SparseEncoder`` overrides for it (``_get_model_config``,
+    ``_parse_model_config``). The pruning runs in the lexicon module (its ``forward_kwargs``), so a
+    plain ``SentenceTransformer(path, trust_remote_code=True)`` accepts ``encode(..., max_active_dims=N)``
+    too.
+
+    Any model: :meth:`is_lens_model`, :meth:`lexicon` and :meth:`settings` read only what every
+    sentence-transformers model has, so they also answer for a model of another class (a baseline, or a
+    LENS folder loaded by plain sentence-transformers): ``LensSentenceTransformer.settings(model)``.
+
+    The one private sentence-transformers call: :func:`lens_embed.loading.load_lens_model` builds this
+    class with ``_load_with_module_classes``, the only way to hand ``SentenceTransformer`` the classes of
+    ``modules.json`` types (lens-embed's modules, and a folder's ``modeling_lens.py`` types whose code is
+    exactly lens-embed's) without opening its ``trust_remote_code`` gate to every other type; the public
+    alternatives are ``trust_remote_code=True`` (which would also run any code the folder names) or
+    re-implementing sentence-transformers' loader around each module's public ``load``.
+    """
+
+    def __init__(self, *args: Any, max_active_dims: int | None = None, **kwargs: Any) -> None:
+        # set before loading: _parse_model_config fills it from a saved folder unless given here
+        self.max_active_dims = None if max_active_dims is None else checked_max_active_dims(max_active_dims)
+        super().__init__(*args, **kwargs)
+        if self.max_active_dims is not None:
+            self.max_active_dims = checked_max_active_dims(self.max_active_dims)
+        if self.is_lens_model():
+            self.lexicon().float()
+
+    def _get_model_config(self) -> dict[str, Any]:
+        config = super()._get_model_config()
+        if self.max_active_dims is not None:
+            config[MAX_ACTIVE_DIMS_KEY] = self.max_active_dims
+        return config
+
+    def _parse_model_config(self, model_config: dict[str, Any]) -> None:
+        super()._parse_model_config(model_config)
+        if self.max_active_dims is None:
+            self.max_active_dims = model_config.get(MAX_ACTIVE_DIMS_KEY)
+
+    def encode(self, *args: Any, max_active_dims: int | None = None, **kwargs: Any) -> Any:
+        """sentence-transformers' ``encode``, each vector keeping its ``max_active_dims`` largest lexicon
+        weights (:func:`lens_embed.pooling.keep_max_active_dims`: a hybrid's dense part is kept whole,
+        nothing is re-normalised); None uses the model's default (:attr:`max_active_dims`). ``encode_query``
+        and ``encode_document`` take it too."""
+        chosen = self.max_active_dims if max_active_dims is None else max_active_dims
+        if chosen is not None and self.is_lens_model():
+            kwargs[MAX_ACTIVE_DIMS_KEY] = checked_max_active_dims(chosen)
+        elif max_active_dims is not None:
+            raise ValueError("max_active_dims prunes a LENS model's lexicon weights; this model has none")
+        return super().encode(*args, **kwargs)
+
+    def save(
+        self,
+        path: str,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+    ) -> None:
+        lens = self.is_lens_model()
+        super().save(path, model_name, create_model_card and not lens, train_datasets, safe_serialization)
+        if not lens:
+            return
+        make_portable(path)
+        if create_model_card:
+            model_id = model_name if model_name and not Path(model_name).exists() else None
+            write_card(path, self.facts(), **self.provenance(model_id=model_id))
+
+    # -- any sentence-transformers model (``LensSentenceTransformer.settings(model)``) --------------------
+
+    def is_lens_model(self: SentenceTransformer) -> bool:
+        """Whether the model ends in LENS' lexicon pooling (lens-embed's, or a folder's ``modeling_lens.py``
+        copy); any sentence-transformers model: ``LensSentenceTransformer.is_lens_model(model)``."""
+        return any(_is_lexicon_pooling(module) for module in self)
+
+    def lexicon(self: SentenceTransformer) -> LexiconPooling:
+        """The model's LexiconPooling module (centroids, token -> cluster map, pooling options), or a clear
+        error for other models; any sentence-transformers model:
+        ``LensSentenceTransformer.lexicon(model)``."""
+        for module in self:
+            if _is_lexicon_pooling(module):
+                return module
+        raise ValueError("this is not a LENS model: it has no LexiconPooling module")
+
+    def settings(self: SentenceTransformer) -> dict[str, Any]:
+        """dtype, attention kernel, maximum length and truncation, the per-position top-k and the default
+        ``max_active_dims`` when set, and the backend and export file when not torch: what decides the
+        model's embeddings beyond its weights (recorded beside results, part of every shard key). The
+        top-k, ``max_active_dims`` and the backend are named only when they differ from the default, so the
+        keys of every other model are those it always had. Any sentence-transformers model:
+        ``LensSentenceTransformer.settings(model)``."""
+        first = next(iter(self.parameters()), None)
+        module = self[0]
+        config = getattr(getattr(module, "auto_model", None), "config", None)
+        settings = {
+            "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
+            # transformers has no public name for the kernel a loaded model runs (only this property)
+            "attn_implementation": getattr(config, "_attn_implementation", None),
+            "max_seq_length": self.max_seq_length,
+            "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
+        }
+        lens = LensSentenceTransformer.is_lens_model(self)
+        top_k = LensSentenceTransformer.lexicon(self).position_top_k if lens else None
+        if top_k is not None:
+            settings["position_top_k"] = top_k
+        if getattr(self, MAX_ACTIVE_DIMS_KEY, None) is not None:
+            settings[MAX_ACTIVE_DIMS_KEY] = self.max_active_dims
+        backend = getattr(module, "backend", "torch")
+        if backend != "torch":  # an exported backbone (lens_embed.exported): which file ran, int8 or not
+            settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
+        return settings
+
+    # -- a LENS model -----------------------------------------------------------------------------------
+
+    @property
+    def n_clusters(self) -> int:
+        """K: the number of lexicon dimensions (clusters), the first K columns of an embedding."""
+        return self.lexicon().n_clusters
+
+    def facts(self) -> ModelFacts:
+        """The card's facts, read off the loaded model (a clear error for a model that is not LENS)."""
+        pooling = self.lexicon()
+        config = self[0].auto_model.config
+        return ModelFacts(
+            n_clusters=pooling.n_clusters,
+            embedding_dimension=int(self.get_embedding_dimension()),
+            backbone=config.model_type,
+            decoder=is_decoder_config(config),
+            bidirectional=is_bidirectional(config),
+            dense_pooling=pooling.dense_pooling,
+            dense_weight=pooling.dense_weight,
+            max_seq_length=self.max_seq_length,
+            prompts={name: text for name, text in self.prompts.items() if text is not None},
+            truncation_keeps_eos=bool(getattr(self[0], "truncation_keeps_eos", True)),
+        )
+
+    def record_base_model(self, base_model: str | Path) -> None:
+        """Note on the model (its ``model_card_data``) what it was made from and under which licence.
+
+        A hub id is recorded as the card's ``base_model``; a local folder is not (the hub could not link
+        it), but the licence in its card is still read.
+        """
+        self.model_card_data.license = base_model_license(base_model)
+        self.model_card_data.base_model = None if Path(base_model).exists() else str(base_model)
+
+    def provenance(self, model_id: str | None = None) -> dict[str, Any]:
+        """Provenance of the in-memory model: the card it was loaded with, then what sentence-transformers'
+        ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
+        data = self.model_card_data
+        recorded = card_provenance(self._model_card_text) if self._model_card_text else Provenance()
+        datasets = [
+            str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")
+        ]
+        recipe = {key: str(value) for key, value in (data.non_default_hyperparameters or {}).items()}
+        now = merge_provenance(
+            recorded,
+            model_id=model_id or data.model_id,
+            base_model=data.base_model,
+            license=data.license,
+            training_datasets=datasets,
+            training_recipe=recipe,
+        )
+        return dict(now.__dict__)
+
+    def check_top(self, k: int) -> None:
+        """Refuse a number of dimensions to show that is not in ``1..K`` (before anything is embedded)."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= self.n_clusters:
+            raise ValueError(
+                f"the number of dimensions to show must be an integer in 1..{self.n_clusters} (K), got {k!r}"
+            )
+
+    def cluster_tokens(self, cluster: int, limit: int = 8) -> list[str]:
+        """Up to ``limit`` readable member tokens of a cluster, in token-id order (which for BPE/WordPiece
+        vocabularies puts frequent tokens first).
+
+        Args:
+            cluster: the dimension (cluster index, ``0 <= cluster < K``).
+            limit: the most tokens to return.
+        """
+        pooling = self.lexicon()
+        if not 0 <= cluster < pooling.n_clusters:
+            raise IndexError(f"cluster {cluster} out of range [0, {pooling.n_clusters})")
+        members = (pooling.token_clusters == cluster).nonzero().flatten().tolist()
+        tokenizer = self[0].tokenizer
+        names: list[str] = []
+        for token_id in members:
+            text = tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(token_id)]).strip()
+            if text and text not in names:
+                names.append(text)
+            if len(names) == limit:
+                break
+        return names
+
+    def top_dimensions(self, embedding: np.ndarray, k: int = 10, tokens: int = 8) -> list[Dimension]:
+        """The ``k`` heaviest lexicon dimensions of one embedding of this model, named by their tokens.
+
+        Args:
+            embedding: one embedding ([dimension]).
+            k: how many dimensions (1..K); fewer come back when fewer are non-zero.
+            tokens: member tokens listed per dimension.
+        """
+        return self._heaviest(self._lexicon_part(embedding), k, tokens)
+
+    def match_dimensions(
+        self, query: np.ndarray, document: np.ndarray, k: int = 10, tokens: int = 8
+    ) -> list[Dimension]:
+        """Why a document matched a query: the dimensions with the largest products q_i * d_i.
+
+        Args:
+            query: the query embedding.
+            document: the document embedding.
+            k: how many dimensions (1..K).
+            tokens: member tokens listed per dimension.
+        """
+        return self._heaviest(self._lexicon_part(query) * self._lexicon_part(document), k, tokens)
+
+    def _lexicon_part(self, embedding: np.ndarray) -> np.ndarray:
+        """The K lexicon weights of one embedding (a hybrid's dense part dropped), checked against the
+        model."""
+        vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.get_embedding_dimension():
+            raise ValueError(
+                f"embedding has {vector.shape[0]} dimensions, the model {self.get_embedding_dimension()}"
+            )
+        return vector[: self.n_clusters]
+
+    def _heaviest(self, weights: np.ndarray, k: int, tokens: int) -> list[Dimension]:
+        """The ``k`` largest positive entries of ``weights``, named by their clusters' tokens."""
+        self.check_top(k)
+        order = np.argsort(-weights, kind="stable")[:k]
+        return [
+            Dimension(int(i), float(weights[i]), self.cluster_tokens(int(i), tokens))
+            for i in order
+            if weights[i] > 0
+        ]
 
 
 def instruction_prompt(*, query: bool, instruction: str | None) -> str | None:
@@ -150,7 +368,8 @@ def encode(
         show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
         max_active_dims: Keep only each vector's N largest lexicon weights
             (:func:`lens_embed.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense part
-            is kept whole, nothing is re-normalised); None keeps all.
+            is kept whole, nothing is re-normalised); None keeps all, or a LensSentenceTransformer's
+            default (:attr:`LensSentenceTransformer.max_active_dims`).
         **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``);
             not ``prompt`` or ``prompt_name``: the side and the instruction decide the prompt
             (:func:`side_prompt`).
@@ -171,87 +390,19 @@ def encode(
     if not texts:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar, **encode_kwargs}
+    # a LENS model of this class prunes in its encode (over its own default); any other model afterwards
+    prunes_itself = isinstance(model, LensSentenceTransformer) and model.is_lens_model()
+    if prunes_itself and max_active_dims is not None:
+        options[MAX_ACTIVE_DIMS_KEY] = max_active_dims
     if query:
         embeddings = model.encode_query(texts, prompt=prompt, **options)
     else:
         embeddings = model.encode_document(texts, **options)
-    if max_active_dims is None:
+    if max_active_dims is None or prunes_itself:
         return embeddings
-    lexicon_dims = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    lexicon_dims = (
+        LensSentenceTransformer.lexicon(model).n_clusters
+        if LensSentenceTransformer.is_lens_model(model)
+        else None
+    )
     return keep_max_active_dims(embeddings, max_active_dims, lexicon_dims)
-
-
-def model_facts(model: SentenceTransformer) -> ModelFacts:
-    """The card's facts, read off a loaded LENS model (a clear error for other models)."""
-    pooling = lexicon_pooling(model)
-    config = model[0].auto_model.config
-    return ModelFacts(
-        n_clusters=pooling.n_clusters,
-        embedding_dimension=int(model.get_embedding_dimension()),
-        backbone=config.model_type,
-        decoder=is_decoder_config(config),
-        bidirectional=is_bidirectional(config),
-        dense_pooling=pooling.dense_pooling,
-        dense_weight=pooling.dense_weight,
-        max_seq_length=model.max_seq_length,
-        prompts={name: text for name, text in model.prompts.items() if text is not None},
-        truncation_keeps_eos=bool(getattr(model[0], "truncation_keeps_eos", True)),
-    )
-
-
-def model_settings(model: Any) -> dict[str, Any]:
-    """dtype, attention kernel, maximum length and truncation of a sentence-transformers model, the
-    per-position top-k when set, and the backend and export file when not torch: what decides its embeddings
-    beyond the weights (recorded beside results, part of every shard key). The top-k and the backend are
-    named only when they differ from the default, so the keys of every other model are those it always had."""
-    if not isinstance(model, torch.nn.Module):
-        return {}
-    first = next(iter(model.parameters()), None)
-    module = model[0]
-    config = getattr(getattr(module, "auto_model", None), "config", None)
-    settings = {
-        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else None,
-        # transformers has no public name for the kernel a loaded model runs (only this property)
-        "attn_implementation": getattr(config, "_attn_implementation", None),
-        "max_seq_length": model.max_seq_length,
-        "truncation_keeps_eos": getattr(module, "truncation_keeps_eos", None),
-    }
-    top_k = getattr(lexicon_pooling(model), "position_top_k", None) if is_lens_model(model) else None
-    if top_k is not None:
-        settings["position_top_k"] = top_k
-    backend = getattr(module, "backend", "torch")
-    if backend != "torch":  # an exported backbone (lens_embed.exported): which file ran, int8 or not
-        settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
-    return settings
-
-
-def record_base_model(model: SentenceTransformer, base_model: str | Path) -> None:
-    """Note on the model (its ``model_card_data``) what it was made from and under which licence.
-
-    A hub id is recorded as the card's ``base_model``; a local folder is not (the hub could not link
-    it), but the licence in its card is still read.
-    """
-    model.model_card_data.license = base_model_license(base_model)
-    model.model_card_data.base_model = None if Path(base_model).exists() else str(base_model)
-
-
-def model_provenance(model: SentenceTransformer, model_id: str | None = None) -> dict[str, Any]:
-    """Provenance of an in-memory model: the card it was loaded with, then what sentence-transformers'
-    ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
-    data = model.model_card_data
-    recorded = (
-        card_provenance(model._model_card_text) if getattr(model, "_model_card_text", None) else Provenance()
-    )
-    datasets = [
-        str(d.get("id") or d.get("name")) for d in data.train_datasets if d.get("id") or d.get("name")
-    ]
-    recipe = {key: str(value) for key, value in (data.non_default_hyperparameters or {}).items()}
-    now = merge_provenance(
-        recorded,
-        model_id=model_id or data.model_id,
-        base_model=data.base_model,
-        license=data.license,
-        training_datasets=datasets,
-        training_recipe=recipe,
-    )
-    return dict(now.__dict__)

@@ -26,6 +26,7 @@ from sentence_transformers.base.modules import Module, Transformer
 from lens_embed.pooling import (
     checked_position_top_k,
     dense_embedding,
+    keep_max_active_dims,
     lexicon_embedding,
     pooling_mask,
     query_start,
@@ -368,6 +369,10 @@ class LexiconPooling(Module):
             (the default): every logit, the paper's pooling. Saved in the module's config only when set,
             so a folder without it embeds exactly as before.
 
+    ``forward(features, max_active_dims=N)`` (sentence-transformers passes it from ``encode``, as this
+    module's ``forward_kwargs`` declare) keeps each vector's N largest lexicon weights
+    (:func:`lens_embed.pooling.keep_max_active_dims`, for inference: the result is detached).
+
     ``topk_temperature`` is a training-time attribute, never saved: with ``position_top_k`` set and
     gradients on in training mode, the top-k passes a straight-through gradient at that temperature
     (:func:`lens_embed.pooling.straight_through_top_k`); None (the default) passes it through the kept
@@ -383,6 +388,7 @@ class LexiconPooling(Module):
         "dense_weight",
         "position_top_k",
     ]
+    forward_kwargs = {"max_active_dims"}
 
     def __init__(
         self,
@@ -436,7 +442,9 @@ class LexiconPooling(Module):
         self.centroids = centroids.detach().float().clone().to(self.centroids.device)
         self.token_clusters = token_clusters.detach().long().clone().to(self.centroids.device)
 
-    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    def forward(
+        self, features: dict[str, Any], max_active_dims: int | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         hidden = features["token_embeddings"]
         attention_mask = features["attention_mask"]
         if QUERY_MARKER not in features:
@@ -456,6 +464,8 @@ class LexiconPooling(Module):
                 dense_embedding(hidden, mask, attention_mask, self.dense_pooling), p=2, dim=-1
             )
             embedding = F.normalize(torch.cat([embedding, self.dense_weight * dense], dim=-1), p=2, dim=-1)
+        if max_active_dims is not None:
+            embedding = keep_max_active_dims(embedding, max_active_dims, self.n_clusters)
         features["sentence_embedding"] = embedding
         return features
 

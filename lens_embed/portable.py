@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from sentence_transformers.base.modules import Module
-from transformers.utils import cached_file
 
 import lens_embed
 from lens_embed import modules as lens_modules
-from lens_embed.safety import MODELING_FILE, MODELING_MODULE
+from lens_embed.safety import MODELING_FILE, MODELING_MODULE, Manifest, manifest
 from lens_embed.storage import atomic_write
 
 ROOT_MODULE = lens_modules.__name__
@@ -196,15 +195,16 @@ def make_portable(folder: str | Path) -> Path:
     return root / MODELING_FILE
 
 
-def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
+def own_code_types(source: Manifest | str | Path, **hub_kwargs: Any) -> dict[str, type]:
     """``modeling_lens.<Class>`` -> installed class when the folder's ``modeling_lens.py`` is exactly the
     code this or an earlier lens-embed wrote; empty when the folder has no such file or a different one.
 
     Args:
-        source: a model folder or hub id.
+        source: a model folder or hub id, or its :class:`~lens_embed.safety.Manifest`.
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
     """
-    text = _read_text(str(source), MODELING_FILE, **hub_kwargs)
+    files = manifest(source, **hub_kwargs)
+    text = files.text(MODELING_FILE)
     if text is None:
         return {}
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -213,12 +213,9 @@ def own_code_types(source: str | Path, **hub_kwargs: Any) -> dict[str, type]:
         if written_by is None:
             return {}
         logger.info(
-            "%s: %s was written by %s; loading with the installed classes", source, MODELING_FILE, written_by
+            "%s: %s was written by %s; loading with the installed classes",
+            files.name_or_path,
+            MODELING_FILE,
+            written_by,
         )
     return portable_classes()
-
-
-def _read_text(source: str, filename: str, **hub_kwargs: Any) -> str | None:
-    path = cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-    # a folder may not hold the file at all (old folders, other models): then there is nothing to recognise
-    return Path(path).read_text(encoding="utf-8") if path is not None else None

@@ -20,7 +20,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from lens_embed.model import encode, is_lens_model, model_settings, side_prompt
+from lens_embed.model import LensSentenceTransformer, encode, side_prompt
 from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
 from lens_embed.storage import atomic_write
 from lens_embed.vocabulary import INDEX_KINDS, IndexKind
@@ -330,7 +330,9 @@ def corpus_key(
     """
     prompt = side_prompt(model, query=query, instruction=instruction)
     side = json.dumps({"side": "query" if query else "document", "prompt": prompt})
-    return fingerprint(model_key(model), json.dumps(model_settings(model), sort_keys=True), side, texts)
+    return fingerprint(
+        model_key(model), json.dumps(LensSentenceTransformer.settings(model), sort_keys=True), side, texts
+    )
 
 
 class DenseRetriever:
@@ -359,7 +361,7 @@ class DenseRetriever:
         self.shard_size = shard_size
         self.batch_size = batch_size
         self.show_progress = show_progress
-        self.instructed = bool(is_lens_model(model))
+        self.instructed = bool(LensSentenceTransformer.is_lens_model(model))
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return encode(self.model, texts, batch_size=self.batch_size, show_progress_bar=False)

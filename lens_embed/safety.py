@@ -78,33 +78,81 @@ def read_model_json(
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
-def read_modules(
-    name_or_path: str | os.PathLike, **hub_kwargs: Any
-) -> tuple[list[dict[str, Any]], str] | None:
-    """``modules.json``'s entries and its location, or None if the model has none.
+class Manifest:
+    """A model folder or hub repository, each of its files read at most once: ``modules.json`` (checked),
+    the JSON configs and text files that the checks before a load ask for.
 
-    sentence-transformers indexes each entry without checking it, so a file of another shape
-    would fail deep inside it with a message that names neither the file nor the problem.
+    The code gate (:func:`code_references`), the modeling-file check
+    (:func:`lens_embed.portable.own_code_types`) and the loader's checks
+    (:func:`lens_embed.loading.load_lens_model`, which adds the weight headers) all read one manifest,
+    so a load reads each file once whatever the number of checks. Files are read when first asked for:
+    a folder's other files (weights of modules that run their own code) are never opened.
 
-    Raises:
-        ValueError: the file is not JSON, or not a list of objects with string ``name``, ``path``, ``type``.
+    Args:
+        name_or_path: a model folder or hub id.
+        **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for transformers'
+            ``cached_file``.
     """
-    loaded = read_model_json(name_or_path, "modules.json", **hub_kwargs)
-    if loaded is None:
-        return None
-    entries, location = loaded
-    if not isinstance(entries, list):
-        raise ValueError(
-            f"{location}: expected a JSON list of modules, one {{name, path, type}} object each, "
-            f"got a JSON {type(entries).__name__}"
-        )
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in MODULE_KEYS):
-            raise ValueError(
-                f"{location}: module {index} must be an object with string {', '.join(MODULE_KEYS)}, "
-                f"got {json.dumps(entry)}"
+
+    def __init__(self, name_or_path: str | os.PathLike, **hub_kwargs: Any) -> None:
+        self.name_or_path = str(name_or_path)
+        self.hub_kwargs = hub_kwargs
+        self._json: dict[tuple[str, str], tuple[Any, str] | None] = {}
+        self._text: dict[str, str | None] = {}
+
+    def json(self, filename: str, subfolder: str = "") -> tuple[Any, str] | None:
+        """A JSON file and its location, or None if there is none (:func:`read_model_json`)."""
+        key = (subfolder, filename)
+        if key not in self._json:
+            self._json[key] = read_model_json(self.name_or_path, filename, subfolder, **self.hub_kwargs)
+        return self._json[key]
+
+    def text(self, filename: str) -> str | None:
+        """A text file at the root (``modeling_lens.py``), or None if there is none."""
+        if filename not in self._text:
+            path = cached_file(
+                self.name_or_path, filename, _raise_exceptions_for_missing_entries=False, **self.hub_kwargs
             )
-    return entries, location
+            # a folder may not hold the file at all (old folders, other models)
+            self._text[filename] = Path(path).read_text(encoding="utf-8") if path is not None else None
+        return self._text[filename]
+
+    def modules(self) -> tuple[list[dict[str, Any]], str] | None:
+        """``modules.json``'s entries and its location, or None if the model has none.
+
+        sentence-transformers indexes each entry without checking it, so a file of another shape
+        would fail deep inside it with a message that names neither the file nor the problem.
+
+        Raises:
+            ValueError: the file is not JSON, or not a list of objects with string ``name``, ``path``,
+                ``type``.
+        """
+        loaded = self.json("modules.json")
+        if loaded is None:
+            return None
+        entries, location = loaded
+        if not isinstance(entries, list):
+            raise ValueError(
+                f"{location}: expected a JSON list of modules, one {{name, path, type}} object each, "
+                f"got a JSON {type(entries).__name__}"
+            )
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in MODULE_KEYS):
+                raise ValueError(
+                    f"{location}: module {index} must be an object with string {', '.join(MODULE_KEYS)}, "
+                    f"got {json.dumps(entry)}"
+                )
+        return entries, location
+
+    def module_entries(self) -> list[dict[str, Any]]:
+        """``modules.json``'s entries; empty when the model has none."""
+        loaded = self.modules()
+        return loaded[0] if loaded is not None else []
+
+
+def manifest(source: Manifest | str | os.PathLike, **hub_kwargs: Any) -> Manifest:
+    """``source`` itself when it is already a :class:`Manifest` (read by an earlier check), else a new one."""
+    return source if isinstance(source, Manifest) else Manifest(source, **hub_kwargs)
 
 
 def is_transformers_class(name: str) -> bool:
@@ -119,7 +167,7 @@ def _config_references(data: Any, location: str) -> list[str]:
 
 
 def code_references(
-    name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
+    name_or_path: Manifest | str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
 ) -> list[str]:
     """Every request of the model to import code beyond sentence-transformers, transformers and lens-embed.
 
@@ -127,15 +175,16 @@ def code_references(
     installed library code.
 
     Args:
-        name_or_path: a model folder or hub id.
+        name_or_path: a model folder or hub id, or its :class:`Manifest`.
         own_types: the ``modules.json`` types that resolve to installed code although they name the
             folder's own file: the ``modeling_lens.*`` types of a ``modeling_lens.py`` that lens-embed
             wrote (:func:`lens_embed.portable.own_code_types`); empty when it is not lens-embed's code.
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
     """
+    files = manifest(name_or_path, **hub_kwargs)
     found: list[str] = []
     subfolders = [""]
-    modules = read_modules(name_or_path, **hub_kwargs)
+    modules = files.modules()
     if modules is not None:
         entries, location = modules
         for entry in entries:
@@ -152,7 +201,7 @@ def code_references(
                 subfolders.append(entry["path"])
     for subfolder in subfolders:
         for filename in CONFIG_FILES:
-            loaded = read_model_json(name_or_path, filename, subfolder, **hub_kwargs)
+            loaded = files.json(filename, subfolder)
             if loaded is None:
                 continue
             data, location = loaded
@@ -168,10 +217,11 @@ def code_references(
 
 
 def refuse_code_references(
-    name_or_path: str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
+    name_or_path: Manifest | str | os.PathLike, own_types: Collection[str], **hub_kwargs: Any
 ) -> None:
     """Raise UntrustedCodeError listing what the model asks to run, if anything (arguments as
     :func:`code_references`)."""
-    found = code_references(name_or_path, own_types, **hub_kwargs)
+    files = manifest(name_or_path, **hub_kwargs)
+    found = code_references(files, own_types)
     if found:
-        raise UntrustedCodeError(name_or_path, found)
+        raise UntrustedCodeError(files.name_or_path, found)

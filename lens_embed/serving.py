@@ -231,22 +231,30 @@ def embedding_settings(model: SentenceTransformer) -> dict[str, Any]:
     """The settings that change a model's embeddings beyond its probe hash: :data:`EMBEDDING_SETTINGS`,
     and a LENS model's whole pooling configuration (its ``get_config_dict()``: every option a version adds
     is compared without naming it here)."""
-    from lens_embed.model import is_lens_model, lexicon_pooling, model_settings
+    from lens_embed.model import LensSentenceTransformer
 
-    settings = {name: value for name, value in model_settings(model).items() if name in EMBEDDING_SETTINGS}
-    if is_lens_model(model):
-        settings["pooling"] = json.loads(json.dumps(lexicon_pooling(model).get_config_dict()))
+    settings = {
+        name: value
+        for name, value in LensSentenceTransformer.settings(model).items()
+        if name in EMBEDDING_SETTINGS
+    }
+    if LensSentenceTransformer.is_lens_model(model):
+        settings["pooling"] = json.loads(json.dumps(LensSentenceTransformer.lexicon(model).get_config_dict()))
     return settings
 
 
 def model_spec(model: SentenceTransformer, model_name: str | None = None, **options: Any) -> CollectionSpec:
     """The spec of a collection of ``model``'s document vectors with these options (see
     :class:`CollectionSpec`)."""
-    from lens_embed.model import is_lens_model, lexicon_pooling
+    from lens_embed.model import LensSentenceTransformer
     from lens_embed.retrieval import model_key
 
     name = model_name or getattr(model.model_card_data, "model_name", None) or type(model).__name__
-    clusters = lexicon_pooling(model).n_clusters if is_lens_model(model) else None
+    clusters = (
+        LensSentenceTransformer.lexicon(model).n_clusters
+        if LensSentenceTransformer.is_lens_model(model)
+        else None
+    )
     return CollectionSpec(
         model_name=str(name),
         model_key=model_key(model),

@@ -34,19 +34,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sentence_transformers import SentenceTransformer
-
 from lens_embed.build import ensure_output_dir
 from lens_embed.card import CARD_FILE, existing_provenance, render_card
 from lens_embed.convert import converted_release_path
 from lens_embed.defaults import CLUSTER_NAME_TOKENS
-from lens_embed.explain import cluster_tokens
 from lens_embed.loading import load_lens_model
-from lens_embed.model import lexicon_pooling, model_facts
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.modules import CLUSTER_NAMES_FILE, LensSparseTransformer, save_cluster_names
 from lens_embed.pooling import checked_max_active_dims
 from lens_embed.portable import make_portable
-from lens_embed.safety import MODELING_FILE, read_model_json, read_modules
+from lens_embed.safety import MODELING_FILE, Manifest
 from lens_embed.storage import atomic_write, is_released_name, staged_directory
 
 SPARSE_MODEL_TYPE = "SparseEncoder"
@@ -58,9 +55,9 @@ OWN_FILES = frozenset({MODULES_FILE, SETTINGS_FILE, MODELING_FILE, CARD_FILE, CL
 logger = logging.getLogger(__name__)
 
 
-def cluster_names(model: SentenceTransformer, tokens: int = CLUSTER_NAME_TOKENS) -> list[str]:
+def cluster_names(model: LensSentenceTransformer, tokens: int = CLUSTER_NAME_TOKENS) -> list[str]:
     """One name per dimension of a LENS model: up to ``tokens`` readable member tokens of its cluster
-    (:func:`lens_embed.explain.cluster_tokens`, token-id order) joined by ``|``.
+    (:meth:`~lens_embed.model.LensSentenceTransformer.cluster_tokens`, token-id order) joined by ``|``.
 
     Names are unique, as the sparse stack's engines key documents by them (``decode`` output): a
     cluster whose name an earlier cluster already has, or with no readable token, gets ``#<index>``
@@ -74,8 +71,8 @@ def cluster_names(model: SentenceTransformer, tokens: int = CLUSTER_NAME_TOKENS)
         raise ValueError(f"tokens per cluster name must be a positive integer, got {tokens!r}")
     names: list[str] = []
     seen: set[str] = set()
-    for index in range(lexicon_pooling(model).n_clusters):
-        name = NAME_SEPARATOR.join(cluster_tokens(model, index, tokens))
+    for index in range(model.n_clusters):
+        name = NAME_SEPARATOR.join(model.cluster_tokens(index, tokens))
         while not name or name in seen:
             name = f"{name}#{index}"
         seen.add(name)
@@ -126,7 +123,7 @@ def write_sparse_encoder(
         raise FileNotFoundError(f"model directory not found: {source} (a local LENS folder is needed)")
     ensure_output_dir(output, overwrite, source=source)
     lens = load_lens_model(source, device="cpu", **load_kwargs)
-    pooling = lexicon_pooling(lens)  # a clear error for a model that is not LENS
+    pooling = lens.lexicon()  # a clear error for a model that is not LENS
     if pooling.dense_pooling is not None:
         raise ValueError(
             f"{source} is a hybrid LENS model ({pooling.n_clusters} lexicon dimensions + a dense part): its "
@@ -134,10 +131,11 @@ def write_sparse_encoder(
             "lexicon-only models"
         )
     names = cluster_names(lens, tokens)
-    facts = model_facts(lens)
-    entries, _ = read_modules(source) or ([], None)
+    facts = lens.facts()
+    files = Manifest(source)
+    entries = files.module_entries()
     first = entries[0]["path"] if entries else ""
-    settings = (read_model_json(source, SETTINGS_FILE) or ({}, None))[0]
+    settings = (files.json(SETTINGS_FILE) or ({}, None))[0]
     settings = {**settings, "model_type": SPARSE_MODEL_TYPE}
     if max_active_dims is not None:
         settings["max_active_dims"] = max_active_dims

@@ -48,7 +48,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("lens_embed.loading",),
     # 7. using models
     (
-        "lens_embed.explain",
         "lens_embed.batching",
         "lens_embed.retrieval",
         "lens_embed.corpus",

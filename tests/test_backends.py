@@ -15,11 +15,10 @@ from interrupted import cli_env, has_file, kill_when, run_cli
 from safetensors.torch import load_file, save_file
 
 from lens_embed.commands import main
-from lens_embed.explain import top_dimensions
 from lens_embed.export import export_model
 from lens_embed.exported import ExportError
 from lens_embed.loading import load_lens_model
-from lens_embed.model import encode, model_settings
+from lens_embed.model import encode
 from tiny_models import build_encoder
 
 TEXTS = [
@@ -87,7 +86,7 @@ def test_a_float32_export_gives_torchs_embeddings_on_both_sides(exported, torch_
     found = both_sides(model)
     assert found.shape == torch_embeddings.shape
     assert np.abs(found - torch_embeddings).max() <= FLOAT32_TOLERANCE
-    assert model_settings(model)["backend"] == backend
+    assert model.settings()["backend"] == backend
 
 
 @pytest.mark.parametrize(
@@ -102,7 +101,7 @@ def test_an_int8_export_runs_close_to_torch(int8_exported, backend, file_name):
     found = both_sides(model)
     cosines = (found * both_sides(load_lens_model(int8_exported))).sum(axis=1)  # both L2-normalised
     assert cosines.min() >= INT8_MIN_COSINE, cosines
-    assert model_settings(model)["file_name"] == file_name
+    assert model.settings()["file_name"] == file_name
 
 
 def test_explain_and_pruning_work_on_an_exported_backbone(tiny_lens, tmp_path):
@@ -112,8 +111,8 @@ def test_explain_and_pruning_work_on_an_exported_backbone(tiny_lens, tmp_path):
     for model in (reference, exported):
         pruned = encode(model, TEXTS, max_active_dims=3)
         assert ((pruned > 0).sum(axis=1) <= 3).all()
-    ours = top_dimensions(exported, encode(exported, TEXTS[:1])[0], k=4)
-    theirs = top_dimensions(reference, encode(reference, TEXTS[:1])[0], k=4)
+    ours = exported.top_dimensions(encode(exported, TEXTS[:1])[0], k=4)
+    theirs = reference.top_dimensions(encode(reference, TEXTS[:1])[0], k=4)
     assert [d.index for d in ours] == [d.index for d in theirs]
     assert [d.tokens for d in ours] == [d.tokens for d in theirs]
 

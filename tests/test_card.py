@@ -14,7 +14,6 @@ from lens_embed.citation import LENS_CITATION
 from lens_embed.commands import main
 from lens_embed.evaluation.data import DataDirError, resolve_data_dir
 from lens_embed.evaluation.results import load_eval_rows, model_revision
-from lens_embed.model import model_facts
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +45,7 @@ def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_pa
     shutil.copytree(tiny_lens, folder)
     write_card(
         folder,
-        model_facts(lens_model),
+        lens_model.facts(),
         base_model="mistralai/Mistral-7B-v0.1",
         license="apache-2.0",
         model_id="org/lens-tiny",
@@ -71,7 +70,7 @@ def test_card_metadata_is_hugging_face_valid(lens_model, tiny_lens: Path, tmp_pa
 def test_card_says_what_the_model_is_and_how_to_use_it(lens_model, tiny_lens: Path, tmp_path: Path) -> None:
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
-    text = write_card(folder, model_facts(lens_model), model_id="org/lens-tiny").read_text(encoding="utf-8")
+    text = write_card(folder, lens_model.facts(), model_id="org/lens-tiny").read_text(encoding="utf-8")
     assert "| K (vocabulary clusters = lexicon dimensions) | 16 |" in text
     assert "| backbone | mistral (decoder LLM) |" in text
     assert "bidirectional" in text and "| hybrid (lexicon + dense) | no" in text
@@ -91,7 +90,7 @@ def test_hybrid_card_names_the_dense_part(tiny_mistral: Path, tmp_path: Path) ->
     model = build_lens_model(
         tiny_mistral, n_clusters=16, output_dir=tmp_path / "hybrid", dense_pooling="mean"
     )
-    text = write_card(tmp_path / "hybrid", model_facts(model)).read_text(encoding="utf-8")
+    text = write_card(tmp_path / "hybrid", model.facts()).read_text(encoding="utf-8")
     assert "| embedding dimension | 48 |" in text  # K + hidden
     assert "| hybrid (lexicon + dense) | yes: the L2-normalised mean-pooled hidden state" in text
 
@@ -102,7 +101,7 @@ def test_licence_comes_from_the_base_models_card(lens_model, tiny_lens: Path, tm
     ModelCard(f"---\n{ModelCardData(license='mit').to_yaml()}\n---\n# base\n").save(base / CARD_FILE)
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
-    write_card(folder, model_facts(lens_model), base_model=str(base))
+    write_card(folder, lens_model.facts(), base_model=str(base))
     assert ModelCard.load(folder / CARD_FILE).data.license == "mit"
 
 
@@ -124,7 +123,7 @@ def test_training_data_and_recipe_are_written_and_kept(lens_model, tiny_lens: Pa
     folder = tmp_path / "model"
     shutil.copytree(tiny_lens, folder)
     recipe = {"loss": "InfoNCE", "temperature": 0.02, "lora_r": 32}
-    facts = model_facts(lens_model)
+    facts = lens_model.facts()
     write_card(
         folder, facts, base_model="org/base", training_datasets=["cfli/bge-full-data"], training_recipe=recipe
     )

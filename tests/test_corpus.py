@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from lens_embed import encode, is_lens_model, lexicon_pooling
+from lens_embed import LensSentenceTransformer, encode
 from lens_embed.corpus import MERGED_NAME, encode_corpus
 from lens_embed.retrieval import DenseRetriever, corpus_key
 
@@ -108,8 +108,9 @@ def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
 
 
 def test_a_self_contained_folder_loaded_by_plain_sentence_transformers_counts_as_lens(model):
-    pooling = lexicon_pooling(model)
-    assert type(pooling).__module__.rsplit(".", 1)[-1] == "modeling_lens" and is_lens_model(model)
+    pooling = LensSentenceTransformer.lexicon(model)
+    assert type(pooling).__module__.rsplit(".", 1)[-1] == "modeling_lens"
+    assert LensSentenceTransformer.is_lens_model(model) and not isinstance(model, LensSentenceTransformer)
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -891,13 +891,15 @@ def test_damaged_collections_are_named_as_damaged(model, tmp_path: Path):
 def test_the_collection_records_and_compares_the_settings_that_change_embeddings(
     model, tiny_lens: Path, open_backend
 ):
-    from lens_embed.model import lexicon_pooling
+    from lens_embed.model import LensSentenceTransformer
 
     backend = open_backend()
     _index(model, backend)
     settings = backend.metadata()["settings"]
     assert settings["max_seq_length"] == model.max_seq_length
-    assert settings["pooling"] == lexicon_pooling(model).get_config_dict()  # every pooling option, by name
+    assert (
+        settings["pooling"] == LensSentenceTransformer.lexicon(model).get_config_dict()
+    )  # every pooling option, by name
     shorter = load_lens_model(tiny_lens, device="cpu")
     shorter.max_seq_length = 40  # the probe text (31 tokens) is shorter: the probe hash stays the same
     with pytest.raises(ValueError, match=rf"max_seq_length: {model.max_seq_length} there, 40 now"):
@@ -905,7 +907,9 @@ def test_the_collection_records_and_compares_the_settings_that_change_embeddings
     with pytest.raises(ValueError, match="indexed with other model settings .*max_seq_length"):
         search_collection(shorter, QUERIES, backend, show_progress=False)
     assert search_collection(shorter, QUERIES, backend, top_k=2, allow_other_model=True, show_progress=False)
-    lexicon_pooling(shorter).dense_weight = 0.5  # as a new pooling option would: compared by its name
+    LensSentenceTransformer.lexicon(
+        shorter
+    ).dense_weight = 0.5  # as a new pooling option would: compared by its name
     with pytest.raises(ValueError, match=r"pooling\.dense_weight: 1\.0 there, 0\.5 now"):
         _index(shorter, backend)
     assert backend.count() == len(DOCS)

@@ -152,11 +152,11 @@ def test_a_corrupt_or_mismatched_saved_head_is_a_clear_error(tiny_lens, tmp_path
 def test_build_takes_the_dtype_by_transformers_name(tiny_mistral):
     import torch
 
-    from lens_embed import lexicon_pooling
-
     model = build_lens_model(tiny_mistral, n_clusters=16, dtype="bfloat16")
     assert model[0].auto_model.dtype == torch.bfloat16
-    assert lexicon_pooling(model).centroids.dtype == torch.float32  # the frozen head stays float32
+    assert (
+        model.lexicon().centroids.dtype == torch.float32
+    )  # the frozen head stays float32
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16"):
         build_lens_model(tiny_mistral, n_clusters=16, dtype="float64")
 

@@ -18,7 +18,7 @@ from lens_embed.convert import convert_checkpoint
 from lens_embed.engine import EdgeBackend
 from lens_embed.evaluation.results import model_revision
 from lens_embed.loading import load_lens_model
-from lens_embed.model import encode, lexicon_pooling, model_settings
+from lens_embed.model import LensSentenceTransformer, encode
 from lens_embed.retrieval import corpus_key
 from lens_embed.serving import index_corpus, search_collection
 from lens_embed.sparse import write_sparse_encoder
@@ -40,7 +40,7 @@ def active_and_tokens(model, text: str, query: bool) -> tuple[int, int]:
     """A text's active clusters, and how many real tokens it reaches the pooling with (a bound on the
     positions it pools)."""
     seen = []
-    hook = lexicon_pooling(model).register_forward_pre_hook(
+    hook = LensSentenceTransformer.lexicon(model).register_forward_pre_hook(
         lambda _, args: seen.append(int(args[0]["attention_mask"].sum()))
     )
     try:
@@ -59,23 +59,23 @@ def test_set_pooling_changes_the_embeddings_and_none_restores_the_folder_byte_fo
     copy: Path, lens, capsys: pytest.CaptureFixture[str]
 ) -> None:
     original = (copy / POOLING_CONFIG).read_bytes()
-    revision, settings = model_revision(copy), model_settings(lens)
+    revision, settings = model_revision(copy), lens.settings()
     assert "position_top_k" not in json.loads(original)  # off: the config every earlier folder has
     assert main(["set-pooling", str(copy), "--position-top-k", "2"]) == 0
     assert "k = 2" in capsys.readouterr().out
     sparse = load_lens_model(copy, device="cpu")
-    assert lexicon_pooling(sparse).position_top_k == 2
+    assert sparse.lexicon().position_top_k == 2
     assert json.loads((copy / POOLING_CONFIG).read_text())["position_top_k"] == 2
     assert model_revision(copy) != revision  # evaluation results are filed apart
-    assert model_settings(sparse) == {**settings, "position_top_k": 2}
+    assert sparse.settings() == {**settings, "position_top_k": 2}
     assert corpus_key(sparse, TEXTS) != corpus_key(lens, TEXTS)  # and shard folders too
     vectors = both_sides(sparse)
     assert not np.allclose(vectors, both_sides(lens))
-    lexicon_pooling(lens).position_top_k = 2  # the same setting on a loaded model embeds the same way
+    lens.lexicon().position_top_k = 2  # the same setting on a loaded model embeds the same way
     try:
         assert np.array_equal(both_sides(lens), vectors)
     finally:
-        lexicon_pooling(lens).position_top_k = None
+        lens.lexicon().position_top_k = None
     assert main(["set-pooling", str(copy), "--position-top-k", "none"]) == 0
     assert (copy / POOLING_CONFIG).read_bytes() == original and model_revision(copy) == revision
     assert np.array_equal(both_sides(load_lens_model(copy, device="cpu")), both_sides(lens))
@@ -109,7 +109,10 @@ def test_the_sparse_encoder_folder_carries_the_setting_and_keeps_it_apart(copy: 
     set_position_top_k(copy, None)  # replaces the LENS folder's config, never writing through the link
     assert json.loads((folder / POOLING_CONFIG).read_text())["position_top_k"] == 2
     set_position_top_k(folder, 4)  # and the SparseEncoder folder takes the setting as well
-    assert lexicon_pooling(SparseEncoder(str(folder), trust_remote_code=True)).position_top_k == 4
+    assert (
+        LensSentenceTransformer.lexicon(SparseEncoder(str(folder), trust_remote_code=True)).position_top_k
+        == 4
+    )
 
 
 def test_the_engine_indexes_and_searches_with_the_models_setting(copy: Path, lens, tmp_path: Path) -> None:
@@ -137,9 +140,9 @@ def test_build_and_convert_save_the_setting(tiny_mistral: Path, released: Path, 
         )
         == 0
     )
-    assert lexicon_pooling(load_lens_model(tmp_path / "built", device="cpu")).position_top_k == 3
+    assert load_lens_model(tmp_path / "built", device="cpu").lexicon().position_top_k == 3
     convert_checkpoint(released, tmp_path / "converted", position_top_k=5)
-    assert lexicon_pooling(load_lens_model(tmp_path / "converted", device="cpu")).position_top_k == 5
+    assert load_lens_model(tmp_path / "converted", device="cpu").lexicon().position_top_k == 5
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
@@ -150,7 +153,7 @@ def test_a_bad_k_is_refused_before_anything_is_built_or_written(
     for call in (
         lambda: set_position_top_k(copy, bad),
         lambda: build_lens_model(tiny_mistral, 16, tmp_path / "never", position_top_k=bad),
-        lambda: setattr(lexicon_pooling(lens), "position_top_k", bad),
+        lambda: setattr(lens.lexicon(), "position_top_k", bad),
     ):
         with pytest.raises(ValueError, match="position_top_k must be a positive integer or None"):
             call()

@@ -21,9 +21,7 @@ from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
 
 from lens_embed.card import Provenance, render_card
 from lens_embed.commands import main
-from lens_embed.explain import cluster_tokens
 from lens_embed.loading import load_lens_model
-from lens_embed.model import lexicon_pooling, model_facts
 from lens_embed.modules import CLUSTER_NAMES_FILE
 from lens_embed.portable import MODELING_FILE, modeling_source
 from lens_embed.sparse import cluster_names, write_sparse_encoder
@@ -138,7 +136,7 @@ def test_decode_names_each_dimension_by_its_clusters_tokens(
     for name, weight in decoded:
         index = names.index(name)
         assert weight == expected[index].item()
-        assert name.split("#")[0] == "|".join(cluster_tokens(lens, index, 4))
+        assert name.split("#")[0] == "|".join(lens.cluster_tokens(index, 4))
     vocabulary = dense.tokenizer.convert_ids_to_tokens(list(range(K)))
     assert {name for name, _ in decoded}.isdisjoint(vocabulary)  # not vocabulary ids
     top = sparse.decode(sparse.encode_query(TEXTS), top_k=3)
@@ -155,9 +153,9 @@ def test_cluster_names_are_unique_and_name_clusters_without_tokens(tiny_lens: Pa
     names = cluster_names(lens)
     assert len(names) == K and len(set(names)) == K
     assert [name.split("#")[0] for name in cluster_names(lens, tokens=1)] == [
-        cluster_tokens(lens, index, 1)[0] for index in range(K)
+        lens.cluster_tokens(index, 1)[0] for index in range(K)
     ]
-    clusters = lexicon_pooling(lens).token_clusters
+    clusters = lens.lexicon().token_clusters
     clusters[clusters == 0] = 1  # cluster 0 loses every member
     assert cluster_names(lens)[0] == "#0"
     with pytest.raises(ValueError, match="tokens per cluster name must be a positive integer"):
@@ -195,7 +193,7 @@ def test_the_model_survives_pickling_as_multi_process_pools_send_it(sparse: Spar
 
 
 def test_the_card_of_a_hub_model_loads_its_sparse_branch(tiny_lens: Path) -> None:
-    facts = model_facts(load_lens_model(tiny_lens))
+    facts = load_lens_model(tiny_lens).facts()
     card = render_card(facts, Provenance(model_id="org/lens-tiny"), sparse=True)
     assert 'SparseEncoder("org/lens-tiny", revision="sparse", trust_remote_code=True)' in card.text
     assert card.data.pipeline_tag == "feature-extraction" and "sparse-encoder" in card.data.tags

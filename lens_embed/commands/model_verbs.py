@@ -7,7 +7,7 @@ import json
 from lens_embed.backbone import is_bidirectional
 from lens_embed.commands.model_options import InfoOptions
 from lens_embed.loading import load_lens_model
-from lens_embed.model import is_lens_model, lexicon_pooling
+from lens_embed.model import LensSentenceTransformer
 
 
 def run_info(options: InfoOptions) -> None:
@@ -15,7 +15,7 @@ def run_info(options: InfoOptions) -> None:
     model = load_lens_model(options.model, **options.load_keywords())
     config = model[0].auto_model.config
     info = {
-        "lens": is_lens_model(model),
+        "lens": LensSentenceTransformer.is_lens_model(model),
         "backbone": config.model_type,
         "bidirectional": is_bidirectional(config),
         "embedding_dimension": model.get_embedding_dimension(),
@@ -23,7 +23,7 @@ def run_info(options: InfoOptions) -> None:
         "prompts": sorted(model.prompts),
     }
     if info["lens"]:
-        pooling = lexicon_pooling(model)
+        pooling = LensSentenceTransformer.lexicon(model)
         info.update(
             clusters=pooling.n_clusters,
             dense=pooling.dense_pooling,

@@ -45,7 +45,7 @@ from lens_embed.evaluation.instructions import (
 )
 from lens_embed.evaluation.results import model_revision
 from lens_embed.loading import load_lens_model
-from lens_embed.model import is_lens_model, lexicon_pooling, model_settings
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.pooling import keep_max_active_dims
 from lens_embed.storage import is_released_name
 
@@ -122,7 +122,7 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
     ) -> None:
         instructions = instructions or load_instructions(DEFAULT_INSTRUCTIONS)
         pruning = (
-            [ActiveDimsPruning(max_active_dims, lexicon_pooling(model).n_clusters)]
+            [ActiveDimsPruning(max_active_dims, LensSentenceTransformer.lexicon(model).n_clusters)]
             if max_active_dims is not None
             else []
         )
@@ -143,7 +143,7 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
         pruning = {} if self.max_active_dims is None else {"max_active_dims": self.max_active_dims}
-        return {**self.instructions.describe(), **model_settings(self.loaded), **pruning}
+        return {**self.instructions.describe(), **LensSentenceTransformer.settings(self.loaded), **pruning}
 
 
 class PlainModelEncoder(SentenceTransformerEncoderWrapper):
@@ -157,7 +157,7 @@ class PlainModelEncoder(SentenceTransformerEncoderWrapper):
 
     def protocol(self) -> dict[str, Any]:
         """What decides the embeddings beyond the weights: recorded beside the results."""
-        return {"instructions": None, **model_settings(self.loaded)}
+        return {"instructions": None, **LensSentenceTransformer.settings(self.loaded)}
 
 
 def model_encoder(
@@ -172,7 +172,7 @@ def model_encoder(
     Raises:
         ValueError: ``max_active_dims`` for a model that is not a LENS model.
     """
-    if max_active_dims is not None and not is_lens_model(model):
+    if max_active_dims is not None and not LensSentenceTransformer.is_lens_model(model):
         raise ValueError(
             f"--max-active-dims prunes LENS lexicon vectors, and {meta.name} is not a LENS model"
         )
@@ -215,7 +215,7 @@ def default_name(model: SentenceTransformer, path: str | Path) -> str:
     """``lens-embed/<folder>`` for a LENS model; a plain folder is named after the model its card names,
     unless lens-embed trained it (its card is the base model's: its results must not pass for the base's)."""
     path = Path(path)
-    if is_lens_model(model):
+    if LensSentenceTransformer.is_lens_model(model):
         return f"lens-embed/{path.name}"
     if (path / TRAINING_RECORD).is_file():
         return f"local/{path.name}"
@@ -250,7 +250,9 @@ def build_model_meta(
     name = name or default_name(model, path)
     registered = _registered_meta(name)
     base = _registered_meta(adapted_from)
-    instructed = is_lens_model(model) if use_instructions is None else use_instructions
+    instructed = (
+        LensSentenceTransformer.is_lens_model(model) if use_instructions is None else use_instructions
+    )
     source = instructions.source if instructions is not None else DEFAULT_INSTRUCTIONS
     experiment = {"instructions": source} if instructed and source != DEFAULT_INSTRUCTIONS else {}
     if max_active_dims is not None:

@@ -45,7 +45,7 @@ from mteb.types import PromptType
 
 from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
-from lens_embed.model import is_lens_model, lexicon_pooling
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.retrieval import corpus_key, encode_in_shards
 from lens_embed.serving import (
     CollectionSpec,
@@ -166,7 +166,9 @@ class QdrantSearchIndex:
         loaded = getattr(model, "loaded", None)  # the model behind lens-embed's mteb encoders
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
         self.clusters = (
-            lexicon_pooling(loaded).n_clusters if loaded is not None and is_lens_model(loaded) else None
+            LensSentenceTransformer.lexicon(loaded).n_clusters
+            if loaded is not None and LensSentenceTransformer.is_lens_model(loaded)
+            else None
         )
         self.query_batch_size = query_batch_size
         self.backend: Backend | None = None

@@ -46,7 +46,7 @@ from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
 from lens_embed.defaults import TRAINING_RECORD, authors_dtype
-from lens_embed.model import is_lens_model, lexicon_pooling
+from lens_embed.model import LensSentenceTransformer
 from lens_embed.storage import check_writable, refuse_overlap
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
@@ -214,11 +214,11 @@ def apply_position_top_k(model: SentenceTransformer, config: TrainConfig) -> Sen
     trains, mines and saves with the pooling the trained model will serve with."""
     if config.position_top_k is None and config.topk_temperature is None:
         return model
-    if not is_lens_model(model):
+    if not LensSentenceTransformer.is_lens_model(model):
         raise ValueError(
             f"position_top_k and topk_temperature set the LENS pooling; {config.model} is not a LENS model"
         )
-    pooling = lexicon_pooling(model)
+    pooling = LensSentenceTransformer.lexicon(model)
     if config.position_top_k is not None:
         pooling.position_top_k = config.position_top_k or None
     if config.topk_temperature is not None and pooling.position_top_k is None:
@@ -257,7 +257,7 @@ def prepare_model(
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.topk_temperature is not None:  # training only: never saved, never changes a value
-        lexicon_pooling(model).topk_temperature = config.topk_temperature
+        LensSentenceTransformer.lexicon(model).topk_temperature = config.topk_temperature
     return model
 
 
@@ -345,7 +345,7 @@ def build_losses(
     that loss inside SPLADE's (:func:`sparsity_regularized`), which then does the gradient caching."""
     scale = 1.0 / world_size if config.gathered_loss_scale == "devices" else 1.0
     sparse = regularized(config)
-    if sparse and not is_lens_model(model):
+    if sparse and not LensSentenceTransformer.is_lens_model(model):
         flops = config.document_regularizer_weight > 0 or config.query_regularizer_weight > 0
         term = (
             "the FLOPS regulariser (--document/--query-regularizer-weight)"
@@ -369,7 +369,7 @@ def build_losses(
         losses[key] = (
             sparsity_regularized(
                 loss,
-                lexicon_pooling(model).n_clusters,
+                LensSentenceTransformer.lexicon(model).n_clusters,
                 config.document_regularizer_weight,
                 config.query_regularizer_weight,
                 config.mini_batch_size,
