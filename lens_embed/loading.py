@@ -27,8 +27,9 @@ from lens_embed.backbone import (
 )
 from lens_embed.convert import converted_release_path
 from lens_embed.exported import check_backend, exported_module_class, is_exported
-from lens_embed.model import LensSentenceTransformer
+from lens_embed.model import MAX_ACTIVE_DIMS_KEY, LensSentenceTransformer
 from lens_embed.modules import LensSparseTransformer, LexiconPooling
+from lens_embed.pooling import checked_max_active_dims
 from lens_embed.portable import lens_module_classes, own_code_types
 from lens_embed.safety import Manifest, refuse_code_references
 from lens_embed.storage import is_released_name, recover_replaced
@@ -221,7 +222,8 @@ def backbone_classes(files: Manifest, module_classes: dict[str, type[Module]]) -
 
 def check_model_type(files: Manifest) -> None:
     """Refuse a folder saved for another sentence-transformers class (``model_type`` in
-    ``config_sentence_transformers.json``; absent means ``SentenceTransformer``).
+    ``config_sentence_transformers.json``; absent means ``SentenceTransformer``), or with a default
+    ``max_active_dims`` that is not a positive integer, naming the file.
 
     ``SentenceTransformer`` would not load its modules but silently pool its backbone plainly (mean or
     last token). A LENS model's SparseEncoder folder (:mod:`lens_embed.sparse`) is named as such.
@@ -232,6 +234,11 @@ def check_model_type(files: Manifest) -> None:
     settings, location = loaded
     if not isinstance(settings, dict):
         raise ValueError(f"{location}: expected a JSON object of model settings")
+    if settings.get(MAX_ACTIVE_DIMS_KEY) is not None:
+        try:
+            checked_max_active_dims(settings[MAX_ACTIVE_DIMS_KEY])
+        except ValueError as error:
+            raise ValueError(f"{location}: {error}") from error
     model_type = settings.get("model_type", SentenceTransformer.model_type)
     if model_type == SentenceTransformer.model_type:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lens_embed import encode, load_lens_model
+from lens_embed import backbone, encode, load_lens_model
 from lens_embed.backbone import CheckpointError
 from lens_embed.commands import build_parser, main
 from lens_embed.safety import UntrustedCodeError
@@ -252,3 +253,33 @@ def test_plain_sentence_transformers_models_load_unchecked_by_lens_rules(minilm_
     model = load_lens_model(minilm_path)
     assert encode(model, ["a man plays a guitar"]).shape == (1, 384)
     assert np.isfinite(encode(model, ["a man plays a guitar"])).all()
+
+
+def test_one_load_reads_each_file_of_the_folder_once(tiny_lens, monkeypatch):
+    """The checks before and after the load share one manifest: modules.json, every JSON config and
+    modeling_lens.py are read once, and each weight file's header is opened once."""
+    reads: Counter[str] = Counter()
+    read_text, safe_open = Path.read_text, backbone.safe_open
+
+    def counted_read_text(path: Path, *args, **kwargs):
+        if path.is_relative_to(tiny_lens):
+            reads[str(path.relative_to(tiny_lens))] += 1
+        return read_text(path, *args, **kwargs)
+
+    def counted_safe_open(file, *args, **kwargs):
+        reads[f"header of {Path(file).relative_to(tiny_lens)}"] += 1
+        return safe_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted_read_text)
+    monkeypatch.setattr(backbone, "safe_open", counted_safe_open)
+    load_lens_model(tiny_lens, device="cpu")
+    assert {
+        "modules.json",
+        "config_sentence_transformers.json",
+        "config.json",
+        "1_LexiconPooling/config.json",
+        "modeling_lens.py",
+        "header of model.safetensors",
+        "header of 1_LexiconPooling/model.safetensors",
+    } <= set(reads)
+    assert [name for name, count in reads.items() if count > 1] == []

@@ -5,16 +5,20 @@ search)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer, SparseEncoder
 
-from lens_embed import encode, load_lens_model
+from lens_embed import LensSentenceTransformer, encode, load_lens_model
 from lens_embed.commands import main
 from lens_embed.pooling import keep_max_active_dims
 
+SETTINGS_FILE = "config_sentence_transformers.json"
 TEXTS = ["the quick brown fox jumps over the lazy dog", "what is the reserve bank of australia", "fox", ""]
 
 
@@ -110,3 +114,36 @@ def test_the_encode_command_prunes(tiny_lens: Path, tmp_path: Path):
     model = load_lens_model(tiny_lens, device="cpu")
     assert np.array_equal(np.load(out), encode(model, TEXTS[:3], query=True, max_active_dims=4))
     assert (np.count_nonzero(np.load(out), axis=1) == 4).all()
+
+
+def test_a_default_max_active_dims_is_saved_as_sparse_encoder_saves_it_and_read_back(
+    tiny_lens: Path, tmp_path: Path
+):
+    model = load_lens_model(tiny_lens, device="cpu")
+    full = encode(model, TEXTS)
+    assert model.max_active_dims is None and "max_active_dims" not in json.loads(
+        (tiny_lens / SETTINGS_FILE).read_text()
+    )  # every folder saved before keeps all its weights
+    model.max_active_dims = 3
+    model.save(str(tmp_path / "pruned"))
+    assert json.loads((tmp_path / "pruned" / SETTINGS_FILE).read_text())["max_active_dims"] == 3
+    reloaded = load_lens_model(tmp_path / "pruned", device="cpu")
+    assert reloaded.max_active_dims == 3 and reloaded.settings()["max_active_dims"] == 3
+    assert encode(reloaded, TEXTS).tolist() == [_top_n_by_hand(row, 3) for row in full.tolist()]
+    assert encode(reloaded, TEXTS, max_active_dims=5).tolist() == [
+        _top_n_by_hand(row, 5) for row in full.tolist()
+    ]
+    assert np.array_equal(
+        reloaded.encode_document(TEXTS, max_active_dims=5), encode(model, TEXTS, max_active_dims=5)
+    )
+    # SparseEncoder reads the same key from the same file, and a plain load takes the per-call option
+    sparse = SparseEncoder(str(tmp_path / "pruned"), trust_remote_code=True, device="cpu")
+    assert sparse.max_active_dims == 3
+    plain = SentenceTransformer(str(tmp_path / "pruned"), trust_remote_code=True, device="cpu")
+    assert np.array_equal(plain.encode_document(TEXTS, max_active_dims=3), encode(reloaded, TEXTS))
+    with pytest.raises(ValueError, match="max_active_dims must be a positive integer"):
+        LensSentenceTransformer(str(tmp_path / "pruned"), max_active_dims=0)
+    settings = tmp_path / "pruned" / SETTINGS_FILE
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "max_active_dims": -1}))
+    with pytest.raises(ValueError, match=f"{re.escape(str(settings))}: max_active_dims must be a positive"):
+        load_lens_model(tmp_path / "pruned", device="cpu")
