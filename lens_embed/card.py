@@ -7,12 +7,22 @@ scored (from an mteb results folder), under which licence, and how to cite it. I
 Hugging Face's own ``ModelCardData`` (``model-index`` included when there are results), so the hub
 reads it like any other card.
 
+Why not sentence-transformers' own mechanism (a ``SentenceTransformerModelCardData`` subclass as the
+model's ``model_card_data_class``, rendered by ``generate_model_card(model)`` through a template): it
+renders from a live, registered model, and its ``to_dict`` runs that model (the usage snippet encodes
+example texts), asks the hub for a base model, and fills the table from sentence-transformers' evaluators
+(``eval_results_dict``). This card is written where no model runs: for the SparseEncoder folder (another
+``model_type``, from the LENS folder's facts), by ``lens-embed card`` with rows from an mteb results
+folder, and beside a saved folder whose recorded provenance is kept; and sentence-transformers reuses a
+loaded card verbatim when a model was not trained, which would keep stale facts after ``set-pooling`` or
+a conversion. The metadata is the same ``huggingface_hub.ModelCardData`` that class extends.
+
 This is the saved-folder layer: the card is rendered from plain data it is given (:class:`ModelFacts`
-read off a model by :func:`lens_embed.model.model_facts`, :class:`Provenance`, and :class:`EvalRow` s
-read from an mteb results folder by :func:`lens_embed.evaluation.results.load_eval_rows`); it imports
-no model, evaluation or mteb. ``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.cli`)
-rewrites the card of a saved model; provenance recorded in the existing card (base model, licence,
-training) is kept.
+read off a model by :meth:`lens_embed.model.LensSentenceTransformer.facts`, :class:`Provenance`, and
+:class:`EvalRow` s read from an mteb results folder by
+:func:`lens_embed.evaluation.results.load_eval_rows`); it imports no model, evaluation or mteb.
+``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.cli`) rewrites the card of a saved
+model; provenance recorded in the existing card (base model, licence, training) is kept.
 """
 
 from __future__ import annotations
@@ -356,7 +366,7 @@ def render_card(
     """The complete card (metadata and text) of a LENS model.
 
     Args:
-        facts: what the model is (:func:`lens_embed.model.model_facts`).
+        facts: what the model is (:meth:`lens_embed.model.LensSentenceTransformer.facts`).
         provenance: base model, licence, training data and recipe, hub id.
         rows: evaluation rows (:func:`lens_embed.evaluation.results.load_eval_rows`); none gives a card
             without a results table.
@@ -394,7 +404,7 @@ def write_card(
 
     Args:
         path: the model folder.
-        facts: what the model is (:func:`lens_embed.model.model_facts`).
+        facts: what the model is (:meth:`lens_embed.model.LensSentenceTransformer.facts`).
         rows: evaluation rows for the evaluation table and ``model-index`` (none: no results table).
         **provenance: ``Provenance`` fields known now (``base_model``, ``license``, ``model_id``,
             ``training_datasets``, ``training_recipe``); with a ``base_model`` and no ``license`` the

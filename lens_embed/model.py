@@ -84,9 +84,11 @@ class LensSentenceTransformer(SentenceTransformer):
     plain ``SentenceTransformer(path, trust_remote_code=True)`` accepts ``encode(..., max_active_dims=N)``
     too.
 
-    Any model: :meth:`is_lens_model`, :meth:`lexicon` and :meth:`settings` read only what every
-    sentence-transformers model has, so they also answer for a model of another class (a baseline, or a
-    LENS folder loaded by plain sentence-transformers): ``LensSentenceTransformer.settings(model)``.
+    Any model: every method but ``encode``, ``save`` and :attr:`n_clusters` reads only what every
+    sentence-transformers model has, so it also answers for a model of another class, called on the
+    class: ``LensSentenceTransformer.settings(model)`` for a baseline, or
+    ``LensSentenceTransformer.top_dimensions(model, embedding)`` for a LENS folder loaded by plain
+    ``SentenceTransformer(path, trust_remote_code=True)`` or ``SparseEncoder``.
 
     The one private sentence-transformers call: :func:`lens_embed.loading.load_lens_model` builds this
     class with ``_load_with_module_classes``, the only way to hand ``SentenceTransformer`` the classes of
@@ -145,8 +147,6 @@ class LensSentenceTransformer(SentenceTransformer):
             model_id = model_name if model_name and not Path(model_name).exists() else None
             write_card(path, self.facts(), **self.provenance(model_id=model_id))
 
-    # -- any sentence-transformers model (``LensSentenceTransformer.settings(model)``) --------------------
-
     def is_lens_model(self: SentenceTransformer) -> bool:
         """Whether the model ends in LENS' lexicon pooling (lens-embed's, or a folder's ``modeling_lens.py``
         copy); any sentence-transformers model: ``LensSentenceTransformer.is_lens_model(model)``."""
@@ -189,16 +189,14 @@ class LensSentenceTransformer(SentenceTransformer):
             settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
         return settings
 
-    # -- a LENS model -----------------------------------------------------------------------------------
-
     @property
     def n_clusters(self) -> int:
         """K: the number of lexicon dimensions (clusters), the first K columns of an embedding."""
         return self.lexicon().n_clusters
 
-    def facts(self) -> ModelFacts:
+    def facts(self: SentenceTransformer) -> ModelFacts:
         """The card's facts, read off the loaded model (a clear error for a model that is not LENS)."""
-        pooling = self.lexicon()
+        pooling = LensSentenceTransformer.lexicon(self)
         config = self[0].auto_model.config
         return ModelFacts(
             n_clusters=pooling.n_clusters,
@@ -213,7 +211,7 @@ class LensSentenceTransformer(SentenceTransformer):
             truncation_keeps_eos=bool(getattr(self[0], "truncation_keeps_eos", True)),
         )
 
-    def record_base_model(self, base_model: str | Path) -> None:
+    def record_base_model(self: SentenceTransformer, base_model: str | Path) -> None:
         """Note on the model (its ``model_card_data``) what it was made from and under which licence.
 
         A hub id is recorded as the card's ``base_model``; a local folder is not (the hub could not link
@@ -222,7 +220,7 @@ class LensSentenceTransformer(SentenceTransformer):
         self.model_card_data.license = base_model_license(base_model)
         self.model_card_data.base_model = None if Path(base_model).exists() else str(base_model)
 
-    def provenance(self, model_id: str | None = None) -> dict[str, Any]:
+    def provenance(self: SentenceTransformer, model_id: str | None = None) -> dict[str, Any]:
         """Provenance of the in-memory model: the card it was loaded with, then what sentence-transformers'
         ``model_card_data`` knows now (base model, licence, and after training its datasets and settings)."""
         data = self.model_card_data
@@ -241,14 +239,15 @@ class LensSentenceTransformer(SentenceTransformer):
         )
         return dict(now.__dict__)
 
-    def check_top(self, k: int) -> None:
+    def check_top(self: SentenceTransformer, k: int) -> None:
         """Refuse a number of dimensions to show that is not in ``1..K`` (before anything is embedded)."""
-        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= self.n_clusters:
+        n_clusters = LensSentenceTransformer.lexicon(self).n_clusters
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= n_clusters:
             raise ValueError(
-                f"the number of dimensions to show must be an integer in 1..{self.n_clusters} (K), got {k!r}"
+                f"the number of dimensions to show must be an integer in 1..{n_clusters} (K), got {k!r}"
             )
 
-    def cluster_tokens(self, cluster: int, limit: int = 8) -> list[str]:
+    def cluster_tokens(self: SentenceTransformer, cluster: int, limit: int = 8) -> list[str]:
         """Up to ``limit`` readable member tokens of a cluster, in token-id order (which for BPE/WordPiece
         vocabularies puts frequent tokens first).
 
@@ -256,7 +255,7 @@ class LensSentenceTransformer(SentenceTransformer):
             cluster: the dimension (cluster index, ``0 <= cluster < K``).
             limit: the most tokens to return.
         """
-        pooling = self.lexicon()
+        pooling = LensSentenceTransformer.lexicon(self)
         if not 0 <= cluster < pooling.n_clusters:
             raise IndexError(f"cluster {cluster} out of range [0, {pooling.n_clusters})")
         members = (pooling.token_clusters == cluster).nonzero().flatten().tolist()
@@ -270,7 +269,9 @@ class LensSentenceTransformer(SentenceTransformer):
                 break
         return names
 
-    def top_dimensions(self, embedding: np.ndarray, k: int = 10, tokens: int = 8) -> list[Dimension]:
+    def top_dimensions(
+        self: SentenceTransformer, embedding: np.ndarray, k: int = 10, tokens: int = 8
+    ) -> list[Dimension]:
         """The ``k`` heaviest lexicon dimensions of one embedding of this model, named by their tokens.
 
         Args:
@@ -278,10 +279,11 @@ class LensSentenceTransformer(SentenceTransformer):
             k: how many dimensions (1..K); fewer come back when fewer are non-zero.
             tokens: member tokens listed per dimension.
         """
-        return self._heaviest(self._lexicon_part(embedding), k, tokens)
+        weights = LensSentenceTransformer._lexicon_part(self, embedding)
+        return LensSentenceTransformer._heaviest(self, weights, k, tokens)
 
     def match_dimensions(
-        self, query: np.ndarray, document: np.ndarray, k: int = 10, tokens: int = 8
+        self: SentenceTransformer, query: np.ndarray, document: np.ndarray, k: int = 10, tokens: int = 8
     ) -> list[Dimension]:
         """Why a document matched a query: the dimensions with the largest products q_i * d_i.
 
@@ -291,9 +293,10 @@ class LensSentenceTransformer(SentenceTransformer):
             k: how many dimensions (1..K).
             tokens: member tokens listed per dimension.
         """
-        return self._heaviest(self._lexicon_part(query) * self._lexicon_part(document), k, tokens)
+        part = LensSentenceTransformer._lexicon_part
+        return LensSentenceTransformer._heaviest(self, part(self, query) * part(self, document), k, tokens)
 
-    def _lexicon_part(self, embedding: np.ndarray) -> np.ndarray:
+    def _lexicon_part(self: SentenceTransformer, embedding: np.ndarray) -> np.ndarray:
         """The K lexicon weights of one embedding (a hybrid's dense part dropped), checked against the
         model."""
         vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
@@ -301,14 +304,14 @@ class LensSentenceTransformer(SentenceTransformer):
             raise ValueError(
                 f"embedding has {vector.shape[0]} dimensions, the model {self.get_embedding_dimension()}"
             )
-        return vector[: self.n_clusters]
+        return vector[: LensSentenceTransformer.lexicon(self).n_clusters]
 
-    def _heaviest(self, weights: np.ndarray, k: int, tokens: int) -> list[Dimension]:
+    def _heaviest(self: SentenceTransformer, weights: np.ndarray, k: int, tokens: int) -> list[Dimension]:
         """The ``k`` largest positive entries of ``weights``, named by their clusters' tokens."""
-        self.check_top(k)
+        LensSentenceTransformer.check_top(self, k)
         order = np.argsort(-weights, kind="stable")[:k]
         return [
-            Dimension(int(i), float(weights[i]), self.cluster_tokens(int(i), tokens))
+            Dimension(int(i), float(weights[i]), LensSentenceTransformer.cluster_tokens(self, int(i), tokens))
             for i in order
             if weights[i] > 0
         ]

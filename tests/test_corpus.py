@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from lens_embed import LensSentenceTransformer, encode
+from lens_embed import LensSentenceTransformer, encode, load_lens_model
 from lens_embed.corpus import MERGED_NAME, encode_corpus
 from lens_embed.retrieval import DenseRetriever, corpus_key
 
@@ -107,10 +107,18 @@ def test_dense_retriever_routes_through_the_one_router(model, tmp_path):
     np.testing.assert_allclose(retriever.encode_documents(TEXTS[:2]), encode(model, TEXTS[:2]), atol=1e-6)
 
 
-def test_a_self_contained_folder_loaded_by_plain_sentence_transformers_counts_as_lens(model):
+def test_a_self_contained_folder_loaded_by_plain_sentence_transformers_counts_as_lens(model, tiny_lens):
     pooling = LensSentenceTransformer.lexicon(model)
     assert type(pooling).__module__.rsplit(".", 1)[-1] == "modeling_lens"
     assert LensSentenceTransformer.is_lens_model(model) and not isinstance(model, LensSentenceTransformer)
+    # the class's methods answer for it, called on the class, as for the same folder loaded by lens-embed
+    lens = load_lens_model(tiny_lens, device="cpu")
+    embedding = encode(model, TEXTS[:1])[0]
+    assert LensSentenceTransformer.top_dimensions(model, embedding, k=3) == lens.top_dimensions(
+        embedding, k=3
+    )
+    assert LensSentenceTransformer.facts(model) == lens.facts()
+    assert LensSentenceTransformer.settings(model) == lens.settings()
 
 
 def _files(folder: Path) -> dict[str, bytes]:
