@@ -891,15 +891,11 @@ def test_damaged_collections_are_named_as_damaged(model, tmp_path: Path):
 def test_the_collection_records_and_compares_the_settings_that_change_embeddings(
     model, tiny_lens: Path, open_backend
 ):
-    from lens_embed.model import LensSentenceTransformer
-
     backend = open_backend()
     _index(model, backend)
     settings = backend.metadata()["settings"]
     assert settings["max_seq_length"] == model.max_seq_length
-    assert (
-        settings["pooling"] == LensSentenceTransformer.lexicon(model).get_config_dict()
-    )  # every pooling option, by name
+    assert settings["pooling"] == model.lexicon().get_config_dict()  # every pooling option, by name
     shorter = load_lens_model(tiny_lens, device="cpu")
     shorter.max_seq_length = 40  # the probe text (31 tokens) is shorter: the probe hash stays the same
     with pytest.raises(ValueError, match=rf"max_seq_length: {model.max_seq_length} there, 40 now"):
@@ -907,9 +903,7 @@ def test_the_collection_records_and_compares_the_settings_that_change_embeddings
     with pytest.raises(ValueError, match="indexed with other model settings .*max_seq_length"):
         search_collection(shorter, QUERIES, backend, show_progress=False)
     assert search_collection(shorter, QUERIES, backend, top_k=2, allow_other_model=True, show_progress=False)
-    LensSentenceTransformer.lexicon(
-        shorter
-    ).dense_weight = 0.5  # as a new pooling option would: compared by its name
+    shorter.lexicon().dense_weight = 0.5  # as a new pooling option would: compared by its name
     with pytest.raises(ValueError, match=r"pooling\.dense_weight: 1\.0 there, 0\.5 now"):
         _index(shorter, backend)
     assert backend.count() == len(DOCS)
