@@ -124,10 +124,10 @@ class LensSentenceTransformer(SentenceTransformer):
         nothing is re-normalised); None uses the model's default (:attr:`max_active_dims`). ``encode_query``
         and ``encode_document`` take it too."""
         chosen = self.max_active_dims if max_active_dims is None else max_active_dims
-        if chosen is not None and self.is_lens_model():
+        if chosen is not None:
+            if not self.is_lens_model():
+                raise ValueError("max_active_dims prunes a LENS model's lexicon weights; this model has none")
             kwargs[MAX_ACTIVE_DIMS_KEY] = checked_max_active_dims(chosen)
-        elif max_active_dims is not None:
-            raise ValueError("max_active_dims prunes a LENS model's lexicon weights; this model has none")
         return super().encode(*args, **kwargs)
 
     def save(

@@ -147,3 +147,11 @@ def test_a_default_max_active_dims_is_saved_as_sparse_encoder_saves_it_and_read_
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "max_active_dims": -1}))
     with pytest.raises(ValueError, match=f"{re.escape(str(settings))}: max_active_dims must be a positive"):
         load_lens_model(tmp_path / "pruned", device="cpu")
+
+
+def test_a_model_without_a_lexicon_refuses_max_active_dims_in_its_encode(minilm_path: Path):
+    model = load_lens_model(minilm_path, device="cpu")  # the dense MiniLM: the class, no LexiconPooling
+    with pytest.raises(ValueError, match="this model has none"):
+        model.encode(["fox"], max_active_dims=2)
+    pruned = encode(model, TEXTS[:2], max_active_dims=2)  # the router prunes any model's whole vector
+    assert (np.count_nonzero(pruned, axis=1) == 2).all()
