@@ -428,7 +428,10 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> Path:
     base_parameters_ = None
     if base_kind == "lens":
         base = output / "base"
-        base_parameters_ = base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path())
+        base_parameters_ = replace(  # the pooling the recipe trains with is the one the file rebuilds
+            base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path()),
+            position_top_k=recipe.position_top_k or None,
+        )
         if not (base / "modules.json").is_file():
             save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)
     else:

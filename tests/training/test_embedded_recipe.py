@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -82,16 +83,21 @@ def test_teacher_scores_are_cosines_over_the_teacher_temperature() -> None:
     )
 
 
-def test_the_parameter_file_assembles_exactly_the_model_training_produced(tiny_mistral, tiny_lens, tmp_path):
-    parameters = base_parameters(tiny_lens, tiny_mistral)
+@pytest.mark.parametrize("position_top_k", [None, 2], ids=["whole", "per-position top 2"])
+def test_the_parameter_file_assembles_exactly_the_model_training_produced(
+    tiny_mistral, tiny_lens, tmp_path, position_top_k
+):
+    parameters = replace(base_parameters(tiny_lens, tiny_mistral), position_top_k=position_top_k)
     base = tmp_path / "base"
     save_staged(assemble(tiny_mistral, parameters, device="cpu"), base, overwrite=False)
     data = write_jsonl(tmp_path / "data" / "toy.jsonl", retrieval_rows())
     trained = train(toy_config(base, [data], tmp_path / "trained", max_steps=3, lora_r=4, lora_alpha=8))
     path, sha256, difference = package(trained, parameters, tiny_mistral, tmp_path / "package")
     assert difference <= 1e-6
+    assert read_parameters(path, sha256).position_top_k == position_top_k  # the file rebuilds the pooling
     assembled = assemble(tiny_mistral, read_parameters(path, sha256), device="cpu")
     reference = load_lens_model(trained, device="cpu")
+    assert assembled[1].position_top_k == reference[1].position_top_k == position_top_k
     texts = ["the quick brown fox", "a man is playing a guitar on the street"]
     for query in (False, True):
         mine = encode(assembled, texts, query=query, convert_to_tensor=True)
