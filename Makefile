@@ -97,7 +97,7 @@ test-training:
 TRAIN_DEFAULT_ARGS ?=
 .PHONY: train-default
 train-default:
-	$(PY) -m lens_embed.training.default_recipe --data $(DATA) --output $(OUTPUT)/train-default $(TRAIN_DEFAULT_ARGS)
+	$(PY) -m lens_embed.commands --verbose train-default --data $(DATA) --output $(OUTPUT)/train-default $(TRAIN_DEFAULT_ARGS)
 
 # ---- benchmarks ----
 MODEL ?=

@@ -16,8 +16,8 @@ The file's SHA-256 is pinned here (:data:`PARAMETERS_SHA256`) and checked before
 the file records the SHA-256 of the base weights it was trained on, checked before they are used: a
 damaged or modified file, or another MiniLM, stops the assembly with one line naming it. Its
 provenance (data files and their hashes, recipe, command, commit) lies beside it
-(:data:`PROVENANCE_FILE`); ``make train-default`` (``python -m lens_embed.training.default_recipe``)
-makes both.
+(:data:`PROVENANCE_FILE`); ``make train-default`` (``lens-embed train-default``,
+:mod:`lens_embed.training.default_recipe`) makes both.
 
 The untrained construction (KMeans head, no training) stays one command away:
 ``lens-embed build minilm OUT`` or :func:`untrained_default_path`.
