@@ -135,17 +135,17 @@ def engine_chart(path: Path) -> Path:
     ram, recall = "RAM B/doc", "recall@10"
     rows = markdown_table(RESULTS, "Serving at scale", ["configuration", "N", ram, recall])
     largest = max(number(row["N"]) for row in rows)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for row in rows:
-        if number(row["N"]) == largest:
-            ax.scatter(number(row[ram]), number(row[recall]))
-            ax.annotate(
-                row["configuration"],
-                (number(row[ram]), number(row[recall])),
-                fontsize="x-small",
-                textcoords="offset points",
-                xytext=(5, 3),
-            )
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    markers = "osD^vP*X"
+    for index, row in enumerate(row for row in rows if number(row["N"]) == largest):
+        ax.scatter(
+            number(row[ram]),
+            number(row[recall]),
+            marker=markers[index % len(markers)],
+            s=60,
+            label=row["configuration"],
+        )
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xscale("log")
     ax.set_xlabel("RAM per document, bytes (log scale)")
     ax.set_ylabel("recall@10 against exact search")

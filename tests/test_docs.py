@@ -2,12 +2,15 @@
 run, and the README's extras table, CLI synopsis and citation are the package's.
 
 Each ```python block runs on its own, in a fresh namespace with a temporary folder as working directory,
-on the embedded default (assembled once into the usual cache). A block preceded by
+on the embedded default (assembled once into the usual cache). A comment ``# prints TEXT`` says what the
+block prints (``...`` stands for any text) and is checked. A block preceded by
 ``<!-- docs-test: skip REASON -->`` (one needing the hub, a GPU or a server) is skipped with that reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from lens_embed.citation import LENS_CITATION
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PRINTS = re.compile(r"# prints (.+)$", re.M)
 BLOCK = re.compile(r"(?:<!-- docs-test: skip (?P<skip>.+?) -->\n)?```python\n(?P<code>.*?)^```", re.S | re.M)
 
 
@@ -43,7 +47,13 @@ def test_the_python_example_runs(
     name: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, name, "exec"), {"__name__": "__docs__"})  # the repository's own text, never input
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        exec(compile(code, name, "exec"), {"__name__": "__docs__"})  # the repository's own text, never input
+    for shown in PRINTS.findall(code):
+        pattern = ".*?".join(re.escape(part) for part in shown.strip().split("..."))
+        assert re.search(pattern, output.getvalue()), (
+            f"{name} says it prints {shown!r}; it printed:\n{output.getvalue()}"
+        )
 
 
 def section(text: str, heading: str) -> str:
