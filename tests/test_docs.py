@@ -82,3 +82,8 @@ def test_the_readme_synopsis_shows_every_verb() -> None:
 @pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
 def test_the_citation_is_the_package_one(page: str) -> None:
     assert f"```bibtex\n{LENS_CITATION}\n```" in (REPO / page).read_text(encoding="utf-8")
+
+
+def test_the_readme_leaves_dated_measurements_to_the_results_page() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert re.findall(r"\b20\d\d-[01]\d-[0-3]\d\b", readme) == []  # measurements go to docs/results.md
