@@ -30,7 +30,8 @@ from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.reports import write_report
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 from lens_embed.loading import load_lens_model
-from lens_embed.training.config import TrainConfig
+from lens_embed.training.config import Recipe, TrainConfig
+from lens_embed.training.default_recipe import training_config
 from lens_embed.training.negatives import mine_negatives
 from lens_embed.training.trainer import train
 
@@ -82,23 +83,20 @@ def demo_data(data_dir: Path, work: Path) -> Path:
 
 
 def recipe(base: Path, data: Path, output: Path, args: argparse.Namespace) -> TrainConfig:
-    """The one recipe every model gets (the authors', scaled down to a CPU budget: one batch size
-    for every task, warmup over the first tenth of the steps)."""
-    return TrainConfig(
-        model=str(base),
-        data=[str(data)],
-        output=str(output),
-        max_steps=args.steps,
+    """The one recipe every model gets: the embedded default's run (the authors' recipe scaled down to a
+    CPU budget: one batch size for every task, warmup over the first tenth of the steps) at the demo's
+    sizes, without the default's FLOPS regulariser."""
+    sizes = Recipe(
+        steps=args.steps,
         batch_size=args.batch_size,
-        symmetric_batch_size=args.batch_size,
         group_size=args.group_size,
         learning_rate=args.lr,
         max_seq_length=args.max_seq_length,
-        warmup_steps=0.1,
-        logging_steps=10,
-        save_steps=max(args.steps // 2, 1),
         seed=args.seed,
+        document_regularizer_weight=0.0,
+        query_regularizer_weight=0.0,
     )
+    return training_config(base, data, output, sizes)
 
 
 def fine_tune(model: DemoModel, data: Path, work: Path, args: argparse.Namespace) -> tuple[Path, float]:

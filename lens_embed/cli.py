@@ -30,11 +30,9 @@ from lens_embed.defaults import (
     DEFAULT_MAX_SEQ_LENGTH,
     EXPORT_QUANTIZATIONS,
 )
-from lens_embed.evaluation.cli import add_eval_commands
 from lens_embed.inputs import read_texts
 from lens_embed.serving import add_serving_commands
 from lens_embed.storage import atomic_write, refuse_overlap
-from lens_embed.training.cli import add_training_commands
 from lens_embed.vocabulary import DENSE_POOLING_MODES
 
 if TYPE_CHECKING:
@@ -454,8 +452,6 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sparse_encoder,
     ):
         add(subparsers)
-    add_eval_commands(subparsers)
-    add_training_commands(subparsers)
     add_corpus_commands(subparsers)
     add_serving_commands(subparsers)
     return parser

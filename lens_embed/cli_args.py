@@ -217,6 +217,14 @@ def add_cluster_options(
     )
 
 
-def api_key(args: argparse.Namespace) -> str | None:
+@dataclass(kw_only=True)
+class ClusterOptions:
+    """``--url`` (a Qdrant server or cluster) and ``--api-key``, as a group of a verb's options."""
+
+    url: str | None = option(None, "Qdrant server or cluster, e.g. http://host:6333", default_text="none")
+    api_key: str | None = option(None, "the cluster's API key", default_text=f"${QDRANT_API_KEY_ENV}")
+
+
+def api_key(args: argparse.Namespace | ClusterOptions) -> str | None:
     """``--api-key``, else the environment's key for a cluster."""
     return args.api_key or os.environ.get(QDRANT_API_KEY_ENV)

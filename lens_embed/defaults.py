@@ -39,6 +39,12 @@ AUTHORS_CUDA_DTYPE = "float16"
 CPU_DTYPE = "float32"
 # Which baselines an evaluation runs beside the model (`--baselines`): dense all-MiniLM-L6-v2 and/or BM25.
 BASELINE_CHOICES = ("none", "minilm", "bm25", "all")
+# The AIR-Bench release `evaluate airbench` runs and `evaluate submit-kit` checks an upload against.
+AIRBENCH_VERSION = "AIR-Bench_24.05"
+# `evaluate compare`: the released model whose published scores results are set beside, and the largest
+# |difference| (x100) a task may show before it is flagged.
+COMPARE_REFERENCE = "yibinlei/LENS-d8000"
+COMPARE_TOLERANCE = 0.5
 # The run record `lens-embed train` writes into the folder of every model it trained (its options and data);
 # evaluation reads its presence: a trained folder is not the hub model its inherited card names.
 TRAINING_RECORD = "training_config.json"

@@ -16,8 +16,8 @@ The file's SHA-256 is pinned here (:data:`PARAMETERS_SHA256`) and checked before
 the file records the SHA-256 of the base weights it was trained on, checked before they are used: a
 damaged or modified file, or another MiniLM, stops the assembly with one line naming it. Its
 provenance (data files and their hashes, recipe, command, commit) lies beside it
-(:data:`PROVENANCE_FILE`); ``make train-default`` (``python -m lens_embed.training.default_recipe``)
-makes both.
+(:data:`PROVENANCE_FILE`); ``make train-default`` (``lens-embed train-default``,
+:mod:`lens_embed.training.default_recipe`) makes both.
 
 The untrained construction (KMeans head, no training) stays one command away:
 ``lens-embed build minilm OUT`` or :func:`untrained_default_path`.
@@ -67,7 +67,8 @@ class ParameterFileError(ValueError):
 @dataclass
 class TrainedParameters:
     """What a trained LENS model changed in its base: LoRA factors by module name (relative to the
-    backbone), the token -> cluster map, the rows of the added tokens, and the settings to rebuild it."""
+    backbone), the token -> cluster map, the rows of the added tokens, and the settings to rebuild it
+    (``position_top_k``: the pooling it was trained with; files written before it existed have none)."""
 
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]]
     lora_scaling: float
@@ -77,6 +78,7 @@ class TrainedParameters:
     n_clusters: int
     max_seq_length: int
     base_sha256: str
+    position_top_k: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, str]:
@@ -89,6 +91,7 @@ class TrainedParameters:
             "n_clusters": str(self.n_clusters),
             "max_seq_length": str(self.max_seq_length),
             "base_sha256": self.base_sha256,
+            **({} if self.position_top_k is None else {"position_top_k": str(self.position_top_k)}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -154,7 +157,15 @@ def read_parameters(path: str | Path, sha256: str | None) -> TrainedParameters:
         if name.startswith(LORA_PREFIX) and name.endswith(".A"):
             module = name[len(LORA_PREFIX) : -2]
             lora[module] = (tensors[name], tensors[f"{LORA_PREFIX}{module}.B"])
-    known = {"format", "lora_scaling", "added_tokens", "n_clusters", "max_seq_length", "base_sha256"}
+    known = {
+        "format",
+        "lora_scaling",
+        "added_tokens",
+        "n_clusters",
+        "max_seq_length",
+        "base_sha256",
+        "position_top_k",
+    }
     return TrainedParameters(
         lora=lora,
         lora_scaling=float(metadata["lora_scaling"]),
@@ -164,6 +175,7 @@ def read_parameters(path: str | Path, sha256: str | None) -> TrainedParameters:
         n_clusters=int(metadata["n_clusters"]),
         max_seq_length=int(metadata["max_seq_length"]),
         base_sha256=metadata["base_sha256"],
+        position_top_k=int(metadata["position_top_k"]) if "position_top_k" in metadata else None,
         extra={key: value for key, value in metadata.items() if key not in known},
     )
 
@@ -240,6 +252,7 @@ def assemble(
         query_token_id=transformer.tokenizer.convert_tokens_to_ids(QUERY_TOKEN),
         next_token_outputs=decoder,
         vocab_size=matrix.shape[0],
+        position_top_k=parameters.position_top_k,
     )
     pooling.set_head(
         cluster_means(matrix, parameters.token_clusters, parameters.n_clusters), parameters.token_clusters

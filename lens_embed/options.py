@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import field
@@ -178,3 +179,16 @@ def outputs(options: Any) -> list[tuple[Any, str, bool | None]]:
             name = item.name.upper() if item.metadata.get("positional") else flag(item.name)
             found.append((value, name, OUTPUT_KINDS[kind]))
     return found
+
+
+def keywords(options: Any, target: Callable[..., Any]) -> dict[str, Any]:
+    """The fields of an options instance that ``target`` (a function or a class) takes, by name: a verb
+    hands its options to the Python API in one call instead of copying them one by one. A ``target``
+    that takes ``**kwargs`` takes every field."""
+    parameters = inspect.signature(target).parameters
+    every = any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters.values())
+    return {
+        item.name: getattr(options, item.name)
+        for item in dataclasses.fields(options)
+        if every or item.name in parameters
+    }

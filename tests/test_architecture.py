@@ -15,7 +15,7 @@ REPO = PACKAGE.parent
 
 # The house, bottom to top: a module may import (at module level or inside a function, for type checking
 # or at run time) only modules of its own layer or of a layer below. A name ending in "." stands for every
-# module of that package. The README's Architecture section draws the same layers.
+# module of that package. The docs' Architecture page (docs/architecture.md) draws the same layers.
 LAYERS: list[tuple[str, ...]] = [
     # 0. light (no torch): constants, files, the input format; the package faces resolve their names lazily
     (
@@ -60,10 +60,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("lens_embed.evaluation.", "lens_embed.training."),
     # 9. the leaderboard tools: comparisons with published scores, the harness check, AIR-Bench, the kit
     ("lens_embed.evaluation.leaderboard.",),
-    # 10. the entry points: the command (and its evaluate verb), the launchers' entry
-    ("lens_embed.commands", "lens_embed.commands.", "lens_embed.cli", "lens_embed.evaluation.cli", "lens_embed.training.__main__"),
+    # 10. the entry points: the command and its verbs, the launchers' entry
+    ("lens_embed.commands", "lens_embed.commands.", "lens_embed.cli", "lens_embed.training.__main__"),
 ]
-# Imports that run back up the layers, (importer, imported) -> why; at most two, each named in the README.
+# Imports that run back up the layers, (importer, imported) -> why; at most two, each named in the docs.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 # Package faces: importing a public name through one would hide which module it comes from.
 FACES = ("lens_embed", "lens_embed.evaluation", "lens_embed.training")
@@ -122,9 +122,7 @@ def layer_of(module: str) -> int:
         for name in names
         if name.endswith(".") and module.startswith(name)
     ]
-    assert prefixed, (
-        f"{module} has no declared layer: add it to LAYERS in tests/test_architecture.py and the README"
-    )
+    assert prefixed, f"{module} has no declared layer: add it to LAYERS here and to docs/architecture.md"
     return max(prefixed)[1]
 
 
@@ -224,10 +222,10 @@ def test_no_module_imports_a_public_name_through_a_package_face():
     assert through_faces == []
 
 
-def test_the_readme_draws_the_declared_layers():
-    """Every module of a declared layer is named in the README's layer drawing, in the layer's order."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    drawing = readme[readme.index("Imports only go downwards") :]
+def test_the_architecture_page_draws_the_declared_layers():
+    """Every module of a declared layer is named in the docs' layer drawing, in the layer's order."""
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawing = page[page.index("Imports only go downwards") :]
     lines = [line for line in drawing.splitlines() if re.match(r"^ *\d+\. ", line)][: len(LAYERS)]
     assert len(lines) == len(LAYERS)
     for index, (names, line) in enumerate(zip(LAYERS, lines, strict=True)):
@@ -235,7 +233,9 @@ def test_the_readme_draws_the_declared_layers():
         for name in names:
             short = name.removeprefix("lens_embed.").removeprefix("lens_embed") or "lens_embed"
             short = short.rstrip(".") + ("/" if name.endswith(".") else "")
-            assert f"`{short}`" in line, f"layer {index}: {short} missing from the README's drawing"
+            assert f"`{short}`" in line, (
+                f"layer {index}: {short} missing from the drawing in docs/architecture.md"
+            )
 
 
 def test_the_public_api_documents_its_arguments():

@@ -129,7 +129,8 @@ def test_the_package_ships_the_trained_default_with_its_hash_and_provenance() ->
     record = json.loads(PROVENANCE_FILE.read_text(encoding="utf-8"))
     assert record["parameters_sha256"] == PARAMETERS_SHA256
     assert record["training_data"] and all(len(digest) == 64 for digest in record["training_data"].values())
-    # the command as it was run: the recipe module was named training.embedded then (now default_recipe)
+    # the command as it was run: the recipe module was named training.embedded then (now the verb
+    # lens-embed train-default over training.default_recipe)
     assert record["command"].startswith("python -m lens_embed.training.embedded --data DATA --output OUTPUT")
     assert not any(path.startswith("/") for path in [*record["training_data"], *record["command"].split()])
     assert record["recipe"] and record["commit"]

@@ -17,13 +17,17 @@ from typing import Any
 
 from lens_embed import cli
 from lens_embed.cli_args import OUTPUTS
-from lens_embed.commands import model_options
+from lens_embed.commands import evaluation_options, model_options, training_options
 from lens_embed.commands.verb import Verb
 from lens_embed.options import add_arguments, from_namespace, outputs
 from lens_embed.storage import check_writable
 
 # The verb groups, in the order ``--help`` lists them: (name, the light module declaring their VERBS).
-GROUPS: tuple[tuple[str, Any], ...] = (("models", model_options),)
+GROUPS: tuple[tuple[str, Any], ...] = (
+    ("models", model_options),
+    ("evaluation", evaluation_options),
+    ("training", training_options),
+)
 # What a user can cause (bad files, arguments, models, data): reported in one line, exit code 2.
 # The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
 # from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
@@ -37,6 +41,14 @@ def runner(group: str) -> ModuleType:
         from lens_embed.commands import model_verbs
 
         return model_verbs
+    if group == "evaluation":
+        from lens_embed.commands import evaluation_verbs
+
+        return evaluation_verbs
+    if group == "training":
+        from lens_embed.commands import training_verbs
+
+        return training_verbs
     raise ValueError(f"no verb group {group!r}")
 
 

@@ -8,9 +8,9 @@ model, with the registry entry's arguments; its ModelMeta and loader, the MiniLM
 runs), ``runner`` (results in mteb's layout), ``results`` (a model's results: their revision, their
 files, the card's rows), ``search`` (retrieval through resumable shards or the engine), ``reports``
 (Markdown + PNG), ``leaderboard`` (``compare`` with the published LENS scores, the ``harness`` check,
-``airbench`` runs and their upload zip, the ``submit`` kit), ``cli`` (the ``evaluate`` verb). Names
-resolve lazily:
-importing the package (as the CLI does to register ``evaluate``) loads neither mteb nor torch."""
+``airbench`` runs, the ``submit`` kit and its AIR-Bench upload zip). The ``lens-embed evaluate`` verbs
+live in :mod:`lens_embed.commands` (options: ``evaluation_options``). Names resolve lazily: importing the
+package loads neither mteb nor torch."""
 
 from lens_embed.lazy import lazy_exports
 

@@ -12,13 +12,12 @@ from pathlib import Path
 from statistics import mean
 
 from lens_embed.evaluation.runner import Score
+from lens_embed.evaluation.tasks import aggregate_parts
 from lens_embed.optional import require
 
 
 def aggregate_subtasks(scores: Sequence[Score]) -> list[Score]:
     """Replace a model's complete set of subtasks of an aggregate task (CQADupstack's 12) by their mean."""
-    from lens_embed.evaluation.tasks import aggregate_parts
-
     result = list(scores)
     for model in _models(scores):
         for parent, (task_type, main_score, parts) in aggregate_parts().items():

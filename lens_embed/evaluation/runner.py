@@ -22,10 +22,13 @@ from typing import Any
 import mteb
 from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
+from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder
 from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES, InstructionError
 from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
+from lens_embed.evaluation.search import IndexedSearch, ShardedSearch
+from lens_embed.evaluation.tasks import leaderboard_score
 from lens_embed.inputs import read_json
 from lens_embed.storage import atomic_write
 
@@ -88,10 +91,6 @@ def _task_groups(
         run.model, (LoadedModelEncoder, PlainModelEncoder)
     ):
         return [(run.model, tasks)]
-    from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
-
-    from lens_embed.evaluation.search import IndexedSearch, ShardedSearch
-
     factory = search_index or FaissSearchIndex
     searched = [t for t in tasks if t.metadata.type in ASYMMETRIC_TASK_TYPES]
     others = [t for t in tasks if t.metadata.type not in ASYMMETRIC_TASK_TYPES]
@@ -230,8 +229,6 @@ def _refresh_model_meta(cache: ResultCache, model: Any, task: AbsTask) -> None:
 
 
 def _score(label: str, task: AbsTask, task_result: Any) -> Score:
-    from lens_embed.evaluation.tasks import leaderboard_score
-
     return Score(
         model=label,
         task=task.metadata.name,

@@ -3,7 +3,8 @@
 ``train(TrainConfig(...))`` runs the authors' recipe on sentence-transformers' trainer;
 ``mine_negatives(...)`` adds hard negatives to jsonl training data. ``python -m lens_embed.training``
 is the launcher entry (torchrun / accelerate). Names resolve on first use, so importing the
-package (or its CLI registration) loads neither torch nor sentence-transformers.
+package (or :mod:`~lens_embed.training.config`, which the command's options read) loads neither torch
+nor sentence-transformers.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ class TrainConfig:
         "saved datasets, hf:NAME[:SPLIT]"
     )
     output: str = option(
-        help="folder for the merged model, adapter, checkpoints and the recorded configuration"
+        help="folder for the merged model, adapter, checkpoints and the recorded configuration",
+        output="folder",
     )
     epochs: float = option(1.0, "passes over the data", check=positive_float)
     max_steps: int = option(
@@ -260,6 +261,58 @@ def current_names(recorded: dict[str, Any]) -> dict[str, Any]:
     """A recorded configuration with every renamed field under its name now, and every field added since at
     the value that reproduces the recorded run."""
     return {**ADDED, **{RENAMED.get(key, key): value for key, value in recorded.items()}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """The knobs of the embedded default's training (:mod:`lens_embed.training.default_recipe`,
+    ``lens-embed train-default``); the defaults are the shipped model's. Most are the :class:`TrainConfig`
+    options of the run it makes; sparse LENS: ``position_top_k`` and ``topk_temperature`` (0: off) and
+    the L1 weights."""
+
+    steps: int = option(150, "optimizer steps", check=positive_int)
+    batch_size: int = option(32, "queries per step, every task alike", check=positive_int)
+    group_size: int = option(4, "1 positive + (group size - 1) hard negatives per query", check=positive_int)
+    learning_rate: float = option(2e-4, "peak learning rate", check=positive_float)
+    warmup: float = option(
+        0.1, "linear warmup steps (a fraction of all steps when below 1)", check=positive_float
+    )
+    max_seq_length: int = option(256, "truncate texts to this many tokens", check=positive_int)
+    teacher_temperature: float = option(
+        0.05, "the teacher's scores are its cosines divided by this", check=positive_float
+    )
+    distill_weight: float = option(1.0, "weight of the KL term on the teacher's scores", check=positive_float)
+    negatives: int = option(
+        7, "the teacher's hardest negatives given to a row without any", check=positive_int
+    )
+    banking_per_label: int = option(40, "Banking77 queries per label", check=positive_int)
+    banking_positives: int = option(8, "same-label positives per Banking77 query", check=positive_int)
+    lora_r: int = option(32, "LoRA rank", check=positive_int)
+    lora_alpha: int = option(64, "LoRA alpha", check=positive_int)
+    document_instructions: str = option(
+        "sts-clustering", "which tasks' documents carry the instruction", choices=DOCUMENT_INSTRUCTIONS
+    )
+    document_regularizer_weight: float = option(
+        1.0, "FLOPS regulariser weight on the documents (0: off)", check=non_negative_float
+    )
+    query_regularizer_weight: float = option(
+        0.5, "FLOPS regulariser weight on the queries (0: off)", check=non_negative_float
+    )
+    position_top_k: int = option(0, "per-position top-k of the pooling (0: off)", check=non_negative_int)
+    topk_temperature: float = option(
+        0.0, "straight-through top-k temperature (0: off; needs --position-top-k)", check=non_negative_float
+    )
+    document_l1_weight: float = option(
+        0.0, "scale-invariant L1 term on the documents (0: off)", check=non_negative_float
+    )
+    query_l1_weight: float = option(
+        0.0, "scale-invariant L1 term on the queries (0: off)", check=non_negative_float
+    )
+    seed: int = option(42, "seed of the data, the sampling and LoRA", check=non_negative_int)
+
+    def __post_init__(self) -> None:
+        """Refuse a value out of its field's bounds or choices (the CLI's parse-time checks, for the API)."""
+        check_values(self)
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

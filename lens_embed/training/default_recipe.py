@@ -1,4 +1,5 @@
-"""How the embedded default is trained and packaged (``make train-default``).
+"""The embedded default's recipe: how it is trained and packaged (``lens-embed train-default``, which
+``make train-default`` runs).
 
 The recipe, in order:
 
@@ -13,8 +14,8 @@ The recipe, in order:
    all-MiniLM-L6-v2 the model is built from: every (query, text) pair of every row is scored with its
    cosine divided by ``teacher_temperature`` (``pos_scores`` / ``neg_scores``), so the authors' KL
    distillation pulls the LENS ranking of each group towards the dense one.
-3. **Training**: ``lens-embed train`` (the authors' InfoNCE at temperature 0.02 plus their KL term on the
-   tasks with in-batch negatives: not on classification, where the teacher ranks other intents above the
+3. **Training**: a ``lens-embed train`` run (the authors' InfoNCE at temperature 0.02 plus their KL term on
+   the tasks with in-batch negatives: not on classification, where the teacher ranks other intents above the
    label's own texts; LoRA r32/alpha64 on every projection; SPLADE's FLOPS regulariser on the normalised
    lexicon vectors, documents 1.0, queries 0.5, so the default also serves from an inverted index), seeded.
 4. **Package**: the LoRA factors, the token -> cluster map and the special-token rows as one safetensors
@@ -23,28 +24,27 @@ The recipe, in order:
 
 ``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
 is the comparison), less the FLOPS term, which acts on lexicon vectors only.
-Run: ``python -m lens_embed.training.default_recipe --data ../shared/data --output DIR``.
+Run: ``lens-embed train-default --data ../shared/data --output DIR`` (the knobs: :class:`Recipe`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-from lens_embed.cli_args import non_negative_float, non_negative_int, positive_float, positive_int
+from lens_embed.build import save_staged
 from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
 from lens_embed.embedded import (
     PARAMETERS_FILE,
@@ -58,14 +58,18 @@ from lens_embed.embedded import (
     write_parameters,
 )
 from lens_embed.inputs import json_lines
-from lens_embed.storage import atomic_write, check_writable
-from lens_embed.training.config import DOCUMENT_INSTRUCTIONS, TrainConfig
+from lens_embed.loading import load_lens_model
+from lens_embed.model import encode
+from lens_embed.options import flag, keywords
+from lens_embed.storage import atomic_write
+from lens_embed.training.config import Recipe, TrainConfig
 from lens_embed.training.data import TaskData, read_training_rows, task_from_rows, write_jsonl
 from lens_embed.training.negatives import candidate_corpus
+from lens_embed.training.trainer import train
 
 logger = logging.getLogger(__name__)
 
-COMMAND = "python -m lens_embed.training.default_recipe"
+COMMAND = "lens-embed train-default"
 TRAINING_FILES = ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train")
 BANKING = "Banking77Classification"
 # The authors' instruction for Banking77 (their map, without the final "." their evaluation appends, as
@@ -78,34 +82,6 @@ PROBE_TEXTS = (
     "Stock markets fell sharply today.",
     "0-dimensional biomaterials lack inductive properties.",
 )
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The knobs of the default's training (defaults: the shipped model's). Sparse LENS: ``position_top_k``
-    and ``topk_temperature`` (0: off) and the L1 weights are :class:`TrainConfig`'s options of those names."""
-
-    steps: int = 150
-    batch_size: int = 32
-    group_size: int = 4
-    learning_rate: float = 2e-4
-    warmup: float = 0.1
-    max_seq_length: int = 256
-    teacher_temperature: float = 0.05
-    distill_weight: float = 1.0
-    negatives: int = 7
-    banking_per_label: int = 40
-    banking_positives: int = 8
-    lora_r: int = 32
-    lora_alpha: int = 64
-    document_instructions: str = "sts-clustering"
-    document_regularizer_weight: float = 1.0
-    query_regularizer_weight: float = 0.5
-    position_top_k: int = 0
-    topk_temperature: float = 0.0
-    document_l1_weight: float = 0.0
-    query_l1_weight: float = 0.0
-    seed: int = 42
 
 
 def git_commit() -> str | None:
@@ -261,8 +237,6 @@ DATA_FIELDS = ("teacher_temperature", "negatives", "banking_per_label", "banking
 def base_parameters(untrained: Path, base: Path) -> TrainedParameters:
     """The training base of a LENS default: the untrained model's (built on ``base``) token -> cluster map
     and special-token rows, no LoRA factors yet."""
-    from lens_embed.loading import load_lens_model
-
     model = load_lens_model(untrained, device="cpu")
     pooling, tokenizer = model[1], model[0].tokenizer
     vocab = pooling.token_clusters.shape[0]
@@ -279,38 +253,27 @@ def base_parameters(untrained: Path, base: Path) -> TrainedParameters:
 
 
 def training_config(base: Path, data: Path, output: Path, recipe: Recipe) -> TrainConfig:
-    """The ``lens-embed train`` run of the recipe."""
+    """The ``lens-embed train`` run of the recipe: the recipe's fields that are training options, by
+    name (0 for "off" is None there), then those it names otherwise and the run's bookkeeping."""
     return TrainConfig(
+        **{
+            **keywords(recipe, TrainConfig),
+            "position_top_k": recipe.position_top_k or None,
+            "topk_temperature": recipe.topk_temperature or None,
+        },
         model=str(base),
         data=[str(data)],
         output=str(output),
         max_steps=recipe.steps,
-        batch_size=recipe.batch_size,
         symmetric_batch_size=recipe.batch_size,
-        group_size=recipe.group_size,
-        learning_rate=recipe.learning_rate,
         warmup_steps=recipe.warmup,
-        max_seq_length=recipe.max_seq_length,
-        distill_weight=recipe.distill_weight,
-        document_instructions=recipe.document_instructions,
-        lora_r=recipe.lora_r,
-        lora_alpha=recipe.lora_alpha,
-        document_regularizer_weight=recipe.document_regularizer_weight,
-        query_regularizer_weight=recipe.query_regularizer_weight,
-        position_top_k=recipe.position_top_k or None,
-        topk_temperature=recipe.topk_temperature or None,
-        document_l1_weight=recipe.document_l1_weight,
-        query_l1_weight=recipe.query_l1_weight,
         logging_steps=10,
         save_steps=max(recipe.steps // 4, 1),
-        seed=recipe.seed,
     )
 
 
 def trained_parameters(trained: Path, base: TrainedParameters) -> TrainedParameters:
     """The parameters of a trained LENS default: the base's head and rows with the run's LoRA factors."""
-    from safetensors.torch import load_file
-
     adapter = trained / "lora_adapter"
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     weights = load_file(str(adapter / "adapter_model.safetensors"))
@@ -331,8 +294,6 @@ def asdict_shallow(parameters: TrainedParameters) -> dict[str, Any]:
 
 def max_difference(first: Any, second: Any) -> float:
     """The largest absolute difference of two models' embeddings of the probe texts, both sides."""
-    from lens_embed.model import encode
-
     worst = 0.0
     for query in (False, True):
         a = encode(first, list(PROBE_TEXTS), query=query, convert_to_tensor=True)
@@ -350,8 +311,6 @@ def package(
     Returns:
         The file, its SHA-256 and the largest difference found.
     """
-    from lens_embed.loading import load_lens_model
-
     parameters_file = output / PARAMETERS_FILE.name
     sha256 = write_parameters(trained_parameters(trained, base), parameters_file)
     assembled = assemble(base_model, read_parameters(parameters_file, sha256), device="cpu")
@@ -366,13 +325,13 @@ def package(
 def recorded_command(recipe: Recipe, base_kind: str) -> str:
     """The command that runs ``recipe`` as provenance records it: the data and work folders as ``DATA`` and
     ``OUTPUT`` (a record names no machine's paths; the data files are recorded relative to DATA), then
-    every recipe option that differs from the default, as the parser spells it."""
+    every recipe option that differs from the default, as the command line spells it."""
     words = [COMMAND, "--data", "DATA", "--output", "OUTPUT"]
     if base_kind != "lens":
         words += ["--base", base_kind]
     for name, value in asdict(recipe).items():
         if value != getattr(Recipe(), name):
-            words += ["--" + name.replace("_", "-"), str(value)]
+            words += [flag(name), str(value)]
     return " ".join(words)
 
 
@@ -415,12 +374,29 @@ LEXICON_ONLY = (
 )
 
 
-def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> Path:
-    """Prepare, train and (for the LENS base) package; returns the trained model's folder."""
-    from lens_embed.build import save_staged
-    from lens_embed.loading import load_lens_model
-    from lens_embed.training.trainer import train
+def check_run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> None:
+    """Refuse a run that would fail, now rather than after the data preparation and the untrained build
+    (about 25 minutes): missing data files, a top-k temperature without a top-k, options the training run
+    refuses."""
+    missing = [str(path) for path in source_files(data_dir) if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"--data {data_dir}: missing {', '.join(missing)}")
+    if recipe.topk_temperature and not recipe.position_top_k:
+        raise ValueError("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
+    training_config(output / "base", data_dir, output / "model", recipe_for(recipe, base_kind))
 
+
+def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str = "lens") -> Path:
+    """Check (:func:`check_run`), prepare, train and (for the LENS base) package; returns the trained
+    model's folder.
+
+    Args:
+        data_dir: the data folder (``training/``, ``classification/``).
+        output: the work folder: data, base, model (``dense-model`` for the dense base), parameter file.
+        recipe: the knobs.
+        base_kind: ``"lens"`` (the default) or ``"dense"`` (the comparison: all-MiniLM-L6-v2).
+    """
+    check_run(data_dir, output, recipe, base_kind)
     recipe = recipe_for(recipe, base_kind)
     output.mkdir(parents=True, exist_ok=True)
     teacher = load_lens_model(minilm_path(), device="cpu")
@@ -428,7 +404,10 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> Path:
     base_parameters_ = None
     if base_kind == "lens":
         base = output / "base"
-        base_parameters_ = base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path())
+        base_parameters_ = replace(  # the pooling the recipe trains with is the one the file rebuilds
+            base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path()),
+            position_top_k=recipe.position_top_k or None,
+        )
         if not (base / "modules.json").is_file():
             save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)
     else:
@@ -454,55 +433,3 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> Path:
         difference,
     )
     return trained
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
-    parser.add_argument(
-        "--data", default="../shared/data", help="the data folder (training/, classification/)"
-    )
-    parser.add_argument(
-        "--output",
-        required=True,
-        help="work folder: data, base, model (dense-model with --base dense), parameter file",
-    )
-    parser.add_argument(
-        "--base", choices=("lens", "dense"), default="lens", help="LENS default or dense MiniLM"
-    )
-    for name, value in asdict(Recipe()).items():
-        options: dict[str, Any] = {"default": value, "help": f"default {value}"}
-        if name == "document_instructions":
-            options["choices"] = DOCUMENT_INSTRUCTIONS
-        elif name in ("seed", "position_top_k"):
-            options["type"] = non_negative_int
-        elif name.endswith(("regularizer_weight", "l1_weight")) or name == "topk_temperature":
-            options["type"] = non_negative_float
-        else:
-            options["type"] = positive_int if isinstance(value, int) else positive_float
-        parser.add_argument("--" + name.replace("_", "-"), **options)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    missing = [str(path) for path in source_files(Path(args.data)) if not path.is_file()]
-    if missing:
-        parser.error(f"--data {args.data}: missing {', '.join(missing)}")
-    if args.topk_temperature and not args.position_top_k:
-        parser.error("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
-    recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
-    output = Path(args.output)
-    try:  # now, not after the data preparation and the untrained build (about 25 minutes)
-        check_writable(output, "--output", folder=True)
-        training_config(output / "base", Path(args.data), output / "model", recipe_for(recipe, args.base))
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    print(run(Path(args.data), output, recipe, args.base))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lens_embed.loading import load_lens_model
 from lens_embed.optional import require
 from lens_embed.prompts import query_prompt
 from lens_embed.storage import check_writable, refuse_overlap
@@ -295,6 +296,4 @@ def mine_negatives(
 def load_model(name_or_path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> Any:
     """Load a model to mine with or to train, through the one loader (released names, lens-embed
     and sentence-transformers folders); remote code only when asked."""
-    from lens_embed.loading import load_lens_model
-
     return load_lens_model(str(name_or_path), device=device, trust_remote_code=trust_remote_code)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.evaluation.cli import _split_names
+from lens_embed.commands.evaluation_options import split_names
 from lens_embed.evaluation.reports import category_averages, overall_averages, summary_markdown, write_report
 from lens_embed.evaluation.runner import Score
 from lens_embed.evaluation.tasks import resolve_tasks
@@ -24,7 +24,7 @@ def test_names_and_benchmarks_are_accepted() -> None:
     assert [t.metadata.name for t in resolve_tasks(["SciFact", "NFCorpus"])] == ["SciFact", "NFCorpus"]
     assert len(resolve_tasks(["MTEB(eng, v1)", "SciFact"])) == 56
     assert resolve_tasks(["STS22"])[0].hf_subsets == ["en"]
-    assert _split_names(["SciFact NFCorpus", "MTEB(eng, v1)"]) == ["SciFact", "NFCorpus", "MTEB(eng, v1)"]
+    assert split_names(["SciFact NFCorpus", "MTEB(eng, v1)"]) == ["SciFact", "NFCorpus", "MTEB(eng, v1)"]
 
 
 SCORES = [

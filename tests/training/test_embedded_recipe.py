@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ import torch
 from training_toy import retrieval_rows, toy_config, write_jsonl
 
 from lens_embed.build import save_staged
+from lens_embed.commands import main, parse
 from lens_embed.embedded import assemble, read_parameters
 from lens_embed.loading import load_lens_model
 from lens_embed.model import encode
+from lens_embed.training import default_recipe
 from lens_embed.training.data import task_from_rows
 from lens_embed.training.default_recipe import (
     BANKING_PROMPT,
@@ -26,6 +29,7 @@ from lens_embed.training.default_recipe import (
     recipe_for,
     recorded_command,
     scored,
+    source_files,
     training_config,
     with_negatives,
 )
@@ -82,16 +86,21 @@ def test_teacher_scores_are_cosines_over_the_teacher_temperature() -> None:
     )
 
 
-def test_the_parameter_file_assembles_exactly_the_model_training_produced(tiny_mistral, tiny_lens, tmp_path):
-    parameters = base_parameters(tiny_lens, tiny_mistral)
+@pytest.mark.parametrize("position_top_k", [None, 2], ids=["whole", "per-position top 2"])
+def test_the_parameter_file_assembles_exactly_the_model_training_produced(
+    tiny_mistral, tiny_lens, tmp_path, position_top_k
+):
+    parameters = replace(base_parameters(tiny_lens, tiny_mistral), position_top_k=position_top_k)
     base = tmp_path / "base"
     save_staged(assemble(tiny_mistral, parameters, device="cpu"), base, overwrite=False)
     data = write_jsonl(tmp_path / "data" / "toy.jsonl", retrieval_rows())
     trained = train(toy_config(base, [data], tmp_path / "trained", max_steps=3, lora_r=4, lora_alpha=8))
     path, sha256, difference = package(trained, parameters, tiny_mistral, tmp_path / "package")
     assert difference <= 1e-6
+    assert read_parameters(path, sha256).position_top_k == position_top_k  # the file rebuilds the pooling
     assembled = assemble(tiny_mistral, read_parameters(path, sha256), device="cpu")
     reference = load_lens_model(trained, device="cpu")
+    assert assembled[1].position_top_k == reference[1].position_top_k == position_top_k
     texts = ["the quick brown fox", "a man is playing a guitar on the street"]
     for query in (False, True):
         mine = encode(assembled, texts, query=query, convert_to_tensor=True)
@@ -105,14 +114,14 @@ def test_the_parameter_file_assembles_exactly_the_model_training_produced(tiny_m
 
 
 def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, capsys) -> None:
-    from lens_embed.training.default_recipe import build_parser, main
-
-    args = build_parser().parse_args(["--output", "out"])
-    assert Recipe(**{name: getattr(args, name) for name in vars(Recipe())}) == Recipe()
-    with pytest.raises(SystemExit) as stopped:
-        main(["--data", str(tmp_path), "--output", str(tmp_path / "out")])
-    assert stopped.value.code == 2
-    assert f"missing {tmp_path / 'training' / 'msrp_train.jsonl'}" in capsys.readouterr().err
+    options = parse(["train-default", "--output", "out"])
+    assert options.recipe() == Recipe() and (options.data, options.base) == ("../shared/data", "lens")
+    with pytest.raises(ValueError, match="Recipe steps: must be >= 1, got 0"):
+        Recipe(steps=0)  # the API gets the command line's checks
+    assert main(["train-default", "--data", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"lens-embed train-default: error: --data {tmp_path}: missing ")
+    assert f"missing {tmp_path / 'training' / 'msrp_train.jsonl'}" in error
     assert not (tmp_path / "out").exists()
 
 
@@ -135,36 +144,31 @@ def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_fl
 
 
 def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machine_path(tmp_path) -> None:
-    from lens_embed.training.default_recipe import build_parser
-
-    argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--position-top-k", "4"]
-    argv += ["--topk-temperature", "0.5", "--document-l1-weight", "0.2", "--query-l1-weight", "0.1"]
-    args = build_parser().parse_args(argv)
-    recipe = Recipe(**{name: getattr(args, name) for name in vars(Recipe())})
+    argv = ["train-default", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    argv += ["--position-top-k", "4", "--topk-temperature", "0.5"]
+    argv += ["--document-l1-weight", "0.2", "--query-l1-weight", "0.1"]
+    recipe = parse(argv).recipe()
     config = training_config(tmp_path / "base", tmp_path / "data", tmp_path / "out", recipe)
     assert (config.position_top_k, config.topk_temperature) == (4, 0.5)
     assert (config.document_l1_weight, config.query_l1_weight) == (0.2, 0.1)
     assert training_config(tmp_path, tmp_path, tmp_path, Recipe()).position_top_k is None  # 0: off
     command = recorded_command(recipe, "lens")
     assert str(tmp_path) not in command and command.startswith(
-        "python -m lens_embed.training.default_recipe --data DATA --output OUTPUT --position-top-k 4"
+        "lens-embed train-default --data DATA --output OUTPUT --position-top-k 4"
     )
-    again = build_parser().parse_args(command.split()[3:])  # the record runs the same recipe
-    assert Recipe(**{name: getattr(again, name) for name in vars(Recipe())}) == recipe
+    assert parse(command.split()[1:]).recipe() == recipe  # the record runs the same recipe
     assert recorded_command(Recipe(), "dense").endswith("--output OUTPUT --base dense")
 
 
 def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path, capsys) -> None:
-    from lens_embed.training.default_recipe import main
-
     for name in ("msrp_train", "scifact_train", "stsb_train", "twitter_url_train"):
         (tmp_path / "training").mkdir(exist_ok=True)
         (tmp_path / "training" / f"{name}.jsonl").write_text("")
     (tmp_path / "classification" / "Banking77Classification").mkdir(parents=True)
     (tmp_path / "classification" / "Banking77Classification" / "train.jsonl").write_text("")
-    with pytest.raises(SystemExit) as stopped:
-        main(["--data", str(tmp_path), "--output", str(tmp_path / "out"), "--topk-temperature", "0.5"])
-    assert stopped.value.code == 2 and "give --position-top-k too" in capsys.readouterr().err
+    argv = ["train-default", "--data", str(tmp_path), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--topk-temperature", "0.5"]) == 2
+    assert "give --position-top-k too" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -183,17 +187,12 @@ def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path,
 def test_a_recipe_the_run_would_refuse_is_refused_before_any_work(
     tmp_path, monkeypatch, capsys, options, error
 ):
-    from lens_embed.training import default_recipe
-    from lens_embed.training.default_recipe import main, source_files
-
     for path in source_files(tmp_path / "data"):  # the data is all there: only the option is wrong
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     (tmp_path / "file").write_text("x")
-    monkeypatch.setattr(default_recipe, "run", lambda *args: pytest.fail("the run started"))
-    argv = ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
-    with pytest.raises(SystemExit) as stopped:
-        main([*argv, *(option.format(tmp=tmp_path) for option in options)])
-    assert stopped.value.code == 2
+    monkeypatch.setattr(default_recipe, "load_lens_model", lambda *args, **kwargs: pytest.fail("work began"))
+    argv = ["train-default", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    assert main([*argv, *(option.format(tmp=tmp_path) for option in options)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"error: {error.format(tmp=tmp_path)}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file"]

@@ -234,11 +234,11 @@ def test_continued_training_from_a_released_name_goes_through_the_one_loader(
     tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A released LENS name is resolved by lens_embed.loading.load_lens_model (which converts it once);
-    here the loader is pointed at the tiny model so no network is needed."""
-    import lens_embed.loading
+    here the loader training calls is pointed at the tiny model so no network is needed."""
+    from lens_embed.training import negatives
     from lens_embed.training.trainer import train
 
-    real_loader, names = lens_embed.loading.load_lens_model, []
+    real_loader, names = negatives.load_lens_model, []
 
     def loader(name_or_path, device=None, **kwargs):
         names.append(name_or_path)
@@ -246,7 +246,7 @@ def test_continued_training_from_a_released_name_goes_through_the_one_loader(
             tiny_lens if name_or_path == "yibinlei/LENS-d4000" else name_or_path, device=device, **kwargs
         )
 
-    monkeypatch.setattr(lens_embed.loading, "load_lens_model", loader)
+    monkeypatch.setattr(negatives, "load_lens_model", loader)
     data = write_jsonl(tmp_path / "pairs.jsonl", retrieval_rows())
     output = train(
         TrainConfig(
@@ -264,27 +264,21 @@ def test_continued_training_from_a_released_name_goes_through_the_one_loader(
     assert (output / "modules.json").is_file() and (output / "lora_adapter" / "adapter_config.json").is_file()
 
 
-def test_registering_the_training_verbs_imports_nothing_heavy() -> None:
+def test_declaring_the_training_verbs_imports_nothing_heavy() -> None:
+    """The verbs' options (TrainConfig, the recipe) are read by ``lens-embed --help``: no torch stack."""
     import subprocess
 
     code = (
-        "import sys, lens_embed.training.cli; "
+        "import sys, lens_embed.commands.training_options; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'lens_embed', 'torch', 'sentence_transformers', 'transformers', 'datasets', 'peft'}))"
+        "{'torch', 'sentence_transformers', 'transformers', 'datasets', 'peft'} "
+        "or m.startswith('lens_embed.training')))"
     )
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
     ).stdout
-    assert ast.literal_eval(output) == [
-        "lens_embed",
-        "lens_embed.cli_args",
-        "lens_embed.defaults",
-        "lens_embed.lazy",
-        "lens_embed.training",
-        "lens_embed.training.cli",
-        "lens_embed.training.config",
-    ]
+    assert ast.literal_eval(output) == ["lens_embed.training", "lens_embed.training.config"]
 
 
 def test_new_special_token_rows_are_normal_002_and_stay_frozen(tiny_mistral: Path, lens_model) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -14,9 +13,9 @@ from training_toy import StopAt, retrieval_rows, toy_config, write_jsonl
 from transformers import TrainerCallback
 
 from lens_embed import load_lens_model
+from lens_embed.commands import main, parse
+from lens_embed.commands.training_options import MineOptions
 from lens_embed.modules import LexiconPooling
-from lens_embed.options import from_namespace
-from lens_embed.training.cli import add_training_commands
 from lens_embed.training.config import (
     CHECKPOINT_DIRNAME,
     FINAL_SAVE_DIRNAME,
@@ -158,10 +157,8 @@ def test_teacher_scores_add_the_distillation_term(tiny_lens: Path, tmp_path: Pat
     assert with_kl > without_kl + 1e-4
 
 
-def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser(prog="lens-embed")
-    add_training_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(
+def test_cli_verbs_parse_into_the_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = parse(
         [
             "train",
             "--model",
@@ -181,7 +178,7 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
             "v_proj",
         ]
     )
-    config = from_namespace(TrainConfig, args)
+    assert isinstance(config, TrainConfig)
     assert (config.data, config.group_size, config.mini_batch_size) == (["a.jsonl", "b.jsonl"], 4, 16)
     assert config.negatives_cross_device is False and config.lora_target_modules == ["q_proj", "v_proj"]
     assert (config.temperature, config.lora_r, config.lora_alpha, config.learning_rate) == (
@@ -190,12 +187,18 @@ def test_cli_verbs_parse_into_the_api(tmp_path: Path) -> None:
         64,
         1e-4,
     )
-    mine = parser.parse_args(
-        ["mine-negatives", "--data", "p.jsonl", "--output", "o.jsonl", "--method", "bm25"]
+    mine = parse(["mine-negatives", "--data", "p.jsonl", "--output", "o.jsonl", "--method", "bm25"])
+    assert isinstance(mine, MineOptions) and (mine.data, mine.method, mine.num_negatives) == (
+        ["p.jsonl"],
+        "bm25",
+        7,
     )
-    assert mine.func.__name__ == "run_mine" and mine.method == "bm25"
     with pytest.raises(SystemExit):
-        parser.parse_args(["train", "--model", "m", "--output", "o"])  # --data is required
+        parse(["train", "--model", "m", "--output", "o"])  # --data is required
+    data = write_jsonl(tmp_path / "p.jsonl", retrieval_rows())
+    assert main(["mine-negatives", "--data", str(data), "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert "--model is required with --method model" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 # What a run folder holds before its model is in place (the trainer's final save only for a moment).

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import csv
 import json
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lens_embed.defaults import AIRBENCH_VERSION
+from lens_embed.evaluation.leaderboard.submit import NO_RERANKER, search_dir, write_airbench_zip
 from lens_embed.evaluation.offline import read_jsonl
 from lens_embed.optional import require
 from lens_embed.retrieval import DenseRetriever
 
 air_benchmark = require("air_benchmark", "airbench")  # a missing extra is named here, on first import
 air_evaluation = require("air_benchmark.evaluation_utils", "airbench")
-
-DEFAULT_VERSION = "AIR-Bench_24.05"
-NO_RERANKER = "NoReranker"
 
 
 class LensAirRetriever(air_benchmark.Retriever):
@@ -63,7 +61,7 @@ class AirTask:
 class LocalDataLoader(air_evaluation.DataLoader):
     """AIR-Bench's ``DataLoader`` contract over a local folder instead of the hub."""
 
-    def __init__(self, root: str | Path, benchmark_version: str = DEFAULT_VERSION) -> None:
+    def __init__(self, root: str | Path, benchmark_version: str = AIRBENCH_VERSION) -> None:
         super().__init__(benchmark_version)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -109,10 +107,6 @@ class LocalDataLoader(air_evaluation.DataLoader):
         return found
 
 
-def search_dir(output: str | Path) -> Path:
-    return Path(output) / "airbench" / "search_results"
-
-
 def run_local(
     retriever: LensAirRetriever,
     data_root: str | Path,
@@ -140,7 +134,7 @@ def run_hub(
     retriever: LensAirRetriever,
     output: str | Path,
     *,
-    benchmark_version: str = DEFAULT_VERSION,
+    benchmark_version: str = AIRBENCH_VERSION,
     task_types: Sequence[str] | None = None,
     domains: Sequence[str] | None = None,
     languages: Sequence[str] | None = ("en",),
@@ -186,19 +180,3 @@ def submission_zip(retriever: LensAirRetriever, output: str | Path) -> Path:
     """Zip the retriever's search results (test files included) for the AIR-Bench leaderboard upload, in the
     layout its backend reads (``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the root)."""
     return write_airbench_zip(search_dir(output), str(retriever), Path(output) / "airbench")
-
-
-def write_airbench_zip(search_results: str | Path, retriever: str, output: str | Path) -> Path:
-    """Zip ``<search_results>/<retriever>/NoReranker`` with paths relative to it, as AIR-Bench's
-    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the
-    root."""
-    source = Path(search_results) / retriever / NO_RERANKER
-    if not source.is_dir():
-        raise FileNotFoundError(
-            f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})"
-        )
-    target = Path(output) / f"{retriever}_{NO_RERANKER}.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in source.rglob("*") if p.is_file()):
-            archive.write(file, file.relative_to(source).as_posix())
-    return target

@@ -14,13 +14,16 @@ from functools import cache
 from pathlib import Path
 from statistics import mean
 
+from mteb.results import TaskResult
+
+from lens_embed.defaults import COMPARE_REFERENCE, COMPARE_TOLERANCE
 from lens_embed.evaluation.instructions import REFERENCE_DIR
+from lens_embed.evaluation.reports import aggregate_subtasks
 from lens_embed.evaluation.results import is_task_result
 from lens_embed.evaluation.runner import Score
+from lens_embed.evaluation.tasks import leaderboard_score, paper_tasks
 
 PUBLISHED = REFERENCE_DIR / "lens_published_mteb.json"
-DEFAULT_REFERENCE = "yibinlei/LENS-d8000"
-DEFAULT_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def published_models() -> dict[str, dict]:
     return json.loads(PUBLISHED.read_text(encoding="utf-8"))["models"]
 
 
-def published_scores(reference: str = DEFAULT_REFERENCE) -> dict[str, tuple[str, float]]:
+def published_scores(reference: str = COMPARE_REFERENCE) -> dict[str, tuple[str, float]]:
     """``{task: (type, score x100)}`` of a released LENS model, as published."""
     models = published_models()
     if reference not in models:
@@ -77,10 +80,6 @@ def result_files(folder: str | Path) -> list[Path]:
 
 def our_scores(folder: str | Path) -> list[Score]:
     """Leaderboard-selected main scores (x100) of the paper's tasks found in a results folder."""
-    from mteb.results import TaskResult
-
-    from lens_embed.evaluation.tasks import leaderboard_score, paper_tasks
-
     tasks = paper_tasks()
     scores = []
     for path in result_files(folder):
@@ -96,10 +95,8 @@ def our_scores(folder: str | Path) -> list[Score]:
     return scores
 
 
-def compare_rows(ours: list[Score], reference: str = DEFAULT_REFERENCE) -> list[Row]:
+def compare_rows(ours: list[Score], reference: str = COMPARE_REFERENCE) -> list[Row]:
     """One row per published task (in the reference's order), then any task of ours it lacks."""
-    from lens_embed.evaluation.reports import aggregate_subtasks
-
     mine = {s.task: s for s in aggregate_subtasks(ours)}
     published = published_scores(reference)
     rows = [
@@ -121,7 +118,7 @@ def _averages(rows: list[Row]) -> tuple[float, float, int] | None:
     return mean(r.ours for r in both), mean(r.published for r in both), len(both)
 
 
-def compare_markdown(rows: list[Row], reference: str, tolerance: float = DEFAULT_TOLERANCE) -> str:
+def compare_markdown(rows: list[Row], reference: str, tolerance: float = COMPARE_TOLERANCE) -> str:
     """Per-task table, per-type and overall averages over the tasks both sides have, flagged tasks."""
     lines = [
         f"## Ours vs published {reference} (MTEB, main score x100)",
@@ -161,8 +158,8 @@ def compare_markdown(rows: list[Row], reference: str, tolerance: float = DEFAULT
 
 def write_comparison(
     results: str | Path,
-    reference: str = DEFAULT_REFERENCE,
-    tolerance: float = DEFAULT_TOLERANCE,
+    reference: str = COMPARE_REFERENCE,
+    tolerance: float = COMPARE_TOLERANCE,
     output: str | Path | None = None,
 ) -> tuple[str, Path]:
     """Compare a results folder with the published scores; print nothing, return (Markdown, saved path).

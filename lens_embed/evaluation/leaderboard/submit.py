@@ -1,4 +1,5 @@
-"""The leaderboard submission kit: ``lens-embed evaluate submit-kit RESULTS --model MODEL --output KIT``.
+"""The leaderboard submission kit (:func:`build_kit`; on the command line ``lens-embed evaluate submit-kit
+RESULTS --model MODEL --output KIT``).
 
 What the MTEB and AIR-Bench leaderboards need, written and checked offline:
 
@@ -17,15 +18,13 @@ What the MTEB and AIR-Bench leaderboards need, written and checked offline:
 - ``KIT/<retriever>_NoReranker.zip`` (with ``--airbench``): the AIR-Bench search results, laid out as
   AIR-Bench's own ``zip_results.py`` does and checked the way its leaderboard reads them.
 - ``KIT/README.md``: the submission steps.
-
-Nothing heavy is imported at module level: ``add_submit_command`` runs for every ``lens-embed`` call.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
+import keyword
 import pprint
 import re
 import shutil
@@ -35,17 +34,32 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lens_embed.cli_args import declare_output
+import mteb
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+# Private on purpose (registered()): mteb has no public way to add a registry entry (MODEL_REGISTRY is built
+# once at import), and its table reads the registry through these caches, which only cache_clear() refreshes.
+from mteb.benchmarks import _create_table
+from mteb.cache import ResultCache
+from mteb.models import ModelMeta
+from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
+from mteb.models.model_implementations import MODEL_REGISTRY
+from pydantic import ValidationError
+
+from lens_embed.card import existing_provenance
+from lens_embed.citation import LENS_CITATION
+from lens_embed.defaults import AIRBENCH_VERSION
+from lens_embed.evaluation.encoders import build_model_meta, instruct_kwargs
+from lens_embed.evaluation.instructions import Prompt, load_instructions
+from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
+from lens_embed.loading import load_lens_model
 from lens_embed.optional import require
 
-if TYPE_CHECKING:
-    from mteb.models import ModelMeta
-
-    from lens_embed.evaluation.instructions import Prompt
-
 META_FILE = "mteb_model_meta.py"
+# AIR-Bench's folder of a retriever's search results without a reranker (its evaluation scripts' name).
+NO_RERANKER = "NoReranker"
 TABLE_FILE = "benchmark_table.md"
 INSTRUCTIONS_NAME = "TASK_INSTRUCTIONS"
 # Fields a registry entry must state; mteb's CI and leaderboard filters read every one of them.
@@ -141,11 +155,6 @@ def complete_model_meta(
     The name must be a hub model id (``organization/model``) and the revision one folder name, checked
     before the model is loaded; any field mteb's ``ModelMeta`` refuses (a licence that is neither one of
     its licence ids nor a URL, a date, a URL...) stops the kit with the field named."""
-    from lens_embed.card import existing_provenance
-    from lens_embed.citation import LENS_CITATION
-    from lens_embed.evaluation.encoders import build_model_meta
-    from lens_embed.loading import load_lens_model
-
     name = check_hub_name(name or results_meta.get("name"))
     revision = check_revision(revision or results_meta.get("revision"))
     model = load_lens_model(model_path, device="cpu")
@@ -177,8 +186,6 @@ def complete_model_meta(
 def check_hub_name(name: Any) -> str:
     """``name`` if it is a model id the registry entry can load: mteb's rule (``organization/model``) and
     the hub's (``huggingface_hub.utils.validate_repo_id``: ASCII letters, digits, ``-``, ``_``, ``.``)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     rule = (
         "organization/model, ASCII letters, digits, '-', '_' and '.' (the hub's and mteb's rule); pass --name"
     )
@@ -205,9 +212,6 @@ def check_revision(revision: Any) -> str:
 def validated_meta(meta: ModelMeta, **updates: Any) -> ModelMeta:
     """``meta`` with ``updates``, built anew through mteb's ``ModelMeta`` validators (``model_copy``
     would take the values unchecked)."""
-    from mteb.models import ModelMeta
-    from pydantic import ValidationError
-
     fields = {**{field: getattr(meta, field) for field in type(meta).model_fields}, **updates}
     try:
         return ModelMeta(**fields)
@@ -227,11 +231,6 @@ def submitted_instructions(results_dir: Path) -> dict[str, Prompt]:
     """The registry entry's ``prompts_dict``: the entries of the instruction source the results recorded
     (the authors' map, a file, or mteb's prompts) that mteb's lookup takes for each submitted task, so the
     entry gives every submitted task what evaluation gave it (:meth:`Instructions.entries`)."""
-    import mteb
-
-    from lens_embed.evaluation.instructions import load_instructions
-    from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
-
     protocol = results_dir / PROTOCOL_FILE
     spec = _read_json(protocol).get("instructions") if protocol.is_file() else "authors"
     if spec is None:
@@ -249,10 +248,6 @@ def registry_meta(meta: ModelMeta, prompts: dict[str, Prompt]) -> ModelMeta:
     """The registry entry: ``meta`` loaded by mteb's own ``InstructSentenceTransformerModel`` with the
     arguments evaluation used (:func:`~lens_embed.evaluation.encoders.instruct_kwargs`) over ``prompts``
     (from :func:`submitted_instructions`), validated by mteb's ``ModelMeta``."""
-    from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
-
-    from lens_embed.evaluation.encoders import instruct_kwargs
-
     missing = [field for field in REQUIRED_META_FIELDS if getattr(meta, field) is None]
     if missing:
         options = ", ".join(f"--{field.replace('_', '-')}" for field in missing)
@@ -266,8 +261,6 @@ def registry_meta(meta: ModelMeta, prompts: dict[str, Prompt]) -> ModelMeta:
 
 def registry_variable(name: str) -> str:
     """The module-level name of the entry: the model part of ``name`` as a Python identifier."""
-    import keyword
-
     variable = "".join(c if c.isascii() and c.isalnum() else "_" for c in name.split("/")[-1].lower())
     if not variable.isidentifier() or keyword.iskeyword(variable):
         variable = f"model_{variable}"
@@ -325,9 +318,6 @@ def check_results(kit: str | Path, meta: ModelMeta) -> str:
     dataset revision is not the task's, a missing split or subset, a model name or revision that does
     not match the registry entry. Returns the table as markdown.
     """
-    import mteb
-    from mteb.cache import ResultCache
-
     folder = Path(kit) / "results" / meta.model_name_as_path() / str(meta.revision)
     recorded = _read_json(folder / "model_meta.json") if (folder / "model_meta.json").is_file() else {}
     if recorded.get("name") != meta.name or recorded.get("revision") != meta.revision:
@@ -390,11 +380,6 @@ def registered(meta: ModelMeta) -> Iterator[None]:
     The leaderboard's table inner-joins results with the registry, so a model without an entry has no
     row; the table's metadata caches are cleared on the way in and out.
     """
-    # Private on purpose: mteb has no public way to add a registry entry (MODEL_REGISTRY is built once at
-    # import), and its table reads the registry through these caches, which only cache_clear() refreshes.
-    from mteb.benchmarks import _create_table
-    from mteb.models.model_implementations import MODEL_REGISTRY
-
     caches = (_create_table._static_model_meta, _create_table._meta_df_no_zs, _create_table._meta_df_with_zs)
     previous = MODEL_REGISTRY.get(str(meta.name))
     MODEL_REGISTRY[str(meta.name)] = meta
@@ -423,7 +408,28 @@ def _coverage_problems(result: Any, task: Any) -> list[str]:
     return problems
 
 
-def check_airbench_zip(path: str | Path, benchmark_version: str = "AIR-Bench_24.05") -> AirZipSummary:
+def search_dir(output: str | Path) -> Path:
+    """Where ``lens-embed evaluate airbench`` writes its search results under its output folder."""
+    return Path(output) / "airbench" / "search_results"
+
+
+def write_airbench_zip(search_results: str | Path, retriever: str, output: str | Path) -> Path:
+    """Zip ``<search_results>/<retriever>/NoReranker`` with paths relative to it, as AIR-Bench's
+    ``scripts/zip_results.py`` does: ``<task_type>/<domain>/<language>_<dataset>_<split>.json`` at the
+    root."""
+    source = Path(search_results) / retriever / NO_RERANKER
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"no AIR-Bench search results for {retriever!r} under {search_results} (expected {source})"
+        )
+    target = Path(output) / f"{retriever}_{NO_RERANKER}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in source.rglob("*") if p.is_file()):
+            archive.write(file, file.relative_to(source).as_posix())
+    return target
+
+
+def check_airbench_zip(path: str | Path, benchmark_version: str = AIRBENCH_VERSION) -> AirZipSummary:
     """Read an AIR-Bench upload the way its leaderboard backend does (unzip, then
     ``Evaluator.evaluate_results``' walk of ``<task_type>/<domain>/*.json`` and its consistency checks),
     without the private test qrels."""
@@ -531,7 +537,7 @@ def build_kit(
     name: str | None = None,
     revision: str | None = None,
     airbench: str | Path | None = None,
-    airbench_version: str = "AIR-Bench_24.05",
+    airbench_version: str = AIRBENCH_VERSION,
     overwrite: bool = False,
     **meta_fields: Any,
 ) -> Path:
@@ -573,8 +579,6 @@ def build_kit(
         (staging / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
         summary = None
         if airbench is not None:
-            from lens_embed.evaluation.leaderboard.airbench import search_dir, write_airbench_zip
-
             retriever = str(meta.name).replace("/", "__")
             zipped = write_airbench_zip(
                 search_dir(airbench), _airbench_retriever(search_dir(airbench), retriever), staging
@@ -592,8 +596,6 @@ def build_kit(
 
 def _not_results(folder: str, names: list[str]) -> list[str]:
     """lens-embed's protocol record sits beside the results; the results repository takes task files only."""
-    from lens_embed.evaluation.results import PROTOCOL_FILE
-
     return [name for name in names if name == PROTOCOL_FILE]
 
 
@@ -605,54 +607,3 @@ def _airbench_retriever(search_results: Path, preferred: str) -> str:
     if len(found) != 1:
         raise KitError(f"{search_results}: expected search results of {preferred!r}, found {found or 'none'}")
     return found[0]
-
-
-def add_submit_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``evaluate submit-kit`` on the ``evaluate`` sub-commands."""
-    parser = commands.add_parser(
-        "submit-kit", help="write and check an MTEB / AIR-Bench leaderboard submission"
-    )
-    parser.add_argument("results", help="mteb results folder the model was evaluated into")
-    parser.add_argument("--model", required=True, help="the model folder")
-    parser.add_argument("--output", required=True, help="kit folder to write")
-    parser.add_argument("--name", default=None, help="hub name org/model (default: from the results)")
-    parser.add_argument(
-        "--revision", default=None, help="hub revision of the results (default: from the results)"
-    )
-    parser.add_argument("--release-date", default=None, help="YYYY-MM-DD (default: today)")
-    parser.add_argument("--license", default=None, help="licence id (default: the model card's)")
-    parser.add_argument(
-        "--training-datasets", nargs="*", default=None, help="mteb names of the training datasets"
-    )
-    parser.add_argument("--public-training-code", default=None, help="URL of the training code")
-    parser.add_argument("--public-training-data", default=None, help="URL of the training data")
-    parser.add_argument("--reference", default=None, help="model URL (default: its hub page)")
-    parser.add_argument(
-        "--airbench", default=None, help="evaluation output folder of `evaluate airbench` to zip and check"
-    )
-    parser.add_argument("--airbench-version", default="AIR-Bench_24.05")
-    parser.add_argument("--overwrite", action="store_true")
-    declare_output(parser, "output", "--output", folder=True)
-    parser.set_defaults(func=cmd_submit_kit)
-
-
-def cmd_submit_kit(args: argparse.Namespace) -> int:
-    kit = build_kit(
-        args.results,
-        args.model,
-        args.output,
-        name=args.name,
-        revision=args.revision,
-        airbench=args.airbench,
-        airbench_version=args.airbench_version,
-        overwrite=args.overwrite,
-        release_date=args.release_date,
-        license=args.license,
-        training_datasets=args.training_datasets,
-        public_training_code=args.public_training_code,
-        public_training_data=args.public_training_data,
-        reference=args.reference,
-    )
-    print((kit / TABLE_FILE).read_text(encoding="utf-8"))
-    print(f"submission kit written to {kit}: see {kit / 'README.md'}")
-    return 0
