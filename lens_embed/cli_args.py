@@ -204,7 +204,8 @@ def backend_options(args: argparse.Namespace | LoadOptions) -> dict[str, object]
 def add_cluster_options(
     parser: argparse.ArgumentParser, url_help: str, url_group: argparse._ActionsContainer | None = None
 ) -> None:
-    """``--url`` (a Qdrant server or cluster) and ``--api-key``, the one declaration of both.
+    """``--url`` and ``--api-key`` on a verb not yet declared as a dataclass (the evaluate verbs); the
+    others inherit :class:`ClusterOptions`.
 
     Args:
         parser: the verb's parser.
@@ -212,11 +213,40 @@ def add_cluster_options(
         url_group: where ``--url`` goes when it excludes another option (an argparse group).
     """
     (url_group or parser).add_argument("--url", default=None, help=f"{url_help}, e.g. http://host:6333")
-    parser.add_argument(
-        "--api-key", default=None, help=f"the cluster's API key (default: ${QDRANT_API_KEY_ENV})"
+    parser.add_argument("--api-key", default=None, help=f"{API_KEY_HELP} (default: ${QDRANT_API_KEY_ENV})")
+
+
+API_KEY_HELP = "the cluster's API key"
+
+
+@dataclass(kw_only=True)
+class ClusterOptions:
+    """``--url`` (a Qdrant server or cluster) and ``--api-key``. ``--url`` excludes the verb's other
+    places (``--path``: the exclusive group ``place``)."""
+
+    url: str | None = option(
+        None,
+        "a Qdrant server or cluster, e.g. http://host:6333",
+        exclusive="place",
+        default_text="the in-process engine",
     )
+    api_key: str | None = option(None, API_KEY_HELP, default_text=f"${QDRANT_API_KEY_ENV}")
 
 
-def api_key(args: argparse.Namespace) -> str | None:
+@dataclass(kw_only=True)
+class InstructionOptions:
+    """``--instruction``: the instruction of queries."""
+
+    instruction: str | None = option(None, "query instruction", default_text="the model's 'query' prompt")
+
+
+@dataclass(kw_only=True)
+class QueryOptions(InstructionOptions):
+    """``--query`` and ``--instruction``: which side a verb embeds its texts as."""
+
+    query: bool = option(False, "embed as instructed queries", negatable=False, default_text="documents")
+
+
+def api_key(args: argparse.Namespace | ClusterOptions) -> str | None:
     """``--api-key``, else the environment's key for a cluster."""
     return args.api_key or os.environ.get(QDRANT_API_KEY_ENV)

@@ -80,7 +80,7 @@ def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_pat
         "--nproc-per-node",
         "2",
         "-m",
-        "lens_embed.cli",
+        "lens_embed.commands",
         "encode-corpus",
         str(tiny_lens),
         str(texts_file),

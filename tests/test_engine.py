@@ -758,7 +758,7 @@ def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_l
         "--nproc-per-node",
         "2",
         "-m",
-        "lens_embed.cli",
+        "lens_embed.commands",
         "index",
         str(tiny_lens),
         str(corpus),
@@ -1030,7 +1030,7 @@ def test_index_and_search_refuse_unusable_places_before_the_model_loads(
 
 
 def test_a_top_k_beyond_what_the_engine_takes_is_refused_when_parsed(tmp_path: Path, capsys):
-    from lens_embed.serving import MAX_TOP_K
+    from lens_embed.defaults import MAX_TOP_K
 
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     argv = ["search", "model", str(queries), "--collection", "docs", "--out", str(tmp_path / "r.trec")]

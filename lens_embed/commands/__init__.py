@@ -17,13 +17,13 @@ from typing import Any
 
 from lens_embed import cli
 from lens_embed.cli_args import OUTPUTS
-from lens_embed.commands import model_options
+from lens_embed.commands import model_options, serving_options
 from lens_embed.commands.verb import Verb
 from lens_embed.options import add_arguments, from_namespace, outputs
 from lens_embed.storage import check_writable
 
 # The verb groups, in the order ``--help`` lists them: (name, the light module declaring their VERBS).
-GROUPS: tuple[tuple[str, Any], ...] = (("models", model_options),)
+GROUPS: tuple[tuple[str, Any], ...] = (("models", model_options), ("serving", serving_options))
 # What a user can cause (bad files, arguments, models, data): reported in one line, exit code 2.
 # The project's own error classes (CheckpointError, DataDirError, TrainingDataError, ...) derive
 # from ValueError or OSError; ImportError covers a missing optional dependency (faiss, mteb...).
@@ -37,6 +37,10 @@ def runner(group: str) -> ModuleType:
         from lens_embed.commands import model_verbs
 
         return model_verbs
+    if group == "serving":
+        from lens_embed.commands import serving_verbs
+
+        return serving_verbs
     raise ValueError(f"no verb group {group!r}")
 
 
