@@ -1,8 +1,11 @@
-"""argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time.
+"""argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time,
+and the option groups several verbs share (:class:`PrecisionOptions`, :class:`LoadOptions`,
+:class:`ClusterOptions`, :class:`QueryOptions`: dataclasses of :mod:`lens_embed.options`).
 
-Each returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
-as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. :func:`declare_output` marks the
-options a verb writes to, which the command checks before the verb runs. Importing this is instant.
+Each validator returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
+as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. :func:`declare_output` and
+:func:`add_load_options` serve the verbs still registered with argparse by hand (``evaluate``, ``train``).
+Importing this is instant.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ OUTPUTS = "outputs"
 
 def declare_output(parser: argparse.ArgumentParser, dest: str, name: str, *, folder: bool | None) -> None:
     """Declare that the verb writes to the path in option ``dest``: before the verb runs (before any model
-    is loaded), :func:`lens_embed.cli.main` checks it with :func:`lens_embed.storage.check_writable`.
+    is loaded), :func:`lens_embed.commands.main` checks it with :func:`lens_embed.storage.check_writable`.
 
     Args:
         parser: the verb's parser.

@@ -18,7 +18,7 @@ CLUSTER_NAME_TOKENS = 4
 
 # How a backbone is loaded, by transformers' own names
 # (``from_pretrained(dtype=..., attn_implementation=...)``): every verb and API that loads or builds a
-# model takes these (``lens_embed.cli_args.add_load_options``);
+# model takes these (``lens_embed.cli_args.PrecisionOptions``);
 # the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import field
@@ -184,6 +185,23 @@ def from_namespace(cls: type[T], args: argparse.Namespace) -> T:
     """The ``cls`` instance of parsed options (options left out keep the dataclass defaults)."""
     names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{key: value for key, value in vars(args).items() if key in names})
+
+
+def keywords(options: Any, function: Callable[..., Any]) -> dict[str, Any]:
+    """The options ``function`` takes by keyword: the fields named as its keyword-only parameters.
+
+    A verb hands its options to the library function that does its work this way, so an option named as
+    the parameter it sets is passed without being copied by hand; a field named otherwise (``--shards``
+    for ``shard_dir``) is passed explicitly beside these.
+    """
+    wanted = {
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return {
+        item.name: getattr(options, item.name) for item in dataclasses.fields(options) if item.name in wanted
+    }
 
 
 def outputs(options: Any) -> list[tuple[Any, str, bool | None]]:

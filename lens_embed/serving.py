@@ -1,4 +1,5 @@
-"""Serving a LENS corpus from Qdrant: ``lens-embed index`` and ``lens-embed search``, and their Python API.
+"""Serving a LENS corpus from Qdrant: the Python API of ``lens-embed index`` and ``lens-embed search``
+(whose options and runners are :mod:`lens_embed.commands.serving_options` and ``serving_verbs``).
 
 ``index`` embeds the documents through the corpus-encoding path (:func:`lens_embed.corpus.encode_corpus`:
 resumable shards, data-parallel under torchrun) and upserts them by document id in batches. A

@@ -32,37 +32,27 @@ from lens_embed.export import export_model
 from lens_embed.inputs import read_texts
 from lens_embed.loading import load_lens_model
 from lens_embed.model import encode, is_lens_model, lexicon_pooling, model_facts
+from lens_embed.options import keywords
 from lens_embed.sparse import write_sparse_encoder
 from lens_embed.storage import atomic_write, refuse_overlap
 
 
 def run_build(options: BuildOptions) -> None:
     """Build a LENS model from a base model and save it."""
+    base = minilm_path() if options.base == "minilm" else options.base
     model = build_lens_model(
-        minilm_path() if options.base == "minilm" else options.base,
-        n_clusters=options.clusters,
-        output_dir=options.output,
+        base,
+        options.clusters,
+        options.output,
         dense_pooling=options.dense,
-        dense_weight=options.dense_weight,
-        seed=options.seed,
-        kmeans_iterations=options.kmeans_iterations,
-        max_seq_length=options.max_seq_length,
-        overwrite=options.overwrite,
-        position_top_k=options.position_top_k,
-        **options.load_keywords(),
+        **keywords(options, build_lens_model),
     )
     print(f"saved LENS model ({model.get_embedding_dimension()} dimensions) to {options.output}")
 
 
 def run_convert(options: ConvertOptions) -> None:
     """Convert a released checkpoint."""
-    model = convert_checkpoint(
-        options.source,
-        options.output,
-        max_seq_length=options.max_seq_length,
-        overwrite=options.overwrite,
-        position_top_k=options.position_top_k,
-    )
+    model = convert_checkpoint(options.source, options.output, **keywords(options, convert_checkpoint))
     print(f"converted to {options.output} ({model.get_embedding_dimension()} dimensions)")
 
 
@@ -94,15 +84,7 @@ def run_encode(options: EncodeOptions) -> None:
         raise FileExistsError(f"{options.out} exists; pass --overwrite to replace it")
     texts = read_texts(options.texts)
     model = load_lens_model(options.model, **options.load_keywords())
-    embeddings = encode(
-        model,
-        texts,
-        query=options.query,
-        instruction=options.instruction,
-        batch_size=options.batch_size,
-        show_progress_bar=True,
-        max_active_dims=options.max_active_dims,
-    )
+    embeddings = encode(model, texts, show_progress_bar=True, **keywords(options, encode))
     save_array(embeddings, options.out, options.overwrite)
     print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {options.out}")
 
@@ -111,7 +93,7 @@ def run_explain(options: ExplainOptions) -> None:
     """Print a text's top clusters, and those it shares with a document."""
     model = load_lens_model(options.model, **options.load_keywords())
     check_top(model, options.top)
-    embedding = encode(model, [options.text], query=options.query, instruction=options.instruction)[0]
+    embedding = encode(model, [options.text], **keywords(options, encode))[0]
     print(f"top clusters of {options.text!r}:")
     for dim in top_dimensions(model, embedding, k=options.top):
         print(f"  {dim.index:5d}  {dim.weight:.3f}  {' '.join(dim.tokens)}")
@@ -212,9 +194,8 @@ def run_sparse_encoder(options: SparseEncoderOptions) -> None:
     path = write_sparse_encoder(
         options.model,
         options.output,
-        max_active_dims=options.max_active_dims,
         tokens=options.cluster_tokens,
-        overwrite=options.overwrite,
+        **keywords(options, write_sparse_encoder),
         **options.load_keywords(),
     )
     print(f"wrote the SparseEncoder folder of {options.model} to {path}")

@@ -16,6 +16,7 @@ from lens_embed.corpus import distributed_context, encode_corpus, load_for_rank,
 from lens_embed.engine import Backend, EngineTarget, check_quantization
 from lens_embed.inputs import read_documents, read_texts
 from lens_embed.loading import load_lens_model
+from lens_embed.options import keywords
 from lens_embed.serving import (
     CollectionSpec,
     check_quantized_search,
@@ -35,16 +36,7 @@ def run_encode_corpus(options: EncodeCorpusOptions) -> int:
     )  # shards and a manifest in a model folder
     texts = read_texts(options.texts)
     rank, world, model = load_for_rank(options.model, **options.load_keywords())
-    merged = encode_corpus(
-        model,
-        texts,
-        options.out,
-        query=options.query,
-        instruction=options.instruction,
-        shard_size=options.shard_size,
-        batch_size=options.batch_size,
-        max_tokens=options.max_tokens,
-    )
+    merged = encode_corpus(model, texts, options.out, **keywords(options, encode_corpus))
     if rank == 0:
         print(f"wrote {len(texts)} embeddings to {merged} ({world} process{'es' if world > 1 else ''})")
     return 0
@@ -109,19 +101,8 @@ def run_index(options: IndexOptions) -> int:
             documents,
             backend,
             model_name=options.model,
-            vectors=options.vectors,
-            dense_dtype=options.dense_dtype,
-            max_active_dims=options.max_active_dims,
-            bm25=options.bm25,
-            hnsw_m=options.hnsw_m,
-            hnsw_ef_construct=options.hnsw_ef_construct,
-            quantization=options.quantization,
-            on_disk=options.on_disk,
             shard_dir=options.shards,
-            shard_size=options.shard_size,
-            batch_size=options.batch_size,
-            max_tokens=options.max_tokens,
-            upload_batch_size=options.upload_batch_size,
+            **keywords(options, index_corpus),
         )
     finally:
         if backend is not None:
@@ -145,29 +126,9 @@ def run_search(options: SearchOptions) -> int:
     load_keywords = options.load_keywords()  # refuses --quantize without a backend before the engine opens
     with target.open(options.collection) as backend:
         spec = recorded_spec(backend)
-        check_quantized_search(
-            spec,
-            options.using,
-            exact=options.exact,
-            rescore=options.rescore,
-            oversampling=options.oversampling,
-        )
+        check_quantized_search(spec, options.using, **keywords(options, check_quantized_search))
         model = load_lens_model(options.model, **load_keywords)
-        results = search_collection(
-            model,
-            queries,
-            backend,
-            top_k=options.top_k,
-            instruction=options.instruction,
-            using=options.using,
-            exact=options.exact,
-            hnsw_ef=options.hnsw_ef,
-            rescore=options.rescore,
-            oversampling=options.oversampling,
-            max_active_dims=options.max_active_dims,
-            allow_other_model=options.allow_other_model,
-            batch_size=options.batch_size,
-        )
+        results = search_collection(model, queries, backend, **keywords(options, search_collection))
     path = write_run(results, options.out)
     print(
         f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "
