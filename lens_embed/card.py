@@ -10,7 +10,7 @@ reads it like any other card.
 This is the saved-folder layer: the card is rendered from plain data it is given (:class:`ModelFacts`
 read off a model by :func:`lens_embed.model.model_facts`, :class:`Provenance`, and :class:`EvalRow` s
 read from an mteb results folder by :func:`lens_embed.evaluation.results.load_eval_rows`); it imports
-no model, evaluation or mteb. ``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.cli`)
+no model, evaluation or mteb. ``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.commands`)
 rewrites the card of a saved model; provenance recorded in the existing card (base model, licence,
 training) is kept.
 """
