@@ -21,7 +21,7 @@ This is the saved-folder layer: the card is rendered from plain data it is given
 read off a model by :meth:`lens_embed.model.LensSentenceTransformer.facts`, :class:`Provenance`, and
 :class:`EvalRow` s read from an mteb results folder by
 :func:`lens_embed.evaluation.results.load_eval_rows`); it imports no model, evaluation or mteb.
-``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.cli`) rewrites the card of a saved
+``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.commands`) rewrites the card of a saved
 model; provenance recorded in the existing card (base model, licence, training) is kept.
 """
 

@@ -1,8 +1,9 @@
-"""argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time.
+"""argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time,
+and the option groups several verbs share (:class:`PrecisionOptions`, :class:`LoadOptions`,
+:class:`ClusterOptions`, :class:`QueryOptions`: dataclasses of :mod:`lens_embed.options`).
 
-Each returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
-as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. :func:`declare_output` marks the
-options a verb writes to, which the command checks before the verb runs. Importing this is instant.
+Each validator returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
+as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. Importing this is instant.
 """
 
 from __future__ import annotations
@@ -96,61 +97,6 @@ def top_k_or_none(text: str) -> int | None:
 top_k_or_none.__name__ = "positive integer or 'none'"
 
 
-OUTPUTS = "outputs"
-"""The namespace's list of the verb's outputs, ``(dest, name, folder)`` (see :func:`declare_output`)."""
-
-
-def declare_output(parser: argparse.ArgumentParser, dest: str, name: str, *, folder: bool | None) -> None:
-    """Declare that the verb writes to the path in option ``dest``: before the verb runs (before any model
-    is loaded), :func:`lens_embed.cli.main` checks it with :func:`lens_embed.storage.check_writable`.
-
-    Args:
-        parser: the verb's parser.
-        dest: the option's attribute in the parsed namespace (its value may be None: nothing written).
-        name: how messages name it (``--out``, ``OUTPUT``).
-        folder: a folder (True), a file (False), or either, as the verb's inputs decide (None).
-    """
-    parser.set_defaults(**{OUTPUTS: [*(parser.get_default(OUTPUTS) or []), (dest, name, folder)]})
-
-
-def add_load_options(
-    parser: argparse.ArgumentParser, dtype_help: str = "the saved one", backends: bool = True
-) -> None:
-    """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
-    that loads or builds a model takes them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``);
-    with ``backends``, also ``--backend`` and ``--quantize`` (which export runs the backbone, as
-    sentence-transformers' ``backend`` and ``file_name``: :func:`backend_options`).
-
-    Args:
-        parser: the verb's parser.
-        dtype_help: what a missing ``--dtype`` means for this verb.
-        backends: whether the verb can run an exported backbone (not: verbs that build or save a model).
-    """
-    parser.add_argument(
-        "--dtype", choices=DTYPES, default=None, help=f"backbone precision (default: {dtype_help})"
-    )
-    parser.add_argument(
-        "--attn-implementation",
-        choices=ATTN_IMPLEMENTATIONS,
-        default=None,
-        help="attention kernel (default: transformers' choice)",
-    )
-    if backends:
-        parser.add_argument(
-            "--backend",
-            choices=BACKENDS,
-            default="torch",
-            help="run the backbone on torch, or from the folder's export (lens-embed export) on ONNX Runtime "
-            "or OpenVINO (CPU)",
-        )
-        parser.add_argument(
-            "--quantize",
-            choices=EXPORT_QUANTIZATIONS,
-            default=None,
-            help="with --backend onnx|openvino: run the int8 export (default: the float32 one)",
-        )
-
-
 @dataclass(kw_only=True)
 class PrecisionOptions:
     """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
@@ -190,7 +136,7 @@ class LoadOptions(PrecisionOptions):
         return {**super().load_keywords(), **backend_options(self)}
 
 
-def backend_options(args: argparse.Namespace | LoadOptions) -> dict[str, object]:
+def backend_options(args: LoadOptions) -> dict[str, object]:
     """The loader's keywords for a verb's ``--backend`` / ``--quantize``: none for torch (the call stays
     as it was), else ``backend`` and sentence-transformers' ``model_kwargs={"file_name": ...}``."""
     backend, quantize = getattr(args, "backend", "torch"), getattr(args, "quantize", None)
@@ -201,30 +147,37 @@ def backend_options(args: argparse.Namespace | LoadOptions) -> dict[str, object]
     return {"backend": backend, "model_kwargs": {"file_name": EXPORT_FILES[(backend, quantize)]}}
 
 
-def add_cluster_options(
-    parser: argparse.ArgumentParser, url_help: str, url_group: argparse._ActionsContainer | None = None
-) -> None:
-    """``--url`` (a Qdrant server or cluster) and ``--api-key``, the one declaration of both.
-
-    Args:
-        parser: the verb's parser.
-        url_help: what ``--url`` is for in this verb.
-        url_group: where ``--url`` goes when it excludes another option (an argparse group).
-    """
-    (url_group or parser).add_argument("--url", default=None, help=f"{url_help}, e.g. http://host:6333")
-    parser.add_argument(
-        "--api-key", default=None, help=f"the cluster's API key (default: ${QDRANT_API_KEY_ENV})"
-    )
+API_KEY_HELP = "the cluster's API key"
 
 
 @dataclass(kw_only=True)
 class ClusterOptions:
-    """``--url`` (a Qdrant server or cluster) and ``--api-key``, as a group of a verb's options."""
+    """``--url`` (a Qdrant server or cluster) and ``--api-key``. ``--url`` excludes the verb's other
+    places (``--path``: the exclusive group ``place``)."""
 
-    url: str | None = option(None, "Qdrant server or cluster, e.g. http://host:6333", default_text="none")
-    api_key: str | None = option(None, "the cluster's API key", default_text=f"${QDRANT_API_KEY_ENV}")
+    url: str | None = option(
+        None,
+        "a Qdrant server or cluster, e.g. http://host:6333",
+        exclusive="place",
+        default_text="the in-process engine",
+    )
+    api_key: str | None = option(None, API_KEY_HELP, default_text=f"${QDRANT_API_KEY_ENV}")
 
 
-def api_key(args: argparse.Namespace | ClusterOptions) -> str | None:
+@dataclass(kw_only=True)
+class InstructionOptions:
+    """``--instruction``: the instruction of queries."""
+
+    instruction: str | None = option(None, "query instruction", default_text="the model's 'query' prompt")
+
+
+@dataclass(kw_only=True)
+class QueryOptions(InstructionOptions):
+    """``--query`` and ``--instruction``: which side a verb embeds its texts as."""
+
+    query: bool = option(False, "embed as instructed queries", negatable=False, default_text="documents")
+
+
+def api_key(args: ClusterOptions) -> str | None:
     """``--api-key``, else the environment's key for a cluster."""
     return args.api_key or os.environ.get(QDRANT_API_KEY_ENV)

@@ -10,23 +10,25 @@ shards into one ``embeddings.npy``. Without ``torchrun`` the same code runs as o
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
+import torch
+import torch.distributed as dist
+from sentence_transformers import SentenceTransformer
+from tqdm.auto import tqdm
 
-from lens_embed.cli_args import add_load_options, backend_options, declare_output, positive_int
-from lens_embed.inputs import read_texts
-from lens_embed.storage import atomic_write, refuse_overlap
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from lens_embed.batching import encode_bucketed
+from lens_embed.loading import load_lens_model
+from lens_embed.model import encode
+from lens_embed.retrieval import ShardStore, corpus_key
+from lens_embed.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "embeddings.npy"
@@ -38,9 +40,6 @@ def distributed_context() -> tuple[int, int, str]:
 
     NCCL on GPUs, gloo on CPUs; a plain (non-torchrun) process is rank 0 of 1.
     """
-    import torch
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
@@ -55,16 +54,12 @@ def distributed_context() -> tuple[int, int, str]:
 
 
 def _barrier() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.barrier()
 
 
 def broadcast(value: Any) -> Any:
     """Rank 0's value on every rank (the value itself outside torchrun)."""
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         return value
     box = [value]
@@ -75,8 +70,6 @@ def broadcast(value: Any) -> Any:
 def rank_zero(produce: Callable[[], T]) -> T | None:
     """``produce()`` on rank 0 only (None elsewhere); an error it raises is raised on every rank, so no
     rank is left waiting for a step rank 0 will never reach."""
-    import torch.distributed as dist
-
     rank = dist.get_rank() if dist.is_initialized() else 0
     result, problem = None, None
     if rank == 0:
@@ -91,9 +84,6 @@ def rank_zero(produce: Callable[[], T]) -> T | None:
 
 
 def _sum_over_ranks(value: float) -> float:
-    import torch
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         return value
     tensor = torch.tensor([value], dtype=torch.float64)
@@ -105,8 +95,6 @@ def _sum_over_ranks(value: float) -> float:
 
 def merge_shards(directory: str | Path, n_texts: int, shard_size: int, key: str) -> Path:
     """Stream every shard into ``directory/embeddings.npy`` (:func:`atomic_write`), row order kept."""
-    from lens_embed.retrieval import ShardStore
-
     store = ShardStore(directory, n_texts, shard_size, key)
     target = store.directory / MERGED_NAME
     if target.is_file():
@@ -155,13 +143,6 @@ def encode_corpus(
         max_tokens: token-budget batches (:mod:`lens_embed.batching`) instead of a fixed batch size.
         show_progress: a progress bar with throughput on rank 0.
     """
-    import torch.distributed as dist
-    from tqdm.auto import tqdm
-
-    from lens_embed.batching import encode_bucketed
-    from lens_embed.model import encode
-    from lens_embed.retrieval import ShardStore, corpus_key
-
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     texts = list(texts)
@@ -207,78 +188,13 @@ def encode_corpus(
     return store.directory / MERGED_NAME
 
 
-def add_corpus_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``lens-embed encode-corpus`` (nothing heavy is imported until it runs)."""
-    parser = subparsers.add_parser(
-        "encode-corpus",
-        help="embed a large corpus into resumable shards, data-parallel under torchrun",
-        description="Run alone, or as `torchrun --nproc-per-node N [--nnodes M ...] -m lens_embed.commands "
-        "encode-corpus ...` to use every GPU of every node. Writes OUT/shard_*.npy and OUT/embeddings.npy.",
-    )
-    parser.add_argument("model")
-    parser.add_argument(
-        "texts", help="text file, one text per line, or .jsonl (a string or {'text': ...} per line)"
-    )
-    parser.add_argument("--out", required=True, help="shard folder (rerun with the same folder to resume)")
-    parser.add_argument(
-        "--query", action="store_true", help="embed as instructed queries (default: documents)"
-    )
-    parser.add_argument("--instruction", default=None)
-    add_encoding_options(parser)
-    declare_output(parser, "out", "--out", folder=True)
-    parser.set_defaults(func=run_encode_corpus)
-
-
-def add_encoding_options(parser: argparse.ArgumentParser) -> None:
-    """The corpus-encoding options every verb that embeds a corpus in shards takes."""
-    parser.add_argument(
-        "--shard-size",
-        type=positive_int,
-        default=10_000,
-        help="texts per shard file (the unit of resumption)",
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument(
-        "--max-tokens", type=positive_int, default=None, help="token-budget batches instead of --batch-size"
-    )
-    add_load_options(parser, dtype_help="the saved one; bfloat16 for a 7B backbone on GPUs")
-
-
-def load_for_rank(args: argparse.Namespace) -> tuple[int, int, SentenceTransformer]:
+def load_for_rank(model: str, **load_keywords: Any) -> tuple[int, int, SentenceTransformer]:
     """``(rank, world size, model)``: this process's place in the torchrun group and the model on its
-    device."""
-    from lens_embed.loading import load_lens_model
+    device.
 
+    Args:
+        model: what :func:`lens_embed.loading.load_lens_model` loads.
+        **load_keywords: its other keywords (``dtype``, ``attn_implementation``, ``backend``...).
+    """
     rank, world, device = distributed_context()
-    return (
-        rank,
-        world,
-        load_lens_model(
-            args.model,
-            device=device,
-            dtype=args.dtype,
-            attn_implementation=args.attn_implementation,
-            **backend_options(args),
-        ),
-    )
-
-
-def run_encode_corpus(args: argparse.Namespace) -> int:
-    refuse_overlap(
-        args.out, "--out", args.model, "the model"
-    )  # shards and a manifest written into a model folder
-    texts = read_texts(args.texts)
-    rank, world, model = load_for_rank(args)
-    merged = encode_corpus(
-        model,
-        texts,
-        args.out,
-        query=args.query,
-        instruction=args.instruction,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
-    )
-    if rank == 0:
-        print(f"wrote {len(texts)} embeddings to {merged} ({world} process{'es' if world > 1 else ''})")
-    return 0
+    return rank, world, load_lens_model(model, device=device, **load_keywords)

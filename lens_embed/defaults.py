@@ -18,7 +18,7 @@ CLUSTER_NAME_TOKENS = 4
 
 # How a backbone is loaded, by transformers' own names
 # (``from_pretrained(dtype=..., attn_implementation=...)``): every verb and API that loads or builds a
-# model takes these (``lens_embed.cli_args.add_load_options``);
+# model takes these (``lens_embed.cli_args.PrecisionOptions``);
 # the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
@@ -48,6 +48,13 @@ COMPARE_TOLERANCE = 0.5
 # The run record `lens-embed train` writes into the folder of every model it trained (its options and data);
 # evaluation reads its presence: a trained folder is not the hub model its inherited card names.
 TRAINING_RECORD = "training_config.json"
+
+# The HNSW graph of dense LENS vectors in a collection. Qdrant's defaults (16, 100) found 0.980 of the
+# exact top 10 on 1000 SciFact documents with the embedded default (K = 4000); these found 0.999, in 1.0 ms
+# per query.
+DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
+# The engines take a result count up to the largest unsigned 64-bit integer (more overflows).
+MAX_TOP_K = 2**64 - 1
 
 # The environment variable a Qdrant cluster's API key is read from when ``--api-key`` is not given.
 QDRANT_API_KEY_ENV = "QDRANT_API_KEY"

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lens_embed.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
 from lens_embed.optional import require
 from lens_embed.storage import check_writable_folder, staged_directory
 from lens_embed.vocabulary import DENSE_DTYPES, QUANTIZATIONS, DenseDtype, Quantization
@@ -64,9 +65,6 @@ RRF_K = 60
 FUSION_DEPTH = 100
 """Each fused vector's prefetch returns this many candidates (or the limit, if larger): a document ranked
 deep in both lists can outrank one that tops a single list, so fusing only the top ``limit`` would lose it."""
-DEFAULT_HNSW_M, DEFAULT_HNSW_EF_CONSTRUCT = 32, 256
-"""The HNSW graph of dense LENS vectors. Qdrant's defaults (16, 100) found 0.980 of the exact top 10 on
-1000 SciFact documents with the embedded default (K = 4000); these found 0.999, in 1.0 ms per query."""
 FULL_SCAN_THRESHOLD_KB = 10_000
 """Below this much vector data a segment is scanned instead of searched through its graph (Qdrant's
 default)."""

@@ -39,6 +39,7 @@ def option(
     output: str | None = None,
     exclusive: str | None = None,
     default_text: str | None = None,
+    negatable: bool = True,
 ) -> Any:
     """A dataclass field with its command-line declaration in the metadata.
 
@@ -55,7 +56,10 @@ def option(
         output: the verb writes to this path, a ``"file"``, ``"folder"`` or ``"either"``: checked with
             :func:`lens_embed.storage.check_writable` before the verb loads anything.
         exclusive: the name of a mutually exclusive group the option belongs to.
-        default_text: how the help names the default (default: the value; ``None`` reads "auto").
+        default_text: how the help names the default (default: the value; ``None`` reads "auto"). An
+            options class may say it again for an inherited field, in its ``DEFAULT_TEXTS``.
+        negatable: for a boolean, ``--x/--no-x``; False: a plain switch ``--x`` (default False), whose
+            help names no default unless ``default_text`` does.
     """
     if output is not None and output not in OUTPUT_KINDS:
         raise ValueError(f"option output: expected one of {sorted(OUTPUT_KINDS)}, got {output!r}")
@@ -70,6 +74,7 @@ def option(
         "output": output,
         "exclusive": exclusive,
         "default_text": default_text,
+        "negatable": negatable,
     }
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -85,9 +90,15 @@ def _required(item: dataclasses.Field) -> bool:
     return item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
 
 
-def _default_text(item: dataclasses.Field) -> str:
+def _default_text(item: dataclasses.Field, texts: dict[str, str], switch: bool) -> str | None:
+    """How the help names a field's default: the class's own wording, the field's, none for a switch,
+    else the value."""
+    if item.name in texts:
+        return texts[item.name]
     if item.metadata.get("default_text") is not None:
         return item.metadata["default_text"]
+    if switch:
+        return None
     if item.default_factory is not dataclasses.MISSING:
         return repr(item.default_factory())
     return "auto" if item.default is None else str(item.default)
@@ -106,9 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.Argume
 
     Options left out of a command line stay out of the namespace (``argparse.SUPPRESS``), so
     :func:`from_namespace` gives them the dataclass default: the default is declared once. Booleans are
-    ``--x/--no-x``; lists take one or more values (or ``nargs``).
+    ``--x/--no-x`` (or a switch); lists take one or more values (or ``nargs``). A class attribute
+    ``DEFAULT_TEXTS = {field: text}`` words an inherited field's default for that class (``build``'s
+    ``--dtype`` default is "the checkpoint's", not "the saved one").
     """
     hints = typing.get_type_hints(cls)
+    texts = getattr(cls, "DEFAULT_TEXTS", {})
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for item in dataclasses.fields(cls):
         meta = item.metadata
@@ -116,8 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.Argume
             continue
         base = _value_type(hints[item.name])
         kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+        switch = base is bool and not meta.get("negatable", True)
         if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = "store_true" if switch else argparse.BooleanOptionalAction
         elif typing.get_origin(base) is list:
             kwargs.update(nargs=meta.get("nargs") or "+", type=meta.get("check") or typing.get_args(base)[0])
         else:
@@ -129,7 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.Argume
         required = _required(item)
         if not required:
             kwargs["default"] = argparse.SUPPRESS
-            kwargs["help"] += f" (default: {_default_text(item)})"
+            text = _default_text(item, texts, switch)
+            kwargs["help"] += "" if text is None else f" (default: {text})"
         if meta.get("positional"):
             if not required:
                 kwargs.setdefault("nargs", "?")
@@ -139,7 +155,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.Argume
             kwargs["required"] = True
         target: argparse._ActionsContainer = parser
         if meta.get("exclusive"):
-            target = groups.setdefault(meta["exclusive"], parser.add_mutually_exclusive_group())
+            if meta["exclusive"] not in groups:  # one group per name (setdefault would make one each time)
+                groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["exclusive"]]
         target.add_argument(flag(item.name), *meta.get("flags", ()), dest=item.name, **kwargs)
     return parser
 
@@ -182,13 +200,18 @@ def outputs(options: Any) -> list[tuple[Any, str, bool | None]]:
 
 
 def keywords(options: Any, target: Callable[..., Any]) -> dict[str, Any]:
-    """The fields of an options instance that ``target`` (a function or a class) takes, by name: a verb
-    hands its options to the Python API in one call instead of copying them one by one. A ``target``
-    that takes ``**kwargs`` takes every field."""
-    parameters = inspect.signature(target).parameters
-    every = any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters.values())
+    """The fields of an options instance that ``target`` takes by name, so a verb hands its options to the
+    Python API in one call instead of copying them one by one: a function's keyword-only parameters (its
+    positional ones the verb passes itself), a class's every constructor parameter (a dataclass of
+    settings), and every field when ``target`` takes ``**kwargs``. A field named otherwise (``--shards``
+    for ``shard_dir``) is passed explicitly beside these."""
+    parameters = inspect.signature(target).parameters.values()
+    if any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters):
+        return {item.name: getattr(options, item.name) for item in dataclasses.fields(options)}
+    kinds = (inspect.Parameter.KEYWORD_ONLY,)
+    if isinstance(target, type):
+        kinds += (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
+    wanted = {item.name for item in parameters if item.kind in kinds}
     return {
-        item.name: getattr(options, item.name)
-        for item in dataclasses.fields(options)
-        if every or item.name in parameters
+        item.name: getattr(options, item.name) for item in dataclasses.fields(options) if item.name in wanted
     }

@@ -1,4 +1,5 @@
-"""Serving a LENS corpus from Qdrant: ``lens-embed index`` and ``lens-embed search``, and their Python API.
+"""Serving a LENS corpus from Qdrant: the Python API of ``lens-embed index`` and ``lens-embed search``
+(whose options and runners are :mod:`lens_embed.commands.serving_options` and ``serving_verbs``).
 
 ``index`` embeds the documents through the corpus-encoding path (:func:`lens_embed.corpus.encode_corpus`:
 resumable shards, data-parallel under torchrun) and upserts them by document id in batches. A
@@ -13,52 +14,36 @@ or LENS and BM25 fused by the engine (hybrid). Every engine call goes through
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import qdrant_edge
+from sentence_transformers import SentenceTransformer
+from tqdm.auto import tqdm
 
-from lens_embed.cli_args import (
-    add_cluster_options,
-    add_load_options,
-    api_key,
-    backend_options,
-    bounded_float,
-    bounded_int,
-    non_negative_int,
-    positive_int,
-)
+from lens_embed.corpus import broadcast, encode_corpus, rank_zero
+from lens_embed.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
 from lens_embed.engine import (
-    DEFAULT_HNSW_EF_CONSTRUCT,
-    DEFAULT_HNSW_M,
     DENSE,
     DOC_ID,
     Backend,
     EngineError,
     EnginePoint,
     EngineQuery,
-    EngineTarget,
     Layout,
-    check_quantization,
     quantized_bytes,
 )
-from lens_embed.inputs import read_documents
-from lens_embed.storage import (
-    atomic_write,
-    cache_dir,
-    check_output_file,
-    check_writable_folder,
-    refuse_overlap,
-)
+from lens_embed.model import LensSentenceTransformer, encode
+from lens_embed.pooling import keep_max_active_dims
+from lens_embed.retrieval import corpus_key, fingerprint, model_key, normalized
+from lens_embed.storage import atomic_write, cache_dir
 from lens_embed.vocabulary import (
-    DENSE_DTYPES,
-    QUANTIZATIONS,
     USING_CHOICES,
     VECTOR_CHOICES,
     DenseDtype,
@@ -67,16 +52,11 @@ from lens_embed.vocabulary import (
     Vectors,
 )
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
 logger = logging.getLogger(__name__)
 
 SPEC_FORMAT = 1
 TEXT_HASH = "text_hash"
 """Payload field with a hash of the document's text: a changed text is uploaded again."""
-MAX_TOP_K = 2**64 - 1
-"""The engines take a result count up to the largest unsigned 64-bit integer (more overflows)."""
 UPLOAD_DISK_FACTOR = 2.5
 """Disk an upload takes per byte of vectors in the in-process engine: the stored vectors, their copy in
 the write-ahead log, and the graph (measured: 12 MB of dense vectors took 28 MB, 36 MB of dense and sparse
@@ -231,8 +211,6 @@ def embedding_settings(model: SentenceTransformer) -> dict[str, Any]:
     """The settings that change a model's embeddings beyond its probe hash: :data:`EMBEDDING_SETTINGS`,
     and a LENS model's whole pooling configuration (its ``get_config_dict()``: every option a version adds
     is compared without naming it here)."""
-    from lens_embed.model import LensSentenceTransformer
-
     settings = {
         name: value
         for name, value in LensSentenceTransformer.settings(model).items()
@@ -246,9 +224,6 @@ def embedding_settings(model: SentenceTransformer) -> dict[str, Any]:
 def model_spec(model: SentenceTransformer, model_name: str | None = None, **options: Any) -> CollectionSpec:
     """The spec of a collection of ``model``'s document vectors with these options (see
     :class:`CollectionSpec`)."""
-    from lens_embed.model import LensSentenceTransformer
-    from lens_embed.retrieval import model_key
-
     name = model_name or getattr(model.model_card_data, "model_name", None) or type(model).__name__
     clusters = (
         LensSentenceTransformer.lexicon(model).n_clusters
@@ -275,8 +250,6 @@ def sparse_rows(
     re-normalised. ``lexicon_dims`` is a LENS model's K (a hybrid's dense part is kept whole); None prunes
     every dimension.
     """
-    from lens_embed.pooling import keep_max_active_dims
-
     vectors = np.asarray(vectors, dtype=np.float32)
     if max_active_dims is not None:
         vectors = keep_max_active_dims(vectors, max_active_dims, lexicon_dims)
@@ -316,8 +289,6 @@ def recorded_spec(backend: Backend) -> CollectionSpec:
 
 
 def text_hash(text: str) -> str:
-    from lens_embed.retrieval import fingerprint
-
     return fingerprint(text)
 
 
@@ -342,8 +313,6 @@ def missing_documents(backend: Backend, ids: Sequence[str], texts: Sequence[str]
 
 
 def _bm25(avg_len: float) -> Any:
-    import qdrant_edge
-
     return qdrant_edge.Bm25(qdrant_edge.Bm25Config(avg_len=avg_len))
 
 
@@ -373,10 +342,6 @@ def upload_vectors(
     pruned to ``spec.max_active_dims``. ``texts`` (aligned with ``ids``) give the BM25 vectors and the
     text hashes a later rerun compares. Returns the number of documents sent.
     """
-    from tqdm.auto import tqdm
-
-    from lens_embed.retrieval import normalized
-
     rows = list(range(len(ids))) if rows is None else list(rows)
     if embeddings.ndim != 2 or embeddings.shape[1] != spec.dim:
         got = f"dimension {embeddings.shape[1]}" if embeddings.ndim == 2 else f"shape {embeddings.shape}"
@@ -523,9 +488,6 @@ def index_corpus(
         upload_batch_size: documents per upsert request.
         show_progress: progress bars.
     """
-    from lens_embed.corpus import broadcast, encode_corpus, rank_zero
-    from lens_embed.retrieval import corpus_key
-
     ids = list(documents)
     texts = [documents[doc_id] for doc_id in ids]
     if not ids:
@@ -624,8 +586,6 @@ def engine_queries(
     and BM25, fused by the engine. Query vectors are L2-normalised; sparse ones are pruned to
     ``max_active_dims`` (default: all active dimensions). ``only`` restricts each query to candidates.
     """
-    from lens_embed.retrieval import normalized
-
     lens = lens_vectors(spec, using)
     stored = {"dense": spec.dense, "sparse": spec.sparse}
     if lens is not None and not stored[lens]:
@@ -663,8 +623,6 @@ def check_model(
     model: SentenceTransformer, spec: CollectionSpec, where: str, *, allow_other_model: bool = False
 ) -> None:
     """Refuse a model whose dimension differs from the collection's; and, unless allowed, another model."""
-    from lens_embed.retrieval import model_key
-
     dim = model.get_embedding_dimension()
     if dim != spec.dim:
         raise ValueError(
@@ -754,10 +712,6 @@ def search_collection(
         batch_size: queries per forward pass; ``query_batch_size``: queries per engine request.
         show_progress: a progress bar.
     """
-    from tqdm.auto import tqdm
-
-    from lens_embed.model import encode
-
     spec = recorded_spec(backend)
     check_quantized_search(spec, using, exact=exact, rescore=rescore, oversampling=oversampling)
     check_model(model, spec, backend.location, allow_other_model=allow_other_model)
@@ -814,286 +768,3 @@ def write_run(
             for rank, (doc_id, score) in enumerate(ranked.items(), start=1)
         )
     return atomic_write(target, lambda handle: handle.write(content.encode("utf-8")))
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--collection", required=True, help="collection name (letters, digits, '.', '_', '-')"
-    )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--path",
-        default=None,
-        help="folder of the in-process engine's collections (default: the lens-embed cache's collections/)",
-    )
-    add_cluster_options(parser, "a Qdrant server or cluster", url_group=where)
-
-
-def engine_target(args: argparse.Namespace) -> EngineTarget:
-    """Where the CLI's collection lives: ``--url`` (a cluster), else ``--path`` or the cache's
-    ``collections/``."""
-    options = {
-        "shard_number": getattr(args, "shard_number", None),
-        "replication_factor": getattr(args, "replication_factor", None),
-    }
-    if args.url == ":memory:":  # qdrant-client's in-process store: what index wrote would die with it
-        raise ValueError(
-            "--url :memory: is a store that lives only as long as this process; give a server's URL, "
-            "or --path for a collection on disk"
-        )
-    if args.url is not None:
-        return EngineTarget(url=args.url, api_key=api_key(args), **options)
-    return EngineTarget(
-        path=Path(args.path) if args.path else cache_dir() / "collections", api_key=args.api_key, **options
-    )
-
-
-def add_serving_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``lens-embed index`` and ``lens-embed search`` (nothing heavy is imported until they run)."""
-    from lens_embed.corpus import add_encoding_options
-
-    index = subparsers.add_parser(
-        "index",
-        help="embed a corpus and upload it to a Qdrant collection (in-process, or a cluster); resumable",
-        description="Run alone, or as `torchrun --nproc-per-node N -m lens_embed.commands index ...` "
-        "to embed on every GPU. A rerun uploads only what the collection lacks.",
-    )
-    index.add_argument("model")
-    index.add_argument(
-        "corpus", help='.jsonl, one {"_id": ..., "text": ..., "title": ...} per line (BEIR corpus layout)'
-    )
-    _add_target_options(index)
-    index.add_argument(
-        "--vectors",
-        choices=VECTOR_CHOICES,
-        default="dense",
-        help="dense vectors, sparse ones (the active dimensions), or both (default: dense)",
-    )
-    index.add_argument(
-        "--dense-dtype",
-        choices=DENSE_DTYPES,
-        default="float32",
-        help="storage of the dense vectors (float16: half the memory)",
-    )
-    index.add_argument(
-        "--max-active-dims",
-        type=positive_int,
-        default=None,
-        help="keep only the N largest lexicon dimensions of each sparse vector (a hybrid's dense "
-        "part whole; not re-normalised, as encode --max-active-dims)",
-    )
-    index.add_argument(
-        "--bm25", action="store_true", help="also store BM25 vectors (for search --using bm25/hybrid)"
-    )
-    index.add_argument(
-        "--hnsw-m",
-        type=non_negative_int,
-        default=DEFAULT_HNSW_M,
-        help=f"links per node of the dense vectors' HNSW graph; 0: no graph, exact search only "
-        f"(default {DEFAULT_HNSW_M})",
-    )
-    index.add_argument(
-        "--hnsw-ef-construct",
-        type=positive_int,
-        default=DEFAULT_HNSW_EF_CONSTRUCT,
-        help=f"candidates considered while building the graph (default {DEFAULT_HNSW_EF_CONSTRUCT})",
-    )
-    index.add_argument(
-        "--quantization",
-        choices=QUANTIZATIONS,
-        default="none",
-        help="a quantised copy of the dense vectors held in RAM for the search, the full vectors kept for "
-        "rescoring: int8 (a byte a dimension), binary (a bit), product (16x smaller than float32); "
-        "default none",
-    )
-    index.add_argument(
-        "--on-disk",
-        action="store_true",
-        help="keep the full vectors (dense storage, sparse index) on disk instead of in RAM; with "
-        "--quantization, RAM holds the quantised copy and the graph",
-    )
-    index.add_argument(
-        "--shard-number", type=positive_int, default=None, help="shards of a new cluster collection"
-    )
-    index.add_argument(
-        "--replication-factor", type=positive_int, default=None, help="copies of each shard (cluster)"
-    )
-    index.add_argument(
-        "--shards", default=None, help="embedding shard folder (default: in the lens-embed cache)"
-    )
-    index.add_argument(
-        "--upload-batch-size", type=positive_int, default=128, help="documents per upsert request"
-    )
-    add_encoding_options(index)
-    index.set_defaults(func=run_index)
-
-    search = subparsers.add_parser(
-        "search", help="search a collection with instructed queries; writes a TREC run"
-    )
-    search.add_argument("model")
-    search.add_argument(
-        "queries", help='.jsonl, one {"_id": ..., "text": ...} per line (BEIR queries layout)'
-    )
-    _add_target_options(search)
-    search.add_argument(
-        "--out", required=True, help="run file: TREC format, or {qid: {docid: score}} for .json"
-    )
-    search.add_argument("--top-k", type=bounded_int(1, MAX_TOP_K), default=100, help="documents per query")
-    search.add_argument(
-        "--instruction", default=None, help="query instruction (default: the model's 'query' prompt)"
-    )
-    search.add_argument(
-        "--using",
-        choices=USING_CHOICES,
-        default="auto",
-        help="auto: the LENS vectors stored (dense first); hybrid: those and BM25, fused by the engine",
-    )
-    search.add_argument("--exact", action="store_true", help="exact dense search instead of the HNSW graph")
-    search.add_argument(
-        "--hnsw-ef",
-        type=positive_int,
-        default=None,
-        help="breadth of the HNSW search (default: the engine's, the graph's ef_construct)",
-    )
-    search.add_argument(
-        "--rescore",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="rescore a quantised collection's candidates with the full vectors (default: the engine's: "
-        "on for binary quantisation, off for int8 and product)",
-    )
-    search.add_argument(
-        "--oversampling",
-        type=bounded_float(1.0),
-        default=None,
-        help="a quantised search fetches top-k x F candidates to rescore (default: the engine's, 1)",
-    )
-    search.add_argument(
-        "--max-active-dims",
-        type=non_negative_int,
-        default=None,
-        help="prune the sparse query vectors to their N largest lexicon dimensions (sparse search only); "
-        "0: keep them whole (default: as the collection's documents were pruned by index --max-active-dims)",
-    )
-    search.add_argument("--batch-size", type=positive_int, default=32)
-    add_load_options(search, dtype_help="the saved one; as at index time: the probe hash depends on it")
-    search.add_argument(
-        "--allow-other-model",
-        action="store_true",
-        help="search even if the model's probe hash differs from the collection's",
-    )
-    search.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    search.set_defaults(func=run_search)
-
-
-def _check_places(args: argparse.Namespace, target: EngineTarget) -> None:
-    """What index and search refuse before any model loads: a collection place that cannot be used
-    (:meth:`EngineTarget.check`), and a place inside the model folder that writing would change."""
-    if target.path is not None:
-        refuse_overlap(target.path, "--path", args.model, "the model")
-    target.check(args.collection)
-
-
-def _open_checked(target: EngineTarget, collection: str) -> Backend:
-    """The collection's backend, opened (in-process: locked) and its record read when it exists, so a
-    collection in use, damaged or foreign is named before the model loads."""
-    backend = target.open(collection)
-    try:
-        if backend.exists():
-            CollectionSpec.from_record(backend.metadata(), backend.location)
-    except BaseException:
-        backend.close()
-        raise
-    return backend
-
-
-def run_index(args: argparse.Namespace) -> int:
-    from lens_embed.corpus import distributed_context, load_for_rank, rank_zero
-
-    documents = read_documents(args.corpus)
-    check_quantization(args.quantization, dense=args.vectors != "sparse")
-    target = engine_target(args)
-    _check_places(args, target)
-    if args.shards is not None:
-        refuse_overlap(args.shards, "--shards", args.model, "the model")  # would change its revision
-        check_writable_folder(args.shards, "--shards")
-    distributed_context()  # join the torchrun group first: rank 0 alone opens the collection
-    backend = rank_zero(lambda: _open_checked(target, args.collection))
-    try:
-        rank, world, model = load_for_rank(args)
-        summary = index_corpus(
-            model,
-            documents,
-            backend,
-            model_name=args.model,
-            vectors=args.vectors,
-            dense_dtype=args.dense_dtype,
-            max_active_dims=args.max_active_dims,
-            bm25=args.bm25,
-            hnsw_m=args.hnsw_m,
-            hnsw_ef_construct=args.hnsw_ef_construct,
-            quantization=args.quantization,
-            on_disk=args.on_disk,
-            shard_dir=args.shards,
-            shard_size=args.shard_size,
-            batch_size=args.batch_size,
-            max_tokens=args.max_tokens,
-            upload_batch_size=args.upload_batch_size,
-        )
-    finally:
-        if backend is not None:
-            backend.close()
-    if summary is not None:
-        print(
-            f"{summary.location}: {summary.documents} documents ({summary.uploaded} uploaded now, "
-            f"{summary.documents - summary.uploaded} already there)"
-        )
-    return 0
-
-
-def run_search(args: argparse.Namespace) -> int:
-    from lens_embed.loading import load_lens_model
-
-    refuse_overlap(args.out, "--out", args.model, "the model")  # --overwrite could replace a model file
-    check_output_file(args.out, "--out", overwrite=args.overwrite)
-    queries = read_documents(args.queries, titles=False)
-    if Path(args.out).suffix != ".json":
-        check_trec_ids(queries)
-    target = engine_target(args)
-    _check_places(args, target)
-    with target.open(args.collection) as backend:
-        spec = recorded_spec(backend)
-        check_quantized_search(
-            spec, args.using, exact=args.exact, rescore=args.rescore, oversampling=args.oversampling
-        )
-        model = load_lens_model(
-            args.model,
-            dtype=args.dtype,
-            attn_implementation=args.attn_implementation,
-            **backend_options(args),
-        )
-        results = search_collection(
-            model,
-            queries,
-            backend,
-            top_k=args.top_k,
-            instruction=args.instruction,
-            using=args.using,
-            exact=args.exact,
-            hnsw_ef=args.hnsw_ef,
-            rescore=args.rescore,
-            oversampling=args.oversampling,
-            max_active_dims=args.max_active_dims,
-            allow_other_model=args.allow_other_model,
-            batch_size=args.batch_size,
-        )
-    path = write_run(results, args.out)
-    print(
-        f"wrote {sum(map(len, results.values()))} results of {len(results)} queries ({spec.vectors}, "
-        f"using {args.using}) to {path}"
-    )
-    return 0

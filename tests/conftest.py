@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -188,3 +189,18 @@ def model_verb(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Path
         }[request.param]
 
     return argv
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``lens-embed ARGV`` as torchrun runs it on a node's GPUs, here as two gloo ranks on the CPU
+    (``torchrun --nproc-per-node 2 -m lens_embed.commands ARGV``); the finished process."""
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        command += ["-m", "lens_embed.commands", *argv]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root), "CUDA_VISIBLE_DEVICES": ""}
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+    return run

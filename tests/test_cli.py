@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lens_embed.commands import build_parser, main, parse
+from lens_embed.options import keywords
 
 
 def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):
@@ -346,3 +347,45 @@ def test_every_verb_that_loads_a_model_takes_transformers_dtype_and_attention_na
         with pytest.raises(SystemExit) as stopped:
             parser.parse_args([*argv, option, value])
         assert stopped.value.code == 2 and f"invalid choice: '{value}'" in capsys.readouterr().err
+
+
+def test_a_collection_lives_in_one_place_a_path_or_a_url():
+    argv = ["search", "m", "q.jsonl", "--collection", "c", "--out", "run.trec"]
+    assert (parse([*argv, "--path", "engine"]).path, parse([*argv, "--url", "http://h:6333"]).url) == (
+        "engine",
+        "http://h:6333",
+    )
+    for verb in (argv, ["index", "m", "corpus.jsonl", "--collection", "c"]):
+        with pytest.raises(SystemExit) as stopped:
+            parse([*verb, "--path", "engine", "--url", "http://h:6333"])
+        assert stopped.value.code == 2
+
+
+def test_switches_take_no_negation_and_read_false_when_left_out(capsys):
+    argv = ["encode", "m", "t.txt", "--out", "e.npy"]
+    assert (parse(argv).overwrite, parse(argv).query) == (False, False)
+    assert (parse([*argv, "--overwrite", "--query"]).overwrite, parse([*argv, "--query"]).query) == (
+        True,
+        True,
+    )
+    with pytest.raises(SystemExit):
+        parse([*argv, "--no-overwrite"])
+    assert "unrecognized arguments: --no-overwrite" in capsys.readouterr().err
+
+
+def test_a_verb_words_the_default_of_an_inherited_option_its_own_way(capsys):
+    helps = {}
+    for verb in ("build", "info", "search"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        helps[verb] = " ".join(capsys.readouterr().out.split())
+    assert "the checkpoint's" in helps["build"] and "the checkpoint's" not in helps["info"]
+    assert "(default: the saved one)" in helps["info"] and "probe hash depends on it" in helps["search"]
+
+
+def test_a_verb_hands_its_options_to_a_function_by_the_names_of_its_keyword_parameters():
+    def work(model, *, top_k: int, using: str, show_progress: bool = True) -> None:
+        """``model`` is positional: the option of that name is not passed."""
+
+    options = parse(["search", "m", "q.jsonl", "--collection", "c", "--out", "r", "--top-k", "7"])
+    assert keywords(options, work) == {"top_k": 7, "using": "auto"}

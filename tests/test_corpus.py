@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,6 @@ from lens_embed import LensSentenceTransformer, encode, load_lens_model
 from lens_embed.corpus import MERGED_NAME, encode_corpus
 from lens_embed.retrieval import DenseRetriever, corpus_key
 
-ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [
     f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)
 ]
@@ -68,29 +64,13 @@ def test_queries_and_documents_use_separate_folders(model, tmp_path):
     )
 
 
-def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_path):
+def test_two_processes_with_torchrun_match_one_process(model, tiny_lens, tmp_path, torchrun):
     texts_file = tmp_path / "corpus.txt"
     texts_file.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "shards"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "lens_embed.cli",
-        "encode-corpus",
-        str(tiny_lens),
-        str(texts_file),
-        "--out",
-        str(out),
-        "--shard-size",
-        "3",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = torchrun(
+        "encode-corpus", str(tiny_lens), str(texts_file), "--out", str(out), "--shard-size", "3"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote 11 embeddings" in result.stdout and "(2 processes)" in result.stdout
     assert len(list(out.glob("shard_*.npy"))) == 4

@@ -748,17 +748,11 @@ def test_an_unreachable_url_is_one_line_and_exit_2(tiny_lens: Path, tmp_path: Pa
     assert not (tmp_path / "run.trec").exists()
 
 
-def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_lens: Path, tmp_path: Path):
+def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(
+    model, tiny_lens: Path, tmp_path: Path, torchrun
+):
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "lens_embed.cli",
+    result = torchrun(
         "index",
         str(tiny_lens),
         str(corpus),
@@ -770,9 +764,7 @@ def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(model, tiny_l
         str(tmp_path / "shards"),
         "--shard-size",
         "10",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
         result.stdout.count("uploaded now") == 1 and len(list((tmp_path / "shards").glob("shard_*.npy"))) == 5
@@ -1028,7 +1020,7 @@ def test_index_and_search_refuse_unusable_places_before_the_model_loads(
 
 
 def test_a_top_k_beyond_what_the_engine_takes_is_refused_when_parsed(tmp_path: Path, capsys):
-    from lens_embed.serving import MAX_TOP_K
+    from lens_embed.defaults import MAX_TOP_K
 
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     argv = ["search", "model", str(queries), "--collection", "docs", "--out", str(tmp_path / "r.trec")]

@@ -15,9 +15,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from lens_embed import cli
-from lens_embed.cli_args import OUTPUTS
-from lens_embed.commands import evaluation_options, model_options, training_options
+from lens_embed.commands import evaluation_options, model_options, serving_options, training_options
 from lens_embed.commands.verb import Verb
 from lens_embed.options import add_arguments, from_namespace, outputs
 from lens_embed.storage import check_writable
@@ -25,6 +23,7 @@ from lens_embed.storage import check_writable
 # The verb groups, in the order ``--help`` lists them: (name, the light module declaring their VERBS).
 GROUPS: tuple[tuple[str, Any], ...] = (
     ("models", model_options),
+    ("serving", serving_options),
     ("evaluation", evaluation_options),
     ("training", training_options),
 )
@@ -41,6 +40,10 @@ def runner(group: str) -> ModuleType:
         from lens_embed.commands import model_verbs
 
         return model_verbs
+    if group == "serving":
+        from lens_embed.commands import serving_verbs
+
+        return serving_verbs
     if group == "evaluation":
         from lens_embed.commands import evaluation_verbs
 
@@ -66,18 +69,18 @@ def add_verbs(subparsers: Any, verbs: tuple[Verb, ...], group: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``lens-embed`` parser, every verb included; imports nothing heavy."""
-    parser = cli.build_parser()
-    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    parser = argparse.ArgumentParser(prog="lens-embed", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", required=True)
     for group, module in GROUPS:
         add_verbs(subparsers, module.VERBS, group)
     return parser
 
 
 def parse(argv: list[str]) -> Any:
-    """The options a command line gives its verb: the verb's options instance, every default filled in
-    (an argparse namespace for a verb still registered by :func:`lens_embed.cli.build_parser`)."""
+    """The options a command line gives its verb: the verb's options instance, every default filled in."""
     args = build_parser().parse_args(argv)
-    return from_namespace(args.verb.options, args) if hasattr(args, "verb") else args
+    return from_namespace(args.verb.options, args)
 
 
 def _message(error: BaseException, args: argparse.Namespace, options: Any) -> str:
@@ -86,7 +89,7 @@ def _message(error: BaseException, args: argparse.Namespace, options: Any) -> st
     explained = getattr(error, "explained", None)
     if explained is None:
         return str(error)
-    if hasattr(options if options is not None else args, "trust_remote_code"):
+    if hasattr(options, "trust_remote_code"):
         return explained("pass --trust-remote-code")
     verb = f"lens-embed {args.command}"
     return explained(f"load it from Python with trust_remote_code=True (`{verb}` runs no model's own code)")
@@ -109,20 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = None
     try:
-        if hasattr(args, "verb"):
-            options = from_namespace(args.verb.options, args)
-            written = outputs(options)
-        else:
-            written = [
-                (getattr(args, dest, None), name, folder) for dest, name, folder in getattr(args, OUTPUTS, [])
-            ]
-        for value, name, folder in written:  # before the verb loads or computes anything
-            if value is not None:
-                check_writable(value, name, folder=folder)
-        if options is not None:
-            code = getattr(runner(args.group), args.verb.run)(options)
-        else:
-            code = args.func(args)
+        options = from_namespace(args.verb.options, args)
+        for value, name, folder in outputs(options):  # before the verb loads or computes anything
+            check_writable(value, name, folder=folder)
+        code = getattr(runner(args.group), args.verb.run)(options)
     except USER_ERRORS as error:
         print(f"lens-embed {args.command}: error: {_message(error, args, options)}", file=sys.stderr)
         return 2

@@ -183,7 +183,7 @@ def run_airbench(options: AirbenchOptions) -> int:
             retriever, options.airbench_data, options.output, options.splits, overwrite=options.overwrite
         )
     else:
-        scores = airbench.run_hub(retriever, **keywords(options, airbench.run_hub))
+        scores = airbench.run_hub(retriever, options.output, **keywords(options, airbench.run_hub))
     for task, value in airbench.dev_rows(scores):
         print(f"{task}\tndcg@10 {value:.2f}")
     if "test" in options.splits:

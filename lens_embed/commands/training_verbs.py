@@ -22,7 +22,7 @@ def run_mine(options: MineOptions) -> None:
     """Write the data with mined negatives and print the files."""
     if options.method == "model" and not options.model:
         raise ValueError("--model is required with --method model (or use --method bm25)")
-    for path in mine_negatives(**keywords(options, mine_negatives)):
+    for path in mine_negatives(options.data, options.output, **keywords(options, mine_negatives)):
         print(path)
 
 

@@ -249,6 +249,7 @@ def _cache_mismatch(cached: list[dict[str, Any]], rows: list[dict[str, Any]]) ->
 def mine_negatives(
     data: Sequence[str | Path],
     output: str | Path,
+    *,
     model: Any = None,
     method: str = "model",
     num_negatives: int = 7,
