@@ -154,9 +154,7 @@ def test_build_takes_the_dtype_by_transformers_name(tiny_mistral):
 
     model = build_lens_model(tiny_mistral, n_clusters=16, dtype="bfloat16")
     assert model[0].auto_model.dtype == torch.bfloat16
-    assert (
-        model.lexicon().centroids.dtype == torch.float32
-    )  # the frozen head stays float32
+    assert model.lexicon().centroids.dtype == torch.float32  # the frozen head stays float32
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16"):
         build_lens_model(tiny_mistral, n_clusters=16, dtype="float64")
 
