@@ -202,12 +202,10 @@ def outputs(options: Any) -> list[tuple[Any, str, bool | None]]:
 def keywords(options: Any, target: Callable[..., Any]) -> dict[str, Any]:
     """The fields of an options instance that ``target`` takes by name, so a verb hands its options to the
     Python API in one call instead of copying them one by one: a function's keyword-only parameters (its
-    positional ones the verb passes itself), a class's every constructor parameter (a dataclass of
-    settings), and every field when ``target`` takes ``**kwargs``. A field named otherwise (``--shards``
-    for ``shard_dir``) is passed explicitly beside these."""
+    positional ones the verb passes itself) or a class's every constructor parameter (a dataclass of
+    settings). A field named otherwise (``--shards`` for ``shard_dir``) is passed explicitly beside
+    these."""
     parameters = inspect.signature(target).parameters.values()
-    if any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters):
-        return {item.name: getattr(options, item.name) for item in dataclasses.fields(options)}
     kinds = (inspect.Parameter.KEYWORD_ONLY,)
     if isinstance(target, type):
         kinds += (inspect.Parameter.POSITIONAL_OR_KEYWORD,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,7 @@ def run_airbench(options: AirbenchOptions) -> int:
 
 def run_submit_kit(options: SubmitKitOptions) -> int:
     """Write and check the leaderboard kit; print its benchmark table and where it is."""
-    kit = build_kit(**keywords(options, build_kit))
+    kit = build_kit(**asdict(options))  # the options are build_kit's arguments, its meta fields included
     print((kit / TABLE_FILE).read_text(encoding="utf-8"))
     print(f"submission kit written to {kit}: see {kit / 'README.md'}")
     return 0
