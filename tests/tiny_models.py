@@ -35,6 +35,9 @@ CORPUS = [
     "a man is playing a guitar on the street while people watch",
 ] * 20
 
+# The words of the tiny retrieval and STS tasks the benchmark scripts are tested on.
+WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
+
 RELEASED_K = 24
 
 ARCHITECTURES = {
