@@ -49,6 +49,24 @@ CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def add_task_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    """The options of a benchmark on one retrieval task's corpus embeddings (this script and
+    ``bench_scale``): the task, the model, its query instruction, the report folder (default ``output``)
+    and the corpus embedding shards."""
+    parser.add_argument(
+        "--data", default="../shared/data", help="folder holding retrieval/<task> (BEIR layout)"
+    )
+    parser.add_argument("--task", default="SciFact")
+    parser.add_argument("--model", default=None, help="default: the embedded default LENS model")
+    parser.add_argument(
+        "--instruction", default=NAMED_INSTRUCTIONS["fact_check"], help="the query instruction"
+    )
+    parser.add_argument("--output", default=output, help="embedding shards and report folder")
+    parser.add_argument(
+        "--shards", default=None, help="corpus embedding shards (default: OUTPUT/shards/<key>)"
+    )
+
+
 def load_task(
     data: Path, task: str, max_docs: int | None
 ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
@@ -202,18 +220,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--data", default="../shared/data", help="folder holding retrieval/<task> (BEIR layout)"
-    )
-    parser.add_argument("--task", default="SciFact")
-    parser.add_argument("--model", default=None, help="default: the embedded LENS-MiniLM")
-    parser.add_argument(
-        "--instruction", default=NAMED_INSTRUCTIONS["fact_check"], help="the query instruction"
-    )
-    parser.add_argument("--output", default="results/bench-engine", help="embedding shards and report folder")
-    parser.add_argument(
-        "--shards", default=None, help="corpus embedding shards (default: OUTPUT/shards/<key>)"
-    )
+    add_task_arguments(parser, "results/bench-engine")
     parser.add_argument(
         "--max-docs",
         type=int,

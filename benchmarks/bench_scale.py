@@ -46,9 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_engine beside this script
 
-from bench_engine import load_task  # noqa: E402
-
-from lens_embed.prompts import NAMED_INSTRUCTIONS  # noqa: E402
+from bench_engine import add_task_arguments, load_task  # noqa: E402
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 DEFAULT_PRUNING = 256
@@ -452,14 +450,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default="../shared/data", help="folder holding retrieval/<task>")
-    parser.add_argument("--task", default="SciFact")
-    parser.add_argument("--model", default=None, help="default: the embedded default LENS model")
-    parser.add_argument("--instruction", default=NAMED_INSTRUCTIONS["fact_check"])
-    parser.add_argument("--output", default="results/bench-scale", help="embedding shards and report folder")
-    parser.add_argument(
-        "--shards", default=None, help="source document embeddings (default: OUTPUT/shards/<key>)"
-    )
+    add_task_arguments(parser, "results/bench-scale")  # the shards: the source documents' embeddings
     parser.add_argument(
         "--source-docs",
         type=int,

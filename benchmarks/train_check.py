@@ -42,15 +42,9 @@ from lens_embed import build_lens_model  # noqa: E402
 from lens_embed.training.config import TrainConfig  # noqa: E402
 from lens_embed.training.data import write_jsonl  # noqa: E402
 from lens_embed.training.trainer import LensTrainer, build_trainer, uses_gradient_checkpointing  # noqa: E402
-from tiny_models import build_decoder  # noqa: E402
+from tiny_models import TINY_SHAPES, build_decoder  # noqa: E402
 
-DECODER_SHAPES = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-)
+DECODER_SHAPES = tuple(TINY_SHAPES)  # the layer-shape keys of a scale
 SCALES: dict[str, dict[str, Any]] = {
     "small": {
         "hidden_size": 1024,
@@ -67,13 +61,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "group_size": 8,
         "learning_rate": 2e-4,
     },
-    # the tiny shapes of tests/tiny_models.build_decoder
     "tiny": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        **TINY_SHAPES,
         "clusters": 32,
         "max_seq_length": 64,
         "query_words": (3, 6),

@@ -262,7 +262,6 @@ class Backend(ABC):
         """The payload fields of every stored document, in the engine's order."""
         return (payload for payload, _ in self.records(fields, batch_size))
 
-    @abstractmethod
     def query(
         self,
         queries: Sequence[EngineQuery],
@@ -276,6 +275,26 @@ class Backend(ABC):
         """The ``limit`` best documents of every query, best first (``hnsw_ef``: the graph search's
         breadth; ``rescore``, ``oversampling``: a quantised collection's search, None for the engine's
         defaults)."""
+        if not queries:
+            return []
+        types = self._types()
+        quantization = (
+            types.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
+            if rescore is not None or oversampling is not None
+            else None
+        )
+        params = types.SearchParams(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
+        return self._query_batch(queries, limit, params)
+
+    @staticmethod
+    @abstractmethod
+    def _types() -> Any:
+        """The module of the engine's request types (``qdrant_edge`` or ``qdrant_client.models``: both
+        name ``SearchParams`` and ``QuantizationSearchParams`` alike)."""
+
+    @abstractmethod
+    def _query_batch(self, queries: Sequence[EngineQuery], limit: int, params: Any) -> list[list[Hit]]:
+        """:meth:`query` for a non-empty batch, with the search parameters already built."""
 
     @abstractmethod
     def optimize(self) -> None:
@@ -563,26 +582,15 @@ class EdgeBackend(Backend):
             limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=[DOC_ID]
         )
 
-    def query(
-        self,
-        queries: Sequence[EngineQuery],
-        limit: int,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        rescore: bool | None = None,
-        oversampling: float | None = None,
-    ) -> list[list[Hit]]:
+    @staticmethod
+    def _types() -> Any:
+        import qdrant_edge
+
+        return qdrant_edge
+
+    def _query_batch(self, queries: Sequence[EngineQuery], limit: int, params: Any) -> list[list[Hit]]:
         import qdrant_edge as qe
 
-        if not queries:
-            return []
-        quantization = (
-            qe.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
-            if rescore is not None or oversampling is not None
-            else None
-        )
-        params = qe.SearchParams(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
         request = qe.QueryBatchRequest([self._request(q, limit, params) for q in queries])
         with self._calls("the search"):
             results = self.shard.query_batch(request)
@@ -813,26 +821,13 @@ class ClientBackend(Backend):
             with_payload=[DOC_ID],
         )
 
-    def query(
-        self,
-        queries: Sequence[EngineQuery],
-        limit: int,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        rescore: bool | None = None,
-        oversampling: float | None = None,
-    ) -> list[list[Hit]]:
+    @staticmethod
+    def _types() -> Any:
         from qdrant_client import models
 
-        if not queries:
-            return []
-        quantization = (
-            models.QuantizationSearchParams(rescore=rescore, oversampling=oversampling)
-            if rescore is not None or oversampling is not None
-            else None
-        )
-        params = models.SearchParams(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
+        return models
+
+    def _query_batch(self, queries: Sequence[EngineQuery], limit: int, params: Any) -> list[list[Hit]]:
         with warnings.catch_warnings():
             # the in-memory stand-in is always exact and says so at every call; a cluster uses the flag
             warnings.filterwarnings("ignore", message="Local mode performs exact")

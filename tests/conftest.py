@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from tiny_models import build_decoder, write_released_checkpoint
+from tiny_models import WORDS, build_decoder, write_released_checkpoint
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,6 +81,45 @@ def benchmark_script() -> Callable[..., ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture(scope="module")
+def bench(benchmark_script: Callable[..., ModuleType], request: pytest.FixtureRequest) -> ModuleType:
+    """The benchmark script a test module is about, named by the module's ``BENCHMARK``."""
+    return benchmark_script(request.module.BENCHMARK)
+
+
+@pytest.fixture(scope="session")
+def retrieval_task() -> Callable[..., list[str]]:
+    """Write a tiny retrieval task in the BEIR layout the benchmark scripts read (``corpus.jsonl``,
+    ``queries.jsonl``, ``qrels/test.tsv``) under ``root/data/retrieval/<name>``; return the options that
+    point a benchmark script at it (``--data root/data --task <name>``).
+
+    Documents are titled and worded from :data:`WORDS` (``text(i)`` words document ``i``), query ``i`` pairs
+    two of them, and ``judged`` maps a query's number to the number of its one relevant document."""
+
+    def write(
+        root: Path,
+        name: str,
+        documents: int,
+        queries: int,
+        judged: dict[int, int],
+        text: Callable[[int], str] = lambda i: f"{WORDS[(3 * i) % 11]} {i}",
+    ) -> list[str]:
+        task = root / "data" / "retrieval" / name
+        (task / "qrels").mkdir(parents=True)
+        docs = [{"_id": f"d{i}", "title": WORDS[i % 11], "text": text(i)} for i in range(documents)]
+        (task / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+        rows = [
+            {"_id": f"q{i}", "text": f"a {WORDS[i]} by the {WORDS[(i + 4) % 11]}"} for i in range(queries)
+        ]
+        (task / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in rows))
+        (task / "qrels" / "test.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"q{q}\td{d}\t1\n" for q, d in judged.items())
+        )
+        return ["--data", str(root / "data"), "--task", name]
+
+    return write
 
 
 @pytest.fixture

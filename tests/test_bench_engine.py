@@ -10,48 +10,24 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
+from tiny_models import WORDS
+
+BENCHMARK = "bench_engine"  # the script under test, the `bench` fixture
 
 
 @pytest.fixture(scope="module")
-def bench(benchmark_script):
-    return benchmark_script("bench_engine")
-
-
-@pytest.fixture(scope="module")
-def report(bench, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
+def report(bench, retrieval_task, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("bench-engine")
-    task = root / "data" / "retrieval" / "Tiny"
-    (task / "qrels").mkdir(parents=True)
-    docs = [
-        {
-            "_id": f"d{i}",
-            "title": WORDS[i % 11],
-            "text": f"{WORDS[(3 * i) % 11]} near {WORDS[(7 * i) % 11]} {i}",
-        }
-        for i in range(300)
-    ]
-    (task / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    queries = [{"_id": f"q{i}", "text": f"a {WORDS[i]} by the {WORDS[(i + 4) % 11]}"} for i in range(11)]
-    (task / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (task / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{20 * i + 5}\t1\n" for i in range(10))
+    task = retrieval_task(
+        root,
+        "Tiny",
+        300,
+        11,
+        {i: 20 * i + 5 for i in range(10)},
+        text=lambda i: f"{WORDS[(3 * i) % 11]} near {WORDS[(7 * i) % 11]} {i}",
     )
     output = root / "out"
-    rows = bench.main(
-        [
-            "--data",
-            str(root / "data"),
-            "--task",
-            "Tiny",
-            "--model",
-            str(tiny_lens),
-            "--output",
-            str(output),
-            "--max-docs",
-            "250",
-        ]
-    )
+    rows = bench.main([*task, "--model", str(tiny_lens), "--output", str(output), "--max-docs", "250"])
     return rows, output
 
 

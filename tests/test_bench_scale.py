@@ -14,12 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
-
-
-@pytest.fixture(scope="module")
-def bench(benchmark_script):
-    return benchmark_script("bench_scale")
+BENCHMARK = "bench_scale"  # the script under test, the `bench` fixture
 
 
 def _source(n: int = 40, dim: int = 32) -> np.ndarray:
@@ -55,28 +50,11 @@ def test_a_synthetic_document_keeps_its_anchors_active_count_and_is_rebuilt_from
 
 
 @pytest.fixture(scope="module")
-def report(bench, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
+def report(bench, retrieval_task, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("bench-scale")
-    task = root / "data" / "retrieval" / "Tiny"
-    (task / "qrels").mkdir(parents=True)
-    docs = [{"_id": f"d{i}", "title": WORDS[i % 11], "text": f"{WORDS[(3 * i) % 11]} {i}"} for i in range(30)]
-    (task / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    queries = [{"_id": f"q{i}", "text": f"a {WORDS[i]} by the {WORDS[(i + 4) % 11]}"} for i in range(11)]
-    (task / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (task / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{2 * i}\t1\n" for i in range(11))
-    )
+    task = retrieval_task(root, "Tiny", 30, 11, {i: 2 * i for i in range(11)})
     output = root / "out"
-    argv = [
-        "--data",
-        str(root / "data"),
-        "--task",
-        "Tiny",
-        "--model",
-        str(tiny_lens),
-        "--output",
-        str(output),
-    ]
+    argv = [*task, "--model", str(tiny_lens), "--output", str(output)]
     result = bench.main([*argv, "--sizes", "150", "300", "--configs", *bench.CONFIGS, "--pruning", "4"])
     return result, output
 
@@ -103,19 +81,18 @@ def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vecto
             assert row["ram_bytes_per_doc"] < row["disk_bytes_per_doc"]
 
 
-def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_path):
+def _run_dense_exact(bench, sizes: list[int], workdir: Path, **limits):
+    """The script's ``run`` of the dense-exact configuration over :func:`_source` (three of its rows as
+    queries) at ``sizes``."""
     source = _source()
+    return bench.run(
+        source, source[:3], sizes, ["dense-exact"], workdir, model_name="m", clusters=None, **limits
+    )
+
+
+def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_path):
     with pytest.raises(MemoryError, match=r"dense-exact at N = 1,000,000 needs about 0\.2 GiB"):
-        bench.run(
-            source,
-            source[:3],
-            [1000, 1_000_000],
-            ["dense-exact"],
-            tmp_path,
-            model_name="m",
-            clusters=None,
-            available=2**20,
-        )
+        _run_dense_exact(bench, [1000, 1_000_000], tmp_path, available=2**20)
     assert list(tmp_path.iterdir()) == []  # nothing built
     need = bench.memory_plan({"x": bench_spec(dim=4000)}, [10, 1_000_000], active=3000.0)[0]
     assert need.bytes == 1_000_000 * 4000 * 4 * bench.MEMORY_OVERHEAD
@@ -139,17 +116,7 @@ def test_the_memory_estimate_counts_what_stays_in_ram(bench):
 
 
 def test_a_configuration_too_slow_for_its_next_size_is_stopped_saying_so(bench, tmp_path):
-    source = _source()
-    rows, stopped = bench.run(
-        source,
-        source[:3],
-        [100, 200],
-        ["dense-exact"],
-        tmp_path,
-        model_name="m",
-        clusters=None,
-        time_limit=0.0,
-    )
+    rows, stopped = _run_dense_exact(bench, [100, 200], tmp_path, time_limit=0.0)
     assert [row["n"] for row in rows] == [100]
     assert len(stopped) == 1 and stopped[0].startswith("dense-exact: stopped before N = 200: extrapolated")
 

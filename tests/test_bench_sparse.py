@@ -13,23 +13,17 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
+from tiny_models import WORDS
+
+BENCHMARK = "bench_sparse"  # the script under test, the `bench` fixture
 
 
 @pytest.fixture(scope="module")
-def report(benchmark_script, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
-    bench = benchmark_script("bench_sparse")
+def report(bench, retrieval_task, tiny_lens: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("bench-sparse")
-    task = root / "data" / "retrieval" / "SciFact"
-    (task / "qrels").mkdir(parents=True)
-    docs = [{"_id": f"d{i}", "title": WORDS[i % 11], "text": f"{WORDS[(3 * i) % 11]} {i}"} for i in range(60)]
-    (task / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    queries = [{"_id": f"q{i}", "text": f"a {WORDS[i]} by the {WORDS[(i + 4) % 11]}"} for i in range(6)]
-    (task / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (task / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{7 * i + 2}\t1\n" for i in range(6))
-    )
-    sts = root / "data" / "sts" / "TinySTS"
+    retrieval_task(root, "SciFact", 60, 6, {i: 7 * i + 2 for i in range(6)})  # the task this script reads
+    data = root / "data"
+    sts = data / "sts" / "TinySTS"
     sts.mkdir(parents=True)
     pairs = [
         {
@@ -41,7 +35,7 @@ def report(benchmark_script, tiny_lens: Path, tmp_path_factory: pytest.TempPathF
         for j in range(5)
     ]
     (sts / "test.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    banking = root / "data" / "classification" / "Banking77Classification"
+    banking = data / "classification" / "Banking77Classification"
     banking.mkdir(parents=True)
     for split, offset in (("train", 0), ("test", 5)):
         examples = [
@@ -51,7 +45,7 @@ def report(benchmark_script, tiny_lens: Path, tmp_path_factory: pytest.TempPathF
         ]
         (banking / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
     output = root / "out"
-    argv = ["--data", str(root / "data"), "--output", str(output), "--model", f"tiny={tiny_lens}"]
+    argv = ["--data", str(data), "--output", str(output), "--model", f"tiny={tiny_lens}"]
     rows = bench.main([*argv, "--max-docs", "50", "--levels", "8", "4", "--position-top-k", "1", "3"])
     return rows, output
 

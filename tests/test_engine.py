@@ -581,67 +581,40 @@ def _write_jsonl(path: Path, rows: dict[str, str]) -> Path:
     return path
 
 
-def test_index_and_search_commands_write_trec_and_json_runs(model, tiny_lens: Path, tmp_path: Path, capsys):
+def _in_engine(folder: Path) -> list[str]:
+    """The options that name collection ``docs`` in the in-process engine under ``folder/engine``."""
+    return ["--collection", "docs", "--path", str(folder / "engine")]
+
+
+@pytest.fixture
+def commands(tiny_lens: Path, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """``index`` of :data:`DOCS` and ``search`` of :data:`QUERIES` (written in ``tmp_path``) with the tiny
+    model, both naming collection ``docs`` in the in-process engine under ``tmp_path/engine``."""
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
-    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
-    index = [
-        "index",
-        str(tiny_lens),
-        str(corpus),
-        *target,
-        "--shards",
-        str(tmp_path / "shards"),
-        "--vectors",
-        "both",
-    ]
+    target = _in_engine(tmp_path)
+    return ["index", str(tiny_lens), str(corpus), *target], ["search", str(tiny_lens), str(queries), *target]
+
+
+def test_index_and_search_commands_write_trec_and_json_runs(model, commands, tmp_path: Path, capsys):
+    index, search = commands
+    index = [*index, "--shards", str(tmp_path / "shards"), "--vectors", "both"]
     assert main(index) == 0
     assert f"{len(DOCS)} documents ({len(DOCS)} uploaded now, 0 already there)" in capsys.readouterr().out
     assert main(index) == 0
     assert f"(0 uploaded now, {len(DOCS)} already there)" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "search",
-                str(tiny_lens),
-                str(queries),
-                *target,
-                "--top-k",
-                "5",
-                "--exact",
-                "--out",
-                str(tmp_path / "run.trec"),
-            ]
-        )
-        == 0
-    )
+    exact = [*search, "--top-k", "5", "--exact"]
+    assert main([*exact, "--out", str(tmp_path / "run.trec")]) == 0
     lines = [line.split(" ") for line in (tmp_path / "run.trec").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 15 and all(
         len(row) == 6 and row[1] == "Q0" and row[-1] == "lens-embed" for row in lines
     )
     assert [row[0] for row in lines] == [q for q in QUERIES for _ in range(5)]
     assert [int(row[3]) for row in lines] == [1, 2, 3, 4, 5] * 3 and all(row[2] in DOCS for row in lines)
-    assert (
-        main(
-            [
-                "search",
-                str(tiny_lens),
-                str(queries),
-                *target,
-                "--top-k",
-                "5",
-                "--exact",
-                "--using",
-                "sparse",
-                "--out",
-                str(tmp_path / "run.json"),
-            ]
-        )
-        == 0
-    )
+    assert main([*exact, "--using", "sparse", "--out", str(tmp_path / "run.json")]) == 0
     results = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     _assert_exact_ranking(results, _exact(model), top_k=5)
-    assert main(["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "run.json")]) == 2
+    assert main([*search, "--out", str(tmp_path / "run.json")]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
@@ -660,24 +633,8 @@ def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: 
         "encode_document",
         lambda model, texts, **kw: encoded.append(len(texts)) or real(model, texts, **kw),
     )
-    assert (
-        main(
-            [
-                "index",
-                str(tiny_lens),
-                str(corpus),
-                "--collection",
-                "docs",
-                "--path",
-                str(tmp_path / "engine"),
-                "--shards",
-                str(shards),
-                "--shard-size",
-                "10",
-            ]
-        )
-        == 0
-    )
+    index = ["index", str(tiny_lens), str(corpus), *_in_engine(tmp_path), "--shards", str(shards)]
+    assert main([*index, "--shard-size", "10"]) == 0
     assert f"({len(DOCS)} uploaded now" in capsys.readouterr().out
     assert set(encoded) == {1}  # only the one-text probes that identify the model: no document embedded again
 
@@ -687,14 +644,7 @@ def test_the_index_command_refuses_duplicate_ids_and_another_configuration(
 ):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "a", "text": "fox"}\n{"_id": "a", "text": "dog"}\n', encoding="utf-8")
-    target = [
-        "--collection",
-        "docs",
-        "--path",
-        str(tmp_path / "engine"),
-        "--shards",
-        str(tmp_path / "shards"),
-    ]
+    target = [*_in_engine(tmp_path), "--shards", str(tmp_path / "shards")]
     assert main(["index", str(tiny_lens), str(corpus), *target]) == 2
     assert (
         "lens-embed index: error: " in (err := capsys.readouterr().err)
@@ -752,19 +702,8 @@ def test_index_under_torchrun_embeds_on_two_ranks_and_uploads_once(
     model, tiny_lens: Path, tmp_path: Path, torchrun
 ):
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
-    result = torchrun(
-        "index",
-        str(tiny_lens),
-        str(corpus),
-        "--collection",
-        "docs",
-        "--path",
-        str(tmp_path / "engine"),
-        "--shards",
-        str(tmp_path / "shards"),
-        "--shard-size",
-        "10",
-    )
+    shards = ["--shards", str(tmp_path / "shards"), "--shard-size", "10"]
+    result = torchrun("index", str(tiny_lens), str(corpus), *_in_engine(tmp_path), *shards)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
         result.stdout.count("uploaded now") == 1 and len(list((tmp_path / "shards").glob("shard_*.npy"))) == 5
@@ -1030,17 +969,12 @@ def test_a_top_k_beyond_what_the_engine_takes_is_refused_when_parsed(tmp_path: P
 
 
 def test_a_collection_in_use_is_refused_before_the_model_loads(
-    model, tiny_lens, tmp_path, no_model_load, capsys
+    model, commands, tmp_path, no_model_load, capsys
 ):
-    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
-    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
-    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+    index, search = commands
     with EdgeBackend(tmp_path / "engine", "docs") as holder:
         _index(model, holder)
-        for argv in (
-            ["index", str(tiny_lens), str(corpus), *target],
-            ["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "r.trec")],
-        ):
+        for argv in (index, [*search, "--out", str(tmp_path / "r.trec")]):
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert f"engine/docs is in use by another lens-embed process (pid {os.getpid()})" in err, err
@@ -1054,9 +988,9 @@ def test_read_only_places_are_refused_before_the_model_loads(tiny_lens, tmp_path
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     try:
-        target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+        target = _in_engine(tmp_path)
         for argv in (
-            ["index", str(tiny_lens), str(corpus), "--collection", "docs", "--path", str(locked / "engine")],
+            ["index", str(tiny_lens), str(corpus), *_in_engine(locked)],
             ["index", str(tiny_lens), str(corpus), *target, "--shards", str(locked / "shards")],
             ["search", str(tiny_lens), str(queries), *target, "--out", str(locked / "r.trec")],
         ):
@@ -1067,17 +1001,15 @@ def test_read_only_places_are_refused_before_the_model_loads(tiny_lens, tmp_path
 
 
 def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loads(
-    model, tiny_lens, tmp_path, no_model_load, capsys
+    model, commands, tmp_path, no_model_load, capsys
 ):
-    corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
-    queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
-    target = ["--collection", "docs", "--path", str(tmp_path / "engine")]
+    index, search = commands
     with EdgeBackend(tmp_path / "engine", "docs") as backend:
         _index(model, backend)  # no quantisation
-    search = ["search", str(tiny_lens), str(queries), *target, "--out", str(tmp_path / "r.trec")]
+    search = [*search, "--out", str(tmp_path / "r.trec")]
     for argv, refusal in [
         (
-            ["index", str(tiny_lens), str(corpus), *target, "--vectors", "sparse", "--quantization", "int8"],
+            [*index, "--vectors", "sparse", "--quantization", "int8"],
             "quantization 'int8' applies to dense vectors",
         ),
         ([*search, "--oversampling", "2"], "--oversampling applies to a quantised collection"),
@@ -1087,7 +1019,7 @@ def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loa
         assert refusal in capsys.readouterr().err
     for argv, refusal in [
         ([*search, "--oversampling", "0.5"], "argument --oversampling: must be a finite number >= 1.0"),
-        (["index", str(tiny_lens), str(corpus), *target, "--quantization", "int4"], "invalid choice: 'int4'"),
+        ([*index, "--quantization", "int4"], "invalid choice: 'int4'"),
     ]:
         with pytest.raises(SystemExit) as exited:
             main(argv)

@@ -178,13 +178,21 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_write_and_a_live_write
     )
 
 
-def test_a_target_moved_aside_by_a_killed_replacement_is_put_back(tmp_path):
+def _replace_interrupted(target: Path) -> None:
+    """Another replacement of ``target``, interrupted in turn."""
+    with pytest.raises(RuntimeError), staged_directory(target, replace=True):
+        raise RuntimeError("interrupted again")
+
+
+@pytest.mark.parametrize(
+    "comes_next", [_replace_interrupted, recover_replaced], ids=["another replacement", "a reader"]
+)
+def test_a_target_moved_aside_by_a_killed_replacement_is_put_back(tmp_path, comes_next):
     target = tmp_path / "model"
     aside = tmp_path / ".model.old-0123abcd" / "old"
     aside.mkdir(parents=True)
     (aside / "weights").write_text("previous")
-    with pytest.raises(RuntimeError), staged_directory(target, replace=True):
-        raise RuntimeError("interrupted again")
+    comes_next(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (target / "weights").read_text() == "previous"
 
@@ -367,13 +375,3 @@ def test_a_replaced_folder_is_never_absent(tmp_path, monkeypatch):
     assert (
         sorted(p.name for p in tmp_path.iterdir()) == ["model"] and (target / "weights").read_text() == "new"
     )
-
-
-def test_a_reader_puts_back_a_target_a_killed_replacement_moved_aside(tmp_path):
-    target = tmp_path / "model"
-    aside = tmp_path / ".model.old-0123abcd" / "old"
-    aside.mkdir(parents=True)
-    (aside / "weights").write_text("previous")
-    recover_replaced(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert (target / "weights").read_text() == "previous"

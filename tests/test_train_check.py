@@ -12,21 +12,18 @@ import math
 import pytest
 import torch
 
-
-@pytest.fixture(scope="module")
-def check(benchmark_script):
-    return benchmark_script("train_check")
+BENCHMARK = "train_check"  # the script under test, the `bench` fixture
 
 
 @pytest.fixture(scope="module")
-def report_file(check, tmp_path_factory):
+def report_file(bench, tmp_path_factory):
     # One thread: the tiny model gains nothing from more, and on a busy 2-core box the threads'
     # spinning makes each small matmul ~50x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("train-check") / "report.json"
     try:
-        check.main(["--scale", "tiny", "--precision", "fp32", "--json", str(out)])
+        bench.main(["--scale", "tiny", "--precision", "fp32", "--json", str(out)])
     finally:
         torch.set_num_threads(threads)
     return out
@@ -65,26 +62,26 @@ def test_the_loss_goes_down(report):
     assert report["fixed_batch_loss_after"] < 0.5 * report["fixed_batch_loss_before"]
 
 
-def test_loss_summary_never_overlaps_its_windows(check):
-    summary = check.loss_summary([{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}, {"train_runtime": 1.0}])
+def test_loss_summary_never_overlaps_its_windows(bench):
+    summary = bench.loss_summary([{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}, {"train_runtime": 1.0}])
     assert (summary["first_losses"], summary["last_losses"], summary["loss_went_down"]) == (
         [3.0],
         [1.0],
         True,
     )
     with pytest.raises(RuntimeError, match="at least 2"):
-        check.loss_summary([{"loss": 1.0}])
+        bench.loss_summary([{"loss": 1.0}])
 
 
-def test_synthetic_positives_hold_their_query_words(check):
-    rows = check.synthetic_rows(6, 3, (2, 4), (5, 9), seed=0)
-    assert rows == check.synthetic_rows(6, 3, (2, 4), (5, 9), seed=0)
+def test_synthetic_positives_hold_their_query_words(bench):
+    rows = bench.synthetic_rows(6, 3, (2, 4), (5, 9), seed=0)
+    assert rows == bench.synthetic_rows(6, 3, (2, 4), (5, 9), seed=0)
     for row in rows:
         assert set(row["query"].split()) <= set(row["pos"][0].split())
         assert len(row["neg"]) == 2 and row["pos"][0] not in row["neg"]
         assert row["type"] == "retrieval" and row["prompt"]
 
 
-def test_markdown_row_names_the_device(check, report):
-    table = check.markdown(report)
+def test_markdown_row_names_the_device(bench, report):
+    table = bench.markdown(report)
     assert f"device: {report['device']}" in table and f"| 12 x 8 x 4 | {report['tokens']} |" in table

@@ -35,7 +35,20 @@ CORPUS = [
     "a man is playing a guitar on the street while people watch",
 ] * 20
 
+# The words of the tiny retrieval and STS tasks the benchmark scripts are tested on.
+WORDS = ["fox", "dog", "bank", "guitar", "river", "market", "storm", "garden", "violin", "harbour", "zebra"]
+
 RELEASED_K = 24
+
+# The tiny decoder's layer shapes: build_decoder's (at its default hidden size), the released-layout
+# checkpoint's, and benchmarks/train_check.py's "tiny" scale.
+TINY_SHAPES = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 ARCHITECTURES = {
     "mistral": (MistralConfig, MistralForCausalLM),
@@ -81,11 +94,9 @@ def build_decoder(
     config = config_cls(
         **{
             "vocab_size": len(tokenizer),
+            **TINY_SHAPES,
             "hidden_size": hidden_size,
             "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
             "max_position_embeddings": 512,
             **shape,
         },
@@ -138,15 +149,7 @@ def write_released_checkpoint(directory: Path, tokenizer_dir: Path | None = None
     else:
         shutil.copytree(tokenizer_dir, directory)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = MistralConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-    )
+    config = MistralConfig(vocab_size=len(tokenizer), **TINY_SHAPES, tie_word_embeddings=False)
     torch.manual_seed(1)
     MistralForCausalLM(config).save_pretrained(directory)
     if tokenizer_dir is None:

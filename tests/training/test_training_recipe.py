@@ -118,22 +118,25 @@ def _bge_layout(root: Path) -> Path:
     return root
 
 
+def _bge_config(tiny_lens: Path, folder: Path, **options) -> TrainConfig:
+    """A small run of the tiny model on a BGE-layout folder written under ``folder`` (output there too)."""
+    return TrainConfig(
+        model=str(tiny_lens),
+        data=[str(_bge_layout(folder / "bge"))],
+        output=str(folder / "out"),
+        batch_size=4,
+        symmetric_batch_size=2,
+        group_size=3,
+        report_to=[],
+        **options,
+    )
+
+
 @pytest.fixture
 def bge_trainer(tiny_lens: Path, tmp_path: Path):
     from lens_embed.training.trainer import build_trainer
 
-    config = TrainConfig(
-        model=str(tiny_lens),
-        data=[str(_bge_layout(tmp_path / "bge"))],
-        output=str(tmp_path / "out"),
-        batch_size=4,
-        symmetric_batch_size=2,
-        group_size=3,
-        max_steps=2,
-        warmup_steps=0,
-        report_to=[],
-    )
-    return build_trainer(config)
+    return build_trainer(_bge_config(tiny_lens, tmp_path, max_steps=2, warmup_steps=0))
 
 
 RETRIEVAL, CLASSES, STS = (
@@ -163,18 +166,7 @@ def test_distillation_only_on_in_batch_tasks(bge_trainer, tiny_lens: Path, tmp_p
         bge_trainer.loss[CLASSES].distill_weight == 0.0
         and "scores" not in bge_trainer.train_dataset[CLASSES].column_names
     )
-    every = build_trainer(
-        TrainConfig(
-            model=str(tiny_lens),
-            data=[str(_bge_layout(tmp_path / "bge2"))],
-            output=str(tmp_path / "out2"),
-            batch_size=4,
-            symmetric_batch_size=2,
-            group_size=3,
-            report_to=[],
-            distill_tasks="all",
-        )
-    )
+    every = build_trainer(_bge_config(tiny_lens, tmp_path / "every", distill_tasks="all"))
     assert every.loss[CLASSES].distill_weight == 1.0 and "scores" in every.train_dataset[CLASSES].column_names
 
 
