@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from lens_embed.commands import main
+from lens_embed.commands import main, serving_verbs
 from lens_embed.engine import (
     RRF_K,
     ClientBackend,
@@ -852,13 +852,13 @@ def test_an_upload_the_disk_cannot_hold_is_refused_saying_what_it_needs(model, t
 
 @pytest.fixture
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a model fails the test: what these refuse must be found before it."""
-    import lens_embed.loading
+    """Loading a model fails the test: what these refuse must be found before it. Patched where the verbs
+    call it (the verbs' module binds the loader when it is imported)."""
 
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded before the check")
 
-    monkeypatch.setattr(lens_embed.loading, "load_lens_model", load)
+    monkeypatch.setattr(serving_verbs, "load_lens_model", load)
 
 
 def _bad_place_cases(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
