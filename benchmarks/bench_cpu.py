@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lens_embed.defaults import EXPORT_FILES, minilm_path
-from lens_embed.embedded import default_model_path
-from lens_embed.export import export_model
-from lens_embed.loading import load_lens_model
-from lens_embed.model import LensSentenceTransformer, encode
+from lens_embed.base.defaults import EXPORT_FILES, minilm_path
+from lens_embed.models.embedded import default_model_path
+from lens_embed.models.export import export_model
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import LensSentenceTransformer, encode
 
 STS_INSTRUCTION = "Retrieve semantically similar text"
 VARIANTS: list[tuple[str, str, str | None]] = [

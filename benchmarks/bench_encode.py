@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from lens_embed.pooling import masked_max_logits
+from lens_embed.models.pooling import masked_max_logits
 
 BATCH, SEQ, HIDDEN, K = 32, 512, 1024, 8000
 
@@ -77,7 +77,7 @@ def head_overhead(
     from sentence_transformers import SentenceTransformer
 
     from lens_embed import encode, load_lens_model
-    from lens_embed.defaults import minilm_path
+    from lens_embed.base.defaults import minilm_path
 
     lens = load_lens_model(model_path)
     dense = SentenceTransformer(str(minilm_path()))

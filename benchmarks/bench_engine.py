@@ -1,8 +1,8 @@
 """The Qdrant engine rows: memory per million documents, recall@10 against exact search, nDCG@10, ms per
 query.
 
-Every configuration is a collection of the in-process engine (``lens_embed.engine.EdgeBackend``),
-filled and searched through the package's own path (``lens_embed.serving.upload_vectors`` and
+Every configuration is a collection of the in-process engine (``lens_embed.serving.engine.EdgeBackend``),
+filled and searched through the package's own path (``lens_embed.serving.collections.upload_vectors`` and
 ``engine_queries``) from the same corpus embeddings: dense float32 / float16, exact and HNSW; the
 active dimensions as sparse vectors, all of them and pruned to the top 512 / 256 / 128 / 64 per
 document (queries unpruned); LENS + BM25 fused by the engine (hybrid). Memory is what the
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lens_embed.prompts import NAMED_INSTRUCTIONS
+from lens_embed.base.prompts import NAMED_INSTRUCTIONS
 
 # (label, collection options, search options)
 CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -75,8 +75,8 @@ def load_task(
     With ``max_docs``, every judged document (corpus order) and then the others (corpus order) up to that
     many: a smaller corpus on which nDCG still means something (it is easier than the whole one).
     """
+    from lens_embed.base.inputs import read_documents
     from lens_embed.evaluation.offline import read_qrels
-    from lens_embed.inputs import read_documents
 
     folder = data / "retrieval" / task
     documents = read_documents(folder / "corpus.jsonl")
@@ -129,9 +129,9 @@ def measure(
     configs: list[tuple[str, dict[str, Any], dict[str, Any]]] | None = None,
 ) -> list[dict[str, object]]:
     """One row per configuration (default: :data:`CONFIGS`), each a collection of its own in ``workdir``."""
-    from lens_embed.engine import BM25, DENSE, SPARSE, EdgeBackend
-    from lens_embed.retrieval import normalized
-    from lens_embed.serving import CollectionSpec, engine_queries, open_collection, upload_vectors
+    from lens_embed.serving.collections import CollectionSpec, engine_queries, open_collection, upload_vectors
+    from lens_embed.serving.engine import BM25, DENSE, SPARSE, EdgeBackend
+    from lens_embed.serving.retrieval import normalized
 
     exact_scores = normalized(queries) @ normalized(docs).T
     tenth = np.sort(exact_scores, axis=1)[:, -top_k]
@@ -229,10 +229,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     )
     args = parser.parse_args(argv)
     from lens_embed import default_model_path
-    from lens_embed.corpus import encode_corpus
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import encode
-    from lens_embed.retrieval import corpus_key
+    from lens_embed.models.loading import load_lens_model
+    from lens_embed.models.model import encode
+    from lens_embed.serving.corpus import encode_corpus
+    from lens_embed.serving.retrieval import corpus_key
 
     documents, queries, qrels = load_task(Path(args.data), args.task, args.max_docs)
     model_path = args.model or str(default_model_path())

@@ -9,7 +9,7 @@ Three pipelines embed the same texts (short instructed queries, 30-200-token pas
 (b) ``lens-embed``: the library as a user gets it: the backbone loaded with its defaults, the
     router ``lens_embed.encode`` (sentence-transformers sorts by length), batch size 32;
 (c) ``lens-embed-best``: half precision (bf16), SDPA (or flash_attention_2 when installed),
-    token-budget batches (``lens_embed.batching.encode_bucketed``), the chunked head.
+    token-budget batches (``lens_embed.models.batching.encode_bucketed``), the chunked head.
 
 Reported per pipeline: tokens/s (real tokens, no padding), MFU (model FLOPs from the layer
 shapes over the real tokens, divided by the card's dense bf16 peak), peak GPU memory, time to
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION, QUERY_TOKEN, query_prompt
+from lens_embed.base.prompts import DEFAULT_QUERY_INSTRUCTION, QUERY_TOKEN, query_prompt
 
 VOCAB = 32003  # Mistral's 32000 + <instruct>, <query>, <response>
 SHAPES = {
@@ -76,7 +76,7 @@ def synthetic_tokenizer(directory: Path):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from lens_embed.backbone import prepare_tokenizer
+    from lens_embed.models.backbone import prepare_tokenizer
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"w{i}": i for i in range(3, VOCAB - 3)}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -97,7 +97,7 @@ def write_random_backbone(directory: Path, shape: dict[str, int], layers: int | 
     """A bidirectional Mistral of the given shape with random bf16 weights, saved with its tokenizer."""
     from transformers import MistralConfig, MistralModel
 
-    from lens_embed.backbone import make_bidirectional
+    from lens_embed.models.backbone import make_bidirectional
 
     config = MistralConfig(
         vocab_size=VOCAB,
@@ -218,9 +218,9 @@ def lens_pipeline(
     max_length: int,
 ) -> tuple[Callable, Callable]:
     """(load, embed) for lens-embed's modules: defaults (as is) or tuned (dtype, attention, token budget)."""
-    from lens_embed.batching import encode_bucketed
-    from lens_embed.build import assemble_lens_model, load_backbone
-    from lens_embed.model import encode
+    from lens_embed.models.batching import encode_bucketed
+    from lens_embed.models.build import assemble_lens_model, load_backbone
+    from lens_embed.models.model import encode
     from lens_embed.modules import LexiconPooling
 
     state: dict[str, object] = {}

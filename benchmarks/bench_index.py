@@ -1,6 +1,6 @@
 """Index memory against recall: every index kind on SciFact embedded by the embedded default model.
 
-For each kind (``lens_embed.retrieval.INDEX_KINDS``, PQ at a few code sizes) this reports the
+For each kind (``lens_embed.serving.retrieval.INDEX_KINDS``, PQ at a few code sizes) this reports the
 memory per million documents (serialized bytes added per document, times 10^6, plus the fixed
 part: codebooks, rotation, coarse centroids), recall@10 against exact inner-product search
 over the same vectors, and build and search times. Corpus embeddings are cached in resumable
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lens_embed.base.prompts import NAMED_INSTRUCTIONS
 from lens_embed.evaluation.offline import read_jsonl
-from lens_embed.prompts import NAMED_INSTRUCTIONS
 
 # (label, kind, options): the code sizes are bytes per document of the PQ codes.
 CONFIGS = [
@@ -46,9 +46,9 @@ def embed(
     model_path: str, corpus: list[str], queries: list[str], cache: Path, max_docs: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corpus embeddings from resumable 1000-document shards (only those covering the first ``max_docs``)."""
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import encode
-    from lens_embed.retrieval import ShardStore, corpus_key
+    from lens_embed.models.loading import load_lens_model
+    from lens_embed.models.model import encode
+    from lens_embed.serving.retrieval import ShardStore, corpus_key
 
     model = load_lens_model(model_path)
     key = corpus_key(model, corpus)
@@ -64,7 +64,7 @@ def embed(
 
 
 def measure(docs: np.ndarray, queries: np.ndarray, top_k: int = 10) -> list[dict[str, object]]:
-    from lens_embed.retrieval import build_index, index_memory, normalized, search
+    from lens_embed.serving.retrieval import build_index, index_memory, normalized, search
 
     docs, queries = normalized(docs), normalized(queries)
     exact = search(build_index(docs, "flat"), queries, top_k, show_progress=False)[1]

@@ -14,15 +14,16 @@ real profile (a blend of 2-3 real ones). Any document is rebuilt from its number
 is held in memory. Queries are the task's real test queries, embedded with their instruction.
 
 Every configuration (:data:`CONFIGS`) is a collection filled through the package's own path
-(``lens_embed.serving.upload_vectors``): build time is the upload with the engine's optimisation (graph,
-quantisation, sparse index). Disk per document is the allocated blocks of the collection's segments less an
-empty collection's; RAM per document is the part of them the engine holds in memory by its configuration
-(everything but the payload storage, which the engine keeps on disk by default, and the full vectors of an
-``on_disk`` collection): the placement the engine is told, read from the files, not the process's resident
-size. Search: one query per request, the process pinned to one CPU core; recall@10 counts a hit when its exact
-score reaches the exact 10th score. A configuration whose next size would take longer than ``--time-limit``
-(extrapolated from the sizes measured with their fitted growth exponent) is stopped, saying so; a run whose
-largest collection would not fit in the memory available is refused before it starts, saying what it needs.
+(``lens_embed.serving.collections.upload_vectors``): build time is the upload with the engine's optimisation
+(graph, quantisation, sparse index). Disk per document is the allocated blocks of the collection's segments
+less an empty collection's; RAM per document is the part of them the engine holds in memory by its
+configuration (everything but the payload storage, which the engine keeps on disk by default, and the full
+vectors of an ``on_disk`` collection): the placement the engine is told, read from the files, not the
+process's resident size. Search: one query per request, the process pinned to one CPU core; recall@10 counts
+a hit when its exact score reaches the exact 10th score. A configuration whose next size would take longer
+than ``--time-limit`` (extrapolated from the sizes measured with their fitted growth exponent) is stopped,
+saying so; a run whose largest collection would not fit in the memory available is refused before it starts,
+saying what it needs.
 
     make bench-scale                      # N = 10k, 100k, 1M
     make bench-scale SCALE_SIZES="2000 5000" SCALE_ARGS="--max-queries 100"   # a quick check
@@ -101,7 +102,7 @@ class SyntheticCorpus:
     ``corpus[rows]`` is a float32 array, as ``upload_vectors`` reads an embedding matrix."""
 
     def __init__(self, source: np.ndarray, n: int, seed: int = 0) -> None:
-        from lens_embed.retrieval import normalized
+        from lens_embed.serving.retrieval import normalized
 
         if len(source) < 3:
             raise ValueError("the synthetic corpus mixes 2-3 distinct source documents: give at least 3")
@@ -156,7 +157,7 @@ def resident_bytes(spec: Any, active: float) -> float:
     """The in-RAM bytes of one document of a collection of ``spec`` whose documents have ``active`` active
     dimensions on average (the vectors the engine holds in memory: the memory check's estimate, before any
     is built; a sparse entry is 8 bytes in the storage and 8 in the index)."""
-    from lens_embed.engine import quantized_bytes
+    from lens_embed.serving.engine import quantized_bytes
 
     full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
     sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
@@ -244,8 +245,8 @@ def measure_one(
     model_name: str,
     clusters: int | None,
 ) -> dict[str, Any]:
-    from lens_embed.engine import EdgeBackend
-    from lens_embed.serving import CollectionSpec, engine_queries, open_collection, upload_vectors
+    from lens_embed.serving.collections import CollectionSpec, engine_queries, open_collection, upload_vectors
+    from lens_embed.serving.engine import EdgeBackend
 
     label, options, search = config
     spec = CollectionSpec(
@@ -406,8 +407,8 @@ def run(
     seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every configuration at every size (smallest first); returns the rows and the configurations stopped."""
-    from lens_embed.retrieval import normalized
-    from lens_embed.serving import CollectionSpec
+    from lens_embed.serving.collections import CollectionSpec
+    from lens_embed.serving.retrieval import normalized
 
     table = configs(pruning, oversampling)
     unknown = sorted(set(names) - set(table))
@@ -473,10 +474,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from lens_embed import default_model_path
-    from lens_embed.corpus import encode_corpus
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import LensSentenceTransformer, encode
-    from lens_embed.retrieval import corpus_key
+    from lens_embed.models.loading import load_lens_model
+    from lens_embed.models.model import LensSentenceTransformer, encode
+    from lens_embed.serving.corpus import encode_corpus
+    from lens_embed.serving.retrieval import corpus_key
 
     documents, queries, _ = load_task(Path(args.data), args.task, args.source_docs)
     model_path = args.model or str(default_model_path())

@@ -11,7 +11,7 @@ For each model given (``--model LABEL=PATH``, several) the rows are:
   (``--position-top-k``, for the models named by ``--position-top-k-models``, default all): each pooled
   position keeps its k largest cluster logits before the max, documents and queries alike; no re-save.
 
-Every row measures, on the embedded engine (``lens_embed.engine.EdgeBackend`` through
+Every row measures, on the embedded engine (``lens_embed.serving.engine.EdgeBackend`` through
 ``bench_engine.measure``, sparse vectors searched exactly):
 
 * active dimensions per document and per query: mean and 90th percentile (after pruning);
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_engine beside 
 
 from bench_engine import load_task, measure  # noqa: E402
 
-from lens_embed.prompts import NAMED_INSTRUCTIONS  # noqa: E402
+from lens_embed.base.prompts import NAMED_INSTRUCTIONS  # noqa: E402
 
 LEVELS = (512, 256, 128, 64)
 STS_INSTRUCTION = "Retrieve semantically similar text."  # the authors' instruction of every STS task
@@ -115,7 +115,7 @@ def sts_pairs(
 
 def pruned(vectors: np.ndarray, level: int | None, lexicon_dims: int) -> np.ndarray:
     """The vectors as the engine prunes them: each row's ``level`` largest lexicon weights (None: all)."""
-    from lens_embed.pooling import keep_max_active_dims
+    from lens_embed.models.pooling import keep_max_active_dims
 
     return vectors if level is None else keep_max_active_dims(vectors, level, lexicon_dims)
 
@@ -142,10 +142,10 @@ def sts_scores(
 
 def sts_vectors(model: Any, tasks: dict[str, Any], folder: Path) -> dict[str, np.ndarray]:
     """The model's embedding of every unique STS sentence (an instructed query), computed once per model,
-    pooling and sentence set (the file is named by :func:`lens_embed.retrieval.corpus_key`)."""
-    from lens_embed.model import encode
-    from lens_embed.retrieval import corpus_key
-    from lens_embed.storage import atomic_write
+    pooling and sentence set (the file is named by :func:`lens_embed.serving.retrieval.corpus_key`)."""
+    from lens_embed.base.storage import atomic_write
+    from lens_embed.models.model import encode
+    from lens_embed.serving.retrieval import corpus_key
 
     texts = sorted({text for first, second, _ in tasks.values() for text in (*first, *second)})
     path = folder / f"sts-{corpus_key(model, texts, query=True, instruction=STS_INSTRUCTION)}.npy"
@@ -175,8 +175,8 @@ def classification_scores(
     from lens_embed.evaluation.encoders import LoadedModelEncoder, build_model_meta
     from lens_embed.evaluation.offline import offline_tasks
     from lens_embed.evaluation.results import model_revision
-    from lens_embed.model import LensSentenceTransformer
-    from lens_embed.retrieval import fingerprint
+    from lens_embed.models.model import LensSentenceTransformer
+    from lens_embed.serving.retrieval import fingerprint
 
     seen: dict[tuple[Any, ...], np.ndarray] = {}  # this pooling's unpruned vectors, by texts and side
 
@@ -221,9 +221,9 @@ def measure_pooling(
     label: str, path: str, model: Any, rows: list[Row], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     """The rows of one model under one pooling: embed once, then measure each row."""
-    from lens_embed.corpus import encode_corpus
-    from lens_embed.model import LensSentenceTransformer, encode
-    from lens_embed.retrieval import corpus_key
+    from lens_embed.models.model import LensSentenceTransformer, encode
+    from lens_embed.serving.corpus import encode_corpus
+    from lens_embed.serving.retrieval import corpus_key
 
     output = Path(args.output) / label
     output.mkdir(parents=True, exist_ok=True)
@@ -282,8 +282,8 @@ def measure_pooling(
 
 def measure_model(label: str, path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every row of one model: its own pooling first, then each per-position k on the loaded model."""
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import LensSentenceTransformer
+    from lens_embed.models.loading import load_lens_model
+    from lens_embed.models.model import LensSentenceTransformer
 
     model = load_lens_model(path, device="cpu")
     top_k = tuple(args.position_top_k) if label in (args.position_top_k_models or [label]) else ()
@@ -304,7 +304,7 @@ def measure_model(label: str, path: str, args: argparse.Namespace) -> list[dict[
 
 def default_models() -> list[str]:
     """The untrained LENS-MiniLM and the trained embedded default, as LABEL=PATH."""
-    from lens_embed.embedded import default_model_path, untrained_default_path
+    from lens_embed.models.embedded import default_model_path, untrained_default_path
 
     return [f"untrained={untrained_default_path()}", f"default={default_model_path()}"]
 
@@ -332,7 +332,7 @@ def markdown(rows: list[dict[str, Any]], n_docs: int | None) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
     """The options, and the models as (label, path); a bad option exits 2 before anything loads."""
-    from lens_embed.cli_args import positive_int
+    from lens_embed.base.cli_args import positive_int
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

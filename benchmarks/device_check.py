@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from lens_embed import build_lens_model, encode, load_lens_model  # noqa: E402
-from lens_embed.clustering import faiss_kmeans, lloyd_kmeans, nearest_centroid  # noqa: E402
+from lens_embed.models.clustering import faiss_kmeans, lloyd_kmeans, nearest_centroid  # noqa: E402
 from tiny_models import build_decoder  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

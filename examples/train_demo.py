@@ -21,15 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lens_embed.build import save_staged
-from lens_embed.cli_args import bounded_int, non_negative_int, positive_float, positive_int
-from lens_embed.defaults import minilm_path
-from lens_embed.embedded import untrained_default_path
+from lens_embed.base.cli_args import bounded_int, non_negative_int, positive_float, positive_int
+from lens_embed.base.defaults import minilm_path
 from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.reports import write_report
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
-from lens_embed.loading import load_lens_model
+from lens_embed.models.build import save_staged
+from lens_embed.models.embedded import untrained_default_path
+from lens_embed.models.loading import load_lens_model
 from lens_embed.training.config import Recipe, TrainConfig
 from lens_embed.training.default_recipe import training_config
 from lens_embed.training.negatives import mine_negatives

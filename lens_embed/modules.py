@@ -4,8 +4,8 @@ Both follow the library's ``Module`` contract (``forward``, ``save``, ``load``, 
 so a LENS model is saved with ``model.save()`` and loaded with
 ``SentenceTransformer(path, trust_remote_code=True)``; the flag is needed because the classes
 live outside sentence-transformers' namespace. A LENS model's SparseEncoder folder
-(:mod:`lens_embed.sparse`) is ``[LensSparseTransformer, LexiconPooling]``: the same modules, the first one
-naming output dimensions by their clusters (:class:`ClusterVocabulary`).
+(:mod:`lens_embed.models.sparse`) is ``[LensSparseTransformer, LexiconPooling]``: the same modules, the first
+one naming output dimensions by their clusters (:class:`ClusterVocabulary`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.base.modules import Module, Transformer
 
-from lens_embed.pooling import (
+from lens_embed.base.prompts import QUERY_TOKEN, SIDES, lone_surrogate
+from lens_embed.base.vocabulary import DENSE_POOLING_MODES
+from lens_embed.models.pooling import (
     checked_position_top_k,
     dense_embedding,
     keep_max_active_dims,
@@ -31,8 +33,6 @@ from lens_embed.pooling import (
     pooling_mask,
     query_start,
 )
-from lens_embed.prompts import QUERY_TOKEN, SIDES, lone_surrogate
-from lens_embed.vocabulary import DENSE_POOLING_MODES
 
 DENSE_MODES = (None, *DENSE_POOLING_MODES)
 HEAD_FILES = ("model.safetensors", "pytorch_model.bin")  # what Module.load_torch_weights reads, in its order
@@ -51,10 +51,10 @@ def unshare_files(folder: str) -> None:
     """Give each file directly in ``folder`` that has other hard links a private copy before a module saves
     into it.
 
-    A LENS folder and its SparseEncoder folder share their files by hard links (:mod:`lens_embed.sparse`);
-    transformers and safetensors rewrite a file in place, which would write through into the other
-    folder. Each module calls this on its own folder first, so saving either model never changes the
-    other. Files with one link (every ordinary folder) are left as they are.
+    A LENS folder and its SparseEncoder folder share their files by hard links
+    (:mod:`lens_embed.models.sparse`); transformers and safetensors rewrite a file in place, which would
+    write through into the other folder. Each module calls this on its own folder first, so saving either
+    model never changes the other. Files with one link (every ordinary folder) are left as they are.
     """
     if not os.path.isdir(folder):
         return
@@ -371,11 +371,11 @@ class LexiconPooling(Module):
 
     ``forward(features, max_active_dims=N)`` (sentence-transformers passes it from ``encode``, as this
     module's ``forward_kwargs`` declare) keeps each vector's N largest lexicon weights
-    (:func:`lens_embed.pooling.keep_max_active_dims`, for inference: the result is detached).
+    (:func:`lens_embed.models.pooling.keep_max_active_dims`, for inference: the result is detached).
 
     ``topk_temperature`` is a training-time attribute, never saved: with ``position_top_k`` set and
     gradients on in training mode, the top-k passes a straight-through gradient at that temperature
-    (:func:`lens_embed.pooling.straight_through_top_k`); None (the default) passes it through the kept
+    (:func:`lens_embed.models.pooling.straight_through_top_k`); None (the default) passes it through the kept
     logits only. It never changes the embeddings' values.
     """
 

@@ -17,44 +17,41 @@ REPO = PACKAGE.parent
 # or at run time) only modules of its own layer or of a layer below. A name ending in "." stands for every
 # module of that package. The docs' Architecture page (docs/architecture.md) draws the same layers.
 LAYERS: list[tuple[str, ...]] = [
-    # 0. light (no torch): constants, files, the input format; the package faces resolve their names lazily
+    # 0. base/, light (no torch): constants, files, the input format, options; the package faces resolve their
+    #    names lazily
+    ("lens_embed", "lens_embed.evaluation", "lens_embed.training", "lens_embed.base", "lens_embed.base."),
+    # 1. models/, the pieces: backbone preparation and weight files, clustering, the pooling equation, what a
+    #    folder asks to run
     (
-        "lens_embed",
-        "lens_embed.evaluation",
-        "lens_embed.training",
-        "lens_embed.lazy",
-        "lens_embed.defaults",
-        "lens_embed.storage",
-        "lens_embed.prompts",
-        "lens_embed.citation",
-        "lens_embed.cli_args",
-        "lens_embed.optional",
-        "lens_embed.options",
-        "lens_embed.inputs",
-        "lens_embed.vocabulary",
+        "lens_embed.models",
+        "lens_embed.models.backbone",
+        "lens_embed.models.clustering",
+        "lens_embed.models.pooling",
+        "lens_embed.models.safety",
     ),
-    # 1. the pieces: backbone preparation and weight files, clustering, the pooling equation,
-    #    what a folder asks to run
-    ("lens_embed.backbone", "lens_embed.clustering", "lens_embed.pooling", "lens_embed.safety"),
-    # 2. the sentence-transformers modules (their source becomes modeling_lens.py)
+    # 2. the sentence-transformers modules (their source becomes modeling_lens.py; saved folders name
+    #    lens_embed.modules, so it stays at the top of the package)
     ("lens_embed.modules",),
-    # 3. the saved folder, on plain data: the generated modeling file, the card
-    ("lens_embed.portable", "lens_embed.card"),
-    # 4. the one LENS model class, the one router, the facts of a model object
-    ("lens_embed.model",),
-    # 5. making models
-    ("lens_embed.build", "lens_embed.convert", "lens_embed.embedded", "lens_embed.exported"),
-    # 6. the one loader and its checks (a released name is converted once: above convert)
-    ("lens_embed.loading",),
-    # 7. using models
+    # 3. models/, the saved folder, on plain data: the generated modeling file, the card
+    ("lens_embed.models.portable", "lens_embed.models.card"),
+    # 4. models/, the one LENS model class, the one router, the facts of a model object
+    ("lens_embed.models.model",),
+    # 5. models/, making models
     (
-        "lens_embed.batching",
-        "lens_embed.retrieval",
-        "lens_embed.corpus",
-        "lens_embed.engine",
+        "lens_embed.models.build",
+        "lens_embed.models.convert",
+        "lens_embed.models.embedded",
+        "lens_embed.models.exported",
+    ),
+    # 6. models/, the one loader and its checks (a released name is converted once: above convert)
+    ("lens_embed.models.loading",),
+    # 7. using models: models/ (batching, the SparseEncoder folder, exports) and serving/ (search and serving)
+    (
+        "lens_embed.models.batching",
+        "lens_embed.models.sparse",
+        "lens_embed.models.export",
         "lens_embed.serving",
-        "lens_embed.sparse",
-        "lens_embed.export",
+        "lens_embed.serving.",
     ),
     # 8. evaluation and training (neither imports the other)
     ("lens_embed.evaluation.", "lens_embed.training."),
@@ -141,8 +138,8 @@ def heavy_modules_after(code: str) -> list[str]:
 def test_importing_the_package_loads_neither_torch_nor_sentence_transformers():
     assert (
         heavy_modules_after(
-            "import lens_embed, lens_embed.defaults, lens_embed.storage, "
-            "lens_embed.safety, lens_embed.inputs\n"
+            "import lens_embed, lens_embed.base.defaults, lens_embed.base.storage, "
+            "lens_embed.models.safety, lens_embed.base.inputs\n"
             "assert callable(lens_embed.__getattr__) and 'load_lens_model' in dir(lens_embed)"
         )
         == []
@@ -153,8 +150,8 @@ def test_reading_what_a_folder_asks_to_run_loads_neither_torch_nor_sentence_tran
     """safety reads JSON only; the package's own classes are the caller's argument, not an import of it."""
     assert (
         heavy_modules_after(
-            "from lens_embed.defaults import minilm_path\n"
-            "from lens_embed.safety import code_references\n"
+            "from lens_embed.base.defaults import minilm_path\n"
+            "from lens_embed.models.safety import code_references\n"
             "assert code_references(minilm_path(), ()) == []"
         )
         == []

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModel
 
 from lens_embed import build_lens_model, encode, load_lens_model
-from lens_embed.backbone import appends_eos, prepare_tokenizer
+from lens_embed.models.backbone import appends_eos, prepare_tokenizer
 from tiny_models import build_decoder, build_tokenizer
 
 
@@ -84,7 +84,7 @@ def test_builds_from_the_real_minilm(minilm_path, tmp_path):
 def test_vocabulary_matrix_is_the_untied_lm_head_from_safetensors_or_bin(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from lens_embed.backbone import vocabulary_matrix
+    from lens_embed.models.backbone import vocabulary_matrix
 
     base = build_decoder(tmp_path / "st", "mistral")
     causal = AutoModelForCausalLM.from_pretrained(base)

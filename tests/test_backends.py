@@ -15,10 +15,10 @@ from interrupted import cli_env, has_file, kill_when, run_cli
 from safetensors.torch import load_file, save_file
 
 from lens_embed.commands import main
-from lens_embed.export import export_model
-from lens_embed.exported import ExportError
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
+from lens_embed.models.export import export_model
+from lens_embed.models.exported import ExportError
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
 from tiny_models import build_encoder
 
 TEXTS = [
@@ -193,8 +193,8 @@ def test_cli_backend_misuse_exits_2_in_one_line(argv, tmp_path, capsys, monkeypa
 def test_a_missing_runtime_names_its_extra(onnx_copy):
     code = (
         "import sys; sys.modules['onnxruntime'] = sys.modules['openvino'] = None\n"
-        "from lens_embed.loading import load_lens_model\n"
-        "from lens_embed.export import export_model\n"
+        "from lens_embed.models.loading import load_lens_model\n"
+        "from lens_embed.models.export import export_model\n"
         f"for run in (lambda: load_lens_model({str(onnx_copy)!r}, backend='onnx'),\n"
         f"            lambda: export_model({str(onnx_copy)!r}, 'openvino')):\n"
         "    try:\n        run()\n"

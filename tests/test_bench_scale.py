@@ -99,7 +99,7 @@ def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_pa
 
 
 def bench_spec(**options):
-    from lens_embed.serving import CollectionSpec
+    from lens_embed.serving.collections import CollectionSpec
 
     return CollectionSpec(model_name="m", model_key="k", **options)
 

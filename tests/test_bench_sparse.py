@@ -83,7 +83,7 @@ def test_a_per_position_row_scores_as_the_model_saved_with_that_k(report, tiny_l
     model's own after set-pooling, through the same script."""
     import shutil
 
-    from lens_embed.build import set_position_top_k
+    from lens_embed.models.build import set_position_top_k
 
     rows, output = report
     saved = Path(shutil.copytree(tiny_lens, tmp_path / "k3"))

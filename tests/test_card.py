@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from lens_embed.card import CARD_FILE, write_card
-from lens_embed.citation import LENS_CITATION
+from lens_embed.base.citation import LENS_CITATION
 from lens_embed.commands import main
 from lens_embed.evaluation.data import DataDirError, resolve_data_dir
 from lens_embed.evaluation.results import load_eval_rows, model_revision
+from lens_embed.models.card import CARD_FILE, write_card
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from lens_embed.base.options import keywords
 from lens_embed.commands import build_parser, main, parse
-from lens_embed.options import keywords
 
 
 def test_build_encode_info_explain(tiny_mistral, tmp_path, capsys):
@@ -165,7 +165,7 @@ def test_bad_jsonl_lines_are_named_by_file_and_line(tiny_lens, tmp_path, capsys,
 
 
 def test_text_files_split_on_newlines_only(tmp_path):
-    from lens_embed.inputs import read_texts
+    from lens_embed.base.inputs import read_texts
 
     texts = tmp_path / "texts.txt"
     texts.write_bytes("one\u2028still one\r\ntwo\n\nfour".encode())

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lens_embed.clustering import assign_to_centroids, kmeans_vocabulary, lloyd_kmeans
+from lens_embed.models.clustering import assign_to_centroids, kmeans_vocabulary, lloyd_kmeans
 
 
 def planted(n_per: int = 40, k: int = 4, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

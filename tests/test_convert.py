@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lens_embed.convert import CheckpointError, convert_checkpoint, read_head
+from lens_embed.models.convert import CheckpointError, convert_checkpoint, read_head
 
 
 def copy_of(released: Path, tmp_path: Path) -> Path:
@@ -91,7 +91,8 @@ def test_missing_source_directory_is_clear(tmp_path):
 
 
 def test_released_names_load_through_the_converter_not_as_raw_mistral(released, tmp_path, monkeypatch):
-    from lens_embed import convert, load_lens_model
+    from lens_embed import load_lens_model
+    from lens_embed.models import convert
 
     monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(convert, "resolve_checkpoint", lambda name: released)

@@ -11,8 +11,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from lens_embed import LensSentenceTransformer, encode, load_lens_model
-from lens_embed.corpus import MERGED_NAME, encode_corpus
-from lens_embed.retrieval import DenseRetriever, corpus_key
+from lens_embed.serving.corpus import MERGED_NAME, encode_corpus
+from lens_embed.serving.retrieval import DenseRetriever, corpus_key
 
 TEXTS = [
     f"document {i}: the quick brown fox jumps over {i % 5} lazy dogs" + " again" * (i % 7) for i in range(11)

@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lens_embed import encode, load_lens_model
-from lens_embed.backbone import CheckpointError
 from lens_embed.commands import main
-from lens_embed.convert import convert_checkpoint
+from lens_embed.models.backbone import CheckpointError
+from lens_embed.models.convert import convert_checkpoint
 
 HEAD = "1_LexiconPooling"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.citation import LENS_CITATION
+from lens_embed.base.citation import LENS_CITATION
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

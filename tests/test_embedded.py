@@ -16,8 +16,9 @@ import torch
 from safetensors import safe_open
 
 import lens_embed
-from lens_embed import embedded
-from lens_embed.embedded import (
+from lens_embed.base.storage import MANIFEST_FILE
+from lens_embed.models import embedded
+from lens_embed.models.embedded import (
     PARAMETERS_FILE,
     PARAMETERS_SHA256,
     PROVENANCE_FILE,
@@ -30,8 +31,7 @@ from lens_embed.embedded import (
     read_parameters,
     write_parameters,
 )
-from lens_embed.loading import load_lens_model
-from lens_embed.storage import MANIFEST_FILE
+from lens_embed.models.loading import load_lens_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,7 +184,7 @@ def test_a_damaged_default_entry_is_assembled_again_saying_why(tmp_path, caplog)
     ]
     # every use: the sizes and the head's hash
     flip_last_byte(entry / "1_LexiconPooling" / "model.safetensors")
-    with caplog.at_level(logging.WARNING, logger="lens_embed.storage"):
+    with caplog.at_level(logging.WARNING, logger="lens_embed.base.storage"):
         assert lens_embed.default_model_path(cache=tmp_path / "cache") == entry
     assert [r.getMessage() for r in caplog.records] == [
         f"rebuilding {entry}: 1_LexiconPooling/model.safetensors changed since it was written (SHA-256)"

@@ -21,8 +21,20 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from lens_embed.base.inputs import read_documents
 from lens_embed.commands import main, serving_verbs
-from lens_embed.engine import (
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
+from lens_embed.serving.collections import (
+    engine_queries,
+    index_corpus,
+    recorded_spec,
+    search_collection,
+    sparse_rows,
+    upload_vectors,
+    write_run,
+)
+from lens_embed.serving.engine import (
     RRF_K,
     ClientBackend,
     EdgeBackend,
@@ -31,18 +43,6 @@ from lens_embed.engine import (
     EngineQuery,
     Layout,
     point_id,
-)
-from lens_embed.inputs import read_documents
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
-from lens_embed.serving import (
-    engine_queries,
-    index_corpus,
-    recorded_spec,
-    search_collection,
-    sparse_rows,
-    upload_vectors,
-    write_run,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ QUERIES = {"q1": "a fox by the river", "q2": "music on a violin", "q3": "zebra"}
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Default shard folders go to the test's own cache, never the user's."""
-    from lens_embed.storage import CACHE_ENV
+    from lens_embed.base.storage import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
 
@@ -153,7 +153,7 @@ def test_float16_storage_keeps_the_ranking_to_float16_precision(model, open_back
 
 
 def test_the_collection_records_model_k_side_and_pruning(model, open_backend):
-    from lens_embed.retrieval import model_key
+    from lens_embed.serving.retrieval import model_key
 
     backend = open_backend()
     _index(model, backend, model_name="tiny-lens", vectors="sparse", max_active_dims=4)
@@ -173,7 +173,7 @@ def test_pruning_keeps_the_largest_magnitudes_ties_to_the_lower_index():
 
 
 def test_pruned_sparse_search_scores_the_pruned_documents(model, open_backend):
-    from lens_embed.retrieval import normalized
+    from lens_embed.serving.retrieval import normalized
 
     backend = open_backend()
     _index(model, backend, vectors="sparse", max_active_dims=3)
@@ -433,7 +433,7 @@ def test_point_ids_are_uuids_derived_from_document_ids():
 def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
     from qdrant_client import models
 
-    from lens_embed.engine import EngineTarget
+    from lens_embed.serving.engine import EngineTarget
 
     backend = EngineTarget(url=":memory:", shard_number=3, replication_factor=2).open("docs")
     created: list[dict] = []
@@ -509,9 +509,9 @@ def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(
 ):
     script = f"""
 import os, signal
-from lens_embed.engine import EdgeBackend
-from lens_embed.loading import load_lens_model
-from lens_embed.serving import index_corpus
+from lens_embed.serving.engine import EdgeBackend
+from lens_embed.models.loading import load_lens_model
+from lens_embed.serving.collections import index_corpus
 backend = EdgeBackend({str(tmp_path)!r}, "docs")
 real, batches = backend.upsert, []
 def upsert(points):
@@ -619,7 +619,7 @@ def test_index_and_search_commands_write_trec_and_json_runs(model, commands, tmp
 
 
 def test_index_reuses_the_shards_encode_corpus_wrote(tiny_lens: Path, tmp_path: Path, monkeypatch, capsys):
-    from lens_embed.model import LensSentenceTransformer
+    from lens_embed.models.model import LensSentenceTransformer
 
     corpus = _write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     shards = tmp_path / "shards"
@@ -720,7 +720,7 @@ _WRITER = """
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from lens_embed.engine import EdgeBackend, EnginePoint, Layout
+from lens_embed.serving.engine import EdgeBackend, EnginePoint, Layout
 folder, rounds = Path(sys.argv[1]), int(sys.argv[2])
 backend = EdgeBackend(folder, "c")
 backend.create(Layout(dim=8, hnsw_m=0), {"format": 1})
@@ -739,7 +739,7 @@ print(json.dumps(sent))
 _OPENER = """
 import sys, time
 from pathlib import Path
-from lens_embed.engine import EdgeBackend, EngineError
+from lens_embed.serving.engine import EdgeBackend, EngineError
 folder = Path(sys.argv[1])
 while not (folder / "GO").exists():
     time.sleep(0.001)
@@ -959,7 +959,7 @@ def test_index_and_search_refuse_unusable_places_before_the_model_loads(
 
 
 def test_a_top_k_beyond_what_the_engine_takes_is_refused_when_parsed(tmp_path: Path, capsys):
-    from lens_embed.defaults import MAX_TOP_K
+    from lens_embed.base.defaults import MAX_TOP_K
 
     queries = _write_jsonl(tmp_path / "queries.jsonl", QUERIES)
     argv = ["search", "model", str(queries), "--collection", "docs", "--out", str(tmp_path / "r.trec")]

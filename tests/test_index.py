@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lens_embed.retrieval import (
+from lens_embed.serving.retrieval import (
     INDEX_KINDS,
     build_index,
     index_bytes,

@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lens_embed import backbone, encode, load_lens_model
-from lens_embed.backbone import CheckpointError
+from lens_embed import encode, load_lens_model
 from lens_embed.commands import build_parser, main
-from lens_embed.safety import UntrustedCodeError
+from lens_embed.models import backbone
+from lens_embed.models.backbone import CheckpointError
+from lens_embed.models.safety import UntrustedCodeError
 
 
 def edit_json(path: Path, **entries) -> None:

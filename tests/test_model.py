@@ -7,7 +7,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from lens_embed import build_lens_model, encode, load_lens_model, query_prompt
-from lens_embed.prompts import NAMED_INSTRUCTIONS
+from lens_embed.base.prompts import NAMED_INSTRUCTIONS
 
 TEXTS = ["what is rba", "the quick brown fox jumps over the lazy dog", "fox", ""]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lens_embed.optional import MissingExtraError, require
+from lens_embed.base.optional import MissingExtraError, require
 
 
 def test_an_installed_module_of_an_extra_is_returned():
@@ -46,7 +46,7 @@ def test_lora_without_peft_names_the_train_extra(tmp_path):
         ("air_benchmark", "import lens_embed.evaluation.leaderboard.airbench", "airbench"),
         (
             "qdrant_client",
-            "from lens_embed.engine import ClientBackend; ClientBackend.connect(':memory:', 'c')",
+            "from lens_embed.serving.engine import ClientBackend; ClientBackend.connect(':memory:', 'c')",
             "cluster",
         ),
     ],

@@ -18,7 +18,7 @@ from sentence_transformers import SentenceTransformer
 from transformers import MistralConfig, MistralForCausalLM
 
 from lens_embed import query_prompt
-from lens_embed.convert import convert_checkpoint
+from lens_embed.models.convert import convert_checkpoint
 from tiny_models import RELEASED_K, authors_tokenizer
 
 K = RELEASED_K

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from lens_embed import pooling
-from lens_embed.pooling import (
+from lens_embed.models import pooling
+from lens_embed.models.pooling import (
     dense_embedding,
     lexicon_activation,
     lexicon_embedding,

@@ -17,10 +17,17 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from lens_embed import load_lens_model, portable
-from lens_embed.model import encode
-from lens_embed.portable import MODELING_FILE, _source_order, known_digests, modeling_digest, modeling_source
-from lens_embed.safety import UntrustedCodeError
+from lens_embed import load_lens_model
+from lens_embed.models import portable
+from lens_embed.models.model import encode
+from lens_embed.models.portable import (
+    MODELING_FILE,
+    _source_order,
+    known_digests,
+    modeling_digest,
+    modeling_source,
+)
+from lens_embed.models.safety import UntrustedCodeError
 
 TEXTS = [
     "what is the reserve bank of australia",
@@ -232,7 +239,7 @@ def test_code_that_cannot_travel_is_refused_when_generating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "lazy_lens_module.py").write_text(
-        "def query_token():\n    from lens_embed.prompts import QUERY_TOKEN\n    return QUERY_TOKEN\n"
+        "def query_token():\n    from lens_embed.base.prompts import QUERY_TOKEN\n    return QUERY_TOKEN\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ImportError, match="lazy_lens_module:2: imports lens-embed inside a function"):

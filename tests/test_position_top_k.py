@@ -12,16 +12,16 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer, SparseEncoder
 
-from lens_embed.build import build_lens_model, set_position_top_k
 from lens_embed.commands import main
-from lens_embed.convert import convert_checkpoint
-from lens_embed.engine import EdgeBackend
 from lens_embed.evaluation.results import model_revision
-from lens_embed.loading import load_lens_model
-from lens_embed.model import LensSentenceTransformer, encode
-from lens_embed.retrieval import corpus_key
-from lens_embed.serving import index_corpus, search_collection
-from lens_embed.sparse import write_sparse_encoder
+from lens_embed.models.build import build_lens_model, set_position_top_k
+from lens_embed.models.convert import convert_checkpoint
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import LensSentenceTransformer, encode
+from lens_embed.models.sparse import write_sparse_encoder
+from lens_embed.serving.collections import index_corpus, search_collection
+from lens_embed.serving.engine import EdgeBackend
+from lens_embed.serving.retrieval import corpus_key
 
 K = 16  # the tiny LENS model's clusters
 TEXTS = [

@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer, SparseEncoder
 
 from lens_embed import LensSentenceTransformer, encode, load_lens_model
 from lens_embed.commands import main
-from lens_embed.pooling import keep_max_active_dims
+from lens_embed.models.pooling import keep_max_active_dims
 
 SETTINGS_FILE = "config_sentence_transformers.json"
 TEXTS = ["the quick brown fox jumps over the lazy dog", "what is the reserve bank of australia", "fox", ""]

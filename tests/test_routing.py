@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from lens_embed import batching, build_lens_model, encode, load_lens_model, query_prompt
-from lens_embed.model import side_prompt
+from lens_embed import build_lens_model, encode, load_lens_model, query_prompt
+from lens_embed.models import batching
+from lens_embed.models.model import side_prompt
 from lens_embed.modules import QUERY_MARKER
 
 INSTRUCTION = "Find passages."

@@ -19,12 +19,12 @@ from huggingface_hub import ModelCard
 from sentence_transformers import SentenceTransformer, SparseEncoder
 from sentence_transformers.sparse_encoder.modules import SparseAutoEncoder
 
-from lens_embed.card import Provenance, render_card
 from lens_embed.commands import main
-from lens_embed.loading import load_lens_model
+from lens_embed.models.card import Provenance, render_card
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.portable import MODELING_FILE, modeling_source
+from lens_embed.models.sparse import cluster_names, write_sparse_encoder
 from lens_embed.modules import CLUSTER_NAMES_FILE
-from lens_embed.portable import MODELING_FILE, modeling_source
-from lens_embed.sparse import cluster_names, write_sparse_encoder
 from tiny_models import CORPUS
 
 K = 16  # the tiny LENS model's clusters

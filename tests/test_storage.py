@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lens_embed.convert import convert_checkpoint
-from lens_embed.portable import own_code_types
-from lens_embed.safety import code_references
-from lens_embed.storage import (
+from lens_embed.base.storage import (
     MANIFEST_FILE,
     atomic_write,
     cached_directory,
@@ -32,6 +29,9 @@ from lens_embed.storage import (
     staged_directory,
     write_manifest,
 )
+from lens_embed.models.convert import convert_checkpoint
+from lens_embed.models.portable import own_code_types
+from lens_embed.models.safety import code_references
 from tiny_models import offline_hub_with_release
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_two_processes_loading_one_released_name_into_an_empty_cache_both_succee
 
 HOLD_STAGING = """
 import sys
-from lens_embed.storage import staged_directory
+from lens_embed.base.storage import staged_directory
 with staged_directory(sys.argv[1]) as staging:
     (staging / "part").write_text("half")
     print(staging, flush=True)
@@ -285,7 +285,7 @@ def test_a_damaged_cache_entry_is_produced_again_saying_why(tmp_path, caplog, da
     entry = cached_directory(target, produce_entry, problem=manifest_problem)
     assert manifest_problem(entry) is None and manifest_problem(entry, full=True) is None
     damage(entry)
-    with caplog.at_level(logging.WARNING, logger="lens_embed.storage"):
+    with caplog.at_level(logging.WARNING, logger="lens_embed.base.storage"):
         assert cached_directory(target, produce_entry, problem=manifest_problem) == entry
     assert len(caplog.records) == 1 and re.match(
         rf"rebuilding {entry}: {reason}", caplog.records[0].getMessage()

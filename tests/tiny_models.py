@@ -21,7 +21,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from lens_embed.prompts import SPECIAL_TOKENS
+from lens_embed.base.prompts import SPECIAL_TOKENS
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",

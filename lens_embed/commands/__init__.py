@@ -1,8 +1,8 @@
 """The ``lens-embed`` command, the package's top layer: thin verbs over the Python API.
 
 Every verb is a :class:`~lens_embed.commands.verb.Verb` of one group; its options are one dataclass
-(:mod:`lens_embed.options`) declared in the group's light ``*_options`` module, and the function that runs
-it lives in the group's runner module, imported only when one of its verbs runs: building the parser
+(:mod:`lens_embed.base.options`) declared in the group's light ``*_options`` module, and the function that
+runs it lives in the group's runner module, imported only when one of its verbs runs: building the parser
 (``lens-embed --help``) loads nothing heavy. Every verb's user errors are reported by :func:`main` in one
 format, ``lens-embed VERB: error: MESSAGE``, with exit code 2 and no traceback.
 """
@@ -15,10 +15,10 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from lens_embed.base.options import add_arguments, from_namespace, outputs
+from lens_embed.base.storage import check_writable
 from lens_embed.commands import evaluation_options, model_options, serving_options, training_options
 from lens_embed.commands.verb import Verb
-from lens_embed.options import add_arguments, from_namespace, outputs
-from lens_embed.storage import check_writable
 
 # The verb groups, in the order ``--help`` lists them: (name, the light module declaring their VERBS).
 GROUPS: tuple[tuple[str, Any], ...] = (

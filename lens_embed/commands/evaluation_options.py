@@ -12,23 +12,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lens_embed.cli_args import (
+from lens_embed.base.cli_args import (
     ClusterOptions,
     LoadOptions,
     bounded_float,
     non_negative_float,
     positive_int,
 )
-from lens_embed.commands.verb import Verb
-from lens_embed.defaults import (
+from lens_embed.base.defaults import (
     AIRBENCH_VERSION,
     BASELINE_CHOICES,
     COMPARE_REFERENCE,
     COMPARE_TOLERANCE,
     DTYPES,
 )
-from lens_embed.options import check_values, option
-from lens_embed.vocabulary import INDEX_KINDS, QUANTIZATIONS
+from lens_embed.base.options import check_values, option
+from lens_embed.base.vocabulary import INDEX_KINDS, QUANTIZATIONS
+from lens_embed.commands.verb import Verb
 
 DEFAULT_OUTPUT = "results"
 ENGINES = ("mteb", "qdrant")

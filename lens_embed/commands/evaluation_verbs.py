@@ -11,7 +11,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lens_embed.cli_args import api_key, backend_options
+from lens_embed.base.cli_args import api_key, backend_options
+from lens_embed.base.options import keywords
+from lens_embed.base.storage import is_released_name
 from lens_embed.commands.evaluation_options import (
     AirbenchOptions,
     CheckHarnessOptions,
@@ -23,7 +25,6 @@ from lens_embed.commands.evaluation_options import (
     SubmitKitOptions,
     split_names,
 )
-from lens_embed.engine import EngineTarget
 from lens_embed.evaluation.data import resolve_data_dir
 from lens_embed.evaluation.encoders import evaluation_dtype
 from lens_embed.evaluation.leaderboard.compare import write_comparison
@@ -42,10 +43,9 @@ from lens_embed.evaluation.reports import write_report
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs, result_folder
 from lens_embed.evaluation.search import QdrantSearchIndex
 from lens_embed.evaluation.tasks import resolve_tasks
-from lens_embed.loading import load_lens_model
-from lens_embed.options import keywords
-from lens_embed.retrieval import DenseRetriever
-from lens_embed.storage import is_released_name
+from lens_embed.models.loading import load_lens_model
+from lens_embed.serving.engine import EngineTarget
+from lens_embed.serving.retrieval import DenseRetriever
 
 
 def model_loading(options: RunOptions, dtype: str | None = None) -> ModelLoading:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lens_embed.cli_args import (
+from lens_embed.base.cli_args import (
     LoadOptions,
     PrecisionOptions,
     QueryOptions,
@@ -16,16 +16,16 @@ from lens_embed.cli_args import (
     positive_int,
     top_k_or_none,
 )
-from lens_embed.commands.verb import Verb
-from lens_embed.defaults import (
+from lens_embed.base.defaults import (
     BACKENDS,
     CLUSTER_NAME_TOKENS,
     DEFAULT_CLUSTERS,
     DEFAULT_MAX_SEQ_LENGTH,
     EXPORT_QUANTIZATIONS,
 )
-from lens_embed.options import option
-from lens_embed.vocabulary import DENSE_POOLING_MODES
+from lens_embed.base.options import option
+from lens_embed.base.vocabulary import DENSE_POOLING_MODES
+from lens_embed.commands.verb import Verb
 
 EXPORT_BACKENDS = BACKENDS[1:]
 """The backends a model is exported for (torch runs the saved weights)."""

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lens_embed.backbone import is_bidirectional
-from lens_embed.build import build_lens_model, set_position_top_k
-from lens_embed.card import write_card
+from lens_embed.base.defaults import DEFAULT_CLUSTERS, minilm_path
+from lens_embed.base.inputs import read_texts
+from lens_embed.base.options import keywords
+from lens_embed.base.storage import atomic_write, refuse_overlap
 from lens_embed.commands.model_options import (
     BuildOptions,
     CardOptions,
@@ -23,17 +24,16 @@ from lens_embed.commands.model_options import (
     SetPoolingOptions,
     SparseEncoderOptions,
 )
-from lens_embed.convert import convert_checkpoint
-from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
-from lens_embed.embedded import default_model_path, untrained_default_path
 from lens_embed.evaluation.results import load_eval_rows, model_revision
-from lens_embed.export import export_model
-from lens_embed.inputs import read_texts
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
-from lens_embed.options import keywords
-from lens_embed.sparse import write_sparse_encoder
-from lens_embed.storage import atomic_write, refuse_overlap
+from lens_embed.models.backbone import is_bidirectional
+from lens_embed.models.build import build_lens_model, set_position_top_k
+from lens_embed.models.card import write_card
+from lens_embed.models.convert import convert_checkpoint
+from lens_embed.models.embedded import default_model_path, untrained_default_path
+from lens_embed.models.export import export_model
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
+from lens_embed.models.sparse import write_sparse_encoder
 
 
 def run_build(options: BuildOptions) -> None:
@@ -63,7 +63,8 @@ def run_set_pooling(options: SetPoolingOptions) -> None:
 
 
 def save_array(array: np.ndarray, path: str | Path, overwrite: bool) -> None:
-    """Write a ``.npy`` file atomically (:func:`lens_embed.storage.atomic_write`), with the usual file mode.
+    """Write a ``.npy`` file atomically (:func:`lens_embed.base.storage.atomic_write`), with the usual file
+    mode.
 
     Args:
         array: what to save.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lens_embed.cli_args import (
+from lens_embed.base.cli_args import (
     ClusterOptions,
     InstructionOptions,
     LoadOptions,
@@ -17,10 +17,10 @@ from lens_embed.cli_args import (
     non_negative_int,
     positive_int,
 )
+from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M, MAX_TOP_K
+from lens_embed.base.options import option
+from lens_embed.base.vocabulary import DENSE_DTYPES, QUANTIZATIONS, USING_CHOICES, VECTOR_CHOICES
 from lens_embed.commands.verb import Verb
-from lens_embed.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M, MAX_TOP_K
-from lens_embed.options import option
-from lens_embed.vocabulary import DENSE_DTYPES, QUANTIZATIONS, USING_CHOICES, VECTOR_CHOICES
 
 
 @dataclass(kw_only=True)

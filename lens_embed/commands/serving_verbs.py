@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lens_embed.cli_args import api_key
+from lens_embed.base.cli_args import api_key
+from lens_embed.base.inputs import read_documents, read_texts
+from lens_embed.base.options import keywords
+from lens_embed.base.storage import cache_dir, check_output_file, check_writable_folder, refuse_overlap
 from lens_embed.commands.serving_options import (
     CollectionOptions,
     EncodeCorpusOptions,
     IndexOptions,
     SearchOptions,
 )
-from lens_embed.corpus import distributed_context, encode_corpus, load_for_rank, rank_zero
-from lens_embed.engine import Backend, EngineTarget, check_quantization
-from lens_embed.inputs import read_documents, read_texts
-from lens_embed.loading import load_lens_model
-from lens_embed.options import keywords
-from lens_embed.serving import (
+from lens_embed.models.loading import load_lens_model
+from lens_embed.serving.collections import (
     CollectionSpec,
     check_quantized_search,
     check_trec_ids,
@@ -26,7 +25,8 @@ from lens_embed.serving import (
     search_collection,
     write_run,
 )
-from lens_embed.storage import cache_dir, check_output_file, check_writable_folder, refuse_overlap
+from lens_embed.serving.corpus import distributed_context, encode_corpus, load_for_rank, rank_zero
+from lens_embed.serving.engine import Backend, EngineTarget, check_quantization
 
 
 def run_encode_corpus(options: EncodeCorpusOptions) -> int:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lens_embed.cli_args import positive_int
+from lens_embed.base.cli_args import positive_int
+from lens_embed.base.options import check_values, keywords, option
 from lens_embed.commands.verb import Verb
-from lens_embed.options import check_values, keywords, option
 from lens_embed.training.config import MINING_METHODS, Recipe, TrainConfig
 
 BASE_KINDS = ("lens", "dense")

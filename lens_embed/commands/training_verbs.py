@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lens_embed.base.options import keywords
 from lens_embed.commands.training_options import MineOptions, TrainDefaultOptions
-from lens_embed.options import keywords
 from lens_embed.training import default_recipe
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.negatives import mine_negatives

@@ -16,7 +16,7 @@ class Verb:
     Attributes:
         name: as typed (``encode-corpus``).
         help: one line for the verb list.
-        options: the dataclass of its options (:mod:`lens_embed.options`); None for a group of sub-verbs.
+        options: the dataclass of its options (:mod:`lens_embed.base.options`); None for a group of sub-verbs.
         run: the name of the function in its group's runner module that takes the options instance and
             returns an exit code (None: 0).
         verbs: the sub-verbs (``evaluate offline``).

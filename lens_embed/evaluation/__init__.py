@@ -12,7 +12,7 @@ files, the card's rows), ``search`` (retrieval through resumable shards or the e
 live in :mod:`lens_embed.commands` (options: ``evaluation_options``). Names resolve lazily: importing the
 package loads neither mteb nor torch."""
 
-from lens_embed.lazy import lazy_exports
+from lens_embed.base.lazy import lazy_exports
 
 # the module that defines each public name -> those names
 __getattr__, __dir__, __all__ = lazy_exports(

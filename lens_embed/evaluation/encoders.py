@@ -35,8 +35,9 @@ from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderW
 from sentence_transformers import SentenceTransformer
 from torch.utils.data import DataLoader
 
-from lens_embed.citation import LENS_CITATION
-from lens_embed.defaults import TRAINING_RECORD, authors_dtype, minilm_path
+from lens_embed.base.citation import LENS_CITATION
+from lens_embed.base.defaults import TRAINING_RECORD, authors_dtype, minilm_path
+from lens_embed.base.storage import is_released_name
 from lens_embed.evaluation.instructions import (
     LENS_INSTRUCTION_TEMPLATE,
     Instructions,
@@ -44,10 +45,9 @@ from lens_embed.evaluation.instructions import (
     load_instructions,
 )
 from lens_embed.evaluation.results import model_revision
-from lens_embed.loading import load_lens_model
-from lens_embed.model import LensSentenceTransformer
-from lens_embed.pooling import keep_max_active_dims
-from lens_embed.storage import is_released_name
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import LensSentenceTransformer
+from lens_embed.models.pooling import keep_max_active_dims
 
 DEFAULT_INSTRUCTIONS = "authors"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -73,8 +73,8 @@ def instruct_kwargs(prompts: dict[str, Prompt]) -> dict[str, Any]:
 
 class ActiveDimsPruning(torch.nn.Module):
     """The last step of an evaluated model's forward: each sentence embedding keeps its N largest lexicon
-    weights (:func:`lens_embed.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense part
-    is kept whole, nothing is re-normalised), so mteb's ``encode`` returns pruned vectors."""
+    weights (:func:`lens_embed.models.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense
+    part is kept whole, nothing is re-normalised), so mteb's ``encode`` returns pruned vectors."""
 
     def __init__(self, max_active_dims: int, lexicon_dims: int) -> None:
         super().__init__()
@@ -93,14 +93,14 @@ class LoadedModelEncoder(InstructSentenceTransformerModel):
     """mteb's ``InstructSentenceTransformerModel`` around a model lens-embed has already loaded.
 
     mteb's class loads its model by name with plain sentence-transformers; this one hands it the model
-    from :func:`lens_embed.loading.load_lens_model` (its refusals and checks, dtype, attention kernel) as
-    the one module of the ``SentenceTransformer`` mteb builds, so nothing is loaded twice and the model's
+    from :func:`lens_embed.models.loading.load_lens_model` (its refusals and checks, dtype, attention kernel)
+    as the one module of the ``SentenceTransformer`` mteb builds, so nothing is loaded twice and the model's
     weights and modules are untouched. Everything else is mteb's: its ``__init__`` with
     :func:`instruct_kwargs`, its lookup, its template and its ``encode``, which calls
     ``model.encode(texts, prompt=...)``. The side of every text follows from that prompt (LENS'
     :class:`~lens_embed.modules.LensTransformer` rule: a prompt ending in ``<query>`` is a query, from the
     ``<query>`` that closes it; no prompt, a document, whatever its text holds), giving the same token ids
-    as the router :func:`lens_embed.model.encode`.
+    as the router :func:`lens_embed.models.model.encode`.
 
     Args:
         model: the loaded sentence-transformers model (LENS, or a plain one trained to read instructions).
@@ -224,7 +224,7 @@ def default_name(model: SentenceTransformer, path: str | Path) -> str:
 
 def evaluation_dtype(dtype: str | None, device: str | None) -> str:
     """The dtype asked for; else the authors' protocol on the device the model goes to
-    (:func:`lens_embed.defaults.authors_dtype`: float16 on CUDA, float32 elsewhere)."""
+    (:func:`lens_embed.base.defaults.authors_dtype`: float16 on CUDA, float32 elsewhere)."""
     if dtype:
         return dtype
     return authors_dtype(str(device).startswith("cuda") if device else torch.cuda.is_available())
@@ -305,13 +305,13 @@ def load_encoder(
         revision: default: the registry's revision, else a content hash of the folder.
         device: torch device.
         adapted_from: the base model's registry name (its training data is recorded).
-        dtype: one of :data:`lens_embed.defaults.DTYPES`; default :func:`evaluation_dtype`.
-        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS` (default:
+        dtype: one of :data:`lens_embed.base.defaults.DTYPES`; default :func:`evaluation_dtype`.
+        attn_implementation: one of :data:`lens_embed.base.defaults.ATTN_IMPLEMENTATIONS` (default:
             transformers' choice).
         instructions: ``authors``, ``mteb`` or a JSON file (see :func:`load_instructions`).
         max_active_dims: prune each LENS vector to its N largest lexicon weights (an mteb experiment).
         backend: ``torch``, or ``onnx`` / ``openvino`` to run the folder's export ``file_name``
-            (:func:`lens_embed.loading.load_lens_model`; recorded in the results' protocol).
+            (:func:`lens_embed.models.loading.load_lens_model`; recorded in the results' protocol).
         file_name: the export to run, as sentence-transformers' ``model_kwargs["file_name"]``.
     """
     source = load_instructions(instructions)

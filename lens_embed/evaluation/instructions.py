@@ -33,7 +33,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.types import PromptType
 
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 AUTHORS_MAP = REFERENCE_DIR / "authors_task_instructions.json"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lens_embed.defaults import BASELINE_CHOICES, EXPORT_FILES
-from lens_embed.embedded import DEFAULT_NAME, default_model_path
+from lens_embed.base.defaults import BASELINE_CHOICES, EXPORT_FILES
+from lens_embed.base.storage import is_released_name
 from lens_embed.evaluation.encoders import (
     BM25_TASK_TYPES,
     DEFAULT_INSTRUCTIONS,
@@ -21,7 +21,7 @@ from lens_embed.evaluation.encoders import (
     released_lens_meta,
 )
 from lens_embed.evaluation.runner import ModelRun
-from lens_embed.storage import is_released_name
+from lens_embed.models.embedded import DEFAULT_NAME, default_model_path
 
 
 class ModelArgumentError(ValueError):

@@ -22,8 +22,8 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from lens_embed.base.inputs import json_lines
 from lens_embed.evaluation.data import CATEGORIES, resolve_data_dir
-from lens_embed.inputs import json_lines
 
 # category folder -> (mteb base class, mteb task type, task category, main score, files per split)
 _CATEGORY_SPECS: dict[str, tuple[type[AbsTask], str, str, str]] = {

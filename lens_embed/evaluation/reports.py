@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 
+from lens_embed.base.optional import require
 from lens_embed.evaluation.runner import Score
 from lens_embed.evaluation.tasks import aggregate_parts
-from lens_embed.optional import require
 
 
 def aggregate_subtasks(scores: Sequence[Score]) -> list[Score]:

@@ -1,8 +1,8 @@
 """A model's results in an mteb results folder: under which revision a model folder files them, which
 files of a revision folder are task results, and their main scores as the card's rows.
 
-Evaluation reads mteb's results and hands plain :class:`~lens_embed.card.EvalRow` s down to the card
-(:mod:`lens_embed.card` imports nothing of evaluation or mteb). Nothing heavy is imported at module
+Evaluation reads mteb's results and hands plain :class:`~lens_embed.models.card.EvalRow` s down to the card
+(:mod:`lens_embed.models.card` imports nothing of evaluation or mteb). Nothing heavy is imported at module
 level: mteb loads when a result is read.
 """
 
@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from lens_embed.card import EvalRow
-from lens_embed.inputs import read_json
+from lens_embed.base.inputs import read_json
+from lens_embed.models.card import EvalRow
 
 # Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
 PROTOCOL_FILE = "lens_embed_protocol.json"

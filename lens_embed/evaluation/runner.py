@@ -24,13 +24,13 @@ from mteb.abstasks import AbsTask
 from mteb.cache import ResultCache
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
+from lens_embed.base.inputs import read_json
+from lens_embed.base.storage import atomic_write
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder
 from lens_embed.evaluation.instructions import ASYMMETRIC_TASK_TYPES, InstructionError
 from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
 from lens_embed.evaluation.search import IndexedSearch, ShardedSearch
 from lens_embed.evaluation.tasks import leaderboard_score
-from lens_embed.inputs import read_json
-from lens_embed.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 

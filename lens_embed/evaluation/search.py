@@ -4,14 +4,14 @@
 mteb's own ``SearchEncoderWrapper`` does the searching through an index backend of mteb's protocol
 (``IndexEncoderSearchProtocol``): mteb's faiss one (exact ``IndexFlatIP`` on normalised vectors,
 reranking included), or :class:`QdrantSearchIndex`, a scratch collection of the engine
-(:mod:`lens_embed.engine`) searched exactly, which gives the same scores. :class:`ShardedSearch`
-changes only ``index``: the corpus is embedded through :func:`lens_embed.retrieval.encode_in_shards`,
+(:mod:`lens_embed.serving.engine`) searched exactly, which gives the same scores. :class:`ShardedSearch`
+changes only ``index``: the corpus is embedded through :func:`lens_embed.serving.retrieval.encode_in_shards`,
 so an interrupted run on a large corpus resumes where it stopped, in a folder keyed by
-:func:`lens_embed.retrieval.corpus_key` (the key of every shard folder). Texts are mteb's own
+:func:`lens_embed.serving.retrieval.corpus_key` (the key of every shard folder). Texts are mteb's own
 (``title + " " + text``).
 
 A killed evaluation cannot delete its scratch collection, so later ones do. In-process, the collection
-lives in a locked scratch folder (:func:`lens_embed.storage.scratch_directory`), which the next run
+lives in a locked scratch folder (:func:`lens_embed.base.storage.scratch_directory`), which the next run
 removes once no live process holds it. On a cluster, where no lock can be seen, the collection's name
 says who made it and when (:func:`scratch_collection_name`); a later run deletes those it can judge
 stale (:func:`is_stale_scratch`): made on this host by a process that is gone, or made on any host
@@ -43,11 +43,11 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
-from lens_embed.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
+from lens_embed.base.storage import scratch_directory
+from lens_embed.base.vocabulary import Quantization
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
-from lens_embed.model import LensSentenceTransformer
-from lens_embed.retrieval import corpus_key, encode_in_shards
-from lens_embed.serving import (
+from lens_embed.models.model import LensSentenceTransformer
+from lens_embed.serving.collections import (
     CollectionSpec,
     check_contents,
     check_quantized_search,
@@ -55,8 +55,8 @@ from lens_embed.serving import (
     open_collection,
     upload_vectors,
 )
-from lens_embed.storage import scratch_directory
-from lens_embed.vocabulary import Quantization
+from lens_embed.serving.engine import Backend, ClientBackend, EdgeBackend, EngineTarget
+from lens_embed.serving.retrieval import corpus_key, encode_in_shards
 
 IndexFactory = Callable[[Any], Any]
 """Makes an mteb search index (``IndexEncoderSearchProtocol``) for an encoder, e.g. ``FaissSearchIndex``."""
@@ -134,9 +134,9 @@ class QdrantSearchIndex:
     says (a cluster: the collection is named by :func:`scratch_collection_name`, and stale ones are
     deleted first). ``vectors="sparse"`` with
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
-    A ``quantization`` (:data:`lens_embed.engine.QUANTIZATIONS`) searches the quantised vectors instead,
-    every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed search``
-    (None: the engine's defaults): the evaluation measures what quantisation costs.
+    A ``quantization`` (:data:`lens_embed.serving.engine.QUANTIZATIONS`) searches the quantised vectors
+    instead, every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed
+    search`` (None: the engine's defaults): the evaluation measures what quantisation costs.
     """
 
     def __init__(
@@ -298,7 +298,8 @@ class IndexedSearch(SearchEncoderWrapper):
     def protocol(self) -> dict[str, Any]:
         """The wrapped encoder's protocol, recorded beside the results (the settings in it that change
         embeddings are part of :class:`ShardedSearch`'s shard key,
-        :func:`lens_embed.retrieval.corpus_key`), and the search index's settings that change scores."""
+        :func:`lens_embed.serving.retrieval.corpus_key`), and the search index's settings that change
+        scores."""
         index = getattr(self.index_backend, "protocol", None)
         return {**self.model.protocol(), **(index() if index is not None else {})}
 

@@ -9,7 +9,7 @@ nor sentence-transformers.
 
 from __future__ import annotations
 
-from lens_embed.lazy import lazy_exports
+from lens_embed.base.lazy import lazy_exports
 
 # the module that defines each public name -> those names
 __getattr__, __dir__, __all__ = lazy_exports(

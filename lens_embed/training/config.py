@@ -1,13 +1,13 @@
 """The options of a training run, declared once.
 
 :class:`TrainConfig` is the single declaration: every field carries its help text in its metadata
-(:func:`lens_embed.options.option`), and :func:`lens_embed.options.add_arguments` generates the
+(:func:`lens_embed.base.options.option`), and :func:`lens_embed.base.options.add_arguments` generates the
 ``lens-embed train`` / ``python -m lens_embed.training`` options from it (``learning_rate`` ->
 ``--learning-rate``, booleans as ``--x/--no-x``), so the API, the CLI and the recorded run configuration
 can never drift apart. A numeric field's bounds are
-declared once too, as its :mod:`lens_embed.cli_args` validator: the CLI refuses a bad value at parse
+declared once too, as its :mod:`lens_embed.base.cli_args` validator: the CLI refuses a bad value at parse
 time (exit 2) and ``TrainConfig(...)`` with a ``ValueError`` naming the field, before anything loads.
-Imports only the standard library, :mod:`lens_embed.cli_args` and :mod:`lens_embed.options`.
+Imports only the standard library, :mod:`lens_embed.base.cli_args` and :mod:`lens_embed.base.options`.
 
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lens_embed.cli_args import (
+from lens_embed.base.cli_args import (
     bounded_int,
     non_negative_float,
     non_negative_int,
@@ -32,7 +32,7 @@ from lens_embed.cli_args import (
     positive_int,
     probability,
 )
-from lens_embed.options import check_values, option
+from lens_embed.base.options import check_values, option
 
 DEFAULT_TEMPERATURE = 0.02
 CHECKPOINT_DIRNAME = "checkpoints"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lens_embed.inputs import json_lines
-from lens_embed.prompts import query_prompt
-from lens_embed.storage import atomic_write
+from lens_embed.base.inputs import json_lines
+from lens_embed.base.prompts import query_prompt
+from lens_embed.base.storage import atomic_write
 
 REQUIRED_FIELDS = ("query", "pos", "neg", "type", "prompt")
 SCORE_COLUMN = "scores"

@@ -5,7 +5,7 @@ The recipe, in order:
 
 1. **Base.** The untrained LENS-MiniLM (K = 4000; its KMeans built once, seed 0) with its head made
    machine-independent: each centroid the exact mean of its cluster's vocabulary rows
-   (:func:`lens_embed.embedded.cluster_means`). Training freezes the head, so the shipped token ->
+   (:func:`lens_embed.models.embedded.cluster_means`). Training freezes the head, so the shipped token ->
    cluster map rebuilds it exactly.
 2. **Data** (train splits only): the four files of ``DATA/training`` and the train split of Banking77 as
    classification rows (the authors' rules: a same-label text is the positive, other labels' texts the
@@ -19,7 +19,7 @@ The recipe, in order:
    label's own texts; LoRA r32/alpha64 on every projection; SPLADE's FLOPS regulariser on the normalised
    lexicon vectors, documents 1.0, queries 0.5, so the default also serves from an inverted index), seeded.
 4. **Package**: the LoRA factors, the token -> cluster map and the special-token rows as one safetensors
-   file (:mod:`lens_embed.embedded`), its provenance beside it; the file is assembled again and its
+   file (:mod:`lens_embed.models.embedded`), its provenance beside it; the file is assembled again and its
    embeddings compared with the trained model's before it is reported.
 
 ``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
@@ -44,9 +44,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from lens_embed.build import save_staged
-from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
-from lens_embed.embedded import (
+from lens_embed.base.defaults import DEFAULT_CLUSTERS, minilm_path
+from lens_embed.base.inputs import json_lines
+from lens_embed.base.options import flag, keywords
+from lens_embed.base.storage import atomic_write
+from lens_embed.models.build import save_staged
+from lens_embed.models.embedded import (
     PARAMETERS_FILE,
     PROVENANCE_FILE,
     TrainedParameters,
@@ -57,11 +60,8 @@ from lens_embed.embedded import (
     untrained_default_path,
     write_parameters,
 )
-from lens_embed.inputs import json_lines
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
-from lens_embed.options import flag, keywords
-from lens_embed.storage import atomic_write
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
 from lens_embed.training.config import Recipe, TrainConfig
 from lens_embed.training.data import TaskData, read_training_rows, task_from_rows, write_jsonl
 from lens_embed.training.negatives import candidate_corpus

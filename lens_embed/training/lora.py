@@ -15,7 +15,7 @@ from types import ModuleType
 
 from torch import nn
 
-from lens_embed.optional import require
+from lens_embed.base.optional import require
 from lens_embed.training.config import ADAPTER_DIRNAME
 from lens_embed.training.publish import publish_folder
 

@@ -32,7 +32,7 @@ from sentence_transformers.sparse_encoder.losses import CachedSpladeLoss, FlopsL
 from sentence_transformers.util import all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
-from lens_embed.citation import LENS_CITATION
+from lens_embed.base.citation import LENS_CITATION
 from lens_embed.training.config import DEFAULT_TEMPERATURE
 
 

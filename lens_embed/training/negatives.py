@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lens_embed.loading import load_lens_model
-from lens_embed.optional import require
-from lens_embed.prompts import query_prompt
-from lens_embed.storage import check_writable, refuse_overlap
+from lens_embed.base.optional import require
+from lens_embed.base.prompts import query_prompt
+from lens_embed.base.storage import check_writable, refuse_overlap
+from lens_embed.models.loading import load_lens_model
 from lens_embed.training.config import MINING_METHODS
 from lens_embed.training.data import TaskData, TrainingDataError, load_task, load_tasks, write_jsonl
 
@@ -263,8 +263,8 @@ def mine_negatives(
     Args:
         data: jsonl files, folders of them, saved datasets.
         output: one input: the ``.jsonl`` file to write; several: a folder, one ``<name>.jsonl`` per task.
-        model: a sentence-transformers model or a name/path for :func:`lens_embed.loading.load_lens_model`.
-        method: ``model`` or ``bm25``.
+        model: a sentence-transformers model or a name/path for
+        :func:`lens_embed.models.loading.load_lens_model`. method: ``model`` or ``bm25``.
         num_negatives: negatives to add per row.
         batch_size: encoding batch size.
         only_missing: mine only rows without negatives.

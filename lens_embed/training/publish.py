@@ -3,7 +3,7 @@
 A training run's folder is also its model's folder (``TRAINED`` holds the merged model beside
 ``checkpoints/``, ``mined/`` and ``training_config.json``), so the model cannot be staged beside an
 empty target as ``build`` stages its output. Instead the new folder is built beside the run folder
-(:func:`lens_embed.storage.staged_directory`): the model first, given the usual file mode, then the
+(:func:`lens_embed.base.storage.staged_directory`): the model first, given the usual file mode, then the
 run's other entries hard-linked into it (no data is copied, and until the rename the run folder is
 untouched), and it replaces the run folder in one rename. A reader sees the run without the model,
 or the run with the whole model; a killed publication leaves the run folder as it was (the next one
@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from lens_embed.storage import give_usual_modes, staged_directory
+from lens_embed.base.storage import give_usual_modes, staged_directory
 
 
 def _link_or_copy(source: str, destination: str) -> None:

@@ -45,9 +45,9 @@ from torch import nn
 from torch.utils.data import BatchSampler, ConcatDataset
 from transformers import TrainerCallback, set_seed
 
-from lens_embed.defaults import TRAINING_RECORD, authors_dtype
-from lens_embed.model import LensSentenceTransformer
-from lens_embed.storage import check_writable, refuse_overlap
+from lens_embed.base.defaults import TRAINING_RECORD, authors_dtype
+from lens_embed.base.storage import check_writable, refuse_overlap
+from lens_embed.models.model import LensSentenceTransformer
 from lens_embed.training.config import TrainConfig, current_names, recorded_values
 from lens_embed.training.data import (
     TaskData,

@@ -32,7 +32,7 @@ def minilm():
     """The offline dense all-MiniLM-L6-v2 (loaded once per session)."""
     from sentence_transformers import SentenceTransformer
 
-    from lens_embed.defaults import minilm_path
+    from lens_embed.base.defaults import minilm_path
 
     return SentenceTransformer(str(minilm_path()), device="cpu")
 
@@ -152,7 +152,7 @@ def converted_mistral(
 ) -> tuple[str, Path]:
     """(variant, folder): a converted tiny checkpoint with the real Mistral tokenizer (both legacy
     variants)."""
-    from lens_embed.convert import convert_checkpoint
+    from lens_embed.models.convert import convert_checkpoint
 
     root = tmp_path_factory.mktemp(f"mistral-{request.param}")
     source = write_released_checkpoint(
@@ -187,7 +187,7 @@ def recorded():
     """Load a model folder with a backbone recorder attached: ``model, recorder = recorded(path)``."""
 
     def _load(path: Path, **kwargs):
-        from lens_embed.loading import load_lens_model
+        from lens_embed.models.loading import load_lens_model
 
         model = load_lens_model(path, device="cpu", **kwargs)
         return model, BackboneRecorder(model)

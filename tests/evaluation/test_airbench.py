@@ -13,7 +13,7 @@ from lens_embed.evaluation.leaderboard.airbench import (
     run_local,
     submission_zip,
 )
-from lens_embed.retrieval import DenseRetriever
+from lens_embed.serving.retrieval import DenseRetriever
 
 
 def test_offline_airbench_dev_scores_and_test_files(minilm, airbench_data_dir: Path, tmp_path: Path) -> None:

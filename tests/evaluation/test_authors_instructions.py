@@ -10,11 +10,11 @@ import mteb
 import pytest
 from mteb.types import PromptType
 
+from lens_embed.base.prompts import query_prompt
 from lens_embed.evaluation.encoders import LoadedModelEncoder, minilm_meta, text_loader
 from lens_embed.evaluation.instructions import AUTHORS_MAP, InstructionError, load_instructions
 from lens_embed.evaluation.runner import check_instructions
-from lens_embed.loading import load_lens_model
-from lens_embed.prompts import query_prompt
+from lens_embed.models.loading import load_lens_model
 
 TEXT = "A tiny text, with  two spaces."
 

@@ -18,8 +18,8 @@ import pytest
 from mteb.models.model_meta import ScoringFunction
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
+from lens_embed.base.storage import scratch_directory
 from lens_embed.commands import main
-from lens_embed.engine import ClientBackend, EngineTarget
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
 from lens_embed.evaluation.search import (
@@ -28,7 +28,7 @@ from lens_embed.evaluation.search import (
     scratch_collection_name,
     sweep_stale_scratch,
 )
-from lens_embed.storage import scratch_directory
+from lens_embed.serving.engine import ClientBackend, EngineTarget
 
 TARGETS = {"edge": None, "memory": EngineTarget(url=":memory:")}
 
@@ -158,8 +158,8 @@ def test_the_engine_option_of_evaluate(
 def test_pruned_engine_search_prunes_the_lexicon_part_only(tiny_hybrid: Path) -> None:
     """``max_active_dims`` in the evaluation's index prunes as ``encode`` does: a hybrid's dense part
     stays whole."""
-    from lens_embed.loading import load_lens_model
-    from lens_embed.model import encode
+    from lens_embed.models.loading import load_lens_model
+    from lens_embed.models.model import encode
 
     model = load_lens_model(tiny_hybrid, device="cpu")
     texts = [

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from mteb.types import PromptType
 
+from lens_embed.base.prompts import query_prompt
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, minilm_meta, text_loader
 from lens_embed.evaluation.instructions import embeds_as_query
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.runner import ModelRun, evaluate_runs
-from lens_embed.loading import load_lens_model
+from lens_embed.models.loading import load_lens_model
 from lens_embed.modules import QUERY_MARKER
-from lens_embed.prompts import query_prompt
 
 
 class SideRecorder:

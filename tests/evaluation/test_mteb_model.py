@@ -11,7 +11,7 @@ from mteb.cache import ResultCache
 from sentence_transformers import SentenceTransformer
 
 from lens_embed import build_lens_model
-from lens_embed.defaults import TRAINING_RECORD, minilm_path
+from lens_embed.base.defaults import TRAINING_RECORD, minilm_path
 from lens_embed.evaluation.encoders import MINILM_NAME, default_name, load_encoder, released_lens_meta
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.results import model_revision

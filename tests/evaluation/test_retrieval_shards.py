@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lens_embed.retrieval import DenseRetriever, ShardStore, build_index, encode_in_shards, normalized, search
+from lens_embed.serving.retrieval import (
+    DenseRetriever,
+    ShardStore,
+    build_index,
+    encode_in_shards,
+    normalized,
+    search,
+)
 
 TEXTS = [f"document number {i}" for i in range(103)]
 

@@ -96,10 +96,10 @@ def test_one_cli_entry_and_light_options() -> None:
 
 def test_a_released_name_runs_in_the_leaderboards_folder(released: Path, tmp_path: Path, monkeypatch) -> None:
     """No experiment sub-folder for the default protocol: results land where the leaderboard reads them."""
-    from lens_embed import convert
     from lens_embed.evaluation.model_runs import LoadOptions, model_run
     from lens_embed.evaluation.runner import result_folder
     from lens_embed.evaluation.tasks import resolve_tasks
+    from lens_embed.models import convert
 
     monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(convert, "resolve_checkpoint", lambda name: released)  # no hub

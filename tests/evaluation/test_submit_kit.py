@@ -15,7 +15,7 @@ import pytest
 from air_benchmark.evaluation_utils import Evaluator
 from mteb.cache import ResultCache
 
-from lens_embed.citation import LENS_CITATION
+from lens_embed.base.citation import LENS_CITATION
 from lens_embed.commands import main as eval_main
 from lens_embed.evaluation.encoders import load_encoder
 from lens_embed.evaluation.instructions import load_instructions

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lens_embed.model import encode
-from lens_embed.prompts import INSTRUCT_TOKEN, QUERY_TOKEN
+from lens_embed.base.prompts import INSTRUCT_TOKEN, QUERY_TOKEN
+from lens_embed.models.model import encode
 
 
 def split_query(text: str) -> tuple[str, str]:

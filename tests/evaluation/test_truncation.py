@@ -12,8 +12,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from lens_embed.model import encode
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
+from lens_embed.models.model import encode
 
 L = 12
 INSTRUCTION = "Retrieve semantically similar text."

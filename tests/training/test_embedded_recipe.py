@@ -12,11 +12,11 @@ import pytest
 import torch
 from training_toy import retrieval_rows, toy_config, write_jsonl
 
-from lens_embed.build import save_staged
 from lens_embed.commands import main, parse
-from lens_embed.embedded import assemble, read_parameters
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
+from lens_embed.models.build import save_staged
+from lens_embed.models.embedded import assemble, read_parameters
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
 from lens_embed.training import default_recipe
 from lens_embed.training.data import task_from_rows
 from lens_embed.training.default_recipe import (

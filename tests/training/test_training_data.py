@@ -13,7 +13,7 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 from torch.utils.data import ConcatDataset, RandomSampler
 from training_toy import classification_rows, retrieval_rows, write_jsonl
 
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
 from lens_embed.training.data import (
     TrainingDataError,
     build_group,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
 from lens_embed.training.losses import LensInfoNCELoss, distillation_kl, info_nce
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from training_toy import classification_rows, retrieval_rows, write_jsonl
 
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
 from lens_embed.training.config import TrainConfig
 from lens_embed.training.data import build_group, task_spec
 
@@ -225,7 +225,7 @@ def test_learning_rate_warms_up_100_steps_then_decays_linearly(bge_trainer) -> N
 def test_continued_training_from_a_released_name_goes_through_the_one_loader(
     tiny_lens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A released LENS name is resolved by lens_embed.loading.load_lens_model (which converts it once);
+    """A released LENS name is resolved by lens_embed.models.loading.load_lens_model (which converts it once);
     here the loader training calls is pointed at the tiny model so no network is needed."""
     from lens_embed.training import negatives
     from lens_embed.training.trainer import train

@@ -34,7 +34,7 @@ def _config(tiny_lens: Path, data: list[Path], output: Path, **overrides) -> Tra
 
 def _fixed_batch_loss(model, rows: list[dict]) -> float:
     """The training loss of a fixed batch (no dropout), the yardstick for 'the loss went down'."""
-    from lens_embed.prompts import query_prompt
+    from lens_embed.base.prompts import query_prompt
 
     model.eval()
     columns = [

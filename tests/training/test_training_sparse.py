@@ -18,7 +18,7 @@ from training_toy import SENTENCES, StopAt, retrieval_rows, toy_config, write_js
 from transformers import TrainerCallback, TrainerState
 
 from lens_embed import load_lens_model
-from lens_embed.prompts import query_prompt
+from lens_embed.base.prompts import query_prompt
 from lens_embed.training.config import ADDED, TrainConfig
 from lens_embed.training.data import task_spec
 from lens_embed.training.losses import (

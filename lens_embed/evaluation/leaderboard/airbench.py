@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lens_embed.defaults import AIRBENCH_VERSION
+from lens_embed.base.defaults import AIRBENCH_VERSION
+from lens_embed.base.optional import require
 from lens_embed.evaluation.leaderboard.submit import NO_RERANKER, search_dir, write_airbench_zip
 from lens_embed.evaluation.offline import read_jsonl
-from lens_embed.optional import require
-from lens_embed.retrieval import DenseRetriever
+from lens_embed.serving.retrieval import DenseRetriever
 
 air_benchmark = require("air_benchmark", "airbench")  # a missing extra is named here, on first import
 air_evaluation = require("air_benchmark.evaluation_utils", "airbench")
 
 
 class LensAirRetriever(air_benchmark.Retriever):
-    """AIR-Bench ``Retriever`` backed by :class:`lens_embed.retrieval.DenseRetriever`."""
+    """AIR-Bench ``Retriever`` backed by :class:`lens_embed.serving.retrieval.DenseRetriever`."""
 
     def __init__(self, retriever: DenseRetriever, name: str, search_top_k: int = 1000) -> None:
         super().__init__(search_top_k=search_top_k)

@@ -16,7 +16,7 @@ from statistics import mean
 
 from mteb.results import TaskResult
 
-from lens_embed.defaults import COMPARE_REFERENCE, COMPARE_TOLERANCE
+from lens_embed.base.defaults import COMPARE_REFERENCE, COMPARE_TOLERANCE
 from lens_embed.evaluation.instructions import REFERENCE_DIR
 from lens_embed.evaluation.reports import aggregate_subtasks
 from lens_embed.evaluation.results import is_task_result

@@ -48,14 +48,14 @@ from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
 from mteb.models.model_implementations import MODEL_REGISTRY
 from pydantic import ValidationError
 
-from lens_embed.card import existing_provenance
-from lens_embed.citation import LENS_CITATION
-from lens_embed.defaults import AIRBENCH_VERSION
+from lens_embed.base.citation import LENS_CITATION
+from lens_embed.base.defaults import AIRBENCH_VERSION
+from lens_embed.base.optional import require
 from lens_embed.evaluation.encoders import build_model_meta, instruct_kwargs
 from lens_embed.evaluation.instructions import Prompt, load_instructions
 from lens_embed.evaluation.results import PROTOCOL_FILE, task_result_files
-from lens_embed.loading import load_lens_model
-from lens_embed.optional import require
+from lens_embed.models.card import existing_provenance
+from lens_embed.models.loading import load_lens_model
 
 META_FILE = "mteb_model_meta.py"
 # AIR-Bench's folder of a retriever's search results without a reranker (its evaluation scripts' name).

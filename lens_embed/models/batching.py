@@ -5,7 +5,7 @@ texts of similar length; what it cannot do is put 256 short queries in one batch
 documents in another. On a GPU that leaves short-text batches too small to fill the device.
 Here texts are grouped longest first so that every batch's padded size (texts x longest
 tokens) stays within ``max_tokens``; each group then goes through the one router
-(:func:`lens_embed.model.encode`), so queries and documents are embedded exactly as usual.
+(:func:`lens_embed.models.model.encode`), so queries and documents are embedded exactly as usual.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from lens_embed.model import encode, side_prompt
+from lens_embed.models.model import encode, side_prompt
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch_size: int) -> list[list[int]]:
@@ -63,7 +63,8 @@ def encode_bucketed(
     max_tokens: int = 16384,
     max_batch_size: int = 512,
 ) -> np.ndarray:
-    """Embed texts through :func:`lens_embed.model.encode` in token-budget batches; rows in input order.
+    """Embed texts through :func:`lens_embed.models.model.encode` in token-budget batches; rows in input
+    order.
 
     Args:
         model: a LENS (or any sentence-transformers) model.

@@ -1,15 +1,15 @@
 """Serving a LENS corpus from Qdrant: the Python API of ``lens-embed index`` and ``lens-embed search``
 (whose options and runners are :mod:`lens_embed.commands.serving_options` and ``serving_verbs``).
 
-``index`` embeds the documents through the corpus-encoding path (:func:`lens_embed.corpus.encode_corpus`:
-resumable shards, data-parallel under torchrun) and upserts them by document id in batches. A
-collection records what it holds (:class:`CollectionSpec`: the model's name and probe-text hash, the
-dimension and K, the side, which vectors, their dtype and pruning), so a rerun with another model or
-configuration is refused, and a rerun of an interrupted upload sends only the documents still missing
-(or whose text changed) and ends by checking that the collection holds exactly the corpus.
+``index`` embeds the documents through the corpus-encoding path
+(:func:`lens_embed.serving.corpus.encode_corpus`: resumable shards, data-parallel under torchrun) and upserts
+them by document id in batches. A collection records what it holds (:class:`CollectionSpec`: the model's name
+and probe-text hash, the dimension and K, the side, which vectors, their dtype and pruning), so a rerun with
+another model or configuration is refused, and a rerun of an interrupted upload sends only the documents
+still missing (or whose text changed) and ends by checking that the collection holds exactly the corpus.
 ``search`` embeds instructed queries and asks the engine for the best documents: dense, sparse, BM25,
 or LENS and BM25 fused by the engine (hybrid). Every engine call goes through
-:class:`lens_embed.engine.Backend`, so the in-process engine and a cluster share this one code path.
+:class:`lens_embed.serving.engine.Backend`, so the in-process engine and a cluster share this one code path.
 """
 
 from __future__ import annotations
@@ -27,9 +27,20 @@ import qdrant_edge
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from lens_embed.corpus import broadcast, encode_corpus, rank_zero
-from lens_embed.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
-from lens_embed.engine import (
+from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
+from lens_embed.base.storage import atomic_write, cache_dir
+from lens_embed.base.vocabulary import (
+    USING_CHOICES,
+    VECTOR_CHOICES,
+    DenseDtype,
+    Quantization,
+    Using,
+    Vectors,
+)
+from lens_embed.models.model import LensSentenceTransformer, encode
+from lens_embed.models.pooling import keep_max_active_dims
+from lens_embed.serving.corpus import broadcast, encode_corpus, rank_zero
+from lens_embed.serving.engine import (
     DENSE,
     DOC_ID,
     Backend,
@@ -39,18 +50,7 @@ from lens_embed.engine import (
     Layout,
     quantized_bytes,
 )
-from lens_embed.model import LensSentenceTransformer, encode
-from lens_embed.pooling import keep_max_active_dims
-from lens_embed.retrieval import corpus_key, fingerprint, model_key, normalized
-from lens_embed.storage import atomic_write, cache_dir
-from lens_embed.vocabulary import (
-    USING_CHOICES,
-    VECTOR_CHOICES,
-    DenseDtype,
-    Quantization,
-    Using,
-    Vectors,
-)
+from lens_embed.serving.retrieval import corpus_key, fingerprint, model_key, normalized
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class CollectionSpec:
 
     Attributes:
         model_name: the model as it was named (informative: a moved folder is the same model).
-        model_key: the model's probe-text hash (:func:`lens_embed.retrieval.model_key`, as the shard
+        model_key: the model's probe-text hash (:func:`lens_embed.serving.retrieval.model_key`, as the shard
             manifest).
         dim: the embedding dimension (K, plus H for a hybrid LENS model).
         clusters: K of a LENS model (None for other models).
@@ -84,7 +84,7 @@ class CollectionSpec:
         hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
         hnsw_ef_construct: candidates considered while building the graph.
         quantization: a quantised copy of the dense vectors in RAM for the search (``none``, ``int8``,
-            ``binary``, ``product``: :data:`lens_embed.engine.QUANTIZATIONS`).
+            ``binary``, ``product``: :data:`lens_embed.serving.engine.QUANTIZATIONS`).
         on_disk: the full vectors are kept on disk (read through the page cache) instead of in RAM.
         settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
             truncation, the pooling module's configuration); None in a collection of an older version.
@@ -245,10 +245,10 @@ def sparse_rows(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The active (non-zero) dimensions of every row as ``(indices, values)``, indices ascending.
 
-    With ``max_active_dims`` the vectors are pruned first by :func:`lens_embed.pooling.keep_max_active_dims`
-    (the encode-time pruning): the largest lexicon weights in magnitude, ties to the lower index, not
-    re-normalised. ``lexicon_dims`` is a LENS model's K (a hybrid's dense part is kept whole); None prunes
-    every dimension.
+    With ``max_active_dims`` the vectors are pruned first by
+    :func:`lens_embed.models.pooling.keep_max_active_dims` (the encode-time pruning): the largest lexicon
+    weights in magnitude, ties to the lower index, not re-normalised. ``lexicon_dims`` is a LENS model's K (a
+    hybrid's dense part is kept whole); None prunes every dimension.
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     if max_active_dims is not None:
@@ -484,7 +484,7 @@ def index_corpus(
         quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``).
         on_disk: keep the full vectors on disk instead of in RAM.
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
-        shard_size, batch_size, max_tokens: as :func:`lens_embed.corpus.encode_corpus`.
+        shard_size, batch_size, max_tokens: as :func:`lens_embed.serving.corpus.encode_corpus`.
         upload_batch_size: documents per upsert request.
         show_progress: progress bars.
     """

@@ -12,7 +12,7 @@ Each subfolder has a record (:data:`RECORD_FILE`) of every file an export wrote:
 SHA-256 of the backbone weights and config it was exported from. Opening an export checks both, so
 a missing, damaged or stale file (the folder's weights changed since) is refused with a message
 naming the file and the command that rebuilds it; it never runs against other weights.
-:mod:`lens_embed.export` writes the files; this module reads and runs them.
+:mod:`lens_embed.models.export` writes the files; this module reads and runs them.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from sentence_transformers.base.modules import Transformer
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
-from lens_embed.backbone import weight_files
-from lens_embed.defaults import BACKENDS, EXPORT_FILES, EXPORT_QUANTIZATIONS
-from lens_embed.embedded import file_sha256
-from lens_embed.optional import require
-from lens_embed.storage import atomic_write
+from lens_embed.base.defaults import BACKENDS, EXPORT_FILES, EXPORT_QUANTIZATIONS
+from lens_embed.base.optional import require
+from lens_embed.base.storage import atomic_write
+from lens_embed.models.backbone import weight_files
+from lens_embed.models.embedded import file_sha256
 
 RECORD_FILE = "lens_export.json"
 FORMAT = "lens-embed backbone export 1"

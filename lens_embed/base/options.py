@@ -1,7 +1,7 @@
 """Options declared once, as dataclasses, and the argparse parsers generated from them.
 
 A verb's options (and a training run's, :class:`lens_embed.training.config.TrainConfig`) are one dataclass
-whose fields carry their help, flags, choices and validator (a :mod:`lens_embed.cli_args` ``type=``) in
+whose fields carry their help, flags, choices and validator (a :mod:`lens_embed.base.cli_args` ``type=``) in
 their metadata (:func:`option`). :func:`add_arguments` turns the dataclass into argparse options and
 :func:`from_namespace` reads the parsed namespace back into an instance in one call, so the Python API,
 the command line and a recorded configuration cannot drift apart. Option groups shared by several verbs
@@ -50,11 +50,11 @@ def option(
         cli: False for a field the command line does not set.
         choices: the accepted values.
         factory: a default factory (lists).
-        check: the ``type=`` validator that converts and bounds the text (:mod:`lens_embed.cli_args`).
+        check: the ``type=`` validator that converts and bounds the text (:mod:`lens_embed.base.cli_args`).
         positional: an argument without ``--`` (its name is the field's).
         nargs: argparse's ``nargs`` where the type alone does not say it (``"?"``, ``"*"``).
         output: the verb writes to this path, a ``"file"``, ``"folder"`` or ``"either"``: checked with
-            :func:`lens_embed.storage.check_writable` before the verb loads anything.
+            :func:`lens_embed.base.storage.check_writable` before the verb loads anything.
         exclusive: the name of a mutually exclusive group the option belongs to.
         default_text: how the help names the default (default: the value; ``None`` reads "auto"). An
             options class may say it again for an inherited field, in its ``DEFAULT_TEXTS``.

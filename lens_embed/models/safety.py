@@ -7,7 +7,7 @@ transformers reads (``config.json``, ``tokenizer_config.json``, ``preprocessor_c
 transformers does not define. :func:`code_references` lists every
 such request, naming the file, so the loader can refuse them unless the user trusts the code, and
 the converter can prove that its output asks for none. Which ``modeling_lens.*`` types are lens-embed's
-own code is the caller's to say (``own_types``, from :func:`lens_embed.portable.own_code_types`): this
+own code is the caller's to say (``own_types``, from :func:`lens_embed.models.portable.own_code_types`): this
 module knows no model class. Only JSON is read here, through transformers' file resolution: no torch,
 no sentence-transformers, no code from the folder.
 """
@@ -24,8 +24,8 @@ import transformers
 from transformers.utils import cached_file
 
 TRUSTED_MODULE_PACKAGES = ("sentence_transformers.", "lens_embed.")
-# The file lens-embed writes its modules' code into (:mod:`lens_embed.portable`): ``modules.json`` names its
-# classes ``modeling_lens.<Class>``.
+# The file lens-embed writes its modules' code into (:mod:`lens_embed.models.portable`): ``modules.json``
+# names its classes ``modeling_lens.<Class>``.
 MODELING_MODULE = "modeling_lens"
 MODELING_FILE = f"{MODELING_MODULE}.py"
 # Config entries that name code for transformers to import ("remote code").
@@ -83,8 +83,8 @@ class Manifest:
     the JSON configs and text files that the checks before a load ask for.
 
     The code gate (:func:`code_references`), the modeling-file check
-    (:func:`lens_embed.portable.own_code_types`) and the loader's checks
-    (:func:`lens_embed.loading.load_lens_model`, which adds the weight headers) all read one manifest,
+    (:func:`lens_embed.models.portable.own_code_types`) and the loader's checks
+    (:func:`lens_embed.models.loading.load_lens_model`, which adds the weight headers) all read one manifest,
     so a load reads each file once whatever the number of checks. Files are read when first asked for:
     a folder's other files (weights of modules that run their own code) are never opened.
 
@@ -178,7 +178,7 @@ def code_references(
         name_or_path: a model folder or hub id, or its :class:`Manifest`.
         own_types: the ``modules.json`` types that resolve to installed code although they name the
             folder's own file: the ``modeling_lens.*`` types of a ``modeling_lens.py`` that lens-embed
-            wrote (:func:`lens_embed.portable.own_code_types`); empty when it is not lens-embed's code.
+            wrote (:func:`lens_embed.models.portable.own_code_types`); empty when it is not lens-embed's code.
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
     """
     files = manifest(name_or_path, **hub_kwargs)

@@ -1,7 +1,7 @@
 """The one loader, :func:`load_lens_model`, and its checks: files before the load, the model after.
 
-It sits above the makers (:mod:`lens_embed.convert`: a released name is converted once into the
-cache) and above the LENS model class it loads (:mod:`lens_embed.model`); everything that uses a
+It sits above the makers (:mod:`lens_embed.models.convert`: a released name is converted once into the
+cache) and above the LENS model class it loads (:mod:`lens_embed.models.model`); everything that uses a
 model, from ``lens-embed encode`` to evaluation and training, loads it here.
 """
 
@@ -17,7 +17,8 @@ from sentence_transformers.base.modules import Module, Transformer
 from sentence_transformers.util import import_from_string
 from transformers import AutoConfig
 
-from lens_embed.backbone import (
+from lens_embed.base.storage import is_released_name, recover_replaced
+from lens_embed.models.backbone import (
     CheckpointError,
     backbone_kwargs,
     expected_shapes,
@@ -25,14 +26,13 @@ from lens_embed.backbone import (
     stored_shapes,
     weight_files,
 )
-from lens_embed.convert import converted_release_path
-from lens_embed.exported import check_backend, exported_module_class, is_exported
-from lens_embed.model import MAX_ACTIVE_DIMS_KEY, LensSentenceTransformer
+from lens_embed.models.convert import converted_release_path
+from lens_embed.models.exported import check_backend, exported_module_class, is_exported
+from lens_embed.models.model import MAX_ACTIVE_DIMS_KEY, LensSentenceTransformer
+from lens_embed.models.pooling import checked_max_active_dims
+from lens_embed.models.portable import lens_module_classes, own_code_types
+from lens_embed.models.safety import Manifest, refuse_code_references
 from lens_embed.modules import LensSparseTransformer, LexiconPooling
-from lens_embed.pooling import checked_max_active_dims
-from lens_embed.portable import lens_module_classes, own_code_types
-from lens_embed.safety import Manifest, refuse_code_references
-from lens_embed.storage import is_released_name, recover_replaced
 
 # lens-embed's own sentence-transformers modules, by the type that modules.json records for them:
 # resolved here, so sentence-transformers imports no code for them and its remote-code gate stays shut.
@@ -70,19 +70,19 @@ def load_lens_model(
         name_or_path: A lens-embed or sentence-transformers model folder, a hub id, or a released name.
         device: Device to load onto (e.g. "cuda", "cpu"); None lets sentence-transformers choose.
         trust_remote_code: Allow the model to import code of its own (only for models you trust).
-        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype; None keeps
+        dtype: Backbone dtype, one of :data:`lens_embed.base.defaults.DTYPES` or a torch.dtype; None keeps
             the saved one.
-        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for
+        attn_implementation: One of :data:`lens_embed.base.defaults.ATTN_IMPLEMENTATIONS`; None for
             transformers' choice.
         backend: ``"torch"``, or ``"onnx"`` / ``"openvino"`` to run the backbone from the folder's export
-            (:mod:`lens_embed.exported`; ``model_kwargs={"file_name": ...}`` picks the file, float32 by
+            (:mod:`lens_embed.models.exported`; ``model_kwargs={"file_name": ...}`` picks the file, float32 by
             default), refused when missing, damaged or exported from other weights. The head runs in
             torch, on the CPU.
         **kwargs: Passed on to ``SentenceTransformer`` (e.g. ``model_kwargs``, ``cache_folder``,
             ``revision``).
 
     Returns:
-        The loaded model, a :class:`~lens_embed.model.LensSentenceTransformer` (LENS or not).
+        The loaded model, a :class:`~lens_embed.models.model.LensSentenceTransformer` (LENS or not).
     """
     source = str(
         converted_release_path(str(name_or_path)) if is_released_name(name_or_path) else name_or_path
@@ -147,8 +147,8 @@ def load_lens_model(
 
 
 class FolderManifest(Manifest):
-    """The loader's :class:`~lens_embed.safety.Manifest`: with each module folder's weight files and their
-    tensor shapes (safetensors headers; ``.bin`` files opened with ``weights_only=True``), read once."""
+    """The loader's :class:`~lens_embed.models.safety.Manifest`: with each module folder's weight files and
+    their tensor shapes (safetensors headers; ``.bin`` files opened with ``weights_only=True``), read once."""
 
     def __init__(self, name_or_path: str, **hub_kwargs: Any) -> None:
         super().__init__(name_or_path, **hub_kwargs)
@@ -159,7 +159,7 @@ class FolderManifest(Manifest):
 
         Raises:
             CheckpointError: a damaged or truncated weight file, or a ``.bin`` that is not a plain state
-                dict (:func:`lens_embed.backbone.stored_shapes`).
+                dict (:func:`lens_embed.models.backbone.stored_shapes`).
         """
         if subfolder not in self._weights:
             files = weight_files(self.name_or_path, subfolder, **self.hub_kwargs)
@@ -210,7 +210,7 @@ def check_exported_options(
 
 def backbone_classes(files: Manifest, module_classes: dict[str, type[Module]]) -> dict[str, type[Module]]:
     """``module_classes`` with each backbone (``Transformer``) type of the folder running its export
-    (:func:`lens_embed.exported.exported_module_class`)."""
+    (:func:`lens_embed.models.exported.exported_module_class`)."""
     location = (files.modules() or ([], ""))[1]
     resolved = dict(module_classes)
     for entry in files.module_entries():
@@ -226,7 +226,7 @@ def check_model_type(files: Manifest) -> None:
     ``max_active_dims`` that is not a positive integer, naming the file.
 
     ``SentenceTransformer`` would not load its modules but silently pool its backbone plainly (mean or
-    last token). A LENS model's SparseEncoder folder (:mod:`lens_embed.sparse`) is named as such.
+    last token). A LENS model's SparseEncoder folder (:mod:`lens_embed.models.sparse`) is named as such.
     """
     loaded = files.json(ROOT_JSON_FILES[0])
     if loaded is None:

@@ -37,15 +37,21 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_tensors
 from sentence_transformers import SentenceTransformer
 
-from lens_embed.backbone import prepare_tokenizer, vocabulary_matrix, weight_files
-from lens_embed.build import assemble_lens_model, build_lens_model, load_backbone, save_staged
-from lens_embed.defaults import DEFAULT_CLUSTERS, minilm_path
+from lens_embed.base.defaults import DEFAULT_CLUSTERS, minilm_path
+from lens_embed.base.prompts import QUERY_TOKEN
+from lens_embed.base.storage import (
+    atomic_write,
+    cache_dir,
+    cached_directory,
+    manifest_problem,
+    write_manifest,
+)
+from lens_embed.models.backbone import prepare_tokenizer, vocabulary_matrix, weight_files
+from lens_embed.models.build import assemble_lens_model, build_lens_model, load_backbone, save_staged
+from lens_embed.models.safety import Manifest
 from lens_embed.modules import LexiconPooling
-from lens_embed.prompts import QUERY_TOKEN
-from lens_embed.safety import Manifest
-from lens_embed.storage import atomic_write, cache_dir, cached_directory, manifest_problem, write_manifest
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parents[1] / "data"
 PARAMETERS_FILE = DATA_DIR / "lens-minilm-k4000.safetensors"
 PROVENANCE_FILE = DATA_DIR / "lens-minilm-k4000.provenance.json"
 # The SHA-256 of PARAMETERS_FILE as `make train-default` wrote it (it prints it): a new file is shipped by
@@ -300,7 +306,7 @@ def default_model_path(cache: str | Path | None = None, *, verify: bool = False)
 
     The cache entry is named by the file's hash, so a new release's parameters never reuse an old
     assembly; it is built in a staging folder renamed into place under a lock (as every cache entry).
-    The entry records its files (sizes and SHA-256, :func:`lens_embed.storage.write_manifest`); every
+    The entry records its files (sizes and SHA-256, :func:`lens_embed.base.storage.write_manifest`); every
     use checks the sizes and the head's hash (about 6 ms), ``verify`` every file's hash (about 0.07 s).
     A damaged entry, or one an older lens-embed assembled without that record (it cannot be verified),
     is assembled again, with one warning saying why.

@@ -1,6 +1,6 @@
 """argparse ``type=`` validators shared by every ``lens-embed`` verb, so a bad number fails at parse time,
 and the option groups several verbs share (:class:`PrecisionOptions`, :class:`LoadOptions`,
-:class:`ClusterOptions`, :class:`QueryOptions`: dataclasses of :mod:`lens_embed.options`).
+:class:`ClusterOptions`, :class:`QueryOptions`: dataclasses of :mod:`lens_embed.base.options`).
 
 Each validator returns the converted value or raises ``argparse.ArgumentTypeError``, which argparse reports
 as ``lens-embed VERB: error: argument --NAME: ...`` with exit code 2. Importing this is instant.
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lens_embed.defaults import (
+from lens_embed.base.defaults import (
     ATTN_IMPLEMENTATIONS,
     BACKENDS,
     DTYPES,
@@ -22,7 +22,7 @@ from lens_embed.defaults import (
     EXPORT_QUANTIZATIONS,
     QDRANT_API_KEY_ENV,
 )
-from lens_embed.options import option
+from lens_embed.base.options import option
 
 
 def bounded_int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -100,7 +100,8 @@ top_k_or_none.__name__ = "positive integer or 'none'"
 @dataclass(kw_only=True)
 class PrecisionOptions:
     """``--dtype`` and ``--attn-implementation``, named and valued as transformers names them: every verb
-    that loads or builds a model has them (:data:`lens_embed.defaults.DTYPES`, ``ATTN_IMPLEMENTATIONS``)."""
+    that loads or builds a model has them (:data:`lens_embed.base.defaults.DTYPES`,
+    ``ATTN_IMPLEMENTATIONS``)."""
 
     dtype: str | None = option(None, "backbone precision", choices=DTYPES, default_text="the saved one")
     attn_implementation: str | None = option(
@@ -108,7 +109,7 @@ class PrecisionOptions:
     )
 
     def load_keywords(self) -> dict[str, object]:
-        """The loader's keywords (:func:`lens_embed.loading.load_lens_model`) of these options."""
+        """The loader's keywords (:func:`lens_embed.models.loading.load_lens_model`) of these options."""
         return {"dtype": self.dtype, "attn_implementation": self.attn_implementation}
 
 

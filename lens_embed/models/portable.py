@@ -14,7 +14,7 @@ upgrade keep loading; a modified file is refused unless the user trusts it, and 
 sentence-transformers runs the folder's copy.
 
 This is the saved-folder layer: it works on folders and on the package's own module sources, never on
-a model object (:meth:`lens_embed.model.LensSentenceTransformer.save` calls :func:`make_portable`).
+a model object (:meth:`lens_embed.models.model.LensSentenceTransformer.save` calls :func:`make_portable`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from sentence_transformers.base.modules import Module
 
 import lens_embed
 from lens_embed import modules as lens_modules
-from lens_embed.safety import MODELING_FILE, MODELING_MODULE, Manifest, manifest
-from lens_embed.storage import atomic_write
+from lens_embed.base.storage import atomic_write
+from lens_embed.models.safety import MODELING_FILE, MODELING_MODULE, Manifest, manifest
 
 ROOT_MODULE = lens_modules.__name__
 PACKAGE = "lens_embed"
@@ -200,7 +200,7 @@ def own_code_types(source: Manifest | str | Path, **hub_kwargs: Any) -> dict[str
     code this or an earlier lens-embed wrote; empty when the folder has no such file or a different one.
 
     Args:
-        source: a model folder or hub id, or its :class:`~lens_embed.safety.Manifest`.
+        source: a model folder or hub id, or its :class:`~lens_embed.models.safety.Manifest`.
         **hub_kwargs: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for a hub id.
     """
     files = manifest(source, **hub_kwargs)

@@ -18,7 +18,7 @@ loaded card verbatim when a model was not trained, which would keep stale facts 
 a conversion. The metadata is the same ``huggingface_hub.ModelCardData`` that class extends.
 
 This is the saved-folder layer: the card is rendered from plain data it is given (:class:`ModelFacts`
-read off a model by :meth:`lens_embed.model.LensSentenceTransformer.facts`, :class:`Provenance`, and
+read off a model by :meth:`lens_embed.models.model.LensSentenceTransformer.facts`, :class:`Provenance`, and
 :class:`EvalRow` s read from an mteb results folder by
 :func:`lens_embed.evaluation.results.load_eval_rows`); it imports no model, evaluation or mteb.
 ``lens-embed card MODEL [--results RESULTS]`` (:mod:`lens_embed.commands`) rewrites the card of a saved
@@ -34,8 +34,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lens_embed.citation import LENS_CITATION
-from lens_embed.storage import atomic_write
+from lens_embed.base.citation import LENS_CITATION
+from lens_embed.base.storage import atomic_write
 
 CARD_FILE = "README.md"
 LIBRARY_NAME = "sentence-transformers"
@@ -366,12 +366,12 @@ def render_card(
     """The complete card (metadata and text) of a LENS model.
 
     Args:
-        facts: what the model is (:meth:`lens_embed.model.LensSentenceTransformer.facts`).
+        facts: what the model is (:meth:`lens_embed.models.model.LensSentenceTransformer.facts`).
         provenance: base model, licence, training data and recipe, hub id.
         rows: evaluation rows (:func:`lens_embed.evaluation.results.load_eval_rows`); none gives a card
             without a results table.
         name: the card's title (default: the hub id, else "LENS model").
-        sparse: the card of the model's SparseEncoder folder (:mod:`lens_embed.sparse`): its usage is
+        sparse: the card of the model's SparseEncoder folder (:mod:`lens_embed.models.sparse`): its usage is
             ``SparseEncoder``'s.
     """
     rows = rows or []
@@ -404,7 +404,7 @@ def write_card(
 
     Args:
         path: the model folder.
-        facts: what the model is (:meth:`lens_embed.model.LensSentenceTransformer.facts`).
+        facts: what the model is (:meth:`lens_embed.models.model.LensSentenceTransformer.facts`).
         rows: evaluation rows for the evaluation table and ``model-index`` (none: no results table).
         **provenance: ``Provenance`` fields known now (``base_model``, ``license``, ``model_id``,
             ``training_datasets``, ``training_recipe``); with a ``base_model`` and no ``license`` the

@@ -22,11 +22,12 @@ DenseDtype = Literal["float32", "float16"]
 """How a collection stores dense vectors (``index --dense-dtype``: float16 halves their memory)."""
 DENSE_DTYPES: tuple[DenseDtype, ...] = get_args(DenseDtype)
 IndexKind = Literal["flat", "flat16", "hnsw", "ivf", "ivfpq", "opq"]
-"""A faiss index kind (``lens_embed.retrieval.index_factory_string``)."""
+"""A faiss index kind (``lens_embed.serving.retrieval.index_factory_string``)."""
 INDEX_KINDS: tuple[IndexKind, ...] = get_args(IndexKind)
 Quantization = Literal["none", "int8", "binary", "product"]
 """The quantisations of dense vectors in a collection (``index --quantization``): the quantised copy is held
 in RAM for the search, the full vectors stay beside it (on disk with ``--on-disk``) for rescoring the best
 candidates. ``int8``: Qdrant's scalar quantisation (a byte a dimension); ``binary``: one bit a dimension;
-``product``: product quantisation (``lens_embed.engine.PRODUCT_COMPRESSION`` times less than float32)."""
+``product``: product quantisation (``lens_embed.serving.engine.PRODUCT_COMPRESSION`` times less than
+float32)."""
 QUANTIZATIONS: tuple[Quantization, ...] = get_args(Quantization)

@@ -6,7 +6,7 @@
   ``shard_number`` / ``replication_factor``), or ``QdrantClient(":memory:")`` in tests, which receives
   the same calls a cluster does.
 
-Everything above the interface (:mod:`lens_embed.serving`, the evaluation's search index) speaks
+Everything above the interface (:mod:`lens_embed.serving.collections`, the evaluation's search index) speaks
 only :class:`Backend`: documents go in as :class:`EnginePoint` (a document id, its dense and/or
 sparse vectors), queries as :class:`EngineQuery`, results come back as ``(document id, score)``.
 A query with several vectors is fused by the engine (Qdrant's query API: one prefetch of
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lens_embed.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
-from lens_embed.optional import require
-from lens_embed.storage import check_writable_folder, staged_directory
-from lens_embed.vocabulary import DENSE_DTYPES, QUANTIZATIONS, DenseDtype, Quantization
+from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
+from lens_embed.base.optional import require
+from lens_embed.base.storage import check_writable_folder, staged_directory
+from lens_embed.base.vocabulary import DENSE_DTYPES, QUANTIZATIONS, DenseDtype, Quantization
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient

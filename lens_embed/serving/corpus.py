@@ -2,7 +2,7 @@
 
 Launched with ``torchrun`` (``torchrun --nproc-per-node 8 -m lens_embed.commands encode-corpus ...``),
 every rank loads the model on its own device and embeds the shards ``i`` with
-``i % world_size == rank`` of one :class:`lens_embed.retrieval.ShardStore`, the same folder layout
+``i % world_size == rank`` of one :class:`lens_embed.serving.retrieval.ShardStore`, the same folder layout
 and manifest as the single-process path. Shards are written atomically, so a rerun (with any
 number of ranks) computes only the missing ones. Once all ranks are done, rank 0 streams the
 shards into one ``embeddings.npy``. Without ``torchrun`` the same code runs as one process.
@@ -24,11 +24,11 @@ import torch.distributed as dist
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from lens_embed.batching import encode_bucketed
-from lens_embed.loading import load_lens_model
-from lens_embed.model import encode
-from lens_embed.retrieval import ShardStore, corpus_key
-from lens_embed.storage import atomic_write
+from lens_embed.base.storage import atomic_write
+from lens_embed.models.batching import encode_bucketed
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import encode
+from lens_embed.serving.retrieval import ShardStore, corpus_key
 
 logger = logging.getLogger(__name__)
 MERGED_NAME = "embeddings.npy"
@@ -140,7 +140,7 @@ def encode_corpus(
         instruction: the query instruction (default: the model's ``query`` prompt).
         shard_size: texts per shard file (the unit of resumption).
         batch_size: texts per batch (ignored with ``max_tokens``).
-        max_tokens: token-budget batches (:mod:`lens_embed.batching`) instead of a fixed batch size.
+        max_tokens: token-budget batches (:mod:`lens_embed.models.batching`) instead of a fixed batch size.
         show_progress: a progress bar with throughput on rank 0.
     """
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -193,7 +193,7 @@ def load_for_rank(model: str, **load_keywords: Any) -> tuple[int, int, SentenceT
     device.
 
     Args:
-        model: what :func:`lens_embed.loading.load_lens_model` loads.
+        model: what :func:`lens_embed.models.loading.load_lens_model` loads.
         **load_keywords: its other keywords (``dtype``, ``attn_implementation``, ``backend``...).
     """
     rank, world, device = distributed_context()

@@ -20,10 +20,10 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
-from lens_embed.model import LensSentenceTransformer, encode, side_prompt
-from lens_embed.prompts import DEFAULT_QUERY_INSTRUCTION
-from lens_embed.storage import atomic_write
-from lens_embed.vocabulary import INDEX_KINDS, IndexKind
+from lens_embed.base.prompts import DEFAULT_QUERY_INSTRUCTION
+from lens_embed.base.storage import atomic_write
+from lens_embed.base.vocabulary import INDEX_KINDS, IndexKind
+from lens_embed.models.model import LensSentenceTransformer, encode, side_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def corpus_key(
 ) -> str:
     """What a shard folder embeds, the one key of every shard folder: the model (its probe embedding and
     the settings that change embeddings beyond it: dtype, attention, maximum length, truncation), the side
-    with the prompt it gets (:func:`lens_embed.model.side_prompt`), and the texts.
+    with the prompt it gets (:func:`lens_embed.models.model.side_prompt`), and the texts.
 
     Compute it on one process: devices may round the probe differently.
 
@@ -338,7 +338,7 @@ def corpus_key(
 class DenseRetriever:
     """Sharded corpus encoding + faiss search over a sentence-transformers model.
 
-    Texts go through the one router (:func:`lens_embed.model.encode`): on a LENS model queries
+    Texts go through the one router (:func:`lens_embed.models.model.encode`): on a LENS model queries
     carry the instruction and documents are plain (the authors' protocol); on any other model
     queries and documents get whatever ``query``/``document`` prompts the model defines.
     """

@@ -1,8 +1,8 @@
 """Making LENS models: the backbone, the clustered head, the assembled sentence-transformers model.
 
-Sits above :mod:`lens_embed.model` (the LENS model class it assembles), below
-:mod:`lens_embed.convert` (which makes one from a released checkpoint instead of a clustering, and
-reuses the assembly and the staged save) and below :mod:`lens_embed.loading`.
+Sits above :mod:`lens_embed.models.model` (the LENS model class it assembles), below
+:mod:`lens_embed.models.convert` (which makes one from a released checkpoint instead of a clustering, and
+reuses the assembly and the staged save) and below :mod:`lens_embed.models.loading`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoConfig
 
-from lens_embed.backbone import (
+from lens_embed.base.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.base.prompts import QUERY_TOKEN, default_prompts
+from lens_embed.base.storage import (
+    atomic_write,
+    check_writable,
+    give_usual_modes,
+    refuse_overlap,
+    staged_directory,
+)
+from lens_embed.models.backbone import (
     backbone_kwargs,
     is_decoder_config,
     make_bidirectional,
@@ -24,21 +33,12 @@ from lens_embed.backbone import (
     resize_embeddings,
     vocabulary_matrix,
 )
-from lens_embed.clustering import kmeans_vocabulary, validate_n_clusters
-from lens_embed.defaults import DEFAULT_CLUSTERS, DEFAULT_MAX_SEQ_LENGTH
-from lens_embed.model import LensSentenceTransformer
+from lens_embed.models.clustering import kmeans_vocabulary, validate_n_clusters
+from lens_embed.models.model import LensSentenceTransformer
+from lens_embed.models.pooling import checked_position_top_k
+from lens_embed.models.portable import make_portable
+from lens_embed.models.safety import Manifest
 from lens_embed.modules import LensTransformer, LexiconPooling
-from lens_embed.pooling import checked_position_top_k
-from lens_embed.portable import make_portable
-from lens_embed.prompts import QUERY_TOKEN, default_prompts
-from lens_embed.safety import Manifest
-from lens_embed.storage import (
-    atomic_write,
-    check_writable,
-    give_usual_modes,
-    refuse_overlap,
-    staged_directory,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ def build_lens_model(
         seed: Seed of the KMeans and of the new special-token embedding rows: one seed, one model.
         kmeans_iterations: Lloyd iterations of the vocabulary KMeans.
         max_seq_length: Token limit of the saved model (inputs are truncated, EOS kept).
-        attn_implementation: One of :data:`lens_embed.defaults.ATTN_IMPLEMENTATIONS`; None for
+        attn_implementation: One of :data:`lens_embed.base.defaults.ATTN_IMPLEMENTATIONS`; None for
             transformers' choice.
-        dtype: Backbone dtype, one of :data:`lens_embed.defaults.DTYPES` or a torch.dtype (transformers'
+        dtype: Backbone dtype, one of :data:`lens_embed.base.defaults.DTYPES` or a torch.dtype (transformers'
             name for it); None keeps the checkpoint's.
         device: Device of the returned model (e.g. "cuda"); None lets sentence-transformers choose.
         overwrite: Replace a non-empty ``output_dir`` instead of refusing.
@@ -151,7 +151,7 @@ def build_lens_model(
             max (saved in the pooling module's config); None: the paper's pooling.
 
     Returns:
-        The LENS model: a :class:`~lens_embed.model.LensSentenceTransformer`
+        The LENS model: a :class:`~lens_embed.models.model.LensSentenceTransformer`
         ``[LensTransformer, LexiconPooling]``.
     """
     position_top_k = checked_position_top_k(position_top_k)
@@ -204,7 +204,7 @@ def set_position_top_k(folder: str | Path, position_top_k: int | None) -> Path:
     derived from the model change with it (shards, collections and results of another setting are never
     reused). The folder's ``modeling_lens.py`` is written again first, so that sentence-transformers'
     remote-code path honours the setting too; each file is replaced atomically
-    (:func:`lens_embed.storage.atomic_write`), and a file hard-linked into the model's SparseEncoder
+    (:func:`lens_embed.base.storage.atomic_write`), and a file hard-linked into the model's SparseEncoder
     folder is replaced, not written through.
 
     Args:

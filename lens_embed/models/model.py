@@ -5,14 +5,14 @@ loads is. Its methods are what a LENS model does beyond sentence-transformers: i
 its facts (for the card), its settings (for shard keys and results), its provenance, naming its
 dimensions by their tokens (:meth:`~LensSentenceTransformer.top_dimensions`), and a default
 ``max_active_dims`` saved as sentence-transformers' ``SparseEncoder`` saves it. Its ``save`` writes a
-self-contained folder (:mod:`lens_embed.portable`) and the LENS card (:mod:`lens_embed.card`), handing
-both plain data.
+self-contained folder (:mod:`lens_embed.models.portable`) and the LENS card (:mod:`lens_embed.models.card`),
+handing both plain data.
 
 :func:`encode` is the one router of texts to the query or document side of *any* sentence-transformers
 model (baselines included); :func:`side_prompt` says which prompt a side gets.
 
-Making models (:mod:`lens_embed.build`, :mod:`lens_embed.convert`) and loading them
-(:mod:`lens_embed.loading`) sit above this module.
+Making models (:mod:`lens_embed.models.build`, :mod:`lens_embed.models.convert`) and loading them
+(:mod:`lens_embed.models.loading`) sit above this module.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from lens_embed.backbone import is_bidirectional, is_decoder_config
-from lens_embed.card import (
+from lens_embed.base.prompts import query_prompt
+from lens_embed.models.backbone import is_bidirectional, is_decoder_config
+from lens_embed.models.card import (
     ModelFacts,
     Provenance,
     base_model_license,
@@ -35,11 +36,10 @@ from lens_embed.card import (
     merge_provenance,
     write_card,
 )
+from lens_embed.models.pooling import checked_max_active_dims, keep_max_active_dims
+from lens_embed.models.portable import make_portable
+from lens_embed.models.safety import MODELING_MODULE
 from lens_embed.modules import LexiconPooling, validate_texts
-from lens_embed.pooling import checked_max_active_dims, keep_max_active_dims
-from lens_embed.portable import make_portable
-from lens_embed.prompts import query_prompt
-from lens_embed.safety import MODELING_MODULE
 
 # The prompt names sentence-transformers' encode_query / encode_document look for, in this order, when
 # the call names none (then the model's default_prompt_name applies).
@@ -90,7 +90,7 @@ class LensSentenceTransformer(SentenceTransformer):
     ``LensSentenceTransformer.top_dimensions(model, embedding)`` for a LENS folder loaded by plain
     ``SentenceTransformer(path, trust_remote_code=True)`` or ``SparseEncoder``.
 
-    The one private sentence-transformers call: :func:`lens_embed.loading.load_lens_model` builds this
+    The one private sentence-transformers call: :func:`lens_embed.models.loading.load_lens_model` builds this
     class with ``_load_with_module_classes``, the only way to hand ``SentenceTransformer`` the classes of
     ``modules.json`` types (lens-embed's modules, and a folder's ``modeling_lens.py`` types whose code is
     exactly lens-embed's) without opening its ``trust_remote_code`` gate to every other type; the public
@@ -120,7 +120,7 @@ class LensSentenceTransformer(SentenceTransformer):
 
     def encode(self, *args: Any, max_active_dims: int | None = None, **kwargs: Any) -> Any:
         """sentence-transformers' ``encode``, each vector keeping its ``max_active_dims`` largest lexicon
-        weights (:func:`lens_embed.pooling.keep_max_active_dims`: a hybrid's dense part is kept whole,
+        weights (:func:`lens_embed.models.pooling.keep_max_active_dims`: a hybrid's dense part is kept whole,
         nothing is re-normalised); None uses the model's default (:attr:`max_active_dims`). ``encode_query``
         and ``encode_document`` take it too."""
         chosen = self.max_active_dims if max_active_dims is None else max_active_dims
@@ -185,7 +185,7 @@ class LensSentenceTransformer(SentenceTransformer):
         if getattr(self, MAX_ACTIVE_DIMS_KEY, None) is not None:
             settings[MAX_ACTIVE_DIMS_KEY] = self.max_active_dims
         backend = getattr(module, "backend", "torch")
-        if backend != "torch":  # an exported backbone (lens_embed.exported): which file ran, int8 or not
+        if backend != "torch":  # an exported backbone (lens_embed.models.exported): which file, int8 or not
             settings.update(backend=backend, file_name=getattr(module.auto_model, "file_name", None))
         return settings
 
@@ -370,8 +370,8 @@ def encode(
         batch_size: Texts per forward pass.
         show_progress_bar: Show a progress bar; None lets sentence-transformers decide.
         max_active_dims: Keep only each vector's N largest lexicon weights
-            (:func:`lens_embed.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense part
-            is kept whole, nothing is re-normalised); None keeps all, or a LensSentenceTransformer's
+            (:func:`lens_embed.models.pooling.keep_max_active_dims`, the engine's pruning: a hybrid's dense
+            part is kept whole, nothing is re-normalised); None keeps all, or a LensSentenceTransformer's
             default (:attr:`LensSentenceTransformer.max_active_dims`).
         **encode_kwargs: Passed on to ``encode_query`` / ``encode_document`` (e.g. ``convert_to_tensor``);
             not ``prompt`` or ``prompt_name``: the side and the instruction decide the prompt

@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from lens_embed.defaults import EXPORT_FILES
+from lens_embed.base.defaults import EXPORT_FILES
 
 logger = logging.getLogger(__name__)
 CACHE_ENV = "LENS_EMBED_CACHE"
@@ -358,7 +358,7 @@ EXPORT_FOLDERS = frozenset(Path(name).parts[0] for name in EXPORT_FILES.values()
 def _entry_files(folder: Path) -> dict[str, Path]:
     """The regular files under ``folder`` by relative POSIX path, the manifest left out, and the exports
     for the CPU backends too (``onnx/``, ``openvino/``): they are added to an entry later, each folder with
-    its own record of hashes that loading checks (``lens_embed.exported``)."""
+    its own record of hashes that loading checks (``lens_embed.models.exported``)."""
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))

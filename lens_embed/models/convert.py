@@ -21,7 +21,10 @@ from safetensors.torch import save_file
 from sentence_transformers import SentenceTransformer
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from lens_embed.backbone import (
+from lens_embed.base.defaults import DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.base.prompts import QUERY_TOKEN
+from lens_embed.base.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, scratch_directory
+from lens_embed.models.backbone import (
     CheckpointError,
     expected_shapes,
     is_decoder_config,
@@ -31,15 +34,12 @@ from lens_embed.backbone import (
     unreadable_weights,
     weight_files,
 )
-from lens_embed.build import assemble_lens_model, ensure_output_dir, save_staged
-from lens_embed.clustering import assign_to_centroids
-from lens_embed.defaults import DEFAULT_MAX_SEQ_LENGTH
+from lens_embed.models.build import assemble_lens_model, ensure_output_dir, save_staged
+from lens_embed.models.clustering import assign_to_centroids
+from lens_embed.models.pooling import checked_position_top_k
+from lens_embed.models.portable import own_code_types
+from lens_embed.models.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
 from lens_embed.modules import LensTransformer, LexiconPooling
-from lens_embed.pooling import checked_position_top_k
-from lens_embed.portable import own_code_types
-from lens_embed.prompts import QUERY_TOKEN
-from lens_embed.safety import CODE_REFERENCE_KEYS, code_references, is_transformers_class
-from lens_embed.storage import RELEASED_CHECKPOINTS, cache_dir, cached_directory, scratch_directory
 
 HEAD_FILE = "lm_head.pth"
 SHARD_BYTES = 2 << 30

@@ -19,10 +19,10 @@ the sparse stack, written by :func:`write_sparse_encoder` (``lens-embed sparse-e
   none), so the folder costs no second copy of the weights. Saving either model first gives its own
   folder private copies (:func:`lens_embed.modules.unshare_files`), so a save never writes through into
   the other. On the hub the folder goes to a branch of the LENS repository
-  (:data:`lens_embed.card.SPARSE_REVISION`), whose files the hub stores once.
+  (:data:`lens_embed.models.card.SPARSE_REVISION`), whose files the hub stores once.
 
 lens-embed's own loader loads SentenceTransformer folders only and refuses this one by name
-(:func:`lens_embed.loading.load_lens_model`).
+(:func:`lens_embed.models.loading.load_lens_model`).
 """
 
 from __future__ import annotations
@@ -34,17 +34,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lens_embed.build import ensure_output_dir
-from lens_embed.card import CARD_FILE, existing_provenance, render_card
-from lens_embed.convert import converted_release_path
-from lens_embed.defaults import CLUSTER_NAME_TOKENS
-from lens_embed.loading import load_lens_model
-from lens_embed.model import LensSentenceTransformer
+from lens_embed.base.defaults import CLUSTER_NAME_TOKENS
+from lens_embed.base.storage import atomic_write, is_released_name, staged_directory
+from lens_embed.models.build import ensure_output_dir
+from lens_embed.models.card import CARD_FILE, existing_provenance, render_card
+from lens_embed.models.convert import converted_release_path
+from lens_embed.models.loading import load_lens_model
+from lens_embed.models.model import LensSentenceTransformer
+from lens_embed.models.pooling import checked_max_active_dims
+from lens_embed.models.portable import make_portable
+from lens_embed.models.safety import MODELING_FILE, Manifest
 from lens_embed.modules import CLUSTER_NAMES_FILE, LensSparseTransformer, save_cluster_names
-from lens_embed.pooling import checked_max_active_dims
-from lens_embed.portable import make_portable
-from lens_embed.safety import MODELING_FILE, Manifest
-from lens_embed.storage import atomic_write, is_released_name, staged_directory
 
 SPARSE_MODEL_TYPE = "SparseEncoder"
 SETTINGS_FILE = "config_sentence_transformers.json"
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 def cluster_names(model: LensSentenceTransformer, tokens: int = CLUSTER_NAME_TOKENS) -> list[str]:
     """One name per dimension of a LENS model: up to ``tokens`` readable member tokens of its cluster
-    (:meth:`~lens_embed.model.LensSentenceTransformer.cluster_tokens`, token-id order) joined by ``|``.
+    (:meth:`~lens_embed.models.model.LensSentenceTransformer.cluster_tokens`, token-id order) joined by ``|``.
 
     Names are unique, as the sparse stack's engines key documents by them (``decode`` output): a
     cluster whose name an earlier cluster already has, or with no readable token, gets ``#<index>``
@@ -92,7 +92,7 @@ def write_sparse_encoder(
     """Write the SparseEncoder folder of a LENS model: ``SparseEncoder(output, trust_remote_code=True)``
     then embeds exactly as ``SentenceTransformer(model, trust_remote_code=True)``, as sparse tensors.
 
-    The model is loaded once through :func:`lens_embed.loading.load_lens_model` (every check of a LENS
+    The model is loaded once through :func:`lens_embed.models.loading.load_lens_model` (every check of a LENS
     folder) to name its clusters. The folder is staged and renamed into place: an interruption leaves
     no output, or the previous one whole.
 
@@ -105,7 +105,7 @@ def write_sparse_encoder(
             overrides it per call.
         tokens: member tokens in each cluster's name (:func:`cluster_names`).
         overwrite: replace a non-empty ``output``.
-        **load_kwargs: passed to :func:`lens_embed.loading.load_lens_model` (``dtype``,
+        **load_kwargs: passed to :func:`lens_embed.models.loading.load_lens_model` (``dtype``,
             ``attn_implementation``): how the model is loaded to be checked, not what is written.
 
     Returns:

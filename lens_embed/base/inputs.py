@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lens_embed.prompts import lone_surrogate
+from lens_embed.base.prompts import lone_surrogate
 
 __all__ = ["json_line", "json_lines", "read_documents", "read_json", "read_texts", "text_lines"]
 
