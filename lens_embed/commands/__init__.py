@@ -37,19 +37,19 @@ def runner(group: str) -> ModuleType:
     """The module that runs a group's verbs. Imported here, when a verb runs, and nowhere else: these are
     the command's only imports made inside a function, so that ``--help`` loads no torch."""
     if group == "models":
-        from lens_embed.commands import model_verbs
+        from lens_embed.commands import model_verbs  # heavy (torch): only when one of its verbs runs
 
         return model_verbs
     if group == "serving":
-        from lens_embed.commands import serving_verbs
+        from lens_embed.commands import serving_verbs  # heavy (torch): only when one of its verbs runs
 
         return serving_verbs
     if group == "evaluation":
-        from lens_embed.commands import evaluation_verbs
+        from lens_embed.commands import evaluation_verbs  # heavy (torch): only when one of its verbs runs
 
         return evaluation_verbs
     if group == "training":
-        from lens_embed.commands import training_verbs
+        from lens_embed.commands import training_verbs  # heavy (torch): only when one of its verbs runs
 
         return training_verbs
     raise ValueError(f"no verb group {group!r}")
