@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lens_embed.base.inputs import read_json
+from lens_embed.base.storage import EXPORT_FOLDERS
 from lens_embed.models.card import EvalRow
 
 # Beside model_meta.json: how the embeddings were computed (instructions, dtype, attention, truncation).
@@ -41,11 +42,15 @@ def model_revision(path: str | Path) -> str:
     """A content revision of a model folder: changes whenever its config or weights change.
 
     Hashes the config files and, for weight files, their size plus first and last MiB, so a
-    multi-GB checkpoint gets a stable id in well under a second.
+    multi-GB checkpoint gets a stable id in well under a second. The CPU backends' exports (``onnx/``,
+    ``openvino/``) are left out: they are derived from these weights (and checked against them when loaded),
+    so exporting does not move a folder's torch results to a new revision.
     """
     root = Path(path)
     digest = hashlib.sha1()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        if file.relative_to(root).parts[0] in EXPORT_FOLDERS:
+            continue
         relative = file.relative_to(root).as_posix()
         if file.name in _CONFIG_FILES:
             digest.update(relative.encode() + file.read_bytes())

@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 
 from lens_embed import build_lens_model
 from lens_embed.base.defaults import TRAINING_RECORD, minilm_path
+from lens_embed.base.storage import EXPORT_FOLDERS
 from lens_embed.evaluation.encoders import MINILM_NAME, default_name, load_encoder, released_lens_meta
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.results import model_revision
@@ -58,6 +59,15 @@ def test_revision_changes_with_the_weights(small_lens_dir: Path, copy_of) -> Non
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert model_revision(changed) != model_revision(small_lens_dir)
+
+
+def test_revision_ignores_the_cpu_backend_exports(small_lens_dir: Path, copy_of) -> None:
+    exported = copy_of(small_lens_dir)
+    for folder in EXPORT_FOLDERS:  # what an export adds: derived files, config and weights alike
+        (exported / folder).mkdir()
+        (exported / folder / "config.json").write_text("{}")
+        (exported / folder / "openvino_model.bin").write_bytes(b"weights")
+    assert model_revision(exported) == model_revision(small_lens_dir)
 
 
 def test_released_lens_models_get_a_loader() -> None:
