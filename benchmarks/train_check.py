@@ -36,7 +36,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import VOCAB, publish, synchronize, synthetic_tokenizer  # noqa: E402
+from bench_gpu import VOCAB, add_run_arguments, run_and_publish, synchronize, synthetic_tokenizer  # noqa: E402
 
 from lens_embed import build_lens_model  # noqa: E402
 from lens_embed.training.config import TrainConfig  # noqa: E402
@@ -353,9 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="default: the trainer's (on with a GPU)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="where the temporary model and data folder is made")
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    add_run_arguments(parser, "where the temporary model and data folder is made")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 2:
         parser.error("--steps must be at least 2: the check compares early and late losses")
@@ -363,9 +361,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    report = run(args)
-    return publish(report, markdown(report), args.json)
+    return run_and_publish(parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":
