@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -438,28 +439,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peak-tflops", type=float, default=None, help="peak to divide by (else from the card)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--workdir", default=None, help="where the random checkpoint is written (~15 GB for 7b)"
-    )
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    add_run_arguments(parser, "where the random checkpoint is written (~15 GB for 7b)")
     return parser.parse_args(argv)
 
 
-def publish(report: dict[str, object], table: str, json_path: str | None) -> dict[str, object]:
-    """Print a benchmark's report as JSON and as its markdown table, and write the JSON where asked."""
+def add_run_arguments(parser: argparse.ArgumentParser, workdir_help: str) -> None:
+    """The options of every check on a random model: its seed, the folder its model is written in, and
+    the JSON file :func:`run_and_publish` writes."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=None, help=workdir_help)
+    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+
+
+def run_and_publish(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    """Run a check on its parsed options, print its report as JSON and as its markdown table, and write the
+    JSON to ``--json`` where asked (the options :func:`add_run_arguments` declares)."""
+    report = run(args)
     print(json.dumps(report, indent=2))
-    print(table)
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(markdown(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    args = parse_args(argv)
-    report = run(args)
-    return publish(report, markdown(report), args.json)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run_and_publish(parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

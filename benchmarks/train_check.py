@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import VOCAB, publish, synchronize, synthetic_tokenizer  # noqa: E402
+from bench_gpu import VOCAB, add_run_arguments, run_and_publish, synchronize, synthetic_tokenizer  # noqa: E402
 
 from lens_embed import build_lens_model  # noqa: E402
 from lens_embed.training.config import TrainConfig  # noqa: E402
@@ -44,34 +45,34 @@ from lens_embed.training.data import write_jsonl  # noqa: E402
 from lens_embed.training.trainer import LensTrainer, build_trainer, uses_gradient_checkpointing  # noqa: E402
 from tiny_models import TINY_SHAPES, build_decoder  # noqa: E402
 
-DECODER_SHAPES = tuple(TINY_SHAPES)  # the layer-shape keys of a scale
-SCALES: dict[str, dict[str, Any]] = {
-    "small": {
-        "hidden_size": 1024,
-        "intermediate_size": 3584,
-        "num_hidden_layers": 8,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "clusters": 512,
-        "max_seq_length": 512,
-        "query_words": (8, 24),
-        "passage_words": (128, 384),
-        "steps": 30,
-        "batch_size": 32,
-        "group_size": 8,
-        "learning_rate": 2e-4,
-    },
-    "tiny": {
-        **TINY_SHAPES,
-        "clusters": 32,
-        "max_seq_length": 64,
-        "query_words": (3, 6),
-        "passage_words": (8, 24),
-        "steps": 12,
-        "batch_size": 8,
-        "group_size": 4,
-        "learning_rate": 3e-3,
-    },
+
+@dataclass(frozen=True)
+class Scale:
+    """A model shape, its synthetic task, and the sizes of the run that trains it (the defaults of
+    ``--steps``, ``--batch-size``, ``--group-size`` and ``--lr``)."""
+
+    decoder: dict[str, int]  # the decoder's layer shapes (tests/tiny_models.py's TINY_SHAPES keys)
+    clusters: int
+    max_seq_length: int
+    query_words: tuple[int, int]  # words per query: (fewest, most)
+    passage_words: tuple[int, int]
+    steps: int
+    batch_size: int
+    group_size: int
+    learning_rate: float
+
+
+SMALL_DECODER = {
+    "hidden_size": 1024,
+    "intermediate_size": 3584,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+}
+SCALES = {
+    # name: Scale(decoder, clusters, max_seq_length, query_words, passage_words, steps, batch, group, lr)
+    "small": Scale(SMALL_DECODER, 512, 512, (8, 24), (128, 384), 30, 32, 8, 2e-4),
+    "tiny": Scale(TINY_SHAPES, 32, 64, (3, 6), (8, 24), 12, 8, 4, 3e-3),
 }
 # Distinct rows = this many batches: the run sees each row several times, so a working trainer
 # lowers the loss within a few dozen steps even from random weights.
@@ -112,7 +113,7 @@ def synthetic_rows(
     return rows
 
 
-def build_model(work: Path, scale: dict[str, Any], seed: int) -> Path:
+def build_model(work: Path, scale: Scale, seed: int) -> Path:
     """The random decoder (saved with the synthetic tokenizer) made a LENS model; returns its folder."""
     base = work / "base"
     build_decoder(
@@ -120,16 +121,16 @@ def build_model(work: Path, scale: dict[str, Any], seed: int) -> Path:
         "mistral",
         seed=seed,
         tokenizer=synthetic_tokenizer(base),
-        **{name: scale[name] for name in DECODER_SHAPES},
-        max_position_embeddings=scale["max_seq_length"],
+        **scale.decoder,
+        max_position_embeddings=scale.max_seq_length,
     )
     lens = work / "lens"
     build_lens_model(
         base,
-        n_clusters=scale["clusters"],
+        n_clusters=scale.clusters,
         output_dir=lens,
         seed=seed,
-        max_seq_length=scale["max_seq_length"],
+        max_seq_length=scale.max_seq_length,
         device="cpu",
     )
     return lens
@@ -236,9 +237,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the model and data in a temporary folder, train, and report the run."""
     cuda = torch.cuda.is_available()
     scale = SCALES[args.scale]
-    steps = args.steps or scale["steps"]
-    batch_size, group_size = args.batch_size or scale["batch_size"], args.group_size or scale["group_size"]
-    learning_rate = args.lr or scale["learning_rate"]
+    steps = args.steps or scale.steps
+    batch_size, group_size = args.batch_size or scale.batch_size, args.group_size or scale.group_size
+    learning_rate = args.lr or scale.learning_rate
     precision = args.precision or ("bf16" if cuda else "fp32")
     if precision != "fp32" and not cuda:
         raise ValueError(f"--precision {precision} needs a GPU; on the CPU use --precision fp32")
@@ -248,8 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = synthetic_rows(
             max(BATCHES_OF_ROWS * batch_size, group_size),
             group_size,
-            scale["query_words"],
-            scale["passage_words"],
+            scale.query_words,
+            scale.passage_words,
             args.seed,
         )
         data = write_jsonl(rows, work / "data" / "synthetic_retrieval.jsonl")
@@ -275,8 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,
         "scale": args.scale,
-        "shape": {name: scale[name] for name in DECODER_SHAPES}
-        | {"vocab_size": VOCAB, "clusters": scale["clusters"], "max_seq_length": scale["max_seq_length"]},
+        "shape": scale.decoder
+        | {"vocab_size": VOCAB, "clusters": scale.clusters, "max_seq_length": scale.max_seq_length},
         "precision": precision,
         "lora": args.lora,
         "gradient_checkpointing": uses_gradient_checkpointing(config, cuda),
@@ -316,6 +317,11 @@ def markdown(report: dict[str, Any]) -> str:
     )
 
 
+def per_scale(size: str) -> str:
+    """How the help names a run size's defaults: each scale's, from :data:`SCALES`."""
+    return "(default: " + ", ".join(f"{getattr(scale, size)} {name}" for name, scale in SCALES.items()) + ")"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -323,17 +329,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scale", choices=sorted(SCALES), default="small", help="model shape (tiny: CPU smoke run)"
     )
+    parser.add_argument("--steps", type=int, default=None, help=f"optimizer steps {per_scale('steps')}")
     parser.add_argument(
-        "--steps", type=int, default=None, help="optimizer steps (default: 30 small, 12 tiny)"
+        "--batch-size", type=int, default=None, help=f"queries per step {per_scale('batch_size')}"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="queries per step (default: 32 small, 8 tiny)"
+        "--group-size", type=int, default=None, help=f"1 positive + negatives {per_scale('group_size')}"
     )
     parser.add_argument(
-        "--group-size", type=int, default=None, help="1 positive + negatives (default: 8 small, 4 tiny)"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=None, help="peak learning rate (default: 2e-4 small, 3e-3 tiny)"
+        "--lr", type=float, default=None, help=f"peak learning rate {per_scale('learning_rate')}"
     )
     parser.add_argument(
         "--precision",
@@ -353,9 +357,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="default: the trainer's (on with a GPU)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None, help="where the temporary model and data folder is made")
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    add_run_arguments(parser, "where the temporary model and data folder is made")
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 2:
         parser.error("--steps must be at least 2: the check compares early and late losses")
@@ -363,9 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    report = run(args)
-    return publish(report, markdown(report), args.json)
+    return run_and_publish(parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

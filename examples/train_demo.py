@@ -18,11 +18,12 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lens_embed.base.cli_args import bounded_int, non_negative_int, positive_float, positive_int
 from lens_embed.base.defaults import minilm_path
+from lens_embed.base.options import from_namespace
 from lens_embed.evaluation.encoders import LoadedModelEncoder, dense_minilm, load_encoder
 from lens_embed.evaluation.offline import offline_tasks
 from lens_embed.evaluation.reports import write_report
@@ -85,16 +86,9 @@ def demo_data(data_dir: Path, work: Path) -> Path:
 def recipe(base: Path, data: Path, output: Path, args: argparse.Namespace) -> TrainConfig:
     """The one recipe every model gets: the embedded default's run (the authors' recipe scaled down to a
     CPU budget: one batch size for every task, warmup over the first tenth of the steps) at the demo's
-    sizes, without the default's FLOPS regulariser."""
-    sizes = Recipe(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        group_size=args.group_size,
-        learning_rate=args.lr,
-        max_seq_length=args.max_seq_length,
-        seed=args.seed,
-        document_regularizer_weight=0.0,
-        query_regularizer_weight=0.0,
+    sizes (the options named as the recipe's fields), without the default's FLOPS regulariser."""
+    sizes = replace(
+        from_namespace(Recipe, args), document_regularizer_weight=0.0, query_regularizer_weight=0.0
     )
     return training_config(base, data, output, sizes)
 
@@ -165,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=positive_int, default=30, help="optimizer steps per model")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--group-size", type=bounded_int(2), default=4)
-    parser.add_argument("--lr", type=positive_float, default=3e-4)
+    parser.add_argument("--lr", dest="learning_rate", type=positive_float, default=3e-4)
     parser.add_argument(
         "--max-seq-length", type=positive_int, default=128, help="truncate texts to this many tokens"
     )
