@@ -95,6 +95,10 @@ def test_a_parameter_file_round_trips_and_a_tampered_one_is_refused_naming_it(
         read_parameters(path, sha256)
     with pytest.raises(ParameterFileError, match="no such parameter file"):
         read_parameters(tmp_path / "absent.safetensors", sha256)
+    other = tmp_path / "other.safetensors"
+    write_parameters(TrainedParameters(**{**vars(parameters), "dense_pooling": "max"}), other)
+    with pytest.raises(ParameterFileError, match=f"{other}: dense_pooling 'max', expected one of mean, last"):
+        read_parameters(other, None)
 
 
 def test_assembly_refuses_another_base(tiny_mistral, tiny_lens, tmp_path):
@@ -138,6 +142,7 @@ def test_the_package_ships_the_trained_default_with_its_hash_and_provenance() ->
     assert '"data/*.safetensors"' in pyproject and '"data/*.provenance.json"' in pyproject
     with safe_open(str(PARAMETERS_FILE), framework="pt") as handle:
         assert handle.metadata()["base_sha256"] == base_weights_sha256(embedded.minilm_path())
+    assert read_parameters(PARAMETERS_FILE, PARAMETERS_SHA256).dense_pooling is None  # lexicon only
 
 
 def lens_embed_default(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:

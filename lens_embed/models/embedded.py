@@ -46,6 +46,7 @@ from lens_embed.base.storage import (
     manifest_problem,
     write_manifest,
 )
+from lens_embed.base.vocabulary import DENSE_POOLING_MODES
 from lens_embed.models.backbone import prepare_tokenizer, vocabulary_matrix, weight_files
 from lens_embed.models.build import assemble_lens_model, build_lens_model, load_backbone, save_staged
 from lens_embed.models.safety import Manifest
@@ -74,7 +75,8 @@ class ParameterFileError(ValueError):
 class TrainedParameters:
     """What a trained LENS model changed in its base: LoRA factors by module name (relative to the
     backbone), the token -> cluster map, the rows of the added tokens, and the settings to rebuild it
-    (``position_top_k``: the pooling it was trained with; files written before it existed have none)."""
+    (``position_top_k``: the pooling it was trained with; ``dense_pooling``: the dense part of a hybrid
+    trained as one; files written before they existed have neither: lexicon only, the paper's pooling)."""
 
     lora: dict[str, tuple[torch.Tensor, torch.Tensor]]
     lora_scaling: float
@@ -85,6 +87,7 @@ class TrainedParameters:
     max_seq_length: int
     base_sha256: str
     position_top_k: int | None = None
+    dense_pooling: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, str]:
@@ -98,6 +101,7 @@ class TrainedParameters:
             "max_seq_length": str(self.max_seq_length),
             "base_sha256": self.base_sha256,
             **({} if self.position_top_k is None else {"position_top_k": str(self.position_top_k)}),
+            **({} if self.dense_pooling is None else {"dense_pooling": self.dense_pooling}),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -171,7 +175,13 @@ def read_parameters(path: str | Path, sha256: str | None) -> TrainedParameters:
         "max_seq_length",
         "base_sha256",
         "position_top_k",
+        "dense_pooling",
     }
+    dense_pooling = metadata.get("dense_pooling")
+    if dense_pooling is not None and dense_pooling not in DENSE_POOLING_MODES:
+        raise ParameterFileError(
+            f"{path}: dense_pooling {dense_pooling!r}, expected one of {', '.join(DENSE_POOLING_MODES)}"
+        )
     return TrainedParameters(
         lora=lora,
         lora_scaling=float(metadata["lora_scaling"]),
@@ -182,6 +192,7 @@ def read_parameters(path: str | Path, sha256: str | None) -> TrainedParameters:
         max_seq_length=int(metadata["max_seq_length"]),
         base_sha256=metadata["base_sha256"],
         position_top_k=int(metadata["position_top_k"]) if "position_top_k" in metadata else None,
+        dense_pooling=dense_pooling,
         extra={key: value for key, value in metadata.items() if key not in known},
     )
 
@@ -227,7 +238,8 @@ def assemble(
     base: str | Path, parameters: TrainedParameters, device: str | None = None
 ) -> SentenceTransformer:
     """The LENS model ``parameters`` describe, on the backbone in ``base``: its tokenizer given the LENS
-    special tokens (with the shipped rows), the LoRA factors merged, the head from the token -> cluster map.
+    special tokens (with the shipped rows), the LoRA factors merged, the head from the token -> cluster map
+    (and the dense part of a hybrid, which has no parameters of its own).
 
     Raises:
         ParameterFileError: ``base`` is not the model the parameters were trained on.
@@ -259,6 +271,7 @@ def assemble(
         next_token_outputs=decoder,
         vocab_size=matrix.shape[0],
         position_top_k=parameters.position_top_k,
+        dense_pooling=parameters.dense_pooling,
     )
     pooling.set_head(
         cluster_means(matrix, parameters.token_clusters, parameters.n_clusters), parameters.token_clusters

@@ -7,7 +7,8 @@
 can never drift apart. A numeric field's bounds are
 declared once too, as its :mod:`lens_embed.base.cli_args` validator: the CLI refuses a bad value at parse
 time (exit 2) and ``TrainConfig(...)`` with a ``ValueError`` naming the field, before anything loads.
-Imports only the standard library, :mod:`lens_embed.base.cli_args` and :mod:`lens_embed.base.options`.
+Imports only the standard library, :mod:`lens_embed.base.cli_args`, :mod:`lens_embed.base.options` and
+:mod:`lens_embed.base.vocabulary`.
 
 Defaults are the authors' recipe (LENS, Lei et al. 2025; their public training code): LR 1e-4 with 100
 warmup steps then linear decay, 32 queries per device for retrieval (512 on their 16 GPUs) and 256 in
@@ -33,6 +34,7 @@ from lens_embed.base.cli_args import (
     probability,
 )
 from lens_embed.base.options import check_values, option
+from lens_embed.base.vocabulary import DENSE_POOLING_MODES
 
 DEFAULT_TEMPERATURE = 0.02
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -43,6 +45,7 @@ MINING_METHODS = ("model", "bm25")
 DISTILL_TASKS = ("in-batch", "all")
 DOCUMENT_INSTRUCTIONS = ("sts-clustering", "symmetric")
 GATHERED_LOSS_SCALES = ("devices", "global")
+NO_DENSE = "none"  # the recipe's spelling of a lexicon-only LENS model (the build's dense_pooling=None)
 
 
 @dataclass
@@ -268,7 +271,7 @@ class Recipe:
     """The knobs of the embedded default's training (:mod:`lens_embed.training.default_recipe`,
     ``lens-embed train-default``); the defaults are the shipped model's. Most are the :class:`TrainConfig`
     options of the run it makes; sparse LENS: ``position_top_k`` and ``topk_temperature`` (0: off) and
-    the L1 weights."""
+    the L1 weights; a hybrid: ``dense_pooling`` (the base built with a dense part, trained with it)."""
 
     steps: int = option(150, "optimizer steps", check=positive_int)
     batch_size: int = option(32, "queries per step, every task alike", check=positive_int)
@@ -307,6 +310,12 @@ class Recipe:
     )
     query_l1_weight: float = option(
         0.0, "scale-invariant L1 term on the queries (0: off)", check=non_negative_float
+    )
+    dense_pooling: str = option(
+        NO_DENSE,
+        "train a hybrid: the LENS vector with a normalised dense vector of this pooling appended "
+        "(the sparsity terms act on the lexicon part only); none: lexicon only",
+        choices=(NO_DENSE, *DENSE_POOLING_MODES),
     )
     seed: int = option(42, "seed of the data, the sampling and LoRA", check=non_negative_int)
 

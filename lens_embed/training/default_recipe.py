@@ -18,12 +18,16 @@ The recipe, in order:
    the tasks with in-batch negatives: not on classification, where the teacher ranks other intents above the
    label's own texts; LoRA r32/alpha64 on every projection; SPLADE's FLOPS regulariser on the normalised
    lexicon vectors, documents 1.0, queries 0.5, so the default also serves from an inverted index), seeded.
+   With ``--dense-pooling mean|last`` the base is a hybrid (the LENS vector with a normalised dense vector
+   appended, jointly normalised) and the run trains the hybrid's embedding: the InfoNCE and KL terms score
+   the joint vector, the FLOPS and L1 terms its lexicon part only.
 4. **Package**: the LoRA factors, the token -> cluster map and the special-token rows as one safetensors
    file (:mod:`lens_embed.models.embedded`), its provenance beside it; the file is assembled again and its
    embeddings compared with the trained model's before it is reported.
 
 ``--base dense`` trains the dense all-MiniLM-L6-v2 with the identical data and recipe (no package: it
-is the comparison), less the FLOPS term, which acts on lexicon vectors only.
+is the comparison), less what acts on the LENS model only (the FLOPS and L1 terms, the per-position top-k,
+the hybrid's dense part: the dense MiniLM is already the mean-pooled dense model).
 Run: ``lens-embed train-default --data ../shared/data --output DIR`` (the knobs: :class:`Recipe`).
 """
 
@@ -56,13 +60,15 @@ from lens_embed.models.embedded import (
     assemble,
     base_weights_sha256,
     file_sha256,
+    head_folder,
     read_parameters,
     untrained_default_path,
     write_parameters,
 )
 from lens_embed.models.loading import load_lens_model
 from lens_embed.models.model import encode
-from lens_embed.training.config import Recipe, TrainConfig
+from lens_embed.modules import LexiconPooling
+from lens_embed.training.config import NO_DENSE, Recipe, TrainConfig
 from lens_embed.training.data import TaskData, read_training_rows, task_from_rows, write_jsonl
 from lens_embed.training.negatives import candidate_corpus
 from lens_embed.training.trainer import train
@@ -355,34 +361,54 @@ def provenance(data_dir: Path, recipe: Recipe, command: str, sha256: str) -> dic
 
 def recipe_for(recipe: Recipe, base_kind: str) -> Recipe:
     """The recipe a base trains with: the dense MiniLM has no lexicon vectors for the FLOPS and L1 terms to
-    act on, nor a LENS pooling for the per-position top-k."""
+    act on, nor a LENS pooling for the per-position top-k or a dense part to append (it is the
+    mean-pooled dense model already), so the same command line runs the comparison."""
     if base_kind == "lens":
         return recipe
-    return replace(
-        recipe, **{name: type(value)(0) for name, value in asdict(recipe).items() if name in LEXICON_ONLY}
-    )
+    return replace(recipe, **LENS_ONLY)
 
 
-# The recipe fields that act on LENS lexicon vectors only (0 for the dense comparison).
-LEXICON_ONLY = (
-    "document_regularizer_weight",
-    "query_regularizer_weight",
-    "position_top_k",
-    "topk_temperature",
-    "document_l1_weight",
-    "query_l1_weight",
-)
+# The recipe fields that act on the LENS model only, at their "off" values (the dense comparison's).
+LENS_ONLY: dict[str, Any] = {
+    "document_regularizer_weight": 0.0,
+    "query_regularizer_weight": 0.0,
+    "position_top_k": 0,
+    "topk_temperature": 0.0,
+    "document_l1_weight": 0.0,
+    "query_l1_weight": 0.0,
+    "dense_pooling": NO_DENSE,
+}
+
+
+def dense_pooling_of(recipe: Recipe) -> str | None:
+    """The recipe's dense pooling as the build and the parameter file spell it (None: lexicon only)."""
+    return None if recipe.dense_pooling == NO_DENSE else recipe.dense_pooling
+
+
+def saved_dense_pooling(folder: Path) -> str | None:
+    """The dense pooling of a saved LENS folder's head, read from its config (None: lexicon only)."""
+    config = folder / head_folder(folder) / LexiconPooling.config_file_name
+    return json.loads(config.read_text(encoding="utf-8")).get("dense_pooling")
 
 
 def check_run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str) -> None:
     """Refuse a run that would fail, now rather than after the data preparation and the untrained build
-    (about 25 minutes): missing data files, a top-k temperature without a top-k, options the training run
-    refuses."""
+    (about 25 minutes): missing data files, a top-k temperature without a top-k, a work folder holding a
+    base or model of another dense pooling (it would be reused), options the training run refuses."""
     missing = [str(path) for path in source_files(data_dir) if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"--data {data_dir}: missing {', '.join(missing)}")
     if recipe.topk_temperature and not recipe.position_top_k:
         raise ValueError("--topk-temperature relaxes the per-position top-k: give --position-top-k too")
+    if base_kind == "lens":
+        for folder in (output / "base", output / "model"):
+            if (folder / "modules.json").is_file():
+                found = saved_dense_pooling(folder)
+                if found != dense_pooling_of(recipe):
+                    raise ValueError(
+                        f"--output {output}: {folder} has dense pooling {found or NO_DENSE}, the recipe "
+                        f"{recipe.dense_pooling}: give another --output (or delete {folder})"
+                    )
     training_config(output / "base", data_dir, output / "model", recipe_for(recipe, base_kind))
 
 
@@ -407,6 +433,7 @@ def run(data_dir: Path, output: Path, recipe: Recipe, base_kind: str = "lens") -
         base_parameters_ = replace(  # the pooling the recipe trains with is the one the file rebuilds
             base_parameters(untrained_default_path(DEFAULT_CLUSTERS), minilm_path()),
             position_top_k=recipe.position_top_k or None,
+            dense_pooling=dense_pooling_of(recipe),
         )
         if not (base / "modules.json").is_file():
             save_staged(assemble(minilm_path(), base_parameters_, device="cpu"), base, overwrite=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -86,21 +87,35 @@ def test_teacher_scores_are_cosines_over_the_teacher_temperature() -> None:
     )
 
 
-@pytest.mark.parametrize("position_top_k", [None, 2], ids=["whole", "per-position top 2"])
+@pytest.mark.parametrize(
+    "position_top_k, dense_pooling",
+    [(None, None), (2, None), (None, "mean")],
+    ids=["whole", "per-position top 2", "hybrid, trained as one"],
+)
 def test_the_parameter_file_assembles_exactly_the_model_training_produced(
-    tiny_mistral, tiny_lens, tmp_path, position_top_k
+    tiny_mistral, tiny_lens, tmp_path, position_top_k, dense_pooling
 ):
-    parameters = replace(base_parameters(tiny_lens, tiny_mistral), position_top_k=position_top_k)
+    parameters = replace(
+        base_parameters(tiny_lens, tiny_mistral), position_top_k=position_top_k, dense_pooling=dense_pooling
+    )
     base = tmp_path / "base"
     save_staged(assemble(tiny_mistral, parameters, device="cpu"), base, overwrite=False)
     data = write_jsonl(tmp_path / "data" / "toy.jsonl", retrieval_rows())
-    trained = train(toy_config(base, [data], tmp_path / "trained", max_steps=3, lora_r=4, lora_alpha=8))
+    run = toy_config(base, [data], tmp_path / "trained", max_steps=3, lora_r=4, lora_alpha=8)
+    if dense_pooling is not None:  # the recipe's FLOPS term on the lexicon part, as the default trains
+        run = replace(run, document_regularizer_weight=1.0, query_regularizer_weight=0.5)
+    trained = train(run)
     path, sha256, difference = package(trained, parameters, tiny_mistral, tmp_path / "package")
     assert difference <= 1e-6
-    assert read_parameters(path, sha256).position_top_k == position_top_k  # the file rebuilds the pooling
-    assembled = assemble(tiny_mistral, read_parameters(path, sha256), device="cpu")
+    read = read_parameters(path, sha256)  # the file rebuilds the pooling
+    assert (read.position_top_k, read.dense_pooling) == (position_top_k, dense_pooling)
+    assert ("dense_pooling" in read.metadata()) == (dense_pooling is not None)  # none: the file as before
+    assembled = assemble(tiny_mistral, read, device="cpu")
     reference = load_lens_model(trained, device="cpu")
     assert assembled[1].position_top_k == reference[1].position_top_k == position_top_k
+    assert assembled[1].dense_pooling == reference[1].dense_pooling == dense_pooling
+    width = 16 + (assembled[1].hidden_size if dense_pooling else 0)
+    assert assembled.get_embedding_dimension() == reference.get_embedding_dimension() == width
     texts = ["the quick brown fox", "a man is playing a guitar on the street"]
     for query in (False, True):
         mine = encode(assembled, texts, query=query, convert_to_tensor=True)
@@ -125,18 +140,19 @@ def test_the_command_line_holds_the_recipe_and_names_missing_data(tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_flops_term() -> None:
-    recipe = Recipe(position_top_k=4, document_l1_weight=0.1)
+def test_the_dense_comparison_trains_the_same_recipe_without_the_lens_only_options() -> None:
+    recipe = Recipe(position_top_k=4, document_l1_weight=0.1, dense_pooling="mean")
     assert recipe.document_regularizer_weight > 0 and recipe.query_regularizer_weight > 0
     assert recipe_for(recipe, "lens") == recipe
     dense = recipe_for(recipe, "dense")
     assert (dense.document_regularizer_weight, dense.query_regularizer_weight) == (0.0, 0.0)
-    assert (dense.position_top_k, dense.document_l1_weight) == (0, 0.0)
+    assert (dense.position_top_k, dense.document_l1_weight, dense.dense_pooling) == (0, 0.0, "none")
     weights = (
         "document_regularizer_weight",
         "query_regularizer_weight",
         "position_top_k",
         "document_l1_weight",
+        "dense_pooling",
     )
     assert {k: v for k, v in vars(dense).items() if k not in weights} == {
         k: v for k, v in vars(recipe).items() if k not in weights
@@ -146,8 +162,9 @@ def test_the_dense_comparison_trains_the_same_recipe_without_the_lexicon_only_fl
 def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machine_path(tmp_path) -> None:
     argv = ["train-default", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
     argv += ["--position-top-k", "4", "--topk-temperature", "0.5"]
-    argv += ["--document-l1-weight", "0.2", "--query-l1-weight", "0.1"]
+    argv += ["--document-l1-weight", "0.2", "--query-l1-weight", "0.1", "--dense-pooling", "mean"]
     recipe = parse(argv).recipe()
+    assert recipe.dense_pooling == "mean" and Recipe().dense_pooling == "none"  # default: lexicon only
     config = training_config(tmp_path / "base", tmp_path / "data", tmp_path / "out", recipe)
     assert (config.position_top_k, config.topk_temperature) == (4, 0.5)
     assert (config.document_l1_weight, config.query_l1_weight) == (0.2, 0.1)
@@ -156,6 +173,7 @@ def test_the_sparse_options_reach_the_training_run_and_the_record_names_no_machi
     assert str(tmp_path) not in command and command.startswith(
         "lens-embed train-default --data DATA --output OUTPUT --position-top-k 4"
     )
+    assert command.endswith("--dense-pooling mean")
     assert parse(command.split()[1:]).recipe() == recipe  # the record runs the same recipe
     assert recorded_command(Recipe(), "dense").endswith("--output OUTPUT --base dense")
 
@@ -170,6 +188,23 @@ def test_a_temperature_without_a_top_k_is_refused_before_anything_runs(tmp_path,
     assert main([*argv, "--topk-temperature", "0.5"]) == 2
     assert "give --position-top-k too" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_work_folder_holding_a_base_of_another_dense_pooling_is_refused_before_any_work(
+    tiny_lens, tmp_path, monkeypatch, capsys
+) -> None:
+    for path in source_files(tmp_path / "data"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    shutil.copytree(tiny_lens, tmp_path / "out" / "base")  # a lexicon-only run's base, which would be reused
+    monkeypatch.setattr(default_recipe, "load_lens_model", lambda *args, **kwargs: pytest.fail("work began"))
+    argv = ["train-default", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--dense-pooling", "mean"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'out' / 'base'} has dense pooling none, the recipe mean: give another --output" in error
+    )
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["base"]
 
 
 @pytest.mark.parametrize(

@@ -407,3 +407,39 @@ def test_position_top_k_options_are_checked(tiny_lens: Path, lens_model, tmp_pat
     lens_model[1].position_top_k = 3
     apply_position_top_k(lens_model, TrainConfig(model="m", data=[], output="o", position_top_k=0))
     assert lens_model[1].position_top_k is None  # 0 turns a model's own setting off
+
+
+def test_on_a_hybrid_the_sparsity_terms_see_only_the_lexicon_part_and_the_infonce_the_joint_vector(
+    tiny_hybrid: Path,
+) -> None:
+    hybrid = load_lens_model(tiny_hybrid, device="cpu")
+    hybrid.eval()
+    k = hybrid.lexicon().n_clusters
+    loss = sparsity_regularized(LensInfoNCELoss(hybrid), k, 1.0, 0.5, None, 0.3, 0.2)
+    with torch.no_grad():
+        parts = loss([hybrid.preprocess(column) for column in COLUMNS], None)
+        queries, *documents = embed_columns(hybrid, [hybrid.preprocess(column) for column in COLUMNS])
+    assert queries.shape[1] == k + hybrid.lexicon().hidden_size
+    lexicon_documents = lexicon_part(torch.cat(documents), k)
+    assert parts["document_regularizer_loss"].item() == pytest.approx(
+        _splade_flops(lexicon_documents.tolist()), rel=1e-5
+    )
+    assert parts["query_l1_loss"].item() == pytest.approx(
+        0.2 * normalized_l1(lexicon_part(queries, k)).item()
+    )
+    # the contrastive loss scores the joint (lexicon + dense) vectors the model serves, not the lexicon part
+    joint = LensInfoNCELoss(hybrid).compute_loss_from_embeddings([queries, *documents])
+    lexical = LensInfoNCELoss(hybrid).compute_loss_from_embeddings(
+        [lexicon_part(column, k) for column in (queries, *documents)]
+    )
+    assert parts["base_loss"].item() == pytest.approx(joint.item(), rel=1e-6)
+    assert abs(joint.item() - lexical.item()) > 1e-3
+    # and no gradient of a sparsity term reaches the dense columns
+    for term in (
+        LexiconFlopsLoss(hybrid, k).compute_loss_from_embeddings,
+        lambda e: normalized_l1(lexicon_part(e, k)),
+    ):
+        embeddings = torch.cat(documents).clone().requires_grad_()
+        term(embeddings).backward()
+        assert embeddings.grad[:, k:].abs().max().item() == 0.0
+        assert embeddings.grad[:, :k].abs().max().item() > 0.0
