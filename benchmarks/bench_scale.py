@@ -62,6 +62,35 @@ NODE_HEADROOM = 0.75
 on-disk vectors for rescoring, and the optimiser."""
 
 
+QUERY_SUFFIXES = {"binary": "", "scalar8bits": "-q8", "scalar4bits": "-q4"}
+"""How a configuration's name says binary quantisation's query encoding (``binary2-q8``: 2 bits a dimension,
+the query at 8 bits)."""
+
+
+def binary_configs(oversampling: float) -> dict[str, Any]:
+    """Binary quantisation at each of its bits a dimension and query encodings, rescored: ``binary`` (1 bit,
+    the query binary too), ``binary-q8`` (1 bit, the query at 8 bits), ``binary1.5``, ``binary2-q4``..."""
+    from lens_embed.base.vocabulary import BINARY_BITS, BINARY_QUERIES
+
+    table = {}
+    for bits in BINARY_BITS:
+        for query in BINARY_QUERIES:
+            name = f"binary{'' if bits == '1' else bits}{QUERY_SUFFIXES[query]}"
+            encoding = "" if (bits, query) == ("1", "binary") else f" {bits}-bit, query {query}"
+            table[name] = (
+                f"binary{encoding} + rescore (x{oversampling:g}), full vectors on disk",
+                {
+                    "vectors": "dense",
+                    "quantization": "binary",
+                    "binary_bits": bits,
+                    "binary_query": query,
+                    "on_disk": True,
+                },
+                {"rescore": True, "oversampling": oversampling},
+            )
+    return table
+
+
 def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSAMPLING) -> dict[str, Any]:
     """``{name: (label, collection options, search options)}`` of the measured configurations."""
     rescored = {"rescore": True, "oversampling": oversampling}
@@ -73,11 +102,7 @@ def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSA
             {"vectors": "dense", "quantization": "int8", "on_disk": True},
             rescored,
         ),
-        "binary": (
-            f"binary + rescore (x{oversampling:g}), full vectors on disk",
-            {"vectors": "dense", "quantization": "binary", "on_disk": True},
-            rescored,
-        ),
+        **binary_configs(oversampling),
         "product": (
             f"product x16 + rescore (x{oversampling:g}), full vectors on disk",
             {"vectors": "dense", "quantization": "product", "on_disk": True},
@@ -94,7 +119,8 @@ def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSA
 
 CONFIGS = tuple(configs())
 DEFAULT_CONFIGS = ("dense-exact", "f16-hnsw", "int8", "binary", "sparse", "sparse-pruned")
-"""The issue's list; ``product`` is measured when asked for (its codebooks take long to train at K = 4000)."""
+"""The issue's list; ``product`` and the binary encodings beyond one bit (:func:`binary_configs`) are measured
+when asked for (product's codebooks take long to train at K = 4000)."""
 
 
 class SyntheticCorpus:
@@ -161,7 +187,9 @@ def resident_bytes(spec: Any, active: float) -> float:
 
     full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
     sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
-    return (0 if spec.on_disk else full + sparse) + quantized_bytes(spec.dim, spec.quantization)
+    return (0 if spec.on_disk else full + sparse) + quantized_bytes(
+        spec.dim, spec.quantization, spec.binary_bits
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from lens_embed.commands import main, serving_verbs
 from lens_embed.models.loading import load_lens_model
 from lens_embed.models.model import encode
 from lens_embed.serving.collections import (
+    CollectionSpec,
     engine_queries,
     index_corpus,
     recorded_spec,
@@ -43,6 +44,7 @@ from lens_embed.serving.engine import (
     EngineQuery,
     Layout,
     point_id,
+    quantized_bytes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,6 +425,111 @@ def test_the_in_process_engine_searches_quantised_vectors_and_rescores_them_with
         )
     assert all(score == int(score) and score > 1 for found in bits.values() for score in found.values())
     _assert_exact_ranking(rescored, _exact(model), top_k=5)
+
+
+def test_binary_encodings_are_recorded_and_another_one_is_refused_naming_both(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, quantization="binary", binary_bits="2", binary_query="scalar8bits")
+    record = backend.metadata()
+    assert (record["binary_bits"], record["binary_query"]) == ("2", "scalar8bits")
+    assert (recorded_spec(backend).binary_bits, recorded_spec(backend).binary_query) == ("2", "scalar8bits")
+    for options, refusal in [
+        ({"binary_bits": "1.5", "binary_query": "scalar8bits"}, r"binary_bits: '2' there, '1.5' now"),
+        (
+            {"binary_bits": "2", "binary_query": "scalar4bits"},
+            r"binary_query: 'scalar8bits' there, 'scalar4bits' now",
+        ),
+        ({}, r"binary_bits: '2' there, '1' now; binary_query: 'scalar8bits' there, 'binary' now"),
+    ]:
+        with pytest.raises(ValueError, match=refusal):
+            _index(model, backend, quantization="binary", **options)
+    assert (
+        _index(model, backend, quantization="binary", binary_bits="2", binary_query="scalar8bits").uploaded
+        == 0
+    )
+    # a collection of an earlier version recorded neither setting: it holds the defaults
+    older = {key: value for key, value in record.items() if not key.startswith("binary_")}
+    assert CollectionSpec.from_record(older, "old").layout() == Layout(dim=16, quantization="binary")
+
+
+def test_binary_encodings_apply_to_binary_quantisation_only():
+    for options, refusal in [
+        (
+            {"quantization": "int8", "binary_bits": "2"},
+            "--binary-bits 2 applies to --quantization binary, not int8",
+        ),
+        (
+            {"binary_query": "scalar4bits"},
+            "--binary-query scalar4bits applies to --quantization binary, not none",
+        ),
+        ({"quantization": "binary", "binary_bits": "3"}, "binary bits must be one of 1, 1.5, 2, got '3'"),
+        (
+            {"quantization": "binary", "binary_query": "int8"},
+            "must be one of binary, scalar8bits, scalar4bits",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(refusal)):
+            Layout(dim=4, **options)
+    assert quantized_bytes(4000, "binary") == 500 and quantized_bytes(4000, "binary", "2") == 1000
+    assert quantized_bytes(4000, "binary", "1.5") == 750
+
+
+ENCODINGS = [
+    (bits, query)
+    for bits in ("1", "1.5", "2")
+    for query in ("binary", "scalar8bits", "scalar4bits")
+    if (bits, query) != ("1", "binary")
+]
+
+
+@pytest.mark.parametrize(("bits", "query"), ENCODINGS, ids=[f"{b}bit-{q}" for b, q in ENCODINGS])
+def test_each_binary_encoding_reaches_the_engine_and_rescoring_gives_the_exact_top_documents(
+    open_backend, bits: str, query: str
+):
+    """A random collection of non-negative sparse vectors (as LENS vectors are). The in-process engine
+    writes the encoding into its quantised segment and, without rescoring, scores with it: whole bit counts
+    for a binary query, fractions too for a scalar one (bit counts weighted by the query's 4 or 8-bit
+    levels); rescoring every candidate gives the
+    exact top 10. The in-memory stand-in stores the configuration and searches exactly, so for it this
+    proves the configuration is accepted and the search parameters pass, not the quantised search."""
+    from qdrant_client import models
+
+    rng = np.random.default_rng(0)
+    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    queries = documents[:3] + 0.2 * rng.random((3, 64)).astype(np.float32) * (rng.random((3, 64)) < 0.3)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    backend = open_backend()
+    backend.create(Layout(dim=64, quantization="binary", binary_bits=bits, binary_query=query), {})
+    backend.upsert([EnginePoint(doc_id=f"d{i}", dense=vector) for i, vector in enumerate(documents)])
+    backend.optimize()
+    requests = [EngineQuery(dense=vector) for vector in queries]
+    found = backend.query(requests, 10, rescore=True, oversampling=20.0)  # all 200 documents rescored
+    exact = queries @ documents.T
+    for row, hits in enumerate(found):
+        np.testing.assert_allclose([score for _, score in hits], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose([exact[row, int(d[1:])] for d, _ in hits], [s for _, s in hits], atol=1e-5)
+    encoding = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}[bits]
+    if isinstance(backend, ClientBackend):
+        config = backend.client.get_collection("docs").config.params.vectors["dense"].quantization_config
+        assert config == models.BinaryQuantization(
+            binary=models.BinaryQuantizationConfig(
+                encoding=models.BinaryQuantizationEncoding(encoding),
+                query_encoding=models.BinaryQuantizationQueryEncoding(query),
+                always_ram=True,
+            )
+        )
+        return
+    written = [
+        json.loads(path.read_text())["quantization_config"]["binary"]
+        for path in backend.folder.glob("segments/*/vector_storage-dense/quantized.config.json")
+    ]
+    assert written and all(
+        (c["encoding"], c["query_encoding"], c["memory"]) == (encoding, query, "pinned") for c in written
+    )
+    quantised = [score for hits in backend.query(requests, 10, rescore=False) for _, score in hits]
+    fractional = [score != int(score) for score in quantised]
+    assert any(fractional) if query != "binary" else not any(fractional)
 
 
 def test_point_ids_are_uuids_derived_from_document_ids():
@@ -1012,6 +1119,10 @@ def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loa
             [*index, "--vectors", "sparse", "--quantization", "int8"],
             "quantization 'int8' applies to dense vectors",
         ),
+        (
+            [*index, "--quantization", "int8", "--binary-query", "scalar8bits"],
+            "--binary-query scalar8bits applies to --quantization binary, not int8",
+        ),
         ([*search, "--oversampling", "2"], "--oversampling applies to a quantised collection"),
         ([*search, "--no-rescore"], "--rescore/--no-rescore applies to a quantised collection"),
     ]:
@@ -1020,6 +1131,7 @@ def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loa
     for argv, refusal in [
         ([*search, "--oversampling", "0.5"], "argument --oversampling: must be a finite number >= 1.0"),
         ([*index, "--quantization", "int4"], "invalid choice: 'int4'"),
+        ([*index, "--quantization", "binary", "--binary-bits", "3"], "invalid choice: '3'"),
     ]:
         with pytest.raises(SystemExit) as exited:
             main(argv)

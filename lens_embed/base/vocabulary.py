@@ -31,3 +31,14 @@ candidates. ``int8``: Qdrant's scalar quantisation (a byte a dimension); ``binar
 ``product``: product quantisation (``lens_embed.serving.engine.PRODUCT_COMPRESSION`` times less than
 float32)."""
 QUANTIZATIONS: tuple[Quantization, ...] = get_args(Quantization)
+BinaryBits = Literal["1", "1.5", "2"]
+"""Bits a dimension that ``binary`` quantisation stores (``index --binary-bits``; Qdrant's ``one_bit``,
+``one_and_half_bits`` and ``two_bits`` encodings). ``1``: whether the weight is positive; ``2``: three levels
+of the weight against its dimension's mean and standard deviation over the collection; ``1.5``: the two-bit
+code with the upper bit shared by neighbouring dimensions."""
+BINARY_BITS: tuple[BinaryBits, ...] = get_args(BinaryBits)
+BinaryQuery = Literal["binary", "scalar8bits", "scalar4bits"]
+"""How ``binary`` quantisation encodes a query (``index --binary-query``; Qdrant's query encodings):
+``binary`` as the documents; ``scalar8bits`` / ``scalar4bits`` keep the query's weights at 8 or 4 bits a
+dimension, compared with the documents' bits (asymmetric: more exact, more work per document)."""
+BINARY_QUERIES: tuple[BinaryQuery, ...] = get_args(BinaryQuery)

@@ -27,7 +27,7 @@ from lens_embed.base.defaults import (
     DTYPES,
 )
 from lens_embed.base.options import check_values, option
-from lens_embed.base.vocabulary import INDEX_KINDS, QUANTIZATIONS
+from lens_embed.base.vocabulary import BINARY_BITS, BINARY_QUERIES, INDEX_KINDS, QUANTIZATIONS
 from lens_embed.commands.verb import Verb
 
 DEFAULT_OUTPUT = "results"
@@ -99,6 +99,14 @@ class MtebRunOptions(ClusterOptions, RunOptions):
         "--engine qdrant: search a quantised copy of the dense vectors (every one, rescored as asked) "
         "instead of the exact vectors; recorded with the results",
         choices=QUANTIZATIONS,
+    )
+    binary_bits: str = option(
+        "1", "--quantization binary: bits a dimension (as index --binary-bits)", choices=BINARY_BITS
+    )
+    binary_query: str = option(
+        "binary",
+        "--quantization binary: how a query is encoded (as index --binary-query)",
+        choices=BINARY_QUERIES,
     )
     rescore: bool | None = option(
         None, "--quantization: rescore the candidates with the full vectors", default_text="the engine's"

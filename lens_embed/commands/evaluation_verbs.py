@@ -44,7 +44,7 @@ from lens_embed.evaluation.runner import ModelRun, evaluate_runs, result_folder
 from lens_embed.evaluation.search import QdrantSearchIndex
 from lens_embed.evaluation.tasks import resolve_tasks
 from lens_embed.models.loading import load_lens_model
-from lens_embed.serving.engine import EngineTarget
+from lens_embed.serving.engine import EngineTarget, check_quantization
 from lens_embed.serving.retrieval import DenseRetriever
 
 
@@ -63,6 +63,9 @@ def model_runs(options: MtebOptions | OfflineOptions) -> list[ModelRun]:
 
 def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
     """The search-index factory ``--engine`` asks for (None: mteb's own search); a cluster is reached now."""
+    check_quantization(
+        options.quantization, dense=True, binary_bits=options.binary_bits, binary_query=options.binary_query
+    )
     if options.engine != "qdrant":
         return None
     target = None
@@ -73,6 +76,8 @@ def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
         QdrantSearchIndex,
         target=target,
         quantization=options.quantization,
+        binary_bits=options.binary_bits,
+        binary_query=options.binary_query,
         rescore=options.rescore,
         oversampling=options.oversampling,
     )

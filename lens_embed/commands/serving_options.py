@@ -19,7 +19,14 @@ from lens_embed.base.cli_args import (
 )
 from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M, MAX_TOP_K
 from lens_embed.base.options import option
-from lens_embed.base.vocabulary import DENSE_DTYPES, QUANTIZATIONS, USING_CHOICES, VECTOR_CHOICES
+from lens_embed.base.vocabulary import (
+    BINARY_BITS,
+    BINARY_QUERIES,
+    DENSE_DTYPES,
+    QUANTIZATIONS,
+    USING_CHOICES,
+    VECTOR_CHOICES,
+)
 from lens_embed.commands.verb import Verb
 
 
@@ -95,8 +102,22 @@ class IndexOptions(CollectionOptions, EncodingOptions):
     quantization: str = option(
         "none",
         "a quantised copy of the dense vectors held in RAM for the search, the full vectors kept for "
-        "rescoring: int8 (a byte a dimension), binary (a bit), product (16x smaller than float32)",
+        "rescoring: int8 (a byte a dimension), binary (1 to 2 bits: --binary-bits), product (16x smaller "
+        "than float32)",
         choices=QUANTIZATIONS,
+    )
+    binary_bits: str = option(
+        "1",
+        "--quantization binary: bits a dimension. 1: whether the weight is positive; 2: three levels of the "
+        "weight against its dimension's mean and spread over the collection; 1.5: the 2-bit code with "
+        "the upper bit shared by neighbouring dimensions",
+        choices=BINARY_BITS,
+    )
+    binary_query: str = option(
+        "binary",
+        "--quantization binary: how a query is encoded. binary: as the documents; scalar8bits, "
+        "scalar4bits: the query keeps 8 or 4 bits a dimension (asymmetric: more exact, slower)",
+        choices=BINARY_QUERIES,
     )
     on_disk: bool = option(
         False,

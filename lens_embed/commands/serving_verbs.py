@@ -82,7 +82,12 @@ def _open_checked(target: EngineTarget, collection: str) -> Backend:
 def run_index(options: IndexOptions) -> int:
     """Embed a corpus and upload it to a collection (rank 0 uploads under torchrun)."""
     documents = read_documents(options.corpus)
-    check_quantization(options.quantization, dense=options.vectors != "sparse")
+    check_quantization(
+        options.quantization,
+        dense=options.vectors != "sparse",
+        binary_bits=options.binary_bits,
+        binary_query=options.binary_query,
+    )
     target = checked_target(
         options,
         options.model,

@@ -44,7 +44,7 @@ from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
 from lens_embed.base.storage import scratch_directory
-from lens_embed.base.vocabulary import Quantization
+from lens_embed.base.vocabulary import BinaryBits, BinaryQuery, Quantization
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
 from lens_embed.models.model import LensSentenceTransformer
 from lens_embed.serving.collections import (
@@ -136,7 +136,8 @@ class QdrantSearchIndex:
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
     A ``quantization`` (:data:`lens_embed.serving.engine.QUANTIZATIONS`) searches the quantised vectors
     instead, every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed
-    search`` (None: the engine's defaults): the evaluation measures what quantisation costs.
+    search`` (None: the engine's defaults), and ``binary_bits`` / ``binary_query`` as ``lens-embed index``:
+    the evaluation measures what quantisation costs.
     """
 
     def __init__(
@@ -147,6 +148,8 @@ class QdrantSearchIndex:
         vectors: str = "dense",
         max_active_dims: int | None = None,
         quantization: Quantization = "none",
+        binary_bits: BinaryBits = "1",
+        binary_query: BinaryQuery = "binary",
         rescore: bool | None = None,
         oversampling: float | None = None,
         query_batch_size: int = 64,
@@ -162,6 +165,7 @@ class QdrantSearchIndex:
         self.vectors = vectors
         self.max_active_dims = max_active_dims
         self.quantization = quantization
+        self.binary = {"binary_bits": binary_bits, "binary_query": binary_query}
         self.rescore, self.oversampling = rescore, oversampling
         loaded = getattr(model, "loaded", None)  # the model behind lens-embed's mteb encoders
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
@@ -186,6 +190,7 @@ class QdrantSearchIndex:
             max_active_dims=self.max_active_dims,
             hnsw_m=0,
             quantization=self.quantization,
+            **self.binary,
         )
         check_quantized_search(self.spec, rescore=self.rescore, oversampling=self.oversampling)
         name = scratch_collection_name()
@@ -258,12 +263,15 @@ class QdrantSearchIndex:
 
     def protocol(self) -> dict[str, Any]:
         """The search settings that change scores, recorded beside the results (none for an exact
-        search)."""
+        search; binary encodings only where they differ from the defaults, which results recorded before
+        these settings existed used)."""
         if self.quantization == "none":
             return {}
+        defaults = {"binary_bits": "1", "binary_query": "binary"}
         return {
             "search": {
                 "quantization": self.quantization,
+                **{name: value for name, value in self.binary.items() if value != defaults[name]},
                 "rescore": self.rescore,
                 "oversampling": self.oversampling,
             }

@@ -32,6 +32,8 @@ from lens_embed.base.storage import atomic_write, cache_dir
 from lens_embed.base.vocabulary import (
     USING_CHOICES,
     VECTOR_CHOICES,
+    BinaryBits,
+    BinaryQuery,
     DenseDtype,
     Quantization,
     Using,
@@ -85,6 +87,9 @@ class CollectionSpec:
         hnsw_ef_construct: candidates considered while building the graph.
         quantization: a quantised copy of the dense vectors in RAM for the search (``none``, ``int8``,
             ``binary``, ``product``: :data:`lens_embed.serving.engine.QUANTIZATIONS`).
+        binary_bits: bits a dimension of ``binary`` quantisation (``1``, ``1.5``, ``2``).
+        binary_query: how ``binary`` quantisation encodes a query (``binary``, ``scalar8bits``,
+            ``scalar4bits``); a collection of an older version records neither, and holds the defaults.
         on_disk: the full vectors are kept on disk (read through the page cache) instead of in RAM.
         settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
             truncation, the pooling module's configuration); None in a collection of an older version.
@@ -102,6 +107,8 @@ class CollectionSpec:
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
     quantization: Quantization = "none"
+    binary_bits: BinaryBits = "1"
+    binary_query: BinaryQuery = "binary"
     on_disk: bool = False
     settings: dict[str, Any] | None = None
 
@@ -133,6 +140,8 @@ class CollectionSpec:
             hnsw_m=self.hnsw_m,
             hnsw_ef_construct=self.hnsw_ef_construct,
             quantization=self.quantization,
+            binary_bits=self.binary_bits,
+            binary_query=self.binary_query,
             on_disk=self.on_disk,
         )
 
@@ -173,6 +182,8 @@ class CollectionSpec:
             "hnsw_m",
             "hnsw_ef_construct",
             "quantization",
+            "binary_bits",
+            "binary_query",
             "on_disk",
         ):
             if getattr(self, name) != getattr(recorded, name):
@@ -384,7 +395,7 @@ def upload_bytes(
     if not rows:
         return 0
     per_document = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
-    per_document += quantized_bytes(spec.dim, spec.quantization)
+    per_document += quantized_bytes(spec.dim, spec.quantization, spec.binary_bits)
     sample = list(rows[:: max(1, len(rows) // 1000)])
     if spec.sparse:
         pruned = sparse_rows(np.asarray(embeddings[sample]), spec.max_active_dims, spec.clusters)
@@ -455,6 +466,8 @@ def index_corpus(
     hnsw_m: int = DEFAULT_HNSW_M,
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT,
     quantization: Quantization = "none",
+    binary_bits: BinaryBits = "1",
+    binary_query: BinaryQuery = "binary",
     on_disk: bool = False,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
@@ -482,6 +495,8 @@ def index_corpus(
         bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
         hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
         quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``).
+        binary_bits, binary_query: ``binary`` quantisation's bits a dimension and query encoding (see
+            :class:`CollectionSpec`).
         on_disk: keep the full vectors on disk instead of in RAM.
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
         shard_size, batch_size, max_tokens: as :func:`lens_embed.serving.corpus.encode_corpus`.
@@ -505,6 +520,8 @@ def index_corpus(
             hnsw_m=hnsw_m,
             hnsw_ef_construct=hnsw_ef_construct,
             quantization=quantization,
+            binary_bits=binary_bits,
+            binary_query=binary_query,
             on_disk=on_disk,
         )
         spec = open_collection(backend, spec)

@@ -42,7 +42,16 @@ import numpy as np
 from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
 from lens_embed.base.optional import require
 from lens_embed.base.storage import check_writable_folder, staged_directory
-from lens_embed.base.vocabulary import DENSE_DTYPES, QUANTIZATIONS, DenseDtype, Quantization
+from lens_embed.base.vocabulary import (
+    BINARY_BITS,
+    BINARY_QUERIES,
+    DENSE_DTYPES,
+    QUANTIZATIONS,
+    BinaryBits,
+    BinaryQuery,
+    DenseDtype,
+    Quantization,
+)
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -74,11 +83,20 @@ does only above its indexing threshold (10 MB): a quantised collection is indexe
 its searches always read the quantised vectors they were configured for."""
 
 
-def quantized_bytes(dim: int, quantization: Quantization) -> float:
+BINARY_ENCODINGS: dict[BinaryBits, str] = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}
+"""Qdrant's name of the encoding of each ``binary_bits`` (``BinaryQuantizationEncoding``)."""
+
+
+def quantized_bytes(dim: int, quantization: Quantization, binary_bits: BinaryBits = "1") -> float:
     """Bytes of one vector's quantised copy (0 for ``none``): the RAM a quantised search reads per
-    document."""
-    check_quantization(quantization, dense=True)
-    per_dimension = {"none": 0.0, "int8": 1.0, "binary": 1 / 8, "product": 4 / PRODUCT_COMPRESSION}
+    document (``binary_bits`` of ``binary`` quantisation a dimension)."""
+    check_quantization(quantization, dense=True, binary_bits=binary_bits)
+    per_dimension = {
+        "none": 0.0,
+        "int8": 1.0,
+        "binary": float(binary_bits) / 8,
+        "product": 4 / PRODUCT_COMPRESSION,
+    }
     return dim * per_dimension[quantization]
 
 
@@ -123,11 +141,22 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-def check_quantization(quantization: str, *, dense: bool) -> None:
-    """Refuse an unknown quantisation, or one of a collection without dense vectors (Qdrant quantises
-    dense vectors only)."""
+def check_quantization(
+    quantization: str, *, dense: bool, binary_bits: str = "1", binary_query: str = "binary"
+) -> None:
+    """Refuse an unknown quantisation, one of a collection without dense vectors (Qdrant quantises
+    dense vectors only), and a binary encoding other than the default for another quantisation."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if binary_bits not in BINARY_BITS:
+        raise ValueError(f"binary bits must be one of {', '.join(BINARY_BITS)}, got {binary_bits!r}")
+    if binary_query not in BINARY_QUERIES:
+        raise ValueError(
+            f"binary query encoding must be one of {', '.join(BINARY_QUERIES)}, got {binary_query!r}"
+        )
+    if quantization != "binary" and (binary_bits, binary_query) != ("1", "binary"):
+        given = f"--binary-bits {binary_bits}" if binary_bits != "1" else f"--binary-query {binary_query}"
+        raise ValueError(f"{given} applies to --quantization binary, not {quantization}")
     if quantization != "none" and not dense:
         raise ValueError(
             f"quantization {quantization!r} applies to dense vectors, and this collection stores "
@@ -150,6 +179,8 @@ class Layout:
         hnsw_ef_construct: candidates considered while building the graph.
         quantization: a quantised copy of the dense vectors, held in RAM for the search
             (:data:`QUANTIZATIONS`).
+        binary_bits: bits a dimension of ``binary`` quantisation (:data:`BINARY_BITS`).
+        binary_query: how ``binary`` quantisation encodes a query (:data:`BINARY_QUERIES`).
         on_disk: keep the full vectors (dense storage, sparse index) on disk, read through the page cache,
             instead of in RAM.
     """
@@ -162,6 +193,8 @@ class Layout:
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
     quantization: Quantization = "none"
+    binary_bits: BinaryBits = "1"
+    binary_query: BinaryQuery = "binary"
     on_disk: bool = False
 
     def __post_init__(self) -> None:
@@ -181,7 +214,9 @@ class Layout:
             )
         if self.dense_dtype not in DENSE_DTYPES:
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
-        check_quantization(self.quantization, dense=self.dense)
+        check_quantization(
+            self.quantization, dense=self.dense, binary_bits=self.binary_bits, binary_query=self.binary_query
+        )
 
 
 @dataclass
@@ -435,19 +470,26 @@ class EdgeBackend(Backend):
         return self._shard
 
     @staticmethod
-    def _quantization(kind: Quantization) -> Any:
-        """The engine's configuration of a quantisation kind, its quantised vectors pinned in RAM."""
+    def _quantization(layout: Layout) -> Any:
+        """The engine's configuration of the layout's quantisation, its quantised vectors pinned in RAM."""
         import qdrant_edge as qe
 
         pinned = qe.Memory.Pinned
+        # the engine's enum members are the camel-case names: one_and_half_bits -> OneAndHalfBits
+        encoding = "".join(word.title() for word in BINARY_ENCODINGS[layout.binary_bits].split("_"))
+        query = {"binary": "Binary", "scalar8bits": "Scalar8Bits", "scalar4bits": "Scalar4Bits"}
         return {
             "none": None,
             "int8": lambda: qe.ScalarQuantizationConfig(qe.ScalarType.Int8, memory=pinned),
-            "binary": lambda: qe.BinaryQuantizationConfig(memory=pinned),
+            "binary": lambda: qe.BinaryQuantizationConfig(
+                encoding=getattr(qe.BinaryQuantizationEncoding, encoding),
+                query_encoding=getattr(qe.BinaryQuantizationQueryEncoding, query[layout.binary_query]),
+                memory=pinned,
+            ),
             "product": lambda: qe.ProductQuantizationConfig(
                 getattr(qe.CompressionRatio, f"X{PRODUCT_COMPRESSION}"), memory=pinned
             ),
-        }[kind]
+        }[layout.quantization]
 
     @classmethod
     def _config(cls, layout: Layout) -> Any:
@@ -461,7 +503,7 @@ class EdgeBackend(Backend):
         graph = qe.HnswIndexConfig(
             m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
         )
-        quantization = cls._quantization(layout.quantization)
+        quantization = cls._quantization(layout)
         storage = qe.Memory.Cold if layout.on_disk else None  # None: the engine's default, in RAM
         vectors = (
             {
@@ -709,7 +751,11 @@ class ClientBackend(Backend):
                 scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
             ),
             "binary": lambda: models.BinaryQuantization(
-                binary=models.BinaryQuantizationConfig(always_ram=True)
+                binary=models.BinaryQuantizationConfig(
+                    encoding=models.BinaryQuantizationEncoding(BINARY_ENCODINGS[layout.binary_bits]),
+                    query_encoding=models.BinaryQuantizationQueryEncoding(layout.binary_query),
+                    always_ram=True,
+                )
             ),
             "product": lambda: models.ProductQuantization(
                 product=models.ProductQuantizationConfig(

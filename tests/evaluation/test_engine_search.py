@@ -258,6 +258,50 @@ def test_a_quantised_engine_search_scans_the_quantised_vectors_and_rescores_as_a
         )
 
 
+def test_an_engine_search_takes_the_binary_encodings_and_records_those_not_at_their_defaults() -> None:
+    """Two bits a dimension and an 8-bit query: rescoring every candidate gives the exact top 10, and the
+    protocol names both settings (a search at the defaults records neither, as results made before they
+    existed)."""
+    rng = np.random.default_rng(1)
+    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    queries = documents[:3]
+    index = QdrantSearchIndex(
+        _cosine_model(),
+        quantization="binary",
+        binary_bits="2",
+        binary_query="scalar8bits",
+        rescore=True,
+        oversampling=20.0,
+    )
+    index.add_documents(documents, [f"d{i}" for i in range(200)])
+    scores, positions = index.search(queries, top_k=10, similarity_fn=None)
+    assert (index.spec.binary_bits, index.spec.binary_query) == ("2", "scalar8bits")
+    assert index.protocol() == {
+        "search": {
+            "quantization": "binary",
+            "binary_bits": "2",
+            "binary_query": "scalar8bits",
+            "rescore": True,
+            "oversampling": 20.0,
+        }
+    }
+    index.clear()
+    exact = queries @ documents.T
+    for row in range(3):
+        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
+
+
+def test_binary_encodings_need_binary_quantisation(small_data_dir: Path, capsys) -> None:
+    common = ["evaluate", "offline", "--data", str(small_data_dir), "--tasks", "SliceSciFact"]
+    assert main([*common, "--engine", "qdrant", "--binary-bits", "2"]) == 2
+    assert "--binary-bits 2 applies to --quantization binary, not none" in capsys.readouterr().err
+    argv = [*common, "--engine", "qdrant", "--quantization", "int8", "--binary-query", "scalar4bits"]
+    assert main(argv) == 2
+    assert "--binary-query scalar4bits applies to --quantization binary, not int8" in capsys.readouterr().err
+
+
 def test_quantisation_options_need_the_engine_and_a_quantisation(small_data_dir: Path, capsys) -> None:
     common = ["evaluate", "offline", "--data", str(small_data_dir), "--tasks", "SliceSciFact"]
     assert main([*common, "--quantization", "int8"]) == 2
