@@ -70,15 +70,45 @@ def test_every_configuration_is_measured_at_every_size(bench, report):
     assert "| configuration | documents | K |" in (output / "scale.md").read_text()
 
 
-def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vectors_out_of_ram(report):
+def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vectors_out_of_ram(bench, report):
     rows = {(row["n"], row["config"]): row for row in report[0]["rows"]}
     for n in (150, 300):
         assert rows[n, "dense-exact"]["recall_at_10"] == 1.0 and rows[n, "sparse"]["recall_at_10"] == 1.0
-        for quantised in ("int8", "binary", "product"):
+        for quantised in (
+            "int8",
+            "product",
+            *(name for name in bench.CONFIGS if name.startswith("binary")),
+        ):
             # the full vectors stay on disk (at K = 16 the graph's links outweigh any vector, so RAM is
             # compared with the collection's own disk, not with dense-exact's RAM)
             row = rows[n, quantised]
             assert row["ram_bytes_per_doc"] < row["disk_bytes_per_doc"]
+
+
+def test_the_binary_encodings_are_configurations_named_by_their_bits_and_query(bench):
+    table = bench.configs()
+    binary = {name: options for name, (_, options, _) in table.items() if name.startswith("binary")}
+    assert binary["binary"] == {
+        "vectors": "dense",
+        "quantization": "binary",
+        "binary_bits": "1",
+        "binary_query": "binary",
+        "on_disk": True,
+    }
+    assert {name: (o["binary_bits"], o["binary_query"]) for name, o in binary.items()} == {
+        "binary": ("1", "binary"),
+        "binary-q8": ("1", "scalar8bits"),
+        "binary-q4": ("1", "scalar4bits"),
+        "binary1.5": ("1.5", "binary"),
+        "binary1.5-q8": ("1.5", "scalar8bits"),
+        "binary1.5-q4": ("1.5", "scalar4bits"),
+        "binary2": ("2", "binary"),
+        "binary2-q8": ("2", "scalar8bits"),
+        "binary2-q4": ("2", "scalar4bits"),
+    }
+    assert table["binary"][0] == "binary + rescore (x4), full vectors on disk"
+    assert table["binary2-q8"][0] == "binary 2-bit, query scalar8bits + rescore (x4), full vectors on disk"
+    assert "binary" in bench.DEFAULT_CONFIGS and "binary2" not in bench.DEFAULT_CONFIGS
 
 
 def _run_dense_exact(bench, sizes: list[int], workdir: Path, **limits):
@@ -111,6 +141,8 @@ def test_the_memory_estimate_counts_what_stays_in_ram(bench):
     assert resident(dense_dtype="float16") == 8000
     assert resident(quantization="int8", on_disk=True) == 4000
     assert resident(quantization="binary", on_disk=True) == 500
+    assert resident(quantization="binary", binary_bits="1.5", binary_query="scalar8bits", on_disk=True) == 750
+    assert resident(quantization="binary", binary_bits="2", on_disk=True) == 1000
     assert resident(vectors="sparse") == 16 * 3000
     assert resident(vectors="sparse", max_active_dims=256) == 16 * 256
 
