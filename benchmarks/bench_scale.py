@@ -91,6 +91,21 @@ def binary_configs(oversampling: float) -> dict[str, Any]:
     return table
 
 
+def turbo_configs(oversampling: float) -> dict[str, Any]:
+    """TurboQuant at each of its bits a dimension, rescored: ``turbo1``, ``turbo1.5``, ``turbo2``, ``turbo4``
+    (about 1/8 of float32)."""
+    from lens_embed.base.vocabulary import TURBO_BITS
+
+    return {
+        f"turbo{bits}": (
+            f"turbo {bits}-bit + rescore (x{oversampling:g}), full vectors on disk",
+            {"vectors": "dense", "quantization": "turbo", "turbo_bits": bits, "on_disk": True},
+            {"rescore": True, "oversampling": oversampling},
+        )
+        for bits in TURBO_BITS
+    }
+
+
 def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSAMPLING) -> dict[str, Any]:
     """``{name: (label, collection options, search options)}`` of the measured configurations."""
     rescored = {"rescore": True, "oversampling": oversampling}
@@ -108,6 +123,7 @@ def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSA
             {"vectors": "dense", "quantization": "product", "on_disk": True},
             rescored,
         ),
+        **turbo_configs(oversampling),
         "sparse": ("sparse, all active dimensions", {"vectors": "sparse"}, {}),
         "sparse-pruned": (
             f"sparse, top {pruning} per document",
@@ -119,8 +135,8 @@ def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSA
 
 CONFIGS = tuple(configs())
 DEFAULT_CONFIGS = ("dense-exact", "f16-hnsw", "int8", "binary", "sparse", "sparse-pruned")
-"""The issue's list; ``product`` and the binary encodings beyond one bit (:func:`binary_configs`) are measured
-when asked for (product's codebooks take long to train at K = 4000)."""
+"""The issue's list; ``product``, the binary encodings beyond one bit (:func:`binary_configs`) and TurboQuant
+(:func:`turbo_configs`) are measured when asked for (product's codebooks take long to train at K = 4000)."""
 
 
 class SyntheticCorpus:
@@ -188,7 +204,7 @@ def resident_bytes(spec: Any, active: float) -> float:
     full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
     sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
     return (0 if spec.on_disk else full + sparse) + quantized_bytes(
-        spec.dim, spec.quantization, spec.binary_bits
+        spec.dim, spec.quantization, spec.binary_bits, spec.turbo_bits
     )
 
 
@@ -494,7 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--pruning", type=int, default=DEFAULT_PRUNING, help="sparse-pruned: active dims kept"
     )
-    parser.add_argument("--oversampling", type=float, default=DEFAULT_OVERSAMPLING, help="int8 and binary")
+    parser.add_argument("--oversampling", type=float, default=DEFAULT_OVERSAMPLING, help="the quantised ones")
     parser.add_argument("--time-limit", type=float, default=1200.0, help="seconds a configuration may take")
     parser.add_argument(
         "--node-ram-gib", type=float, default=64.0, help="RAM of a cluster node (capacity table)"

@@ -77,7 +77,7 @@ def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vecto
         for quantised in (
             "int8",
             "product",
-            *(name for name in bench.CONFIGS if name.startswith("binary")),
+            *(name for name in bench.CONFIGS if name.startswith(("binary", "turbo"))),
         ):
             # the full vectors stay on disk (at K = 16 the graph's links outweigh any vector, so RAM is
             # compared with the collection's own disk, not with dense-exact's RAM)
@@ -109,6 +109,18 @@ def test_the_binary_encodings_are_configurations_named_by_their_bits_and_query(b
     assert table["binary"][0] == "binary + rescore (x4), full vectors on disk"
     assert table["binary2-q8"][0] == "binary 2-bit, query scalar8bits + rescore (x4), full vectors on disk"
     assert "binary" in bench.DEFAULT_CONFIGS and "binary2" not in bench.DEFAULT_CONFIGS
+
+
+def test_turbo_widths_are_configurations_named_by_their_bits(bench):
+    table = bench.configs()
+    turbo = {name: options for name, (_, options, _) in table.items() if name.startswith("turbo")}
+    assert turbo == {
+        f"turbo{bits}": {"vectors": "dense", "quantization": "turbo", "turbo_bits": bits, "on_disk": True}
+        for bits in ("1", "1.5", "2", "4")
+    }
+    assert table["turbo4"][0] == "turbo 4-bit + rescore (x4), full vectors on disk"
+    assert table["turbo1.5"][2] == {"rescore": True, "oversampling": 4.0}
+    assert not any(name.startswith("turbo") for name in bench.DEFAULT_CONFIGS)
 
 
 def _run_dense_exact(bench, sizes: list[int], workdir: Path, **limits):
@@ -143,6 +155,9 @@ def test_the_memory_estimate_counts_what_stays_in_ram(bench):
     assert resident(quantization="binary", on_disk=True) == 500
     assert resident(quantization="binary", binary_bits="1.5", binary_query="scalar8bits", on_disk=True) == 750
     assert resident(quantization="binary", binary_bits="2", on_disk=True) == 1000
+    assert resident(quantization="turbo", on_disk=True) == 2008  # 4 bits, and 8 bytes a vector
+    assert resident(quantization="turbo", turbo_bits="1", on_disk=True) == 508
+    assert resident(quantization="turbo", turbo_bits="2") == 16000 + 1008
     assert resident(vectors="sparse") == 16 * 3000
     assert resident(vectors="sparse", max_active_dims=256) == 16 * 256
 

@@ -474,6 +474,33 @@ def test_binary_encodings_apply_to_binary_quantisation_only():
     assert quantized_bytes(4000, "binary", "1.5") == 750
 
 
+def _lens_like_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """200 random non-negative sparse documents of 64 dimensions (as LENS vectors are) and 3 queries near the
+    first three, all of unit length."""
+    rng = np.random.default_rng(0)
+    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    queries = documents[:3] + 0.2 * rng.random((3, 64)).astype(np.float32) * (rng.random((3, 64)) < 0.3)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    return documents, queries
+
+
+def _rescoring_every_candidate_is_exact(backend, layout: Layout) -> list[EngineQuery]:
+    """Create a collection of ``layout`` holding :func:`_lens_like_vectors`, check that a search rescoring
+    all 200 documents gives each query's exact top 10, and return the queries."""
+    documents, queries = _lens_like_vectors()
+    backend.create(layout, {})
+    backend.upsert([EnginePoint(doc_id=f"d{i}", dense=vector) for i, vector in enumerate(documents)])
+    backend.optimize()
+    requests = [EngineQuery(dense=vector) for vector in queries]
+    found = backend.query(requests, 10, rescore=True, oversampling=20.0)  # all 200 documents rescored
+    exact = queries @ documents.T
+    for row, hits in enumerate(found):
+        np.testing.assert_allclose([score for _, score in hits], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose([exact[row, int(d[1:])] for d, _ in hits], [s for _, s in hits], atol=1e-5)
+    return requests
+
+
 ENCODINGS = [
     (bits, query)
     for bits in ("1", "1.5", "2")
@@ -494,21 +521,9 @@ def test_each_binary_encoding_reaches_the_engine_and_rescoring_gives_the_exact_t
     proves the configuration is accepted and the search parameters pass, not the quantised search."""
     from qdrant_client import models
 
-    rng = np.random.default_rng(0)
-    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
-    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
-    queries = documents[:3] + 0.2 * rng.random((3, 64)).astype(np.float32) * (rng.random((3, 64)) < 0.3)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     backend = open_backend()
-    backend.create(Layout(dim=64, quantization="binary", binary_bits=bits, binary_query=query), {})
-    backend.upsert([EnginePoint(doc_id=f"d{i}", dense=vector) for i, vector in enumerate(documents)])
-    backend.optimize()
-    requests = [EngineQuery(dense=vector) for vector in queries]
-    found = backend.query(requests, 10, rescore=True, oversampling=20.0)  # all 200 documents rescored
-    exact = queries @ documents.T
-    for row, hits in enumerate(found):
-        np.testing.assert_allclose([score for _, score in hits], np.sort(exact[row])[::-1][:10], atol=1e-5)
-        np.testing.assert_allclose([exact[row, int(d[1:])] for d, _ in hits], [s for _, s in hits], atol=1e-5)
+    layout = Layout(dim=64, quantization="binary", binary_bits=bits, binary_query=query)
+    requests = _rescoring_every_candidate_is_exact(backend, layout)
     encoding = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}[bits]
     if isinstance(backend, ClientBackend):
         config = backend.client.get_collection("docs").config.params.vectors["dense"].quantization_config
@@ -530,6 +545,96 @@ def test_each_binary_encoding_reaches_the_engine_and_rescoring_gives_the_exact_t
     quantised = [score for hits in backend.query(requests, 10, rescore=False) for _, score in hits]
     fractional = [score != int(score) for score in quantised]
     assert any(fractional) if query != "binary" else not any(fractional)
+
+
+def test_turbo_bits_are_recorded_and_another_width_is_refused_naming_both(model, open_backend):
+    backend = open_backend()
+    _index(model, backend, quantization="turbo", turbo_bits="2")
+    record = backend.metadata()
+    assert record["quantization"] == "turbo" and record["turbo_bits"] == "2"
+    assert recorded_spec(backend).turbo_bits == "2"
+    for options, refusal in [
+        ({"quantization": "turbo"}, r"turbo_bits: '2' there, '4' now"),
+        ({"quantization": "turbo", "turbo_bits": "1.5"}, r"turbo_bits: '2' there, '1.5' now"),
+        (
+            {"quantization": "int8"},
+            r"quantization: 'turbo' there, 'int8' now; turbo_bits: '2' there, '4' now",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=refusal):
+            _index(model, backend, **options)
+    assert _index(model, backend, quantization="turbo", turbo_bits="2").uploaded == 0
+    # a collection of an earlier version did not record the setting: it holds the default
+    older = {key: value for key, value in record.items() if key != "turbo_bits"}
+    assert CollectionSpec.from_record(older, "old").turbo_bits == "4"
+
+
+def test_turbo_bits_apply_to_turbo_quantisation_only_and_their_bytes_are_estimated():
+    for options, refusal in [
+        (
+            {"quantization": "int8", "turbo_bits": "2"},
+            "--turbo-bits 2 applies to --quantization turbo, not int8",
+        ),
+        ({"turbo_bits": "1"}, "--turbo-bits 1 applies to --quantization turbo, not none"),
+        ({"quantization": "turbo", "turbo_bits": "8"}, "turbo bits must be one of 1, 1.5, 2, 4, got '8'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(refusal)):
+            Layout(dim=4, **options)
+    # the codes and 8 bytes a vector (the engine's own sizes: see the test below)
+    assert quantized_bytes(4000, "turbo") == 2008 == quantized_bytes(4000, "turbo", turbo_bits="4")
+    assert [quantized_bytes(4000, "turbo", turbo_bits=bits) for bits in ("1", "1.5", "2")] == [508, 758, 1008]
+
+
+@pytest.mark.parametrize("bits", ["1", "1.5", "2", "4"])
+def test_each_turbo_width_reaches_the_engine_and_rescoring_gives_the_exact_top_documents(
+    open_backend, bits: str
+):
+    """The in-process engine writes the width into its quantised segment, stores for each vector the bytes
+    :func:`quantized_bytes` counts (the memory estimate), and scores with the quantised codes: without
+    rescoring the scores are not the exact ones, and by default it rescores below 4 bits only (as the
+    ``search --rescore`` help says); rescoring every candidate gives the exact top 10. The in-memory
+    stand-in stores the configuration and searches exactly, so for it this proves the configuration is
+    accepted and the search parameters pass, not the quantised search."""
+    from qdrant_client import models
+
+    backend = open_backend()
+    requests = _rescoring_every_candidate_is_exact(
+        backend, Layout(dim=64, quantization="turbo", turbo_bits=bits)
+    )
+    size = {"1": "bits1", "1.5": "bits1_5", "2": "bits2", "4": "bits4"}[bits]
+    if isinstance(backend, ClientBackend):
+        config = backend.client.get_collection("docs").config.params.vectors["dense"].quantization_config
+        assert config == models.TurboQuantization(
+            turbo=models.TurboQuantQuantizationConfig(bits=models.TurboQuantBitSize(size), always_ram=True)
+        )
+        return
+    folders = list(backend.folder.glob("segments/*/vector_storage-dense"))
+    written = [json.loads((folder / "quantized.config.json").read_text()) for folder in folders]
+    assert written and all(
+        (c["quantization_config"]["turbo"]["bits"], c["quantization_config"]["turbo"]["memory"])
+        == (size, "pinned")
+        for c in written
+    )
+    # the optimised segment holds every point (the 200 documents and lens-embed's record) in quantized.data
+    counted = [
+        (folder, config["vector_parameters"]["count"])
+        for folder, config in zip(folders, written, strict=True)
+        if "count" in config["vector_parameters"]
+    ]
+    assert [count for _, count in counted] == [201]
+    assert (counted[0][0] / "quantized.data").stat().st_size == 201 * quantized_bytes(
+        64, "turbo", turbo_bits=bits
+    )
+    documents, queries = _lens_like_vectors()
+    exact = queries @ documents.T
+    for rescore in (False, None):
+        hits = [
+            (exact[row, int(doc[1:])], score)
+            for row, found in enumerate(backend.query(requests, 10, rescore=rescore))
+            for doc, score in found
+        ]
+        exact_scores = np.allclose(*zip(*hits, strict=True), atol=1e-5)
+        assert exact_scores == (rescore is None and bits != "4")
 
 
 def test_point_ids_are_uuids_derived_from_document_ids():
@@ -1123,6 +1228,10 @@ def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loa
             [*index, "--quantization", "int8", "--binary-query", "scalar8bits"],
             "--binary-query scalar8bits applies to --quantization binary, not int8",
         ),
+        (
+            [*index, "--quantization", "binary", "--turbo-bits", "2"],
+            "--turbo-bits 2 applies to --quantization turbo, not binary",
+        ),
         ([*search, "--oversampling", "2"], "--oversampling applies to a quantised collection"),
         ([*search, "--no-rescore"], "--rescore/--no-rescore applies to a quantised collection"),
     ]:
@@ -1132,6 +1241,7 @@ def test_quantisation_options_that_cannot_apply_are_refused_before_the_model_loa
         ([*search, "--oversampling", "0.5"], "argument --oversampling: must be a finite number >= 1.0"),
         ([*index, "--quantization", "int4"], "invalid choice: 'int4'"),
         ([*index, "--quantization", "binary", "--binary-bits", "3"], "invalid choice: '3'"),
+        ([*index, "--quantization", "turbo", "--turbo-bits", "8"], "invalid choice: '8'"),
     ]:
         with pytest.raises(SystemExit) as exited:
             main(argv)

@@ -24,12 +24,12 @@ DENSE_DTYPES: tuple[DenseDtype, ...] = get_args(DenseDtype)
 IndexKind = Literal["flat", "flat16", "hnsw", "ivf", "ivfpq", "opq"]
 """A faiss index kind (``lens_embed.serving.retrieval.index_factory_string``)."""
 INDEX_KINDS: tuple[IndexKind, ...] = get_args(IndexKind)
-Quantization = Literal["none", "int8", "binary", "product"]
+Quantization = Literal["none", "int8", "binary", "product", "turbo"]
 """The quantisations of dense vectors in a collection (``index --quantization``): the quantised copy is held
 in RAM for the search, the full vectors stay beside it (on disk with ``--on-disk``) for rescoring the best
 candidates. ``int8``: Qdrant's scalar quantisation (a byte a dimension); ``binary``: one bit a dimension;
 ``product``: product quantisation (``lens_embed.serving.engine.PRODUCT_COMPRESSION`` times less than
-float32)."""
+float32); ``turbo``: Qdrant's TurboQuant (a few bits a dimension after a random rotation)."""
 QUANTIZATIONS: tuple[Quantization, ...] = get_args(Quantization)
 BinaryBits = Literal["1", "1.5", "2"]
 """Bits a dimension that ``binary`` quantisation stores (``index --binary-bits``; Qdrant's ``one_bit``,
@@ -42,3 +42,11 @@ BinaryQuery = Literal["binary", "scalar8bits", "scalar4bits"]
 ``binary`` as the documents; ``scalar8bits`` / ``scalar4bits`` keep the query's weights at 8 or 4 bits a
 dimension, compared with the documents' bits (asymmetric: more exact, more work per document)."""
 BINARY_QUERIES: tuple[BinaryQuery, ...] = get_args(BinaryQuery)
+TurboBits = Literal["1", "1.5", "2", "4"]
+"""Bits a dimension that ``turbo`` quantisation (Qdrant's TurboQuant) stores (``index --turbo-bits``; Qdrant's
+``bits1``, ``bits1_5``, ``bits2``, ``bits4``): each vector is rotated, which spreads its weight over the
+dimensions, before its coordinates are quantised to this many bits. ``4``: 1/8 of float32."""
+TURBO_BITS: tuple[TurboBits, ...] = get_args(TurboBits)
+DEFAULT_TURBO_BITS: TurboBits = "4"
+"""``turbo`` quantisation's bits a dimension unless told: about 1/8 of float32 (where Qdrant advises to
+start)."""

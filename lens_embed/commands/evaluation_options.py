@@ -27,7 +27,14 @@ from lens_embed.base.defaults import (
     DTYPES,
 )
 from lens_embed.base.options import check_values, option
-from lens_embed.base.vocabulary import BINARY_BITS, BINARY_QUERIES, INDEX_KINDS, QUANTIZATIONS
+from lens_embed.base.vocabulary import (
+    BINARY_BITS,
+    BINARY_QUERIES,
+    DEFAULT_TURBO_BITS,
+    INDEX_KINDS,
+    QUANTIZATIONS,
+    TURBO_BITS,
+)
 from lens_embed.commands.verb import Verb
 
 DEFAULT_OUTPUT = "results"
@@ -107,6 +114,11 @@ class MtebRunOptions(ClusterOptions, RunOptions):
         "binary",
         "--quantization binary: how a query is encoded (as index --binary-query)",
         choices=BINARY_QUERIES,
+    )
+    turbo_bits: str = option(
+        DEFAULT_TURBO_BITS,
+        "--quantization turbo: bits a dimension (as index --turbo-bits)",
+        choices=TURBO_BITS,
     )
     rescore: bool | None = option(
         None, "--quantization: rescore the candidates with the full vectors", default_text="the engine's"

@@ -64,7 +64,11 @@ def model_runs(options: MtebOptions | OfflineOptions) -> list[ModelRun]:
 def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
     """The search-index factory ``--engine`` asks for (None: mteb's own search); a cluster is reached now."""
     check_quantization(
-        options.quantization, dense=True, binary_bits=options.binary_bits, binary_query=options.binary_query
+        options.quantization,
+        dense=True,
+        binary_bits=options.binary_bits,
+        binary_query=options.binary_query,
+        turbo_bits=options.turbo_bits,
     )
     if options.engine != "qdrant":
         return None
@@ -78,6 +82,7 @@ def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
         quantization=options.quantization,
         binary_bits=options.binary_bits,
         binary_query=options.binary_query,
+        turbo_bits=options.turbo_bits,
         rescore=options.rescore,
         oversampling=options.oversampling,
     )

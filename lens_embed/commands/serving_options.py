@@ -22,8 +22,10 @@ from lens_embed.base.options import option
 from lens_embed.base.vocabulary import (
     BINARY_BITS,
     BINARY_QUERIES,
+    DEFAULT_TURBO_BITS,
     DENSE_DTYPES,
     QUANTIZATIONS,
+    TURBO_BITS,
     USING_CHOICES,
     VECTOR_CHOICES,
 )
@@ -103,7 +105,7 @@ class IndexOptions(CollectionOptions, EncodingOptions):
         "none",
         "a quantised copy of the dense vectors held in RAM for the search, the full vectors kept for "
         "rescoring: int8 (a byte a dimension), binary (1 to 2 bits: --binary-bits), product (16x smaller "
-        "than float32)",
+        "than float32), turbo (Qdrant's TurboQuant, 1 to 4 bits: --turbo-bits)",
         choices=QUANTIZATIONS,
     )
     binary_bits: str = option(
@@ -118,6 +120,12 @@ class IndexOptions(CollectionOptions, EncodingOptions):
         "--quantization binary: how a query is encoded. binary: as the documents; scalar8bits, "
         "scalar4bits: the query keeps 8 or 4 bits a dimension (asymmetric: more exact, slower)",
         choices=BINARY_QUERIES,
+    )
+    turbo_bits: str = option(
+        DEFAULT_TURBO_BITS,
+        "--quantization turbo: bits a dimension of the rotated vector (4: 1/8 of float32, and 8 bytes a "
+        "vector more)",
+        choices=TURBO_BITS,
     )
     on_disk: bool = option(
         False,
@@ -165,7 +173,8 @@ class SearchOptions(CollectionOptions, InstructionOptions, LoadOptions):
     rescore: bool | None = option(
         None,
         "rescore a quantised collection's candidates with the full vectors",
-        default_text="the engine's: on for binary quantisation, off for int8 and product",
+        default_text="the engine's: on for binary and 1 to 2-bit turbo quantisation, off for int8, product "
+        "and 4-bit turbo",
     )
     oversampling: float | None = option(
         None,

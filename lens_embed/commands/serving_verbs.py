@@ -87,6 +87,7 @@ def run_index(options: IndexOptions) -> int:
         dense=options.vectors != "sparse",
         binary_bits=options.binary_bits,
         binary_query=options.binary_query,
+        turbo_bits=options.turbo_bits,
     )
     target = checked_target(
         options,

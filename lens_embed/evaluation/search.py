@@ -44,7 +44,7 @@ from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
 from lens_embed.base.storage import scratch_directory
-from lens_embed.base.vocabulary import BinaryBits, BinaryQuery, Quantization
+from lens_embed.base.vocabulary import DEFAULT_TURBO_BITS, BinaryBits, BinaryQuery, Quantization, TurboBits
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
 from lens_embed.models.model import LensSentenceTransformer
 from lens_embed.serving.collections import (
@@ -136,8 +136,8 @@ class QdrantSearchIndex:
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
     A ``quantization`` (:data:`lens_embed.serving.engine.QUANTIZATIONS`) searches the quantised vectors
     instead, every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed
-    search`` (None: the engine's defaults), and ``binary_bits`` / ``binary_query`` as ``lens-embed index``:
-    the evaluation measures what quantisation costs.
+    search`` (None: the engine's defaults), and ``binary_bits`` / ``binary_query`` / ``turbo_bits`` as
+    ``lens-embed index``: the evaluation measures what quantisation costs.
     """
 
     def __init__(
@@ -150,6 +150,7 @@ class QdrantSearchIndex:
         quantization: Quantization = "none",
         binary_bits: BinaryBits = "1",
         binary_query: BinaryQuery = "binary",
+        turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
         rescore: bool | None = None,
         oversampling: float | None = None,
         query_batch_size: int = 64,
@@ -166,6 +167,7 @@ class QdrantSearchIndex:
         self.max_active_dims = max_active_dims
         self.quantization = quantization
         self.binary = {"binary_bits": binary_bits, "binary_query": binary_query}
+        self.turbo_bits = turbo_bits
         self.rescore, self.oversampling = rescore, oversampling
         loaded = getattr(model, "loaded", None)  # the model behind lens-embed's mteb encoders
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
@@ -191,6 +193,7 @@ class QdrantSearchIndex:
             hnsw_m=0,
             quantization=self.quantization,
             **self.binary,
+            turbo_bits=self.turbo_bits,
         )
         check_quantized_search(self.spec, rescore=self.rescore, oversampling=self.oversampling)
         name = scratch_collection_name()
@@ -264,14 +267,16 @@ class QdrantSearchIndex:
     def protocol(self) -> dict[str, Any]:
         """The search settings that change scores, recorded beside the results (none for an exact
         search; binary encodings only where they differ from the defaults, which results recorded before
-        these settings existed used)."""
+        these settings existed used; TurboQuant's bits always, as no result predates them)."""
         if self.quantization == "none":
             return {}
         defaults = {"binary_bits": "1", "binary_query": "binary"}
+        turbo = {"turbo_bits": self.turbo_bits} if self.quantization == "turbo" else {}
         return {
             "search": {
                 "quantization": self.quantization,
                 **{name: value for name, value in self.binary.items() if value != defaults[name]},
+                **turbo,
                 "rescore": self.rescore,
                 "oversampling": self.oversampling,
             }

@@ -30,12 +30,14 @@ from tqdm.auto import tqdm
 from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
 from lens_embed.base.storage import atomic_write, cache_dir
 from lens_embed.base.vocabulary import (
+    DEFAULT_TURBO_BITS,
     USING_CHOICES,
     VECTOR_CHOICES,
     BinaryBits,
     BinaryQuery,
     DenseDtype,
     Quantization,
+    TurboBits,
     Using,
     Vectors,
 )
@@ -86,10 +88,12 @@ class CollectionSpec:
         hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
         hnsw_ef_construct: candidates considered while building the graph.
         quantization: a quantised copy of the dense vectors in RAM for the search (``none``, ``int8``,
-            ``binary``, ``product``: :data:`lens_embed.serving.engine.QUANTIZATIONS`).
+            ``binary``, ``product``, ``turbo``: :data:`lens_embed.serving.engine.QUANTIZATIONS`).
         binary_bits: bits a dimension of ``binary`` quantisation (``1``, ``1.5``, ``2``).
         binary_query: how ``binary`` quantisation encodes a query (``binary``, ``scalar8bits``,
             ``scalar4bits``); a collection of an older version records neither, and holds the defaults.
+        turbo_bits: bits a dimension of ``turbo`` quantisation (``1``, ``1.5``, ``2``, ``4``); a collection
+            of an older version does not record it, and holds the default.
         on_disk: the full vectors are kept on disk (read through the page cache) instead of in RAM.
         settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
             truncation, the pooling module's configuration); None in a collection of an older version.
@@ -109,6 +113,7 @@ class CollectionSpec:
     quantization: Quantization = "none"
     binary_bits: BinaryBits = "1"
     binary_query: BinaryQuery = "binary"
+    turbo_bits: TurboBits = DEFAULT_TURBO_BITS
     on_disk: bool = False
     settings: dict[str, Any] | None = None
 
@@ -142,6 +147,7 @@ class CollectionSpec:
             quantization=self.quantization,
             binary_bits=self.binary_bits,
             binary_query=self.binary_query,
+            turbo_bits=self.turbo_bits,
             on_disk=self.on_disk,
         )
 
@@ -184,6 +190,7 @@ class CollectionSpec:
             "quantization",
             "binary_bits",
             "binary_query",
+            "turbo_bits",
             "on_disk",
         ):
             if getattr(self, name) != getattr(recorded, name):
@@ -395,7 +402,7 @@ def upload_bytes(
     if not rows:
         return 0
     per_document = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
-    per_document += quantized_bytes(spec.dim, spec.quantization, spec.binary_bits)
+    per_document += quantized_bytes(spec.dim, spec.quantization, spec.binary_bits, spec.turbo_bits)
     sample = list(rows[:: max(1, len(rows) // 1000)])
     if spec.sparse:
         pruned = sparse_rows(np.asarray(embeddings[sample]), spec.max_active_dims, spec.clusters)
@@ -468,6 +475,7 @@ def index_corpus(
     quantization: Quantization = "none",
     binary_bits: BinaryBits = "1",
     binary_query: BinaryQuery = "binary",
+    turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
     on_disk: bool = False,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
@@ -494,9 +502,11 @@ def index_corpus(
         max_active_dims: keep only this many dimensions per sparse vector (largest magnitude).
         bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
         hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
-        quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``).
+        quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``,
+            ``turbo``).
         binary_bits, binary_query: ``binary`` quantisation's bits a dimension and query encoding (see
             :class:`CollectionSpec`).
+        turbo_bits: ``turbo`` quantisation's bits a dimension.
         on_disk: keep the full vectors on disk instead of in RAM.
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
         shard_size, batch_size, max_tokens: as :func:`lens_embed.serving.corpus.encode_corpus`.
@@ -522,6 +532,7 @@ def index_corpus(
             quantization=quantization,
             binary_bits=binary_bits,
             binary_query=binary_query,
+            turbo_bits=turbo_bits,
             on_disk=on_disk,
         )
         spec = open_collection(backend, spec)
@@ -720,7 +731,8 @@ def search_collection(
         exact: exact dense search instead of the HNSW graph (sparse search is always exact).
         hnsw_ef: breadth of the graph search (default: the engine's, the graph's ef_construct).
         rescore: a quantised collection's candidates rescored with the full vectors (None: the engine's
-            default, which rescores binary quantisation and not int8 or product ones in qdrant-edge 0.9).
+            default, which rescores binary quantisation and turbo at 1 to 2 bits, and not int8, product or
+            turbo at 4 bits, in qdrant-edge 0.9).
         oversampling: a quantised search fetches ``top_k x oversampling`` candidates to rescore (None:
             the engine's default, 1).
         max_active_dims: prune the sparse query vectors to this many dimensions; 0 keeps them whole;

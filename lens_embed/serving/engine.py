@@ -25,6 +25,7 @@ collection, readers included), and a second one is refused at once, naming the c
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import shutil
@@ -45,12 +46,15 @@ from lens_embed.base.storage import check_writable_folder, staged_directory
 from lens_embed.base.vocabulary import (
     BINARY_BITS,
     BINARY_QUERIES,
+    DEFAULT_TURBO_BITS,
     DENSE_DTYPES,
     QUANTIZATIONS,
+    TURBO_BITS,
     BinaryBits,
     BinaryQuery,
     DenseDtype,
     Quantization,
+    TurboBits,
 )
 
 if TYPE_CHECKING:
@@ -85,12 +89,24 @@ its searches always read the quantised vectors they were configured for."""
 
 BINARY_ENCODINGS: dict[BinaryBits, str] = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}
 """Qdrant's name of the encoding of each ``binary_bits`` (``BinaryQuantizationEncoding``)."""
+TURBO_BIT_SIZES: dict[TurboBits, str] = {"1": "bits1", "1.5": "bits1_5", "2": "bits2", "4": "bits4"}
+"""Qdrant's name of each ``turbo_bits`` (``TurboQuantBitSize``)."""
+TURBO_VECTOR_BYTES = 8
+"""What TurboQuant stores per vector beside its codes (measured in qdrant-edge 0.9.0: each vector's
+``quantized.data`` row is its codes, rounded up to whole bytes, and 8 bytes more)."""
 
 
-def quantized_bytes(dim: int, quantization: Quantization, binary_bits: BinaryBits = "1") -> float:
+def quantized_bytes(
+    dim: int,
+    quantization: Quantization,
+    binary_bits: BinaryBits = "1",
+    turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
+) -> float:
     """Bytes of one vector's quantised copy (0 for ``none``): the RAM a quantised search reads per
-    document (``binary_bits`` of ``binary`` quantisation a dimension)."""
-    check_quantization(quantization, dense=True, binary_bits=binary_bits)
+    document (``binary_bits`` of ``binary`` quantisation, ``turbo_bits`` of ``turbo``, a dimension)."""
+    check_quantization(quantization, dense=True, binary_bits=binary_bits, turbo_bits=turbo_bits)
+    if quantization == "turbo":
+        return math.ceil(dim * float(turbo_bits) / 8) + TURBO_VECTOR_BYTES
     per_dimension = {
         "none": 0.0,
         "int8": 1.0,
@@ -142,10 +158,16 @@ def check_collection_name(name: str) -> str:
 
 
 def check_quantization(
-    quantization: str, *, dense: bool, binary_bits: str = "1", binary_query: str = "binary"
+    quantization: str,
+    *,
+    dense: bool,
+    binary_bits: str = "1",
+    binary_query: str = "binary",
+    turbo_bits: str = DEFAULT_TURBO_BITS,
 ) -> None:
     """Refuse an unknown quantisation, one of a collection without dense vectors (Qdrant quantises
-    dense vectors only), and a binary encoding other than the default for another quantisation."""
+    dense vectors only), and a binary encoding or TurboQuant width other than the default for another
+    quantisation."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     if binary_bits not in BINARY_BITS:
@@ -157,6 +179,10 @@ def check_quantization(
     if quantization != "binary" and (binary_bits, binary_query) != ("1", "binary"):
         given = f"--binary-bits {binary_bits}" if binary_bits != "1" else f"--binary-query {binary_query}"
         raise ValueError(f"{given} applies to --quantization binary, not {quantization}")
+    if turbo_bits not in TURBO_BITS:
+        raise ValueError(f"turbo bits must be one of {', '.join(TURBO_BITS)}, got {turbo_bits!r}")
+    if quantization != "turbo" and turbo_bits != DEFAULT_TURBO_BITS:
+        raise ValueError(f"--turbo-bits {turbo_bits} applies to --quantization turbo, not {quantization}")
     if quantization != "none" and not dense:
         raise ValueError(
             f"quantization {quantization!r} applies to dense vectors, and this collection stores "
@@ -181,6 +207,7 @@ class Layout:
             (:data:`QUANTIZATIONS`).
         binary_bits: bits a dimension of ``binary`` quantisation (:data:`BINARY_BITS`).
         binary_query: how ``binary`` quantisation encodes a query (:data:`BINARY_QUERIES`).
+        turbo_bits: bits a dimension of ``turbo`` quantisation (:data:`TURBO_BITS`).
         on_disk: keep the full vectors (dense storage, sparse index) on disk, read through the page cache,
             instead of in RAM.
     """
@@ -195,6 +222,7 @@ class Layout:
     quantization: Quantization = "none"
     binary_bits: BinaryBits = "1"
     binary_query: BinaryQuery = "binary"
+    turbo_bits: TurboBits = DEFAULT_TURBO_BITS
     on_disk: bool = False
 
     def __post_init__(self) -> None:
@@ -215,7 +243,11 @@ class Layout:
         if self.dense_dtype not in DENSE_DTYPES:
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
         check_quantization(
-            self.quantization, dense=self.dense, binary_bits=self.binary_bits, binary_query=self.binary_query
+            self.quantization,
+            dense=self.dense,
+            binary_bits=self.binary_bits,
+            binary_query=self.binary_query,
+            turbo_bits=self.turbo_bits,
         )
 
 
@@ -489,6 +521,10 @@ class EdgeBackend(Backend):
             "product": lambda: qe.ProductQuantizationConfig(
                 getattr(qe.CompressionRatio, f"X{PRODUCT_COMPRESSION}"), memory=pinned
             ),
+            # the engine's enum members are the names title-cased: bits1_5 -> Bits1_5
+            "turbo": lambda: qe.TurboQuantQuantizationConfig(
+                bits=getattr(qe.TurboQuantBitSize, TURBO_BIT_SIZES[layout.turbo_bits].title()), memory=pinned
+            ),
         }[layout.quantization]
 
     @classmethod
@@ -760,6 +796,11 @@ class ClientBackend(Backend):
             "product": lambda: models.ProductQuantization(
                 product=models.ProductQuantizationConfig(
                     compression=models.CompressionRatio(f"x{PRODUCT_COMPRESSION}"), always_ram=True
+                )
+            ),
+            "turbo": lambda: models.TurboQuantization(
+                turbo=models.TurboQuantQuantizationConfig(
+                    bits=models.TurboQuantBitSize(TURBO_BIT_SIZES[layout.turbo_bits]), always_ram=True
                 )
             ),
         }[layout.quantization]

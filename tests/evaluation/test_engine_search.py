@@ -293,6 +293,38 @@ def test_an_engine_search_takes_the_binary_encodings_and_records_those_not_at_th
         np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
 
 
+def test_an_engine_search_takes_turbo_bits_and_always_records_them() -> None:
+    """TurboQuant at 2 bits: rescoring every candidate gives the exact top 10, and the protocol names the
+    width (even the default one: no result predates it)."""
+    rng = np.random.default_rng(1)
+    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    queries = documents[:3]
+    index = QdrantSearchIndex(
+        _cosine_model(), quantization="turbo", turbo_bits="2", rescore=True, oversampling=20.0
+    )
+    index.add_documents(documents, [f"d{i}" for i in range(200)])
+    scores, positions = index.search(queries, top_k=10, similarity_fn=None)
+    assert (index.spec.quantization, index.spec.turbo_bits) == ("turbo", "2")
+    assert index.protocol() == {
+        "search": {"quantization": "turbo", "turbo_bits": "2", "rescore": True, "oversampling": 20.0}
+    }
+    index.clear()
+    exact = queries @ documents.T
+    for row in range(3):
+        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
+    assert QdrantSearchIndex(_cosine_model(), quantization="turbo").protocol()["search"]["turbo_bits"] == "4"
+    assert "turbo_bits" not in QdrantSearchIndex(_cosine_model(), quantization="int8").protocol()["search"]
+
+
+def test_turbo_bits_need_turbo_quantisation(small_data_dir: Path, capsys) -> None:
+    common = ["evaluate", "offline", "--data", str(small_data_dir), "--tasks", "SliceSciFact"]
+    argv = [*common, "--engine", "qdrant", "--quantization", "binary", "--turbo-bits", "1.5"]
+    assert main(argv) == 2
+    assert "--turbo-bits 1.5 applies to --quantization turbo, not binary" in capsys.readouterr().err
+
+
 def test_binary_encodings_need_binary_quantisation(small_data_dir: Path, capsys) -> None:
     common = ["evaluate", "offline", "--data", str(small_data_dir), "--tasks", "SliceSciFact"]
     assert main([*common, "--engine", "qdrant", "--binary-bits", "2"]) == 2
