@@ -70,6 +70,7 @@ the query at 8 bits)."""
 def binary_configs(oversampling: float) -> dict[str, Any]:
     """Binary quantisation at each of its bits a dimension and query encodings, rescored: ``binary`` (1 bit,
     the query binary too), ``binary-q8`` (1 bit, the query at 8 bits), ``binary1.5``, ``binary2-q4``..."""
+    from lens_embed.base.quantization import QuantizationSettings
     from lens_embed.base.vocabulary import BINARY_BITS, BINARY_QUERIES
 
     table = {}
@@ -81,9 +82,7 @@ def binary_configs(oversampling: float) -> dict[str, Any]:
                 f"binary{encoding} + rescore (x{oversampling:g}), full vectors on disk",
                 {
                     "vectors": "dense",
-                    "quantization": "binary",
-                    "binary_bits": bits,
-                    "binary_query": query,
+                    "quantization": QuantizationSettings("binary", binary_bits=bits, binary_query=query),
                     "on_disk": True,
                 },
                 {"rescore": True, "oversampling": oversampling},
@@ -94,12 +93,17 @@ def binary_configs(oversampling: float) -> dict[str, Any]:
 def turbo_configs(oversampling: float) -> dict[str, Any]:
     """TurboQuant at each of its bits a dimension, rescored: ``turbo1``, ``turbo1.5``, ``turbo2``, ``turbo4``
     (about 1/8 of float32)."""
+    from lens_embed.base.quantization import QuantizationSettings
     from lens_embed.base.vocabulary import TURBO_BITS
 
     return {
         f"turbo{bits}": (
             f"turbo {bits}-bit + rescore (x{oversampling:g}), full vectors on disk",
-            {"vectors": "dense", "quantization": "turbo", "turbo_bits": bits, "on_disk": True},
+            {
+                "vectors": "dense",
+                "quantization": QuantizationSettings("turbo", turbo_bits=bits),
+                "on_disk": True,
+            },
             {"rescore": True, "oversampling": oversampling},
         )
         for bits in TURBO_BITS
@@ -108,19 +112,21 @@ def turbo_configs(oversampling: float) -> dict[str, Any]:
 
 def configs(pruning: int = DEFAULT_PRUNING, oversampling: float = DEFAULT_OVERSAMPLING) -> dict[str, Any]:
     """``{name: (label, collection options, search options)}`` of the measured configurations."""
+    from lens_embed.base.quantization import QuantizationSettings
+
     rescored = {"rescore": True, "oversampling": oversampling}
     return {
         "dense-exact": ("dense float32, exact", {"vectors": "dense", "hnsw_m": 0}, {"exact": True}),
         "f16-hnsw": ("dense float16, HNSW", {"vectors": "dense", "dense_dtype": "float16"}, {}),
         "int8": (
             f"int8 + rescore (x{oversampling:g}), full vectors on disk",
-            {"vectors": "dense", "quantization": "int8", "on_disk": True},
+            {"vectors": "dense", "quantization": QuantizationSettings("int8"), "on_disk": True},
             rescored,
         ),
         **binary_configs(oversampling),
         "product": (
             f"product x16 + rescore (x{oversampling:g}), full vectors on disk",
-            {"vectors": "dense", "quantization": "product", "on_disk": True},
+            {"vectors": "dense", "quantization": QuantizationSettings("product"), "on_disk": True},
             rescored,
         ),
         **turbo_configs(oversampling),
@@ -203,9 +209,7 @@ def resident_bytes(spec: Any, active: float) -> float:
 
     full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
     sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
-    return (0 if spec.on_disk else full + sparse) + quantized_bytes(
-        spec.dim, spec.quantization, spec.binary_bits, spec.turbo_bits
-    )
+    return (0 if spec.on_disk else full + sparse) + quantized_bytes(spec.dim, spec.quantization)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lens_embed.base.quantization import QuantizationSettings
+
 BENCHMARK = "bench_scale"  # the script under test, the `bench` fixture
 
 
@@ -90,21 +92,20 @@ def test_the_binary_encodings_are_configurations_named_by_their_bits_and_query(b
     binary = {name: options for name, (_, options, _) in table.items() if name.startswith("binary")}
     assert binary["binary"] == {
         "vectors": "dense",
-        "quantization": "binary",
-        "binary_bits": "1",
-        "binary_query": "binary",
+        "quantization": QuantizationSettings("binary"),
         "on_disk": True,
     }
-    assert {name: (o["binary_bits"], o["binary_query"]) for name, o in binary.items()} == {
-        "binary": ("1", "binary"),
-        "binary-q8": ("1", "scalar8bits"),
-        "binary-q4": ("1", "scalar4bits"),
-        "binary1.5": ("1.5", "binary"),
-        "binary1.5-q8": ("1.5", "scalar8bits"),
-        "binary1.5-q4": ("1.5", "scalar4bits"),
-        "binary2": ("2", "binary"),
-        "binary2-q8": ("2", "scalar8bits"),
-        "binary2-q4": ("2", "scalar4bits"),
+    settings = {name: options["quantization"] for name, options in binary.items()}
+    assert {name: (q.kind, q.binary_bits, q.binary_query) for name, q in settings.items()} == {
+        "binary": ("binary", "1", "binary"),
+        "binary-q8": ("binary", "1", "scalar8bits"),
+        "binary-q4": ("binary", "1", "scalar4bits"),
+        "binary1.5": ("binary", "1.5", "binary"),
+        "binary1.5-q8": ("binary", "1.5", "scalar8bits"),
+        "binary1.5-q4": ("binary", "1.5", "scalar4bits"),
+        "binary2": ("binary", "2", "binary"),
+        "binary2-q8": ("binary", "2", "scalar8bits"),
+        "binary2-q4": ("binary", "2", "scalar4bits"),
     }
     assert table["binary"][0] == "binary + rescore (x4), full vectors on disk"
     assert table["binary2-q8"][0] == "binary 2-bit, query scalar8bits + rescore (x4), full vectors on disk"
@@ -115,7 +116,11 @@ def test_turbo_widths_are_configurations_named_by_their_bits(bench):
     table = bench.configs()
     turbo = {name: options for name, (_, options, _) in table.items() if name.startswith("turbo")}
     assert turbo == {
-        f"turbo{bits}": {"vectors": "dense", "quantization": "turbo", "turbo_bits": bits, "on_disk": True}
+        f"turbo{bits}": {
+            "vectors": "dense",
+            "quantization": QuantizationSettings("turbo", turbo_bits=bits),
+            "on_disk": True,
+        }
         for bits in ("1", "1.5", "2", "4")
     }
     assert table["turbo4"][0] == "turbo 4-bit + rescore (x4), full vectors on disk"
@@ -151,13 +156,15 @@ def test_the_memory_estimate_counts_what_stays_in_ram(bench):
         return bench.resident_bytes(bench_spec(dim=4000, **options), active=3000.0)
 
     assert resident(dense_dtype="float16") == 8000
-    assert resident(quantization="int8", on_disk=True) == 4000
-    assert resident(quantization="binary", on_disk=True) == 500
-    assert resident(quantization="binary", binary_bits="1.5", binary_query="scalar8bits", on_disk=True) == 750
-    assert resident(quantization="binary", binary_bits="2", on_disk=True) == 1000
-    assert resident(quantization="turbo", on_disk=True) == 2008  # 4 bits, and 8 bytes a vector
-    assert resident(quantization="turbo", turbo_bits="1", on_disk=True) == 508
-    assert resident(quantization="turbo", turbo_bits="2") == 16000 + 1008
+    assert resident(quantization=QuantizationSettings("int8"), on_disk=True) == 4000
+    assert resident(quantization=QuantizationSettings("binary"), on_disk=True) == 500
+    binary15 = QuantizationSettings("binary", binary_bits="1.5", binary_query="scalar8bits")
+    assert resident(quantization=binary15, on_disk=True) == 750
+    assert resident(quantization=QuantizationSettings("binary", binary_bits="2"), on_disk=True) == 1000
+    # TurboQuant: 4 bits, and 8 bytes a vector
+    assert resident(quantization=QuantizationSettings("turbo"), on_disk=True) == 2008
+    assert resident(quantization=QuantizationSettings("turbo", turbo_bits="1"), on_disk=True) == 508
+    assert resident(quantization=QuantizationSettings("turbo", turbo_bits="2")) == 16000 + 1008
     assert resident(vectors="sparse") == 16 * 3000
     assert resident(vectors="sparse", max_active_dims=256) == 16 * 256
 

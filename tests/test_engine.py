@@ -22,6 +22,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from lens_embed.base.inputs import read_documents
+from lens_embed.base.quantization import QuantizationSettings
 from lens_embed.commands import main, serving_verbs
 from lens_embed.models.loading import load_lens_model
 from lens_embed.models.model import encode
@@ -116,7 +117,18 @@ def open_backend(request, tmp_path: Path):
 
 
 def _index(model, backend, documents=DOCS, **options):
-    return index_corpus(model, documents, backend, show_progress=False, upload_batch_size=8, **options)
+    """``index_corpus``, the quantisation given by its flat names (as the command line and the record)."""
+    quantization = QuantizationSettings.read(options)
+    others = {name: value for name, value in options.items() if name not in quantization.record()}
+    return index_corpus(
+        model,
+        documents,
+        backend,
+        show_progress=False,
+        upload_batch_size=8,
+        quantization=quantization,
+        **others,
+    )
 
 
 def _exact(model, documents=DOCS, queries=QUERIES) -> np.ndarray:
@@ -375,7 +387,7 @@ def test_quantisation_and_on_disk_storage_are_recorded_and_another_value_is_refu
     with pytest.raises(ValueError, match="quantization 'product' applies to dense vectors"):
         _index(model, open_backend("sparse"), vectors="sparse", quantization="product")
     with pytest.raises(ValueError, match="quantization must be one of none, int8, binary, product"):
-        Layout(dim=4, quantization="int4")
+        QuantizationSettings("int4")
 
 
 def test_rescoring_and_oversampling_reach_the_engine_and_apply_to_quantised_searches_only(
@@ -432,7 +444,10 @@ def test_binary_encodings_are_recorded_and_another_one_is_refused_naming_both(mo
     _index(model, backend, quantization="binary", binary_bits="2", binary_query="scalar8bits")
     record = backend.metadata()
     assert (record["binary_bits"], record["binary_query"]) == ("2", "scalar8bits")
-    assert (recorded_spec(backend).binary_bits, recorded_spec(backend).binary_query) == ("2", "scalar8bits")
+    assert (
+        recorded_spec(backend).quantization.binary_bits,
+        recorded_spec(backend).quantization.binary_query,
+    ) == ("2", "scalar8bits")
     for options, refusal in [
         ({"binary_bits": "1.5", "binary_query": "scalar8bits"}, r"binary_bits: '2' there, '1.5' now"),
         (
@@ -449,7 +464,9 @@ def test_binary_encodings_are_recorded_and_another_one_is_refused_naming_both(mo
     )
     # a collection of an earlier version recorded neither setting: it holds the defaults
     older = {key: value for key, value in record.items() if not key.startswith("binary_")}
-    assert CollectionSpec.from_record(older, "old").layout() == Layout(dim=16, quantization="binary")
+    assert CollectionSpec.from_record(older, "old").layout() == Layout(
+        dim=16, quantization=QuantizationSettings("binary")
+    )
 
 
 def test_binary_encodings_apply_to_binary_quantisation_only():
@@ -469,9 +486,9 @@ def test_binary_encodings_apply_to_binary_quantisation_only():
         ),
     ]:
         with pytest.raises(ValueError, match=re.escape(refusal)):
-            Layout(dim=4, **options)
-    assert quantized_bytes(4000, "binary") == 500 and quantized_bytes(4000, "binary", "2") == 1000
-    assert quantized_bytes(4000, "binary", "1.5") == 750
+            QuantizationSettings.read(options)
+    binary = [QuantizationSettings("binary", binary_bits=bits) for bits in ("1", "1.5", "2")]
+    assert [quantized_bytes(4000, settings) for settings in binary] == [500, 750, 1000]
 
 
 def _lens_like_vectors() -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +539,7 @@ def test_each_binary_encoding_reaches_the_engine_and_rescoring_gives_the_exact_t
     from qdrant_client import models
 
     backend = open_backend()
-    layout = Layout(dim=64, quantization="binary", binary_bits=bits, binary_query=query)
+    layout = Layout(dim=64, quantization=QuantizationSettings("binary", binary_bits=bits, binary_query=query))
     requests = _rescoring_every_candidate_is_exact(backend, layout)
     encoding = {"1": "one_bit", "1.5": "one_and_half_bits", "2": "two_bits"}[bits]
     if isinstance(backend, ClientBackend):
@@ -552,7 +569,7 @@ def test_turbo_bits_are_recorded_and_another_width_is_refused_naming_both(model,
     _index(model, backend, quantization="turbo", turbo_bits="2")
     record = backend.metadata()
     assert record["quantization"] == "turbo" and record["turbo_bits"] == "2"
-    assert recorded_spec(backend).turbo_bits == "2"
+    assert recorded_spec(backend).quantization.turbo_bits == "2"
     for options, refusal in [
         ({"quantization": "turbo"}, r"turbo_bits: '2' there, '4' now"),
         ({"quantization": "turbo", "turbo_bits": "1.5"}, r"turbo_bits: '2' there, '1.5' now"),
@@ -566,7 +583,7 @@ def test_turbo_bits_are_recorded_and_another_width_is_refused_naming_both(model,
     assert _index(model, backend, quantization="turbo", turbo_bits="2").uploaded == 0
     # a collection of an earlier version did not record the setting: it holds the default
     older = {key: value for key, value in record.items() if key != "turbo_bits"}
-    assert CollectionSpec.from_record(older, "old").turbo_bits == "4"
+    assert CollectionSpec.from_record(older, "old").quantization.turbo_bits == "4"
 
 
 def test_turbo_bits_apply_to_turbo_quantisation_only_and_their_bytes_are_estimated():
@@ -579,10 +596,11 @@ def test_turbo_bits_apply_to_turbo_quantisation_only_and_their_bytes_are_estimat
         ({"quantization": "turbo", "turbo_bits": "8"}, "turbo bits must be one of 1, 1.5, 2, 4, got '8'"),
     ]:
         with pytest.raises(ValueError, match=re.escape(refusal)):
-            Layout(dim=4, **options)
+            QuantizationSettings.read(options)
     # the codes and 8 bytes a vector (the engine's own sizes: see the test below)
-    assert quantized_bytes(4000, "turbo") == 2008 == quantized_bytes(4000, "turbo", turbo_bits="4")
-    assert [quantized_bytes(4000, "turbo", turbo_bits=bits) for bits in ("1", "1.5", "2")] == [508, 758, 1008]
+    turbo = [QuantizationSettings("turbo", turbo_bits=bits) for bits in ("1", "1.5", "2", "4")]
+    assert [quantized_bytes(4000, settings) for settings in turbo] == [508, 758, 1008, 2008]
+    assert QuantizationSettings("turbo") == turbo[-1]  # 4 bits unless told
 
 
 @pytest.mark.parametrize("bits", ["1", "1.5", "2", "4"])
@@ -599,7 +617,7 @@ def test_each_turbo_width_reaches_the_engine_and_rescoring_gives_the_exact_top_d
 
     backend = open_backend()
     requests = _rescoring_every_candidate_is_exact(
-        backend, Layout(dim=64, quantization="turbo", turbo_bits=bits)
+        backend, Layout(dim=64, quantization=QuantizationSettings("turbo", turbo_bits=bits))
     )
     size = {"1": "bits1", "1.5": "bits1_5", "2": "bits2", "4": "bits4"}[bits]
     if isinstance(backend, ClientBackend):
@@ -623,7 +641,7 @@ def test_each_turbo_width_reaches_the_engine_and_rescoring_gives_the_exact_top_d
     ]
     assert [count for _, count in counted] == [201]
     assert (counted[0][0] / "quantized.data").stat().st_size == 201 * quantized_bytes(
-        64, "turbo", turbo_bits=bits
+        64, QuantizationSettings("turbo", turbo_bits=bits)
     )
     documents, queries = _lens_like_vectors()
     exact = queries @ documents.T
@@ -659,7 +677,7 @@ def test_a_cluster_collection_is_created_with_its_shards_replicas_and_layout():
             dense_dtype="float16",
             hnsw_m=24,
             hnsw_ef_construct=128,
-            quantization="product",
+            quantization=QuantizationSettings("product"),
             on_disk=True,
         ),
         {"k": 1},
@@ -715,12 +733,15 @@ def test_an_edge_collection_persists_and_a_second_process_is_kept_out(model, tmp
     _assert_exact_ranking(results, _exact(model), top_k=5)
 
 
-@pytest.mark.parametrize("options", [{}, {"on_disk": True, "quantization": "int8"}], ids=["ram", "on-disk"])
+@pytest.mark.parametrize(
+    "options", [{}, {"on_disk": True, "quantization": QuantizationSettings("int8")}], ids=["ram", "on-disk"]
+)
 def test_a_process_killed_mid_upload_loses_nothing_and_duplicates_nothing(
     model, tiny_lens: Path, tmp_path: Path, options: dict
 ):
     script = f"""
 import os, signal
+from lens_embed.base.quantization import QuantizationSettings
 from lens_embed.serving.engine import EdgeBackend
 from lens_embed.models.loading import load_lens_model
 from lens_embed.serving.collections import index_corpus

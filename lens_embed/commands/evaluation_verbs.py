@@ -13,6 +13,7 @@ from typing import Any
 
 from lens_embed.base.cli_args import api_key, backend_options
 from lens_embed.base.options import keywords
+from lens_embed.base.quantization import QuantizationSettings
 from lens_embed.base.storage import is_released_name
 from lens_embed.commands.evaluation_options import (
     AirbenchOptions,
@@ -44,7 +45,7 @@ from lens_embed.evaluation.runner import ModelRun, evaluate_runs, result_folder
 from lens_embed.evaluation.search import QdrantSearchIndex
 from lens_embed.evaluation.tasks import resolve_tasks
 from lens_embed.models.loading import load_lens_model
-from lens_embed.serving.engine import EngineTarget, check_quantization
+from lens_embed.serving.engine import EngineTarget
 from lens_embed.serving.retrieval import DenseRetriever
 
 
@@ -63,13 +64,7 @@ def model_runs(options: MtebOptions | OfflineOptions) -> list[ModelRun]:
 
 def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
     """The search-index factory ``--engine`` asks for (None: mteb's own search); a cluster is reached now."""
-    check_quantization(
-        options.quantization,
-        dense=True,
-        binary_bits=options.binary_bits,
-        binary_query=options.binary_query,
-        turbo_bits=options.turbo_bits,
-    )
+    quantization = QuantizationSettings.read(vars(options))  # refuses a setting of another quantisation
     if options.engine != "qdrant":
         return None
     target = None
@@ -79,10 +74,7 @@ def search_index(options: MtebRunOptions) -> Callable[[Any], Any] | None:
     return partial(
         QdrantSearchIndex,
         target=target,
-        quantization=options.quantization,
-        binary_bits=options.binary_bits,
-        binary_query=options.binary_query,
-        turbo_bits=options.turbo_bits,
+        quantization=quantization,
         rescore=options.rescore,
         oversampling=options.oversampling,
     )

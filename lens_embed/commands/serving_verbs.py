@@ -8,6 +8,7 @@ from pathlib import Path
 from lens_embed.base.cli_args import api_key
 from lens_embed.base.inputs import read_documents, read_texts
 from lens_embed.base.options import keywords
+from lens_embed.base.quantization import QuantizationSettings
 from lens_embed.base.storage import cache_dir, check_output_file, check_writable_folder, refuse_overlap
 from lens_embed.commands.serving_options import (
     CollectionOptions,
@@ -26,7 +27,7 @@ from lens_embed.serving.collections import (
     write_run,
 )
 from lens_embed.serving.corpus import distributed_context, encode_corpus, load_for_rank, rank_zero
-from lens_embed.serving.engine import Backend, EngineTarget, check_quantization
+from lens_embed.serving.engine import Backend, EngineTarget
 
 
 def run_encode_corpus(options: EncodeCorpusOptions) -> int:
@@ -82,13 +83,8 @@ def _open_checked(target: EngineTarget, collection: str) -> Backend:
 def run_index(options: IndexOptions) -> int:
     """Embed a corpus and upload it to a collection (rank 0 uploads under torchrun)."""
     documents = read_documents(options.corpus)
-    check_quantization(
-        options.quantization,
-        dense=options.vectors != "sparse",
-        binary_bits=options.binary_bits,
-        binary_query=options.binary_query,
-        turbo_bits=options.turbo_bits,
-    )
+    quantization = QuantizationSettings.read(vars(options))
+    quantization.check_dense(options.vectors != "sparse")
     target = checked_target(
         options,
         options.model,
@@ -108,7 +104,7 @@ def run_index(options: IndexOptions) -> int:
             backend,
             model_name=options.model,
             shard_dir=options.shards,
-            **keywords(options, index_corpus),
+            **{**keywords(options, index_corpus), "quantization": quantization},
         )
     finally:
         if backend is not None:

@@ -43,8 +43,8 @@ from mteb.models.search_encoder_index.search_indexes.faiss_search_index import F
 from mteb.models.search_wrappers import SearchEncoderWrapper
 from mteb.types import PromptType
 
+from lens_embed.base.quantization import NO_QUANTIZATION, QuantizationSettings
 from lens_embed.base.storage import scratch_directory
-from lens_embed.base.vocabulary import DEFAULT_TURBO_BITS, BinaryBits, BinaryQuery, Quantization, TurboBits
 from lens_embed.evaluation.encoders import LoadedModelEncoder, PlainModelEncoder, text_loader
 from lens_embed.models.model import LensSentenceTransformer
 from lens_embed.serving.collections import (
@@ -134,10 +134,10 @@ class QdrantSearchIndex:
     says (a cluster: the collection is named by :func:`scratch_collection_name`, and stale ones are
     deleted first). ``vectors="sparse"`` with
     ``max_active_dims`` searches the active dimensions, pruned, instead (scores then differ from dense).
-    A ``quantization`` (:data:`lens_embed.serving.engine.QUANTIZATIONS`) searches the quantised vectors
-    instead, every one of them (still no graph), with ``rescore`` and ``oversampling`` as ``lens-embed
-    search`` (None: the engine's defaults), and ``binary_bits`` / ``binary_query`` / ``turbo_bits`` as
-    ``lens-embed index``: the evaluation measures what quantisation costs.
+    A ``quantization`` (:class:`~lens_embed.base.quantization.QuantizationSettings`, as ``lens-embed index``)
+    searches the quantised vectors instead, every one of them (still no graph), with ``rescore`` and
+    ``oversampling`` as ``lens-embed search`` (None: the engine's defaults): the evaluation measures what
+    quantisation costs.
     """
 
     def __init__(
@@ -147,10 +147,7 @@ class QdrantSearchIndex:
         *,
         vectors: str = "dense",
         max_active_dims: int | None = None,
-        quantization: Quantization = "none",
-        binary_bits: BinaryBits = "1",
-        binary_query: BinaryQuery = "binary",
-        turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
+        quantization: QuantizationSettings = NO_QUANTIZATION,
         rescore: bool | None = None,
         oversampling: float | None = None,
         query_batch_size: int = 64,
@@ -166,8 +163,6 @@ class QdrantSearchIndex:
         self.vectors = vectors
         self.max_active_dims = max_active_dims
         self.quantization = quantization
-        self.binary = {"binary_bits": binary_bits, "binary_query": binary_query}
-        self.turbo_bits = turbo_bits
         self.rescore, self.oversampling = rescore, oversampling
         loaded = getattr(model, "loaded", None)  # the model behind lens-embed's mteb encoders
         # K of a LENS model: pruning keeps a hybrid's dense part whole, as index and search do
@@ -192,8 +187,6 @@ class QdrantSearchIndex:
             max_active_dims=self.max_active_dims,
             hnsw_m=0,
             quantization=self.quantization,
-            **self.binary,
-            turbo_bits=self.turbo_bits,
         )
         check_quantized_search(self.spec, rescore=self.rescore, oversampling=self.oversampling)
         name = scratch_collection_name()
@@ -260,7 +253,7 @@ class QdrantSearchIndex:
 
     def _query(self, queries: list[Any], top_k: int) -> list[list[tuple[str, float]]]:
         """Exact search, or a scan of the quantised vectors (rescored as asked) in a quantised collection."""
-        if self.quantization == "none":
+        if self.quantization.kind == "none":
             return self.backend.query(queries, top_k, exact=True)
         return self.backend.query(queries, top_k, rescore=self.rescore, oversampling=self.oversampling)
 
@@ -268,15 +261,15 @@ class QdrantSearchIndex:
         """The search settings that change scores, recorded beside the results (none for an exact
         search; binary encodings only where they differ from the defaults, which results recorded before
         these settings existed used; TurboQuant's bits always, as no result predates them)."""
-        if self.quantization == "none":
+        kind = self.quantization.kind
+        if kind == "none":
             return {}
-        defaults = {"binary_bits": "1", "binary_query": "binary"}
-        turbo = {"turbo_bits": self.turbo_bits} if self.quantization == "turbo" else {}
+        always = ("quantization", "turbo_bits") if kind == "turbo" else ("quantization",)
+        defaults = NO_QUANTIZATION.record()
+        settings = self.quantization.record().items()
         return {
             "search": {
-                "quantization": self.quantization,
-                **{name: value for name, value in self.binary.items() if value != defaults[name]},
-                **turbo,
+                **{name: value for name, value in settings if name in always or value != defaults[name]},
                 "rescore": self.rescore,
                 "oversampling": self.oversampling,
             }

@@ -28,19 +28,9 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
+from lens_embed.base.quantization import NO_QUANTIZATION, QuantizationSettings
 from lens_embed.base.storage import atomic_write, cache_dir
-from lens_embed.base.vocabulary import (
-    DEFAULT_TURBO_BITS,
-    USING_CHOICES,
-    VECTOR_CHOICES,
-    BinaryBits,
-    BinaryQuery,
-    DenseDtype,
-    Quantization,
-    TurboBits,
-    Using,
-    Vectors,
-)
+from lens_embed.base.vocabulary import USING_CHOICES, VECTOR_CHOICES, DenseDtype, Using, Vectors
 from lens_embed.models.model import LensSentenceTransformer, encode
 from lens_embed.models.pooling import keep_max_active_dims
 from lens_embed.serving.corpus import broadcast, encode_corpus, rank_zero
@@ -87,13 +77,9 @@ class CollectionSpec:
         bm25_avg_len: BM25 vectors are stored, with this average document length (words); None: no BM25.
         hnsw_m: links per node of the dense vectors' HNSW graph (0: no graph, exact search only).
         hnsw_ef_construct: candidates considered while building the graph.
-        quantization: a quantised copy of the dense vectors in RAM for the search (``none``, ``int8``,
-            ``binary``, ``product``, ``turbo``: :data:`lens_embed.serving.engine.QUANTIZATIONS`).
-        binary_bits: bits a dimension of ``binary`` quantisation (``1``, ``1.5``, ``2``).
-        binary_query: how ``binary`` quantisation encodes a query (``binary``, ``scalar8bits``,
-            ``scalar4bits``); a collection of an older version records neither, and holds the defaults.
-        turbo_bits: bits a dimension of ``turbo`` quantisation (``1``, ``1.5``, ``2``, ``4``); a collection
-            of an older version does not record it, and holds the default.
+        quantization: a quantised copy of the dense vectors in RAM for the search, and its settings; recorded
+            flat (``quantization``, ``binary_bits``, ...: :meth:`QuantizationSettings.record`), a setting an
+            older version did not record read as its default.
         on_disk: the full vectors are kept on disk (read through the page cache) instead of in RAM.
         settings: what else decides the embeddings (:func:`embedding_settings`: maximum length,
             truncation, the pooling module's configuration); None in a collection of an older version.
@@ -110,10 +96,7 @@ class CollectionSpec:
     bm25_avg_len: float | None = None
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
-    quantization: Quantization = "none"
-    binary_bits: BinaryBits = "1"
-    binary_query: BinaryQuery = "binary"
-    turbo_bits: TurboBits = DEFAULT_TURBO_BITS
+    quantization: QuantizationSettings = NO_QUANTIZATION
     on_disk: bool = False
     settings: dict[str, Any] | None = None
 
@@ -135,24 +118,20 @@ class CollectionSpec:
     def sparse(self) -> bool:
         return self.vectors in ("sparse", "both")
 
+    @property
+    def bm25(self) -> bool:
+        return self.bm25_avg_len is not None
+
     def layout(self) -> Layout:
-        return Layout(
-            dim=self.dim,
-            dense=self.dense,
-            sparse=self.sparse,
-            bm25=self.bm25_avg_len is not None,
-            dense_dtype=self.dense_dtype,
-            hnsw_m=self.hnsw_m,
-            hnsw_ef_construct=self.hnsw_ef_construct,
-            quantization=self.quantization,
-            binary_bits=self.binary_bits,
-            binary_query=self.binary_query,
-            turbo_bits=self.turbo_bits,
-            on_disk=self.on_disk,
-        )
+        """The engine's layout: the spec's settings of the same names (the rest is lens-embed's record)."""
+        return Layout(**{setting.name: getattr(self, setting.name) for setting in fields(Layout)})
 
     def record(self) -> dict[str, Any]:
-        return {"format": SPEC_FORMAT, **asdict(self)}
+        """The spec as the collection records it: flat keys, the quantisation's settings among them."""
+        record: dict[str, Any] = {"format": SPEC_FORMAT}
+        for name, value in asdict(self).items():
+            record.update(self.quantization.record() if name == "quantization" else {name: value})
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None, where: str) -> CollectionSpec:
@@ -167,12 +146,16 @@ class CollectionSpec:
                 f"{where} has lens-embed record format {record.get('format')!r}; "
                 f"this version reads {SPEC_FORMAT}"
             )
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in names})
+        names = {f.name for f in fields(cls)} - {"quantization"}  # recorded flat: read by its settings
+        return cls(
+            **{key: value for key, value in record.items() if key in names},
+            quantization=QuantizationSettings.read(record),
+        )
 
     def differences(self, recorded: CollectionSpec) -> list[str]:
         """What differs from the recorded spec, in words (empty: the same model and configuration)."""
         found = []
+        here, there = self.record(), recorded.record()
         if self.model_key != recorded.model_key:
             found.append(
                 f"model: {recorded.model_name!r} (probe hash {recorded.model_key}) there, "
@@ -193,12 +176,10 @@ class CollectionSpec:
             "turbo_bits",
             "on_disk",
         ):
-            if getattr(self, name) != getattr(recorded, name):
-                found.append(f"{name}: {getattr(recorded, name)!r} there, {getattr(self, name)!r} now")
-        if (self.bm25_avg_len is None) != (recorded.bm25_avg_len is None):
-            found.append(
-                f"bm25: {recorded.bm25_avg_len is not None} there, {self.bm25_avg_len is not None} now"
-            )
+            if here[name] != there[name]:
+                found.append(f"{name}: {there[name]!r} there, {here[name]!r} now")
+        if self.bm25 != recorded.bm25:
+            found.append(f"bm25: {recorded.bm25} there, {self.bm25} now")
         return found + setting_differences(recorded.settings, self.settings)
 
 
@@ -402,7 +383,7 @@ def upload_bytes(
     if not rows:
         return 0
     per_document = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
-    per_document += quantized_bytes(spec.dim, spec.quantization, spec.binary_bits, spec.turbo_bits)
+    per_document += quantized_bytes(spec.dim, spec.quantization)
     sample = list(rows[:: max(1, len(rows) // 1000)])
     if spec.sparse:
         pruned = sparse_rows(np.asarray(embeddings[sample]), spec.max_active_dims, spec.clusters)
@@ -472,10 +453,7 @@ def index_corpus(
     bm25: bool = False,
     hnsw_m: int = DEFAULT_HNSW_M,
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT,
-    quantization: Quantization = "none",
-    binary_bits: BinaryBits = "1",
-    binary_query: BinaryQuery = "binary",
-    turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
+    quantization: QuantizationSettings = NO_QUANTIZATION,
     on_disk: bool = False,
     shard_dir: str | Path | None = None,
     shard_size: int = 10_000,
@@ -502,11 +480,8 @@ def index_corpus(
         max_active_dims: keep only this many dimensions per sparse vector (largest magnitude).
         bm25: also store BM25 vectors of the texts (for ``search(using="bm25" | "hybrid")``).
         hnsw_m, hnsw_ef_construct: the dense vectors' HNSW graph (``hnsw_m=0``: none, exact search only).
-        quantization: a quantised copy of the dense vectors in RAM (``int8``, ``binary``, ``product``,
-            ``turbo``).
-        binary_bits, binary_query: ``binary`` quantisation's bits a dimension and query encoding (see
-            :class:`CollectionSpec`).
-        turbo_bits: ``turbo`` quantisation's bits a dimension.
+        quantization: a quantised copy of the dense vectors in RAM (``QuantizationSettings("int8")``,
+            ``QuantizationSettings("binary", binary_bits="2")``...).
         on_disk: keep the full vectors on disk instead of in RAM.
         shard_dir: the embedding shards (default: a folder per model and corpus in the lens-embed cache).
         shard_size, batch_size, max_tokens: as :func:`lens_embed.serving.corpus.encode_corpus`.
@@ -530,9 +505,6 @@ def index_corpus(
             hnsw_m=hnsw_m,
             hnsw_ef_construct=hnsw_ef_construct,
             quantization=quantization,
-            binary_bits=binary_bits,
-            binary_query=binary_query,
-            turbo_bits=turbo_bits,
             on_disk=on_disk,
         )
         spec = open_collection(backend, spec)
@@ -686,7 +658,7 @@ def check_quantized_search(
     if rescore is None and oversampling is None:
         return
     given = "--rescore/--no-rescore" if oversampling is None else "--oversampling"
-    if spec.quantization == "none":
+    if spec.quantization.kind == "none":
         raise ValueError(
             f"{given} applies to a quantised collection, and this one was indexed with --quantization none"
         )

@@ -42,20 +42,9 @@ import numpy as np
 
 from lens_embed.base.defaults import DEFAULT_HNSW_EF_CONSTRUCT, DEFAULT_HNSW_M
 from lens_embed.base.optional import require
+from lens_embed.base.quantization import NO_QUANTIZATION, QuantizationSettings
 from lens_embed.base.storage import check_writable_folder, staged_directory
-from lens_embed.base.vocabulary import (
-    BINARY_BITS,
-    BINARY_QUERIES,
-    DEFAULT_TURBO_BITS,
-    DENSE_DTYPES,
-    QUANTIZATIONS,
-    TURBO_BITS,
-    BinaryBits,
-    BinaryQuery,
-    DenseDtype,
-    Quantization,
-    TurboBits,
-)
+from lens_embed.base.vocabulary import DENSE_DTYPES, BinaryBits, DenseDtype, TurboBits
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -96,24 +85,18 @@ TURBO_VECTOR_BYTES = 8
 ``quantized.data`` row is its codes, rounded up to whole bytes, and 8 bytes more)."""
 
 
-def quantized_bytes(
-    dim: int,
-    quantization: Quantization,
-    binary_bits: BinaryBits = "1",
-    turbo_bits: TurboBits = DEFAULT_TURBO_BITS,
-) -> float:
+def quantized_bytes(dim: int, quantization: QuantizationSettings) -> float:
     """Bytes of one vector's quantised copy (0 for ``none``): the RAM a quantised search reads per
     document (``binary_bits`` of ``binary`` quantisation, ``turbo_bits`` of ``turbo``, a dimension)."""
-    check_quantization(quantization, dense=True, binary_bits=binary_bits, turbo_bits=turbo_bits)
-    if quantization == "turbo":
-        return math.ceil(dim * float(turbo_bits) / 8) + TURBO_VECTOR_BYTES
+    if quantization.kind == "turbo":
+        return math.ceil(dim * float(quantization.turbo_bits) / 8) + TURBO_VECTOR_BYTES
     per_dimension = {
         "none": 0.0,
         "int8": 1.0,
-        "binary": float(binary_bits) / 8,
+        "binary": float(quantization.binary_bits) / 8,
         "product": 4 / PRODUCT_COMPRESSION,
     }
-    return dim * per_dimension[quantization]
+    return dim * per_dimension[quantization.kind]
 
 
 _DOCUMENT_NAMESPACE = uuid.UUID("6f1c3b52-7d0e-5b8e-9a4c-1e0b7c2d9a10")
@@ -157,39 +140,6 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-def check_quantization(
-    quantization: str,
-    *,
-    dense: bool,
-    binary_bits: str = "1",
-    binary_query: str = "binary",
-    turbo_bits: str = DEFAULT_TURBO_BITS,
-) -> None:
-    """Refuse an unknown quantisation, one of a collection without dense vectors (Qdrant quantises
-    dense vectors only), and a binary encoding or TurboQuant width other than the default for another
-    quantisation."""
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    if binary_bits not in BINARY_BITS:
-        raise ValueError(f"binary bits must be one of {', '.join(BINARY_BITS)}, got {binary_bits!r}")
-    if binary_query not in BINARY_QUERIES:
-        raise ValueError(
-            f"binary query encoding must be one of {', '.join(BINARY_QUERIES)}, got {binary_query!r}"
-        )
-    if quantization != "binary" and (binary_bits, binary_query) != ("1", "binary"):
-        given = f"--binary-bits {binary_bits}" if binary_bits != "1" else f"--binary-query {binary_query}"
-        raise ValueError(f"{given} applies to --quantization binary, not {quantization}")
-    if turbo_bits not in TURBO_BITS:
-        raise ValueError(f"turbo bits must be one of {', '.join(TURBO_BITS)}, got {turbo_bits!r}")
-    if quantization != "turbo" and turbo_bits != DEFAULT_TURBO_BITS:
-        raise ValueError(f"--turbo-bits {turbo_bits} applies to --quantization turbo, not {quantization}")
-    if quantization != "none" and not dense:
-        raise ValueError(
-            f"quantization {quantization!r} applies to dense vectors, and this collection stores "
-            "sparse ones only: index with --vectors dense or both, or --quantization none"
-        )
-
-
 @dataclass(frozen=True)
 class Layout:
     """Which vectors a collection stores, and how.
@@ -203,11 +153,7 @@ class Layout:
         hnsw_m: links per node of the dense vectors' HNSW graph; 0: no graph (exact search only, nothing
             to build).
         hnsw_ef_construct: candidates considered while building the graph.
-        quantization: a quantised copy of the dense vectors, held in RAM for the search
-            (:data:`QUANTIZATIONS`).
-        binary_bits: bits a dimension of ``binary`` quantisation (:data:`BINARY_BITS`).
-        binary_query: how ``binary`` quantisation encodes a query (:data:`BINARY_QUERIES`).
-        turbo_bits: bits a dimension of ``turbo`` quantisation (:data:`TURBO_BITS`).
+        quantization: a quantised copy of the dense vectors, held in RAM for the search, and its settings.
         on_disk: keep the full vectors (dense storage, sparse index) on disk, read through the page cache,
             instead of in RAM.
     """
@@ -219,10 +165,7 @@ class Layout:
     dense_dtype: DenseDtype = "float32"
     hnsw_m: int = DEFAULT_HNSW_M
     hnsw_ef_construct: int = DEFAULT_HNSW_EF_CONSTRUCT
-    quantization: Quantization = "none"
-    binary_bits: BinaryBits = "1"
-    binary_query: BinaryQuery = "binary"
-    turbo_bits: TurboBits = DEFAULT_TURBO_BITS
+    quantization: QuantizationSettings = NO_QUANTIZATION
     on_disk: bool = False
 
     def __post_init__(self) -> None:
@@ -242,13 +185,7 @@ class Layout:
             )
         if self.dense_dtype not in DENSE_DTYPES:
             raise ValueError(f"dense dtype must be float32 or float16, got {self.dense_dtype!r}")
-        check_quantization(
-            self.quantization,
-            dense=self.dense,
-            binary_bits=self.binary_bits,
-            binary_query=self.binary_query,
-            turbo_bits=self.turbo_bits,
-        )
+        self.quantization.check_dense(self.dense)
 
 
 @dataclass
@@ -506,16 +443,16 @@ class EdgeBackend(Backend):
         """The engine's configuration of the layout's quantisation, its quantised vectors pinned in RAM."""
         import qdrant_edge as qe
 
-        pinned = qe.Memory.Pinned
+        pinned, settings = qe.Memory.Pinned, layout.quantization
         # the engine's enum members are the camel-case names: one_and_half_bits -> OneAndHalfBits
-        encoding = "".join(word.title() for word in BINARY_ENCODINGS[layout.binary_bits].split("_"))
+        encoding = "".join(word.title() for word in BINARY_ENCODINGS[settings.binary_bits].split("_"))
         query = {"binary": "Binary", "scalar8bits": "Scalar8Bits", "scalar4bits": "Scalar4Bits"}
         return {
             "none": None,
             "int8": lambda: qe.ScalarQuantizationConfig(qe.ScalarType.Int8, memory=pinned),
             "binary": lambda: qe.BinaryQuantizationConfig(
                 encoding=getattr(qe.BinaryQuantizationEncoding, encoding),
-                query_encoding=getattr(qe.BinaryQuantizationQueryEncoding, query[layout.binary_query]),
+                query_encoding=getattr(qe.BinaryQuantizationQueryEncoding, query[settings.binary_query]),
                 memory=pinned,
             ),
             "product": lambda: qe.ProductQuantizationConfig(
@@ -523,9 +460,10 @@ class EdgeBackend(Backend):
             ),
             # the engine's enum members are the names title-cased: bits1_5 -> Bits1_5
             "turbo": lambda: qe.TurboQuantQuantizationConfig(
-                bits=getattr(qe.TurboQuantBitSize, TURBO_BIT_SIZES[layout.turbo_bits].title()), memory=pinned
+                bits=getattr(qe.TurboQuantBitSize, TURBO_BIT_SIZES[settings.turbo_bits].title()),
+                memory=pinned,
             ),
-        }[layout.quantization]
+        }[settings.kind]
 
     @classmethod
     def _config(cls, layout: Layout) -> Any:
@@ -558,7 +496,9 @@ class EdgeBackend(Backend):
         sparse = {SPARSE: qe.EdgeSparseVectorParams(memory=storage)} if layout.sparse else {}
         if layout.bm25:
             sparse[BM25] = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=storage)
-        if layout.quantization != "none":  # with hnsw_m = 0 the indexed segment has no graph, and is scanned
+        if (
+            layout.quantization.kind != "none"
+        ):  # with hnsw_m = 0 the indexed segment has no graph, and is scanned
             optimizers = qe.EdgeOptimizersConfig(indexing_threshold=QUANTIZED_INDEXING_THRESHOLD_KB)
         elif layout.hnsw_m == 0:  # indexing_threshold 0: no HNSW graph is ever built (exact search only)
             optimizers = qe.EdgeOptimizersConfig(indexing_threshold=0)
@@ -781,6 +721,7 @@ class ClientBackend(Backend):
         hnsw = models.HnswConfigDiff(
             m=layout.hnsw_m, ef_construct=layout.hnsw_ef_construct
         )  # m = 0: no graph
+        settings = layout.quantization
         quantization = {
             "none": None,
             "int8": lambda: models.ScalarQuantization(
@@ -788,8 +729,8 @@ class ClientBackend(Backend):
             ),
             "binary": lambda: models.BinaryQuantization(
                 binary=models.BinaryQuantizationConfig(
-                    encoding=models.BinaryQuantizationEncoding(BINARY_ENCODINGS[layout.binary_bits]),
-                    query_encoding=models.BinaryQuantizationQueryEncoding(layout.binary_query),
+                    encoding=models.BinaryQuantizationEncoding(BINARY_ENCODINGS[settings.binary_bits]),
+                    query_encoding=models.BinaryQuantizationQueryEncoding(settings.binary_query),
                     always_ram=True,
                 )
             ),
@@ -800,10 +741,10 @@ class ClientBackend(Backend):
             ),
             "turbo": lambda: models.TurboQuantization(
                 turbo=models.TurboQuantQuantizationConfig(
-                    bits=models.TurboQuantBitSize(TURBO_BIT_SIZES[layout.turbo_bits]), always_ram=True
+                    bits=models.TurboQuantBitSize(TURBO_BIT_SIZES[settings.turbo_bits]), always_ram=True
                 )
             ),
-        }[layout.quantization]
+        }[settings.kind]
         on_disk = layout.on_disk or None  # None: the cluster's default, in RAM
         vectors = {
             DENSE: models.VectorParams(

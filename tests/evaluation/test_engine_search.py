@@ -18,6 +18,7 @@ import pytest
 from mteb.models.model_meta import ScoringFunction
 from mteb.models.search_encoder_index.search_indexes.faiss_search_index import FaissSearchIndex
 
+from lens_embed.base.quantization import QuantizationSettings
 from lens_embed.base.storage import scratch_directory
 from lens_embed.commands import main
 from lens_embed.evaluation.offline import offline_tasks
@@ -237,7 +238,7 @@ def test_a_quantised_engine_search_scans_the_quantised_vectors_and_rescores_as_a
     exact = queries @ documents.T
 
     def search(**options):
-        index = QdrantSearchIndex(_cosine_model(), quantization="binary", **options)
+        index = QdrantSearchIndex(_cosine_model(), quantization=QuantizationSettings("binary"), **options)
         index.add_documents(documents, [f"d{i}" for i in range(200)])
         found = index.search(queries, top_k=10, similarity_fn=None)
         protocol = index.protocol()
@@ -258,26 +259,31 @@ def test_a_quantised_engine_search_scans_the_quantised_vectors_and_rescores_as_a
         )
 
 
-def test_an_engine_search_takes_the_binary_encodings_and_records_those_not_at_their_defaults() -> None:
-    """Two bits a dimension and an 8-bit query: rescoring every candidate gives the exact top 10, and the
-    protocol names both settings (a search at the defaults records neither, as results made before they
-    existed)."""
+def _rescored_search_is_exact(quantization: QuantizationSettings) -> dict:
+    """A quantised search of 200 random sparse-like documents that rescores every candidate gives the exact
+    top 10 of three queries; returns the search's protocol."""
     rng = np.random.default_rng(1)
     documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
     documents /= np.linalg.norm(documents, axis=1, keepdims=True)
     queries = documents[:3]
-    index = QdrantSearchIndex(
-        _cosine_model(),
-        quantization="binary",
-        binary_bits="2",
-        binary_query="scalar8bits",
-        rescore=True,
-        oversampling=20.0,
-    )
+    index = QdrantSearchIndex(_cosine_model(), quantization=quantization, rescore=True, oversampling=20.0)
     index.add_documents(documents, [f"d{i}" for i in range(200)])
     scores, positions = index.search(queries, top_k=10, similarity_fn=None)
-    assert (index.spec.binary_bits, index.spec.binary_query) == ("2", "scalar8bits")
-    assert index.protocol() == {
+    assert index.spec.quantization == quantization
+    index.clear()
+    exact = queries @ documents.T
+    for row in range(3):
+        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
+        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
+    return index.protocol()
+
+
+def test_an_engine_search_takes_the_binary_encodings_and_records_those_not_at_their_defaults() -> None:
+    """Two bits a dimension and an 8-bit query: rescoring every candidate gives the exact top 10, and the
+    protocol names both settings (a search at the defaults records neither, as results made before they
+    existed)."""
+    binary = QuantizationSettings("binary", binary_bits="2", binary_query="scalar8bits")
+    assert _rescored_search_is_exact(binary) == {
         "search": {
             "quantization": "binary",
             "binary_bits": "2",
@@ -286,36 +292,17 @@ def test_an_engine_search_takes_the_binary_encodings_and_records_those_not_at_th
             "oversampling": 20.0,
         }
     }
-    index.clear()
-    exact = queries @ documents.T
-    for row in range(3):
-        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
-        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
 
 
 def test_an_engine_search_takes_turbo_bits_and_always_records_them() -> None:
     """TurboQuant at 2 bits: rescoring every candidate gives the exact top 10, and the protocol names the
     width (even the default one: no result predates it)."""
-    rng = np.random.default_rng(1)
-    documents = rng.random((200, 64)).astype(np.float32) * (rng.random((200, 64)) < 0.3)
-    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
-    queries = documents[:3]
-    index = QdrantSearchIndex(
-        _cosine_model(), quantization="turbo", turbo_bits="2", rescore=True, oversampling=20.0
-    )
-    index.add_documents(documents, [f"d{i}" for i in range(200)])
-    scores, positions = index.search(queries, top_k=10, similarity_fn=None)
-    assert (index.spec.quantization, index.spec.turbo_bits) == ("turbo", "2")
-    assert index.protocol() == {
+    assert _rescored_search_is_exact(QuantizationSettings("turbo", turbo_bits="2")) == {
         "search": {"quantization": "turbo", "turbo_bits": "2", "rescore": True, "oversampling": 20.0}
     }
-    index.clear()
-    exact = queries @ documents.T
-    for row in range(3):
-        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], atol=1e-5)
-        np.testing.assert_allclose(scores[row], exact[row, positions[row]], atol=1e-5)
-    assert QdrantSearchIndex(_cosine_model(), quantization="turbo").protocol()["search"]["turbo_bits"] == "4"
-    assert "turbo_bits" not in QdrantSearchIndex(_cosine_model(), quantization="int8").protocol()["search"]
+    turbo4 = QdrantSearchIndex(_cosine_model(), quantization=QuantizationSettings("turbo")).protocol()
+    int8 = QdrantSearchIndex(_cosine_model(), quantization=QuantizationSettings("int8")).protocol()
+    assert turbo4["search"]["turbo_bits"] == "4" and "turbo_bits" not in int8["search"]
 
 
 def test_turbo_bits_need_turbo_quantisation(small_data_dir: Path, capsys) -> None:
@@ -347,7 +334,9 @@ def test_a_quantised_evaluation_records_its_search_settings_beside_the_results(
 ) -> None:
     """An STS task comes first and is not searched: the folder's protocol still records the search."""
     tasks = offline_tasks(small_data_dir, names=["SliceSTS16", "SliceSciFact"])
-    engine = partial(QdrantSearchIndex, quantization="int8", rescore=True, oversampling=4.0)
+    engine = partial(
+        QdrantSearchIndex, quantization=QuantizationSettings("int8"), rescore=True, oversampling=4.0
+    )
     scores = {s.task: s.value for s in evaluate_runs([minilm_run], tasks, tmp_path, search_index=engine)}
     assert scores["SliceSciFact"] > 30  # int8 with 40 candidates rescored: real retrieval
     (protocol,) = tmp_path.rglob("lens_embed_protocol.json")
