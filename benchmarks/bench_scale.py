@@ -27,6 +27,8 @@ saying what it needs.
 
     make bench-scale                      # N = 10k, 100k, 1M
     make bench-scale SCALE_SIZES="2000 5000" SCALE_ARGS="--max-queries 100"   # a quick check
+    python benchmarks/bench_scale.py --combine A/scale.json B/scale.json --output OUT   # runs split by the
+                                                                                     # memory check, one report
 """
 
 from __future__ import annotations
@@ -520,7 +522,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--node-ram-gib", type=float, default=64.0, help="RAM of a cluster node (capacity table)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        metavar="SCALE_JSON",
+        help="report earlier runs' scale.json files together (no measuring): runs split by the memory check",
+    )
+    parser.add_argument("--k", type=int, default=None, help="with --combine: K, where the files do not say")
     args = parser.parse_args(argv)
+    if args.combine:
+        headings, rows, stopped, k = combined(args.combine, args.k)
+        return write_report(Path(args.output), headings, rows, stopped, k, args.node_ram_gib)
     from lens_embed import default_model_path
     from lens_embed.models.loading import load_lens_model
     from lens_embed.models.model import LensSentenceTransformer, encode
@@ -556,36 +569,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             time_limit=args.time_limit,
             seed=args.seed,
         )
+    heading = (
+        f"{args.task}: {len(texts)} real documents mixed into N synthetic ones, {len(query_texts)} real "
+        f"queries, K = {source.shape[1]}; in-process engine (qdrant-edge-py), one core for search"
+    )
+    return write_report(output, [heading], rows, stopped, source.shape[1], args.node_ram_gib)
+
+
+def write_report(
+    output: Path,
+    headings: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    stopped: Sequence[str],
+    k: int,
+    node_ram_gib: float,
+) -> dict[str, Any]:
+    """The rows, their growth exponents and the capacity plan from each configuration's largest N, printed
+    and written to ``scale.md`` and ``scale.json`` (which :func:`combined` reads back)."""
     growth = exponents(rows)
     largest = {row["config"]: row for row in rows}  # each configuration's largest N measured
-    node_ram = args.node_ram_gib * 2**30
+    node_ram = node_ram_gib * 2**30
     plan = capacity(
         {
             largest[c]["label"]: (largest[c]["ram_bytes_per_doc"], largest[c]["disk_bytes_per_doc"])
             for c in largest
         },
-        source.shape[1],
+        k,
         node_ram,
     )
     basis = (
-        f"measured at K = {source.shape[1]}, each configuration's largest N ("
+        f"measured at K = {k}, each configuration's largest N ("
         + ", ".join(f"{c} {largest[c]['n']:,}" for c in largest)
         + ")"
     )
     report = "\n\n".join(
-        [
-            f"{args.task}: {len(texts)} real documents mixed into N synthetic ones, {len(query_texts)} real "
-            f"queries, K = {source.shape[1]}; in-process engine (qdrant-edge-py), one core for search",
-            results_markdown(rows, growth),
-            *stopped,
-            capacity_markdown(plan, node_ram, basis),
-        ]
+        [*headings, results_markdown(rows, growth), *stopped, capacity_markdown(plan, node_ram, basis)]
     )
     print(report)
+    output.mkdir(parents=True, exist_ok=True)
     (output / "scale.md").write_text(report + "\n", encoding="utf-8")
-    result = {"rows": rows, "growth": growth, "stopped": stopped, "capacity": [vars(r) for r in plan]}
+    result = {
+        "headings": list(headings),
+        "k": k,
+        "rows": list(rows),
+        "growth": growth,
+        "stopped": list(stopped),
+        "capacity": [vars(r) for r in plan],
+    }
     (output / "scale.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def combined(paths: Sequence[Path], k: int | None) -> tuple[list[str], list[dict[str, Any]], list[str], int]:
+    """The headings, rows, stopped configurations and K of several runs' ``scale.json`` (a run split because
+    the memory check refuses some configurations at the largest N). A configuration measured by two runs, or
+    runs at different K, are refused: their rows would not make one curve."""
+    headings: list[str] = []
+    rows: list[dict[str, Any]] = []
+    stopped: list[str] = []
+    ks = {k} if k is not None else set()
+    for path in paths:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        twice = {row["config"] for row in rows} & {row["config"] for row in result["rows"]}
+        if twice:
+            raise ValueError(f"{path}: {', '.join(sorted(twice))} measured by an earlier file too")
+        headings += result.get("headings", [])
+        rows += result["rows"]
+        stopped += result["stopped"]
+        ks |= {result["k"]} if "k" in result else set()
+    if len(ks) != 1:
+        raise ValueError(
+            f"the runs' K is {' and '.join(map(str, sorted(ks)))}: combine runs of one K"
+            if ks
+            else "no scale.json says its K (written before the field existed): pass --k"
+        )
+    return headings, rows, stopped, ks.pop()
 
 
 if __name__ == "__main__":

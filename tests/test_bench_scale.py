@@ -195,3 +195,25 @@ def test_capacity_arithmetic_on_known_numbers(bench):
     assert r.nodes == math.ceil(2e11 / (node * bench.NODE_HEADROOM)) == 4
     markdown = bench.capacity_markdown(rows, node, "test")
     assert "| x | 100M | 8000 | extrapolated | 186.3 | 372.5 | 4 |" in markdown
+
+
+def test_runs_split_by_the_memory_check_are_reported_together(bench, report, tmp_path):
+    result, _ = report
+    rows = result["rows"]
+    exact = [row for row in rows if row["config"] == "dense-exact"]
+    rest = [row for row in rows if row["config"] != "dense-exact"]
+    first, second, again = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "again.json"
+    first.write_text(json.dumps({**result, "rows": exact, "stopped": []}))
+    # a file written before scale.json said its K: K comes from the other file
+    second.write_text(json.dumps({"rows": rest, "stopped": ["sparse: stopped before N = 600"]}))
+    together = bench.main(["--combine", str(first), str(second), "--output", str(tmp_path / "out")])
+    assert together["rows"] == exact + rest and together["k"] == result["k"]
+    assert together["stopped"] == ["sparse: stopped before N = 600"]
+    assert together["growth"] == result["growth"] and together["capacity"] == result["capacity"]
+    assert json.loads((tmp_path / "out" / "scale.json").read_text()) == together
+    with pytest.raises(ValueError, match="dense-exact measured by an earlier file too"):
+        bench.main(["--combine", str(first), str(first), "--output", str(tmp_path / "twice")])
+    again.write_text(json.dumps({"rows": exact, "stopped": []}))
+    with pytest.raises(ValueError, match="pass --k"):
+        bench.main(["--combine", str(again), str(second), "--output", str(tmp_path / "no-k")])
+    assert bench.main(["--combine", str(again), "--k", "16", "--output", str(tmp_path / "k")])["k"] == 16
