@@ -27,8 +27,8 @@ saying what it needs.
 
     make bench-scale                      # N = 10k, 100k, 1M
     make bench-scale SCALE_SIZES="2000 5000" SCALE_ARGS="--max-queries 100"   # a quick check
-    python benchmarks/bench_scale.py --combine A/scale.json B/scale.json --output OUT   # runs split by the
-                                                                                     # memory check, one report
+    # runs split by the memory check, reported as one (growth exponents and capacity over all their rows):
+    python benchmarks/bench_scale.py --combine A/scale.json B/scale.json --output OUT
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -57,6 +58,10 @@ DEFAULT_OVERSAMPLING = 4.0
 MEMORY_OVERHEAD = 1.5
 """An allowance per byte of a collection's in-RAM vectors while it is built and searched: the optimiser
 writes an indexed copy of a segment beside the appendable one, and the graph and id tracker come on top."""
+DISK_OVERHEAD = 4.0
+"""An allowance per byte of a collection's stored vectors on disk while it is built: measured at 1M documents
+of TurboQuant 2-bit (16 GB of float32 vectors), the write-ahead log and the segments held 33 GB when the
+optimiser asked for 32 GB more."""
 CAPACITY_DOCS = (10_000_000, 100_000_000)
 CAPACITY_K = (4000, 8000)
 NODE_HEADROOM = 0.75
@@ -214,6 +219,16 @@ def resident_bytes(spec: Any, active: float) -> float:
     return (0 if spec.on_disk else full + sparse) + quantized_bytes(spec.dim, spec.quantization)
 
 
+def stored_bytes(spec: Any, active: float) -> float:
+    """The bytes of one document a collection of ``spec`` stores on disk (full vectors and their quantised
+    copy): the disk check's estimate, as :func:`resident_bytes` is the memory check's."""
+    from lens_embed.serving.engine import quantized_bytes
+
+    full = spec.dim * (2 if spec.dense_dtype == "float16" else 4) if spec.dense else 0
+    sparse = 16 * min(spec.max_active_dims or spec.dim, active) if spec.sparse else 0
+    return full + sparse + quantized_bytes(spec.dim, spec.quantization)
+
+
 @dataclass(frozen=True)
 class MemoryNeed:
     size: int
@@ -221,28 +236,51 @@ class MemoryNeed:
     bytes: float
 
 
-def memory_plan(specs: dict[str, Any], sizes: Sequence[int], active: float) -> list[MemoryNeed]:
-    """What each configuration needs at the largest size: N x bytes per document x :data:`MEMORY_OVERHEAD`
-    (one collection lives at a time; ``active``: the documents' mean active-dimension count)."""
+def memory_plan(
+    specs: dict[str, Any],
+    sizes: Sequence[int],
+    active: float,
+    per_document: Any = resident_bytes,
+    overhead: float = MEMORY_OVERHEAD,
+) -> list[MemoryNeed]:
+    """What each configuration needs at the largest size: N x ``per_document`` bytes x ``overhead`` (one
+    collection lives at a time; ``active``: the documents' mean active-dimension count). RAM by default;
+    disk with :func:`stored_bytes` and :data:`DISK_OVERHEAD`."""
     largest = max(sizes)
     return [
-        MemoryNeed(largest, name, largest * resident_bytes(spec, active) * MEMORY_OVERHEAD)
+        MemoryNeed(largest, name, largest * per_document(spec, active) * overhead)
         for name, spec in specs.items()
     ]
 
 
-def check_memory(needs: Sequence[MemoryNeed], available: int) -> None:
-    """Refuse, before anything is built, a run whose collections would not fit in ``available`` bytes."""
+def shortfall(needs: Sequence[MemoryNeed], available: int, room: str, overhead: float) -> str | None:
+    """The message refusing a run whose collections would not fit in ``available`` bytes of ``room``."""
     unfit = [need for need in needs if need.bytes > available]
-    if unfit:
-        raise MemoryError(
-            f"this run needs more memory than the {available / 2**30:.1f} GiB available: "
-            + "; ".join(
-                f"{need.config} at N = {need.size:,} needs about {need.bytes / 2**30:.1f} GiB"
-                for need in unfit
-            )
-            + f" (N x bytes per document x {MEMORY_OVERHEAD}); leave those out (SCALE_CONFIGS, SCALE_SIZES)"
+    if not unfit:
+        return None
+    return (
+        f"this run needs more {room} than the {available / 2**30:.1f} GiB available: "
+        + "; ".join(
+            f"{need.config} at N = {need.size:,} needs about {need.bytes / 2**30:.1f} GiB" for need in unfit
         )
+        + f" (N x bytes per document x {overhead}); leave those out (SCALE_CONFIGS, SCALE_SIZES)"
+    )
+
+
+def check_memory(needs: Sequence[MemoryNeed], available: int) -> None:
+    """Refuse, before anything is built, a run whose collections would not fit in ``available`` bytes of
+    RAM."""
+    message = shortfall(needs, available, "memory", MEMORY_OVERHEAD)
+    if message:
+        raise MemoryError(message)
+
+
+def check_disk(needs: Sequence[MemoryNeed], available: int) -> None:
+    """Refuse, before anything is built, a run whose collections would not fit on the work folder's disk (the
+    engine stops a collection's optimisation when it would, after its upload)."""
+    message = shortfall(needs, available, "disk", DISK_OVERHEAD)
+    if message:
+        raise OSError(message)
 
 
 def available_memory() -> int:
@@ -454,6 +492,7 @@ def run(
     oversampling: float = DEFAULT_OVERSAMPLING,
     time_limit: float = 1200.0,
     available: int | None = None,
+    free_disk: int | None = None,
     seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every configuration at every size (smallest first); returns the rows and the configurations stopped."""
@@ -472,6 +511,10 @@ def run(
     }
     active = float(np.count_nonzero(source, axis=1).mean())  # the synthetic documents' mean, by construction
     check_memory(memory_plan(specs, sizes, active), available_memory() if available is None else available)
+    check_disk(
+        memory_plan(specs, sizes, active, stored_bytes, DISK_OVERHEAD),
+        shutil.disk_usage(workdir).free if free_disk is None else free_disk,
+    )
     queries = normalized(np.asarray(queries, dtype=np.float32))
     rows: list[dict[str, Any]] = []
     stopped: list[str] = []

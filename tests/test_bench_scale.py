@@ -145,6 +145,18 @@ def test_a_run_that_would_not_fit_in_memory_stops_before_it_starts(bench, tmp_pa
     assert need.bytes == 1_000_000 * 4000 * 4 * bench.MEMORY_OVERHEAD
 
 
+def test_a_run_that_would_not_fit_on_disk_stops_before_it_starts(bench, tmp_path):
+    with pytest.raises(
+        OSError, match=r"needs more disk than the 0\.0 GiB available: dense-exact at N = 1,000"
+    ):
+        _run_dense_exact(bench, [100, 1000], tmp_path, free_disk=2**10)
+    assert list(tmp_path.iterdir()) == []  # nothing built
+    spec = bench_spec(dim=4000, quantization=QuantizationSettings("turbo", turbo_bits="2"), on_disk=True)
+    assert bench.stored_bytes(spec, active=3000.0) == 16000 + 1008  # the full vectors, then their copy
+    need = bench.memory_plan({"x": spec}, [1_000_000], 3000.0, bench.stored_bytes, bench.DISK_OVERHEAD)[0]
+    assert need.bytes == 1_000_000 * 17008 * bench.DISK_OVERHEAD
+
+
 def bench_spec(**options):
     from lens_embed.serving.collections import CollectionSpec
 
