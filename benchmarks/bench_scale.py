@@ -58,10 +58,10 @@ DEFAULT_OVERSAMPLING = 4.0
 MEMORY_OVERHEAD = 1.5
 """An allowance per byte of a collection's in-RAM vectors while it is built and searched: the optimiser
 writes an indexed copy of a segment beside the appendable one, and the graph and id tracker come on top."""
-DISK_OVERHEAD = 4.0
+DISK_OVERHEAD = 4.5
 """An allowance per byte of a collection's stored vectors on disk while it is built: measured at 1M documents
-of TurboQuant 2-bit (16 GB of float32 vectors), the write-ahead log and the segments held 33 GB when the
-optimiser asked for 32 GB more."""
+of TurboQuant 2-bit (15.8 GiB stored), the write-ahead log and the segments held about 34 GiB when the
+optimiser asked for 31.9 GiB more, a peak of 4.2 times the stored bytes."""
 CAPACITY_DOCS = (10_000_000, 100_000_000)
 CAPACITY_K = (4000, 8000)
 NODE_HEADROOM = 0.75
@@ -686,7 +686,7 @@ def combined(paths: Sequence[Path], k: int | None) -> tuple[list[str], list[dict
             if ks
             else "no scale.json says its K (written before the field existed): pass --k"
         )
-    return headings, rows, stopped, ks.pop()
+    return list(dict.fromkeys(headings)), rows, stopped, ks.pop()  # one heading per distinct setup
 
 
 if __name__ == "__main__":

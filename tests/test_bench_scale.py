@@ -217,9 +217,14 @@ def test_runs_split_by_the_memory_check_are_reported_together(bench, report, tmp
     first, second, again = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "again.json"
     first.write_text(json.dumps({**result, "rows": exact, "stopped": []}))
     # a file written before scale.json said its K: K comes from the other file
-    second.write_text(json.dumps({"rows": rest, "stopped": ["sparse: stopped before N = 600"]}))
+    second.write_text(
+        json.dumps(
+            {"headings": result["headings"], "rows": rest, "stopped": ["sparse: stopped before N = 600"]}
+        )
+    )
     together = bench.main(["--combine", str(first), str(second), "--output", str(tmp_path / "out")])
     assert together["rows"] == exact + rest and together["k"] == result["k"]
+    assert together["headings"] == result["headings"]  # the same setup is said once
     assert together["stopped"] == ["sparse: stopped before N = 600"]
     assert together["growth"] == result["growth"] and together["capacity"] == result["capacity"]
     assert json.loads((tmp_path / "out" / "scale.json").read_text()) == together
