@@ -150,7 +150,7 @@ def engine_chart(path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("RAM per document, bytes (log scale)")
     ax.set_ylabel("recall@10 against exact search")
-    ax.set_title("The in-process engine, each configuration at its largest N (make bench-scale)")
+    ax.set_title("make bench-scale: each configuration at its largest N")
     ax.grid(alpha=0.3)
     return save(fig, path)
 
