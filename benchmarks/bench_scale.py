@@ -323,6 +323,55 @@ def extrapolated_seconds(sizes: Sequence[int], seconds: Sequence[float], next_si
     return seconds[-1] * (next_size / sizes[-1]) ** max(exponent if exponent is not None else 1.0, 1.0)
 
 
+def search_settings(
+    config: tuple[str, dict[str, Any], dict[str, Any]],
+    oversampling: Sequence[float] = (),
+    hnsw_ef: Sequence[int] = (),
+) -> list[dict[str, Any]]:
+    """The search options measured on one built collection of ``config``: its own first, then every further
+    pair of an oversampling (rescored configurations) and a graph breadth (``hnsw_ef``, HNSW configurations;
+    0: the engine's own), so a sweep costs one build."""
+    _, options, search = config
+    factors = list(oversampling) if "oversampling" in search else []
+    graph = list(hnsw_ef) if not search.get("exact") and options.get("vectors") == "dense" else []
+    settings = [dict(search)]
+    for factor in factors or [None]:
+        for ef in graph or [0]:
+            setting = {**search, **({"oversampling": factor} if factor is not None else {})}
+            setting.update({"hnsw_ef": ef} if ef else {})
+            if setting not in settings:
+                settings.append(setting)
+    return settings
+
+
+def timed_queries(
+    backend: Any, requests: Sequence[Any], search: dict[str, Any], warm_passes: int
+) -> tuple[list[float], list[list[int]]]:
+    """ms per query (one query per request) and the ids found, after ``warm_passes`` untimed passes over
+    every query (a warm page cache for on-disk vectors, as a serving node has)."""
+    for _ in range(warm_passes):
+        for request in requests:
+            backend.query([request], 10, **search)
+    times, found = [], []
+    for request in requests:
+        started = time.perf_counter()
+        found.append([int(doc) for doc, _ in backend.query([request], 10, **search)[0]])
+        times.append(1000 * (time.perf_counter() - started))
+    return times, found
+
+
+def recall_at_10(
+    corpus: SyntheticCorpus, queries: np.ndarray, truth: tuple[np.ndarray, np.ndarray], found: list[list[int]]
+) -> float:
+    """Mean share of each query's 10 results whose exact score reaches the exact 10th score."""
+    _, scores = truth
+    hits = [
+        float(np.sum(queries[q] @ corpus[row].T >= scores[q, -1] - 1e-6)) / 10 if row else 0.0
+        for q, row in enumerate(found)
+    ]
+    return round(float(np.mean(hits)), 4)
+
+
 def measure_one(
     name: str,
     config: tuple[str, dict[str, Any], dict[str, Any]],
@@ -332,11 +381,16 @@ def measure_one(
     workdir: Path,
     model_name: str,
     clusters: int | None,
-) -> dict[str, Any]:
+    settings: Sequence[dict[str, Any]] | None = None,
+    warm_passes: int = 0,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One configuration at one N: its row (the first search setting) and one row per search setting
+    (:func:`search_settings`, all measured on the same collection)."""
     from lens_embed.serving.collections import CollectionSpec, engine_queries, open_collection, upload_vectors
     from lens_embed.serving.engine import EdgeBackend
 
     label, options, search = config
+    settings = list(settings or [search])
     spec = CollectionSpec(
         model_name=model_name, model_key="benchmark", dim=corpus.shape[1], clusters=clusters, **options
     )
@@ -357,30 +411,35 @@ def measure_one(
         cpus = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(cpus)})  # one core for the engine's search threads
         try:
-            times, found = [], []
-            for request in requests:
-                started = time.perf_counter()
-                found.append([int(doc) for doc, _ in backend.query([request], 10, **search)[0]])
-                times.append(1000 * (time.perf_counter() - started))
+            measured = [
+                (setting, *timed_queries(backend, requests, setting, warm_passes)) for setting in settings
+            ]
         finally:
             os.sched_setaffinity(0, cpus)
     backend.drop()
-    rows, scores = truth
-    hits = [
-        float(np.sum(queries[q] @ corpus[row].T >= scores[q, -1] - 1e-6)) / 10 if row else 0.0
-        for q, row in enumerate(found)
+    sweep = [
+        {
+            "config": name,
+            "n": len(corpus),
+            "oversampling": setting.get("oversampling"),
+            "hnsw_ef": setting.get("hnsw_ef", 0),
+            "warm_passes": warm_passes,
+            "p50_ms": round(float(np.percentile(times, 50)), 3),
+            "p99_ms": round(float(np.percentile(times, 99)), 3),
+            "recall_at_10": recall_at_10(corpus, queries, truth, found),
+        }
+        for setting, times, found in measured
     ]
-    return {
+    row = {
         "config": name,
         "label": label,
         "n": len(corpus),
         "build_s": round(built, 2),
         "ram_bytes_per_doc": round(ram, 1),
         "disk_bytes_per_doc": round(disk, 1),
-        "p50_ms": round(float(np.percentile(times, 50)), 3),
-        "p99_ms": round(float(np.percentile(times, 99)), 3),
-        "recall_at_10": round(float(np.mean(hits)), 4),
+        **{figure: sweep[0][figure] for figure in ("p50_ms", "p99_ms", "recall_at_10")},
     }
+    return row, sweep
 
 
 FIGURES = ("build_s", "ram_bytes_per_doc", "disk_bytes_per_doc", "p50_ms", "p99_ms", "recall_at_10")
@@ -479,6 +538,22 @@ def results_markdown(rows: Sequence[dict[str, Any]], growth: dict[str, dict[str,
     return "\n".join(lines)
 
 
+def sweep_markdown(sweeps: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "Search settings, each measured on the same collection (hnsw_ef 0: the engine's own):",
+        "",
+        "| configuration | N | oversampling | hnsw_ef | warm passes | p50 ms | p99 ms | recall@10 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sweeps:
+        factor = "-" if r["oversampling"] is None else f"{r['oversampling']:g}"
+        lines.append(
+            f"| {r['config']} | {r['n']:,} | {factor} | {r['hnsw_ef']} | {r['warm_passes']} | "
+            f"{r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} |"
+        )
+    return "\n".join(lines)
+
+
 def run(
     source: np.ndarray,
     queries: np.ndarray,
@@ -489,17 +564,21 @@ def run(
     model_name: str,
     clusters: int | None,
     pruning: int = DEFAULT_PRUNING,
-    oversampling: float = DEFAULT_OVERSAMPLING,
+    oversampling: Sequence[float] = (DEFAULT_OVERSAMPLING,),
+    hnsw_ef: Sequence[int] = (),
+    warm_passes: int = 0,
     time_limit: float = 1200.0,
     available: int | None = None,
     free_disk: int | None = None,
     seed: int = 0,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every configuration at every size (smallest first); returns the rows and the configurations stopped."""
+) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """Every configuration at every size (smallest first); returns the rows, the configurations stopped and
+    the search rows (every setting of :func:`search_settings`; the rows hold the first: ``oversampling[0]``
+    and the engine's graph breadth)."""
     from lens_embed.serving.collections import CollectionSpec
     from lens_embed.serving.retrieval import normalized
 
-    table = configs(pruning, oversampling)
+    table = configs(pruning, oversampling[0])
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise ValueError(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(table)}")
@@ -517,6 +596,7 @@ def run(
     )
     queries = normalized(np.asarray(queries, dtype=np.float32))
     rows: list[dict[str, Any]] = []
+    sweeps: list[dict[str, Any]] = []
     stopped: list[str] = []
     active = list(names)
     for n in sorted(sizes):
@@ -535,9 +615,25 @@ def run(
                     print(stopped[-1], flush=True)
                     active.remove(name)
                     continue
-            rows.append(measure_one(name, table[name], corpus, queries, truth, workdir, model_name, clusters))
-            print(json.dumps(rows[-1]), flush=True)
-    return rows, stopped
+            settings = search_settings(table[name], oversampling, hnsw_ef)
+            row, sweep = measure_one(
+                name,
+                table[name],
+                corpus,
+                queries,
+                truth,
+                workdir,
+                model_name,
+                clusters,
+                settings,
+                warm_passes,
+            )
+            rows.append(row)
+            sweeps += sweep
+            print(json.dumps(row), flush=True)
+            for setting in sweep[1:]:
+                print(json.dumps(setting), flush=True)
+    return rows, stopped, sweeps
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -559,7 +655,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--pruning", type=int, default=DEFAULT_PRUNING, help="sparse-pruned: active dims kept"
     )
-    parser.add_argument("--oversampling", type=float, default=DEFAULT_OVERSAMPLING, help="the quantised ones")
+    parser.add_argument(
+        "--oversampling",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_OVERSAMPLING],
+        help="rescored configurations: the first for their rows, every one in the search table",
+    )
+    parser.add_argument(
+        "--hnsw-ef",
+        type=int,
+        nargs="+",
+        default=[],
+        help="graph breadths searched on each HNSW collection too (search table; 0: the engine's own)",
+    )
+    parser.add_argument(
+        "--warm-passes", type=int, default=0, help="untimed passes over the queries before each timed one"
+    )
     parser.add_argument("--time-limit", type=float, default=1200.0, help="seconds a configuration may take")
     parser.add_argument(
         "--node-ram-gib", type=float, default=64.0, help="RAM of a cluster node (capacity table)"
@@ -575,8 +687,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--k", type=int, default=None, help="with --combine: K, where the files do not say")
     args = parser.parse_args(argv)
     if args.combine:
-        headings, rows, stopped, k = combined(args.combine, args.k)
-        return write_report(Path(args.output), headings, rows, stopped, k, args.node_ram_gib)
+        headings, rows, stopped, k, sweeps = combined(args.combine, args.k)
+        return write_report(Path(args.output), headings, rows, stopped, k, args.node_ram_gib, sweeps)
     from lens_embed import default_model_path
     from lens_embed.models.loading import load_lens_model
     from lens_embed.models.model import LensSentenceTransformer, encode
@@ -599,7 +711,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     query_texts = list(queries.values())[: args.max_queries]
     query_vectors = encode(model, query_texts, query=True, instruction=args.instruction)
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=output) as workdir:
-        rows, stopped = run(
+        rows, stopped, sweeps = run(
             source,
             query_vectors,
             args.sizes,
@@ -609,6 +721,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             clusters=clusters,
             pruning=args.pruning,
             oversampling=args.oversampling,
+            hnsw_ef=args.hnsw_ef,
+            warm_passes=args.warm_passes,
             time_limit=args.time_limit,
             seed=args.seed,
         )
@@ -616,7 +730,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.task}: {len(texts)} real documents mixed into N synthetic ones, {len(query_texts)} real "
         f"queries, K = {source.shape[1]}; in-process engine (qdrant-edge-py), one core for search"
     )
-    return write_report(output, [heading], rows, stopped, source.shape[1], args.node_ram_gib)
+    return write_report(output, [heading], rows, stopped, source.shape[1], args.node_ram_gib, sweeps)
 
 
 def write_report(
@@ -626,9 +740,11 @@ def write_report(
     stopped: Sequence[str],
     k: int,
     node_ram_gib: float,
+    sweeps: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The rows, their growth exponents and the capacity plan from each configuration's largest N, printed
-    and written to ``scale.md`` and ``scale.json`` (which :func:`combined` reads back)."""
+    """The rows, their growth exponents, the search settings measured on the same collections (when more than
+    one was) and the capacity plan from each configuration's largest N, printed and written to ``scale.md``
+    and ``scale.json`` (which :func:`combined` reads back)."""
     growth = exponents(rows)
     largest = {row["config"]: row for row in rows}  # each configuration's largest N measured
     node_ram = node_ram_gib * 2**30
@@ -645,8 +761,15 @@ def write_report(
         + ", ".join(f"{c} {largest[c]['n']:,}" for c in largest)
         + ")"
     )
+    searched = [sweep_markdown(sweeps)] if len(sweeps) > len(rows) else []
     report = "\n\n".join(
-        [*headings, results_markdown(rows, growth), *stopped, capacity_markdown(plan, node_ram, basis)]
+        [
+            *headings,
+            results_markdown(rows, growth),
+            *searched,
+            *stopped,
+            capacity_markdown(plan, node_ram, basis),
+        ]
     )
     print(report)
     output.mkdir(parents=True, exist_ok=True)
@@ -658,17 +781,21 @@ def write_report(
         "growth": growth,
         "stopped": list(stopped),
         "capacity": [vars(r) for r in plan],
+        "search": list(sweeps),
     }
     (output / "scale.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
 
 
-def combined(paths: Sequence[Path], k: int | None) -> tuple[list[str], list[dict[str, Any]], list[str], int]:
-    """The headings, rows, stopped configurations and K of several runs' ``scale.json`` (a run split because
-    the memory check refuses some configurations at the largest N). A configuration measured by two runs, or
-    runs at different K, are refused: their rows would not make one curve."""
+def combined(
+    paths: Sequence[Path], k: int | None
+) -> tuple[list[str], list[dict[str, Any]], list[str], int, list[dict[str, Any]]]:
+    """The headings, rows, stopped configurations, K and search rows of several runs' ``scale.json`` (a run
+    split because the memory check refuses some configurations at the largest N). A configuration measured
+    by two runs, or runs at different K, are refused: their rows would not make one curve."""
     headings: list[str] = []
     rows: list[dict[str, Any]] = []
+    sweeps: list[dict[str, Any]] = []
     stopped: list[str] = []
     ks = {k} if k is not None else set()
     for path in paths:
@@ -678,6 +805,7 @@ def combined(paths: Sequence[Path], k: int | None) -> tuple[list[str], list[dict
             raise ValueError(f"{path}: {', '.join(sorted(twice))} measured by an earlier file too")
         headings += result.get("headings", [])
         rows += result["rows"]
+        sweeps += result.get("search", [])
         stopped += result["stopped"]
         ks |= {result["k"]} if "k" in result else set()
     if len(ks) != 1:
@@ -686,7 +814,7 @@ def combined(paths: Sequence[Path], k: int | None) -> tuple[list[str], list[dict
             if ks
             else "no scale.json says its K (written before the field existed): pass --k"
         )
-    return list(dict.fromkeys(headings)), rows, stopped, ks.pop()  # one heading per distinct setup
+    return list(dict.fromkeys(headings)), rows, stopped, ks.pop(), sweeps  # one heading per distinct setup
 
 
 if __name__ == "__main__":

@@ -57,7 +57,10 @@ def report(bench, retrieval_task, tiny_lens: Path, tmp_path_factory: pytest.Temp
     task = retrieval_task(root, "Tiny", 30, 11, {i: 2 * i for i in range(11)})
     output = root / "out"
     argv = [*task, "--model", str(tiny_lens), "--output", str(output)]
-    result = bench.main([*argv, "--sizes", "150", "300", "--configs", *bench.CONFIGS, "--pruning", "4"])
+    result = bench.main(
+        [*argv, "--sizes", "150", "300", "--configs", *bench.CONFIGS, "--pruning", "4"]
+        + ["--oversampling", "4", "8", "--hnsw-ef", "0", "64", "--warm-passes", "1"]
+    )
     return result, output
 
 
@@ -85,6 +88,38 @@ def test_exact_configurations_are_exact_and_quantised_ones_keep_their_full_vecto
             # compared with the collection's own disk, not with dense-exact's RAM)
             row = rows[n, quantised]
             assert row["ram_bytes_per_doc"] < row["disk_bytes_per_doc"]
+
+
+def test_a_sweep_crosses_oversampling_with_graph_breadth_where_the_configuration_has_them(bench):
+    table = bench.configs(oversampling=4.0)
+    settings = bench.search_settings(table["turbo2"], [4.0, 8.0], [0, 256])
+    assert settings == [
+        {"rescore": True, "oversampling": 4.0},
+        {"rescore": True, "oversampling": 4.0, "hnsw_ef": 256},
+        {"rescore": True, "oversampling": 8.0},
+        {"rescore": True, "oversampling": 8.0, "hnsw_ef": 256},
+    ]
+    assert bench.search_settings(table["f16-hnsw"], [4.0, 8.0], [0, 256]) == [{}, {"hnsw_ef": 256}]
+    assert bench.search_settings(table["dense-exact"], [8.0], [256]) == [{"exact": True}]
+    assert bench.search_settings(table["sparse"], [8.0], [256]) == [{}]
+    assert bench.search_settings(table["int8"]) == [{"rescore": True, "oversampling": 4.0}]
+
+
+def test_every_search_setting_is_measured_on_the_configurations_one_collection(bench, report):
+    result, output = report
+    rows, sweeps = result["rows"], result["search"]
+    for row in rows:
+        mine = [s for s in sweeps if (s["n"], s["config"]) == (row["n"], row["config"])]
+        expected = bench.search_settings(bench.configs(4, 4.0)[row["config"]], [4.0, 8.0], [0, 64])
+        assert [(s["oversampling"], s["hnsw_ef"]) for s in mine] == [
+            (setting.get("oversampling"), setting.get("hnsw_ef", 0)) for setting in expected
+        ]
+        assert {f: mine[0][f] for f in ("p50_ms", "p99_ms", "recall_at_10")} == {
+            f: row[f] for f in ("p50_ms", "p99_ms", "recall_at_10")
+        }  # the row is the configuration's own setting
+        assert all(s["warm_passes"] == 1 and 0 < s["p50_ms"] <= s["p99_ms"] for s in mine)
+    assert len([s for s in sweeps if s["config"] == "turbo2"]) == 2 * 4
+    assert "| turbo2 | 300 | 8 | 64 | 1 |" in (output / "scale.md").read_text()
 
 
 def test_the_binary_encodings_are_configurations_named_by_their_bits_and_query(bench):
@@ -182,7 +217,7 @@ def test_the_memory_estimate_counts_what_stays_in_ram(bench):
 
 
 def test_a_configuration_too_slow_for_its_next_size_is_stopped_saying_so(bench, tmp_path):
-    rows, stopped = _run_dense_exact(bench, [100, 200], tmp_path, time_limit=0.0)
+    rows, stopped, _ = _run_dense_exact(bench, [100, 200], tmp_path, time_limit=0.0)
     assert [row["n"] for row in rows] == [100]
     assert len(stopped) == 1 and stopped[0].startswith("dense-exact: stopped before N = 200: extrapolated")
 
@@ -215,8 +250,9 @@ def test_runs_split_by_the_memory_check_are_reported_together(bench, report, tmp
     exact = [row for row in rows if row["config"] == "dense-exact"]
     rest = [row for row in rows if row["config"] != "dense-exact"]
     first, second, again = tmp_path / "first.json", tmp_path / "second.json", tmp_path / "again.json"
-    first.write_text(json.dumps({**result, "rows": exact, "stopped": []}))
-    # a file written before scale.json said its K: K comes from the other file
+    searched = [s for s in result["search"] if s["config"] == "dense-exact"]
+    first.write_text(json.dumps({**result, "rows": exact, "search": searched, "stopped": []}))
+    # a file written before scale.json said its K (or held search rows): K comes from the other file
     second.write_text(
         json.dumps(
             {"headings": result["headings"], "rows": rest, "stopped": ["sparse: stopped before N = 600"]}
@@ -227,6 +263,7 @@ def test_runs_split_by_the_memory_check_are_reported_together(bench, report, tmp
     assert together["headings"] == result["headings"]  # the same setup is said once
     assert together["stopped"] == ["sparse: stopped before N = 600"]
     assert together["growth"] == result["growth"] and together["capacity"] == result["capacity"]
+    assert together["search"] == [s for s in result["search"] if s["config"] == "dense-exact"]
     assert json.loads((tmp_path / "out" / "scale.json").read_text()) == together
     with pytest.raises(ValueError, match="dense-exact measured by an earlier file too"):
         bench.main(["--combine", str(first), str(first), "--output", str(tmp_path / "twice")])
