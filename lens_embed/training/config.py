@@ -43,6 +43,10 @@ FINAL_SAVE_DIRNAME = ".final-save"
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 MINING_METHODS = ("model", "bm25")
 DISTILL_TASKS = ("in-batch", "all")
+SPARSITY_TERMS = ("l1", "count")
+"""The per-vector sparsity terms of ``--document/--query-l1-weight``: the L1 norm of the L2-normalised lexicon
+vector, or a smooth count of its active dimensions (:mod:`lens_embed.training.losses`)."""
+DEFAULT_COUNT_EPSILON = 0.01
 DOCUMENT_INSTRUCTIONS = ("sts-clustering", "symmetric")
 GATHERED_LOSS_SCALES = ("devices", "global")
 NO_DENSE = "none"  # the recipe's spelling of a lexicon-only LENS model (the build's dense_pooling=None)
@@ -151,6 +155,15 @@ class TrainConfig:
     query_l1_weight: float = option(
         0.0, "the same term on the queries (first column); 0: off", check=non_negative_float
     )
+    sparsity_term: str = option(
+        "l1",
+        "the term those weights weigh: 'l1' (above) or 'count', sum_j u_j / (u_j + --count-epsilon) of the "
+        "unit lexicon vector u, a smooth count of its active dimensions that pushes small weights out",
+        choices=SPARSITY_TERMS,
+    )
+    count_epsilon: float = option(
+        DEFAULT_COUNT_EPSILON, "the count term's scale (a unit vector's weight)", check=positive_float
+    )
     distill_tasks: str = option(
         "in-batch",
         "which tasks distil: 'in-batch' (the authors': only tasks with "
@@ -246,6 +259,8 @@ ADDED = {
     "topk_temperature": None,
     "document_l1_weight": 0.0,
     "query_l1_weight": 0.0,
+    "sparsity_term": "l1",
+    "count_epsilon": DEFAULT_COUNT_EPSILON,
 }
 
 
@@ -311,6 +326,10 @@ class Recipe:
     query_l1_weight: float = option(
         0.0, "scale-invariant L1 term on the queries (0: off)", check=non_negative_float
     )
+    sparsity_term: str = option(
+        "l1", "the term the L1 weights weigh: 'l1' or 'count' (a smooth count)", choices=SPARSITY_TERMS
+    )
+    count_epsilon: float = option(DEFAULT_COUNT_EPSILON, "the count term's scale", check=positive_float)
     dense_pooling: str = option(
         NO_DENSE,
         "train a hybrid: the LENS vector with a normalised dense vector of this pooling appended "

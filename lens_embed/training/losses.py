@@ -33,7 +33,7 @@ from sentence_transformers.util import all_gather_with_grad, get_rank
 from torch import Tensor, nn
 
 from lens_embed.base.citation import LENS_CITATION
-from lens_embed.training.config import DEFAULT_TEMPERATURE
+from lens_embed.training.config import DEFAULT_COUNT_EPSILON, DEFAULT_TEMPERATURE, SPARSITY_TERMS
 
 
 def group_scores(queries: Tensor, documents: list[Tensor]) -> Tensor:
@@ -206,41 +206,81 @@ def normalized_l1(vectors: Tensor) -> Tensor:
     return F.normalize(vectors, p=2, dim=-1).abs().sum(dim=-1).mean()
 
 
+def soft_count(vectors: Tensor, epsilon: float) -> Tensor:
+    """Mean over rows of ``sum_j u_j / (u_j + epsilon)``, ``u`` the row L2-normalised (non-negative, as LENS
+    weights are): a smooth count of the active dimensions, ``1 / (1 + epsilon)`` for a one-hot row, about n
+    for n equal weights far above ``epsilon``, 0 for a zero row.
+
+    Why beside :func:`normalized_l1`: under a per-position top-k a text's size is how many clusters its
+    positions pick, and most of them hold small weights, which the L1 norm hardly sees. Here a weight near 0
+    costs ``1 / epsilon`` per unit, a large one almost nothing, so the gradient pushes the small tail below
+    the ``relu`` (out of the vector) and leaves the weights that carry the score alone. Scale-invariant too.
+    """
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    unit = F.normalize(vectors, p=2, dim=-1).abs()
+    return (unit / (unit + epsilon)).sum(dim=-1).mean()
+
+
 class LexiconL1Loss(nn.Module):
-    """A LENS loss plus the scale-invariant sparsity term (:func:`normalized_l1` of the lexicon part) on each
-    side, as ``SpladeLoss`` splits columns: the first is the queries, every other one documents.
+    """A LENS loss plus a scale-invariant per-vector sparsity term on the lexicon part of each side, as
+    ``SpladeLoss`` splits columns: the first is the queries, every other one documents. The term is
+    :func:`normalized_l1` (``term="l1"``) or :func:`soft_count` (``term="count"``, at ``epsilon``).
 
     ``compute_loss_from_embeddings`` returns ``base_loss``, ``document_l1_loss`` and ``query_l1_loss``
-    (weighted), which ``SpladeLoss`` passes on as loss components, and keeps the unweighted terms for
-    the training logs (:meth:`take_l1_norms`).
+    (weighted, whichever the term), which ``SpladeLoss`` passes on as loss components, and keeps the
+    unweighted terms for the training logs (:meth:`take_l1_norms`: ``{side}_l1_norm`` or
+    ``{side}_soft_count``).
 
     Args:
         loss: the LENS loss (embedding at once; the surrounding ``SpladeLoss`` embeds).
         n_clusters: K of the LENS model.
         document_weight: weight of the term on the documents (>= 0; 0 still measures them).
         query_weight: weight of the term on the queries (>= 0).
+        term: ``"l1"`` or ``"count"``.
+        epsilon: the count's scale (> 0; unused by ``"l1"``).
     """
 
     def __init__(
-        self, loss: LensInfoNCELoss, n_clusters: int, document_weight: float, query_weight: float
+        self,
+        loss: LensInfoNCELoss,
+        n_clusters: int,
+        document_weight: float,
+        query_weight: float,
+        term: str = "l1",
+        epsilon: float = DEFAULT_COUNT_EPSILON,
     ) -> None:
         super().__init__()
         if min(document_weight, query_weight) < 0:
-            raise ValueError(f"L1 weights must be >= 0, got document {document_weight}, query {query_weight}")
+            raise ValueError(
+                f"sparsity term weights must be >= 0, got document {document_weight}, query {query_weight}"
+            )
+        if term not in SPARSITY_TERMS:
+            raise ValueError(f"term must be one of {SPARSITY_TERMS}, got {term!r}")
+        if epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
         self.loss = loss
         self.model = loss.model
         self.n_clusters = n_clusters
         self.document_weight = document_weight
         self.query_weight = query_weight
+        self.term = term
+        self.epsilon = epsilon
         self.l1_norms: dict[str, Tensor] = {}
+
+    def measure(self, embeddings: Tensor) -> Tensor:
+        """The term of these embeddings' lexicon part."""
+        lexicon = lexicon_part(embeddings, self.n_clusters)
+        return normalized_l1(lexicon) if self.term == "l1" else soft_count(lexicon, self.epsilon)
 
     def compute_loss_from_embeddings(
         self, embeddings: list[Tensor], labels: Tensor | None = None
     ) -> dict[str, Tensor]:
         base = self.loss.compute_loss_from_embeddings(embeddings, labels)
-        query = normalized_l1(lexicon_part(embeddings[0], self.n_clusters))
-        documents = normalized_l1(lexicon_part(torch.cat(embeddings[1:]), self.n_clusters))
-        self.l1_norms = {"query_l1_norm": query.detach(), "document_l1_norm": documents.detach()}
+        query = self.measure(embeddings[0])
+        documents = self.measure(torch.cat(embeddings[1:]))
+        name = "l1_norm" if self.term == "l1" else "soft_count"
+        self.l1_norms = {f"query_{name}": query.detach(), f"document_{name}": documents.detach()}
         return {
             "base_loss": base,
             "document_l1_loss": documents * self.document_weight,
@@ -248,7 +288,8 @@ class LexiconL1Loss(nn.Module):
         }
 
     def take_l1_norms(self) -> dict[str, Tensor]:
-        """The unweighted terms of the last call (``query_l1_norm``, ``document_l1_norm``), then forgotten."""
+        """The unweighted terms of the last call (``query_l1_norm`` and ``document_l1_norm``, or
+        ``..._soft_count``), then forgotten."""
         norms, self.l1_norms = self.l1_norms, {}
         return norms
 
@@ -257,6 +298,7 @@ class LexiconL1Loss(nn.Module):
             **self.loss.get_config_dict(),
             "document_l1_weight": self.document_weight,
             "query_l1_weight": self.query_weight,
+            **({"sparsity_term": "count", "count_epsilon": self.epsilon} if self.term == "count" else {}),
         }
 
     @property
@@ -315,6 +357,8 @@ def sparsity_regularized(
     mini_batch_size: int | None = None,
     document_l1_weight: float = 0.0,
     query_l1_weight: float = 0.0,
+    sparsity_term: str = "l1",
+    count_epsilon: float = DEFAULT_COUNT_EPSILON,
 ) -> SpladeLoss:
     """The LENS loss plus SPLADE's FLOPS regularisers: sentence-transformers' ``SpladeLoss`` (or, with
     ``mini_batch_size``, its ``CachedSpladeLoss``, so gradient caching covers both terms) around ``loss``
@@ -333,6 +377,8 @@ def sparsity_regularized(
         mini_batch_size: gradient caching's chunk size (None: embed at once).
         document_l1_weight: weight of the scale-invariant sparsity term on the documents (>= 0).
         query_l1_weight: weight of the scale-invariant sparsity term on the queries (>= 0).
+        sparsity_term: that term: ``"l1"`` (:func:`normalized_l1`) or ``"count"`` (:func:`soft_count`).
+        count_epsilon: the count's scale.
     """
     if loss.mini_batch_size is not None:
         raise ValueError(
@@ -346,7 +392,7 @@ def sparsity_regularized(
     options: dict[str, Any] = {
         "model": loss.model,
         "loss": (
-            LexiconL1Loss(loss, n_clusters, document_l1_weight, query_l1_weight)
+            LexiconL1Loss(loss, n_clusters, document_l1_weight, query_l1_weight, sparsity_term, count_epsilon)
             if document_l1_weight > 0 or query_l1_weight > 0
             else loss
         ),

@@ -375,6 +375,8 @@ def build_losses(
                 config.mini_batch_size,
                 config.document_l1_weight,
                 config.query_l1_weight,
+                config.sparsity_term,
+                config.count_epsilon,
             )
             if sparse
             else loss

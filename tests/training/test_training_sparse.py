@@ -27,6 +27,7 @@ from lens_embed.training.losses import (
     LexiconL1Loss,
     lexicon_part,
     normalized_l1,
+    soft_count,
     sparsity_regularized,
 )
 from lens_embed.training.trainer import (
@@ -344,6 +345,45 @@ def test_the_l1_term_acts_on_its_own_columns_beside_flops(lens_model) -> None:
     assert loss.loss.take_l1_norms() == {}  # taken once
 
 
+def test_the_count_term_counts_weights_far_above_epsilon_and_ignores_scale() -> None:
+    one_hot = torch.zeros(2, 16).index_fill_(1, torch.tensor([3]), 1.0) * torch.tensor([[1.0], [7.5]])
+    flat = torch.full((1, 16), 0.2)  # unit weights 1/4
+    assert soft_count(one_hot, 0.01).item() == pytest.approx(1 / 1.01)
+    assert soft_count(flat, 0.01).item() == pytest.approx(16 * 0.25 / 0.26)
+    assert soft_count(torch.zeros(1, 16), 0.01).item() == 0.0
+    # a tail of small weights costs almost one each: what the L1 norm hardly sees
+    tail = torch.cat([torch.ones(1, 4), torch.full((1, 12), 1e-3)], dim=-1)
+    assert soft_count(tail, 1e-4).item() > 4 + 0.8 * 12 and normalized_l1(tail).item() < 2.02
+    vectors = torch.rand(3, 16, requires_grad=True)
+    soft_count(vectors, 0.05).backward()
+    unit = F.normalize(vectors.detach(), dim=-1)
+    # the pull is strongest on the smallest weights of each row
+    smallest, largest = unit.argmin(dim=-1), unit.argmax(dim=-1)
+    rows = torch.arange(3)
+    assert (vectors.grad[rows, smallest] > vectors.grad[rows, largest]).all()
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        soft_count(flat, 0.0)
+
+
+def test_the_count_term_replaces_the_l1_term_under_the_same_weights(lens_model) -> None:
+    lens_model.eval()
+    features = [lens_model.preprocess(column) for column in COLUMNS]
+    loss = sparsity_regularized(LensInfoNCELoss(lens_model), 16, 0.0, 0.0, None, 0.3, 0.2, "count", 0.02)
+    with torch.no_grad():
+        parts = loss(features, None)
+        queries, *documents = embed_columns(lens_model, [lens_model.preprocess(column) for column in COLUMNS])
+    assert parts["document_l1_loss"].item() == pytest.approx(
+        0.3 * soft_count(torch.cat(documents), 0.02).item()
+    )
+    assert parts["query_l1_loss"].item() == pytest.approx(0.2 * soft_count(queries, 0.02).item())
+    assert loss.loss.take_l1_norms().keys() == {"query_soft_count", "document_soft_count"}
+    assert loss.loss.get_config_dict()["sparsity_term"] == "count"
+    with pytest.raises(ValueError, match="term must be one of"):
+        LexiconL1Loss(LensInfoNCELoss(lens_model), 16, 0.1, 0.1, "l0")
+    with pytest.raises(ValueError, match="TrainConfig sparsity_term"):
+        TrainConfig(model="m", data=[], output="o", sparsity_term="l0")
+
+
 def test_the_l1_weights_warm_up_with_the_flops_weights() -> None:
     loss = sparsity_regularized(LensInfoNCELoss(nn.Identity()), 4, 2.0, 0.0, None, 0.4, 0.1)
     callback = RegularizerWarmup(loss, 4)
@@ -389,6 +429,26 @@ def test_a_run_under_position_top_k_trains_through_the_kept_logits_and_saves_the
     before[1].position_top_k = 2
     texts = ["the quick brown fox", "a red kite"]
     assert not np.allclose(saved.encode(texts), before.encode(texts))  # the LoRA weights moved
+
+
+def test_a_run_with_the_count_term_logs_the_soft_count(tiny_lens: Path, tmp_path: Path) -> None:
+    data = [write_jsonl(tmp_path / "retrieval.jsonl", retrieval_rows())]
+    logs = _Logs()
+    config = toy_config(
+        tiny_lens,
+        data,
+        tmp_path / "out",
+        max_steps=2,
+        position_top_k=2,
+        document_l1_weight=0.1,
+        sparsity_term="count",
+        count_epsilon=0.02,
+        regularizer_warmup_steps=0,
+    )
+    trainer = build_trainer(config, callbacks=[logs])
+    trainer.train()
+    assert len(logs.logs) == 2 and all(line["document_soft_count"] >= 1.0 for line in logs.logs)
+    assert all("document_l1_norm" not in line and line["document_l1_weight"] == 0.1 for line in logs.logs)
 
 
 def test_position_top_k_options_are_checked(tiny_lens: Path, lens_model, tmp_path: Path) -> None:
