@@ -27,6 +27,8 @@ saying what it needs.
 
     make bench-scale                      # N = 10k, 100k, 1M
     make bench-scale SCALE_SIZES="2000 5000" SCALE_ARGS="--max-queries 100"   # a quick check
+    # search settings swept on each built collection (one build): oversampling x graph breadth, warm
+    make bench-scale SCALE_CONFIGS=turbo2 SCALE_ARGS="--oversampling 4 8 16 --hnsw-ef 0 256 --warm-passes 1"
     # runs split by the memory check, reported as one (growth exponents and capacity over all their rows):
     python benchmarks/bench_scale.py --combine A/scale.json B/scale.json --output OUT
 """
