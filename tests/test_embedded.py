@@ -22,6 +22,7 @@ from lens_embed.models.embedded import (
     PARAMETERS_FILE,
     PARAMETERS_SHA256,
     PROVENANCE_FILE,
+    SERVED_POSITION_TOP_K,
     ParameterFileError,
     TrainedParameters,
     assemble,
@@ -164,6 +165,9 @@ def test_lens_embed_default_assembles_the_trained_model_once_and_caches_it(tmp_p
     parameters = read_parameters(PARAMETERS_FILE, PARAMETERS_SHA256)
     assert model[1].n_clusters == 4000
     assert torch.equal(model[1].token_clusters, parameters.token_clusters)
+    # trained pooling every logit, served with the per-position top-k (an entry of its own)
+    assert parameters.position_top_k is None and model[1].position_top_k == SERVED_POSITION_TOP_K == 20
+    assert path.name.endswith(f"-top{SERVED_POSITION_TOP_K}")
     card = (path / "README.md").read_text(encoding="utf-8")
     assert "stsb_train.jsonl" in card and "Banking77Classification/train.jsonl" in card
     assert lens_embed.default_model_path(cache=tmp_path / "cache") == path  # reused
@@ -211,7 +215,7 @@ def test_a_file_where_the_default_entry_goes_is_refused_before_assembly(tmp_path
     from lens_embed.commands import main
 
     monkeypatch.setenv("LENS_EMBED_CACHE", str(tmp_path))
-    entry = tmp_path / f"lens-minilm-k4000-trained-{PARAMETERS_SHA256[:12]}"
+    entry = tmp_path / f"lens-minilm-k4000-trained-{PARAMETERS_SHA256[:12]}-top{SERVED_POSITION_TOP_K}"
     entry.write_text("not a model")
     monkeypatch.setattr(embedded, "assemble", lambda *args, **kwargs: pytest.fail("assembled"))
     assert main(["default"]) == 2
